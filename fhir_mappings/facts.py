@@ -1,0 +1,214 @@
+"""The policy's inputs: frozen, typed facts derived from FHIR R4 resources.
+
+`PolicyFacts` is the only thing the policy engine reads. Every fact keeps the
+`ResourceType/id` references of the resources it was derived from, so that a card
+can say why. Coded facts carry the names of the value sets (files under
+`fhir_mappings/valuesets/`) their codes matched, so that the policy data can speak
+of value sets by name and never of FHIR codes.
+
+Nothing here reads the clock or does I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, Literal
+
+Ref = str
+"""A FHIR reference in `ResourceType/id` form (or `#id` for a contained resource)."""
+
+MatchedBy = Literal["ingredient-code", "product-code", "ndc", "name", "none"]
+"""How a medication was recognised: by an RxNorm ingredient code, a known product
+code (SCD / SBD), an NDC, or, as a documented fallback, its name in display/text."""
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """One coded diagnosis, from a Condition or from the order's own reason."""
+
+    valuesets: frozenset[str]
+    """Value sets the code matched, e.g. {"rheumatoid-arthritis"}; empty when none."""
+    system: str
+    code: str
+    display: str
+    source: Literal["order-reason", "condition"]
+    refs: tuple[Ref, ...]
+    recorded: date | None = None
+
+
+@dataclass(frozen=True)
+class Referral:
+    """A ServiceRequest that refers the patient to a specialty in a value set."""
+
+    valuesets: frozenset[str]
+    authored: date | None
+    refs: tuple[Ref, ...]
+
+
+@dataclass(frozen=True)
+class PrescriberFacts:
+    """Who ordered, and which specialists take part in the patient's care."""
+
+    requester_ref: Ref | None
+    specialty_valuesets: frozenset[str]
+    """Value sets matched by the requester's PractitionerRole specialties / codes."""
+    specialty_codes: tuple[str, ...]
+    """The specialty codes seen on the requester's roles (for the card's reason)."""
+    has_role_data: bool
+    """False when no PractitionerRole of the requester was available at all."""
+    refs: tuple[Ref, ...]
+    care_team: tuple[tuple[frozenset[str], Ref], ...] = ()
+    """(value sets matched by a participant's role / specialty, CareTeam or
+    PractitionerRole reference) for every CareTeam participant with a known role."""
+    referrals: tuple[Referral, ...] = ()
+
+
+@dataclass(frozen=True)
+class WeightFact:
+    kg: float
+    effective: date | None
+    ref: Ref
+
+
+@dataclass(frozen=True)
+class DoseFacts:
+    """Daily-dose arithmetic for one MedicationRequest. A value is None when it
+    cannot be derived without guessing; `unknown_reasons` then says why."""
+
+    mg_per_day: float | None
+    administrations_per_day: float | None
+    mg_per_administration: tuple[float, ...]
+    """One entry per dosageInstruction line (after unit conversion)."""
+    syringes_per_day: float | None
+    """Each administration takes ceil(dose / 100 mg) syringes (fixed dosing)."""
+    weight_based_syringes_per_day: float | None
+    """Each administration takes the Appendix E count: floor(dose_mg / 105) + 1."""
+    mg_per_kg_per_day: float | None
+    weight: WeightFact | None
+    """The latest body weight within 90 days of the order, when there is one."""
+    dispense_syringes_per_day: float | None
+    """dispenseRequest.quantity (in syringes) / expectedSupplyDuration (in days)."""
+    duration_days: int | None
+    """Intended treatment length (boundsDuration / boundsPeriod / count), if stated."""
+    unknown_reasons: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class OrderFacts:
+    """The anakinra order being evaluated (one draft MedicationRequest)."""
+
+    ref: Ref
+    resource_id: str
+    authored_on: date | None
+    status: str
+    intent: str
+    matched_by: MatchedBy
+    reasons: tuple[Diagnosis, ...]
+    """Diagnoses from the order's reasonCode / reasonReference."""
+    dose: DoseFacts
+    requester_ref: Ref | None
+    resource: Mapping[str, Any] = field(compare=False, hash=False, repr=False)
+    """The draft MedicationRequest as received (never mutated; cards copy it)."""
+
+
+@dataclass(frozen=True)
+class MedicationRecord:
+    """One MedicationRequest / MedicationStatement / MedicationDispense for a
+    drug in any known value set (anakinra included), other than the evaluated order."""
+
+    ref: Ref
+    resource_type: Literal["MedicationRequest", "MedicationStatement", "MedicationDispense"]
+    drug: str
+    """Normalised ingredient name, e.g. "methotrexate", "adalimumab"."""
+    valuesets: frozenset[str]
+    matched_by: MatchedBy
+    status: str
+    start: date | None
+    end: date | None
+    is_draft_order: bool
+    """True for another order in this request's draftOrders."""
+    mg_per_day: float | None = None
+    """Daily dose when derivable (used for the current anakinra dose)."""
+
+
+@dataclass(frozen=True)
+class TherapyRun:
+    """The longest consecutive run of one drug: records joined when the gap
+    between them is at most 14 days."""
+
+    drug: str
+    valuesets: frozenset[str]
+    start: date
+    end: date
+    days: int
+    refs: tuple[Ref, ...]
+
+
+@dataclass(frozen=True)
+class Intolerance:
+    """Intolerance, allergy or contraindication to a drug or substance."""
+
+    valuesets: frozenset[str]
+    """Value sets of the substance, e.g. {"methotrexate"}, {"anakinra"},
+    {"e-coli-derived-proteins"}."""
+    kind: Literal["allergy", "intolerance", "contraindication"]
+    substance: str
+    reason: str
+    refs: tuple[Ref, ...]
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One Observation value the policy can use."""
+
+    kind: str
+    """Value-set name of the Observation code: "cdai", "rapid3", "acr-2010-score",
+    "acr-joints-large", "acr-joints-small", "rheumatoid-factor", "acpa", "crp",
+    "esr", "symptom-duration-weeks", "body-weight", "alcohol-units-per-week",
+    "treatment-response"."""
+    value: float | None
+    unit: str | None
+    effective: date | None
+    ref: Ref
+    reference_high: float | None = None
+    interpretation: str | None = None
+    """Lower-case code or text: "high", "normal", "positive", "negative",
+    "improved", "worse", "unchanged"."""
+
+
+@dataclass(frozen=True)
+class GeneticResult:
+    gene: str
+    finding: Literal["pathogenic", "likely-pathogenic", "uncertain", "benign", "no-variant"]
+    effective: date | None
+    refs: tuple[Ref, ...]
+
+
+@dataclass(frozen=True)
+class EncounterFacts:
+    ref: Ref
+    setting: Literal["inpatient", "ambulatory", "emergency", "unknown"]
+    class_code: str | None
+
+
+@dataclass(frozen=True)
+class PolicyFacts:
+    """Everything the policy engine may read for one anakinra order."""
+
+    order: OrderFacts
+    patient_ref: Ref
+    birth_date: date | None
+    diagnoses: tuple[Diagnosis, ...]
+    """The patient's active, confirmed (not refuted / entered-in-error) Conditions."""
+    prescriber: PrescriberFacts
+    medications: tuple[MedicationRecord, ...]
+    therapy_runs: tuple[TherapyRun, ...]
+    intolerances: tuple[Intolerance, ...]
+    measurements: tuple[Measurement, ...]
+    genetic_results: tuple[GeneticResult, ...]
+    encounter: EncounterFacts | None
+    coverage_refs: tuple[Ref, ...]
+    problems: tuple[str, ...] = ()
+    """Resources left out and why, e.g. "Observation/7: valueQuantity.value not a number"."""
