@@ -1,0 +1,27 @@
+"""Cards, the CRD coverage-information system action and the evaluation extension.
+
+Public API:
+    render_response(hook, evaluations, *, settings, uuid_factory, now) -> dict
+    Evaluation(facts, decision), NotEvaluated(order_ref, reason), CardSettings(...)
+    evaluation_to_json(decision) -> dict
+"""
+
+from cds_service.cards.codes import (
+    ASSOCIATED_RESOURCE_KEY,
+    COVERAGE_INFORMATION_URL,
+    EVALUATION_EXTENSION_KEY,
+)
+from cds_service.cards.model import CardSettings, Evaluation, NotEvaluated
+from cds_service.cards.render import render_response
+from cds_service.cards.serialize import evaluation_to_json
+
+__all__ = [
+    "ASSOCIATED_RESOURCE_KEY",
+    "COVERAGE_INFORMATION_URL",
+    "EVALUATION_EXTENSION_KEY",
+    "CardSettings",
+    "Evaluation",
+    "NotEvaluated",
+    "evaluation_to_json",
+    "render_response",
+]

@@ -1,0 +1,209 @@
+"""The Da Vinci CRD coverage-information system action (CRD STU 2.1).
+
+For every evaluated anakinra order whose facts name a Coverage, the response
+carries one `update` system action: a deep copy of the draft order with one
+`ext-coverage-information` extension per Coverage (earlier ones of ours are
+replaced, never stacked). Kineret needs prior authorization under the plan;
+the service never issues an authorization number, so it never answers
+`satisfied` (which would need `satisfied-pa-id`, invariant crd-ci-q5).
+
+Mapping (outcome -> sub-extensions):
+
+- criteria-met: covered=covered, pa-needed=auth-needed, doc-needed=clinical,
+  doc-purpose=withpa; reason "criteria met, send the PA request"; detail
+  allowed-quantity (dose limit) and allowed-period; expiry-date = date + approval
+  months.
+- documentation-needed: covered=covered, pa-needed=auth-needed,
+  doc-needed=clinical, doc-purpose=withpa; reason lists what to submit per
+  criterion; detail allowed-quantity.
+- criteria-not-met: covered=not-covered (as ordered), no pa-needed (crd-ci-q2),
+  no doc-needed; reason lists every criterion not met; detail allowed-quantity.
+- off-label-review: covered=conditional, pa-needed=auth-needed,
+  doc-needed=clinical, doc-purpose=withpa, info-needed=OTH (crd-ci-q3); reason
+  names the off-label policy CP.PMN.53 (crd-ci-q6).
+
+Invariants honoured: q2 (not-covered has no pa-needed), q3 (info-needed iff
+something is conditional), q4 (withpa only with auth-needed), q5 (no
+satisfied, no satisfied-pa-id), q6/q7 (a reason with text whenever info-needed
+is OTH; the reason is always text), q8 (doc-purpose comes with a reason).
+Every extension has its own `coverage-assertion-id` (a uuid) and `date`.
+"""
+
+from __future__ import annotations
+
+import calendar
+import copy
+from collections.abc import Callable, Mapping
+from datetime import date
+from typing import Any
+
+from cds_service.cards.codes import COVERAGE_INFORMATION_URL, CRD_TEMP, UCUM
+from cds_service.cards.dose import DoseLimit, dose_limit, fmt, whole
+from cds_service.cards.model import Evaluation
+from cds_service.policy.model import Decision, Outcome, Status
+from fhir_mappings.facts import PolicyFacts
+
+DEFAULT_OFF_LABEL_POLICIES = ("CP.PMN.53", "CP.PMN.255", "CP.PMN.16")
+
+
+def add_months(start: date, months: int) -> date:
+    """`start` plus whole months, the day clamped to the month's end."""
+    index = start.month - 1 + months
+    year, month = start.year + index // 12, index % 12 + 1
+    return date(year, month, min(start.day, calendar.monthrange(year, month)[1]))
+
+
+def policy_limit(facts: PolicyFacts, decision: Decision) -> DoseLimit | None:
+    """The dose limit of the evaluated section, when the section has one."""
+    for result in decision.criteria:
+        if result.check == "dose-limit":
+            return dose_limit(facts, decision.indication, result)
+    return None
+
+
+def _detail(code: str, value_key: str, value: Any, qualification: str | None) -> dict[str, Any]:
+    parts: list[dict[str, Any]] = [
+        {"url": "code", "valueCodeableConcept": {"coding": [{"system": CRD_TEMP, "code": code}]}},
+        {"url": "value", value_key: value},
+    ]
+    if qualification:
+        parts.append({"url": "qualification", "valueString": qualification})
+    return {"url": "detail", "extension": parts}
+
+
+def _quantity_details(limit: DoseLimit) -> list[dict[str, Any]]:
+    if limit.kind == "weight" and limit.limit_mg_per_kg_per_day is not None:
+        qualification = "Weight-based dosing; see Appendix E of the policy for syringe rounding"
+        if limit.limit_mg_per_day is not None and limit.weight_kg is not None:
+            qualification = (
+                f"{fmt(limit.limit_mg_per_day)} mg per day at the recorded weight of "
+                f"{fmt(limit.weight_kg)} kg"
+            )
+        quantity = {
+            "value": whole(limit.limit_mg_per_kg_per_day),
+            "unit": "mg/kg/day",
+            "system": UCUM,
+            "code": "mg/kg/d",
+        }
+        return [_detail("allowed-quantity", "valueQuantity", quantity, qualification)]
+    details = []
+    if limit.limit_mg_per_day is not None:
+        quantity = {
+            "value": whole(limit.limit_mg_per_day),
+            "unit": "mg/day",
+            "system": UCUM,
+            "code": "mg/d",
+        }
+        details.append(_detail("allowed-quantity", "valueQuantity", quantity, None))
+    if limit.limit_syringes_per_day is not None:
+        quantity = {
+            "value": whole(limit.limit_syringes_per_day),
+            "unit": "syringe/day",
+            "system": UCUM,
+            "code": "{syringe}/d",
+        }
+        details.append(
+            _detail("allowed-quantity", "valueQuantity", quantity, "100 mg/0.67 mL syringes")
+        )
+    return details
+
+
+def _reason(decision: Decision) -> str:
+    section = f"NH.PHAR.244 section {decision.section}"
+    if decision.outcome is Outcome.CRITERIA_MET:
+        months = decision.approval_months
+        duration = f" Approval duration: {months} months." if months else ""
+        return (
+            f"The chart documents every criterion of {section}. Send the prior authorization "
+            f"request with this documentation.{duration}"
+        )
+    if decision.outcome is Outcome.DOCUMENTATION_NEEDED:
+        needed = [
+            f"{r.id}: {r.documentation or r.reason}"
+            for r in decision.criteria
+            if r.status is Status.UNKNOWN
+        ]
+        return f"Prior authorization under {section} needs documentation of: " + "; ".join(needed)
+    if decision.outcome is Outcome.CRITERIA_NOT_MET:
+        failed = [f"{r.id}: {r.reason}" for r in decision.criteria if r.status is Status.NOT_MET]
+        return f"Not covered as ordered under {section}: " + "; ".join(failed)
+    policies = decision.policy_references or DEFAULT_OFF_LABEL_POLICIES
+    return (
+        "This use is not addressed by NH.PHAR.244; it is reviewed under the off-label use "
+        f"policy {policies[0]}"
+        + (f" (recent label changes: {' / '.join(policies[1:])})" if len(policies) > 1 else "")
+        + ". Send a prior authorization request with supporting documentation."
+    )
+
+
+def coverage_information(
+    facts: PolicyFacts, decision: Decision, *, coverage_ref: str, assertion_id: str, today: date
+) -> dict[str, Any]:
+    """One `ext-coverage-information` extension (see the module table)."""
+    outcome = decision.outcome
+    parts: list[dict[str, Any]] = [
+        {"url": "coverage", "valueReference": {"reference": coverage_ref}},
+    ]
+    if outcome is Outcome.CRITERIA_NOT_MET:
+        parts.append({"url": "covered", "valueCode": "not-covered"})
+    else:
+        covered = "conditional" if outcome is Outcome.OFF_LABEL_REVIEW else "covered"
+        parts += [
+            {"url": "covered", "valueCode": covered},
+            {"url": "pa-needed", "valueCode": "auth-needed"},
+            {"url": "doc-needed", "valueCode": "clinical"},
+            {"url": "doc-purpose", "valueCode": "withpa"},
+        ]
+        if outcome is Outcome.OFF_LABEL_REVIEW:
+            parts.append({"url": "info-needed", "valueCode": "OTH"})
+    parts.append({"url": "reason", "valueCodeableConcept": {"text": _reason(decision)}})
+    limit = policy_limit(facts, decision) if outcome is not Outcome.OFF_LABEL_REVIEW else None
+    if limit is not None:
+        parts += _quantity_details(limit)
+    expiry = None
+    if outcome is Outcome.CRITERIA_MET and decision.approval_months:
+        expiry = add_months(today, decision.approval_months)
+        period = {"start": today.isoformat(), "end": expiry.isoformat()}
+        parts.append(
+            _detail("allowed-period", "valuePeriod", period, "Approval duration of the policy")
+        )
+    parts += [
+        {"url": "date", "valueDate": today.isoformat()},
+        {"url": "coverage-assertion-id", "valueString": assertion_id},
+    ]
+    if expiry is not None:
+        parts.append({"url": "expiry-date", "valueDate": expiry.isoformat()})
+    return {"url": COVERAGE_INFORMATION_URL, "extension": parts}
+
+
+def _description(decision: Decision) -> str:
+    words = {
+        Outcome.CRITERIA_MET: "criteria met, prior authorization request needed",
+        Outcome.DOCUMENTATION_NEEDED: "prior authorization needs documentation",
+        Outcome.CRITERIA_NOT_MET: "not covered as ordered",
+        Outcome.OFF_LABEL_REVIEW: "off-label review needed",
+    }
+    return f"Record the plan's coverage information on the Kineret order: {words[decision.outcome]}"
+
+
+def coverage_system_action(
+    evaluation: Evaluation, *, uuid_factory: Callable[[], str], today: date
+) -> dict[str, Any] | None:
+    """The `update` system action for one order, or None when no Coverage is known."""
+    facts, decision = evaluation.facts, evaluation.decision
+    if not facts.coverage_refs:
+        return None
+    resource: dict[str, Any] = copy.deepcopy(dict(facts.order.resource))
+    kept = [
+        ext
+        for ext in resource.get("extension", [])
+        if not (isinstance(ext, Mapping) and ext.get("url") == COVERAGE_INFORMATION_URL)
+    ]
+    for coverage_ref in facts.coverage_refs:
+        kept.append(
+            coverage_information(
+                facts, decision, coverage_ref=coverage_ref, assertion_id=uuid_factory(), today=today
+            )
+        )
+    resource["extension"] = kept
+    return {"type": "update", "description": _description(decision), "resource": resource}

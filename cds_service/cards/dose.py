@@ -1,0 +1,256 @@
+"""Dose-limit arithmetic for the dose card and the dose suggestion.
+
+The numbers come from the `dose-limit` criterion's `details` when the policy
+engine supplies them, else from the order's `DoseFacts` and the indication:
+
+- `ordered_mg_per_day`: else `facts.order.dose.mg_per_day`;
+- `limit_mg_per_day`: else 100 for fixed dosing (RA, COVID-19), and for
+  weight-based dosing floor(limit mg/kg x weight) in whole mg;
+- `ordered_mg_per_kg_per_day`: else `facts.order.dose.mg_per_kg_per_day`;
+- `limit_mg_per_kg_per_day`: else 8 when the indication is NOMID / CAPS / DIRA
+  (its presence makes the limit weight-based);
+- `weight_kg`: else `facts.order.dose.weight.kg`;
+- `ordered_syringes_per_day`: else `syringes_per_day` (fixed) or
+  `weight_based_syringes_per_day` (weight-based);
+- `limit_syringes_per_day`: else 1 for fixed dosing, none for weight-based.
+
+The suggested order is a deep copy of the draft MedicationRequest, never the
+draft itself:
+- fixed dosing (RA): one dosage line, the limit (100 mg) once daily; the line's
+  route, site and bounds are kept, its free text is replaced so that it cannot
+  contradict the new dose;
+- weight-based dosing (NOMID / DIRA): the frequency is kept and every
+  administration becomes floor(floor(8 mg/kg x weight) / administrations per day)
+  whole mg, so the day's total stays within the limit;
+- a dispense quantity (in syringes) above what the new dose needs for the
+  expected supply duration is lowered to that need.
+No suggestion is made when the arithmetic would need a guess (no weight, no
+administrations per day, no dosage line).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from cds_service.cards.codes import UCUM
+from cds_service.policy.model import CriterionResult
+from fhir_mappings.facts import PolicyFacts
+
+FIXED_LIMIT_MG_PER_DAY = 100.0
+FIXED_LIMIT_SYRINGES_PER_DAY = 1.0
+WEIGHT_LIMIT_MG_PER_KG_PER_DAY = 8.0
+WEIGHT_BASED_INDICATIONS = frozenset({"nomid", "nomid-pending", "caps", "dira"})
+MG_PER_SYRINGE = 100.0
+
+
+@dataclass(frozen=True)
+class DoseLimit:
+    kind: Literal["fixed", "weight"]
+    ordered_mg_per_day: float | None
+    limit_mg_per_day: float | None
+    ordered_mg_per_kg_per_day: float | None
+    limit_mg_per_kg_per_day: float | None
+    weight_kg: float | None
+    weight_ref: str | None
+    ordered_syringes_per_day: float | None
+    limit_syringes_per_day: float | None
+    dispense_syringes_per_day: float | None
+
+
+@dataclass(frozen=True)
+class DoseSuggestion:
+    label: str
+    """Plain words for the new dose, e.g. "100 mg once daily"."""
+    resource: dict[str, Any]
+    """The deep copy of the draft order with the new dose."""
+    mg_per_day: float
+    syringes_per_day: float
+
+
+def fmt(value: float) -> str:
+    """A number as a prescriber would write it: 100, 12.5, 7.33."""
+    if abs(value - round(value)) < 1e-9:
+        return str(round(value))
+    return f"{value:.2f}".rstrip("0").rstrip(".")
+
+
+def _number(details: Mapping[str, Any], key: str) -> float | None:
+    value = details.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def dose_limit(facts: PolicyFacts, indication: str, criterion: CriterionResult) -> DoseLimit:
+    """The ordered and allowed daily dose for the dose card (see module table)."""
+    details = criterion.details
+    dose = facts.order.dose
+    limit_mg_kg = _number(details, "limit_mg_per_kg_per_day")
+    limit_mg = _number(details, "limit_mg_per_day")
+    weight_based = limit_mg_kg is not None or (
+        limit_mg is None and indication in WEIGHT_BASED_INDICATIONS
+    )
+    weight = _number(details, "weight_kg")
+    weight_ref = None
+    if dose.weight is not None:
+        weight_ref = dose.weight.ref
+        if weight is None:
+            weight = dose.weight.kg
+    ordered_mg = _number(details, "ordered_mg_per_day")
+    if ordered_mg is None:
+        ordered_mg = dose.mg_per_day
+    ordered_syringes = _number(details, "ordered_syringes_per_day")
+    if weight_based:
+        limit_mg_kg = limit_mg_kg if limit_mg_kg is not None else WEIGHT_LIMIT_MG_PER_KG_PER_DAY
+        if limit_mg is None and weight is not None:
+            limit_mg = float(math.floor(limit_mg_kg * weight + 1e-9))
+        ordered_mg_kg = _number(details, "ordered_mg_per_kg_per_day")
+        if ordered_mg_kg is None:
+            ordered_mg_kg = dose.mg_per_kg_per_day
+        if ordered_mg_kg is None and ordered_mg is not None and weight:
+            ordered_mg_kg = ordered_mg / weight
+        if ordered_syringes is None:
+            ordered_syringes = dose.weight_based_syringes_per_day
+        return DoseLimit(
+            kind="weight",
+            ordered_mg_per_day=ordered_mg,
+            limit_mg_per_day=limit_mg,
+            ordered_mg_per_kg_per_day=ordered_mg_kg,
+            limit_mg_per_kg_per_day=limit_mg_kg,
+            weight_kg=weight,
+            weight_ref=weight_ref,
+            ordered_syringes_per_day=ordered_syringes,
+            limit_syringes_per_day=_number(details, "limit_syringes_per_day"),
+            dispense_syringes_per_day=dose.dispense_syringes_per_day,
+        )
+    limit_syringes = _number(details, "limit_syringes_per_day")
+    if ordered_syringes is None:
+        ordered_syringes = dose.syringes_per_day
+    return DoseLimit(
+        kind="fixed",
+        ordered_mg_per_day=ordered_mg,
+        limit_mg_per_day=limit_mg if limit_mg is not None else FIXED_LIMIT_MG_PER_DAY,
+        ordered_mg_per_kg_per_day=None,
+        limit_mg_per_kg_per_day=None,
+        weight_kg=None,
+        weight_ref=None,
+        ordered_syringes_per_day=ordered_syringes,
+        limit_syringes_per_day=(
+            limit_syringes if limit_syringes is not None else FIXED_LIMIT_SYRINGES_PER_DAY
+        ),
+        dispense_syringes_per_day=dose.dispense_syringes_per_day,
+    )
+
+
+def _mg(value: float) -> dict[str, Any]:
+    return {"value": value, "unit": "mg", "system": UCUM, "code": "mg"}
+
+
+def whole(value: float) -> int | float:
+    return round(value) if abs(value - round(value)) < 1e-9 else value
+
+
+def _frequency_words(per_day: float) -> str:
+    words = {1.0: "once daily", 2.0: "twice daily", 3.0: "three times daily"}
+    return words.get(per_day, f"{fmt(per_day)} times a day")
+
+
+def _supply_days(dispense: Mapping[str, Any]) -> float | None:
+    duration = dispense.get("expectedSupplyDuration")
+    if not isinstance(duration, Mapping):
+        return None
+    value = duration.get("value")
+    unit = str(duration.get("code") or duration.get("unit") or "").lower()
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        return None
+    factors = {"d": 1.0, "day": 1.0, "days": 1.0, "wk": 7.0, "week": 7.0, "weeks": 7.0}
+    factor = factors.get(unit)
+    return None if factor is None else float(value) * factor
+
+
+def _cap_dispense(resource: dict[str, Any], syringes_per_day: float) -> None:
+    dispense = resource.get("dispenseRequest")
+    if not isinstance(dispense, dict):
+        return
+    quantity = dispense.get("quantity")
+    days = _supply_days(dispense)
+    if not isinstance(quantity, dict) or days is None:
+        return
+    value = quantity.get("value")
+    unit = str(quantity.get("code") or quantity.get("unit") or "").lower()
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return
+    if "syringe" not in unit:
+        return
+    needed = math.ceil(syringes_per_day * days - 1e-9)
+    if value > needed:
+        quantity["value"] = needed
+
+
+def _syringes_per_administration(mg: float, kind: Literal["fixed", "weight"]) -> int:
+    if kind == "weight":
+        return math.floor(mg / 105.0) + 1
+    return max(1, math.ceil(mg / MG_PER_SYRINGE - 1e-9))
+
+
+def suggest_dose(
+    resource: Mapping[str, Any], limit: DoseLimit, administrations_per_day: float | None
+) -> DoseSuggestion | None:
+    """A deep copy of the draft order with the dose set within the limit."""
+    lines = resource.get("dosageInstruction")
+    if not isinstance(lines, list) or not lines or not isinstance(lines[0], Mapping):
+        return None
+    suggested: dict[str, Any] = copy.deepcopy(dict(resource))
+    if limit.kind == "fixed":
+        if limit.limit_mg_per_day is None:
+            return None
+        per_dose = limit.limit_mg_per_day
+        if limit.limit_syringes_per_day is not None:
+            per_dose = min(per_dose, limit.limit_syringes_per_day * MG_PER_SYRINGE)
+        line = copy.deepcopy(dict(lines[0]))
+        repeat = {}
+        old_timing = line.get("timing")
+        if isinstance(old_timing, Mapping) and isinstance(old_timing.get("repeat"), Mapping):
+            for key in ("boundsDuration", "boundsPeriod", "boundsRange"):
+                if key in old_timing["repeat"]:
+                    repeat[key] = copy.deepcopy(old_timing["repeat"][key])
+        repeat.update({"frequency": 1, "period": 1, "periodUnit": "d"})
+        line["timing"] = {"repeat": repeat}
+        line["doseAndRate"] = [{"doseQuantity": _mg(whole(per_dose))}]
+        line.pop("patientInstruction", None)
+        label = f"{fmt(per_dose)} mg once daily"
+        line["text"] = label
+        suggested["dosageInstruction"] = [line]
+        syringes = float(_syringes_per_administration(per_dose, "fixed"))
+        _cap_dispense(suggested, syringes)
+        return DoseSuggestion(label, suggested, per_dose, syringes)
+    if limit.limit_mg_per_day is None or not administrations_per_day:
+        return None
+    if (
+        administrations_per_day <= 0
+        or abs(administrations_per_day - round(administrations_per_day)) > 1e-9
+    ):
+        return None
+    per_dose = float(math.floor(limit.limit_mg_per_day / administrations_per_day + 1e-9))
+    if per_dose <= 0:
+        return None
+    new_lines = []
+    for old in lines:
+        if not isinstance(old, Mapping):
+            return None
+        line = copy.deepcopy(dict(old))
+        line["doseAndRate"] = [{"doseQuantity": _mg(whole(per_dose))}]
+        line.pop("patientInstruction", None)
+        line.pop("text", None)
+        new_lines.append(line)
+    label = f"{fmt(per_dose)} mg {_frequency_words(administrations_per_day)}"
+    if len(new_lines) == 1:
+        new_lines[0]["text"] = label
+    suggested["dosageInstruction"] = new_lines
+    syringes = float(_syringes_per_administration(per_dose, "weight")) * administrations_per_day
+    _cap_dispense(suggested, syringes)
+    return DoseSuggestion(label, suggested, per_dose * administrations_per_day, syringes)

@@ -1,0 +1,43 @@
+"""Inputs of the card renderer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cds_service.policy.model import Decision
+from fhir_mappings.facts import PolicyFacts
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One anakinra order that was evaluated: its facts and the policy's decision."""
+
+    facts: PolicyFacts
+    decision: Decision
+
+
+@dataclass(frozen=True)
+class NotEvaluated:
+    """One anakinra order that could not be evaluated (never rendered as silence)."""
+
+    order_ref: str
+    """`MedicationRequest/<id>` of the draft order."""
+    reason: str
+    """Plain words, no PHI: why the check could not be completed."""
+
+
+@dataclass(frozen=True)
+class CardSettings:
+    """What the plan configures about its cards."""
+
+    plan_name: str
+    policy_label: str
+    """E.g. "NH.PHAR.244 Anakinra (Kineret) — Example Health Plan"."""
+    policy_url: str
+    documentation_form_url: str | None = None
+    """An absolute web form for sending the documentation (shown as an absolute link)."""
+    smart_app_url: str | None = None
+    """A SMART app launch URL for sending the documentation (shown as a smart link);
+    used instead of the form when both are set."""
+    override_reason_system: str = "https://anakinra-cds.example.org/fhir/CodeSystem/override-reason"
+    """Code system of our override reasons (see `codes.OVERRIDE_REASONS`)."""

@@ -1,0 +1,575 @@
+"""Cards and the response body, from decisions alone (pure: no I/O, no clock).
+
+Per evaluated anakinra order (the first four at both hooks):
+
+- combination (critical, topic contraindication; duplicate-therapy when the
+  conflict is anakinra itself): a `no-concurrent-therapy` criterion not met; ONE
+  card per conflict set however many section copies (I.A.7, III.B ...) repeat it;
+  suggestions: delete a conflicting draft order, or delete this Kineret order.
+- hypersensitivity (critical, contraindication): `hypersensitivity` not met (IV.C).
+- COVID-19 setting (critical, coverage-info): `care-setting` not met.
+- dose (warning, limits): `dose-limit` not met, with a dose suggestion.
+- other criteria not met (warning; therapy-alternatives-req when I.A.4 / I.A.5
+  fail, else coverage-info): order-sign only.
+- documentation needed (warning, coverage-info): order-sign only.
+- criteria met (info, coverage-info): order-sign only.
+- off-label I.E / II.C (info, coverage-info): order-sign only.
+- could not evaluate (warning, coverage-info): a `NotEvaluated` order, both hooks.
+
+Every card has a uuid, a summary under 140 characters that says what to do, a
+Markdown detail with the criteria table, the policy as source with a CRD topic,
+override reasons when it is a warning or critical card, and the CRD
+associated-resource extension pointing at its order. Empty values are removed
+in one place (`serialize.prune`); only the required `cards` list may be empty.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from cds_service.cards.codes import (
+    ASSOCIATED_RESOURCE_KEY,
+    EVALUATION_EXTENSION_KEY,
+    OVERRIDE_REASONS,
+    OVERRIDE_SETS,
+    topic,
+)
+from cds_service.cards.coverage import DEFAULT_OFF_LABEL_POLICIES, coverage_system_action
+from cds_service.cards.dose import DoseLimit, dose_limit, fmt, suggest_dose
+from cds_service.cards.model import CardSettings, Evaluation, NotEvaluated
+from cds_service.cards.serialize import evaluation_to_json, not_evaluated_to_json, prune
+from cds_service.policy.model import CriterionResult, Decision, Outcome, Status
+
+SUMMARY_LIMIT = 140
+"""CDS Hooks: the summary SHOULD be under 140 characters."""
+
+SPECIAL_CHECKS = frozenset(
+    {"no-concurrent-therapy", "hypersensitivity", "care-setting", "dose-limit"}
+)
+STEP_THERAPY_CRITERIA = frozenset({"I.A.4", "I.A.5"})
+STATUS_WORDS = {Status.MET: "met", Status.NOT_MET: "**not met**", Status.UNKNOWN: "unknown"}
+
+UuidFactory = Callable[[], str]
+
+
+def _summary(text: str) -> str:
+    if len(text) < SUMMARY_LIMIT:
+        return text
+    return text[: SUMMARY_LIMIT - 2].rstrip() + "…"
+
+
+def _cell(text: str) -> str:
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def _criteria_table(decision: Decision) -> str:
+    rows = ["| Criterion | Status | Reason |", "|---|---|---|"]
+    rows += [
+        f"| {_cell(r.id)} | {STATUS_WORDS[r.status]} | {_cell(r.reason)} |"
+        for r in decision.criteria
+    ]
+    return "\n".join(rows)
+
+
+def _context_line(decision: Decision) -> str:
+    line = (
+        f"Evaluated under policy {decision.policy_id} (version {decision.policy_version}), "
+        f"section {decision.section}, {decision.pathway.value} therapy, "
+        f"indication: {decision.indication}."
+    )
+    if len(decision.considered) > 1:
+        seen = ", ".join(f"{section} ({outcome.value})" for section, outcome in decision.considered)
+        line += f" Indications considered: {seen}."
+    return line
+
+
+def _detail(decision: Decision, *paragraphs: str) -> str:
+    parts = [p for p in paragraphs if p]
+    parts += [_context_line(decision), _criteria_table(decision)]
+    return "\n\n".join(parts)
+
+
+def _join_names(names: Sequence[str], limit: int = 3) -> str:
+    if len(names) <= limit:
+        return " and ".join([", ".join(names[:-1]), names[-1]]) if len(names) > 1 else names[0]
+    return ", ".join(names[:limit]) + f" and {len(names) - limit} more"
+
+
+class _Builder:
+    """Builds the cards of one response; holds only the settings and uuid factory."""
+
+    def __init__(self, settings: CardSettings, uuid_factory: UuidFactory) -> None:
+        self.settings = settings
+        self.uuid = uuid_factory
+
+    # -- shared pieces -------------------------------------------------------------
+
+    def _override_reasons(self, kind: str) -> list[dict[str, str]]:
+        system = self.settings.override_reason_system
+        return [
+            {"system": system, "code": code, "display": OVERRIDE_REASONS[code]}
+            for code in OVERRIDE_SETS[kind]
+        ]
+
+    def _policy_link(self) -> dict[str, str]:
+        return {
+            "label": f"Read policy {self.settings.policy_label}",
+            "url": self.settings.policy_url,
+            "type": "absolute",
+        }
+
+    def _submission_link(self, order_ref: str, policy_id: str) -> dict[str, str] | None:
+        if self.settings.smart_app_url:
+            context = json.dumps({"order": order_ref, "policy": policy_id}, separators=(",", ":"))
+            return {
+                "label": "Send the documentation (app)",
+                "url": self.settings.smart_app_url,
+                "type": "smart",
+                "appContext": context,
+            }
+        if self.settings.documentation_form_url:
+            return {
+                "label": "Send the documentation (form)",
+                "url": self.settings.documentation_form_url,
+                "type": "absolute",
+            }
+        return None
+
+    def _card(
+        self,
+        *,
+        order_ref: str,
+        summary: str,
+        indicator: str,
+        detail: str,
+        topic_code: str,
+        override_kind: str | None,
+        suggestions: Iterable[dict[str, Any]] = (),
+        links: Iterable[dict[str, str] | None] = (),
+    ) -> dict[str, Any]:
+        card_uuid = self.uuid()
+        suggestion_list = [{**s, "uuid": self.uuid()} for s in suggestions]
+        card: dict[str, Any] = {
+            "uuid": card_uuid,
+            "summary": _summary(summary),
+            "indicator": indicator,
+            "detail": detail,
+            "source": {
+                "label": self.settings.policy_label,
+                "url": self.settings.policy_url,
+                "topic": topic(topic_code),
+            },
+            "suggestions": suggestion_list,
+            "selectionBehavior": "at-most-one" if suggestion_list else None,
+            "overrideReasons": self._override_reasons(override_kind) if override_kind else None,
+            "links": [link for link in links if link],
+            "extension": {ASSOCIATED_RESOURCE_KEY: [{"reference": order_ref}]},
+        }
+        return prune(card)  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _remove_order(order_ref: str, label: str) -> dict[str, Any]:
+        return {
+            "label": label,
+            "actions": [
+                {"type": "delete", "description": label, "resourceId": order_ref},
+            ],
+        }
+
+    # -- per-kind cards ------------------------------------------------------------
+
+    def combination_cards(self, evaluation: Evaluation) -> list[dict[str, Any]]:
+        decision = evaluation.decision
+        order_ref = evaluation.facts.order.ref
+        groups: dict[tuple[tuple[str, str], ...], list[CriterionResult]] = {}
+        conflicts_of: dict[tuple[tuple[str, str], ...], list[dict[str, Any]]] = {}
+        for result in decision.criteria:
+            if result.check != "no-concurrent-therapy" or result.status is not Status.NOT_MET:
+                continue
+            conflicts = [c for c in result.details.get("conflicts", ()) if isinstance(c, dict)]
+            if conflicts:
+                key = tuple(
+                    sorted((str(c.get("drug", "")), str(c.get("ref", ""))) for c in conflicts)
+                )
+            else:
+                key = tuple(sorted(("", ref) for ref in result.evidence))
+            groups.setdefault(key, []).append(result)
+            conflicts_of.setdefault(key, conflicts)
+        cards = []
+        for key, results in groups.items():
+            conflicts = conflicts_of[key]
+            drugs = sorted({str(c["drug"]) for c in conflicts if c.get("drug")})
+            refs = sorted({ref for _, ref in key if ref})
+            ids = ", ".join(r.id for r in results)
+            drug_words = _join_names(drugs) if drugs else "another biologic or JAK inhibitor"
+            suggestions = []
+            for conflict in conflicts:
+                ref = str(conflict.get("ref", ""))
+                if conflict.get("draft") and ref.startswith("MedicationRequest/"):
+                    suggestions.append(
+                        self._remove_order(
+                            ref, f"Remove the draft {conflict.get('drug', 'other')} order"
+                        )
+                    )
+            suggestions.append(self._remove_order(order_ref, "Remove this Kineret order"))
+            is_duplicate = bool(drugs) and all(d == "anakinra" for d in drugs)
+            lines = [
+                f"Kineret must not be combined with {drug_words} (criteria {ids}; policy section "
+                "III.B): the combination adds immunosuppression and raises the risk of "
+                "neutropenia and serious infections, and it is not covered.",
+                "Conflicting records: " + ", ".join(f"`{ref}`" for ref in refs) if refs else "",
+                "\n".join(f"- {r.id}: {r.reason}" for r in results),
+            ]
+            cards.append(
+                self._card(
+                    order_ref=order_ref,
+                    summary=f"Kineret with {drug_words}: combination not covered, infection risk. "
+                    "Remove one of the therapies",
+                    indicator="critical",
+                    detail=_detail(decision, *lines),
+                    topic_code="duplicate-therapy" if is_duplicate else "contraindication",
+                    override_kind="combination",
+                    suggestions=suggestions,
+                )
+            )
+        return cards
+
+    def hypersensitivity_cards(self, evaluation: Evaluation) -> list[dict[str, Any]]:
+        decision = evaluation.decision
+        order_ref = evaluation.facts.order.ref
+        cards = []
+        for result in decision.criteria:
+            if result.check != "hypersensitivity" or result.status is not Status.NOT_MET:
+                continue
+            substance = result.details.get("substance")
+            what = f"to {substance}" if isinstance(substance, str) and substance else ""
+            refs = ", ".join(f"`{ref}`" for ref in result.evidence)
+            cards.append(
+                self._card(
+                    order_ref=order_ref,
+                    summary=f"Kineret is contraindicated: recorded hypersensitivity {what}. "
+                    "Do not sign this order".replace("  ", " "),
+                    indicator="critical",
+                    detail=_detail(
+                        decision,
+                        f"{result.id}: {result.reason}",
+                        "Kineret is contraindicated in patients with known hypersensitivity to "
+                        "E. coli-derived proteins, anakinra or any component of the product "
+                        "(policy Appendix C).",
+                        f"Recorded in: {refs}" if refs else "",
+                    ),
+                    topic_code="contraindication",
+                    override_kind="hypersensitivity",
+                    suggestions=[self._remove_order(order_ref, "Remove this Kineret order")],
+                )
+            )
+        return cards
+
+    def care_setting_cards(self, evaluation: Evaluation) -> list[dict[str, Any]]:
+        decision = evaluation.decision
+        order_ref = evaluation.facts.order.ref
+        cards = []
+        for result in decision.criteria:
+            if result.check != "care-setting" or result.status is not Status.NOT_MET:
+                continue
+            cards.append(
+                self._card(
+                    order_ref=order_ref,
+                    summary="Kineret for COVID-19 is authorized only for hospitalized patients: "
+                    "do not start or continue it as an outpatient",
+                    indicator="critical",
+                    detail=_detail(
+                        decision,
+                        f"{result.id}: {result.reason}",
+                        "Under the FDA emergency use authorization Kineret treats COVID-19 only "
+                        "in hospitalized adults (100 mg subcutaneously once daily for 10 days); "
+                        "outpatient initiation or continuation is not authorized (policy I.D / "
+                        "II.B, Appendix I).",
+                    ),
+                    topic_code="coverage-info",
+                    override_kind="care-setting",
+                    suggestions=[self._remove_order(order_ref, "Remove this Kineret order")],
+                )
+            )
+        return cards
+
+    def dose_cards(self, evaluation: Evaluation) -> list[dict[str, Any]]:
+        for result in evaluation.decision.criteria:
+            if result.check == "dose-limit" and result.status is Status.NOT_MET:
+                return [self._dose_card(evaluation, result)]
+        return []
+
+    def _dose_card(self, evaluation: Evaluation, result: CriterionResult) -> dict[str, Any]:
+        facts, decision = evaluation.facts, evaluation.decision
+        limit = dose_limit(facts, decision.indication, result)
+        suggestion = suggest_dose(
+            facts.order.resource, limit, facts.order.dose.administrations_per_day
+        )
+        if limit.kind == "weight":
+            ordered = (
+                f"{fmt(limit.ordered_mg_per_kg_per_day)} mg/kg/day"
+                if limit.ordered_mg_per_kg_per_day is not None
+                else "the ordered dose"
+            )
+            allowed = f"{fmt(limit.limit_mg_per_kg_per_day or 8)} mg/kg/day"
+        else:
+            ordered = (
+                f"{fmt(limit.ordered_mg_per_day)} mg/day"
+                if limit.ordered_mg_per_day is not None
+                else "the ordered dose"
+            )
+            allowed = f"{fmt(limit.limit_mg_per_day or 100)} mg/day"
+            if (
+                limit.ordered_mg_per_day is not None
+                and limit.limit_mg_per_day is not None
+                and limit.ordered_mg_per_day <= limit.limit_mg_per_day
+                and limit.ordered_syringes_per_day is not None
+                and limit.limit_syringes_per_day is not None
+            ):
+                ordered = f"{fmt(limit.ordered_syringes_per_day)} syringes/day"
+                allowed = f"{fmt(limit.limit_syringes_per_day)} syringe/day"
+        action = f"change to {suggestion.label}" if suggestion else "lower the dose"
+        summary = f"Kineret {ordered} is over the plan limit of {allowed}: {action}"
+        suggestions = []
+        if suggestion is not None:
+            label = f"Change the Kineret dose to {suggestion.label}"
+            suggestions.append(
+                {
+                    "label": label,
+                    "isRecommended": True,
+                    "actions": [
+                        {"type": "update", "description": label, "resource": suggestion.resource}
+                    ],
+                }
+            )
+        return self._card(
+            order_ref=facts.order.ref,
+            summary=summary,
+            indicator="warning",
+            detail=_detail(
+                decision, f"{result.id}: {result.reason}", _dose_table(limit, suggestion)
+            ),
+            topic_code="limits",
+            override_kind="dose",
+            suggestions=suggestions,
+        )
+
+    def not_met_card(self, evaluation: Evaluation) -> list[dict[str, Any]]:
+        decision = evaluation.decision
+        failed = [
+            r
+            for r in decision.criteria
+            if r.status is Status.NOT_MET and r.check not in SPECIAL_CHECKS
+        ]
+        if not failed:
+            return []
+        ids = [r.id for r in failed]
+        step = any(r.id in STEP_THERAPY_CRITERIA for r in failed)
+        listing = "\n".join(f"- **{r.id}** {_cell(r.text)}: {r.reason}" for r in failed)
+        return [
+            self._card(
+                order_ref=evaluation.facts.order.ref,
+                summary=f"Kineret not covered as ordered: criteria {_join_names(ids, 4)} "
+                "not met. Review before signing",
+                indicator="warning",
+                detail=_detail(decision, "Criteria not met:", listing),
+                topic_code="therapy-alternatives-req" if step else "coverage-info",
+                override_kind="not-met",
+                links=[self._policy_link()],
+            )
+        ]
+
+    def documentation_card(self, evaluation: Evaluation) -> dict[str, Any]:
+        decision = evaluation.decision
+        unknown = [r for r in decision.criteria if r.status is Status.UNKNOWN]
+        lines = [f"- **{r.id}** {_cell(r.text)}: {r.documentation or r.reason}" for r in unknown]
+        ids = [r.id for r in unknown]
+        return self._card(
+            order_ref=evaluation.facts.order.ref,
+            summary=f"Kineret needs prior authorization: send documentation for "
+            f"{_join_names(ids, 4)}",
+            indicator="warning",
+            detail=_detail(
+                decision,
+                "The chart does not show these criteria. Send the documentation with the prior "
+                "authorization request:",
+                "\n".join(lines),
+            ),
+            topic_code="coverage-info",
+            override_kind="documentation",
+            links=[
+                self._policy_link(),
+                self._submission_link(evaluation.facts.order.ref, decision.policy_id),
+            ],
+        )
+
+    def criteria_met_card(self, evaluation: Evaluation) -> dict[str, Any]:
+        decision = evaluation.decision
+        months = decision.approval_months
+        duration = f"approval for {months} months" if months else "approval expected"
+        return self._card(
+            order_ref=evaluation.facts.order.ref,
+            summary=f"Kineret meets plan criteria ({decision.section}): send the prior "
+            f"authorization request; {duration}",
+            indicator="info",
+            detail=_detail(
+                decision,
+                f"Every criterion of section {decision.section} is documented in the chart. "
+                f"Send the prior authorization request with this documentation"
+                + (f"; the approval duration is {months} months." if months else "."),
+            ),
+            topic_code="coverage-info",
+            override_kind=None,
+            links=[
+                self._policy_link(),
+                self._submission_link(evaluation.facts.order.ref, decision.policy_id),
+            ],
+        )
+
+    def off_label_card(self, evaluation: Evaluation) -> dict[str, Any]:
+        decision = evaluation.decision
+        policies = decision.policy_references or DEFAULT_OFF_LABEL_POLICIES
+        off_label = next((p for p in policies if p.endswith("53")), policies[0])
+        others = [p for p in policies if p != off_label]
+        return self._card(
+            order_ref=evaluation.facts.order.ref,
+            summary=f"Kineret use not covered by NH.PHAR.244: request review under off-label "
+            f"policy {off_label}",
+            indicator="info",
+            detail=_detail(
+                decision,
+                f"The diagnosis or use is not one that NH.PHAR.244 addresses (section "
+                f"{decision.section}). The request is reviewed under the off-label use policy "
+                f"{off_label}"
+                + (
+                    f"; if the drug's label changed in the last 6 months, under "
+                    f"{' or '.join(others)} instead."
+                    if others
+                    else "."
+                ),
+            ),
+            topic_code="coverage-info",
+            override_kind=None,
+            links=[
+                self._policy_link(),
+                self._submission_link(evaluation.facts.order.ref, decision.policy_id),
+            ],
+        )
+
+    def not_evaluated_card(self, item: NotEvaluated, policy_id: str) -> dict[str, Any]:
+        return self._card(
+            order_ref=item.order_ref,
+            summary="Could not complete the Kineret coverage check: submit for manual review",
+            indicator="warning",
+            detail=(
+                f"Could not complete the Kineret coverage check: {item.reason}. "
+                "No coverage decision was made for this order. Submit the prior authorization "
+                "request with documentation for manual review."
+            ),
+            topic_code="coverage-info",
+            override_kind="not-evaluated",
+            links=[self._policy_link(), self._submission_link(item.order_ref, policy_id)],
+        )
+
+
+def _dose_table(limit: DoseLimit, suggestion: Any) -> str:
+    def value(number: float | None, unit: str) -> str:
+        return "-" if number is None else f"{fmt(number)} {unit}".strip()
+
+    rows = ["| | Ordered | Allowed | Suggested |", "|---|---|---|---|"]
+    new_mg = suggestion.mg_per_day if suggestion else None
+    new_syringes = suggestion.syringes_per_day if suggestion else None
+    rows.append(
+        f"| Daily dose | {value(limit.ordered_mg_per_day, 'mg')} | "
+        f"{value(limit.limit_mg_per_day, 'mg')} | {value(new_mg, 'mg')} |"
+    )
+    if limit.kind == "weight":
+        new_mg_kg = new_mg / limit.weight_kg if new_mg is not None and limit.weight_kg else None
+        rows.append(
+            f"| Per kg of body weight | {value(limit.ordered_mg_per_kg_per_day, 'mg/kg')} | "
+            f"{value(limit.limit_mg_per_kg_per_day, 'mg/kg')} | {value(new_mg_kg, 'mg/kg')} |"
+        )
+    rows.append(
+        f"| Syringes a day | {value(limit.ordered_syringes_per_day, '')} | "
+        f"{value(limit.limit_syringes_per_day, '')} | {value(new_syringes, '')} |"
+    )
+    text = "\n".join(rows)
+    if limit.kind == "weight":
+        weight = (
+            f"Weight used: {fmt(limit.weight_kg)} kg"
+            + (f" (`{limit.weight_ref}`)" if limit.weight_ref else "")
+            + ". Syringes follow the policy's Appendix E rounding (100 mg/0.67 mL syringes)."
+            if limit.weight_kg is not None
+            else "No body weight within 90 days of the order: record a current weight."
+        )
+        text += "\n\n" + weight
+    if limit.dispense_syringes_per_day is not None:
+        text += (
+            f"\n\nThe dispense request supplies {fmt(limit.dispense_syringes_per_day)} "
+            "syringes a day."
+        )
+    return text
+
+
+def _order_cards(builder: _Builder, evaluation: Evaluation, hook: str) -> list[dict[str, Any]]:
+    cards = (
+        builder.combination_cards(evaluation)
+        + builder.hypersensitivity_cards(evaluation)
+        + builder.care_setting_cards(evaluation)
+        + builder.dose_cards(evaluation)
+    )
+    if hook == "order-select":
+        return cards
+    outcome = evaluation.decision.outcome
+    if outcome is Outcome.CRITERIA_NOT_MET:
+        cards += builder.not_met_card(evaluation)
+    elif outcome is Outcome.DOCUMENTATION_NEEDED:
+        cards.append(builder.documentation_card(evaluation))
+    elif outcome is Outcome.CRITERIA_MET:
+        cards.append(builder.criteria_met_card(evaluation))
+    elif outcome is Outcome.OFF_LABEL_REVIEW:
+        cards.append(builder.off_label_card(evaluation))
+    return cards
+
+
+def render_response(
+    hook: str,
+    evaluations: Sequence[Evaluation | NotEvaluated],
+    *,
+    settings: CardSettings,
+    uuid_factory: UuidFactory,
+    now: datetime,
+) -> dict[str, Any]:
+    """The CDS Hooks response body for one call.
+
+    `order-select` gets the clinical cards only (combination, hypersensitivity,
+    COVID-19 setting, dose) and the could-not-evaluate card; `order-sign` gets
+    every card. Both get the CRD coverage-information system actions and the
+    `com.anakinra-cds.evaluation` extension.
+    """
+    builder = _Builder(settings, uuid_factory)
+    cards: list[dict[str, Any]] = []
+    actions: list[dict[str, Any]] = []
+    evaluations_json: list[dict[str, Any]] = []
+    policy_id = next(
+        (e.decision.policy_id for e in evaluations if isinstance(e, Evaluation)), "NH.PHAR.244"
+    )
+    for item in evaluations:
+        if isinstance(item, NotEvaluated):
+            cards.append(builder.not_evaluated_card(item, policy_id))
+            evaluations_json.append(not_evaluated_to_json(item.order_ref, item.reason))
+            continue
+        cards += _order_cards(builder, item, hook)
+        action = coverage_system_action(item, uuid_factory=uuid_factory, today=now.date())
+        if action is not None:
+            actions.append(prune(action))
+        evaluations_json.append(evaluation_to_json(item.decision))
+    response: dict[str, Any] = {"cards": cards}
+    if actions:
+        response["systemActions"] = actions
+    if evaluations_json:
+        response["extension"] = {EVALUATION_EXTENSION_KEY: evaluations_json}
+    return response

@@ -1,0 +1,625 @@
+"""Audit and feedback store (SQLAlchemy 2 Core): SQLite by default, PostgreSQL by URL.
+
+What is stored, and what never is:
+- per call: hookInstance, service id, hook, time, the patient REFERENCE
+  (`Patient/<id>`), timings in ms; per order: its reference, policy id/version,
+  section and outcome; per card: uuid, order, indicator, CRD topic and the
+  uuids of its suggestions; per order: the CRD coverage-assertion-ids;
+- per feedback item: card uuid, outcome, outcomeTimestamp, accepted suggestion
+  ids, the override reason Coding (system / code / display) and only WHETHER
+  the clinician wrote a comment, never its text (free text can name a patient);
+- JWT ids (issuer, jti, expiry) for replay protection.
+Never stored: resource bodies, names, birth dates, free text, tokens.
+
+Feedback on an unknown card uuid (or a card of another service) is not stored;
+it is reported back in `FeedbackResult.unknown_cards` so the endpoint can log
+a count. A repeated delivery (same card, outcome and outcomeTimestamp) is
+stored once.
+
+Schema versions live in `schema_version`; `create_schema()` creates a new
+database or migrates an older one, and refuses a newer one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Engine,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+    create_engine,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.pool import StaticPool
+from sqlalchemy.types import TypeDecorator
+
+SCHEMA_VERSION = 1
+EVALUATION_EXTENSION_KEY = "com.anakinra-cds.evaluation"
+COVERAGE_INFORMATION_URL = (
+    "http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-coverage-information"
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite keeps no offset)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the audit store")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+metadata = MetaData()
+
+schema_version = Table(
+    "schema_version",
+    metadata,
+    Column("version", Integer, nullable=False),
+)
+
+invocations = Table(
+    "invocations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("hook_instance", String(128), nullable=False, index=True),
+    Column("service_id", String(128), nullable=False),
+    Column("hook", String(64), nullable=False),
+    Column("received_at", UTCDateTime(), nullable=False, index=True),
+    Column("patient_ref", String(256)),
+    Column("timings_ms", JSON, nullable=False),
+)
+
+order_outcomes = Table(
+    "order_outcomes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("invocation_id", Integer, ForeignKey("invocations.id"), nullable=False, index=True),
+    Column("order_ref", String(256), nullable=False),
+    Column("outcome", String(64), nullable=False),
+    Column("policy_id", String(64)),
+    Column("policy_version", String(64)),
+    Column("section", String(16)),
+)
+
+cards = Table(
+    "cards",
+    metadata,
+    Column("card_uuid", String(64), primary_key=True),
+    Column("invocation_id", Integer, ForeignKey("invocations.id"), nullable=False, index=True),
+    Column("service_id", String(128), nullable=False),
+    Column("order_ref", String(256)),
+    Column("indicator", String(16), nullable=False),
+    Column("topic", String(64)),
+    Column("suggestion_uuids", JSON, nullable=False),
+)
+
+coverage_assertions = Table(
+    "coverage_assertions",
+    metadata,
+    Column("assertion_id", String(64), primary_key=True),
+    Column("invocation_id", Integer, ForeignKey("invocations.id"), nullable=False, index=True),
+    Column("order_ref", String(256)),
+    Column("coverage_ref", String(256)),
+)
+
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("service_id", String(128), nullable=False),
+    Column("card_uuid", String(64), ForeignKey("cards.card_uuid"), nullable=False, index=True),
+    Column("outcome", String(16), nullable=False),
+    Column("outcome_timestamp", String(40), nullable=False),
+    Column("accepted_suggestions", JSON, nullable=False),
+    Column("override_system", String(256)),
+    Column("override_code", String(128)),
+    Column("override_display", String(256)),
+    Column("has_comment", Boolean, nullable=False),
+    Column("received_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("card_uuid", "outcome", "outcome_timestamp", name="uq_feedback_delivery"),
+)
+
+jwt_ids = Table(
+    "jwt_ids",
+    metadata,
+    Column("issuer", String(512), primary_key=True),
+    Column("jti", String(256), primary_key=True),
+    Column("expires_at", UTCDateTime(), nullable=False),
+)
+
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {}
+"""`MIGRATIONS[n]` brings a database from version n-1 to n (none yet)."""
+
+
+# -- records ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CardRecord:
+    uuid: str
+    order_ref: str | None
+    indicator: str
+    topic: str | None
+    suggestion_uuids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class OrderOutcome:
+    order_ref: str
+    outcome: str
+    policy_id: str | None = None
+    policy_version: str | None = None
+    section: str | None = None
+
+
+@dataclass(frozen=True)
+class CoverageAssertion:
+    assertion_id: str
+    order_ref: str | None
+    coverage_ref: str | None
+
+
+@dataclass(frozen=True)
+class InvocationRecord:
+    hook_instance: str
+    service_id: str
+    hook: str
+    received_at: datetime
+    patient_ref: str | None
+    orders: tuple[OrderOutcome, ...] = ()
+    cards: tuple[CardRecord, ...] = ()
+    coverage_assertions: tuple[CoverageAssertion, ...] = ()
+    timings_ms: Mapping[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_response(
+        cls,
+        *,
+        hook_instance: str,
+        service_id: str,
+        hook: str,
+        received_at: datetime,
+        patient_ref: str | None,
+        response: Mapping[str, Any],
+        timings_ms: Mapping[str, float] | None = None,
+    ) -> InvocationRecord:
+        """Pick the audit facts out of a rendered response body (nothing else of it)."""
+        card_records = []
+        for card in response.get("cards", []):
+            associated = card.get("extension", {}).get("davinci-crd.associated-resource", [])
+            order_ref = associated[0].get("reference") if associated else None
+            card_records.append(
+                CardRecord(
+                    uuid=str(card.get("uuid")),
+                    order_ref=order_ref,
+                    indicator=str(card.get("indicator", "info")),
+                    topic=card.get("source", {}).get("topic", {}).get("code"),
+                    suggestion_uuids=tuple(
+                        str(s["uuid"]) for s in card.get("suggestions", []) if "uuid" in s
+                    ),
+                )
+            )
+        orders = tuple(
+            OrderOutcome(
+                order_ref=str(item.get("order")),
+                outcome=str(item.get("outcome")),
+                policy_id=item.get("policy", {}).get("id"),
+                policy_version=item.get("policy", {}).get("version"),
+                section=item.get("section"),
+            )
+            for item in response.get("extension", {}).get(EVALUATION_EXTENSION_KEY, [])
+        )
+        assertions = []
+        for action in response.get("systemActions", []):
+            resource = action.get("resource", {})
+            order_ref = (
+                f"{resource.get('resourceType')}/{resource.get('id')}"
+                if resource.get("id")
+                else None
+            )
+            for ext in resource.get("extension", []):
+                if ext.get("url") != COVERAGE_INFORMATION_URL:
+                    continue
+                parts = {p.get("url"): p for p in ext.get("extension", [])}
+                assertion = parts.get("coverage-assertion-id", {}).get("valueString")
+                coverage = parts.get("coverage", {}).get("valueReference", {}).get("reference")
+                if assertion:
+                    assertions.append(CoverageAssertion(str(assertion), order_ref, coverage))
+        return cls(
+            hook_instance=hook_instance,
+            service_id=service_id,
+            hook=hook,
+            received_at=received_at,
+            patient_ref=patient_ref,
+            orders=orders,
+            cards=tuple(card_records),
+            coverage_assertions=tuple(assertions),
+            timings_ms=dict(timings_ms or {}),
+        )
+
+
+@dataclass(frozen=True)
+class FeedbackResult:
+    stored: int
+    duplicates: int
+    unknown_cards: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DecisionRow:
+    received_at: datetime
+    hook_instance: str
+    service_id: str
+    hook: str
+    order_ref: str
+    outcome: str
+    section: str | None
+    cards: int
+
+
+@dataclass(frozen=True)
+class OverrideRate:
+    topic: str | None
+    indicator: str
+    shown: int
+    accepted: int
+    overridden: int
+
+    @property
+    def override_rate(self) -> float | None:
+        answered = self.accepted + self.overridden
+        return None if answered == 0 else self.overridden / answered
+
+
+def _normal_timestamp(value: str) -> str:
+    """outcomeTimestamp in one UTC form, so "Z" and "+00:00" deliveries match."""
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return value
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class AuditStore:
+    """The audit store. `url`: `sqlite:///path/to.db` (folder created) or
+    `postgresql+psycopg://user@host:port/db`."""
+
+    def __init__(self, url: str, *, clock: Callable[[], datetime] = _now) -> None:
+        parsed = make_url(url)
+        kwargs: dict[str, Any] = {}
+        if parsed.get_backend_name() == "sqlite":
+            database = parsed.database
+            if database and database != ":memory:":
+                Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            else:
+                kwargs = {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
+        self.engine: Engine = create_engine(parsed, future=True, **kwargs)
+        self._clock = clock
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # -- schema ---------------------------------------------------------------------
+
+    def create_schema(self) -> int:
+        """Create the tables or migrate them; returns the schema version in use."""
+        with self.engine.begin() as conn:
+            metadata.create_all(conn, tables=[schema_version])
+            found = conn.execute(select(func.max(schema_version.c.version))).scalar()
+            if found is None:
+                metadata.create_all(conn)
+                conn.execute(insert(schema_version).values(version=SCHEMA_VERSION))
+                return SCHEMA_VERSION
+            if found > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"audit database schema {found} is newer than this service ({SCHEMA_VERSION})"
+                )
+            for version in range(found + 1, SCHEMA_VERSION + 1):
+                MIGRATIONS[version](conn)
+            if found < SCHEMA_VERSION:
+                conn.execute(update(schema_version).values(version=SCHEMA_VERSION))
+            metadata.create_all(conn)
+            return SCHEMA_VERSION
+
+    def drop_schema(self) -> None:
+        """Drop every table (tests and throwaway databases only)."""
+        metadata.drop_all(self.engine)
+
+    # -- writes ---------------------------------------------------------------------
+
+    def _insert_ignore(
+        self, conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]
+    ) -> int:
+        """Insert rows, skipping those whose key exists; returns how many were new.
+
+        Uses INSERT ... ON CONFLICT DO NOTHING RETURNING (rowcount is not reliable
+        for it on every driver)."""
+        dialect = conn.dialect.name
+        if dialect == "postgresql":
+            make: Any = postgresql.insert
+        elif dialect == "sqlite":
+            make = sqlite.insert
+        else:
+            raise RuntimeError(f"unsupported database: {dialect}")
+        key = list(table.primary_key.columns)
+        inserted = 0
+        for row in rows:
+            stmt = make(table).values(**row).on_conflict_do_nothing().returning(*key)
+            if conn.execute(stmt).first() is not None:
+                inserted += 1
+        return inserted
+
+    def record_invocation(self, record: InvocationRecord) -> int:
+        """Store one call; returns its row id."""
+        with self.engine.begin() as conn:
+            key = conn.execute(
+                insert(invocations).values(
+                    hook_instance=record.hook_instance,
+                    service_id=record.service_id,
+                    hook=record.hook,
+                    received_at=record.received_at,
+                    patient_ref=record.patient_ref,
+                    timings_ms={k: round(float(v), 3) for k, v in record.timings_ms.items()},
+                )
+            ).inserted_primary_key
+            assert key is not None
+            invocation_id = int(key[0])
+            if record.orders:
+                conn.execute(
+                    insert(order_outcomes),
+                    [
+                        {
+                            "invocation_id": invocation_id,
+                            "order_ref": o.order_ref,
+                            "outcome": o.outcome,
+                            "policy_id": o.policy_id,
+                            "policy_version": o.policy_version,
+                            "section": o.section,
+                        }
+                        for o in record.orders
+                    ],
+                )
+            self._insert_ignore(
+                conn,
+                cards,
+                [
+                    {
+                        "card_uuid": c.uuid,
+                        "invocation_id": invocation_id,
+                        "service_id": record.service_id,
+                        "order_ref": c.order_ref,
+                        "indicator": c.indicator,
+                        "topic": c.topic,
+                        "suggestion_uuids": list(c.suggestion_uuids),
+                    }
+                    for c in record.cards
+                ],
+            )
+            self._insert_ignore(
+                conn,
+                coverage_assertions,
+                [
+                    {
+                        "assertion_id": a.assertion_id,
+                        "invocation_id": invocation_id,
+                        "order_ref": a.order_ref,
+                        "coverage_ref": a.coverage_ref,
+                    }
+                    for a in record.coverage_assertions
+                ],
+            )
+            return invocation_id
+
+    def record_feedback(
+        self, service_id: str, items: Sequence[Mapping[str, Any]]
+    ) -> FeedbackResult:
+        """Store validated CDS Hooks feedback items (see the module docstring)."""
+        stored = duplicates = 0
+        unknown: list[str] = []
+        now = self._clock()
+        with self.engine.begin() as conn:
+            for item in items:
+                card_uuid = str(item["card"])
+                known = conn.execute(
+                    select(cards.c.card_uuid).where(
+                        cards.c.card_uuid == card_uuid, cards.c.service_id == service_id
+                    )
+                ).first()
+                if known is None:
+                    unknown.append(card_uuid)
+                    continue
+                reason = item.get("overrideReason") or {}
+                coding = reason.get("reason") or {}
+                row = {
+                    "service_id": service_id,
+                    "card_uuid": card_uuid,
+                    "outcome": str(item["outcome"]),
+                    "outcome_timestamp": _normal_timestamp(str(item["outcomeTimestamp"])),
+                    "accepted_suggestions": [
+                        str(s["id"]) for s in item.get("acceptedSuggestions", []) if "id" in s
+                    ],
+                    "override_system": coding.get("system"),
+                    "override_code": coding.get("code"),
+                    "override_display": coding.get("display"),
+                    "has_comment": bool(reason.get("userComment")),
+                    "received_at": now,
+                }
+                if self._insert_ignore(conn, feedback, [row]):
+                    stored += 1
+                else:
+                    duplicates += 1
+        return FeedbackResult(stored, duplicates, tuple(unknown))
+
+    def remember_jti(self, issuer: str, jti: str, expires_at: datetime) -> bool:
+        """Remember a JWT id. False when the same (issuer, jti) was seen and has
+        not expired yet (a replay); True otherwise. Expired entries are purged."""
+        now = self._clock()
+        with self.engine.begin() as conn:
+            conn.execute(jwt_ids.delete().where(jwt_ids.c.expires_at < now))
+            row = {"issuer": issuer, "jti": jti, "expires_at": expires_at}
+            if self._insert_ignore(conn, jwt_ids, [row]):
+                return True
+            refreshed = conn.execute(
+                update(jwt_ids)
+                .where(jwt_ids.c.issuer == issuer, jwt_ids.c.jti == jti)
+                .where(jwt_ids.c.expires_at < now)
+                .values(expires_at=expires_at)
+            ).rowcount
+            return bool(refreshed)
+
+    # -- reads ----------------------------------------------------------------------
+
+    def recent_decisions(self, limit: int = 20) -> list[DecisionRow]:
+        card_count = (
+            select(func.count())
+            .select_from(cards)
+            .where(
+                cards.c.invocation_id == order_outcomes.c.invocation_id,
+                cards.c.order_ref == order_outcomes.c.order_ref,
+            )
+            .scalar_subquery()
+        )
+        stmt = (
+            select(
+                invocations.c.received_at,
+                invocations.c.hook_instance,
+                invocations.c.service_id,
+                invocations.c.hook,
+                order_outcomes.c.order_ref,
+                order_outcomes.c.outcome,
+                order_outcomes.c.section,
+                card_count.label("cards"),
+            )
+            .join(order_outcomes, order_outcomes.c.invocation_id == invocations.c.id)
+            .order_by(invocations.c.received_at.desc(), order_outcomes.c.id.desc())
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [DecisionRow(*row) for row in conn.execute(stmt)]
+
+    def override_rates(self) -> list[OverrideRate]:
+        """Cards shown, accepted and overridden, per CRD topic and indicator.
+
+        A card counts once per outcome, however many times its feedback was sent."""
+        with self.engine.connect() as conn:
+            shown = {
+                (topic, indicator): count
+                for topic, indicator, count in conn.execute(
+                    select(cards.c.topic, cards.c.indicator, func.count()).group_by(
+                        cards.c.topic, cards.c.indicator
+                    )
+                )
+            }
+            answered = select(feedback.c.card_uuid, feedback.c.outcome).distinct().subquery()
+            counts: dict[tuple[str | None, str], dict[str, int]] = {}
+            for topic, indicator, outcome, count in conn.execute(
+                select(cards.c.topic, cards.c.indicator, answered.c.outcome, func.count())
+                .join(answered, answered.c.card_uuid == cards.c.card_uuid)
+                .group_by(cards.c.topic, cards.c.indicator, answered.c.outcome)
+            ):
+                counts.setdefault((topic, indicator), {})[outcome] = count
+        return [
+            OverrideRate(
+                topic=topic,
+                indicator=indicator,
+                shown=total,
+                accepted=counts.get((topic, indicator), {}).get("accepted", 0),
+                overridden=counts.get((topic, indicator), {}).get("overridden", 0),
+            )
+            for (topic, indicator), total in sorted(
+                shown.items(), key=lambda kv: (kv[0][0] or "", kv[0][1])
+            )
+        ]
+
+    def override_reasons(self) -> list[tuple[str | None, str | None, int]]:
+        """(code, display, count) of override reasons, most used first."""
+        stmt = (
+            select(feedback.c.override_code, feedback.c.override_display, func.count())
+            .where(feedback.c.outcome == "overridden")
+            .group_by(feedback.c.override_code, feedback.c.override_display)
+            .order_by(func.count().desc())
+        )
+        with self.engine.connect() as conn:
+            return [(code, display, int(count)) for code, display, count in conn.execute(stmt)]
+
+
+def format_audit_report(store: AuditStore, limit: int = 20) -> str:
+    """A plain-text read-out for operators: recent decisions and override rates."""
+    lines = [f"Recent decisions (latest {limit})"]
+    decisions = store.recent_decisions(limit)
+    if not decisions:
+        lines.append("  none recorded")
+    for d in decisions:
+        lines.append(
+            f"  {d.received_at.isoformat(timespec='seconds')}  {d.service_id}  {d.hook}  "
+            f"{d.order_ref}  {d.outcome}"
+            + (f" ({d.section})" if d.section else "")
+            + f"  cards={d.cards}  hookInstance={d.hook_instance}"
+        )
+    lines += ["", "Card feedback by topic"]
+    rates = store.override_rates()
+    if not rates:
+        lines.append("  no cards recorded")
+    for r in rates:
+        rate = "-" if r.override_rate is None else f"{r.override_rate:.0%}"
+        lines.append(
+            f"  {r.topic or '-'} / {r.indicator}: shown={r.shown} accepted={r.accepted} "
+            f"overridden={r.overridden} override-rate={rate}"
+        )
+    reasons = store.override_reasons()
+    if reasons:
+        lines += ["", "Override reasons"]
+        lines += [
+            f"  {count}  {code or '-'}  {display or ''}".rstrip()
+            for code, display, count in reasons
+        ]
+    return "\n".join(lines)
+
+
+__all__ = [
+    "AuditStore",
+    "CardRecord",
+    "CoverageAssertion",
+    "DecisionRow",
+    "FeedbackResult",
+    "InvocationRecord",
+    "OrderOutcome",
+    "OverrideRate",
+    "format_audit_report",
+]
