@@ -1,0 +1,1291 @@
+"""Reusable, pure checks that decide one policy criterion from `PolicyFacts`.
+
+Every check has the same shape, `(params, facts, ctx) -> Verdict`: `params` come from
+the policy data file (limits, durations, value set names), `facts` are the mapped
+FHIR data, `ctx` is what the engine worked out once for the whole evaluation (the
+order date, the pathway, the indication and the diagnoses that claim it, the
+patient's current records of the drug). No check reads the clock or does I/O.
+
+A check declares the statuses it can produce and the parameters it takes, so the
+policy file can be validated at load and the tests can insist that every criterion
+has a case for each status it can come out with. A second drug policy of the same
+family needs only a new data file wherever its criteria are of these kinds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from types import MappingProxyType
+from typing import Any, Literal
+
+from cds_service.policy.model import Pathway, Status
+from fhir_mappings.facts import (
+    Diagnosis,
+    GeneticResult,
+    Measurement,
+    MedicationRecord,
+    PolicyFacts,
+)
+
+MET = Status.MET
+NOT_MET = Status.NOT_MET
+UNKNOWN = Status.UNKNOWN
+
+_EPSILON = 1e-9
+"""Tolerance for float comparisons, so that 160 mg / 20 kg is exactly 8 mg/kg."""
+
+
+@dataclass(frozen=True)
+class Band:
+    """One row of a score table (Appendix G / H): values up to `upper` read as `label`."""
+
+    upper: float | None
+    label: str
+
+
+@dataclass(frozen=True)
+class EvalContext:
+    """What the engine decided once for the whole evaluation of one order."""
+
+    order_date: date
+    pathway: Pathway
+    section: str
+    indication: str
+    claim: tuple[Diagnosis, ...]
+    """The diagnoses (order reasons or Conditions) that claim the indication."""
+    drug_valueset: str
+    """The value set of the drug the policy is about, e.g. "anakinra"."""
+    current_drug_records: tuple[MedicationRecord, ...]
+    """Records showing the patient currently receives the drug (continued pathway)."""
+    first_drug_date: date | None
+    """The earliest start of the drug in the patient's history (baseline for response)."""
+    scales: Mapping[str, tuple[Band, ...]] = field(default_factory=dict)
+    """Score interpretation tables by measurement kind, e.g. "cdai" -> Appendix G."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A check's answer; the engine adds the criterion's id, words and documentation."""
+
+    status: Status
+    reason: str
+    evidence: tuple[str, ...] = ()
+    details: Mapping[str, Any] = field(default_factory=dict)
+    documentation: str | None = None
+    """Overrides the criterion's documentation text when the check knows better."""
+
+
+CheckFn = Callable[[Mapping[str, Any], PolicyFacts, EvalContext], Verdict]
+ParamKind = Literal["valueset", "valuesets", "number", "int", "str", "strs", "bool", "status"]
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    kind: ParamKind
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class CheckDef:
+    name: str
+    fn: CheckFn
+    statuses: frozenset[Status]
+    """Every status the check can produce (the test suite wants a case for each)."""
+    params: Mapping[str, ParamSpec]
+    reachable: Callable[[Mapping[str, Any]], frozenset[Status]] | None = None
+    """The statuses the check can reach with given parameters, when fewer than all."""
+
+    def statuses_for(self, params: Mapping[str, Any]) -> frozenset[Status]:
+        return self.reachable(params) if self.reachable else self.statuses
+
+
+_REGISTRY: dict[str, CheckDef] = {}
+
+
+def _check(
+    name: str,
+    statuses: Iterable[Status],
+    params: Mapping[str, ParamSpec] | None = None,
+    reachable: Callable[[Mapping[str, Any]], frozenset[Status]] | None = None,
+) -> Callable[[CheckFn], CheckFn]:
+    def register(fn: CheckFn) -> CheckFn:
+        _REGISTRY[name] = CheckDef(
+            name, fn, frozenset(statuses), MappingProxyType(params or {}), reachable
+        )
+        return fn
+
+    return register
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _names(params: Mapping[str, Any], key: str) -> frozenset[str]:
+    value = params.get(key)
+    if value is None:
+        return frozenset()
+    if isinstance(value, str):
+        return frozenset({value})
+    return frozenset(str(v) for v in value)
+
+
+def _num(params: Mapping[str, Any], key: str) -> float | None:
+    value = params.get(key)
+    return None if value is None else float(value)
+
+
+def _dedupe(refs: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(refs))
+
+
+def _fmt(value: float) -> str:
+    """A number as a prescriber reads it: 100, 7.5, 8.01."""
+    return f"{value:.2f}".rstrip("0").rstrip(".")
+
+
+def _sentence(parts: Sequence[str]) -> str:
+    text = "; ".join(parts)
+    return (text[:1].upper() + text[1:]).rstrip(".") + "."
+
+
+def _le(value: float, limit: float) -> bool:
+    return value <= limit + _EPSILON
+
+
+def age_on(birth: date, on: date) -> int:
+    """Completed years on `on`. The birthday itself counts (18 on the 18th birthday).
+
+    A 29 February birth turns a year older on 1 March in common years (the day after
+    28 February), the conservative reading for an age minimum.
+    """
+    return on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
+
+
+def months_before(day: date, months: int) -> date:
+    """The same day `months` calendar months earlier (clamped to the month's end)."""
+    index = day.year * 12 + day.month - 1 - months
+    year, month = divmod(index, 12)
+    month += 1
+    for candidate in (day.day, 30, 29, 28):
+        try:
+            return date(year, month, min(day.day, candidate))
+        except ValueError:
+            continue
+    return date(year, month, 28)  # pragma: no cover - 28 always exists
+
+
+def appendix_e_syringes(mg: float, band_mg: float = 105.0) -> int:
+    """Appendix E: syringes of 100 mg for one weight-based dose (<= 104.99 mg: 1, ...)."""
+    if mg <= 0:
+        return 0
+    return math.floor(round(mg / band_mg, 9)) + 1
+
+
+def band_of(value: float, bands: Sequence[Band]) -> tuple[int, str] | None:
+    """(index, label) of the band a score falls in; a lower index is better."""
+    for index, band in enumerate(bands):
+        if band.upper is None or _le(value, band.upper):
+            return index, band.label
+    return None
+
+
+def _matching(diagnoses: Iterable[Diagnosis], valuesets: frozenset[str]) -> list[Diagnosis]:
+    return [d for d in diagnoses if d.valuesets & valuesets]
+
+
+def _all_diagnoses(facts: PolicyFacts) -> tuple[Diagnosis, ...]:
+    return facts.order.reasons + facts.diagnoses
+
+
+def _dated_on_or_before(
+    measurements: Iterable[Measurement], kind: str, on: date, after: date | None = None
+) -> list[Measurement]:
+    found = [
+        m
+        for m in measurements
+        if m.kind == kind
+        and m.value is not None
+        and m.effective is not None
+        and m.effective <= on
+        and (after is None or m.effective > after)
+    ]
+    return sorted(found, key=lambda m: m.effective or date.min)
+
+
+def _latest(
+    measurements: Iterable[Measurement], kind: str, on: date, after: date | None = None
+) -> Measurement | None:
+    found = _dated_on_or_before(measurements, kind, on, after)
+    return found[-1] if found else None
+
+
+def _latest_any(measurements: Iterable[Measurement], kind: str, on: date) -> Measurement | None:
+    """Latest measurement of a kind on or before `on`, valued or only interpreted."""
+    found = [
+        m for m in measurements if m.kind == kind and m.effective is not None and m.effective <= on
+    ]
+    return max(found, key=lambda m: m.effective or date.min) if found else None
+
+
+def _band_text(kind: str, value: float, scales: Mapping[str, tuple[Band, ...]]) -> str:
+    bands = scales.get(kind)
+    band = band_of(value, bands) if bands else None
+    label = f" ({band[1]})" if band else ""
+    return f"{kind.upper()} {_fmt(value)}{label}"
+
+
+# --------------------------------------------------------------------------- diagnosis
+
+
+_POSITIVE_FINDINGS = frozenset({"pathogenic", "likely-pathogenic"})
+_NEGATIVE_FINDINGS = frozenset({"benign", "no-variant"})
+_ABNORMAL = frozenset({"high", "h", "abnormal", "a", "positive", "pos", "hh", "critical"})
+_NORMAL = frozenset({"normal", "n", "negative", "neg"})
+
+
+def _genetic(
+    facts: PolicyFacts, gene: str
+) -> tuple[list[GeneticResult], list[GeneticResult], list[GeneticResult]]:
+    results = [g for g in facts.genetic_results if g.gene.upper() == gene.upper()]
+    positive = [g for g in results if g.finding in _POSITIVE_FINDINGS]
+    negative = [g for g in results if g.finding in _NEGATIVE_FINDINGS]
+    return results, positive, negative
+
+
+@_check(
+    "diagnosis",
+    (MET, NOT_MET, UNKNOWN),
+    {
+        "valuesets": ParamSpec("valuesets"),
+        "pending_valuesets": ParamSpec("valuesets", required=False),
+        "confirm_by_gene": ParamSpec("str", required=False),
+        "classification": ParamSpec("str", required=False),
+        "classification_threshold": ParamSpec("number", required=False),
+    },
+    reachable=lambda p: frozenset(
+        {MET}
+        | ({NOT_MET} if p.get("confirm_by_gene") or p.get("classification") else set())
+        | ({UNKNOWN} if p.get("confirm_by_gene") or p.get("pending_valuesets") else set())
+    ),
+)
+def diagnosis(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalContext) -> Verdict:
+    """A diagnosis in the value sets.
+
+    - `pending_valuesets`: a code that names the family but not the indication (ICD-10-CM
+      M04.2 for NOMID): `unknown` until the specific diagnosis is confirmed.
+    - `confirm_by_gene`: the diagnosis stands only on a pathogenic / likely pathogenic
+      variant of the gene (DIRA and IL1RN): benign / no variant is `not-met`, no result
+      or a variant of uncertain significance is `unknown`.
+    - `classification: acr-2010`: the Appendix F score (recorded total, or computed from
+      its components) below the threshold makes the criterion `not-met`; at or above it,
+      it is shown as supporting evidence.
+    """
+    wanted = _names(params, "valuesets")
+    matches = _matching(_all_diagnoses(facts), wanted)
+    refs = _dedupe(r for d in matches for r in d.refs)
+    names = ", ".join(sorted({d.display or d.code for d in matches}))
+
+    gene = params.get("confirm_by_gene")
+    if gene:
+        if not matches:
+            return Verdict(NOT_MET, "No diagnosis of this condition is documented.")
+        results, positive, negative = _genetic(facts, str(gene))
+        gene_refs = _dedupe(r for g in results for r in g.refs)
+        details: dict[str, Any] = {"findings": [g.finding for g in results], "gene": str(gene)}
+        if positive:
+            return Verdict(
+                MET,
+                f"{names}: {gene} {positive[0].finding} variant reported.",
+                refs + gene_refs,
+                details,
+            )
+        if negative:
+            return Verdict(
+                NOT_MET,
+                f"{names}: {gene} testing found no pathogenic (loss-of-function) variant.",
+                refs + gene_refs,
+                details,
+            )
+        if results:
+            return Verdict(
+                UNKNOWN,
+                f"{names}: {gene} result is of uncertain significance.",
+                refs + gene_refs,
+                details,
+            )
+        return Verdict(UNKNOWN, f"{names}: no {gene} genetic result on file.", refs, details)
+
+    if not matches:
+        pending = _matching(_all_diagnoses(facts), _names(params, "pending_valuesets"))
+        if pending:
+            pending_names = ", ".join(sorted({d.display or d.code for d in pending}))
+            return Verdict(
+                UNKNOWN,
+                f"{pending_names} names the whole syndrome family; the specific diagnosis "
+                "is not documented.",
+                _dedupe(r for d in pending for r in d.refs),
+                {"pending": True},
+            )
+        return Verdict(NOT_MET, "No diagnosis of this condition is documented.")
+
+    if params.get("classification") == "acr-2010":
+        threshold = _num(params, "classification_threshold") or 6.0
+        score = acr_2010_score(facts.measurements, ctx.order_date)
+        acr_details: dict[str, Any] = {"acr_2010": score.as_details(), "threshold": threshold}
+        evidence = refs + score.refs
+        if score.low is not None and score.high is not None:
+            if score.low >= threshold:
+                return Verdict(
+                    MET,
+                    f"{names}; ACR 2010 classification score {score.text} (>= "
+                    f"{_fmt(threshold)}) supports the diagnosis.",
+                    evidence,
+                    acr_details,
+                )
+            if score.high < threshold:
+                return Verdict(
+                    NOT_MET,
+                    f"{names}, but the ACR 2010 classification score is {score.text} "
+                    f"(< {_fmt(threshold)}): definite RA is not established.",
+                    evidence,
+                    acr_details,
+                )
+        return Verdict(MET, f"{names} documented.", evidence, acr_details)
+
+    return Verdict(MET, f"{names} documented.", refs)
+
+
+@dataclass(frozen=True)
+class AcrScore:
+    """Appendix F score: the recorded total, or the range the recorded components allow."""
+
+    low: float | None
+    high: float | None
+    recorded_total: float | None
+    components: Mapping[str, int | None]
+    refs: tuple[str, ...]
+
+    @property
+    def text(self) -> str:
+        if self.recorded_total is not None:
+            return _fmt(self.recorded_total)
+        low, high = self.low or 0.0, self.high or 0.0
+        return _fmt(low) if low == high else f"{_fmt(low)}-{_fmt(high)}"
+
+    def as_details(self) -> dict[str, Any]:
+        return {
+            "low": self.low,
+            "high": self.high,
+            "recorded_total": self.recorded_total,
+            "components": dict(self.components),
+        }
+
+
+def _joint_score(large: float, small: float) -> int:
+    if small >= 1 and large + small > 10:
+        return 5
+    if small >= 4:
+        return 3
+    if small >= 1:
+        return 2
+    if large >= 2:
+        return 1
+    return 0
+
+
+def _serology_level(m: Measurement) -> Literal["negative", "low", "high", "positive"] | None:
+    interp = (m.interpretation or "").lower()
+    if m.value is not None and m.reference_high:
+        if m.value <= m.reference_high:
+            return "negative"
+        return "high" if m.value >= 3 * m.reference_high else "low"
+    if interp in _NORMAL:
+        return "negative"
+    if interp in _ABNORMAL:
+        return "positive"
+    return None
+
+
+def _reactant_abnormal(m: Measurement) -> bool | None:
+    interp = (m.interpretation or "").lower()
+    if m.value is not None and m.reference_high is not None:
+        return m.value > m.reference_high
+    if interp in _ABNORMAL:
+        return True
+    if interp in _NORMAL:
+        return False
+    return None
+
+
+def acr_2010_score(measurements: Sequence[Measurement], on: date) -> AcrScore:
+    """Appendix F (2010 ACR/EULAR classification) from the latest values on or before `on`.
+
+    A recorded total is used as is. Otherwise each category is scored from its
+    components; a category with no usable result counts as its whole range (joints
+    0-5, serology 0-3, acute-phase reactants 0-1, duration 0-1), so the result is a
+    range that decides only when it lies wholly on one side of the threshold. A positive
+    serology with no value against an upper limit of normal counts as low (2) to high (3).
+    """
+    total = _latest(measurements, "acr-2010-score", on)
+    if total is not None and total.value is not None:
+        return AcrScore(total.value, total.value, total.value, {}, (total.ref,))
+
+    refs: list[str] = []
+    low = high = 0.0
+    components: dict[str, int | None] = {}
+
+    large = _latest(measurements, "acr-joints-large", on)
+    small = _latest(measurements, "acr-joints-small", on)
+    if large is None and small is None:
+        components["joints"] = None
+        high += 5
+    else:
+        large_n = large.value if large and large.value is not None else 0.0
+        small_n = small.value if small and small.value is not None else 0.0
+        joints = _joint_score(large_n, small_n)
+        refs += [m.ref for m in (large, small) if m is not None]
+        complete = large is not None and small is not None
+        components["joints"] = joints if complete else None
+        low += joints
+        high += joints if complete else 5
+
+    sero_levels = []
+    for kind in ("rheumatoid-factor", "acpa"):
+        found = _latest_any(measurements, kind, on)
+        level = _serology_level(found) if found else None
+        if found is not None and level is not None:
+            sero_levels.append(level)
+            refs.append(found.ref)
+    if not sero_levels:
+        components["serology"] = None
+        high += 3
+    else:
+        points = {"negative": (0, 0), "low": (2, 2), "positive": (2, 3), "high": (3, 3)}
+        sero_low = max(points[level][0] for level in sero_levels)
+        sero_high = max(points[level][1] for level in sero_levels)
+        components["serology"] = sero_low if sero_low == sero_high else None
+        low += sero_low
+        high += sero_high
+
+    reactants = []
+    for kind in ("crp", "esr"):
+        found = _latest_any(measurements, kind, on)
+        abnormal = _reactant_abnormal(found) if found else None
+        if found is not None and abnormal is not None:
+            reactants.append(abnormal)
+            refs.append(found.ref)
+    if not reactants:
+        components["acute_phase_reactants"] = None
+        high += 1
+    else:
+        points_apr = 1 if any(reactants) else 0
+        components["acute_phase_reactants"] = points_apr
+        low += points_apr
+        high += points_apr
+
+    duration = _latest(measurements, "symptom-duration-weeks", on)
+    if duration is None or duration.value is None:
+        components["symptom_duration"] = None
+        high += 1
+    else:
+        points_d = 1 if duration.value >= 6 else 0
+        components["symptom_duration"] = points_d
+        refs.append(duration.ref)
+        low += points_d
+        high += points_d
+
+    if not refs:
+        return AcrScore(None, None, None, components, ())
+    return AcrScore(low, high, None, components, _dedupe(refs))
+
+
+# --------------------------------------------------------------------------- prescriber
+
+
+@_check(
+    "prescriber-specialty",
+    (MET, UNKNOWN),
+    {"valuesets": ParamSpec("valuesets"), "referral_months": ParamSpec("int")},
+)
+def prescriber_specialty(
+    params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalContext
+) -> Verdict:
+    """Prescribed by or in consultation with the specialty.
+
+    Met by the requester's own role, a CareTeam participant with that role, or a
+    referral to it authored within `referral_months` before the order date. Anything
+    else is `unknown` (a consultation may exist outside the data), never `not-met`.
+    """
+    wanted = _names(params, "valuesets")
+    label = "/".join(sorted(wanted))
+    p = facts.prescriber
+    if p.specialty_valuesets & wanted:
+        return Verdict(MET, f"The prescriber's role is {label}.", p.refs)
+    for sets, ref in p.care_team:
+        if sets & wanted:
+            return Verdict(MET, f"A {label} specialist is on the patient's care team.", (ref,))
+    months = int(params["referral_months"])
+    cutoff = months_before(ctx.order_date, months)
+    recent = [
+        r
+        for r in p.referrals
+        if r.valuesets & wanted
+        and r.authored is not None
+        and cutoff <= r.authored
+        and r.authored <= ctx.order_date
+    ]
+    if recent:
+        latest = max(recent, key=lambda r: r.authored or date.min)
+        return Verdict(
+            MET,
+            f"Referred to {label} on {latest.authored} (within {months} months).",
+            latest.refs,
+        )
+    older = [r for r in p.referrals if r.valuesets & wanted]
+    if older:
+        return Verdict(
+            UNKNOWN,
+            f"The {label} referral on file is not dated within {months} months of the order.",
+            _dedupe(ref for r in older for ref in r.refs),
+        )
+    if p.has_role_data:
+        codes = ", ".join(p.specialty_codes) or "no specialty"
+        return Verdict(
+            UNKNOWN,
+            f"The prescriber's role ({codes}) is not {label}, and no {label} "
+            "consultation is documented.",
+            p.refs,
+        )
+    return Verdict(
+        UNKNOWN,
+        f"The prescriber's specialty is not available; no {label} consultation is documented.",
+        p.refs,
+    )
+
+
+# --------------------------------------------------------------------------- age
+
+
+@_check("minimum-age", (MET, NOT_MET, UNKNOWN), {"years": ParamSpec("int")})
+def minimum_age(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalContext) -> Verdict:
+    """Age on the order date at least `years` (the birthday itself counts)."""
+    years = int(params["years"])
+    if facts.birth_date is None:
+        return Verdict(UNKNOWN, "The patient's birth date is not available.", (facts.patient_ref,))
+    age = age_on(facts.birth_date, ctx.order_date)
+    details = {"age": age, "minimum": years}
+    if age >= years:
+        return Verdict(MET, f"Age {age} on the order date.", (facts.patient_ref,), details)
+    return Verdict(
+        NOT_MET,
+        f"Age {age} on the order date; the minimum is {years}.",
+        (facts.patient_ref,),
+        details,
+    )
+
+
+# --------------------------------------------------------------------------- step therapy
+
+
+def _best_run(facts: PolicyFacts, valuesets: frozenset[str], on: date) -> tuple[int, Any]:
+    runs = [r for r in facts.therapy_runs if r.valuesets & valuesets and r.start <= on]
+    if not runs:
+        return 0, None
+    best = max(runs, key=lambda r: r.days)
+    return best.days, best
+
+
+def _intolerances(facts: PolicyFacts, valuesets: frozenset[str]) -> list[Any]:
+    return [i for i in facts.intolerances if i.valuesets & valuesets]
+
+
+@_check(
+    "trial-or-intolerance",
+    (MET, NOT_MET, UNKNOWN),
+    {
+        "valuesets": ParamSpec("valuesets"),
+        "min_days": ParamSpec("int"),
+        "short_trial_status": ParamSpec("status", required=False),
+    },
+    reachable=lambda p: frozenset(
+        {MET, UNKNOWN} | ({NOT_MET} if p.get("short_trial_status") == "not-met" else set())
+    ),
+)
+def trial_or_intolerance(
+    params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalContext
+) -> Verdict:
+    """A trial of `min_days` consecutive days of a drug in the value sets, or documented
+    intolerance / contraindication to them. A shorter trial with no intolerance is
+    `short_trial_status` (default `unknown`); no history is `unknown`."""
+    wanted = _names(params, "valuesets")
+    min_days = int(params["min_days"])
+    label = "/".join(sorted(wanted))
+    days, run = _best_run(facts, wanted, ctx.order_date)
+    details: dict[str, Any] = {"best_trial_days": days, "min_days": min_days}
+    if run is not None:
+        details["best_trial_drug"] = run.drug
+    if run is not None and days >= min_days:
+        return Verdict(
+            MET,
+            f"{run.drug} taken for {days} consecutive days ({run.start} to {run.end}).",
+            run.refs,
+            details,
+        )
+    intol = _intolerances(facts, wanted)
+    if intol:
+        return Verdict(
+            MET,
+            f"Documented {intol[0].kind} to {intol[0].substance}.",
+            _dedupe(r for i in intol for r in i.refs),
+            details,
+        )
+    if run is not None:
+        status = Status(params.get("short_trial_status", "unknown"))
+        return Verdict(
+            status,
+            f"{run.drug} taken for only {days} consecutive days (needs {min_days}); "
+            "no intolerance documented.",
+            run.refs,
+            details,
+        )
+    return Verdict(UNKNOWN, f"No trial of a {label} product is documented.", (), details)
+
+
+@_check(
+    "first-line-step",
+    (MET, NOT_MET, UNKNOWN),
+    {
+        "first_line": ParamSpec("valueset"),
+        "min_days": ParamSpec("int"),
+        "alternatives": ParamSpec("valuesets"),
+        "contraindication_valuesets": ParamSpec("valuesets"),
+        "alcohol_units_per_week_over": ParamSpec("number", required=False),
+    },
+)
+def first_line_step(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalContext) -> Verdict:
+    """(a) a `min_days` trial of the first-line drug; or (b) intolerance / contraindication
+    to it AND a `min_days` trial of one alternative (or intolerance to them).
+
+    A shorter first-line trial with no intolerance is `not-met`; no first-line history
+    (and no intolerance) is `unknown`. Contraindication: an intolerance record to the
+    drug, a Condition in `contraindication_valuesets`, or alcohol use above the weekly
+    limit (Appendix D: social drinking and child-bearing potential do not count).
+    """
+    first = str(params["first_line"])
+    min_days = int(params["min_days"])
+    alternatives = _names(params, "alternatives")
+    on = ctx.order_date
+    days, run = _best_run(facts, frozenset({first}), on)
+    details: dict[str, Any] = {"first_line_days": days, "min_days": min_days}
+    if run is not None and days >= min_days:
+        return Verdict(
+            MET,
+            f"(a) {run.drug} taken for {days} consecutive days ({run.start} to {run.end}).",
+            run.refs,
+            details,
+        )
+
+    reasons: list[str] = []
+    refs: list[str] = []
+    for intol in _intolerances(facts, frozenset({first})):
+        reasons.append(f"{intol.kind} to {intol.substance}")
+        refs += intol.refs
+    for cond in _matching(facts.diagnoses, _names(params, "contraindication_valuesets")):
+        reasons.append(f"{cond.display or cond.code}")
+        refs += cond.refs
+    alcohol_limit = _num(params, "alcohol_units_per_week_over")
+    alcohol = _latest(facts.measurements, "alcohol-units-per-week", on)
+    if alcohol_limit is not None and alcohol is not None and alcohol.value is not None:
+        details["alcohol_units_per_week"] = alcohol.value
+        if alcohol.value > alcohol_limit:
+            reasons.append(f"alcohol {_fmt(alcohol.value)} units/week (> {_fmt(alcohol_limit)})")
+            refs.append(alcohol.ref)
+    if run is not None:
+        refs = [*run.refs, *refs]
+
+    if reasons:
+        details["first_line_contraindication"] = reasons
+        why = "; ".join(reasons)
+        alt_days, alt_run = _best_run(facts, alternatives, on)
+        details["alternative_days"] = alt_days
+        if alt_run is not None and alt_days >= min_days:
+            return Verdict(
+                MET,
+                f"(b) {first} not tolerated or contraindicated ({why}); {alt_run.drug} taken "
+                f"for {alt_days} consecutive days.",
+                _dedupe([*refs, *alt_run.refs]),
+                details,
+            )
+        alt_intol = _intolerances(facts, alternatives)
+        if alt_intol:
+            return Verdict(
+                MET,
+                f"(b) {first} not tolerated or contraindicated ({why}); "
+                f"{alt_intol[0].kind} to {alt_intol[0].substance} documented.",
+                _dedupe([*refs, *(r for i in alt_intol for r in i.refs)]),
+                details,
+            )
+        if alt_run is not None:
+            return Verdict(
+                NOT_MET,
+                f"(b) {first} not tolerated or contraindicated ({why}), but {alt_run.drug} "
+                f"was taken for only {alt_days} consecutive days (needs {min_days}).",
+                _dedupe([*refs, *alt_run.refs]),
+                details,
+            )
+        return Verdict(
+            UNKNOWN,
+            f"(b) {first} not tolerated or contraindicated ({why}); no trial of a "
+            "conventional alternative is documented.",
+            _dedupe(refs),
+            details,
+        )
+
+    if run is not None:
+        return Verdict(
+            NOT_MET,
+            f"(a) {run.drug} taken for only {days} consecutive days (needs {min_days}); "
+            "no intolerance or contraindication documented.",
+            _dedupe(refs),
+            details,
+        )
+    return Verdict(
+        UNKNOWN,
+        f"No {first} trial, intolerance or contraindication is documented.",
+        _dedupe(refs),
+        details,
+    )
+
+
+# --------------------------------------------------------------------------- scores
+
+
+@_check("score-documented", (MET, UNKNOWN), {"kinds": ParamSpec("valuesets")})
+def score_documented(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalContext) -> Verdict:
+    """A score of one of `kinds` dated on or before the order date (latest one shown,
+    with its band). Observations without a date cannot be placed and do not count."""
+    kinds = list(params["kinds"])
+    found = [m for kind in kinds if (m := _latest(facts.measurements, kind, ctx.order_date))]
+    if not found:
+        return Verdict(
+            UNKNOWN,
+            f"No {' or '.join(k.upper() for k in kinds)} score dated on or before the order.",
+        )
+    latest = max(found, key=lambda m: m.effective or date.min)
+    assert latest.value is not None
+    band = band_of(latest.value, ctx.scales.get(latest.kind, ()))
+    return Verdict(
+        MET,
+        f"{_band_text(latest.kind, latest.value, ctx.scales)} on {latest.effective}.",
+        (latest.ref,),
+        {
+            "kind": latest.kind,
+            "value": latest.value,
+            "band": band[1] if band else None,
+            "date": latest.effective.isoformat() if latest.effective else None,
+        },
+    )
+
+
+def _compare_bands(
+    ctx: EvalContext, base: Measurement, follow: Measurement
+) -> tuple[int, int] | None:
+    assert base.value is not None
+    assert follow.value is not None
+    b = band_of(base.value, ctx.scales.get(base.kind, ()))
+    f = band_of(follow.value, ctx.scales.get(follow.kind, ()))
+    if b is None or f is None:
+        return None
+    return b[0], f[0]
+
+
+@_check(
+    "score-improved",
+    (MET, NOT_MET, UNKNOWN),
+    {"primary": ParamSpec("valueset"), "alternative": ParamSpec("valueset")},
+)
+def score_improved(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalContext) -> Verdict:
+    """(i) the latest score is lower than the baseline, the latest score on or before the
+    first date of the drug: `primary` first, else `alternative`; (ii) with no re-assessment
+    of `primary`, an `alternative` score in the same or a better band than the baseline
+    `primary` (bands: Appendices G / H). An equal or higher score is `not-met`."""
+    primary = str(params["primary"])
+    alternative = str(params["alternative"])
+    start = ctx.first_drug_date
+    if start is None:
+        return Verdict(
+            UNKNOWN,
+            "The start date of the current therapy is unknown, so no baseline score can be "
+            "identified.",
+        )
+    ms = facts.measurements
+    on = ctx.order_date
+    base = {k: _latest(ms, k, start) for k in (primary, alternative)}
+    follow = {k: _latest(ms, k, on, after=start) for k in (primary, alternative)}
+
+    def verdict_by_value(kind: str) -> Verdict:
+        b, f = base[kind], follow[kind]
+        assert b is not None
+        assert f is not None
+        assert b.value is not None
+        assert f.value is not None
+        details = {"kind": kind, "baseline": b.value, "latest": f.value, "rule": "i"}
+        text = (
+            f"{_band_text(kind, f.value, ctx.scales)} on {f.effective} vs baseline "
+            f"{_band_text(kind, b.value, ctx.scales)} on {b.effective}"
+        )
+        if f.value < b.value - _EPSILON:
+            return Verdict(MET, f"Decrease: {text}.", (b.ref, f.ref), details)
+        return Verdict(NOT_MET, f"No decrease: {text}.", (b.ref, f.ref), details)
+
+    for kind in (primary, alternative):
+        if base[kind] is not None and follow[kind] is not None:
+            return verdict_by_value(kind)
+    for b_kind, f_kind in ((primary, alternative), (alternative, primary)):
+        b, f = base[b_kind], follow[f_kind]
+        if b is None or f is None:
+            continue
+        bands = _compare_bands(ctx, b, f)
+        if bands is None:
+            continue
+        assert b.value is not None
+        assert f.value is not None
+        text = (
+            f"{_band_text(f_kind, f.value, ctx.scales)} on {f.effective} vs baseline "
+            f"{_band_text(b_kind, b.value, ctx.scales)} on {b.effective}"
+        )
+        details = {
+            "kind": f_kind,
+            "baseline_kind": b_kind,
+            "baseline": b.value,
+            "latest": f.value,
+            "rule": "ii",
+        }
+        if bands[1] <= bands[0]:
+            return Verdict(
+                MET, f"Same or better disease activity: {text}.", (b.ref, f.ref), details
+            )
+        return Verdict(NOT_MET, f"Worse disease activity: {text}.", (b.ref, f.ref), details)
+    if not any(base.values()):
+        return Verdict(
+            UNKNOWN,
+            f"No {primary.upper()} or {alternative.upper()} score on or before the start of "
+            f"therapy ({start}) to serve as baseline.",
+            tuple(m.ref for m in follow.values() if m),
+        )
+    return Verdict(
+        UNKNOWN,
+        f"No {primary.upper()} or {alternative.upper()} re-assessment since therapy "
+        f"started ({start}).",
+        tuple(m.ref for m in base.values() if m),
+    )
+
+
+_IMPROVED = frozenset({"improved", "improving", "better", "responding", "response", "resolved"})
+_NOT_IMPROVED = frozenset(
+    {"worse", "worsened", "worsening", "unchanged", "no-response", "stable-disease", "no change"}
+)
+
+
+@_check("positive-response", (MET, NOT_MET, UNKNOWN), {"kind": ParamSpec("valueset")})
+def positive_response(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalContext) -> Verdict:
+    """The latest treatment-response assessment since the drug was started (or, when
+    the start is unknown, any on or before the order date) says improved: `met`;
+    worse or unchanged: `not-met`; none: `unknown`."""
+    kind = str(params["kind"])
+    found = [
+        m
+        for m in facts.measurements
+        if m.kind == kind
+        and m.effective is not None
+        and m.effective <= ctx.order_date
+        and (ctx.first_drug_date is None or m.effective >= ctx.first_drug_date)
+        and (m.interpretation or "").lower() in _IMPROVED | _NOT_IMPROVED
+    ]
+    if not found:
+        return Verdict(UNKNOWN, "No assessment of the response to therapy is documented.")
+    latest = max(found, key=lambda m: m.effective or date.min)
+    interp = (latest.interpretation or "").lower()
+    if interp in _IMPROVED:
+        return Verdict(
+            MET, f"Response to therapy documented as {interp} on {latest.effective}.", (latest.ref,)
+        )
+    return Verdict(
+        NOT_MET, f"Response to therapy documented as {interp} on {latest.effective}.", (latest.ref,)
+    )
+
+
+# --------------------------------------------------------------------------- concurrent
+
+
+@_check(
+    "no-concurrent-therapy",
+    (MET, NOT_MET),
+    {
+        "valuesets": ParamSpec("valuesets"),
+        "label_valuesets": ParamSpec("valuesets", required=False),
+        "statuses": ParamSpec("strs"),
+        "record_types": ParamSpec("strs", required=False),
+    },
+)
+def no_concurrent_therapy(
+    params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalContext
+) -> Verdict:
+    """No record of a drug in the value sets with one of `statuses` (e.g. active,
+    on-hold, draft), and no other draft order for one. Stopped, completed, cancelled or
+    entered-in-error records do not count; the status decides, not the end date."""
+    wanted = _names(params, "valuesets")
+    labels = _names(params, "label_valuesets")
+    statuses = _names(params, "statuses")
+    record_types = _names(params, "record_types")
+    conflicts: list[dict[str, Any]] = []
+    for rec in facts.medications:
+        if not rec.valuesets & wanted or ctx.drug_valueset in rec.valuesets:
+            continue
+        if record_types and rec.resource_type not in record_types and not rec.is_draft_order:
+            continue
+        if not (rec.is_draft_order or rec.status.lower() in statuses):
+            continue
+        specific = sorted(rec.valuesets & labels) or sorted(rec.valuesets & wanted)
+        conflicts.append(
+            {
+                "drug": rec.drug,
+                "ref": rec.ref,
+                "draft": rec.is_draft_order,
+                "valueset": specific[0],
+                "status": rec.status,
+            }
+        )
+    if conflicts:
+        names = ", ".join(
+            f"{c['drug']} ({'draft order' if c['draft'] else c['status']})" for c in conflicts
+        )
+        return Verdict(
+            NOT_MET,
+            f"Combination with {names}: additive immunosuppression and serious infection risk.",
+            _dedupe(c["ref"] for c in conflicts),
+            {"conflicts": conflicts},
+        )
+    return Verdict(MET, "No current biologic DMARD or JAK inhibitor found.", (), {"conflicts": []})
+
+
+# --------------------------------------------------------------------------- dose
+
+
+_DOSE_PARAMS: Mapping[str, ParamSpec] = {
+    "mg_per_day": ParamSpec("number", required=False),
+    "syringes_per_day": ParamSpec("number", required=False),
+    "mg_per_kg_per_day": ParamSpec("number", required=False),
+    "weight_based_syringes": ParamSpec("bool", required=False),
+    "syringe_mg": ParamSpec("number", required=False),
+    "syringe_band_mg": ParamSpec("number", required=False),
+    "weight_max_age_days": ParamSpec("int", required=False),
+}
+
+
+def _dose_verdict(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalContext) -> Verdict:
+    dose = facts.order.dose
+    ref = facts.order.ref
+    limit_mg = _num(params, "mg_per_day")
+    limit_syr = _num(params, "syringes_per_day")
+    limit_mgkg = _num(params, "mg_per_kg_per_day")
+    weight_based = bool(params.get("weight_based_syringes", False))
+    band_mg = _num(params, "syringe_band_mg") or 105.0
+    syringe_mg = _num(params, "syringe_mg") or 100.0
+    max_age = int(params.get("weight_max_age_days", 90))
+
+    over: list[str] = []
+    unknown: list[str] = []
+    evidence = [ref]
+    details: dict[str, Any] = {
+        "ordered_mg_per_day": dose.mg_per_day,
+        "administrations_per_day": dose.administrations_per_day,
+        "dispense_syringes_per_day": dose.dispense_syringes_per_day,
+    }
+
+    mg_day = dose.mg_per_day
+    if mg_day is None:
+        unknown.append("; ".join(dose.unknown_reasons) or "the daily dose cannot be derived")
+
+    if limit_mg is not None:
+        details["limit_mg_per_day"] = limit_mg
+        if mg_day is not None and not _le(mg_day, limit_mg):
+            over.append(f"{_fmt(mg_day)} mg/day exceeds {_fmt(limit_mg)} mg/day")
+
+    weight = dose.weight
+    if (
+        weight is not None
+        and weight.effective is not None
+        and ((ctx.order_date - weight.effective).days > max_age)
+    ):
+        weight = None
+    if limit_mgkg is not None:
+        details["limit_mg_per_kg_per_day"] = limit_mgkg
+        if weight is None or weight.kg <= 0:
+            unknown.append(f"no body weight recorded within {max_age} days of the order")
+        else:
+            evidence.append(weight.ref)
+            details["weight_kg"] = weight.kg
+            limit_for_weight = limit_mgkg * weight.kg
+            details["limit_mg_per_day"] = round(limit_for_weight, 2)
+            details["limit_syringes_per_dose_at_limit"] = appendix_e_syringes(
+                limit_for_weight, band_mg
+            )
+            if mg_day is not None:
+                mgkg = mg_day / weight.kg
+                details["ordered_mg_per_kg_per_day"] = round(mgkg, 4)
+                if not _le(mgkg, limit_mgkg):
+                    over.append(
+                        f"{_fmt(mgkg)} mg/kg/day ({_fmt(mg_day)} mg/day at "
+                        f"{_fmt(weight.kg)} kg) exceeds {_fmt(limit_mgkg)} mg/kg/day"
+                    )
+
+    if weight_based:
+        per_admin = dose.mg_per_administration
+        allowed: float | None = dose.weight_based_syringes_per_day
+        if len(per_admin) == 1 and dose.administrations_per_day is not None:
+            allowed = appendix_e_syringes(per_admin[0], band_mg) * dose.administrations_per_day
+        details["ordered_syringes_per_day"] = allowed
+        details["limit_syringes_per_day"] = allowed
+        dispense = dose.dispense_syringes_per_day
+        if dispense is not None and allowed is not None and not _le(dispense, allowed):
+            over.append(
+                f"dispensing {_fmt(dispense)} syringes/day exceeds the Appendix E quantity "
+                f"of {_fmt(allowed)}/day"
+            )
+    elif limit_syr is not None:
+        details["limit_syringes_per_day"] = limit_syr
+        syringes = dose.syringes_per_day
+        if (
+            syringes is None
+            and dose.administrations_per_day is not None
+            and len(dose.mg_per_administration) == 1
+        ):
+            syringes = (
+                math.ceil(round(dose.mg_per_administration[0] / syringe_mg, 9))
+                * dose.administrations_per_day
+            )
+        details["ordered_syringes_per_day"] = syringes
+        if syringes is None:
+            unknown.append("syringes per day cannot be derived")
+        elif not _le(syringes, limit_syr):
+            over.append(f"{_fmt(syringes)} syringes/day exceeds {_fmt(limit_syr)}/day")
+        dispense = dose.dispense_syringes_per_day
+        if dispense is not None and not _le(dispense, limit_syr):
+            over.append(f"dispensing {_fmt(dispense)} syringes/day exceeds {_fmt(limit_syr)}/day")
+
+    details["over_limit"] = over
+    if "limit_mg_per_day" in details:
+        details["suggested_mg_per_day"] = (
+            math.floor(details["limit_mg_per_day"] + _EPSILON)
+            if limit_mgkg is not None
+            else details["limit_mg_per_day"]
+        )
+    if over:
+        return Verdict(NOT_MET, _sentence(over), tuple(evidence), details)
+    if unknown:
+        return Verdict(UNKNOWN, _sentence(unknown), tuple(evidence), details)
+    parts = [f"{_fmt(mg_day or 0)} mg/day"]
+    if "ordered_mg_per_kg_per_day" in details:
+        parts.append(f"{_fmt(details['ordered_mg_per_kg_per_day'])} mg/kg/day")
+    if details.get("ordered_syringes_per_day") is not None:
+        parts.append(f"{_fmt(details['ordered_syringes_per_day'])} syringe(s)/day")
+    return Verdict(MET, "Within the limit: " + ", ".join(parts) + ".", tuple(evidence), details)
+
+
+@_check("dose-limit", (MET, NOT_MET, UNKNOWN), _DOSE_PARAMS)
+def dose_limit(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalContext) -> Verdict:
+    """Daily dose within mg/day, mg/kg/day and syringes/day limits.
+
+    Fixed dosing: each administration takes ceil(dose / syringe_mg) syringes. Weight-based
+    dosing (`weight_based_syringes`): each administration takes the Appendix E count
+    (floor(dose / 105 mg) + 1); the dispensed syringes per day may not exceed it. The
+    weight is the order's body weight, if recorded within `weight_max_age_days`.
+    `details` carry the ordered and allowed values and a suggested daily dose.
+    """
+    return _dose_verdict(params, facts, ctx)
+
+
+@_check("dose-increase-limit", (MET, NOT_MET, UNKNOWN), _DOSE_PARAMS)
+def dose_increase_limit(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalContext) -> Verdict:
+    """Only a dose increase is held to the limits: a new daily dose not higher than the
+    current one is met ("no dose increase"). When the current dose is not known, the new
+    dose is held to the limits (met within them, not-met above them)."""
+    new = facts.order.dose.mg_per_day
+    current = [r.mg_per_day for r in ctx.current_drug_records if r.mg_per_day is not None]
+    current_mg = max(current) if current else None
+    if new is None:
+        return _dose_verdict(params, facts, ctx)
+    if current_mg is not None and _le(new, current_mg):
+        refs = tuple(r.ref for r in ctx.current_drug_records if r.mg_per_day is not None)
+        return Verdict(
+            MET,
+            f"No dose increase: {_fmt(new)} mg/day ordered, {_fmt(current_mg)} mg/day current.",
+            (facts.order.ref, *refs),
+            {"ordered_mg_per_day": new, "current_mg_per_day": current_mg, "increase": False},
+        )
+    verdict = _dose_verdict(params, facts, ctx)
+    prefix = (
+        f"Dose increase from {_fmt(current_mg)} mg/day. "
+        if current_mg is not None
+        else "Current dose not documented. "
+    )
+    return Verdict(
+        verdict.status,
+        prefix + verdict.reason,
+        verdict.evidence,
+        {**verdict.details, "current_mg_per_day": current_mg, "increase": current_mg is not None},
+    )
+
+
+# --------------------------------------------------------------------------- safety
+
+
+@_check("hypersensitivity", (MET, NOT_MET), {"valuesets": ParamSpec("valuesets")})
+def hypersensitivity(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalContext) -> Verdict:
+    """No recorded allergy / intolerance to a substance in the value sets (the drug, its
+    source proteins). The absence of such a record is `met`: allergies are recorded
+    when known, and asking for a negative would stop every request."""
+    found = _intolerances(facts, _names(params, "valuesets"))
+    if found:
+        what = ", ".join(sorted({f"{i.kind} to {i.substance}" for i in found}))
+        return Verdict(
+            NOT_MET,
+            f"Contraindicated: documented {what}.",
+            _dedupe(r for i in found for r in i.refs),
+            {"substances": sorted({i.substance for i in found})},
+        )
+    return Verdict(MET, "No hypersensitivity to the product or its source proteins recorded.")
+
+
+@_check(
+    "care-setting",
+    (MET, NOT_MET, UNKNOWN),
+    {
+        "authorized_settings": ParamSpec("strs"),
+        "regimen_mg_per_day": ParamSpec("number"),
+        "regimen_max_days": ParamSpec("int"),
+    },
+)
+def care_setting(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalContext) -> Verdict:
+    """Use authorized only in `authorized_settings` (the COVID-19 EUA: hospitalized).
+
+    Ambulatory, or no encounter at all: `not-met`. Emergency or unrecognised settings:
+    `unknown` (confirm admission). In the authorized setting the result is informational
+    and the order is checked against the EUA regimen (mg/day and number of days): within
+    it `met`, above it `not-met`, dose not derivable `unknown`.
+    """
+    allowed = _names(params, "authorized_settings")
+    enc = facts.encounter
+    mg = float(params["regimen_mg_per_day"])
+    max_days = int(params["regimen_max_days"])
+    details: dict[str, Any] = {
+        "setting": enc.setting if enc else None,
+        "regimen_mg_per_day": mg,
+        "regimen_max_days": max_days,
+        "informational": False,
+    }
+    if enc is None or enc.setting == "ambulatory":
+        where = "an ambulatory encounter" if enc else "no encounter (outpatient use)"
+        return Verdict(
+            NOT_MET,
+            f"Ordered in {where}: the EUA authorizes use only in hospitalized patients.",
+            (enc.ref,) if enc else (),
+            details,
+        )
+    if enc.setting not in allowed:
+        return Verdict(
+            UNKNOWN,
+            f"Encounter setting is {enc.setting}; hospital admission is not documented.",
+            (enc.ref,),
+            details,
+            documentation="Documentation that the patient is hospitalized.",
+        )
+    details["informational"] = True
+    dose = facts.order.dose
+    evidence = (enc.ref, facts.order.ref)
+    details["ordered_mg_per_day"] = dose.mg_per_day
+    details["ordered_days"] = dose.duration_days
+    if dose.mg_per_day is None:
+        return Verdict(
+            UNKNOWN,
+            "Inpatient use under the EUA; the ordered daily dose cannot be derived.",
+            evidence,
+            details,
+        )
+    problems = []
+    if not _le(dose.mg_per_day, mg):
+        problems.append(f"{_fmt(dose.mg_per_day)} mg/day exceeds the EUA {_fmt(mg)} mg daily")
+    if dose.duration_days is not None and dose.duration_days > max_days:
+        problems.append(f"{dose.duration_days} days exceeds the EUA {max_days} days")
+    if problems:
+        return Verdict(NOT_MET, "Inpatient use: " + "; ".join(problems) + ".", evidence, details)
+    length = f"{dose.duration_days} days" if dose.duration_days else "duration not stated"
+    return Verdict(
+        MET,
+        f"Inpatient use under the EUA ({_fmt(mg)} mg SC daily for {max_days} days): "
+        f"{_fmt(dose.mg_per_day)} mg/day, {length}.",
+        evidence,
+        details,
+    )
+
+
+# --------------------------------------------------------------------------- pathway
+
+
+@_check(
+    "currently-receiving",
+    (MET, UNKNOWN),
+    # The engine takes the continued pathway only when such a record exists.
+    reachable=lambda p: frozenset({MET}),
+)
+def currently_receiving(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalContext) -> Verdict:
+    """The patient currently receives the drug: the records that put the request on the
+    continued pathway (active / on-hold, or ended within the window)."""
+    records = ctx.current_drug_records
+    if not records:
+        return Verdict(UNKNOWN, "No current record of the medication is on file.")
+    rec = records[0]
+    if rec.status in ("active", "on-hold"):
+        text = f"{rec.resource_type} {rec.status}"
+    else:
+        text = f"{rec.resource_type} {rec.status}, ended {rec.end}"
+    return Verdict(MET, f"Currently receiving {rec.drug}: {text}.", _dedupe(r.ref for r in records))
+
+
+@_check("refer-to-policy", (UNKNOWN,), {"policies": ParamSpec("strs"), "reason": ParamSpec("str")})
+def refer_to_policy(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalContext) -> Verdict:
+    """Not decided here: the request goes to another policy (off-label, recent label
+    change). Always `unknown`, with the policies to refer to in `details`."""
+    policies = list(params["policies"])
+    return Verdict(UNKNOWN, str(params["reason"]), (), {"policies": policies})
+
+
+CHECKS: Mapping[str, CheckDef] = MappingProxyType(_REGISTRY)
+"""Every check by name."""
+
+
+def run_check(
+    name: str, params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalContext
+) -> Verdict:
+    return CHECKS[name].fn(params, facts, ctx)
+
+
+__all__ = [
+    "CHECKS",
+    "AcrScore",
+    "Band",
+    "CheckDef",
+    "EvalContext",
+    "ParamSpec",
+    "Verdict",
+    "acr_2010_score",
+    "age_on",
+    "appendix_e_syringes",
+    "band_of",
+    "months_before",
+    "run_check",
+]

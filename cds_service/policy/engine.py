@@ -1,0 +1,275 @@
+"""Evaluate one order against a drug policy: `PolicyFacts` in, `Decision` out.
+
+    policy = load_policy()                   # the packaged NH.PHAR.244, validated
+    decision = evaluate(policy, facts, today)
+
+`evaluate` is pure: no clock (`today` is used only when the order has no authoredOn),
+no I/O. It picks the pathway (continued when the patient currently receives the drug),
+the indication(s) claimed by the order's reasons or else the patient's diagnoses, runs
+every criterion of the matching section plus the common ones (III.B, IV.C), and keeps
+the most favourable result when several indications are claimed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import date, timedelta
+from functools import lru_cache
+from pathlib import Path
+
+from cds_service.policy.checks import CHECKS, EvalContext, Verdict
+from cds_service.policy.definition import (
+    DEFAULT_POLICY_PATH,
+    CriterionDef,
+    IndicationDef,
+    Policy,
+    PolicyFileError,
+    SectionDef,
+    read_policy_file,
+)
+from cds_service.policy.model import (
+    CriterionResult,
+    Decision,
+    Outcome,
+    Pathway,
+    Status,
+)
+from fhir_mappings.facts import Diagnosis, MedicationRecord, PolicyFacts
+
+__all__ = [
+    "OTHER_INDICATION",
+    "Policy",
+    "PolicyFileError",
+    "current_drug_records",
+    "evaluate",
+    "load_policy",
+]
+
+OTHER_INDICATION = "other"
+
+_OUTCOME_RANK = {
+    Outcome.CRITERIA_MET: 0,
+    Outcome.DOCUMENTATION_NEEDED: 1,
+    Outcome.CRITERIA_NOT_MET: 2,
+    Outcome.OFF_LABEL_REVIEW: 3,
+}
+
+
+@lru_cache(maxsize=8)
+def _load_cached(path: Path) -> Policy:
+    return read_policy_file(path)
+
+
+def load_policy(path: Path | None = None) -> Policy:
+    """The policy from `path` (default: the packaged NH.PHAR.244.yaml), validated.
+
+    Raises `PolicyFileError` naming the file and the place in it when it does not fit.
+    Loads are cached by resolved path (policy files do not change while serving).
+    """
+    return _load_cached((path or DEFAULT_POLICY_PATH).resolve())
+
+
+# --------------------------------------------------------------------------- pathway
+
+
+def current_drug_records(
+    policy: Policy, facts: PolicyFacts, order_date: date
+) -> tuple[MedicationRecord, ...]:
+    """Records showing the patient currently receives the policy's drug.
+
+    Not the evaluated order, not another draft order: an active / on-hold record (unless
+    its own end lies before the window), or one that ended within the window before the
+    order date (its end, or its start when it has no end).
+    """
+    rules = policy.pathway
+    window_start = order_date - timedelta(days=rules.continued_within_days)
+    found: list[MedicationRecord] = []
+    for rec in facts.medications:
+        if policy.drug not in rec.valuesets or rec.is_draft_order:
+            continue
+        if rec.ref == facts.order.ref:
+            continue
+        status = rec.status.lower()
+        if status in rules.ignored_statuses:
+            continue
+        if rec.start is not None and rec.start > order_date:
+            continue
+        last = rec.end or (None if status in rules.current_statuses else rec.start)
+        if status in rules.current_statuses:
+            if last is None or last >= window_start:
+                found.append(rec)
+        elif last is not None and last >= window_start:
+            found.append(rec)
+    # Active ones first, then the most recently ended.
+    found.sort(
+        key=lambda r: (
+            r.status.lower() not in rules.current_statuses,
+            -(r.end or r.start or date.min).toordinal(),
+        )
+    )
+    return tuple(found)
+
+
+def _first_drug_date(policy: Policy, facts: PolicyFacts, order_date: date) -> date | None:
+    starts = [
+        rec.start
+        for rec in facts.medications
+        if policy.drug in rec.valuesets
+        and not rec.is_draft_order
+        and rec.ref != facts.order.ref
+        and rec.status.lower() not in policy.pathway.ignored_statuses
+        and rec.start is not None
+        and rec.start <= order_date
+    ]
+    return min(starts) if starts else None
+
+
+# --------------------------------------------------------------------------- indication
+
+
+@dataclass(frozen=True)
+class _Claim:
+    indication: IndicationDef
+    diagnoses: tuple[Diagnosis, ...]
+
+
+def _claims(policy: Policy, facts: PolicyFacts, diagnoses: tuple[Diagnosis, ...]) -> list[_Claim]:
+    claims: list[_Claim] = []
+    for indication in policy.indications:
+        matched = [d for d in diagnoses if d.valuesets & indication.valuesets]
+        gene = indication.with_gene
+        if gene is not None and any(
+            g.gene.upper() == gene.gene.upper() for g in facts.genetic_results
+        ):
+            matched += [d for d in diagnoses if d.valuesets & gene.valuesets]
+        if matched:
+            claims.append(_Claim(indication, tuple(dict.fromkeys(matched))))
+    return claims
+
+
+def claimed_indications(policy: Policy, facts: PolicyFacts) -> list[_Claim]:
+    """The order's reasons decide when any of them claims a known indication;
+    otherwise every indication among the patient's diagnoses."""
+    from_reasons = _claims(policy, facts, facts.order.reasons)
+    if from_reasons:
+        return from_reasons
+    return _claims(policy, facts, facts.diagnoses)
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def _result(criterion: CriterionDef, indication: str, verdict: Verdict) -> CriterionResult:
+    variant = criterion.variant(indication)
+    documentation = None
+    if verdict.status is Status.UNKNOWN:
+        documentation = verdict.documentation or variant.documentation or criterion.documentation
+    return CriterionResult(
+        id=criterion.id,
+        text=variant.text or criterion.text,
+        check=variant.check,
+        status=verdict.status,
+        reason=verdict.reason,
+        evidence=verdict.evidence,
+        documentation=documentation,
+        details=verdict.details,
+    )
+
+
+def _run(criterion: CriterionDef, facts: PolicyFacts, ctx: EvalContext) -> CriterionResult:
+    variant = criterion.variant(ctx.indication)
+    verdict = CHECKS[variant.check].fn(variant.params, facts, ctx)
+    return _result(criterion, ctx.indication, verdict)
+
+
+def _outcome(section: SectionDef, results: tuple[CriterionResult, ...]) -> Outcome:
+    statuses = {r.status for r in results}
+    if Status.NOT_MET in statuses:
+        return Outcome.CRITERIA_NOT_MET
+    if section.off_label:
+        return Outcome.OFF_LABEL_REVIEW
+    if Status.UNKNOWN in statuses:
+        return Outcome.DOCUMENTATION_NEEDED
+    return Outcome.CRITERIA_MET
+
+
+def _evaluate_section(
+    policy: Policy, facts: PolicyFacts, section: SectionDef, ctx: EvalContext
+) -> Decision:
+    criteria = [*section.criteria, *(c for c in policy.common_criteria if c.applies_to(section.id))]
+    results = tuple(_run(c, facts, ctx) for c in criteria)
+    outcome = _outcome(section, results)
+    documentation = tuple(
+        dict.fromkeys(r.documentation for r in results if r.documentation is not None)
+    )
+    return Decision(
+        policy_id=policy.id,
+        policy_version=policy.version,
+        order_ref=facts.order.ref,
+        pathway=ctx.pathway,
+        section=section.id,
+        indication=ctx.indication,
+        outcome=outcome,
+        criteria=results,
+        approval_months=section.approval_months if outcome is Outcome.CRITERIA_MET else None,
+        documentation=documentation,
+        policy_references=section.policy_references,
+    )
+
+
+def _preference(decision: Decision) -> tuple[int, int, int]:
+    not_met = sum(1 for r in decision.criteria if r.status is Status.NOT_MET)
+    unknown = sum(1 for r in decision.criteria if r.status is Status.UNKNOWN)
+    return _OUTCOME_RANK[decision.outcome], not_met, unknown
+
+
+def evaluate(policy: Policy, facts: PolicyFacts, today: date) -> Decision:
+    """Decide every criterion of the policy section that applies to the order.
+
+    `today` stands in for the order date only when the order has no authoredOn.
+    """
+    order_date = facts.order.authored_on or today
+    current = current_drug_records(policy, facts, order_date)
+    pathway = Pathway.CONTINUED if current else Pathway.INITIAL
+    base = EvalContext(
+        order_date=order_date,
+        pathway=pathway,
+        section="",
+        indication="",
+        claim=(),
+        drug_valueset=policy.drug,
+        current_drug_records=current,
+        first_drug_date=_first_drug_date(policy, facts, order_date),
+        scales=policy.scales,
+    )
+
+    decisions: list[Decision] = []
+    for claim in claimed_indications(policy, facts):
+        name = claim.indication.name
+        for section in policy.sections_for(pathway, name):
+            ctx = replace(base, section=section.id, indication=name, claim=claim.diagnoses)
+            decisions.append(_evaluate_section(policy, facts, section, ctx))
+
+    if not decisions:
+        section = policy.off_label_section(pathway)
+        ctx = replace(base, section=section.id, indication=OTHER_INDICATION)
+        return _evaluate_section(policy, facts, section, ctx)
+
+    best = min(enumerate(decisions), key=lambda item: (_preference(item[1]), item[0]))[1]
+    if len(decisions) == 1:
+        return best
+    considered = tuple((d.section, d.outcome) for d in decisions)
+    return Decision(
+        policy_id=best.policy_id,
+        policy_version=best.policy_version,
+        order_ref=best.order_ref,
+        pathway=best.pathway,
+        section=best.section,
+        indication=best.indication,
+        outcome=best.outcome,
+        criteria=best.criteria,
+        approval_months=best.approval_months,
+        documentation=best.documentation,
+        policy_references=best.policy_references,
+        considered=considered,
+    )
