@@ -1,0 +1,246 @@
+"""Diagnoses (Conditions, the order's reasons) and intolerances / contraindications.
+
+Which Conditions count as the patient's diagnoses:
+- clinicalStatus active, recurrence or relapse, or absent;
+- verificationStatus confirmed or absent. Refuted and entered-in-error are out, and so are
+  unconfirmed / provisional / differential: a pharmacist does not accept a working or
+  differential diagnosis as the diagnosis a drug is approved for;
+- for the patient (a Condition about another subject is left out).
+Only Conditions that match a diagnosis value set become facts; the order's own reasons are
+kept even when they match nothing (the policy then sees an off-label reason).
+
+Text rules (INTERPRETATION.md): a CAPS code (M04.2 / SNOMED CAPS) whose text names NOMID or
+CINCA is `nomid-cinca`, one naming FCAS / MWS is `caps-fcas-mws`, otherwise
+`caps-unspecified`; DIRA by name in any code text; M04.8 is `autoinflammatory-other` (kept
+beside `dira` when the text also names DIRA).
+
+Intolerances:
+- AllergyIntolerance with clinicalStatus active (or absent) and verificationStatus not
+  refuted / entered-in-error, whose code or reaction substance is a value-set drug or
+  E. coli-derived proteins: kind from `type` ("intolerance", else "allergy");
+- a Condition in `mtx-contraindication` (same status rules as diagnoses): a contraindication
+  to methotrexate;
+- Appendix D: the latest alcohol-use Observation over 14 units (drinks) a week is a
+  contraindication to methotrexate; 14 or fewer is social use and gives nothing.
+  Child-bearing potential is never one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import date
+from typing import Any, Final, Literal
+
+from fhir_mappings import valuesets
+from fhir_mappings.facts import Diagnosis, Intolerance, Measurement, Ref
+from fhir_mappings.fields import (
+    codings,
+    get_map,
+    maps,
+    parse_date,
+    ref_of,
+    reference,
+    status_code,
+    texts,
+)
+from fhir_mappings.medications import identify_concept
+from fhir_mappings.r4 import Parsed
+
+Json = Mapping[str, Any]
+
+ALCOHOL_LIMIT_UNITS_PER_WEEK: Final = 14.0
+_DIAGNOSIS: Final = frozenset({"diagnosis"})
+_ACTIVE: Final = frozenset({"active", "recurrence", "relapse"})
+_CONFIRMED: Final = frozenset({"confirmed"})
+_NOT_TRUE: Final = frozenset({"refuted", "entered-in-error"})
+
+
+def classify(concept: Json | None) -> tuple[frozenset[str], str, str, str]:
+    """(diagnosis value sets, system, code, display) of a Condition code / reasonCode."""
+    found: set[str] = set()
+    chosen: tuple[str, str, str] | None = None
+    for system, code, display in codings(concept):
+        hits = [
+            h
+            for h in valuesets.match_code(system, code)
+            if valuesets.valueset_kind(h.valueset) in _DIAGNOSIS
+        ]
+        if hits and chosen is None:
+            chosen = (system or "", code or "", display or "")
+        found.update(h.valueset for h in hits)
+    for hit in valuesets.match_names(texts(concept), _DIAGNOSIS):
+        need = valuesets.names_require(hit.valueset)
+        if need is None or need in found:
+            found.add(hit.valueset)
+    if found & {"nomid-cinca", "caps-fcas-mws"}:
+        found.discard("caps-unspecified")
+    if chosen is None:
+        first = codings(concept)
+        if first:
+            system, code, display = first[0]
+            chosen = (system or "", code or "", display or "")
+        else:
+            chosen = ("", "", "")
+    display = chosen[2]
+    if not display and concept is not None:
+        display = str(concept.get("text") or "")
+    return frozenset(found), chosen[0], chosen[1], display
+
+
+def _for_patient(resource: Json, patient_ref: Ref | None, key: str = "subject") -> bool:
+    target = reference(resource.get(key))
+    return target is None or patient_ref is None or target == patient_ref
+
+
+def condition_counts(condition: Json) -> bool:
+    """Active and confirmed (or statuses absent)."""
+    clinical = status_code(condition, "clinicalStatus")
+    verification = status_code(condition, "verificationStatus")
+    if clinical is not None and clinical not in _ACTIVE:
+        return False
+    return verification is None or verification in _CONFIRMED
+
+
+def _diagnosis(condition: Json, source: str, refs: tuple[Ref, ...]) -> Diagnosis:
+    sets, system, code, display = classify(get_map(condition, "code"))
+    recorded = parse_date(condition.get("recordedDate")) or parse_date(
+        condition.get("onsetDateTime")
+    )
+    return Diagnosis(
+        valuesets=sets,
+        system=system,
+        code=code,
+        display=display,
+        source="order-reason" if source == "order-reason" else "condition",
+        refs=refs,
+        recorded=recorded,
+    )
+
+
+def diagnoses(parsed: Parsed, patient_ref: Ref | None) -> list[Diagnosis]:
+    out: list[Diagnosis] = []
+    for condition in parsed.of_type("Condition"):
+        if not _for_patient(condition, patient_ref) or not condition_counts(condition):
+            continue
+        diagnosis = _diagnosis(condition, "condition", (ref_of(condition),))
+        if diagnosis.valuesets - {"mtx-contraindication"}:
+            out.append(diagnosis)
+    return out
+
+
+def order_reasons(order: Json, order_ref: Ref, parsed: Parsed) -> list[Diagnosis]:
+    """The order's reasonCode and reasonReference (to a Condition) as diagnoses."""
+    out: list[Diagnosis] = []
+    for concept in maps(order.get("reasonCode")):
+        sets, system, code, display = classify(concept)
+        out.append(Diagnosis(sets, system, code, display, "order-reason", (order_ref,)))
+    for ref_value in maps(order.get("reasonReference")):
+        target = reference(ref_value)
+        condition: Json | None = None
+        if target and target.startswith("#"):
+            for contained in maps(order.get("contained")):
+                if (
+                    contained.get("resourceType") == "Condition"
+                    and contained.get("id") == (target[1:])
+                ):
+                    condition = contained
+        elif target and target.startswith("Condition/"):
+            condition = parsed.by_ref.get(target)
+        if condition is None or target is None:
+            continue
+        if status_code(condition, "verificationStatus") in _NOT_TRUE:
+            continue
+        out.append(_diagnosis(condition, "order-reason", (target,)))
+    return out
+
+
+def _allergy_counts(allergy: Json) -> bool:
+    clinical = status_code(allergy, "clinicalStatus")
+    verification = status_code(allergy, "verificationStatus")
+    if clinical is not None and clinical != "active":
+        return False
+    return verification not in _NOT_TRUE
+
+
+def intolerances(
+    parsed: Parsed,
+    patient_ref: Ref | None,
+    measurements: Sequence[Measurement],
+    as_of: date | None,
+) -> list[Intolerance]:
+    out: list[Intolerance] = []
+    for allergy in parsed.of_type("AllergyIntolerance"):
+        if not _for_patient(allergy, patient_ref, "patient") or not _allergy_counts(allergy):
+            continue
+        kind: Literal["allergy", "intolerance"] = (
+            "intolerance" if allergy.get("type") == "intolerance" else "allergy"
+        )
+        concepts = [get_map(allergy, "code")]
+        for reaction in maps(allergy.get("reaction")):
+            concepts.append(get_map(reaction, "substance"))
+        ref = ref_of(allergy)
+        seen: set[str] = set()
+        for concept in concepts:
+            for identity in identify_concept(concept):
+                if identity.drug in seen:
+                    continue
+                seen.add(identity.drug)
+                out.append(
+                    Intolerance(
+                        valuesets=identity.valuesets,
+                        kind=kind,
+                        substance=identity.drug,
+                        reason=f"{kind} to {valuesets.drug_display(identity.drug)} recorded",
+                        refs=(ref,),
+                    )
+                )
+            for hit in valuesets.match_names(texts(concept), frozenset({"substance"})):
+                if hit.valueset in seen:
+                    continue
+                seen.add(hit.valueset)
+                out.append(
+                    Intolerance(
+                        valuesets=frozenset({hit.valueset}),
+                        kind=kind,
+                        substance=hit.valueset,
+                        reason=f"{kind} to {valuesets.valueset_title(hit.valueset)} recorded",
+                        refs=(ref,),
+                    )
+                )
+    for condition in parsed.of_type("Condition"):
+        if not _for_patient(condition, patient_ref) or not condition_counts(condition):
+            continue
+        sets, _, code, display = classify(get_map(condition, "code"))
+        if "mtx-contraindication" in sets:
+            out.append(
+                Intolerance(
+                    valuesets=frozenset({"methotrexate"}),
+                    kind="contraindication",
+                    substance="methotrexate",
+                    reason=f"condition that contraindicates methotrexate: {display or code}",
+                    refs=(ref_of(condition),),
+                )
+            )
+    alcohol = [
+        m
+        for m in measurements
+        if m.kind == "alcohol-units-per-week"
+        and m.value is not None
+        and (as_of is None or m.effective is None or m.effective <= as_of)
+    ]
+    if alcohol:
+        latest = max(alcohol, key=lambda m: m.effective or date.min)
+        if latest.value is not None and latest.value > ALCOHOL_LIMIT_UNITS_PER_WEEK:
+            out.append(
+                Intolerance(
+                    valuesets=frozenset({"methotrexate"}),
+                    kind="contraindication",
+                    substance="methotrexate",
+                    reason=(
+                        f"alcohol use over {ALCOHOL_LIMIT_UNITS_PER_WEEK:g} units a week "
+                        "(Appendix D)"
+                    ),
+                    refs=(latest.ref,),
+                )
+            )
+    return out

@@ -1,0 +1,392 @@
+"""Daily-dose arithmetic for anakinra (Kineret 100 mg / 0.67 mL prefilled syringe).
+
+Rules (INTERPRETATION.md "Dose arithmetic", policy section V and Appendix E):
+- dose per administration from `doseAndRate[].doseQuantity` (an entry typed "ordered" is
+  preferred) or `doseRange.high`; mg, g, mcg directly; mL through 100 mg / 0.67 mL; a syringe
+  count ("{syringe}", "syringe", "PFS", "{Syringe}", and "each"/"{each}", since the product is
+  the single-use syringe) through 100 mg a syringe; mg/kg times the body weight;
+- administrations per day from `timing.repeat` (frequency, default 1, over period x
+  periodUnit; frequencyMax/periodMax ignored; h, d, wk, mo = 30 d, a = 365 d), from
+  `repeat.timeOfDay` / `repeat.when` counts, or from `timing.code` (v3-GTSAbbreviation);
+- several dosage lines add up; lines with different `sequence` numbers are consecutive
+  phases, so the phase with the highest daily dose counts;
+- "as needed" without a frequency, no timing, an unknown unit or mg/kg without a weight give
+  None with a plain reason in `unknown_reasons` — never a guess;
+- syringes: fixed dosing takes ceil(dose / 100 mg) per administration, weight-based dosing
+  the Appendix E count floor(dose / 105 mg) + 1 per administration (a new syringe for each
+  split dose); both times administrations per day;
+- dispense: quantity (syringes, or mL / 0.67) over expectedSupplyDuration (d, wk, mo = 30 d);
+  a reason is recorded only when the order states one of the two but it cannot be used;
+- duration: boundsDuration, boundsPeriod (inclusive days) or count / administrations a day.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from fhir_mappings.facts import DoseFacts, WeightFact
+from fhir_mappings.fields import as_list, codings, get_map, get_num, get_str, maps, parse_date
+
+Json = Mapping[str, Any]
+
+MG_PER_SYRINGE: Final = 100.0
+ML_PER_SYRINGE: Final = 0.67
+MG_PER_ML: Final = MG_PER_SYRINGE / ML_PER_SYRINGE
+APPENDIX_E_STEP_MG: Final = 105.0
+_ROUND: Final = 6  # decimals kept before ceil/floor so 0.67 mL is exactly one syringe
+
+_MASS_MG: Final[Mapping[str, float]] = {
+    "mg": 1.0,
+    "milligram": 1.0,
+    "milligrams": 1.0,
+    "g": 1000.0,
+    "gram": 1000.0,
+    "grams": 1000.0,
+    "mcg": 0.001,
+    "ug": 0.001,
+    "µg": 0.001,
+    "microgram": 0.001,
+    "micrograms": 0.001,
+}
+_VOLUME_ML: Final[Mapping[str, float]] = {"ml": 1.0, "milliliter": 1.0, "milliliters": 1.0}
+_SYRINGE: Final = frozenset(
+    {
+        "{syringe}",
+        "syringe",
+        "syringes",
+        "pfs",
+        "prefilled syringe",
+        "prefilled syringes",
+        "pre-filled syringe",
+        "{each}",
+        "each",
+        "ea",
+        "{prefilled syringe}",
+    }
+)
+_MG_PER_KG: Final = frozenset({"mg/kg", "mg/kg{dose}", "milligram per kilogram"})
+
+_PERIOD_DAYS: Final[Mapping[str, float]] = {
+    "h": 1 / 24,
+    "d": 1.0,
+    "wk": 7.0,
+    "mo": 30.0,
+    "a": 365.0,
+}
+_DURATION_DAYS: Final[Mapping[str, float]] = {
+    "h": 1 / 24,
+    "hour": 1 / 24,
+    "hours": 1 / 24,
+    "d": 1.0,
+    "day": 1.0,
+    "days": 1.0,
+    "wk": 7.0,
+    "week": 7.0,
+    "weeks": 7.0,
+    "mo": 30.0,
+    "month": 30.0,
+    "months": 30.0,
+}
+
+# v3-GTSAbbreviation (and common EHR spellings) -> administrations per day.
+TIMING_CODES: Final[Mapping[str, float]] = {
+    "QD": 1.0,
+    "DAILY": 1.0,
+    "QAM": 1.0,
+    "QPM": 1.0,
+    "AM": 1.0,
+    "PM": 1.0,
+    "QHS": 1.0,
+    "HS": 1.0,
+    "BID": 2.0,
+    "TID": 3.0,
+    "QID": 4.0,
+    "Q4H": 6.0,
+    "Q6H": 4.0,
+    "Q8H": 3.0,
+    "Q12H": 2.0,
+    "Q24H": 1.0,
+    "QOD": 0.5,
+    "Q48H": 0.5,
+    "QW": 1 / 7,
+    "WK": 1 / 7,
+    "QWK": 1 / 7,
+    "BIW": 2 / 7,
+    "TIW": 3 / 7,
+    "Q2W": 1 / 14,
+    "MO": 1 / 30,
+}
+
+
+@dataclass(frozen=True)
+class _Line:
+    mg: float | None
+    per_day: float | None
+    syringes_per_admin: int | None
+    appendix_e_per_admin: int | None
+    duration_days: int | None
+    sequence: int | None
+
+
+def unit_key(quantity: Json) -> str:
+    """Lower-case unit of a Quantity: its UCUM code when coded, else its unit text."""
+    return (unit_keys(quantity) or ("",))[0]
+
+
+def unit_keys(quantity: Json) -> tuple[str, ...]:
+    """Lower-case code, then unit text, of a Quantity (both tried, code first)."""
+    keys = [get_str(quantity, "code"), get_str(quantity, "unit")]
+    return tuple(dict.fromkeys(k.strip().lower() for k in keys if k))
+
+
+def dose_to_mg(value: float, unit: str, weight: WeightFact | None) -> tuple[float | None, str]:
+    """mg for one dose, or (None, reason)."""
+    if unit in _MASS_MG:
+        return value * _MASS_MG[unit], ""
+    if unit in _VOLUME_ML:
+        return value * _VOLUME_ML[unit] * MG_PER_ML, ""
+    if unit in _SYRINGE or unit.endswith(" syringe") or unit.endswith(" syringes"):
+        return value * MG_PER_SYRINGE, ""
+    if unit in _MG_PER_KG:
+        if weight is None:
+            return None, "dose is in mg/kg and no body weight within 90 days of the order"
+        return value * weight.kg, ""
+    if not unit:
+        return None, "dose has no unit"
+    return None, "dose unit is not one the service can convert to mg"
+
+
+def _dose_quantity(dosage: Json) -> tuple[Json | None, str]:
+    entries = list(maps(dosage.get("doseAndRate")))
+    ordered = [
+        e for e in entries if any(code == "ordered" for _, code, _ in codings(get_map(e, "type")))
+    ]
+    for entry in ordered + entries:
+        quantity = get_map(entry, "doseQuantity")
+        if quantity is not None:
+            return quantity, ""
+        high = get_map(get_map(entry, "doseRange"), "high")
+        if high is not None:
+            return high, ""
+    return None, "no dose quantity in the dosage instruction"
+
+
+def administrations_per_day(timing: Json | None, as_needed: bool) -> tuple[float | None, str]:
+    """Administrations a day from a Timing, or (None, reason)."""
+    if timing is None:
+        if as_needed:
+            return None, "dose is as needed without a frequency"
+        return None, "no timing (frequency) in the dosage instruction"
+    repeat = get_map(timing, "repeat")
+    if repeat is not None:
+        frequency = get_num(repeat, "frequency")
+        period = get_num(repeat, "period")
+        unit = get_str(repeat, "periodUnit")
+        if period is not None or frequency is not None:
+            if period is None or unit is None:
+                return None, "timing has a frequency without a period"
+            if unit not in _PERIOD_DAYS:
+                return None, "timing period unit is shorter than an hour or unknown"
+            if period <= 0 or (frequency is not None and frequency <= 0):
+                return None, "timing frequency or period is not positive"
+            return (frequency if frequency is not None else 1.0) / (period * _PERIOD_DAYS[unit]), ""
+        times = len(as_list(repeat.get("timeOfDay"))) or len(as_list(repeat.get("when")))
+        if times:
+            weekdays = len(as_list(repeat.get("dayOfWeek")))
+            return times * (weekdays / 7 if weekdays else 1.0), ""
+    for _, code, _ in codings(get_map(timing, "code")):
+        if code and code.upper() in TIMING_CODES:
+            return TIMING_CODES[code.upper()], ""
+    text = get_str(get_map(timing, "code"), "text")
+    if text and text.strip().upper() in TIMING_CODES:
+        return TIMING_CODES[text.strip().upper()], ""
+    if as_needed:
+        return None, "dose is as needed without a frequency"
+    if get_map(timing, "code") is not None:
+        return None, "timing code is not one the service knows"
+    return None, "no timing (frequency) in the dosage instruction"
+
+
+def duration_days(timing: Json | None, per_day: float | None) -> int | None:
+    """Intended treatment length in days from timing bounds or count."""
+    repeat = get_map(timing, "repeat")
+    if repeat is None:
+        return None
+    bounds = get_map(repeat, "boundsDuration")
+    if bounds is not None:
+        value = get_num(bounds, "value")
+        factor = _DURATION_DAYS.get(unit_key(bounds))
+        if value is not None and factor is not None and value > 0:
+            return math.ceil(round(value * factor, _ROUND))
+    period = get_map(repeat, "boundsPeriod")
+    if period is not None:
+        start = parse_date(period.get("start"))
+        end = parse_date(period.get("end"), end=True)
+        if start and end and end >= start:
+            return (end - start).days + 1
+    count = get_num(repeat, "count")
+    if count is not None and per_day:
+        return math.ceil(round(count / per_day, _ROUND))
+    return None
+
+
+def fixed_syringes(mg: float) -> int:
+    """Syringes for one fixed dose: ceil(dose / 100 mg)."""
+    return math.ceil(round(mg / MG_PER_SYRINGE, _ROUND))
+
+
+def appendix_e_syringes(mg: float) -> int:
+    """Appendix E syringes for one weight-based dose: floor(dose / 105 mg) + 1."""
+    return math.floor(round(mg / APPENDIX_E_STEP_MG, _ROUND)) + 1
+
+
+def _line(dosage: Json, weight: WeightFact | None, n: int) -> tuple[_Line, list[str]]:
+    reasons: list[str] = []
+    label = f"dosage line {n + 1}: "
+    quantity, why = _dose_quantity(dosage)
+    mg: float | None = None
+    if quantity is None:
+        reasons.append(label + why)
+    else:
+        value = get_num(quantity, "value")
+        if value is None or value <= 0:
+            reasons.append(label + "dose value is missing or not positive")
+        else:
+            why = "dose has no unit"
+            for key in unit_keys(quantity):
+                mg, why = dose_to_mg(value, key, weight)
+                if mg is not None:
+                    break
+            if mg is None:
+                reasons.append(label + why)
+    as_needed = dosage.get("asNeededBoolean") is True or isinstance(
+        dosage.get("asNeededCodeableConcept"), Mapping
+    )
+    timing = get_map(dosage, "timing")
+    per_day, why = administrations_per_day(timing, as_needed)
+    if per_day is None:
+        reasons.append(label + why)
+    sequence = dosage.get("sequence")
+    return (
+        _Line(
+            mg=mg,
+            per_day=per_day,
+            syringes_per_admin=fixed_syringes(mg) if mg is not None else None,
+            appendix_e_per_admin=appendix_e_syringes(mg) if mg is not None else None,
+            duration_days=duration_days(timing, per_day),
+            sequence=sequence if isinstance(sequence, int) else None,
+        ),
+        reasons,
+    )
+
+
+def _dispense(request: Json | None) -> tuple[float | None, list[str]]:
+    if request is None:
+        return None, []
+    quantity = get_map(request, "quantity")
+    supply = get_map(request, "expectedSupplyDuration")
+    if quantity is None and supply is None:
+        return None, []
+    if quantity is None or supply is None:
+        return None, ["dispense quantity or expected supply duration is missing"]
+    amount = get_num(quantity, "value")
+    syringes: float | None = None
+    for unit in unit_keys(quantity) if amount is not None and amount > 0 else ():
+        if unit in _SYRINGE or unit.endswith(" syringe") or unit.endswith(" syringes"):
+            syringes = amount
+        elif unit in _VOLUME_ML and amount is not None:
+            syringes = round(amount / ML_PER_SYRINGE, 2)
+        if syringes is not None:
+            break
+    if syringes is None:
+        return None, ["dispense quantity unit is not syringes or mL"]
+    days_value = get_num(supply, "value")
+    factor = _DURATION_DAYS.get(unit_key(supply))
+    if days_value is None or factor is None or days_value <= 0:
+        return None, ["expected supply duration is not in days, weeks or months"]
+    return syringes / (days_value * factor), []
+
+
+def _sum(values: Sequence[float | None]) -> float | None:
+    if not values or any(v is None for v in values):
+        return None
+    return float(sum(v for v in values if v is not None))
+
+
+def compute_dose(
+    dosages: Sequence[Json],
+    weight: WeightFact | None,
+    dispense_request: Json | None = None,
+) -> DoseFacts:
+    """Dose facts for one order or statement (its dosage lines and dispense request)."""
+    reasons: list[str] = []
+    lines: list[_Line] = []
+    for n, dosage in enumerate(dosages):
+        line, why = _line(dosage, weight, n)
+        lines.append(line)
+        reasons.extend(why)
+    if not lines:
+        reasons.append("no dosage instruction")
+    phases: dict[int | None, list[_Line]] = {}
+    for line in lines:
+        phases.setdefault(line.sequence, []).append(line)
+    phase_values: list[tuple[float | None, float | None, float | None, float | None]] = []
+    for phase in phases.values():
+        mg_day = _sum([(ln.mg * ln.per_day) if ln.mg and ln.per_day else None for ln in phase])
+        per_day = _sum([ln.per_day for ln in phase])
+        fixed = _sum(
+            [
+                ln.syringes_per_admin * ln.per_day if ln.syringes_per_admin and ln.per_day else None
+                for ln in phase
+            ]
+        )
+        weighted = _sum(
+            [
+                ln.appendix_e_per_admin * ln.per_day
+                if ln.appendix_e_per_admin and ln.per_day
+                else None
+                for ln in phase
+            ]
+        )
+        phase_values.append((mg_day, per_day, fixed, weighted))
+
+    def highest(i: int) -> float | None:
+        values = [p[i] for p in phase_values]
+        if not values or any(v is None for v in values):
+            return None
+        return max(v for v in values if v is not None)
+
+    mg_per_day = highest(0)
+    dispense, why = _dispense(dispense_request)
+    reasons.extend(why)
+    durations = [ln.duration_days for ln in lines if ln.duration_days is not None]
+    return DoseFacts(
+        mg_per_day=round(mg_per_day, _ROUND) if mg_per_day is not None else None,
+        administrations_per_day=highest(1),
+        mg_per_administration=tuple(round(ln.mg, _ROUND) for ln in lines if ln.mg is not None),
+        syringes_per_day=highest(2),
+        weight_based_syringes_per_day=highest(3),
+        mg_per_kg_per_day=(
+            round(mg_per_day / weight.kg, _ROUND)
+            if mg_per_day is not None and weight is not None and weight.kg > 0
+            else None
+        ),
+        weight=weight,
+        dispense_syringes_per_day=dispense,
+        duration_days=max(durations) if durations else None,
+        unknown_reasons=tuple(reasons),
+    )
+
+
+def supply_days(value: Json | None) -> float | None:
+    """Days in a Duration / Quantity (d, wk, mo = 30 d), or None."""
+    if value is None:
+        return None
+    amount = get_num(value, "value")
+    factor = _DURATION_DAYS.get(unit_key(value))
+    if amount is None or factor is None or amount <= 0:
+        return None
+    return amount * factor

@@ -1,0 +1,151 @@
+"""Small, defensive readers of FHIR JSON (already validated by `r4`): codings, dates,
+numbers, references. Pure functions; nothing here raises on odd input."""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Iterator, Mapping
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+Json = Mapping[str, Any]
+
+
+def as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return value
+    return [value]
+
+
+def maps(value: Any) -> Iterator[Json]:
+    """The mappings in a value that may be one object or a list of them."""
+    for item in as_list(value):
+        if isinstance(item, Mapping):
+            yield item
+
+
+def get_map(obj: Json | None, key: str) -> Json | None:
+    if obj is None:
+        return None
+    value = obj.get(key)
+    return value if isinstance(value, Mapping) else None
+
+
+def get_str(obj: Json | None, key: str) -> str | None:
+    if obj is None:
+        return None
+    value = obj.get(key)
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def to_number(value: Any) -> float | None:
+    """int / float / Decimal / numeric string as float; None for anything else (bool too)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float | Decimal):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def get_num(obj: Json | None, key: str) -> float | None:
+    if obj is None:
+        return None
+    return to_number(obj.get(key))
+
+
+def parse_date(value: Any, *, end: bool = False) -> date | None:
+    """Date part of a FHIR date / dateTime / instant. A partial date ("2026", "2026-03")
+    gives its first day, or its last day when `end` is True."""
+    if not isinstance(value, str) or len(value) < 4:
+        return None
+    text = value.strip()[:10]
+    parts = text.split("-")
+    try:
+        year = int(parts[0])
+        if len(parts) == 1:
+            return date(year, 12, 31) if end else date(year, 1, 1)
+        month = int(parts[1])
+        if len(parts) == 2:
+            last = calendar.monthrange(year, month)[1]
+            return date(year, month, last if end else 1)
+        return date(year, month, int(parts[2]))
+    except (ValueError, IndexError):
+        return None
+
+
+def codings(concept: Json | None) -> list[tuple[str | None, str | None, str | None]]:
+    """(system, code, display) of every coding of a CodeableConcept."""
+    out: list[tuple[str | None, str | None, str | None]] = []
+    for coding in maps(concept.get("coding") if concept else None):
+        out.append((get_str(coding, "system"), get_str(coding, "code"), get_str(coding, "display")))
+    return out
+
+
+def texts(concept: Json | None) -> list[str]:
+    """The text and every coding display of a CodeableConcept."""
+    if concept is None:
+        return []
+    out = [d for _, _, d in codings(concept) if d]
+    text = get_str(concept, "text")
+    if text:
+        out.append(text)
+    return out
+
+
+def code_in(concept: Json | None, system: str, codes: frozenset[str]) -> str | None:
+    """The first code of `concept` in `system` (any system when empty) among `codes`."""
+    for sys, code, _ in codings(concept):
+        if code and code in codes and (not system or (sys or "").rstrip("/") == system):
+            return code
+    return None
+
+
+def first_code(concept: Json | None) -> str | None:
+    for _, code, _ in codings(concept):
+        if code:
+            return code
+    return None
+
+
+def ref_of(resource: Json) -> str:
+    return f"{resource.get('resourceType', '?')}/{resource.get('id', '?')}"
+
+
+def reference(value: Any) -> str | None:
+    """`Type/id` (or `#id`) of a Reference, without a server base or `_history`."""
+    if not isinstance(value, Mapping):
+        return None
+    ref = get_str(value, "reference")
+    if ref is None:
+        return None
+    ref = ref.strip()
+    if ref.startswith("#"):
+        return ref
+    parts = [p for p in ref.split("/") if p]
+    if "_history" in parts:
+        parts = parts[: parts.index("_history")]
+    if len(parts) < 2:
+        return None
+    return f"{parts[-2]}/{parts[-1]}"
+
+
+def status_code(resource: Json, key: str) -> str | None:
+    """Status from a code field (`status`) or a CodeableConcept field (`clinicalStatus`)."""
+    value = resource.get(key)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Mapping):
+        code = first_code(value)
+        if code:
+            return code.lower()
+        text = get_str(value, "text")
+        return text.lower() if text else None
+    return None

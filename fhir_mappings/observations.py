@@ -1,0 +1,360 @@
+"""Observations the policy can use: scores, labs, body weight, alcohol use, response to
+therapy, and IL1RN genetic results.
+
+- Only status final, amended or corrected; only for the patient.
+- The kind is the observation value set the code matched (a code first; the value set's
+  names in code text / display only when no code matched); panel components are read the
+  same way and give their own measurements (same reference).
+- Values: valueQuantity / valueInteger as numbers; a coded or text value gives the
+  interpretation ("positive", "negative", "improved"...). Body weight is converted to kg
+  (kg, g, [lb_av], lb); alcohol use to units a week (a per-day amount x 7); symptom duration
+  to weeks. A unit that cannot be converted leaves the value out with a problem.
+- Effective date: effectiveDateTime, effectivePeriod.start, effectiveInstant, else issued.
+- Body weight for dosing: the latest weight on or before the order date and at most 90
+  days older than it.
+- Genetics: an Observation whose code or a component is in `il1rn-genetic` (or that names
+  IL1RN), whose gene is IL1RN (component 48018-6 = HGNC:6000, or text naming IL1RN, on
+  itself or on an Observation it is derived from). Finding from component 53037-8, the
+  interpretation or the value: pathogenic, likely pathogenic, uncertain, benign, no
+  variant detected. A variant reported only as "present" with no significance counts as
+  uncertain: its effect is not stated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import date, timedelta
+from typing import Any, Final, Literal
+
+from fhir_mappings import valuesets
+from fhir_mappings.facts import GeneticResult, Measurement, Ref, WeightFact
+from fhir_mappings.fields import (
+    codings,
+    get_map,
+    get_num,
+    get_str,
+    maps,
+    parse_date,
+    ref_of,
+    reference,
+    texts,
+)
+from fhir_mappings.r4 import Parsed
+
+Json = Mapping[str, Any]
+
+WEIGHT_MAX_AGE_DAYS: Final = 90
+_FINAL: Final = frozenset({"final", "amended", "corrected"})
+_OBS: Final = frozenset({"observation"})
+_LB_KG: Final = 0.45359237
+_WEIGHT_KG: Final[Mapping[str, float]] = {
+    "kg": 1.0,
+    "kilogram": 1.0,
+    "kilograms": 1.0,
+    "g": 0.001,
+    "[lb_av]": _LB_KG,
+    "lb": _LB_KG,
+    "lbs": _LB_KG,
+    "pound": _LB_KG,
+    "pounds": _LB_KG,
+}
+_WEEKS: Final[Mapping[str, float]] = {
+    "wk": 1.0,
+    "week": 1.0,
+    "weeks": 1.0,
+    "d": 1 / 7,
+    "day": 1 / 7,
+    "days": 1 / 7,
+    "mo": 30 / 7,
+    "month": 30 / 7,
+    "months": 30 / 7,
+    "a": 365 / 7,
+    "year": 365 / 7,
+    "years": 365 / 7,
+}
+_INTERPRETATION: Final[Mapping[str, str]] = {
+    "h": "high",
+    "hh": "high",
+    "hu": "high",
+    ">": "high",
+    "l": "low",
+    "ll": "low",
+    "lu": "low",
+    "<": "low",
+    "n": "normal",
+    "pos": "positive",
+    "det": "positive",
+    "neg": "negative",
+    "nd": "negative",
+    "a": "abnormal",
+    "aa": "abnormal",
+    "b": "improved",
+    "w": "worse",
+    "10828004": "positive",
+    "260385009": "negative",
+    "260373001": "positive",
+    "260415000": "negative",
+}
+_WORDS: Final = (
+    ("not detected", "negative"),
+    ("negative", "negative"),
+    ("positive", "positive"),
+    ("detected", "positive"),
+    ("improved", "improved"),
+    ("improvement", "improved"),
+    ("better", "improved"),
+    ("worse", "worse"),
+    ("unchanged", "unchanged"),
+    ("no change", "unchanged"),
+    ("high", "high"),
+    ("normal", "normal"),
+    ("low", "low"),
+)
+GENE_STUDIED: Final = "48018-6"
+SIGNIFICANCE: Final = "53037-8"
+IL1RN_HGNC: Final = "HGNC:6000"
+Finding = Literal["pathogenic", "likely-pathogenic", "uncertain", "benign", "no-variant"]
+_FINDING_CODES: Final[Mapping[str, Finding]] = {
+    "LA6668-3": "pathogenic",
+    "LA6669-1": "likely-pathogenic",
+    "LA6682-4": "uncertain",
+}
+_FINDING_WORDS: Final[tuple[tuple[str, Finding], ...]] = (
+    ("no pathogenic", "no-variant"),
+    ("no variant", "no-variant"),
+    ("no reportable variant", "no-variant"),
+    ("not detected", "no-variant"),
+    ("negative", "no-variant"),
+    ("absent", "no-variant"),
+    ("likely pathogenic", "likely-pathogenic"),
+    ("presumed pathogenic", "likely-pathogenic"),
+    ("likely benign", "benign"),
+    ("presumed benign", "benign"),
+    ("pathogenic", "pathogenic"),
+    ("uncertain", "uncertain"),
+    ("unknown significance", "uncertain"),
+    ("vus", "uncertain"),
+    ("benign", "benign"),
+    ("present", "uncertain"),
+)
+
+
+def _kind(concept: Json | None) -> str | None:
+    for system, code, _ in codings(concept):
+        for hit in valuesets.match_code(system, code):
+            if valuesets.valueset_kind(hit.valueset) in _OBS and hit.valueset != "il1rn-genetic":
+                return hit.valueset
+    for hit in valuesets.match_names(texts(concept), _OBS):
+        if hit.valueset != "il1rn-genetic":
+            return hit.valueset
+    return None
+
+
+def _effective(obs: Json) -> date | None:
+    return (
+        parse_date(obs.get("effectiveDateTime"))
+        or parse_date((get_map(obs, "effectivePeriod") or {}).get("start"))
+        or parse_date(obs.get("effectiveInstant"))
+        or parse_date(obs.get("issued"))
+    )
+
+
+def _interpretation(holder: Json) -> str | None:
+    concepts = list(maps(holder.get("interpretation")))
+    value_cc = get_map(holder, "valueCodeableConcept")
+    if value_cc is not None:
+        concepts.append(value_cc)
+    for concept in concepts:
+        for _, code, _ in codings(concept):
+            if code and code.lower() in _INTERPRETATION:
+                return _INTERPRETATION[code.lower()]
+    words = [t.lower() for c in concepts for t in texts(c)]
+    value_string = get_str(holder, "valueString")
+    if value_string:
+        words.append(value_string.lower())
+    for text in words:
+        for word, meaning in _WORDS:
+            if word in text:
+                return meaning
+    return None
+
+
+def _value(holder: Json) -> tuple[float | None, str | None]:
+    quantity = get_map(holder, "valueQuantity")
+    if quantity is not None:
+        unit = get_str(quantity, "code") or get_str(quantity, "unit")
+        return get_num(quantity, "value"), unit
+    if "valueInteger" in holder:
+        return get_num(holder, "valueInteger"), None
+    return None, None
+
+
+def _convert(kind: str, value: float, unit: str | None) -> tuple[float | None, str | None, str]:
+    key = (unit or "").strip().lower()
+    if kind == "body-weight":
+        factor = _WEIGHT_KG.get(key)
+        if factor is None:
+            return None, unit, "body weight unit not recognised"
+        return round(value * factor, 3), "kg", ""
+    if kind == "alcohol-units-per-week":
+        if key.endswith("/d") or key.endswith("per day") or key.endswith("/day"):
+            return value * 7, "/wk", ""
+        if not key or key.endswith("/wk") or key.endswith("week") or key.endswith("/week"):
+            return value, "/wk", ""
+        return None, unit, "alcohol use unit is not per day or per week"
+    if kind == "symptom-duration-weeks":
+        factor = _WEEKS.get(key)
+        if factor is None:
+            return None, unit, "symptom duration unit not recognised"
+        return round(value * factor, 3), "wk", ""
+    return value, unit, ""
+
+
+def _measurement(
+    kind: str, holder: Json, ref: Ref, effective: date | None, problems: list[str]
+) -> Measurement:
+    value, unit = _value(holder)
+    if value is not None:
+        value, unit, why = _convert(kind, value, unit)
+        if why:
+            problems.append(f"{ref}: {why}")
+    high: float | None = None
+    for rng in maps(holder.get("referenceRange")):
+        high = get_num(get_map(rng, "high"), "value")
+        if high is not None:
+            break
+    return Measurement(
+        kind=kind,
+        value=value,
+        unit=unit,
+        effective=effective,
+        ref=ref,
+        reference_high=high,
+        interpretation=_interpretation(holder),
+    )
+
+
+def _for_patient(obs: Json, patient_ref: Ref | None) -> bool:
+    target = reference(obs.get("subject"))
+    return target is None or patient_ref is None or target == patient_ref
+
+
+def measurements(
+    parsed: Parsed, patient_ref: Ref | None
+) -> tuple[list[Measurement], list[GeneticResult], list[str]]:
+    found: list[Measurement] = []
+    genetics: list[GeneticResult] = []
+    problems: list[str] = []
+    for obs in parsed.of_type("Observation"):
+        if obs.get("status") not in _FINAL or not _for_patient(obs, patient_ref):
+            continue
+        ref = ref_of(obs)
+        effective = _effective(obs)
+        kind = _kind(get_map(obs, "code"))
+        if kind is not None:
+            found.append(_measurement(kind, obs, ref, effective, problems))
+        for component in maps(obs.get("component")):
+            c_kind = _kind(get_map(component, "code"))
+            if c_kind is not None:
+                found.append(_measurement(c_kind, component, ref, effective, problems))
+        genetic = _genetic(obs, parsed, effective)
+        if genetic is not None:
+            genetics.append(genetic)
+    return found, genetics, problems
+
+
+def latest_weight(found: Sequence[Measurement], as_of: date | None) -> WeightFact | None:
+    """The latest body weight within 90 days before (or on) the order date."""
+    if as_of is None:
+        return None
+    earliest = as_of - timedelta(days=WEIGHT_MAX_AGE_DAYS)
+    candidates = [
+        m
+        for m in found
+        if m.kind == "body-weight"
+        and m.value is not None
+        and m.value > 0
+        and m.effective is not None
+        and earliest <= m.effective <= as_of
+    ]
+    if not candidates:
+        return None
+    best = max(candidates, key=lambda m: m.effective or date.min)
+    return WeightFact(kg=best.value or 0.0, effective=best.effective, ref=best.ref)
+
+
+def _genetic_codes(obs: Json) -> set[str]:
+    codes: set[str] = set()
+    for concept in [get_map(obs, "code"), get_map(obs, "valueCodeableConcept")]:
+        codes.update(c for _, c, _ in codings(concept) if c)
+    for component in maps(obs.get("component")):
+        codes.update(c for _, c, _ in codings(get_map(component, "code")) if c)
+    return codes
+
+
+def _names_il1rn(obs: Json) -> bool:
+    concepts = [get_map(obs, "code"), get_map(obs, "valueCodeableConcept")]
+    strings = [get_str(obs, "valueString") or ""]
+    for component in maps(obs.get("component")):
+        concepts.append(get_map(component, "valueCodeableConcept"))
+        concepts.append(get_map(component, "code"))
+        strings.append(get_str(component, "valueString") or "")
+    for concept in concepts:
+        for system, code, _ in codings(concept):
+            if any(
+                h.valueset == "il1rn-genetic" and h.code.upper().startswith("HGNC")
+                for h in valuesets.match_code(system, code)
+            ):
+                return True
+    all_texts = [t for c in concepts for t in texts(c)] + strings
+    return any(h.valueset == "il1rn-genetic" for h in valuesets.match_names(all_texts, _OBS))
+
+
+def _finding(obs: Json) -> Finding | None:
+    holders: list[Json] = [obs]
+    holders.extend(maps(obs.get("component")))
+    significance = [
+        c
+        for c in maps(obs.get("component"))
+        if SIGNIFICANCE in {code for _, code, _ in codings(get_map(c, "code"))}
+    ]
+    for holder in significance + holders:
+        concepts = [get_map(holder, "valueCodeableConcept"), *maps(holder.get("interpretation"))]
+        for concept in concepts:
+            for _, code, _ in codings(concept):
+                if code and code in _FINDING_CODES:
+                    return _FINDING_CODES[code]
+    for holder in significance + holders:
+        concepts = [get_map(holder, "valueCodeableConcept"), *maps(holder.get("interpretation"))]
+        words = [t.lower() for c in concepts for t in texts(c)]
+        value_string = get_str(holder, "valueString")
+        if value_string:
+            words.append(value_string.lower())
+        for text in words:
+            for word, finding in _FINDING_WORDS:
+                if word in text:
+                    return finding
+    return None
+
+
+def _genetic(obs: Json, parsed: Parsed, effective: date | None) -> GeneticResult | None:
+    codes = _genetic_codes(obs)
+    is_genetic = bool(codes & {"69548-6", "81252-9", SIGNIFICANCE, GENE_STUDIED})
+    if not is_genetic and not _names_il1rn(obs):
+        return None
+    refs = [ref_of(obs)]
+    il1rn = _names_il1rn(obs)
+    if not il1rn:
+        for link in [*maps(obs.get("derivedFrom")), *maps(obs.get("hasMember"))]:
+            target = reference(link)
+            source = parsed.by_ref.get(target) if target else None
+            if source is not None and _names_il1rn(source):
+                il1rn = True
+                refs.append(ref_of(source))
+                break
+    if not il1rn:
+        return None
+    finding = _finding(obs)
+    if finding is None:
+        return None
+    return GeneticResult(gene="IL1RN", finding=finding, effective=effective, refs=tuple(refs))

@@ -1,0 +1,186 @@
+"""Prescriber, care team and referrals (I.A.2 / I.B.2 / I.C.2), encounter and coverage.
+
+- The requester's roles: the order's `requester` when it is a PractitionerRole, or every
+  PractitionerRole among the resources whose `practitioner` is the requesting
+  Practitioner; the same for `context.userId` (the user signing the order). Specialty value
+  sets come from PractitionerRole.specialty and .code (codes first, then the value set's
+  names in their text). `has_role_data` is False when no role was found at all, so that the
+  policy can say "unknown" rather than "not a rheumatologist".
+- CareTeam (status active or absent): every participant whose role, or whose member's
+  PractitionerRole, is known.
+- ServiceRequests (status active or completed, for the patient) whose code, performerType,
+  reasonCode or performer role names a specialty value set are referrals.
+- Encounter.class (v3-ActCode): IMP / ACUTE / NONAC inpatient; AMB / VR / HH / FLD
+  ambulatory; EMER emergency; anything else (OBSENC, SS, PRENC, unknown codes) "unknown",
+  never guessed as outpatient. No encounterId: no encounter fact.
+- Coverage: active Coverages of the patient (beneficiary or subscriber).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+from fhir_mappings import valuesets
+from fhir_mappings.facts import EncounterFacts, PrescriberFacts, Ref, Referral
+from fhir_mappings.fields import codings, get_map, maps, parse_date, ref_of, reference, texts
+from fhir_mappings.r4 import Parsed
+
+Json = Mapping[str, Any]
+
+_SPECIALTY: Final = frozenset({"specialty"})
+_SETTINGS: Final[Mapping[str, str]] = {
+    "IMP": "inpatient",
+    "ACUTE": "inpatient",
+    "NONAC": "inpatient",
+    "AMB": "ambulatory",
+    "VR": "ambulatory",
+    "HH": "ambulatory",
+    "FLD": "ambulatory",
+    "EMER": "emergency",
+}
+
+
+def specialty_sets(concepts: Iterable[Json | None]) -> frozenset[str]:
+    """Specialty value sets matched by codes, else by names in the concepts' text."""
+    concept_list = list(concepts)
+    found = {
+        hit.valueset
+        for concept in concept_list
+        for system, code, _ in codings(concept)
+        for hit in valuesets.match_code(system, code)
+        if valuesets.valueset_kind(hit.valueset) in _SPECIALTY
+    }
+    if not found:
+        all_texts = [t for c in concept_list for t in texts(c)]
+        found = {hit.valueset for hit in valuesets.match_names(all_texts, _SPECIALTY)}
+    return frozenset(found)
+
+
+def _role_concepts(role: Json) -> list[Json | None]:
+    return [*maps(role.get("specialty")), *maps(role.get("code"))]
+
+
+def roles_of(ref: Ref | None, parsed: Parsed) -> list[Json]:
+    """PractitionerRoles for a PractitionerRole or Practitioner reference."""
+    if ref is None:
+        return []
+    if ref.startswith("PractitionerRole/"):
+        role = parsed.by_ref.get(ref)
+        return [role] if role is not None else []
+    if ref.startswith("Practitioner/"):
+        return [
+            role
+            for role in parsed.of_type("PractitionerRole")
+            if reference(role.get("practitioner")) == ref
+        ]
+    return []
+
+
+def prescriber(
+    requester_ref: Ref | None, user_ref: Ref | None, parsed: Parsed, patient_ref: Ref | None
+) -> PrescriberFacts:
+    roles: dict[str, Json] = {}
+    for ref in (requester_ref, user_ref):
+        for role in roles_of(ref, parsed):
+            roles.setdefault(ref_of(role), role)
+    sets: set[str] = set()
+    codes: list[str] = []
+    for role in roles.values():
+        concepts = _role_concepts(role)
+        sets |= specialty_sets(concepts)
+        for concept in concepts:
+            codes.extend(code for _, code, _ in codings(concept) if code)
+    refs = tuple(dict.fromkeys([*(r for r in (requester_ref,) if r), *roles]))
+    return PrescriberFacts(
+        requester_ref=requester_ref or user_ref,
+        specialty_valuesets=frozenset(sets),
+        specialty_codes=tuple(dict.fromkeys(codes)),
+        has_role_data=bool(roles),
+        refs=refs,
+        care_team=tuple(_care_team(parsed, patient_ref)),
+        referrals=tuple(_referrals(parsed, patient_ref)),
+    )
+
+
+def _for_patient(resource: Json, patient_ref: Ref | None) -> bool:
+    target = reference(resource.get("subject"))
+    return target is None or patient_ref is None or target == patient_ref
+
+
+def _care_team(parsed: Parsed, patient_ref: Ref | None) -> list[tuple[frozenset[str], Ref]]:
+    out: list[tuple[frozenset[str], Ref]] = []
+    for team in parsed.of_type("CareTeam"):
+        if team.get("status") not in {None, "active"} or not _for_patient(team, patient_ref):
+            continue
+        for participant in maps(team.get("participant")):
+            role_concepts = list(maps(participant.get("role")))
+            member = reference(participant.get("member"))
+            member_roles = roles_of(member, parsed)
+            if member_roles:
+                for role in member_roles:
+                    sets = specialty_sets(role_concepts + _role_concepts(role))
+                    out.append((sets, ref_of(role)))
+            elif role_concepts:
+                out.append((specialty_sets(role_concepts), ref_of(team)))
+    return out
+
+
+def _referrals(parsed: Parsed, patient_ref: Ref | None) -> list[Referral]:
+    out: list[Referral] = []
+    for request in parsed.of_type("ServiceRequest"):
+        if request.get("status") not in {"active", "completed"}:
+            continue
+        if not _for_patient(request, patient_ref):
+            continue
+        concepts: list[Json | None] = [get_map(request, "code")]
+        concepts += list(maps(request.get("performerType")))
+        concepts += list(maps(request.get("reasonCode")))
+        sets = set(specialty_sets(concepts))
+        refs = [ref_of(request)]
+        for performer in maps(request.get("performer")):
+            for role in roles_of(reference(performer), parsed):
+                role_sets = specialty_sets(_role_concepts(role))
+                if role_sets:
+                    sets |= role_sets
+                    refs.append(ref_of(role))
+        if sets:
+            out.append(
+                Referral(frozenset(sets), parse_date(request.get("authoredOn")), tuple(refs))
+            )
+    return out
+
+
+def encounter(encounter_id: str | None, parsed: Parsed) -> EncounterFacts | None:
+    if not encounter_id:
+        return None
+    ref = encounter_id if "/" in encounter_id else f"Encounter/{encounter_id}"
+    resource = parsed.by_ref.get(ref)
+    if resource is None:
+        return EncounterFacts(ref=ref, setting="unknown", class_code=None)
+    coding = get_map(resource, "class")
+    code = coding.get("code") if coding is not None else None
+    code_str = code if isinstance(code, str) else None
+    setting = _SETTINGS.get((code_str or "").upper(), "unknown")
+    return EncounterFacts(
+        ref=ref,
+        setting="inpatient"
+        if setting == "inpatient"
+        else "ambulatory"
+        if setting == "ambulatory"
+        else "emergency"
+        if setting == "emergency"
+        else "unknown",
+        class_code=code_str,
+    )
+
+
+def coverage_refs(parsed: Parsed, patient_ref: Ref | None) -> tuple[Ref, ...]:
+    out: list[Ref] = []
+    for coverage in parsed.of_type("Coverage"):
+        if coverage.get("status") != "active":
+            continue
+        people = {reference(coverage.get("beneficiary")), reference(coverage.get("subscriber"))}
+        if patient_ref is None or patient_ref in people:
+            out.append(ref_of(coverage))
+    return tuple(out)

@@ -1,0 +1,373 @@
+"""Value sets: the JSON data files in `fhir_mappings/valuesets/`, loaded and checked once.
+
+Each file is one value set named by its file name. It holds coded concepts (system, code,
+display, where the code was verified, confidence) and, where the policy allows a fallback,
+names matched in `coding.display` / `text` as whole words, case-insensitive. Medication
+value sets also say which drug (normalised ingredient name) each entry stands for.
+
+Matching rules kept here, in one place:
+- code systems are compared after mapping the common OIDs to their FHIR URIs;
+- ICD-10-CM codes are compared without the dot and upper-case, by prefix where the entry
+  says `"match": "prefix"`;
+- NDCs are compared in the 11-digit form without hyphens (5-4-2), from 4-4-2, 5-3-2, 5-4-1
+  hyphenated forms or 11 bare digits (a 10-digit NDC without hyphens is ambiguous and
+  never matches);
+- names match as whole words; a drug's `exclude_names` (e.g. "ophthalmic" for cyclosporine)
+  veto a match when they appear in the same CodeableConcept.
+
+The files are validated at import (shape, known kinds, no duplicate entries); a broken file
+stops the import with a `ValueSetError`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, Literal
+
+from fhir_mappings.facts import MatchedBy
+
+VALUESET_DIR: Final = Path(__file__).resolve().parent / "valuesets"
+
+RXNORM: Final = "http://www.nlm.nih.gov/research/umls/rxnorm"
+NDC: Final = "http://hl7.org/fhir/sid/ndc"
+ICD10CM: Final = "http://hl7.org/fhir/sid/icd-10-cm"
+SNOMED: Final = "http://snomed.info/sct"
+LOINC: Final = "http://loinc.org"
+
+_OIDS: Final[Mapping[str, str]] = {
+    "urn:oid:2.16.840.1.113883.6.88": RXNORM,
+    "urn:oid:2.16.840.1.113883.6.69": NDC,
+    "urn:oid:2.16.840.1.113883.6.90": ICD10CM,
+    "urn:oid:2.16.840.1.113883.6.96": SNOMED,
+    "urn:oid:2.16.840.1.113883.6.1": LOINC,
+    "http://www.nlm.nih.gov/research/umls/rxnorm/": RXNORM,
+}
+
+Kind = Literal["medication", "diagnosis", "substance", "specialty", "observation"]
+_KINDS: Final = frozenset({"medication", "diagnosis", "substance", "specialty", "observation"})
+_INGREDIENT_TTYS: Final = frozenset({"IN", "PIN", "MIN", "substance"})
+
+
+class ValueSetError(ValueError):
+    """A value set data file is malformed."""
+
+
+@dataclass(frozen=True)
+class Concept:
+    valueset: str
+    system: str
+    code: str
+    display: str
+    drug: str | None
+    matched_by: MatchedBy
+    prefix: bool
+
+
+@dataclass(frozen=True)
+class NamePattern:
+    valueset: str
+    text: str
+    drug: str | None
+    pattern: re.Pattern[str]
+
+
+@dataclass(frozen=True)
+class ValueSet:
+    name: str
+    title: str
+    kind: Kind
+    names_require: str | None
+    drugs: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One value set entry that matched: which set, which drug (medications), how."""
+
+    valueset: str
+    drug: str | None
+    matched_by: MatchedBy
+    system: str
+    code: str
+    display: str
+
+
+def normalise_system(system: str | None) -> str:
+    if not system:
+        return ""
+    s = system.strip()
+    return _OIDS.get(s, s.rstrip("/"))
+
+
+_NDC_FORMS: Final = {(4, 4, 2): (1, 0, 0), (5, 3, 2): (0, 1, 0), (5, 4, 1): (0, 0, 1)}
+
+
+def normalise_ndc(code: str) -> str | None:
+    """11-digit NDC without hyphens, or None when the form is ambiguous or not an NDC."""
+    c = code.strip()
+    parts = c.split("-")
+    if len(parts) == 3 and all(p.isdigit() for p in parts):
+        lengths = tuple(len(p) for p in parts)
+        if lengths == (5, 4, 2):
+            return "".join(parts)
+        pad = _NDC_FORMS.get((lengths[0], lengths[1], lengths[2]))
+        if pad is None:
+            return None
+        return "".join("0" * z + p for z, p in zip(pad, parts, strict=True))
+    if len(c) == 11 and c.isdigit():
+        return c
+    return None
+
+
+def normalise_code(system: str, code: str) -> str | None:
+    c = code.strip()
+    if system == ICD10CM:
+        return c.replace(".", "").upper()
+    if system == NDC:
+        return normalise_ndc(c)
+    if system == "http://www.genenames.org/geneId":
+        return c.upper() if c.upper().startswith("HGNC:") else f"HGNC:{c}"
+    return c
+
+
+def _word_pattern(text: str) -> re.Pattern[str]:
+    escaped = re.escape(text.strip()).replace(r"\ ", r"\s+")
+    return re.compile(rf"(?<![A-Za-z0-9]){escaped}(?![A-Za-z0-9])", re.IGNORECASE)
+
+
+def _need_str(obj: Mapping[str, Any], key: str, where: str) -> str:
+    value = obj.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise ValueSetError(f"{where}: '{key}' must be a non-empty string")
+    return value
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    sets: Mapping[str, ValueSet]
+    exact: Mapping[tuple[str, str], tuple[Concept, ...]]
+    prefixes: tuple[tuple[str, str, Concept], ...]
+    names: tuple[NamePattern, ...]
+    exclusions: Mapping[str, tuple[re.Pattern[str], ...]]
+    drug_sets: Mapping[str, frozenset[str]]
+    drug_titles: Mapping[str, str]
+
+
+def _load_file(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueSetError(f"{path.name}: not readable JSON ({exc.__class__.__name__})") from exc
+    if not isinstance(data, dict):
+        raise ValueSetError(f"{path.name}: top level must be an object")
+    return data
+
+
+def load(directory: Path = VALUESET_DIR) -> _Loaded:
+    """Read and validate every `<name>.json` in `directory`."""
+    sets: dict[str, ValueSet] = {}
+    exact: dict[tuple[str, str], list[Concept]] = {}
+    prefixes: list[tuple[str, str, Concept]] = []
+    names: list[NamePattern] = []
+    exclusions: dict[str, list[re.Pattern[str]]] = {}
+    drug_sets: dict[str, set[str]] = {}
+    drug_titles: dict[str, str] = {}
+    files = sorted(directory.glob("*.json"))
+    if not files:
+        raise ValueSetError(f"no value set files in {directory.name}")
+    for path in files:
+        data = _load_file(path)
+        name = path.stem
+        where = path.name
+        if data.get("name") != name:
+            raise ValueSetError(f"{where}: 'name' must equal the file name")
+        title = _need_str(data, "title", where)
+        kind = data.get("kind")
+        if kind not in _KINDS:
+            raise ValueSetError(f"{where}: unknown kind")
+        drugs_raw = data.get("drugs", {})
+        if not isinstance(drugs_raw, dict) or (kind == "medication") != bool(drugs_raw):
+            raise ValueSetError(f"{where}: 'drugs' is required for, and only for, medications")
+        drugs: dict[str, str] = {}
+        for drug, display in drugs_raw.items():
+            if not isinstance(display, str) or not display:
+                raise ValueSetError(f"{where}: drug display must be a string")
+            if drug_titles.setdefault(drug, display) != display:
+                raise ValueSetError(f"{where}: drug {drug!r} displayed differently elsewhere")
+            drugs[drug] = display
+            drug_sets.setdefault(drug, set()).add(name)
+        require = data.get("names_require")
+        if require is not None and not isinstance(require, str):
+            raise ValueSetError(f"{where}: 'names_require' must be a string")
+        sets[name] = ValueSet(name, title, kind, require, drugs)
+        seen: set[tuple[str, str]] = set()
+        concepts = data.get("concepts")
+        if not isinstance(concepts, list):
+            raise ValueSetError(f"{where}: 'concepts' must be a list")
+        for i, entry in enumerate(concepts):
+            at = f"{where} concepts[{i}]"
+            if not isinstance(entry, dict):
+                raise ValueSetError(f"{at}: must be an object")
+            system = normalise_system(_need_str(entry, "system", at))
+            code = _need_str(entry, "code", at)
+            _need_str(entry, "display", at)
+            _need_str(entry, "source", at)
+            if entry.get("confidence") not in {"high", "medium", "low"}:
+                raise ValueSetError(f"{at}: confidence must be high, medium or low")
+            key_code = normalise_code(system, code)
+            if key_code is None:
+                raise ValueSetError(f"{at}: code not in a comparable form")
+            if (system, key_code) in seen:
+                raise ValueSetError(f"{at}: duplicate entry")
+            seen.add((system, key_code))
+            drug = entry.get("drug")
+            if kind == "medication" and drug not in drugs:
+                raise ValueSetError(f"{at}: 'drug' must be one of the file's drugs")
+            tty = entry.get("tty")
+            matched_by: MatchedBy = "none"
+            if kind == "medication":
+                if system == NDC:
+                    matched_by = "ndc"
+                elif tty in _INGREDIENT_TTYS:
+                    matched_by = "ingredient-code"
+                else:
+                    matched_by = "product-code"
+            match = entry.get("match", "exact")
+            if match not in {"exact", "prefix"}:
+                raise ValueSetError(f"{at}: match must be exact or prefix")
+            concept = Concept(
+                name,
+                system,
+                key_code,
+                entry["display"],
+                drug if isinstance(drug, str) else None,
+                matched_by,
+                match == "prefix",
+            )
+            if concept.prefix:
+                prefixes.append((system, key_code, concept))
+            else:
+                exact.setdefault((system, key_code), []).append(concept)
+        seen_names: set[str] = set()
+        names_raw = data.get("names")
+        if not isinstance(names_raw, list):
+            raise ValueSetError(f"{where}: 'names' must be a list")
+        for i, entry in enumerate(names_raw):
+            at = f"{where} names[{i}]"
+            if not isinstance(entry, dict):
+                raise ValueSetError(f"{at}: must be an object")
+            text = _need_str(entry, "text", at)
+            _need_str(entry, "source", at)
+            if text.lower() in seen_names:
+                raise ValueSetError(f"{at}: duplicate name")
+            seen_names.add(text.lower())
+            drug = entry.get("drug")
+            if kind == "medication" and drug not in drugs:
+                raise ValueSetError(f"{at}: 'drug' must be one of the file's drugs")
+            names.append(
+                NamePattern(
+                    name, text, drug if isinstance(drug, str) else None, _word_pattern(text)
+                )
+            )
+        excl = data.get("exclude_names", {})
+        if not isinstance(excl, dict):
+            raise ValueSetError(f"{where}: 'exclude_names' must be an object")
+        for drug, words in excl.items():
+            if drug not in drugs or not isinstance(words, list):
+                raise ValueSetError(f"{where}: exclude_names must map a drug to a list")
+            pats = exclusions.setdefault(drug, [])
+            known = {p.pattern for p in pats}
+            for word in words:
+                pat = _word_pattern(str(word))
+                if pat.pattern not in known:
+                    pats.append(pat)
+                    known.add(pat.pattern)
+    for vs in sets.values():
+        if vs.names_require is not None and vs.names_require not in sets:
+            raise ValueSetError(f"{vs.name}.json: names_require names an unknown value set")
+    return _Loaded(
+        sets=sets,
+        exact={k: tuple(v) for k, v in exact.items()},
+        prefixes=tuple(prefixes),
+        names=tuple(names),
+        exclusions={k: tuple(v) for k, v in exclusions.items()},
+        drug_sets={k: frozenset(v) for k, v in drug_sets.items()},
+        drug_titles=drug_titles,
+    )
+
+
+_DATA: Final = load()
+
+
+def valueset_names() -> frozenset[str]:
+    """Every value set name (file name without `.json`)."""
+    return frozenset(_DATA.sets)
+
+
+def valueset_title(name: str) -> str:
+    """Human title of a value set, e.g. "TNF blockers". KeyError for an unknown name."""
+    return _DATA.sets[name].title
+
+
+def valueset_kind(name: str) -> Kind:
+    return _DATA.sets[name].kind
+
+
+def names_require(name: str) -> str | None:
+    """The value set a name match of `name` needs a code in (e.g. NOMID text needs CAPS)."""
+    return _DATA.sets[name].names_require
+
+
+def drug_display(drug: str) -> str:
+    """Plain display of a normalised drug name, e.g. "adalimumab (Humira and its biosimilars)".
+    Unknown drugs are returned as given."""
+    return _DATA.drug_titles.get(drug, drug)
+
+
+def drug_valuesets(drug: str) -> frozenset[str]:
+    """Every medication value set that lists `drug`."""
+    return _DATA.drug_sets.get(drug, frozenset())
+
+
+def match_code(system: str | None, code: str | None) -> tuple[Hit, ...]:
+    """Value set entries matched by one coding."""
+    if not code or not isinstance(code, str):
+        return ()
+    sys = normalise_system(system)
+    key = normalise_code(sys, code)
+    if key is None:
+        return ()
+    hits = [
+        Hit(c.valueset, c.drug, c.matched_by, c.system, code, c.display)
+        for c in _DATA.exact.get((sys, key), ())
+    ]
+    hits.extend(
+        Hit(c.valueset, c.drug, c.matched_by, c.system, code, c.display)
+        for psys, prefix, c in _DATA.prefixes
+        if psys == sys and key.startswith(prefix)
+    )
+    return tuple(hits)
+
+
+def match_names(texts: Iterable[str], kinds: frozenset[str] | None = None) -> tuple[Hit, ...]:
+    """Value set names found as whole words in any of `texts` (optionally of some kinds)."""
+    found: list[Hit] = []
+    text_list = [t for t in texts if t]
+    if not text_list:
+        return ()
+    for name in _DATA.names:
+        if kinds is not None and _DATA.sets[name.valueset].kind not in kinds:
+            continue
+        if any(name.pattern.search(t) for t in text_list):
+            found.append(Hit(name.valueset, name.drug, "name", "", "", name.text))
+    return tuple(found)
+
+
+def excluded(drug: str, texts: Iterable[str]) -> bool:
+    """True when a drug's exclusion words (e.g. "ophthalmic") appear in the texts."""
+    pats = _DATA.exclusions.get(drug, ())
+    return any(p.search(t) for p in pats for t in texts if t)

@@ -1,0 +1,192 @@
+"""Diagnoses, order reasons, intolerances and contraindications."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from fhir_mappings import build_facts
+from fhir_mappings.facts import PolicyFacts
+from tests.mappings.mapping_builders import (
+    ICD,
+    LOINC,
+    PATIENT_RES,
+    RXNORM,
+    SCT,
+    cc,
+    condition,
+    context,
+    med_request,
+    observation,
+    qty,
+)
+
+
+def facts_for(*resources, order=None) -> PolicyFacts:
+    result = build_facts(context(order or med_request()), [PATIENT_RES, *resources])
+    return result.orders[0]
+
+
+def sets_of(code_cc) -> frozenset[str]:
+    facts = facts_for(condition("c", code_cc))
+    return facts.diagnoses[0].valuesets if facts.diagnoses else frozenset()
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        ("M05.79", {"rheumatoid-arthritis"}),
+        ("M0579", {"rheumatoid-arthritis"}),
+        ("M05.A", {"rheumatoid-arthritis"}),
+        ("M06.9", {"rheumatoid-arthritis"}),
+        ("M06.1", set()),
+        ("M06.4", set()),
+        ("M04.2", {"caps-unspecified"}),
+        ("M04.8", {"autoinflammatory-other"}),
+        ("U07.1", {"covid-19"}),
+        ("Z20.822", set()),
+    ],
+)
+def test_icd10_diagnoses(code, expected):
+    assert sets_of(cc(ICD, code)) == expected
+
+
+def test_snomed_ra_without_display():
+    assert sets_of(cc(SCT, "69896004")) == {"rheumatoid-arthritis"}
+
+
+def test_caps_code_naming_nomid_is_nomid():
+    assert sets_of(
+        cc(ICD, "M04.2", text="NOMID (neonatal-onset multisystem inflammatory disease)")
+    ) == {"nomid-cinca"}
+    assert sets_of(
+        cc(ICD, "M04.2", "Cryopyrin-associated periodic syndromes", text="Muckle-Wells syndrome")
+    ) == {"caps-fcas-mws"}
+
+
+def test_nomid_text_without_a_caps_code_is_not_nomid():
+    assert sets_of(cc(text="possible NOMID")) == frozenset()
+
+
+def test_dira_by_text_and_m04_8():
+    assert sets_of(cc(text="Deficiency of the interleukin-1 receptor antagonist")) == {"dira"}
+    assert sets_of(cc(ICD, "M04.8", text="DIRA")) == {"dira", "autoinflammatory-other"}
+
+
+@pytest.mark.parametrize(
+    ("clinical", "verification", "counts"),
+    [
+        ("active", "confirmed", True),
+        (None, None, True),
+        ("relapse", "confirmed", True),
+        ("resolved", "confirmed", False),
+        ("active", "refuted", False),
+        ("active", "entered-in-error", False),
+        ("active", "differential", False),
+        ("active", "provisional", False),
+    ],
+)
+def test_condition_statuses(clinical, verification, counts):
+    facts = facts_for(
+        condition("c", cc(ICD, "M06.9"), clinical=clinical, verification=verification)
+    )
+    assert bool(facts.diagnoses) is counts
+
+
+def test_condition_of_another_patient_is_ignored():
+    other = condition("c", cc(ICD, "M06.9"))
+    other["subject"] = {"reference": "Patient/someone-else"}
+    assert facts_for(other).diagnoses == ()
+
+
+def test_order_reason_code_and_reference():
+    ra = condition("ra", cc(ICD, "M05.79"))
+    order = med_request(
+        reasonCode=[cc(ICD, "L40.50", text="psoriatic arthritis")],
+        reasonReference=[{"reference": "Condition/ra"}],
+    )
+    facts = facts_for(ra, order=order)
+    reasons = facts.order.reasons
+    assert [(r.code, r.valuesets, r.source) for r in reasons] == [
+        ("L40.50", frozenset(), "order-reason"),
+        ("M05.79", frozenset({"rheumatoid-arthritis"}), "order-reason"),
+    ]
+    assert reasons[1].refs == ("Condition/ra",)
+
+
+def allergy(
+    rid: str,
+    code: dict[str, Any],
+    *,
+    kind: str | None = None,
+    clinical: str = "active",
+    verification: str = "confirmed",
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "resourceType": "AllergyIntolerance",
+        "id": rid,
+        "patient": {"reference": "Patient/p1"},
+        "code": code,
+        "clinicalStatus": cc(
+            "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical", clinical
+        ),
+        "verificationStatus": cc(
+            "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification", verification
+        ),
+    }
+    if kind:
+        out["type"] = kind
+    return out
+
+
+def test_allergies_to_mtx_anakinra_and_e_coli_proteins():
+    facts = facts_for(
+        allergy("a1", cc(RXNORM, "6851", "methotrexate"), kind="intolerance"),
+        allergy("a2", cc(SCT, "385549000", "Anakinra (substance)")),
+        allergy("a3", cc(text="E. coli-derived proteins")),
+        allergy("a4", cc(RXNORM, "6851"), clinical="resolved"),
+        allergy("a5", cc(RXNORM, "6851"), verification="refuted"),
+    )
+    got = {(i.substance, i.kind, i.refs) for i in facts.intolerances}
+    assert got == {
+        ("methotrexate", "intolerance", ("AllergyIntolerance/a1",)),
+        ("anakinra", "allergy", ("AllergyIntolerance/a2",)),
+        ("e-coli-derived-proteins", "allergy", ("AllergyIntolerance/a3",)),
+    }
+
+
+def test_mtx_contraindicating_condition():
+    facts = facts_for(condition("liver", cc(ICD, "K70.30", text="Alcoholic cirrhosis")))
+    assert [(i.kind, i.substance, i.valuesets) for i in facts.intolerances] == [
+        ("contraindication", "methotrexate", frozenset({"methotrexate"}))
+    ]
+    assert facts.diagnoses == ()
+
+
+def test_child_bearing_potential_is_not_a_contraindication():
+    facts = facts_for(condition("cbp", cc(text="Female of child-bearing potential")))
+    assert facts.intolerances == ()
+
+
+def alcohol(rid: str, value: float, unit: str = "{drinks}/wk", when: str = "2026-01-10"):
+    return observation(rid, cc(text="Alcohol units per week"), value=qty(value, unit), when=when)
+
+
+@pytest.mark.parametrize(("value", "contraindicated"), [(14, False), (15, True), (2.5, False)])
+def test_alcohol_over_14_units_a_week_contraindicates_mtx(value, contraindicated):
+    facts = facts_for(alcohol("al", value))
+    assert bool(facts.intolerances) is contraindicated
+
+
+def test_alcohol_per_day_is_converted_and_latest_counts():
+    assert facts_for(alcohol("al", 3, "/d")).intolerances  # 21 a week
+    facts = facts_for(alcohol("old", 30, when="2025-01-01"), alcohol("new", 4, when="2026-01-01"))
+    assert facts.intolerances == ()
+
+
+def test_alcohol_observation_code_is_loinc_agnostic():
+    # No LOINC code is verified for alcohol units a week: a coded-only observation with an
+    # unknown code is not guessed at.
+    facts = facts_for(observation("x", cc(LOINC, "11331-6"), value=qty(30, "/wk")))
+    assert facts.intolerances == ()
