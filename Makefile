@@ -29,8 +29,9 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
+# The store tests also run against a throwaway PostgreSQL server (installed when missing).
 pytest: install
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	scripts/with-postgres.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 

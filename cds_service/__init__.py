@@ -1,1 +1,71 @@
 """CDS Hooks service for health plan drug policy NH.PHAR.244 (anakinra / Kineret)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+_STATE_OVERRIDES = {
+    "CLOCK": "clock",
+    "UUID_FACTORY": "uuid_factory",
+    "MONOTONIC": "monotonic",
+    "FHIR_CLIENT_FACTORY": "fhir_client_factory",
+    "AUTHENTICATOR": "authenticator",
+    "ORDER_FILTER": "order_filter",
+}
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """The Flask application.
+
+    Without `config`, settings come from the `CDS_*` environment variables. With it
+    (tests), from the mapping alone: `CDS_*` names for settings, and `CLOCK` (returns an
+    aware datetime), `UUID_FACTORY`, `MONOTONIC`, `FHIR_CLIENT_FACTORY`, `AUTHENTICATOR`,
+    `ORDER_FILTER` to pin what is otherwise real; other upper-case keys go to
+    `app.config` (e.g. `TESTING`).
+
+    Raises `cds_service.hooks.HookFileError` when the hook files are invalid and
+    `cds_service.config.SettingsError` when a setting is: the service does not start.
+    """
+    # Imported here so that `import cds_service.<module>` stays light and free of cycles.
+    from flask import Flask
+    from flask_cors import CORS
+
+    from cds_service import errors
+    from cds_service.api import EXTENSION_KEY, ServiceState, bp
+    from cds_service.config import load_settings
+    from cds_service.hooks import load_catalog
+
+    source: Mapping[str, Any] = config if config is not None else os.environ
+    settings = load_settings(source)
+    catalog = load_catalog(settings.hooks_dir)
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    state_kwargs: dict[str, Any] = {}
+    for key, value in (config or {}).items():
+        if key in _STATE_OVERRIDES:
+            state_kwargs[_STATE_OVERRIDES[key]] = value
+        elif key.isupper() and not key.startswith("CDS_"):
+            app.config[key] = value
+    app.extensions[EXTENSION_KEY] = ServiceState(settings=settings, catalog=catalog, **state_kwargs)
+
+    errors.register(app)
+    app.register_blueprint(bp)
+    CORS(
+        app,
+        resources={r"/cds-services": {}, r"/cds-services/*": {}},
+        origins=list(settings.cors_origins),
+        allow_headers=["Authorization", "Content-Type"],
+        methods=["GET", "POST", "OPTIONS"],
+        max_age=600,
+    )
+    return app
+
+
+__all__ = ["create_app"]

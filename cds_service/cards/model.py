@@ -33,7 +33,8 @@ class CardSettings:
     plan_name: str
     policy_label: str
     """E.g. "NH.PHAR.244 Anakinra (Kineret) — Example Health Plan"."""
-    policy_url: str
+    policy_url: str | None = None
+    """Where the plan publishes the policy; no policy link when unset."""
     documentation_form_url: str | None = None
     """An absolute web form for sending the documentation (shown as an absolute link)."""
     smart_app_url: str | None = None

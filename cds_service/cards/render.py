@@ -114,7 +114,9 @@ class _Builder:
             for code in OVERRIDE_SETS[kind]
         ]
 
-    def _policy_link(self) -> dict[str, str]:
+    def _policy_link(self) -> dict[str, str] | None:
+        if not self.settings.policy_url:
+            return None
         return {
             "label": f"Read policy {self.settings.policy_label}",
             "url": self.settings.policy_url,

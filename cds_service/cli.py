@@ -1,0 +1,159 @@
+"""`cds-service` command line.
+
+    cds-service serve [--host H] [--port P] [--workers N]   run under gunicorn
+    cds-service check                                       validate hook files and settings
+
+Each subcommand is a function `cmd_<name>(args) -> int` registered in `build_parser`;
+add new ones (e.g. `evaluate`) there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from cds_service.config import SettingsError, load_settings
+from cds_service.hooks import HookFileError, load_catalog
+
+_RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
+
+
+class JsonLineFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and the `extra` fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _RECORD_FIELDS and not key.startswith("_"):
+                line[key] = value
+        if record.exc_info and record.exc_info[0] is not None:
+            # The exception type only: messages can carry request data.
+            line["exception"] = record.exc_info[0].__name__
+        return json.dumps(line, default=str, separators=(",", ":"))
+
+
+def configure_logging(level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLineFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from gunicorn.app.base import BaseApplication
+    from gunicorn.glogging import Logger as GunicornLogger
+
+    from cds_service import create_app
+
+    try:
+        settings = load_settings(os.environ)
+        configure_logging(settings.log_level)
+        app = create_app()
+    except (SettingsError, HookFileError) as exc:
+        print(f"cds-service: cannot start: {exc}", file=sys.stderr)
+        return 2
+
+    workers = args.workers or os.cpu_count() or 1
+    options = {
+        "bind": f"{args.host}:{args.port}",
+        "workers": workers,
+        "worker_class": "gthread",
+        "threads": 4,
+        # Above the per-call deadline, so a slow FHIR server ends the call, not the worker.
+        "timeout": max(30, int(settings.request_deadline * 4)),
+        "graceful_timeout": 10,
+        "preload_app": True,
+        # The app logs one JSON event per request; gunicorn's own access log is off.
+        "accesslog": None,
+        "errorlog": "-",
+        "loglevel": settings.log_level.lower(),
+        "control_socket_disable": True,
+    }
+
+    class JsonGunicornLogger(GunicornLogger):  # type: ignore[misc]
+        def setup(self, cfg: Any) -> None:
+            super().setup(cfg)
+            for handler in self.error_log.handlers:
+                handler.setFormatter(JsonLineFormatter())
+
+    class Server(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            for key, value in options.items():
+                self.cfg.set(key, value)
+            self.cfg.set("logger_class", JsonGunicornLogger)
+
+        def load(self) -> Any:
+            return app
+
+    host_shown = f"[{args.host}]" if ":" in args.host else args.host
+    print(
+        f"cds-service listening on http://{host_shown}:{args.port}/cds-services "
+        f"({workers} worker{'s' if workers != 1 else ''})",
+        flush=True,
+    )
+    Server().run()
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(os.environ)
+        catalog = load_catalog(settings.hooks_dir)
+    except (SettingsError, HookFileError) as exc:
+        print(f"cds-service check: FAILED\n{exc}", file=sys.stderr)
+        return 1
+    print(f"settings: ok (auth {settings.auth}, hooks in {settings.hooks_dir})")
+    servers = ", ".join(settings.fhir_servers) or "loopback hosts only"
+    print(f"FHIR servers that may be read: {servers}")
+    for service in catalog.services.values():
+        required = ", ".join(sorted(service.required_prefetch))
+        print(
+            f"service {service.id}: hook {service.hook}, {len(service.prefetch)} prefetch keys "
+            f"(required: {required})"
+        )
+    print(f"schemas: {', '.join(sorted(catalog.schemas))}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cds-service",
+        description="CDS Hooks service for health plan drug policy NH.PHAR.244 (anakinra).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the service (gunicorn)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8080, help="port to listen on")
+    serve.add_argument(
+        "--workers", type=int, default=None, help="worker processes (default: CPU count)"
+    )
+    serve.set_defaults(handler=cmd_serve)
+
+    check = commands.add_parser("check", help="validate the hook files and settings")
+    check.set_defaults(handler=cmd_check)
+
+    # Further subcommands (e.g. `evaluate`) are added here.
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    return handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""Service settings: typed, read once from `CDS_*` environment variables.
+
+`load_settings(os.environ)` is what the server uses; tests pass a mapping of the same
+names (`{"CDS_AUTH": "disabled", ...}`) to `create_app`, whose values may already be
+typed (a float for a timeout, a tuple for a list).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+ENV_PREFIX = "CDS_"
+
+AuthMode = Literal["enabled", "disabled"]
+
+
+class SettingsError(ValueError):
+    """A setting has a value the service cannot use; the message names it."""
+
+
+def _default_hooks_dir() -> Path:
+    """`hooks/` beside the package in a source checkout, else `./hooks`."""
+    beside_package = Path(__file__).resolve().parent.parent / "hooks"
+    if beside_package.is_dir():
+        return beside_package
+    return Path.cwd() / "hooks"
+
+
+def _default_database_url() -> str:
+    return "sqlite:///" + str(Path.cwd() / "var" / "cds.sqlite")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every tunable of the service. Field `x` is read from `CDS_X`."""
+
+    fhir_connect_timeout: float = 2.0
+    """Seconds to open a connection to the client's FHIR server."""
+    fhir_read_timeout: float = 3.0
+    """Seconds to wait between bytes from the client's FHIR server."""
+    request_deadline: float = 4.0
+    """Overall seconds one CDS Hooks call may spend fetching missing prefetch."""
+    max_next_pages: int = 5
+    """Bundle `next` links followed per prefetch key."""
+    max_fhir_queries: int = 30
+    """FHIR HTTP requests allowed for one CDS Hooks call (pages included)."""
+    max_concurrent_queries: int = 8
+    """FHIR HTTP requests of one call that run at the same time."""
+    max_fhir_response_bytes: int = 10 * 1024 * 1024
+    """Largest FHIR response body read; a larger one counts as a failed fetch."""
+    max_body_bytes: int = 5 * 1024 * 1024
+    """Largest CDS Hooks request body accepted (413 beyond)."""
+    public_base_url: str = ""
+    """The service's own external base URL (JWT audience, links); empty: from the request."""
+    database_url: str = ""
+    """Audit and feedback store. Empty means `sqlite:///<cwd>/var/cds.sqlite`."""
+    cors_origins: tuple[str, ...] = ("*",)
+    auth: AuthMode = "enabled"
+    """`enabled`: every service call must authenticate; `disabled`: local testing only."""
+    fhir_servers: tuple[str, ...] = ()
+    """FHIR base URLs the service may read from. Empty: loopback hosts only."""
+    hooks_dir: Path = Path()
+    """Folder holding `services/`, `schemas/` and `examples/`. Empty: the default."""
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        if not self.database_url:
+            object.__setattr__(self, "database_url", _default_database_url())
+        if self.hooks_dir == Path():
+            object.__setattr__(self, "hooks_dir", _default_hooks_dir())
+        for name in ("fhir_connect_timeout", "fhir_read_timeout", "request_deadline"):
+            if not getattr(self, name) > 0:
+                raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be greater than 0")
+        for name in (
+            "max_fhir_queries",
+            "max_concurrent_queries",
+            "max_fhir_response_bytes",
+            "max_body_bytes",
+        ):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be at least 1")
+        if self.max_next_pages < 0:
+            raise SettingsError(f"{ENV_PREFIX}MAX_NEXT_PAGES must not be negative")
+        if self.auth not in ("enabled", "disabled"):
+            raise SettingsError(f"{ENV_PREFIX}AUTH must be 'enabled' or 'disabled'")
+        for server in self.fhir_servers:
+            parts = urlsplit(server)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise SettingsError(
+                    f"{ENV_PREFIX}FHIR_SERVERS entries must be http(s) base URLs, got {server!r}"
+                )
+        if self.public_base_url:
+            parts = urlsplit(self.public_base_url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise SettingsError(f"{ENV_PREFIX}PUBLIC_BASE_URL must be an http(s) URL")
+
+
+def _convert(name: str, kind: str, raw: Any) -> Any:
+    """`raw` (a string from the environment, or an already typed test value) as `kind`."""
+    env_name = ENV_PREFIX + name.upper()
+    try:
+        if kind == "float":
+            return float(raw)
+        if kind == "int":
+            if isinstance(raw, bool):
+                raise ValueError(raw)
+            return int(raw)
+        if kind == "tuple[str, ...]":
+            if isinstance(raw, str):
+                return tuple(item.strip() for item in raw.split(",") if item.strip())
+            return tuple(str(item) for item in raw)
+        if kind == "Path":
+            return Path(raw) if str(raw) else Path()
+        if kind == "AuthMode":
+            value = str(raw).strip().lower()
+            aliases = {"true": "enabled", "1": "enabled", "false": "disabled", "0": "disabled"}
+            return aliases.get(value, value)
+        return str(raw).strip()
+    except (TypeError, ValueError) as exc:
+        raise SettingsError(f"{env_name} has an invalid value") from exc
+
+
+def load_settings(source: Mapping[str, Any]) -> Settings:
+    """Settings from a mapping of `CDS_*` names (the environment, or test overrides).
+
+    Unknown `CDS_*` names are ignored so that other parts of the product may add their
+    own; a value that cannot be converted raises `SettingsError` naming the variable.
+    """
+    values: dict[str, Any] = {}
+    for spec in fields(Settings):
+        env_name = ENV_PREFIX + spec.name.upper()
+        if env_name in source and source[env_name] is not None:
+            values[spec.name] = _convert(spec.name, str(spec.type), source[env_name])
+    return Settings(**values)
+
+
+LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+
+
+def is_loopback_host(host: str) -> bool:
+    host = host.strip("[]").lower()
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,539 @@
+"""Prefetch resolution: the FHIR data of one CDS Hooks call, as a flat list of resources.
+
+For every prefetch key of the service:
+- a value the client sent is used as is; `null` means "the client has no such data";
+- a key the client left out, or sent as an OperationOutcome (its own failed query), is
+  read from the client's `fhirServer` with the template's tokens filled from the context,
+  with the client's bearer token, when that server is one the service may contact
+  (`CDS_FHIR_SERVERS`; loopback only when unset). A server that is not allowed is never
+  contacted and never sees the token;
+- Bundle `next` links are followed up to a cap, and only while they stay under the same
+  base URL;
+- all queries of one call share one deadline, one query budget and a small thread pool.
+
+A required key that cannot be obtained raises `PrefetchUnavailableError` (412). An optional
+one is reported in `PrefetchResult.missing` so that criteria depending on it become
+`unknown`. A key whose template needs context the hook did not give (no `encounterId`,
+a user who is not a PractitionerRole) has nothing to fetch: it is neither data nor
+missing.
+
+The HTTP client is injectable (`FhirClient`); `RequestsFhirClient` is the real one. No
+diagnostic here carries a URL, a token or patient data.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import quote, urlsplit
+
+import requests
+
+from cds_service.config import is_loopback_host
+from cds_service.errors import PrefetchUnavailableError
+from cds_service.hooks import TOKEN
+
+_FHIR_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.")
+USER_TOKEN_TYPES = {
+    "userPractitionerId": "Practitioner",
+    "userPractitionerRoleId": "PractitionerRole",
+    "userPatientId": "Patient",
+    "userRelatedPersonId": "RelatedPerson",
+}
+
+
+class FetchError(Exception):
+    """A prefetch key could not be obtained. `code` is a FHIR issue type."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class NotApplicableError(Exception):
+    """The template needs context this call does not have; there is nothing to fetch."""
+
+
+@dataclass(frozen=True)
+class FetchLimits:
+    connect_timeout: float = 2.0
+    read_timeout: float = 3.0
+    max_next_pages: int = 5
+    max_queries: int = 30
+    max_concurrent: int = 8
+    max_response_bytes: int = 10 * 1024 * 1024
+
+
+class FhirClient(Protocol):
+    def get(
+        self,
+        url: str,
+        headers: Mapping[str, str],
+        timeout: tuple[float, float],
+        deadline: float,
+        max_bytes: int,
+    ) -> Any:
+        """GET `url` and return the parsed JSON body; raise `FetchError` otherwise.
+
+        `deadline` is a `time.monotonic()` instant after which reading must stop."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_json(data: bytes) -> Any:
+    try:
+        return json.loads(data, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise FetchError("structure", "the FHIR server's answer is not valid JSON") from exc
+
+
+class RequestsFhirClient:
+    """`FhirClient` over a `requests.Session`: timeouts on every call, no redirects
+    (a redirect could carry the token elsewhere), a size cap, the deadline checked
+    while reading."""
+
+    def __init__(
+        self,
+        session: requests.Session | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        pool_size: int = 8,
+    ) -> None:
+        if session is None:
+            session = requests.Session()
+            adapter = requests.adapters.HTTPAdapter(
+                pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0
+            )
+            session.mount("https://", adapter)
+            session.mount("http://", adapter)
+        self.session = session
+        self.monotonic = monotonic
+
+    def get(
+        self,
+        url: str,
+        headers: Mapping[str, str],
+        timeout: tuple[float, float],
+        deadline: float,
+        max_bytes: int,
+    ) -> Any:
+        chunks: list[bytes] = []
+        try:
+            with self.session.get(
+                url, headers=dict(headers), timeout=timeout, stream=True, allow_redirects=False
+            ) as response:
+                status = response.status_code
+                if not 200 <= status < 300 or status == 204:
+                    raise FetchError(_status_code(status), f"the FHIR server answered {status}")
+                size = 0
+                for chunk in response.iter_content(chunk_size=65536):
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise FetchError("too-costly", "the FHIR server's answer is too large")
+                    if self.monotonic() > deadline:
+                        raise FetchError("timeout", "the FHIR server did not answer in time")
+                    chunks.append(chunk)
+        except requests.Timeout as exc:
+            raise FetchError("timeout", "the FHIR server did not answer in time") from exc
+        except requests.RequestException as exc:
+            raise FetchError("exception", "the FHIR server could not be read") from exc
+        return parse_json(b"".join(chunks))
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def _status_code(status: int) -> str:
+    if status in (401, 403):
+        return "security"
+    if status in (404, 410):
+        return "not-found"
+    if 300 <= status < 400:
+        return "not-supported"
+    return "exception"
+
+
+# --- pure helpers -------------------------------------------------------------------
+
+
+def _origin_and_path(url: str) -> tuple[str, str, int, str] | None:
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
+        return None
+    return (scheme, parts.hostname.lower(), port or (443 if scheme == "https" else 80), parts.path)
+
+
+def is_under(url: str, base: str) -> bool:
+    """True when `url` has the scheme, host and port of `base` and a path at or below
+    `base`'s path (segment-wise: `/fhir` covers `/fhir/Patient`, not `/fhirx`)."""
+    target, root = _origin_and_path(url), _origin_and_path(base)
+    if target is None or root is None or target[:3] != root[:3]:
+        return False
+    base_path = root[3].rstrip("/")
+    path = target[3]
+    return path == base_path or path.startswith(base_path + "/") or (not base_path)
+
+
+def server_allowed(fhir_server: str, allowed: Sequence[str]) -> bool:
+    """May the service contact `fhir_server`? Only listed bases; loopback when none are."""
+    parsed = _origin_and_path(fhir_server)
+    if parsed is None:
+        return False
+    if not allowed:
+        return is_loopback_host(parsed[1])
+    return any(is_under(fhir_server, base) for base in allowed)
+
+
+def is_resource(value: Any) -> bool:
+    return isinstance(value, Mapping) and isinstance(value.get("resourceType"), str)
+
+
+def flatten(value: Any, _depth: int = 0) -> list[Mapping[str, Any]]:
+    """Resources in a prefetch value: Bundles opened (their entries' `resource`),
+    search-outcome entries and OperationOutcomes dropped."""
+    if not is_resource(value) or _depth > 4:
+        return []
+    kind = value["resourceType"]
+    if kind == "OperationOutcome":
+        return []
+    if kind != "Bundle":
+        return [value]
+    resources: list[Mapping[str, Any]] = []
+    entries = value.get("entry")
+    for entry in entries if isinstance(entries, list) else []:
+        if not isinstance(entry, Mapping):
+            continue
+        search = entry.get("search")
+        if isinstance(search, Mapping) and search.get("mode") == "outcome":
+            continue
+        resources.extend(flatten(entry.get("resource"), _depth + 1))
+    return resources
+
+
+def next_link(bundle: Any) -> str | None:
+    if not is_resource(bundle) or bundle["resourceType"] != "Bundle":
+        return None
+    links = bundle.get("link")
+    for link in links if isinstance(links, list) else []:
+        if isinstance(link, Mapping) and link.get("relation") == "next":
+            url = link.get("url")
+            return url if isinstance(url, str) and url else None
+    return None
+
+
+def deduplicate(resources: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """First occurrence of every `resourceType/id` (or of every identical body, when a
+    resource has no id), in order."""
+    seen: set[str] = set()
+    unique: list[Mapping[str, Any]] = []
+    for resource in resources:
+        rid = resource.get("id")
+        if isinstance(rid, str) and rid:
+            key = f"{resource['resourceType']}/{rid}"
+        else:
+            key = json.dumps(resource, sort_keys=True, default=str)
+        if key not in seen:
+            seen.add(key)
+            unique.append(resource)
+    return unique
+
+
+def _token_value(token: str, context: Mapping[str, Any]) -> str:
+    if token.startswith("context."):
+        value = context.get(token.removeprefix("context."))
+        if value is None:
+            raise NotApplicableError(token)
+        if not isinstance(value, str):
+            raise FetchError("invalid", f"context value for {{{{{token}}}}} is not a string")
+        return value
+    wanted = USER_TOKEN_TYPES.get(token)
+    user = context.get("userId")
+    if wanted is None or not isinstance(user, str) or "/" not in user:
+        raise NotApplicableError(token)
+    kind, _, ident = user.partition("/")
+    if kind != wanted:
+        raise NotApplicableError(token)
+    return ident
+
+
+def fill_template(template: str, context: Mapping[str, Any]) -> str:
+    """The query with every token replaced (ids checked and percent-encoded).
+
+    Raises `NotApplicableError` when the context lacks what a token needs, `FetchError`
+    when a context value cannot be a FHIR id."""
+
+    def replace(match: Any) -> str:
+        name = match.group(1)
+        value = _token_value(name, context)
+        if name == "context.userId":
+            kind, _, ident = value.partition("/")
+            if not kind.isalpha() or not ident or not set(ident) <= _FHIR_ID_CHARS:
+                raise FetchError("invalid", "context.userId is not a FHIR reference")
+            return f"{kind}/{quote(ident, safe='')}"
+        if not value or len(value) > 64 or not set(value) <= _FHIR_ID_CHARS:
+            raise FetchError("invalid", f"the value for {{{{{name}}}}} is not a FHIR id")
+        return quote(value, safe="")
+
+    return TOKEN.sub(replace, template)
+
+
+def join_url(base: str, query: str) -> str:
+    return base.rstrip("/") + "/" + query.lstrip("/")
+
+
+# --- resolution ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PrefetchResult:
+    resources: tuple[Mapping[str, Any], ...]
+    """Every resource, de-duplicated, in prefetch-key order."""
+    missing: tuple[str, ...]
+    """Optional keys whose data could not be obtained (or only in part)."""
+    fetched: tuple[str, ...] = ()
+    """Keys read (wholly or in part) from the FHIR server."""
+    queries: int = 0
+    """HTTP requests made to the FHIR server."""
+    failures: Mapping[str, str] = field(default_factory=dict)
+    """Key -> FHIR issue code, for every key in `missing` (for logging)."""
+
+
+@dataclass
+class _Task:
+    key: str
+    initial: list[Mapping[str, Any]]
+    url: str | None
+    """The first URL to GET (a filled template, or a next link of sent data)."""
+    pages_used: int = 0
+
+
+class _Budget:
+    def __init__(self, limit: int) -> None:
+        self._left = limit
+        self._used = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> None:
+        with self._lock:
+            if self._left <= 0:
+                raise FetchError("too-costly", "the per-call query limit was reached")
+            self._left -= 1
+            self._used += 1
+
+    @property
+    def used(self) -> int:
+        with self._lock:
+            return self._used
+
+
+def _plan(
+    templates: Mapping[str, str], request: Mapping[str, Any]
+) -> tuple[dict[str, list[Mapping[str, Any]]], list[_Task], dict[str, FetchError]]:
+    """Split the keys into data already here, queries to run, and early failures."""
+    sent = request.get("prefetch")
+    sent = sent if isinstance(sent, Mapping) else {}
+    context = request.get("context")
+    context = context if isinstance(context, Mapping) else {}
+    ready: dict[str, list[Mapping[str, Any]]] = {}
+    tasks: list[_Task] = []
+    failed: dict[str, FetchError] = {}
+    for key, template in templates.items():
+        if key in sent:
+            value = sent[key]
+            if value is None:
+                ready[key] = []
+                continue
+            if is_resource(value) and value["resourceType"] != "OperationOutcome":
+                more = next_link(value)
+                if more is None:
+                    ready[key] = flatten(value)
+                else:
+                    tasks.append(_Task(key, flatten(value), more, pages_used=1))
+                continue
+        try:
+            query = fill_template(template, context)
+        except NotApplicableError:
+            ready[key] = []
+            continue
+        except FetchError as failure:
+            failed[key] = failure
+            continue
+        tasks.append(_Task(key, [], query))
+    return ready, tasks, failed
+
+
+def resolve_prefetch(
+    templates: Mapping[str, str],
+    required: frozenset[str],
+    request: Mapping[str, Any],
+    *,
+    allowed_servers: Sequence[str],
+    client_factory: Callable[[], FhirClient],
+    limits: FetchLimits,
+    deadline: float,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> PrefetchResult:
+    """Resolve the prefetch of one call (see the module docstring).
+
+    `deadline` is a `monotonic()` instant; `client_factory` is called only when some
+    key must be fetched from an allowed server.
+    """
+    ready, tasks, failed = _plan(templates, request)
+    results: dict[str, list[Mapping[str, Any]]] = dict(ready)
+    budget = _Budget(limits.max_queries)
+    fhir_server = request.get("fhirServer")
+    fetched: list[str] = []
+
+    if tasks:
+        if not isinstance(fhir_server, str) or not fhir_server:
+            for task in tasks:
+                failed[task.key] = FetchError("not-found", "not sent, and no fhirServer given")
+        elif not server_allowed(fhir_server, allowed_servers):
+            for task in tasks:
+                failed[task.key] = FetchError(
+                    "forbidden", "not sent, and the fhirServer is not one this service may read"
+                )
+        else:
+            headers = {"Accept": "application/fhir+json, application/json"}
+            auth = request.get("fhirAuthorization")
+            token = auth.get("access_token") if isinstance(auth, Mapping) else None
+            if isinstance(token, str) and token:
+                headers["Authorization"] = f"Bearer {token}"
+            outcome = _run_tasks(
+                tasks, fhir_server, headers, client_factory, limits, deadline, monotonic, budget
+            )
+            for key, value in outcome.items():
+                fetched.append(key)
+                if isinstance(value, FetchError):
+                    failed[key] = value
+                else:
+                    results[key] = value
+
+    required_failures = [
+        (key, failure.code, failure.reason) for key, failure in failed.items() if key in required
+    ]
+    if required_failures:
+        order = list(templates)
+        required_failures.sort(key=lambda item: order.index(item[0]))
+        raise PrefetchUnavailableError(required_failures)
+
+    ordered: list[Mapping[str, Any]] = []
+    for key in templates:
+        ordered.extend(results.get(key, []))
+    missing = tuple(key for key in templates if key in failed)
+    return PrefetchResult(
+        resources=tuple(deduplicate(ordered)),
+        missing=missing,
+        fetched=tuple(key for key in templates if key in fetched),
+        queries=budget.used,
+        failures={key: failed[key].code for key in missing},
+    )
+
+
+def _run_tasks(
+    tasks: Sequence[_Task],
+    base: str,
+    headers: Mapping[str, str],
+    client_factory: Callable[[], FhirClient],
+    limits: FetchLimits,
+    deadline: float,
+    monotonic: Callable[[], float],
+    budget: _Budget,
+) -> dict[str, list[Mapping[str, Any]] | FetchError]:
+    client = client_factory()
+    pool = ThreadPoolExecutor(
+        max_workers=max(1, min(limits.max_concurrent, len(tasks))),
+        thread_name_prefix="prefetch",
+    )
+    futures: dict[Future[list[Mapping[str, Any]]], str] = {}
+    outcome: dict[str, list[Mapping[str, Any]] | FetchError] = {}
+    try:
+        for task in tasks:
+            future = pool.submit(
+                _run_task, task, base, headers, client, limits, deadline, monotonic, budget
+            )
+            futures[future] = task.key
+        _wait_all(futures, deadline, monotonic)
+        for future, key in futures.items():
+            if not future.done():
+                outcome[key] = FetchError("timeout", "the FHIR server did not answer in time")
+                continue
+            error = future.exception()
+            if error is None:
+                outcome[key] = future.result()
+            elif isinstance(error, FetchError):
+                outcome[key] = error
+            else:
+                outcome[key] = FetchError("exception", "the FHIR data could not be read")
+    finally:
+        # Threads still waiting on a slow server end by their own timeouts; the call
+        # does not wait for them.
+        pool.shutdown(wait=False, cancel_futures=True)
+        if all(future.done() for future in futures):
+            client.close()
+    return outcome
+
+
+def _wait_all(
+    futures: Mapping[Future[Any], str], deadline: float, monotonic: Callable[[], float]
+) -> None:
+    wait(list(futures), timeout=max(0.0, deadline - monotonic()))
+
+
+def _run_task(
+    task: _Task,
+    base: str,
+    headers: Mapping[str, str],
+    client: FhirClient,
+    limits: FetchLimits,
+    deadline: float,
+    monotonic: Callable[[], float],
+    budget: _Budget,
+) -> list[Mapping[str, Any]]:
+    """Read one key: its first URL, then next links (each page counts against the cap)."""
+    resources = list(task.initial)
+    pages = task.pages_used
+    if pages > limits.max_next_pages:
+        raise FetchError(
+            "too-costly", f"more than {limits.max_next_pages} further pages of results"
+        )
+    url = task.url
+    first = pages == 0
+    while url is not None:
+        target = join_url(base, url) if first else url
+        if not first and not is_under(target, base):
+            raise FetchError("processing", "a next link leaves the FHIR server's base URL")
+        remaining = deadline - monotonic()
+        if remaining <= 0:
+            raise FetchError("timeout", "the FHIR server did not answer in time")
+        budget.take()
+        timeout = (min(limits.connect_timeout, remaining), min(limits.read_timeout, remaining))
+        body = client.get(target, headers, timeout, deadline, limits.max_response_bytes)
+        if not is_resource(body):
+            raise FetchError("structure", "the FHIR server's answer is not a FHIR resource")
+        if body["resourceType"] == "OperationOutcome":
+            raise FetchError("processing", "the FHIR server answered with an OperationOutcome")
+        resources.extend(flatten(body))
+        url = next_link(body)
+        if url is not None and pages >= limits.max_next_pages:
+            raise FetchError(
+                "too-costly", f"more than {limits.max_next_pages} further pages of results"
+            )
+        pages += 1
+        first = False
+    return resources
