@@ -37,12 +37,30 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     from cds_service import errors
     from cds_service.api import EXTENSION_KEY, ServiceState, bp
+    from cds_service.cards import CardSettings
     from cds_service.config import load_settings
+    from cds_service.feedback import feedback_blueprint
     from cds_service.hooks import load_catalog
+    from cds_service.pipeline import Engine
+    from cds_service.policy.engine import load_policy
+    from cds_service.store import AuditStore
 
     source: Mapping[str, Any] = config if config is not None else os.environ
     settings = load_settings(source)
     catalog = load_catalog(settings.hooks_dir)
+    policy = load_policy()  # validated: a bad policy file stops start-up
+    engine = Engine(
+        policy=policy,
+        card_settings=CardSettings(
+            plan_name=settings.plan_name,
+            policy_label=f"{policy.id} {policy.title}, {settings.plan_name}",
+            policy_url=settings.policy_url or None,
+            documentation_form_url=settings.documentation_form_url or None,
+            smart_app_url=settings.smart_app_url or None,
+        ),
+    )
+    store = AuditStore(settings.database_url)
+    store.create_schema()
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
@@ -53,10 +71,16 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             state_kwargs[_STATE_OVERRIDES[key]] = value
         elif key.isupper() and not key.startswith("CDS_"):
             app.config[key] = value
-    app.extensions[EXTENSION_KEY] = ServiceState(settings=settings, catalog=catalog, **state_kwargs)
+    app.extensions[EXTENSION_KEY] = ServiceState(
+        settings=settings, catalog=catalog, engine=engine, store=store, **state_kwargs
+    )
+    app.extensions["audit_store"] = store
+    app.config["CDS_SERVICE_IDS"] = frozenset(catalog.services)
+    app.config["CDS_HOOKS_DIR"] = str(settings.hooks_dir)
 
     errors.register(app)
     app.register_blueprint(bp)
+    app.register_blueprint(feedback_blueprint)
     CORS(
         app,
         resources={r"/cds-services": {}, r"/cds-services/*": {}},

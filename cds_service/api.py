@@ -22,6 +22,7 @@ from typing import Any
 from flask import Blueprint, Flask, Request, Response, current_app, g, jsonify, request
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 
 from cds_service import pipeline
 from cds_service.config import Settings
@@ -33,6 +34,7 @@ from cds_service.prefetch import (
     RequestsFhirClient,
     resolve_prefetch,
 )
+from cds_service.store import AuditStore, InvocationRecord
 
 EXTENSION_KEY = "cds_service"
 log = logging.getLogger("cds_service.api")
@@ -99,6 +101,8 @@ class ServiceState:
 
     settings: Settings
     catalog: Catalog
+    engine: pipeline.Engine
+    store: AuditStore
     clock: Callable[[], datetime] = _utc_now
     uuid_factory: Callable[[], str] = _new_uuid
     monotonic: Callable[[], float] = time.monotonic
@@ -307,7 +311,7 @@ def call_service(service_id: str) -> Response:
         missing_prefetch=result.missing,
         fhir_server_used=result.queries > 0,
     )
-    answer = pipeline.run(call, result.resources)
+    answer = pipeline.run(call, result.resources, state.engine)
     problems = validation_details(state.catalog.validators["response"], answer)
     if problems:
         # A response the EHR may not be able to show is a bug here, not a valid answer.
@@ -315,7 +319,38 @@ def call_service(service_id: str) -> Response:
         log.error("invalid response", extra={"event": "response-invalid", "pointers": pointers})
         raise RuntimeError("response fails the response schema")
     g.cds_outcome = f"{len(answer.get('cards', []))}-cards"
+    _audit(state, call, answer, started)
     return jsonify(answer)
+
+
+def _patient_ref(context: Mapping[str, Any]) -> str | None:
+    patient = context.get("patientId")
+    if not isinstance(patient, str) or not _SAFE_TOKEN.match(patient):
+        return None
+    return patient if patient.startswith("Patient/") else f"Patient/{patient}"
+
+
+def _audit(
+    state: ServiceState, call: pipeline.CallContext, answer: Mapping[str, Any], started: float
+) -> None:
+    """Record the invocation. A store that fails is logged, and the prescriber still gets
+    the cards: losing one audit row is better than hiding a prior-authorization answer."""
+    record = InvocationRecord.from_response(
+        hook_instance=call.hook_instance,
+        service_id=call.service_id,
+        hook=call.hook,
+        received_at=call.now,
+        patient_ref=_patient_ref(call.context),
+        response=answer,
+        timings_ms={"total": round((state.monotonic() - started) * 1000, 1)},
+    )
+    try:
+        state.store.record_invocation(record)
+    except SQLAlchemyError as exc:
+        log.error(
+            "audit store write failed",
+            extra={"event": "audit-failed", "error": type(exc).__name__},
+        )
 
 
 @bp.before_app_request

@@ -67,6 +67,14 @@ class Settings:
     hooks_dir: Path = Path()
     """Folder holding `services/`, `schemas/` and `examples/`. Empty: the default."""
     log_level: str = "INFO"
+    plan_name: str = "Example Health Plan"
+    """The plan's name, shown on every card's source label."""
+    policy_url: str = ""
+    """Where the plan publishes the policy (a link on the cards); empty: no link."""
+    documentation_form_url: str = ""
+    """A web form for sending missing documentation (a link on documentation cards)."""
+    smart_app_url: str = ""
+    """A SMART app for sending missing documentation; preferred over the form when set."""
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -94,10 +102,12 @@ class Settings:
                 raise SettingsError(
                     f"{ENV_PREFIX}FHIR_SERVERS entries must be http(s) base URLs, got {server!r}"
                 )
-        if self.public_base_url:
-            parts = urlsplit(self.public_base_url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise SettingsError(f"{ENV_PREFIX}PUBLIC_BASE_URL must be an http(s) URL")
+        for name in ("public_base_url", "policy_url", "documentation_form_url", "smart_app_url"):
+            value = getattr(self, name)
+            if value:
+                parts = urlsplit(value)
+                if parts.scheme not in ("http", "https") or not parts.hostname:
+                    raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be an http(s) URL")
 
 
 def _convert(name: str, kind: str, raw: Any) -> Any:

@@ -8,6 +8,7 @@ The protocol layer (`api.py`) validates the request, resolves prefetch and calls
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,7 +17,9 @@ from typing import Any
 from cds_service.cards import CardSettings, Evaluation, NotEvaluated, render_response
 from cds_service.policy.definition import Policy
 from cds_service.policy.engine import evaluate, load_policy
-from fhir_mappings import MappingResult, build_facts
+from fhir_mappings import build_facts
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -52,18 +55,66 @@ def default_card_settings(policy: Policy) -> CardSettings:
     )
 
 
+INTERNAL_FAILURE = (
+    "the service hit an internal error while checking this order; "
+    "submit the prior authorization request for manual review"
+)
+
+
+def _draft_medication_refs(context: Mapping[str, Any]) -> list[str]:
+    draft = context.get("draftOrders")
+    entries = draft.get("entry") if isinstance(draft, Mapping) else None
+    refs = []
+    for entry in entries if isinstance(entries, list) else []:
+        resource = entry.get("resource") if isinstance(entry, Mapping) else None
+        if isinstance(resource, Mapping) and resource.get("resourceType") == "MedicationRequest":
+            refs.append(f"MedicationRequest/{resource.get('id', 'unknown')}")
+    return refs
+
+
 def evaluate_call(
     policy: Policy, call: CallContext, resources: Sequence[Mapping[str, Any]]
-) -> tuple[list[Evaluation | NotEvaluated], MappingResult]:
-    """Facts and a decision for every anakinra draft order of the call."""
+) -> list[Evaluation | NotEvaluated]:
+    """Facts and a decision for every anakinra draft order of the call.
+
+    A failure inside the mapping or the engine is a bug, but the prescriber must still
+    learn that the order was not checked: it becomes a `NotEvaluated` item (a card
+    saying so), and the exception type (never its message, which may quote data) is
+    logged.
+    """
     today = call.now.date()
-    mapped = build_facts(call.context, resources, as_of=today)
+    try:
+        mapped = build_facts(call.context, resources, as_of=today)
+    except Exception as exc:
+        _log_failure("mapping", exc)
+        return [NotEvaluated(ref, INTERNAL_FAILURE) for ref in _draft_medication_refs(call.context)]
     evaluations: list[Evaluation | NotEvaluated] = []
     for facts in mapped.orders:
-        evaluations.append(Evaluation(facts=facts, decision=evaluate(policy, facts, today)))
+        try:
+            evaluations.append(Evaluation(facts=facts, decision=evaluate(policy, facts, today)))
+        except Exception as exc:
+            _log_failure("policy", exc)
+            evaluations.append(NotEvaluated(facts.order.ref, INTERNAL_FAILURE))
     for order_ref, reason in mapped.failed_orders:
         evaluations.append(NotEvaluated(order_ref=order_ref, reason=reason))
-    return evaluations, mapped
+    return evaluations
+
+
+def _log_failure(stage: str, exc: Exception) -> None:
+    tb = exc.__traceback__
+    where = []
+    while tb is not None:
+        where.append(f"{tb.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno}")
+        tb = tb.tb_next
+    log.error(
+        "order could not be evaluated",
+        extra={
+            "event": "evaluation-failed",
+            "stage": stage,
+            "exception": type(exc).__name__,
+            "where": where[-3:],
+        },
+    )
 
 
 def run(
@@ -77,7 +128,7 @@ def run(
     if engine is None:
         policy = load_policy()
         engine = Engine(policy=policy, card_settings=default_card_settings(policy))
-    evaluations, _ = evaluate_call(engine.policy, call, resources)
+    evaluations = evaluate_call(engine.policy, call, resources)
     return render_response(
         call.hook,
         evaluations,

@@ -145,7 +145,7 @@ def test_body_too_large_is_413(make_app: Callable[..., Flask]) -> None:
 def test_unexpected_error_is_json_500_without_details(
     client: FlaskClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    def broken(call: Any, resources: Any) -> dict[str, Any]:
+    def broken(call: Any, resources: Any, engine: Any = None) -> dict[str, Any]:
         raise ValueError("patient Jane Doe has no birthDate")
 
     monkeypatch.setattr(pipeline, "run", broken)
@@ -163,7 +163,7 @@ def test_invalid_pipeline_answer_is_500_not_passed_on(
     client: FlaskClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(
-        pipeline, "run", lambda call, resources: {"cards": [{"summary": "x" * 141}]}
+        pipeline, "run", lambda call, resources, engine=None: {"cards": [{"summary": "x" * 141}]}
     )
     response = client.post(SIGN, json=load_example("order-sign-prefetch.json"))
     _error(response, 500)

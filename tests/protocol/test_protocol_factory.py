@@ -66,7 +66,7 @@ def test_bad_setting_is_refused_with_its_name(name: str, value: str) -> None:
 def test_clock_and_ids_reach_the_pipeline(make_app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[pipeline.CallContext] = []
 
-    def fake_run(call: pipeline.CallContext, resources: Any) -> dict[str, Any]:
+    def fake_run(call: pipeline.CallContext, resources: Any, engine: Any = None) -> dict[str, Any]:
         seen.append(call)
         return {"cards": []}
 

@@ -40,7 +40,9 @@ def captured(monkeypatch: pytest.MonkeyPatch) -> list[tuple[pipeline.CallContext
     """Replace the pipeline with a recorder of what the protocol layer hands it."""
     calls: list[tuple[pipeline.CallContext, list[Any]]] = []
 
-    def record(call: pipeline.CallContext, resources: Any) -> dict[str, Any]:
+    def record(
+        call: pipeline.CallContext, resources: Any, engine: Any = None
+    ) -> dict[str, Any]:
         calls.append((call, list(resources)))
         return {"cards": []}
 

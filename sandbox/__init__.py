@@ -1,0 +1,1 @@
+"""FHIR sandbox for end-to-end tests and demos: server control and synthetic patients."""
