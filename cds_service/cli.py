@@ -2,6 +2,9 @@
 
     cds-service serve [--host H] [--port P] [--workers N]   run under gunicorn
     cds-service check                                       validate hook files and settings
+    cds-service evaluate FILE [--order F] [--today D] [--json]
+                                                            evaluate a saved request offline
+    cds-service audit [--limit N]                           recent decisions, override rates
 
 Each subcommand is a function `cmd_<name>(args) -> int` registered in `build_parser`;
 add new ones (e.g. `evaluate`) there.
@@ -15,7 +18,8 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 from cds_service.config import SettingsError, load_settings
@@ -127,6 +131,41 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from cds_service.evaluate_file import InputError, evaluate_file
+
+    try:
+        today = date.fromisoformat(args.today) if args.today else date.today()
+    except ValueError:
+        message = f"cds-service evaluate: --today must be YYYY-MM-DD, got {args.today!r}"
+        print(message, file=sys.stderr)
+        return 2
+    try:
+        report = evaluate_file(Path(args.file), Path(args.order) if args.order else None, today)
+    except InputError as exc:
+        print(f"cds-service evaluate: {exc}", file=sys.stderr)
+        return 2
+    print(report.to_json() if args.json else report.to_text())
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from cds_service.store import AuditStore, format_audit_report
+
+    try:
+        settings = load_settings(os.environ)
+    except SettingsError as exc:
+        print(f"cds-service audit: {exc}", file=sys.stderr)
+        return 2
+    store = AuditStore(settings.database_url)
+    try:
+        store.create_schema()
+        print(format_audit_report(store, limit=max(1, args.limit)))
+    finally:
+        store.dispose()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cds-service",
@@ -145,7 +184,28 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="validate the hook files and settings")
     check.set_defaults(handler=cmd_check)
 
-    # Further subcommands (e.g. `evaluate`) are added here.
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="evaluate a saved CDS Hooks request (or a FHIR Bundle plus an order) offline",
+        description=(
+            "Run the policy on a saved CDS Hooks request (its context and prefetch), or on a "
+            "FHIR Bundle of the patient's record plus --order, a draft MedicationRequest. "
+            "Nothing is fetched: data that is absent makes criteria unknown."
+        ),
+    )
+    evaluate.add_argument("file", help="CDS Hooks request JSON, or a FHIR Bundle with --order")
+    evaluate.add_argument("--order", help="draft MedicationRequest JSON (with a Bundle FILE)")
+    evaluate.add_argument(
+        "--today",
+        help="the evaluation date, YYYY-MM-DD (default: today); orders with an "
+        "authoredOn are judged on that date",
+    )
+    evaluate.add_argument("--json", action="store_true", help="print machine-readable decisions")
+    evaluate.set_defaults(handler=cmd_evaluate)
+
+    audit = commands.add_parser("audit", help="recent decisions and override rates")
+    audit.add_argument("--limit", type=int, default=20, help="decisions to list (default 20)")
+    audit.set_defaults(handler=cmd_audit)
     return parser
 
 

@@ -1,9 +1,8 @@
 """Machine-readable evaluations and the one place where empty values are removed.
 
-`evaluation_to_json` is the card layer's own serialiser of a `Decision`; if the
-policy package later offers `policy/report.py::decision_to_json`, this one can
-delegate to it (the shape below is what the response extension
-`com.anakinra-cds.evaluation` carries and what tests pin).
+`evaluation_to_json` is what the response extension `com.anakinra-cds.evaluation`
+carries for each evaluated order: the policy layer's `decision_to_json` without
+empty values.
 """
 
 from __future__ import annotations
@@ -12,38 +11,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from cds_service.policy.model import Decision
+from cds_service.policy.report import decision_to_json
 
 
 def evaluation_to_json(decision: Decision) -> dict[str, Any]:
     """One evaluated order as plain JSON (no FHIR bodies, no PHI beyond references)."""
-    body: dict[str, Any] = prune(
-        {
-            "order": decision.order_ref,
-            "policy": {"id": decision.policy_id, "version": decision.policy_version},
-            "pathway": decision.pathway.value,
-            "section": decision.section,
-            "indication": decision.indication,
-            "outcome": decision.outcome.value,
-            "approvalMonths": decision.approval_months,
-            "documentation": list(decision.documentation),
-            "policyReferences": list(decision.policy_references),
-            "considered": [
-                {"section": section, "outcome": outcome.value}
-                for section, outcome in decision.considered
-            ],
-            "criteria": [
-                {
-                    "id": result.id,
-                    "check": result.check,
-                    "status": result.status.value,
-                    "reason": result.reason,
-                    "evidence": list(result.evidence),
-                    "documentation": result.documentation,
-                }
-                for result in decision.criteria
-            ],
-        }
-    )
+    body: dict[str, Any] = prune(decision_to_json(decision))
     return body
 
 

@@ -81,10 +81,10 @@ def criterion_to_json(result: CriterionResult) -> dict[str, Any]:
     return {
         "id": result.id,
         "text": result.text,
+        "check": result.check,
         "status": str(result.status),
         "reason": result.reason,
         "evidence": list(result.evidence),
-        "check": result.check,
         "documentation": result.documentation,
         "details": _json_safe(result.details),
     }
@@ -93,7 +93,11 @@ def criterion_to_json(result: CriterionResult) -> dict[str, Any]:
 def decision_to_json(decision: Decision) -> dict[str, Any]:
     """The machine-readable evaluation: order, policy id and version, pathway,
     section, indication, outcome, approval months, documentation, references, the
-    indications considered and every criterion with its status and evidence."""
+    indications considered and every criterion with its status and evidence.
+
+    The one serialiser of a `Decision`: `cds-service evaluate --json` prints it and the
+    CDS Hooks response carries it (without empty values) in its `extension`.
+    """
     return {
         "order": decision.order_ref,
         "policy": {"id": decision.policy_id, "version": decision.policy_version},
@@ -101,9 +105,9 @@ def decision_to_json(decision: Decision) -> dict[str, Any]:
         "section": decision.section,
         "indication": decision.indication,
         "outcome": str(decision.outcome),
-        "approval_months": decision.approval_months,
+        "approvalMonths": decision.approval_months,
         "documentation": list(decision.documentation),
-        "policy_references": list(decision.policy_references),
+        "policyReferences": list(decision.policy_references),
         "considered": [
             {"section": section, "outcome": str(outcome)}
             for section, outcome in decision.considered

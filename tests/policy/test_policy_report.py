@@ -66,6 +66,6 @@ def test_json_off_label_references() -> None:
     )
     data = decision_to_json(decision)
     assert data["outcome"] == "off-label-review"
-    assert data["policy_references"] == ["CP.PMN.53", "CP.PMN.255", "CP.PMN.16"]
-    assert data["approval_months"] is None
+    assert data["policyReferences"] == ["CP.PMN.53", "CP.PMN.255", "CP.PMN.16"]
+    assert data["approvalMonths"] is None
     assert data["documentation"]
