@@ -202,7 +202,7 @@ def intolerances(
                     Intolerance(
                         valuesets=frozenset({hit.valueset}),
                         kind=kind,
-                        substance=hit.valueset,
+                        substance=valuesets.valueset_title(hit.valueset),
                         reason=f"{kind} to {valuesets.valueset_title(hit.valueset)} recorded",
                         refs=(ref,),
                     )

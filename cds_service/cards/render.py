@@ -246,14 +246,19 @@ class _Builder:
         for result in decision.criteria:
             if result.check != "hypersensitivity" or result.status is not Status.NOT_MET:
                 continue
-            substance = result.details.get("substance")
-            what = f"to {substance}" if isinstance(substance, str) and substance else ""
+            substances = result.details.get("substances")
+            names = (
+                [str(name) for name in substances if name]
+                if isinstance(substances, list | tuple)
+                else []
+            )
+            what = f" to {' and '.join(names)}" if names else ""
             refs = ", ".join(f"`{ref}`" for ref in result.evidence)
             cards.append(
                 self._card(
                     order_ref=order_ref,
-                    summary=f"Kineret is contraindicated: recorded hypersensitivity {what}. "
-                    "Do not sign this order".replace("  ", " "),
+                    summary=f"Kineret is contraindicated: recorded hypersensitivity{what}. "
+                    "Do not sign this order",
                     indicator="critical",
                     detail=_detail(
                         decision,

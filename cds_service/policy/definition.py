@@ -20,48 +20,10 @@ import yaml
 
 from cds_service.policy.checks import CHECKS, Band, ParamSpec
 from cds_service.policy.model import Pathway, Status
+from fhir_mappings.valuesets import valueset_names
 
 DEFAULT_POLICY_PATH = Path(__file__).with_name("NH.PHAR.244.yaml")
 
-FALLBACK_VALUESET_NAMES: frozenset[str] = frozenset(
-    {
-        "anakinra",
-        "methotrexate",
-        "conventional-dmard",
-        "preferred-ra-product",
-        "tnf-blocker",
-        "interleukin-agent",
-        "jak-inhibitor",
-        "anti-cd20",
-        "costimulation-modulator",
-        "integrin-antagonist",
-        "biologic-dmard-or-jak-inhibitor",
-        "rheumatoid-arthritis",
-        "nomid-cinca",
-        "caps-unspecified",
-        "caps-fcas-mws",
-        "dira",
-        "autoinflammatory-other",
-        "covid-19",
-        "mtx-contraindication",
-        "e-coli-derived-proteins",
-        "rheumatology",
-        "cdai",
-        "rapid3",
-        "acr-2010-score",
-        "acr-joints-large",
-        "acr-joints-small",
-        "rheumatoid-factor",
-        "acpa",
-        "crp",
-        "esr",
-        "symptom-duration-weeks",
-        "body-weight",
-        "alcohol-units-per-week",
-        "treatment-response",
-        "il1rn-genetic",
-    }
-)
 """The value set names agreed between the mapping and the policy data, used when the
 mapping package does not (yet) publish its own list."""
 
@@ -324,11 +286,7 @@ def _where(path: Sequence[Any]) -> str:
 
 
 def known_valueset_names() -> frozenset[str]:
-    """The value set names the mapping layer publishes, or the agreed list."""
-    try:
-        from fhir_mappings.valuesets import valueset_names
-    except ImportError:
-        return FALLBACK_VALUESET_NAMES
+    """The value sets the FHIR mapping knows (files under fhir_mappings/valuesets/)."""
     return frozenset(valueset_names())
 
 

@@ -154,7 +154,7 @@ def hypersensitivity() -> Case:
             check="hypersensitivity",
             reason="Active allergy to E. coli-derived proteins (anaphylaxis)",
             evidence=("AllergyIntolerance/ecoli-1",),
-            details={"substance": "E. coli-derived proteins"},
+            details={"substances": ["E. coli-derived proteins"]},
         ),
     )
     return "order-sign", [Evaluation(facts(), decision(Outcome.CRITERIA_NOT_MET, criteria))]

@@ -152,7 +152,7 @@ def test_allergies_to_mtx_anakinra_and_e_coli_proteins():
     assert got == {
         ("methotrexate", "intolerance", ("AllergyIntolerance/a1",)),
         ("anakinra", "allergy", ("AllergyIntolerance/a2",)),
-        ("e-coli-derived-proteins", "allergy", ("AllergyIntolerance/a3",)),
+        ("E. coli-derived proteins", "allergy", ("AllergyIntolerance/a3",)),
     }
 
 

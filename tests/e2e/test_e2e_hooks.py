@@ -1,0 +1,316 @@
+"""Our running service (gunicorn) called over HTTP for every synthetic patient of the sandbox.
+
+Two ways an EHR may call it, which must give the same decision:
+- prefetch: the test plays the EHR, runs the discovery document's prefetch templates against
+  the FHIR sandbox and sends the results (no `fhirServer`: the service must manage with them);
+- FHIR server: no prefetch, `fhirServer` = a sandbox that answers 401 without the bearer
+  token given in `fhirAuthorization`, so the service can only decide by sending it.
+Each decision must also be the one `sandbox/patients/scenarios.json` records.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from sandbox.fhir_sandbox import PATIENTS_DIR, SandboxServer, npm_available
+from tests.e2e.conftest import ROOT, draft_order
+from tests.e2e.ehr import (
+    Scenario,
+    card_view,
+    coverage_view,
+    decision_view,
+    evaluations,
+    hook_request,
+    prefetch_as_ehr,
+    user_ids,
+    with_status,
+)
+
+SIGN = "anakinra-order-sign"
+SELECT = "anakinra-order-select"
+TIMEOUT = 60
+SCENARIOS = {
+    row["name"]: Scenario.from_row(row)
+    for row in json.loads((PATIENTS_DIR / "scenarios.json").read_text(encoding="utf-8"))
+}
+NAMES = list(SCENARIOS)
+
+
+def post(base_url: str, service: str, body: dict[str, Any]) -> requests.Response:
+    return requests.post(f"{base_url}/cds-services/{service}", json=body, timeout=TIMEOUT)
+
+
+def answer(base_url: str, service: str, body: dict[str, Any]) -> dict[str, Any]:
+    resp = post(base_url, service, body)
+    assert resp.status_code == 200, resp.text[:500]
+    result: dict[str, Any] = resp.json()
+    return result
+
+
+class Calls:
+    """Each patient's order-sign answer in each mode, computed once per module."""
+
+    def __init__(
+        self,
+        service_url: str,
+        templates: dict[str, str],
+        ehr_sandbox: SandboxServer,
+        token_sandbox: tuple[SandboxServer, str],
+    ) -> None:
+        self.service_url = service_url
+        self.templates = templates
+        self.ehr_sandbox = ehr_sandbox
+        self.token_sandbox, self.token = token_sandbox
+        self._prefetch: dict[str, dict[str, Any]] = {}
+        self._server: dict[str, dict[str, Any]] = {}
+        self.server_requests: dict[str, list[dict[str, Any]]] = {}
+
+    def prefetch_mode(self, name: str) -> dict[str, Any]:
+        if name not in self._prefetch:
+            scenario = SCENARIOS[name]
+            body = hook_request(scenario, [draft_order(name)])
+            body["prefetch"] = prefetch_as_ehr(
+                self.ehr_sandbox.base_url, self.templates, body["context"], user_ids(scenario)
+            )
+            self._prefetch[name] = answer(self.service_url, SIGN, body)
+        return self._prefetch[name]
+
+    def server_mode(self, name: str) -> dict[str, Any]:
+        if name not in self._server:
+            body = hook_request(
+                SCENARIOS[name],
+                [draft_order(name)],
+                fhir_server=self.token_sandbox.base_url,
+                access_token=self.token,
+            )
+            self.token_sandbox.clear_requests()
+            self._server[name] = answer(self.service_url, SIGN, body)
+            self.server_requests[name] = self.token_sandbox.requests_seen()
+        return self._server[name]
+
+
+@pytest.fixture(scope="module")
+def discovery(cds_service_url: str) -> dict[str, Any]:
+    resp = requests.get(f"{cds_service_url}/cds-services", timeout=TIMEOUT)
+    assert resp.status_code == 200
+    body: dict[str, Any] = resp.json()
+    return body
+
+
+@pytest.fixture(scope="module")
+def sign_templates(discovery: dict[str, Any]) -> dict[str, str]:
+    (service,) = [s for s in discovery["services"] if s["id"] == SIGN]
+    templates: dict[str, str] = service["prefetch"]
+    return templates
+
+
+@pytest.fixture(scope="module")
+def calls(
+    cds_service_url: str,
+    sign_templates: dict[str, str],
+    fhir_sandbox: SandboxServer,
+    fhir_sandbox_with_token: tuple[SandboxServer, str],
+) -> Calls:
+    return Calls(cds_service_url, sign_templates, fhir_sandbox, fhir_sandbox_with_token)
+
+
+def test_discovery_announces_both_order_hooks(discovery: dict[str, Any]) -> None:
+    hooks = {s["id"]: s["hook"] for s in discovery["services"]}
+    assert hooks == {SIGN: "order-sign", SELECT: "order-select"}
+    for service in discovery["services"]:
+        assert {"patient", "medicationRequests"} <= set(service["prefetch"])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_prefetch_mode_gives_the_expected_decision(calls: Calls, name: str) -> None:
+    scenario = SCENARIOS[name]
+    response = calls.prefetch_mode(name)
+    (decision,) = decision_view(response)
+    assert decision["order"] == f"MedicationRequest/{draft_order(name)['id']}"
+    assert decision["outcome"] == scenario.expected_outcome
+    assert with_status(decision, "not-met") == scenario.expected_not_met
+    assert with_status(decision, "unknown") == scenario.expected_unknown
+    assert response["cards"], "an evaluated anakinra order always gets a card on order-sign"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_fhir_server_mode_gives_the_expected_decision(calls: Calls, name: str) -> None:
+    scenario = SCENARIOS[name]
+    response = calls.server_mode(name)
+    (decision,) = decision_view(response)
+    assert decision["outcome"] == scenario.expected_outcome
+    assert with_status(decision, "not-met") == scenario.expected_not_met
+    assert with_status(decision, "unknown") == scenario.expected_unknown
+    assert response["cards"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_service_reads_the_fhir_server_with_the_bearer_token(calls: Calls, name: str) -> None:
+    calls.server_mode(name)
+    seen = calls.server_requests[name]
+    paths = {r["path"] for r in seen}
+    assert f"/fhir/Patient/{SCENARIOS[name].patient_id}" in paths
+    assert "/fhir/MedicationRequest" in paths
+    assert [r for r in seen if not r["had_bearer"] or r["status"] != 200] == []
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_both_modes_give_the_same_decision_and_cards(calls: Calls, name: str) -> None:
+    with_prefetch, from_server = calls.prefetch_mode(name), calls.server_mode(name)
+    assert decision_view(from_server) == decision_view(with_prefetch)
+    assert card_view(from_server) == card_view(with_prefetch)
+    assert coverage_view(from_server) == coverage_view(with_prefetch)
+    assert coverage_view(with_prefetch), "every evaluated order gets coverage information"
+    labels = [[s["label"] for s in c.get("suggestions", [])] for c in with_prefetch["cards"]]
+    assert [[s["label"] for s in c.get("suggestions", [])] for c in from_server["cards"]] == labels
+
+
+@pytest.mark.parametrize("mode", ["prefetch", "fhir-server"])
+def test_a_user_known_as_practitioner_only_gets_the_same_decision(calls: Calls, mode: str) -> None:
+    """`context.userId` = Practitioner/<id>: the EHR cannot fill `{{userPractitionerRoleId}}`
+    and leaves that template out; the prescriber's roles come from the practitioner search."""
+    name = "ra-criteria-met"
+    scenario = SCENARIOS[name]
+    user = f"Practitioner/{scenario.practitioner_id}"
+    if mode == "prefetch":
+        body = hook_request(scenario, [draft_order(name)], user_id=user)
+        prefetch = prefetch_as_ehr(
+            calls.ehr_sandbox.base_url, calls.templates, body["context"], user_ids={}
+        )
+        assert "userRole" not in prefetch
+        assert prefetch["userRoles"]["entry"][0]["resource"]["id"] == scenario.role_id
+        body["prefetch"] = prefetch
+    else:
+        body = hook_request(
+            scenario,
+            [draft_order(name)],
+            user_id=user,
+            fhir_server=calls.token_sandbox.base_url,
+            access_token=calls.token,
+        )
+    response = answer(calls.service_url, SIGN, body)
+    assert decision_view(response) == decision_view(calls.prefetch_mode(name))
+    assert card_view(response) == card_view(calls.prefetch_mode(name))
+
+
+def test_without_the_token_the_fhir_server_refuses_and_the_call_fails_412(
+    cds_service_url: str, fhir_sandbox_with_token: tuple[SandboxServer, str]
+) -> None:
+    sandbox, _ = fhir_sandbox_with_token
+    name = "ra-criteria-met"
+    body = hook_request(SCENARIOS[name], [draft_order(name)], fhir_server=sandbox.base_url)
+    sandbox.clear_requests()
+    resp = post(cds_service_url, SIGN, body)
+    assert resp.status_code == 412
+    seen = sandbox.requests_seen()
+    assert seen
+    assert {(r["had_bearer"], r["status"]) for r in seen} == {(False, 401)}
+
+
+def test_order_select_shows_the_combination_warning_early(
+    cds_service_url: str, fhir_sandbox_with_token: tuple[SandboxServer, str]
+) -> None:
+    sandbox, token = fhir_sandbox_with_token
+    name = "ra-active-adalimumab"
+    order = draft_order(name)
+    body = hook_request(
+        SCENARIOS[name],
+        [order],
+        hook="order-select",
+        fhir_server=sandbox.base_url,
+        access_token=token,
+        selections=[f"MedicationRequest/{order['id']}"],
+    )
+    response = answer(cds_service_url, SELECT, body)
+    (decision,) = decision_view(response)
+    assert decision["outcome"] == "criteria-not-met"
+    assert with_status(decision, "not-met") == {"I.A.7", "III.B"}
+    [(indicator, summary)] = card_view(response)
+    assert indicator == "critical"
+    assert "adalimumab" in summary
+
+
+def test_an_order_for_another_drug_gets_no_card(
+    cds_service_url: str, fhir_sandbox_with_token: tuple[SandboxServer, str]
+) -> None:
+    sandbox, token = fhir_sandbox_with_token
+    name = "ra-criteria-met"
+    order = draft_order(name)
+    order["id"] = "draft-methotrexate"
+    order["medicationCodeableConcept"] = {
+        "coding": [
+            {
+                "system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                "code": "6851",
+                "display": "methotrexate",
+            }
+        ],
+        "text": "Methotrexate 2.5 mg tablet",
+    }
+    body = hook_request(SCENARIOS[name], [order], fhir_server=sandbox.base_url, access_token=token)
+    response = answer(cds_service_url, SIGN, body)
+    assert response["cards"] == []
+    assert evaluations(response) == []
+    assert "systemActions" not in response
+
+
+@pytest.mark.parametrize(
+    ("name", "substance"),
+    [("ra-hypersensitivity-ecoli", "E. coli"), ("ra-hypersensitivity-anakinra", "anakinra")],
+)
+def test_the_hypersensitivity_card_names_the_substance(
+    calls: Calls, name: str, substance: str
+) -> None:
+    (critical,) = [c for c in calls.server_mode(name)["cards"] if c["indicator"] == "critical"]
+    assert substance.lower() in critical["summary"].lower()
+    assert " ." not in critical["summary"]
+
+
+def _processes_with(marker: str) -> list[int]:
+    """Pids of live processes whose environment holds `marker` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker.encode() in (entry / "environ").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux /proc")
+@pytest.mark.skipif(not npm_available(), reason="npm is not installed: no FHIR sandbox")
+def test_demo_prints_the_cards_and_stops_both_servers() -> None:
+    marker = f"E2E_DEMO_RUN={uuid.uuid4()}"
+    env = dict(os.environ)
+    key, _, value = marker.partition("=")
+    env[key] = value
+    result = subprocess.run(  # noqa: S603 - fixed arguments, no shell
+        [sys.executable, str(ROOT / "scripts" / "demo.py"), "--patient", "ra-active-adalimumab"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = result.stdout
+    assert "authentication is OFF" in out
+    assert "== ra-active-adalimumab (Patient/pt-ra-ada-active)" in out
+    assert "outcome:  criteria-not-met" in out
+    assert "[critical] Kineret with adalimumab" in out
+    assert "suggestions: Remove this Kineret order" in out
+    assert "== ra-criteria-met" not in out
+    assert out.rstrip().endswith("servers stopped")
+    assert _processes_with(marker) == []
