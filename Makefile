@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: install run test lint typecheck pytest clean
+.PHONY: install run demo test lint typecheck pytest clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,14 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed
 
+# A local, demo-ready service: SQLite audit store under var/, authentication OFF
+# (CDS_AUTH=disabled, announced at start). Never run it like this in production.
 run: install
-	$(BIN)/cds-service serve --host $(HOST) --port $(PORT)
+	CDS_AUTH=$${CDS_AUTH:-disabled} $(BIN)/cds-service serve --host $(HOST) --port $(PORT)
+
+# FHIR sandbox + synthetic patients + the service, and the cards each patient's order gets.
+demo: install
+	$(BIN)/python scripts/demo.py $(DEMO_ARGS)
 
 lint: install
 	$(BIN)/ruff check .
