@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from flask import Flask
+
+log = logging.getLogger("cds_service")
 
 _STATE_OVERRIDES = {
     "CLOCK": "clock",
@@ -28,8 +32,15 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     `ORDER_FILTER` to pin what is otherwise real; other upper-case keys go to
     `app.config` (e.g. `TESTING`).
 
+    Authentication: with `CDS_AUTH=enabled` (the default) one `cds_service.auth.
+    Authenticator` per process checks every call, with the issuers of
+    `CDS_TRUSTED_ISSUERS` and a replay record kept in the audit store (shared by every
+    worker); `AUTHENTICATOR` replaces it (tests). `CDS_AUTH=disabled` is logged as a
+    warning.
+
     Raises `cds_service.hooks.HookFileError` when the hook files are invalid and
-    `cds_service.config.SettingsError` when a setting is: the service does not start.
+    `cds_service.config.SettingsError` when a setting is (including a missing or bad
+    trusted-issuers file with auth enabled): the service does not start.
     """
     # Imported here so that `import cds_service.<module>` stays light and free of cycles.
     from flask import Flask
@@ -37,8 +48,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     from cds_service import errors
     from cds_service.api import EXTENSION_KEY, ServiceState, bp
+    from cds_service.auth import Authenticator, StoreReplayGuard
     from cds_service.cards import CardSettings
-    from cds_service.config import load_settings
+    from cds_service.config import auth_warning, load_settings, load_trusted_issuers
     from cds_service.feedback import feedback_blueprint
     from cds_service.hooks import load_catalog
     from cds_service.pipeline import Engine
@@ -47,6 +59,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     source: Mapping[str, Any] = config if config is not None else os.environ
     settings = load_settings(source)
+    overrides = dict(config or {})
+    injected_authenticator = overrides.get("AUTHENTICATOR")
+    issuers = None if injected_authenticator is not None else load_trusted_issuers(settings)
     catalog = load_catalog(settings.hooks_dir)
     policy = load_policy()  # validated: a bad policy file stops start-up
     engine = Engine(
@@ -59,24 +74,47 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             smart_app_url=settings.smart_app_url or None,
         ),
     )
-    store = AuditStore(settings.database_url)
+    clock: Callable[[], datetime] = overrides.get("CLOCK") or (lambda: datetime.now(UTC))
+    store = AuditStore(settings.database_url, clock=clock)
     store.create_schema()
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     state_kwargs: dict[str, Any] = {}
-    for key, value in (config or {}).items():
+    for key, value in overrides.items():
         if key in _STATE_OVERRIDES:
             state_kwargs[_STATE_OVERRIDES[key]] = value
         elif key.isupper() and not key.startswith("CDS_"):
             app.config[key] = value
+    if issuers is not None:
+        state_kwargs["authenticator"] = Authenticator(
+            issuers,
+            leeway_seconds=settings.auth_clock_skew,
+            replay=StoreReplayGuard(store),
+            clock=lambda: clock().timestamp(),
+            key_refresh_min_interval=settings.jwks_refresh_interval,
+            key_cache_ttl=settings.jwks_cache_ttl,
+            max_token_lifetime_seconds=settings.auth_max_token_lifetime,
+        )
     app.extensions[EXTENSION_KEY] = ServiceState(
         settings=settings, catalog=catalog, engine=engine, store=store, **state_kwargs
     )
     app.extensions["audit_store"] = store
     app.config["CDS_SERVICE_IDS"] = frozenset(catalog.services)
     app.config["CDS_HOOKS_DIR"] = str(settings.hooks_dir)
+
+    warning = auth_warning(settings)
+    if warning is not None:
+        log.warning(warning, extra={"event": "auth-disabled"})
+    elif not settings.public_base_url:
+        log.warning(
+            "CDS_PUBLIC_BASE_URL is not set: token audiences are checked against the URL "
+            "as received (its Host header); set it to this service's public base URL",
+            extra={"event": "public-base-url-unset"},
+        )
+    # Libraries below must not log request URLs (they carry patient ids) or headers.
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
 
     errors.register(app)
     app.register_blueprint(bp)

@@ -1,10 +1,19 @@
-"""HTTP endpoints: discovery and the service call. A thin controller.
+"""HTTP endpoints: discovery, the service call, and the guard in front of them and feedback.
+
+Every request to discovery, a service or feedback (not CORS preflights) first passes
+`_guard`:
+  authenticate (bare 401; 503 when the replay record cannot be reached)
+  -> for POST: the body, at most `CDS_MAX_BODY_BYTES` (413), JSON (400) nested at most
+     `CDS_MAX_JSON_DEPTH` deep (400)
 
 POST /cds-services/<id>
-  unknown id (404) -> authenticate (401) -> JSON body (400 / 413) -> schema (400)
-  -> hook matches the service (400) -> no medication order: {"cards": []}
-  -> prefetch, fetching what is missing (412 when required data cannot be had)
-  -> pipeline.run -> response checked against the response schema -> 200
+  unknown id (404) -> schema (400) -> hook matches the service (400)
+  -> at most `CDS_MAX_DRAFT_ORDERS` draft orders (400 `too-many-draft-orders`)
+  -> no order that could be anakinra: {"cards": []}
+  -> prefetch, fetching what is missing from a FHIR server this caller may make us read
+     (412 when required data cannot be had)
+  -> pipeline.run, plus a could-not-check card for every order whose medication stays
+     unknown -> response checked against the response schema -> 200
 """
 
 from __future__ import annotations
@@ -14,10 +23,10 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, Protocol
 
 from flask import Blueprint, Flask, Request, Response, current_app, g, jsonify, request
 from jsonschema import Draft202012Validator
@@ -25,9 +34,11 @@ from jsonschema.exceptions import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from cds_service import pipeline
+from cds_service.auth import AuthError, Principal, fhir_server_allowed
+from cds_service.cards import NotEvaluated, render_response
 from cds_service.config import Settings
 from cds_service.errors import ApiError
-from cds_service.hooks import Catalog, ServiceDefinition
+from cds_service.hooks import Catalog
 from cds_service.prefetch import (
     FetchLimits,
     FhirClient,
@@ -35,14 +46,24 @@ from cds_service.prefetch import (
     resolve_prefetch,
 )
 from cds_service.store import AuditStore, InvocationRecord
+from fhir_mappings.medications import identify_concept
 
 EXTENSION_KEY = "cds_service"
 log = logging.getLogger("cds_service.api")
 access_log = logging.getLogger("cds_service.access")
+auth_log = logging.getLogger("cds_service.auth")
 MAX_DETAILS = 20
+ANAKINRA = "anakinra"
 
-Authenticator = Callable[[Request, ServiceDefinition], None]
-"""Checks the caller of a service; returns to accept, raises `ApiError(..., 401)` to refuse."""
+
+class RequestAuthenticator(Protocol):
+    """Checks the `Authorization` header of a call to `audience` (the URL called).
+
+    Returns who called; raises `cds_service.auth.AuthError` to refuse (`cds_service.auth.
+    Authenticator` is the real one)."""
+
+    def authenticate(self, authorization_header: str | None, audience: str) -> Principal: ...
+
 
 OrderFilter = Callable[[Mapping[str, Any], str], bool]
 """(context, hook) -> does this call carry an order the service should evaluate?"""
@@ -56,11 +77,18 @@ def _new_uuid() -> str:
     return str(uuid.uuid4())
 
 
-def has_medication_order(context: Mapping[str, Any], hook: str) -> bool:
-    """True when the draft orders hold a MedicationRequest with a medication chosen
-    (for order-select: among the selected orders). An order-select fired before any
-    drug is picked, or an order-sign of an order with no medication, has nothing to
-    evaluate."""
+# --- which draft orders matter ------------------------------------------------------
+
+MedicationKind = Literal["anakinra", "other", "unknown", "none"]
+"""What a draft MedicationRequest is for: anakinra; recognisably another drug (coded or
+named); a drug we cannot tell (a reference to a Medication we do not have); or no drug
+chosen yet."""
+
+
+def relevant_medication_requests(
+    context: Mapping[str, Any], hook: str
+) -> Iterator[Mapping[str, Any]]:
+    """The draft MedicationRequests of the call (for order-select: the selected ones)."""
     draft = context.get("draftOrders")
     entries = draft.get("entry") if isinstance(draft, Mapping) else None
     selections = context.get("selections")
@@ -73,26 +101,145 @@ def has_medication_order(context: Mapping[str, Any], hook: str) -> bool:
             continue
         if hook == "order-select" and f"MedicationRequest/{resource.get('id')}" not in selected:
             continue
-        if _names_a_medication(resource):
-            return True
-    return False
+        yield resource
 
 
-def _names_a_medication(resource: Mapping[str, Any]) -> bool:
+def _has_content(concept: Any) -> bool:
+    if not isinstance(concept, Mapping):
+        return False
+    codings = concept.get("coding")
+    if isinstance(codings, list) and any(
+        isinstance(c, Mapping) and (c.get("code") or c.get("display")) for c in codings
+    ):
+        return True
+    text = concept.get("text")
+    return isinstance(text, str) and bool(text.strip())
+
+
+def _kind_of_concepts(concepts: Sequence[Any]) -> MedicationKind:
+    named = [c for c in concepts if _has_content(c)]
+    if not named:
+        return "unknown"
+    drugs = {identity.drug for c in named for identity in identify_concept(c)}
+    return "anakinra" if ANAKINRA in drugs else "other"
+
+
+def _medication_kind(medication: Mapping[str, Any]) -> MedicationKind:
+    """A Medication resource: its code and its ingredients' codes."""
+    concepts: list[Any] = [medication.get("code")]
+    ingredients = medication.get("ingredient")
+    for ingredient in ingredients if isinstance(ingredients, list) else []:
+        if isinstance(ingredient, Mapping):
+            concepts.append(ingredient.get("itemCodeableConcept"))
+            item = ingredient.get("itemReference")
+            if isinstance(item, Mapping) and isinstance(item.get("display"), str):
+                concepts.append({"text": item["display"]})
+    return _kind_of_concepts(concepts)
+
+
+def medication_kind(
+    resource: Mapping[str, Any], resources: Mapping[str, Mapping[str, Any]] | None = None
+) -> MedicationKind:
+    """What a draft MedicationRequest is for (see `MedicationKind`).
+
+    `resources` (by `Type/id`) are the data of the call, to follow a `medicationReference`;
+    without them a reference to a non-contained Medication is `unknown` unless its display
+    names the drug."""
     concept = resource.get("medicationCodeableConcept")
     if isinstance(concept, Mapping):
-        codings = concept.get("coding")
-        if isinstance(codings, list) and any(
-            isinstance(c, Mapping) and (c.get("code") or c.get("display")) for c in codings
-        ):
-            return True
-        text = concept.get("text")
-        if isinstance(text, str) and text.strip():
-            return True
+        return _kind_of_concepts([concept]) if _has_content(concept) else "none"
     reference = resource.get("medicationReference")
-    return isinstance(reference, Mapping) and bool(
+    if not isinstance(reference, Mapping) or not (
         reference.get("reference") or reference.get("display") or reference.get("identifier")
+    ):
+        return "none"
+    display = reference.get("display")
+    by_name: MedicationKind = "unknown"
+    if isinstance(display, str) and display.strip():
+        by_name = _kind_of_concepts([{"text": display}])
+        if by_name == "anakinra":
+            return by_name
+    target = reference.get("reference")
+    medication: Mapping[str, Any] | None = None
+    if isinstance(target, str) and target.startswith("#"):
+        contained = resource.get("contained")
+        for item in contained if isinstance(contained, list) else []:
+            if (
+                isinstance(item, Mapping)
+                and item.get("resourceType") == "Medication"
+                and item.get("id") == target[1:]
+            ):
+                medication = item
+    elif isinstance(target, str) and resources is not None:
+        medication = resources.get(target)
+    if medication is not None:
+        return _medication_kind(medication)
+    # Before the data is read a reference always goes on; after, a display naming another
+    # drug is enough to tell.
+    return by_name if resources is not None else "unknown"
+
+
+def has_medication_order(context: Mapping[str, Any], hook: str) -> bool:
+    """True when some relevant draft MedicationRequest could be for anakinra.
+
+    The call is skipped (no prefetch, `{"cards": []}`) only when every one is
+    recognisably another drug (a code or name that is not anakinra) or names no drug
+    yet. A `medicationReference` to a Medication that is not contained always goes on:
+    its drug is known only once the data is read."""
+    return any(
+        medication_kind(resource) in ("anakinra", "unknown")
+        for resource in relevant_medication_requests(context, hook)
     )
+
+
+def medication_reads(context: Mapping[str, Any], hook: str) -> list[str]:
+    """`Medication/<id>` references of relevant draft orders, to read when not sent."""
+    refs: list[str] = []
+    for resource in relevant_medication_requests(context, hook):
+        reference = resource.get("medicationReference")
+        target = reference.get("reference") if isinstance(reference, Mapping) else None
+        if isinstance(target, str) and target.startswith("Medication/"):
+            refs.append(target)
+    return refs
+
+
+UNIDENTIFIED_REASON = (
+    "the drug of this order could not be identified (its Medication resource was neither "
+    "sent nor readable from the EHR), so the policy could not be applied"
+)
+
+
+def unidentified_orders(
+    context: Mapping[str, Any], hook: str, resources: Sequence[Mapping[str, Any]]
+) -> list[NotEvaluated]:
+    """Orders whose drug stays unknown with all the data: each gets a could-not-check card
+    (it may be Kineret, and silence would read as "no prior authorization issue")."""
+    by_ref = {
+        f"{r.get('resourceType')}/{r.get('id')}": r for r in resources if isinstance(r, Mapping)
+    }
+    return [
+        NotEvaluated(f"MedicationRequest/{resource.get('id', 'unknown')}", UNIDENTIFIED_REASON)
+        for resource in relevant_medication_requests(context, hook)
+        if medication_kind(resource, by_ref) == "unknown"
+    ]
+
+
+def _merge(answer: dict[str, Any], more: Mapping[str, Any]) -> dict[str, Any]:
+    """`answer` with the cards, system actions and extension lists of `more` appended."""
+    merged = dict(answer)
+    for key in ("cards", "systemActions"):
+        if more.get(key):
+            merged[key] = [*answer.get(key, []), *more[key]]
+    extension = more.get("extension")
+    if isinstance(extension, Mapping) and extension:
+        combined = dict(answer.get("extension", {}))
+        for name, value in extension.items():
+            before = combined.get(name)
+            combined[name] = (
+                [*before, *value] if isinstance(before, list) and isinstance(value, list) else value
+            )
+        merged["extension"] = combined
+    return merged
 
 
 @dataclass
@@ -107,7 +254,7 @@ class ServiceState:
     uuid_factory: Callable[[], str] = _new_uuid
     monotonic: Callable[[], float] = time.monotonic
     fhir_client_factory: Callable[[], FhirClient] | None = None
-    authenticator: Authenticator | None = None
+    authenticator: RequestAuthenticator | None = None
     order_filter: OrderFilter = has_medication_order
     limits: FetchLimits = field(init=False)
 
@@ -136,20 +283,47 @@ def get_state(app: Flask | None = None) -> ServiceState:
     return state
 
 
-def authenticate(req: Request, service: ServiceDefinition) -> None:
-    """The authentication seam. `CDS_AUTH=disabled` accepts every caller (local use);
-    otherwise the installed authenticator decides, and with none installed every call
-    is refused: an enabled check never passes silently."""
+def unauthorized() -> ApiError:
+    """The one answer to every authentication failure: the reason goes to the log only."""
+    return ApiError(
+        "authentication required",
+        401,
+        error="unauthorized",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+def called_url(req: Request, settings: Settings) -> str:
+    """The URL the caller called, as the token's `aud` must name it: the configured public
+    base URL (behind a proxy) plus the path, else the URL of the request as received."""
+    if settings.public_base_url:
+        return settings.public_base_url.rstrip("/") + req.path
+    return req.base_url
+
+
+def authenticate(req: Request) -> Principal | None:
+    """Who is calling; None with `CDS_AUTH=disabled`. Raises a bare 401 otherwise."""
     state = get_state()
     if state.settings.auth == "disabled":
-        return
-    if state.authenticator is None:
-        raise ApiError(
-            "authentication is enabled but no verifier is configured on this server",
-            401,
-            headers={"WWW-Authenticate": "Bearer"},
+        return None
+    if state.authenticator is None:  # create_app refuses to start so; never pass silently
+        auth_log.error("no authenticator installed", extra={"event": "auth-failed"})
+        raise unauthorized()
+    audience = called_url(req, state.settings)
+    try:
+        return state.authenticator.authenticate(req.headers.get("Authorization"), audience)
+    except AuthError as refused:
+        auth_log.warning(
+            "authentication failed",
+            extra={"event": "auth-failed", "reason": refused.reason, "route": req.path},
         )
-    state.authenticator(req, service)
+        raise unauthorized() from None
+    except SQLAlchemyError as exc:
+        auth_log.error(
+            "replay record unavailable",
+            extra={"event": "auth-store-failed", "error": type(exc).__name__},
+        )
+        raise ApiError("the service cannot check credentials right now", 503) from None
 
 
 # --- request body -------------------------------------------------------------------
@@ -159,21 +333,49 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not allowed in JSON")
 
 
-def read_json_body(req: Request) -> Any:
-    data = req.get_data(cache=False)  # 413 past MAX_CONTENT_LENGTH
+def nesting_exceeds(value: Any, limit: int) -> bool:
+    """True when arrays / objects in `value` nest more than `limit` deep (`{}` is 1)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def read_json_body(req: Request, max_depth: int) -> Any:
+    data = req.get_data(cache=True)  # 413 past MAX_CONTENT_LENGTH; kept for feedback
     if not data.strip():
-        raise ApiError("the request body is empty: expected a CDS Hooks request in JSON")
+        raise ApiError("the request body is empty: expected a JSON object")
     try:
-        return json.loads(data, parse_constant=_reject_constant)
+        body = json.loads(data, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         raise ApiError(
             "the request body is not valid JSON",
             details=[{"message": f"{exc.msg} at line {exc.lineno} column {exc.colno}"}],
         ) from exc
+    except RecursionError:
+        body = None
+        too_deep = True
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(
             "the request body is not valid JSON", details=[{"message": "not UTF-8 JSON text"}]
         ) from exc
+    else:
+        too_deep = nesting_exceeds(body, max_depth)
+    if too_deep:
+        raise ApiError(
+            f"the request body nests deeper than {max_depth} levels",
+            error="too-deep",
+        )
+    return body
 
 
 def _pointer(parts: Sequence[Any]) -> str:
@@ -262,6 +464,28 @@ def discovery() -> Response:
 _SAFE_TOKEN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
+def check_draft_order_count(context: Mapping[str, Any], limit: int) -> None:
+    draft = context.get("draftOrders")
+    entries = draft.get("entry") if isinstance(draft, Mapping) else None
+    if isinstance(entries, list) and len(entries) > limit:
+        raise ApiError(
+            f"too many draft orders: this service evaluates at most {limit} per call",
+            error="too-many-draft-orders",
+            details=[{"pointer": "/context/draftOrders/entry", "message": f"at most {limit}"}],
+        )
+
+
+def fhir_server_check(state: ServiceState, principal: Principal | None) -> Callable[[str], bool]:
+    """Which `fhirServer` this call may make us read: the caller's pinned bases with auth
+    on (nothing without a principal); `CDS_FHIR_SERVERS` (or loopback) with auth off."""
+    if state.settings.auth == "disabled":
+        allowlist = state.settings.fhir_servers
+        return lambda url: fhir_server_allowed(None, url, auth_disabled_allowlist=allowlist)
+    if principal is None:
+        return lambda url: False
+    return lambda url: fhir_server_allowed(principal, url, auth_disabled_allowlist=())
+
+
 @bp.post("/cds-services/<service_id>")
 def call_service(service_id: str) -> Response:
     state = get_state()
@@ -269,9 +493,7 @@ def call_service(service_id: str) -> Response:
     if service is None:
         raise ApiError("no CDS service with this id; see GET /cds-services", 404)
     g.cds_service_id = service.id
-    authenticate(request, service)
-
-    body = read_json_body(request)
+    body = g.cds_body
     validate_request(state.catalog, body)
     hook_instance = str(body["hookInstance"])
     if _SAFE_TOKEN.match(hook_instance):
@@ -283,6 +505,7 @@ def call_service(service_id: str) -> Response:
             details=[{"pointer": "/hook", "message": f'must be "{service.hook}"'}],
         )
     context: Mapping[str, Any] = body["context"]
+    check_draft_order_count(context, state.settings.max_draft_orders)
     if not state.order_filter(context, service.hook):
         g.cds_outcome = "no-medication-order"
         return jsonify({"cards": []})
@@ -292,11 +515,12 @@ def call_service(service_id: str) -> Response:
         service.prefetch,
         service.required_prefetch,
         body,
-        allowed_servers=state.settings.fhir_servers,
+        server_allowed=fhir_server_check(state, g.get("cds_principal")),
         client_factory=state.new_fhir_client,
         limits=state.limits,
         deadline=started + state.settings.request_deadline,
         monotonic=state.monotonic,
+        also_read=medication_reads(context, service.hook),
     )
     g.cds_prefetch_missing = list(result.missing)
     g.cds_fhir_queries = result.queries
@@ -312,6 +536,18 @@ def call_service(service_id: str) -> Response:
         fhir_server_used=result.queries > 0,
     )
     answer = pipeline.run(call, result.resources, state.engine)
+    unknown = unidentified_orders(context, service.hook, result.resources)
+    if unknown:
+        answer = _merge(
+            answer,
+            render_response(
+                service.hook,
+                unknown,
+                settings=state.engine.card_settings,
+                uuid_factory=state.uuid_factory,
+                now=call.now,
+            ),
+        )
     problems = validation_details(state.catalog.validators["response"], answer)
     if problems:
         # A response the EHR may not be able to show is a bug here, not a valid answer.
@@ -353,9 +589,23 @@ def _audit(
         )
 
 
+GUARDED_ENDPOINTS = frozenset(
+    {"cds.discovery", "cds.call_service", "cds_feedback.receive_feedback"}
+)
+
+
 @bp.before_app_request
-def _start_timer() -> None:
-    g.cds_started = get_state().monotonic()
+def _guard() -> None:
+    """Time every request; authenticate every call to discovery, a service or feedback
+    (CORS preflights carry no credentials and get no data); read POST bodies within the
+    size and nesting limits."""
+    state = get_state()
+    g.cds_started = state.monotonic()
+    if request.method == "OPTIONS" or request.endpoint not in GUARDED_ENDPOINTS:
+        return
+    g.cds_principal = authenticate(request)
+    if request.method == "POST":
+        g.cds_body = read_json_body(request, state.settings.max_json_depth)
 
 
 @bp.after_app_request

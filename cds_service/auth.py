@@ -47,6 +47,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, cast
 from urllib.parse import SplitResult, unquote, urlsplit
@@ -75,6 +76,7 @@ _KEY_SHAPE: dict[str, tuple[str, str | None]] = {
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 
 _JWKS_MAX_BYTES = 256 * 1024
+MAX_JTI_LENGTH = 256
 _FETCH_TIMEOUT = (3.05, 5.0)  # (connect, read) seconds
 
 JWK = dict[str, Any]
@@ -468,6 +470,23 @@ class InMemoryReplayGuard:
             return True
 
 
+class JtiStore(Protocol):
+    """Where JWT ids are kept (``cds_service.store.AuditStore`` is one)."""
+
+    def remember_jti(self, issuer: str, jti: str, expires_at: datetime) -> bool: ...
+
+
+class StoreReplayGuard:
+    """A ``ReplayGuard`` kept in the shared database, so that a token accepted by one worker
+    (or one replica) is refused by every other one while it could still be valid."""
+
+    def __init__(self, store: JtiStore) -> None:
+        self._store = store
+
+    def remember(self, issuer: str, jti: str, expires_at: float) -> bool:
+        return self._store.remember_jti(issuer, jti, datetime.fromtimestamp(expires_at, UTC))
+
+
 # --------------------------------------------------------------------------------------------
 # Key sets
 
@@ -595,6 +614,8 @@ class Authenticator:
         jti = claims.get("jti")
         if not isinstance(jti, str) or not jti:
             raise AuthError("token has no jti")
+        if len(jti) > MAX_JTI_LENGTH:  # the replay record keeps at most this many characters
+            raise AuthError("token jti is too long")
         if not self._replay.remember(issuer.iss, jti, exp + leeway):
             raise AuthError(f"token jti was already used (replay) for {issuer.iss}")
 

@@ -22,7 +22,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from cds_service.config import SettingsError, load_settings
+from cds_service.config import SettingsError, auth_warning, load_settings, load_trusted_issuers
 from cds_service.hooks import HookFileError, load_catalog
 
 _RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
@@ -69,6 +69,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"cds-service: cannot start: {exc}", file=sys.stderr)
         return 2
 
+    warning = auth_warning(settings)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     workers = args.workers or os.cpu_count() or 1
     options = {
         "bind": f"{args.host}:{args.port}",
@@ -115,12 +118,21 @@ def cmd_check(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(os.environ)
         catalog = load_catalog(settings.hooks_dir)
+        issuers = load_trusted_issuers(settings)
     except (SettingsError, HookFileError) as exc:
         print(f"cds-service check: FAILED\n{exc}", file=sys.stderr)
         return 1
     print(f"settings: ok (auth {settings.auth}, hooks in {settings.hooks_dir})")
-    servers = ", ".join(settings.fhir_servers) or "loopback hosts only"
-    print(f"FHIR servers that may be read: {servers}")
+    if issuers is not None:
+        print(f"trusted issuers: {len(issuers)} (from {settings.trusted_issuers})")
+        for issuer in issuers:
+            pinned = ", ".join(issuer.fhir_servers) or "none (prefetch only)"
+            print(f"  {issuer.iss}: FHIR servers that may be read: {pinned}")
+    warning = auth_warning(settings)
+    if warning:
+        print(warning)
+        servers = ", ".join(settings.fhir_servers) or "loopback hosts only"
+        print(f"FHIR servers that may be read: {servers}")
     for service in catalog.services.values():
         required = ", ".join(sorted(service.required_prefetch))
         print(

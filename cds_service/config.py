@@ -7,12 +7,13 @@ typed (a float for a timeout, a tuple for a list).
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
+
+from cds_service.auth import ConfigError, TrustedIssuers, is_loopback_host
 
 ENV_PREFIX = "CDS_"
 
@@ -54,16 +55,33 @@ class Settings:
     max_fhir_response_bytes: int = 10 * 1024 * 1024
     """Largest FHIR response body read; a larger one counts as a failed fetch."""
     max_body_bytes: int = 5 * 1024 * 1024
-    """Largest CDS Hooks request body accepted (413 beyond)."""
+    """Largest request body accepted, on the service and feedback endpoints (413 beyond)."""
+    max_json_depth: int = 64
+    """Deepest nesting of arrays and objects accepted in a request body (400 beyond)."""
+    max_draft_orders: int = 100
+    """Most entries accepted in `context.draftOrders` (400 `too-many-draft-orders` beyond)."""
     public_base_url: str = ""
     """The service's own external base URL (JWT audience, links); empty: from the request."""
     database_url: str = ""
     """Audit and feedback store. Empty means `sqlite:///<cwd>/var/cds.sqlite`."""
     cors_origins: tuple[str, ...] = ("*",)
     auth: AuthMode = "enabled"
-    """`enabled`: every service call must authenticate; `disabled`: local testing only."""
+    """`enabled`: every call (discovery, service, feedback) must carry a JWT from a trusted
+    issuer; `disabled`: local testing only (announced loudly at start)."""
+    trusted_issuers: Path = Path()
+    """JSON file of the trusted CDS clients (`hooks/schemas/trusted-issuers.schema.json`):
+    their keys and the FHIR servers each may make us read. Required when auth is enabled."""
+    auth_clock_skew: float = 30.0
+    """Seconds of clock difference allowed when checking a token's `exp` / `iat` / `nbf`."""
+    auth_max_token_lifetime: float = 3600.0
+    """Longest `exp - iat` accepted, in seconds (bounds how long a jti is remembered)."""
+    jwks_refresh_interval: float = 60.0
+    """Least seconds between two refetches of an issuer's key sets for an unknown `kid`."""
+    jwks_cache_ttl: float = 3600.0
+    """Seconds a fetched key set is used before it is fetched again."""
     fhir_servers: tuple[str, ...] = ()
-    """FHIR base URLs the service may read from. Empty: loopback hosts only."""
+    """With auth disabled only: FHIR base URLs the service may read from. Empty: loopback
+    hosts only. With auth enabled, each trusted issuer's `fhir_servers` decide instead."""
     hooks_dir: Path = Path()
     """Folder holding `services/`, `schemas/` and `examples/`. Empty: the default."""
     log_level: str = "INFO"
@@ -81,7 +99,13 @@ class Settings:
             object.__setattr__(self, "database_url", _default_database_url())
         if self.hooks_dir == Path():
             object.__setattr__(self, "hooks_dir", _default_hooks_dir())
-        for name in ("fhir_connect_timeout", "fhir_read_timeout", "request_deadline"):
+        for name in (
+            "fhir_connect_timeout",
+            "fhir_read_timeout",
+            "request_deadline",
+            "auth_max_token_lifetime",
+            "jwks_cache_ttl",
+        ):
             if not getattr(self, name) > 0:
                 raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be greater than 0")
         for name in (
@@ -89,11 +113,14 @@ class Settings:
             "max_concurrent_queries",
             "max_fhir_response_bytes",
             "max_body_bytes",
+            "max_json_depth",
+            "max_draft_orders",
         ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be at least 1")
-        if self.max_next_pages < 0:
-            raise SettingsError(f"{ENV_PREFIX}MAX_NEXT_PAGES must not be negative")
+        for name in ("max_next_pages", "auth_clock_skew", "jwks_refresh_interval"):
+            if getattr(self, name) < 0:
+                raise SettingsError(f"{ENV_PREFIX}{name.upper()} must not be negative")
         if self.auth not in ("enabled", "disabled"):
             raise SettingsError(f"{ENV_PREFIX}AUTH must be 'enabled' or 'disabled'")
         for server in self.fhir_servers:
@@ -101,6 +128,11 @@ class Settings:
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise SettingsError(
                     f"{ENV_PREFIX}FHIR_SERVERS entries must be http(s) base URLs, got {server!r}"
+                )
+            if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+                raise SettingsError(
+                    f"{ENV_PREFIX}FHIR_SERVERS entries must use https (http only on a loopback "
+                    f"host), got {server!r}"
                 )
         for name in ("public_base_url", "policy_url", "documentation_form_url", "smart_app_url"):
             value = getattr(self, name)
@@ -149,14 +181,35 @@ def load_settings(source: Mapping[str, Any]) -> Settings:
     return Settings(**values)
 
 
-LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+AUTH_MISSING_ISSUERS = (
+    f"{ENV_PREFIX}AUTH is enabled but {ENV_PREFIX}TRUSTED_ISSUERS is not set: point it at a "
+    "trusted-issuers JSON file (see hooks/trusted-issuers.example.json) listing the CDS "
+    f"clients allowed to call this service, or set {ENV_PREFIX}AUTH=disabled for local "
+    "testing only"
+)
 
 
-def is_loopback_host(host: str) -> bool:
-    host = host.strip("[]").lower()
-    if host in LOOPBACK_NAMES:
-        return True
+def load_trusted_issuers(settings: Settings) -> TrustedIssuers | None:
+    """The trusted issuers of `settings`, read and validated; None with auth disabled.
+
+    Raises `SettingsError` when auth is enabled and no file is configured, or when the
+    file (or a key file it names) is unusable: the service must not start then.
+    """
+    if settings.auth == "disabled":
+        return None
+    if settings.trusted_issuers == Path():
+        raise SettingsError(AUTH_MISSING_ISSUERS)
     try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+        return TrustedIssuers.load(settings.trusted_issuers)
+    except ConfigError as exc:
+        raise SettingsError(f"{ENV_PREFIX}TRUSTED_ISSUERS: {exc}") from exc
+
+
+def auth_warning(settings: Settings) -> str | None:
+    """The line to announce at start when authentication is off; None when it is on."""
+    if settings.auth != "disabled":
+        return None
+    return (
+        f"WARNING: {ENV_PREFIX}AUTH=disabled: any caller can use this service and no token "
+        "is checked. For local testing only; never expose this server to a network."
+    )

@@ -4,11 +4,15 @@ For every prefetch key of the service:
 - a value the client sent is used as is; `null` means "the client has no such data";
 - a key the client left out, or sent as an OperationOutcome (its own failed query), is
   read from the client's `fhirServer` with the template's tokens filled from the context,
-  with the client's bearer token, when that server is one the service may contact
-  (`CDS_FHIR_SERVERS`; loopback only when unset). A server that is not allowed is never
+  with the client's bearer token, when that server is one the service may contact. The
+  caller decides that (`server_allowed`: the issuer's pinned bases, see
+  `cds_service.auth.fhir_server_allowed`). A server that is not allowed is never
   contacted and never sees the token;
-- Bundle `next` links are followed up to a cap, and only while they stay under the same
-  base URL;
+- Bundle `next` links are followed up to a cap, and only while they stay under the
+  `fhirServer` base (`cds_service.auth.same_base`);
+- `also_read` names single resources to read too (`Medication/<id>` of a draft order
+  whose medication is a reference): read only when not already in the data, and a
+  failure there is not a missing key (the caller decides what an unread one means);
 - all queries of one call share one deadline, one query budget and a small thread pool.
 
 A required key that cannot be obtained raises `PrefetchUnavailableError` (412). An optional
@@ -24,17 +28,18 @@ diagnostic here carries a URL, a token or patient data.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import requests
 
-from cds_service.config import is_loopback_host
+from cds_service.auth import same_base
 from cds_service.errors import PrefetchUnavailableError
 from cds_service.hooks import TOKEN
 
@@ -166,39 +171,6 @@ def _status_code(status: int) -> str:
 # --- pure helpers -------------------------------------------------------------------
 
 
-def _origin_and_path(url: str) -> tuple[str, str, int, str] | None:
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return None
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
-        return None
-    return (scheme, parts.hostname.lower(), port or (443 if scheme == "https" else 80), parts.path)
-
-
-def is_under(url: str, base: str) -> bool:
-    """True when `url` has the scheme, host and port of `base` and a path at or below
-    `base`'s path (segment-wise: `/fhir` covers `/fhir/Patient`, not `/fhirx`)."""
-    target, root = _origin_and_path(url), _origin_and_path(base)
-    if target is None or root is None or target[:3] != root[:3]:
-        return False
-    base_path = root[3].rstrip("/")
-    path = target[3]
-    return path == base_path or path.startswith(base_path + "/") or (not base_path)
-
-
-def server_allowed(fhir_server: str, allowed: Sequence[str]) -> bool:
-    """May the service contact `fhir_server`? Only listed bases; loopback when none are."""
-    parsed = _origin_and_path(fhir_server)
-    if parsed is None:
-        return False
-    if not allowed:
-        return is_loopback_host(parsed[1])
-    return any(is_under(fhir_server, base) for base in allowed)
-
-
 def is_resource(value: Any) -> bool:
     return isinstance(value, Mapping) and isinstance(value.get("resourceType"), str)
 
@@ -311,6 +283,8 @@ class PrefetchResult:
     """HTTP requests made to the FHIR server."""
     failures: Mapping[str, str] = field(default_factory=dict)
     """Key -> FHIR issue code, for every key in `missing` (for logging)."""
+    unread: tuple[str, ...] = ()
+    """References of `also_read` that are neither in the data nor could be read."""
 
 
 @dataclass
@@ -341,8 +315,13 @@ class _Budget:
             return self._used
 
 
+_READ_REF = re.compile(r"^[A-Z][A-Za-z]{1,63}/[A-Za-z0-9\-.]{1,64}$")
+EXTRA_PREFIX = "#"
+"""Task keys of `also_read` references start with this (prefetch keys cannot)."""
+
+
 def _plan(
-    templates: Mapping[str, str], request: Mapping[str, Any]
+    templates: Mapping[str, str], request: Mapping[str, Any], also_read: Sequence[str] = ()
 ) -> tuple[dict[str, list[Mapping[str, Any]]], list[_Task], dict[str, FetchError]]:
     """Split the keys into data already here, queries to run, and early failures."""
     sent = request.get("prefetch")
@@ -374,6 +353,12 @@ def _plan(
             failed[key] = failure
             continue
         tasks.append(_Task(key, [], query))
+    present = {
+        f"{r['resourceType']}/{r.get('id')}" for values in ready.values() for r in values
+    } | {f"{r['resourceType']}/{r.get('id')}" for task in tasks for r in task.initial}
+    for ref in dict.fromkeys(also_read):
+        if ref not in present and _READ_REF.match(ref):
+            tasks.append(_Task(EXTRA_PREFIX + ref, [], ref))
     return ready, tasks, failed
 
 
@@ -382,18 +367,20 @@ def resolve_prefetch(
     required: frozenset[str],
     request: Mapping[str, Any],
     *,
-    allowed_servers: Sequence[str],
+    server_allowed: Callable[[str], bool],
     client_factory: Callable[[], FhirClient],
     limits: FetchLimits,
     deadline: float,
     monotonic: Callable[[], float] = time.monotonic,
+    also_read: Sequence[str] = (),
 ) -> PrefetchResult:
     """Resolve the prefetch of one call (see the module docstring).
 
-    `deadline` is a `monotonic()` instant; `client_factory` is called only when some
-    key must be fetched from an allowed server.
+    `server_allowed(fhir_server)` says whether the request's `fhirServer` may be
+    contacted at all; `deadline` is a `monotonic()` instant; `client_factory` is called
+    only when something must be fetched from an allowed server.
     """
-    ready, tasks, failed = _plan(templates, request)
+    ready, tasks, failed = _plan(templates, request, also_read)
     results: dict[str, list[Mapping[str, Any]]] = dict(ready)
     budget = _Budget(limits.max_queries)
     fhir_server = request.get("fhirServer")
@@ -403,7 +390,7 @@ def resolve_prefetch(
         if not isinstance(fhir_server, str) or not fhir_server:
             for task in tasks:
                 failed[task.key] = FetchError("not-found", "not sent, and no fhirServer given")
-        elif not server_allowed(fhir_server, allowed_servers):
+        elif not server_allowed(fhir_server):
             for task in tasks:
                 failed[task.key] = FetchError(
                     "forbidden", "not sent, and the fhirServer is not one this service may read"
@@ -424,6 +411,15 @@ def resolve_prefetch(
                 else:
                     results[key] = value
 
+    extra_resources: list[Mapping[str, Any]] = []
+    unread: list[str] = []
+    for key in [k for k in results if k.startswith(EXTRA_PREFIX)]:
+        extra_resources.extend(results.pop(key))
+    for key in [k for k in failed if k.startswith(EXTRA_PREFIX)]:
+        failed.pop(key)
+        unread.append(key.removeprefix(EXTRA_PREFIX))
+    fetched = [key for key in fetched if not key.startswith(EXTRA_PREFIX)]
+
     required_failures = [
         (key, failure.code, failure.reason) for key, failure in failed.items() if key in required
     ]
@@ -435,6 +431,7 @@ def resolve_prefetch(
     ordered: list[Mapping[str, Any]] = []
     for key in templates:
         ordered.extend(results.get(key, []))
+    ordered.extend(extra_resources)
     missing = tuple(key for key in templates if key in failed)
     return PrefetchResult(
         resources=tuple(deduplicate(ordered)),
@@ -442,6 +439,7 @@ def resolve_prefetch(
         fetched=tuple(key for key in templates if key in fetched),
         queries=budget.used,
         failures={key: failed[key].code for key in missing},
+        unread=tuple(unread),
     )
 
 
@@ -516,7 +514,7 @@ def _run_task(
     first = pages == 0
     while url is not None:
         target = join_url(base, url) if first else url
-        if not first and not is_under(target, base):
+        if not first and not same_base(target, base):
             raise FetchError("processing", "a next link leaves the FHIR server's base URL")
         remaining = deadline - monotonic()
         if remaining <= 0:

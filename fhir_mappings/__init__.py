@@ -15,7 +15,7 @@ order date, open-ended statements); `OrderFacts.authored_on` stays None.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
@@ -75,7 +75,7 @@ def build_facts(
 ) -> MappingResult:
     """Facts for every anakinra MedicationRequest in `context["draftOrders"]`."""
     parsed = r4.parse_resources(resources)
-    problems: list[str] = list(parsed.problems)
+    problems: list[str] = []  # the resources' own problems are added at the end
     patient_ref = _patient_ref(context)
     user_ref = _user_ref(context)
 
@@ -161,12 +161,13 @@ def build_facts(
                 genetic_results=tuple(genetics),
                 encounter=encounter,
                 coverage_refs=coverage,
-                problems=tuple(problems),
             )
         )
+    # Resources are validated as they are read: their problems are known only now.
+    all_problems = (*parsed.problems, *problems)
     return MappingResult(
-        orders=tuple(orders),
+        orders=tuple(replace(facts, problems=all_problems) for facts in orders),
         failed_orders=tuple(failed),
-        problems=tuple(problems),
+        problems=all_problems,
         other_draft_orders=other,
     )

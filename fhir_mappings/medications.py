@@ -26,7 +26,7 @@ is kept (the latest when two are as long).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any, Final, Literal
@@ -189,24 +189,25 @@ class _Entry:
     open_ended: bool
 
 
-def _dispensed_requests(parsed: Parsed) -> frozenset[str]:
-    refs: set[str] = set()
-    for dispense in parsed.of_type("MedicationDispense"):
+def _dispenses_by_request(parsed: Parsed) -> dict[str, list[Json]]:
+    """Unvalidated dispenses that count as handing a drug over, by the request they cite."""
+    out: dict[str, list[Json]] = {}
+    for dispense in parsed.candidates("MedicationDispense"):
         if status_code(dispense, "status") in {"completed", "in-progress", "unknown", None}:
             for auth in maps(dispense.get("authorizingPrescription")):
                 target = reference(auth)
                 if target:
-                    refs.add(target)
-    return frozenset(refs)
+                    out.setdefault(target, []).append(dispense)
+    return out
 
 
-def _countable(kind: ResourceKind, status: str, ref: str, dispensed: frozenset[str]) -> bool:
+def _countable(kind: ResourceKind, status: str, ref: str, dispensed: Callable[[str], bool]) -> bool:
     if kind == "MedicationStatement":
         return status in {"active", "completed", "stopped", "on-hold", "unknown"}
     if kind == "MedicationDispense":
         return status in {"completed", "in-progress", "unknown"}
     if status == "cancelled":
-        return ref in dispensed
+        return dispensed(ref)
     return status in {"active", "completed", "stopped", "on-hold", "unknown"}
 
 
@@ -219,27 +220,39 @@ def history(
 ) -> tuple[list[MedicationRecord], list[_Entry]]:
     """Records for every medication resource of a value-set drug, except the evaluated
     order; draft orders of this request are records with `is_draft_order=True`."""
-    dispensed = _dispensed_requests(parsed)
+    by_request = _dispenses_by_request(parsed)
+
+    def dispensed(request_ref: str) -> bool:
+        """A valid dispense cites the request (validated only when asked: rarely)."""
+        return any(parsed.accept(d) is not None for d in by_request.get(request_ref, ()))
+
     draft_refs = {ref for ref, _ in draft_orders}
     sources: list[tuple[Ref, ResourceKind, Json, bool]] = [
         (ref, "MedicationRequest", res, True) for ref, res in draft_orders if ref != evaluated_ref
     ]
     for kind in ("MedicationRequest", "MedicationStatement", "MedicationDispense"):
-        for res in parsed.of_type(kind):
+        # Unvalidated here: a record is validated only once it is known to be for a
+        # value-set drug (see below).
+        for res in parsed.candidates(kind):
             ref = ref_of(res)
             if ref == evaluated_ref or ref in draft_refs:
                 continue
             sources.append((ref, kind, res, False))
     entries: list[_Entry] = []
-    for ref, kind, res, is_draft in sources:
-        status = status_code(res, "status") or "unknown"
+    for ref, kind, candidate, is_draft in sources:
+        status = status_code(candidate, "status") or "unknown"
         if status == "entered-in-error" or (
             kind == "MedicationStatement" and status == "not-taken"
         ):
             continue
-        identities = identify(res, parsed)
+        identities = identify(candidate, parsed)
         if not identities:
             continue
+        # Validation keeps the fields read here as they are (it only drops unknown ones).
+        valid = candidate if is_draft else parsed.accept(candidate)
+        if valid is None:
+            continue
+        res = valid
         if kind == "MedicationRequest":
             start, end = _request_range(res)
         elif kind == "MedicationStatement":

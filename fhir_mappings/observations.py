@@ -242,22 +242,36 @@ def _for_patient(obs: Json, patient_ref: Ref | None) -> bool:
 def measurements(
     parsed: Parsed, patient_ref: Ref | None
 ) -> tuple[list[Measurement], list[GeneticResult], list[str]]:
+    """Measurements and genetic results of the patient's final Observations.
+
+    Each Observation is read before validation (the reading is defensive); only one that
+    gives a measurement or a genetic result is validated, and kept only when valid, so an
+    Observation the policy cannot use costs no validation."""
     found: list[Measurement] = []
     genetics: list[GeneticResult] = []
     problems: list[str] = []
-    for obs in parsed.of_type("Observation"):
+    for obs in parsed.candidates("Observation"):
         if obs.get("status") not in _FINAL or not _for_patient(obs, patient_ref):
             continue
         ref = ref_of(obs)
         effective = _effective(obs)
+        mine: list[Measurement] = []
+        mine_problems: list[str] = []
         kind = _kind(get_map(obs, "code"))
         if kind is not None:
-            found.append(_measurement(kind, obs, ref, effective, problems))
+            mine.append(_measurement(kind, obs, ref, effective, mine_problems))
         for component in maps(obs.get("component")):
             c_kind = _kind(get_map(component, "code"))
             if c_kind is not None:
-                found.append(_measurement(c_kind, component, ref, effective, problems))
+                mine.append(_measurement(c_kind, component, ref, effective, mine_problems))
         genetic = _genetic(obs, parsed, effective)
+        if not mine and genetic is None:
+            continue
+        # Validation keeps the fields read above as they are (it only drops unknown ones).
+        if parsed.accept(obs) is None:
+            continue
+        found.extend(mine)
+        problems.extend(mine_problems)
         if genetic is not None:
             genetics.append(genetic)
     return found, genetics, problems

@@ -1,8 +1,9 @@
 """The only module that imports `fhir.resources.R4B`.
 
-`parse_resources` validates the resource types the policy uses against the FHIR R4 models,
-once each, and indexes them by type and id. Anything it cannot use is reported as a
-problem (`Type/id: field: what is wrong`, never the value) and left out; nothing raises.
+`parse_resources` indexes the resources of the types the policy uses by type and id, once per
+call, and validates each against the FHIR R4 models the first time a reader asks for it
+(see `Parsed`). Anything it cannot use is reported as a problem (`Type/id: field: what is
+wrong`, never the value) and left out; nothing raises.
 
 Liberal where the meaning is clear, before validation:
 - a list field sent as one object is wrapped in a list (the CDS Hooks sandbox sends
@@ -10,13 +11,17 @@ Liberal where the meaning is clear, before validation:
 - Encounter.class sent as a list (R5 style) keeps its first coding;
 - unknown fields are reported and ignored, the rest of the resource is kept.
 
-Performance (measured on this machine, fhir.resources 8.3 / pydantic 2.14): validating 5,000
-Observations takes about 0.4 s, so every used resource is fully validated.
+Performance (fhir.resources 8.3 / pydantic 2.14, see docs/benchmarks.md): validating one
+small Observation costs about 0.1 ms, so a chart of 5,000 resources took 0.5 s to validate
+in full. Readers therefore screen the unvalidated resources first (an Observation whose
+code is in no value set, a medication record of a drug in no value set, cannot matter) and
+validate only those that can; a malformed resource the policy uses is still reported and
+left out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -89,19 +94,6 @@ _PLAIN: Final[Mapping[str, str]] = {
 }
 
 
-@dataclass(frozen=True)
-class Parsed:
-    """Validated resources, indexed once per call."""
-
-    by_ref: Mapping[str, Json]
-    """`Type/id` -> resource (normalised copy; the first of duplicates)."""
-    by_type: Mapping[str, tuple[Json, ...]]
-    problems: tuple[str, ...]
-
-    def of_type(self, resource_type: str) -> tuple[Json, ...]:
-        return self.by_type.get(resource_type, ())
-
-
 def _loc(loc: Sequence[int | str]) -> str:
     out = ""
     for part in loc:
@@ -172,36 +164,140 @@ def validate(resource: Json) -> tuple[dict[str, Any] | None, tuple[str, ...]]:
     return data, ()
 
 
+@dataclass
+class _Entry:
+    index: int
+    ref: str
+    rtype: str
+    raw: Json
+    data: dict[str, Any] | None = None
+    checked: bool = False
+
+
+class _LazyRefs(Mapping[str, Json]):
+    """`Type/id` -> the validated resource, validated on first look-up."""
+
+    def __init__(self, parsed: Parsed) -> None:
+        self._parsed = parsed
+
+    def __getitem__(self, ref: str) -> Json:
+        found = self._parsed.resolve(ref)
+        if found is None:
+            raise KeyError(ref)
+        return found
+
+    def __contains__(self, ref: object) -> bool:
+        return isinstance(ref, str) and self._parsed.resolve(ref) is not None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([ref for ref in self._parsed.refs() if self._parsed.resolve(ref) is not None])
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+class Parsed:
+    """The resources of one call, indexed once by type and id, validated on demand.
+
+    Each resource is validated the first time something reads it, and at most once per
+    call: `by_ref[...]` and `of_type(...)` validate what they return; `candidates(...)`
+    hands out the unvalidated (normalised) resources of a type so that a reader can skip
+    those that cannot matter to the policy and `accept` only the others. The result is the
+    same as validating everything up front, except that a malformed resource nobody reads
+    is not reported. Duplicates (same type/id): the first copy that is valid is kept.
+
+    One `Parsed` belongs to one call (it memoises validation results); never share it.
+    """
+
+    def __init__(self, entries: Sequence[_Entry], early_problems: Sequence[tuple[int, str]]):
+        self._entries = tuple(entries)
+        self._by_ref: dict[str, list[_Entry]] = {}
+        self._by_type: dict[str, list[_Entry]] = {}
+        for entry in self._entries:
+            self._by_ref.setdefault(entry.ref, []).append(entry)
+            self._by_type.setdefault(entry.rtype, []).append(entry)
+        self._problems: list[tuple[int, str]] = list(early_problems)
+        self.by_ref: Mapping[str, Json] = _LazyRefs(self)
+
+    @property
+    def problems(self) -> tuple[str, ...]:
+        """Problems of the resources validated so far (and unusable input), in input order."""
+        ordered = sorted(self._problems, key=lambda item: item[0])
+        return tuple(text for _, text in ordered)
+
+    def refs(self) -> list[str]:
+        return list(self._by_ref)
+
+    def _check(self, entry: _Entry) -> dict[str, Any] | None:
+        if not entry.checked:
+            entry.checked = True
+            entry.data, found = validate(entry.raw)
+            self._problems.extend((entry.index, text) for text in found)
+        return entry.data
+
+    def resolve(self, ref: str) -> dict[str, Any] | None:
+        """The first valid copy of `ref`, or None."""
+        for entry in self._by_ref.get(ref, ()):
+            data = self._check(entry)
+            if data is not None:
+                return data
+        return None
+
+    def _wins(self, entry: _Entry) -> dict[str, Any] | None:
+        """The entry's validated data when it is the copy of its ref that is kept."""
+        for other in self._by_ref[entry.ref]:
+            data = self._check(other)
+            if data is not None:
+                return data if other is entry else None
+        return None
+
+    def of_type(self, resource_type: str) -> tuple[Json, ...]:
+        """Every kept resource of a type, validated, in input order."""
+        out = []
+        for entry in self._by_type.get(resource_type, ()):
+            data = self._wins(entry)
+            if data is not None:
+                out.append(data)
+        return tuple(out)
+
+    def candidates(self, resource_type: str) -> tuple[Json, ...]:
+        """The resources of a type before validation (normalised copies, input order).
+
+        Read them only to decide whether one can matter; pass those that can to
+        `accept` and use what it returns."""
+        return tuple(entry.raw for entry in self._by_type.get(resource_type, ()))
+
+    def accept(self, candidate: Json) -> dict[str, Any] | None:
+        """The validated resource for a `candidates` item, or None when it is invalid or
+        another copy of the same type/id is kept instead."""
+        for entry in self._by_ref.get(_ref(candidate), ()):
+            if entry.raw is candidate:
+                return self._wins(entry)
+        return None
+
+
+def _ref(resource: Json) -> str:
+    return f"{resource.get('resourceType')}/{resource.get('id')}"
+
+
 def parse_resources(resources: Sequence[Any]) -> Parsed:
-    """Validate and index the resources of the types the policy uses; ignore the others."""
-    by_ref: dict[str, dict[str, Any]] = {}
-    by_type: dict[str, list[dict[str, Any]]] = {}
-    problems: list[str] = []
+    """Index the resources of the types the policy uses (validated on demand, see
+    `Parsed`); ignore the others. Unusable input is reported at once."""
+    entries: list[_Entry] = []
+    problems: list[tuple[int, str]] = []
     for index, resource in enumerate(resources):
         if not isinstance(resource, Mapping):
-            problems.append(f"resources[{index}]: not a FHIR resource")
+            problems.append((index, f"resources[{index}]: not a FHIR resource"))
             continue
         rtype = resource.get("resourceType")
         if not isinstance(rtype, str):
-            problems.append(f"resources[{index}]: no resourceType")
+            problems.append((index, f"resources[{index}]: no resourceType"))
             continue
         if rtype not in _MODELS:
             continue
         rid = resource.get("id")
         if not isinstance(rid, str) or not rid:
-            problems.append(f"{rtype} at resources[{index}]: no id, left out")
+            problems.append((index, f"{rtype} at resources[{index}]: no id, left out"))
             continue
-        ref = f"{rtype}/{rid}"
-        if ref in by_ref:
-            continue
-        data, found = validate(resource)
-        problems.extend(found)
-        if data is None:
-            continue
-        by_ref[ref] = data
-        by_type.setdefault(rtype, []).append(data)
-    return Parsed(
-        by_ref=by_ref,
-        by_type={k: tuple(v) for k, v in by_type.items()},
-        problems=tuple(problems),
-    )
+        entries.append(_Entry(index, f"{rtype}/{rid}", rtype, normalise(resource)))
+    return Parsed(entries, problems)

@@ -25,6 +25,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -303,6 +304,29 @@ def load(directory: Path = VALUESET_DIR) -> _Loaded:
 _DATA: Final = load()
 
 
+def _prefixes_by_system(data: _Loaded) -> dict[str, tuple[tuple[str, Concept], ...]]:
+    out: dict[str, list[tuple[str, Concept]]] = {}
+    for system, prefix, concept in data.prefixes:
+        out.setdefault(system, []).append((prefix, concept))
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def _any_name_patterns(data: _Loaded) -> dict[str, re.Pattern[str]]:
+    """Per kind, one pattern matching wherever any name of that kind matches (a fast
+    "no name here" test; the names are then matched one by one)."""
+    by_kind: dict[str, list[str]] = {}
+    for name in data.names:
+        by_kind.setdefault(data.sets[name.valueset].kind, []).append(name.pattern.pattern)
+    return {
+        kind: re.compile("|".join(f"(?:{p})" for p in patterns), re.IGNORECASE)
+        for kind, patterns in by_kind.items()
+    }
+
+
+_PREFIXES_BY_SYSTEM: Final = _prefixes_by_system(_DATA)
+_ANY_NAME: Final = _any_name_patterns(_DATA)
+
+
 def valueset_names() -> frozenset[str]:
     """Every value set name (file name without `.json`)."""
     return frozenset(_DATA.sets)
@@ -347,18 +371,29 @@ def match_code(system: str | None, code: str | None) -> tuple[Hit, ...]:
     ]
     hits.extend(
         Hit(c.valueset, c.drug, c.matched_by, c.system, code, c.display)
-        for psys, prefix, c in _DATA.prefixes
-        if psys == sys and key.startswith(prefix)
+        for prefix, c in _PREFIXES_BY_SYSTEM.get(sys, ())
+        if key.startswith(prefix)
     )
     return tuple(hits)
 
 
 def match_names(texts: Iterable[str], kinds: frozenset[str] | None = None) -> tuple[Hit, ...]:
     """Value set names found as whole words in any of `texts` (optionally of some kinds)."""
-    found: list[Hit] = []
-    text_list = [t for t in texts if t]
+    text_list = tuple(t for t in texts if t)
     if not text_list:
         return ()
+    return _match_names(text_list, kinds)
+
+
+@lru_cache(maxsize=4096)
+def _match_names(text_list: tuple[str, ...], kinds: frozenset[str] | None) -> tuple[Hit, ...]:
+    # Memoised: a chart repeats the same few code texts thousands of times, and the
+    # result depends on nothing but the arguments and the value sets loaded at import.
+    wanted = kinds if kinds is not None else _KINDS
+    quick = [_ANY_NAME[kind] for kind in wanted if kind in _ANY_NAME]
+    if not any(p.search(t) for p in quick for t in text_list):
+        return ()
+    found: list[Hit] = []
     for name in _DATA.names:
         if kinds is not None and _DATA.sets[name.valueset].kind not in kinds:
             continue

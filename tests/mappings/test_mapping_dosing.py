@@ -204,7 +204,7 @@ def test_scaling_the_dose_scales_the_daily_dose(mg, factor, freq):
     scaled = compute_dose([dosage(mg * factor, timing=every(freq))], None).mg_per_day
     assert base is not None
     assert scaled is not None
-    assert scaled == pytest.approx(base * factor, rel=1e-6)
+    assert scaled == pytest.approx(base * factor, rel=1e-6, abs=1e-6)
 
 
 @given(doses, frequencies)
@@ -214,7 +214,7 @@ def test_unit_conversions_agree(mg, freq):
     in_ml = compute_dose([dosage(mg * 0.67 / 100, "mL", "mL", timing=every(freq))], None)
     in_syringes = compute_dose([dosage(mg / 100, "syringe", "{syringe}", timing=every(freq))], None)
     for other in (in_g, in_ml, in_syringes):
-        assert other.mg_per_day == pytest.approx(in_mg.mg_per_day, rel=1e-6)
+        assert other.mg_per_day == pytest.approx(in_mg.mg_per_day, rel=1e-6, abs=1e-6)
 
 
 @given(st.floats(min_value=0.5, max_value=100, allow_nan=False), doses)
@@ -222,7 +222,7 @@ def test_mg_per_kg_agrees_with_mg(kg, mg_per_kg):
     weight = WeightFact(kg=kg, effective=date(2026, 1, 1), ref="Observation/w")
     by_kg = compute_dose([dosage(mg_per_kg / 100, "mg/kg", "mg/kg", timing=every())], weight)
     by_mg = compute_dose([dosage(mg_per_kg / 100 * kg, timing=every())], weight)
-    assert by_kg.mg_per_day == pytest.approx(by_mg.mg_per_day, rel=1e-6)
+    assert by_kg.mg_per_day == pytest.approx(by_mg.mg_per_day, rel=1e-6, abs=1e-6)
 
 
 @given(doses, st.integers(min_value=1, max_value=3), st.integers(min_value=2, max_value=4))

@@ -5,16 +5,17 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask, Request
+from flask import Flask
 from flask.testing import FlaskClient
 
-from cds_service import pipeline
-from cds_service.errors import ApiError
-from cds_service.hooks import ServiceDefinition
-from tests.conftest import load_example
+from cds_service import create_app, pipeline
+from cds_service.auth import AuthError, Principal
+from cds_service.config import SettingsError
+from tests.conftest import base_config, load_example
 
 SIGN = "/cds-services/anakinra-order-sign"
 SELECT = "/cds-services/anakinra-order-select"
@@ -169,31 +170,78 @@ def test_invalid_pipeline_answer_is_500_not_passed_on(
     _error(response, 500)
 
 
-def test_enabled_auth_without_verifier_refuses(make_app: Callable[..., Flask]) -> None:
-    app = make_app(CDS_AUTH="enabled")
-    client = app.test_client()
-    response = client.post(SIGN, json=load_example("order-sign-prefetch.json"))
-    body = _error(response, 401)
-    assert response.headers["WWW-Authenticate"] == "Bearer"
-    assert "no verifier" in body["message"]
-    assert client.get("/cds-services").status_code == 200
+def test_enabled_auth_without_trusted_issuers_stops_start_up() -> None:
+    with pytest.raises(SettingsError) as caught:
+        create_app(base_config(CDS_AUTH="enabled"))
+    message = str(caught.value)
+    assert "CDS_TRUSTED_ISSUERS" in message
+    assert "CDS_AUTH=disabled" in message
+
+
+def test_bad_trusted_issuers_file_stops_start_up(tmp_path: Path) -> None:
+    path = tmp_path / "issuers.json"
+    path.write_text(json.dumps({"issuers": [{"iss": "https://ehr.example.org"}]}))
+    with pytest.raises(SettingsError, match="CDS_TRUSTED_ISSUERS"):
+        create_app(base_config(CDS_AUTH="enabled", CDS_TRUSTED_ISSUERS=str(path)))
+    with pytest.raises(SettingsError, match="cannot read"):
+        create_app(base_config(CDS_AUTH="enabled", CDS_TRUSTED_ISSUERS=str(tmp_path / "none")))
+
+
+class HeaderAuthenticator:
+    """Accepts `Bearer good` only, and records the audiences it was asked about."""
+
+    def __init__(self) -> None:
+        self.audiences: list[str] = []
+
+    def authenticate(self, authorization_header: str | None, audience: str) -> Principal:
+        self.audiences.append(audience)
+        if authorization_header != "Bearer good":
+            raise AuthError("not the good token")
+        return Principal(
+            iss="https://ehr.example.org", sub=None, jti="j", tenant=None, fhir_servers=()
+        )
 
 
 def test_authenticator_decides_before_the_body_is_read(make_app: Callable[..., Flask]) -> None:
-    seen: list[str] = []
-
-    def authenticator(request: Request, service: ServiceDefinition) -> None:
-        seen.append(service.id)
-        if request.headers.get("Authorization") != "Bearer good":
-            raise ApiError("bad token", 401)
-
+    authenticator = HeaderAuthenticator()
     app = make_app(CDS_AUTH="enabled", AUTHENTICATOR=authenticator)
     client = app.test_client()
-    assert client.post(SIGN, data="{not json").status_code == 401
+    refused = client.post(SIGN, data="{not json")
+    assert refused.status_code == 401
+    assert refused.get_json() == {"error": "unauthorized", "message": "authentication required"}
+    assert refused.headers["WWW-Authenticate"] == "Bearer"
     ok = client.post(
         SIGN,
         json=load_example("order-sign-prefetch.json"),
         headers={"Authorization": "Bearer good"},
     )
     assert ok.status_code == 200
-    assert seen == ["anakinra-order-sign", "anakinra-order-sign"]
+    assert client.get("/cds-services").status_code == 401
+    assert authenticator.audiences == [f"http://localhost{SIGN}"] * 2 + [
+        "http://localhost/cds-services"
+    ]
+
+
+def test_public_base_url_is_the_audience(make_app: Callable[..., Flask]) -> None:
+    authenticator = HeaderAuthenticator()
+    app = make_app(
+        CDS_AUTH="enabled",
+        AUTHENTICATOR=authenticator,
+        CDS_PUBLIC_BASE_URL="https://cds.example.org/anakinra/",
+    )
+    app.test_client().get("/cds-services", headers={"Authorization": "Bearer good"})
+    assert authenticator.audiences == ["https://cds.example.org/anakinra/cds-services"]
+
+
+def test_preflight_needs_no_credentials(make_app: Callable[..., Flask]) -> None:
+    app = make_app(CDS_AUTH="enabled", AUTHENTICATOR=HeaderAuthenticator())
+    response = app.test_client().options(
+        SIGN,
+        headers={
+            "Origin": "https://ehr.example.org",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "Authorization, Content-Type",
+        },
+    )
+    assert response.status_code == 200
+    assert "authorization" in response.headers["Access-Control-Allow-Headers"].lower()

@@ -30,10 +30,13 @@ def test_factory_without_config_reads_environment(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("CDS_HOOKS_DIR", str(HOOKS_DIR))
     monkeypatch.setenv("CDS_FHIR_SERVERS", "https://ehr.example.org/fhir, https://b.example/r4")
     monkeypatch.setenv("CDS_MAX_BODY_BYTES", "1234")
+    monkeypatch.setenv("CDS_DATABASE_URL", "sqlite://")
+    monkeypatch.setenv("CDS_TRUSTED_ISSUERS", str(HOOKS_DIR / "trusted-issuers.example.json"))
     app = create_app()
     settings = get_state(app).settings
     assert settings.fhir_servers == ("https://ehr.example.org/fhir", "https://b.example/r4")
     assert settings.auth == "enabled"
+    assert get_state(app).authenticator is not None
     assert app.config["MAX_CONTENT_LENGTH"] == 1234
     assert not app.testing
 
@@ -45,6 +48,15 @@ def test_settings_defaults() -> None:
     assert settings.fhir_servers == ()
     assert settings.database_url.startswith("sqlite:///")
     assert settings.database_url.endswith("var/cds.sqlite")
+    assert settings.auth == "enabled"
+    assert settings.max_json_depth == 64
+    assert settings.max_draft_orders == 100
+    assert settings.auth_clock_skew == 30.0
+
+
+def test_http_fhir_server_is_allowed_on_loopback_only() -> None:
+    settings = load_settings({"CDS_FHIR_SERVERS": "http://127.0.0.1:8081/fhir,https://a.example"})
+    assert settings.fhir_servers == ("http://127.0.0.1:8081/fhir", "https://a.example")
 
 
 @pytest.mark.parametrize(
@@ -56,6 +68,10 @@ def test_settings_defaults() -> None:
         ("CDS_AUTH", "maybe"),
         ("CDS_FHIR_SERVERS", "ftp://ehr.example.org"),
         ("CDS_PUBLIC_BASE_URL", "not a url"),
+        ("CDS_FHIR_SERVERS", "http://ehr.example.org/fhir"),
+        ("CDS_MAX_JSON_DEPTH", "-3"),
+        ("CDS_JWKS_REFRESH_INTERVAL", "-1"),
+        ("CDS_AUTH_MAX_TOKEN_LIFETIME", "0"),
     ],
 )
 def test_bad_setting_is_refused_with_its_name(name: str, value: str) -> None:
@@ -135,8 +151,25 @@ def test_check_command(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("CDS_HOOKS_DIR", str(HOOKS_DIR))
+    monkeypatch.delenv("CDS_AUTH", raising=False)
+    monkeypatch.delenv("CDS_TRUSTED_ISSUERS", raising=False)
+    # Authentication is on by default: without trusted issuers the check fails and says why.
+    assert main(["check"]) == 1
+    assert "CDS_TRUSTED_ISSUERS" in capsys.readouterr().err
+
+    monkeypatch.setenv("CDS_TRUSTED_ISSUERS", str(HOOKS_DIR / "trusted-issuers.example.json"))
     assert main(["check"]) == 0
     out = capsys.readouterr().out
+    assert "trusted issuers: 3" in out
+    assert (
+        "https://ehr.example.org: FHIR servers that may be read: https://ehr.example.org/fhir"
+        in out
+    )
+
+    monkeypatch.setenv("CDS_AUTH", "disabled")
+    assert main(["check"]) == 0
+    out = capsys.readouterr().out
+    assert "WARNING: CDS_AUTH=disabled" in out
     assert "service anakinra-order-sign: hook order-sign" in out
     assert "required: medicationRequests, patient" in out
 

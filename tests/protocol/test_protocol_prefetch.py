@@ -18,14 +18,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from cds_service import pipeline
+from cds_service.auth import fhir_server_allowed, same_base
 from cds_service.prefetch import (
     FetchError,
     NotApplicableError,
     deduplicate,
     fill_template,
     flatten,
-    is_under,
-    server_allowed,
 )
 from tests.conftest import load_example
 
@@ -40,9 +39,7 @@ def captured(monkeypatch: pytest.MonkeyPatch) -> list[tuple[pipeline.CallContext
     """Replace the pipeline with a recorder of what the protocol layer hands it."""
     calls: list[tuple[pipeline.CallContext, list[Any]]] = []
 
-    def record(
-        call: pipeline.CallContext, resources: Any, engine: Any = None
-    ) -> dict[str, Any]:
+    def record(call: pipeline.CallContext, resources: Any, engine: Any = None) -> dict[str, Any]:
         calls.append((call, list(resources)))
         return {"cards": []}
 
@@ -286,6 +283,7 @@ def test_paginated_prefetch_sent_by_the_client_is_completed(
 FAILURES: dict[str, dict[str, Any]] = {
     "http-500": {"status": 500, "body": "upstream exploded"},
     "http-401": {"status": 401, "json": {"resourceType": "OperationOutcome"}},
+    "http-403": {"status": 403, "json": {"resourceType": "OperationOutcome"}},
     "html": {
         "status": 200,
         "body": "<html><body>Sign in</body></html>",
@@ -575,11 +573,14 @@ def test_fill_template_tokens() -> None:
         ("http://127.0.0.1/fhir", ("https://ehr.example.org/fhir",), False),
     ],
 )
-def test_server_allowed(server: str, allowed: tuple[str, ...], expected: bool) -> None:
-    assert server_allowed(server, allowed) is expected
+def test_server_allowed_with_auth_disabled(
+    server: str, allowed: tuple[str, ...], expected: bool
+) -> None:
+    """The one decision (cds_service.auth) the prefetch layer is given as a predicate."""
+    assert fhir_server_allowed(None, server, auth_disabled_allowlist=allowed) is expected
 
 
-def test_is_under_compares_origin_and_path() -> None:
-    assert is_under("https://a.example/fhir/Patient?x=1", "https://a.example/fhir")
-    assert not is_under("https://a.example/other/Patient", "https://a.example/fhir")
-    assert not is_under("https://b.example/fhir/Patient", "https://a.example/fhir")
+def test_same_base_compares_origin_and_path() -> None:
+    assert same_base("https://a.example/fhir/Patient?x=1", "https://a.example/fhir")
+    assert not same_base("https://a.example/other/Patient", "https://a.example/fhir")
+    assert not same_base("https://b.example/fhir/Patient", "https://a.example/fhir")
