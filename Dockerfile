@@ -1,6 +1,8 @@
 # Production image: gunicorn serving the CDS Hooks service as a non-root user.
 #   docker build -t anakinra-cds .
-#   docker run -p 8080:8080 -e CDS_FHIR_SERVERS=https://ehr.example.org/fhir anakinra-cds
+#   docker run -p 8080:8080 -v $PWD/issuers:/config:ro \
+#       -e CDS_TRUSTED_ISSUERS=/config/trusted-issuers.json \
+#       -e CDS_PUBLIC_BASE_URL=https://cds.example.org anakinra-cds
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -29,7 +31,9 @@ ENV CDS_HOOKS_DIR=/app/hooks \
 USER cds
 EXPOSE 8080
 
+# Discovery answers 200, or 401 when authentication is on and the probe has no token:
+# either way the service is up and answering.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=15s --retries=3 \
-    CMD ["python", "-c", "import sys, urllib.request; r = urllib.request.urlopen('http://127.0.0.1:8080/cds-services', timeout=4); sys.exit(0 if r.status == 200 else 1)"]
+    CMD ["python", "-c", "import sys, urllib.error, urllib.request\ntry:\n    urllib.request.urlopen('http://127.0.0.1:8080/cds-services', timeout=4)\nexcept urllib.error.HTTPError as e:\n    sys.exit(0 if e.code == 401 else 1)\nexcept OSError:\n    sys.exit(1)"]
 
 CMD ["cds-service", "serve", "--host", "0.0.0.0"]
