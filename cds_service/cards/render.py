@@ -61,6 +61,14 @@ def _summary(text: str) -> str:
     return text[: SUMMARY_LIMIT - 2].rstrip() + "…"
 
 
+def _lower_first(text: str) -> str:
+    """ "The member's date of birth." -> "the member's date of birth" (for "send ...")."""
+    text = text.rstrip(". ")
+    if len(text) > 1 and text[0].isupper() and not text[1].isupper():
+        return text[0].lower() + text[1:]
+    return text
+
+
 def _cell(text: str) -> str:
     return " ".join(text.split()).replace("|", "\\|")
 
@@ -392,7 +400,13 @@ class _Builder:
     def documentation_card(self, evaluation: Evaluation) -> dict[str, Any]:
         decision = evaluation.decision
         unknown = [r for r in decision.criteria if r.status is Status.UNKNOWN]
-        lines = [f"- **{r.id}** {_cell(r.text)}: {r.documentation or r.reason}" for r in unknown]
+        lines = [
+            f"- **{r.id}**: send {_lower_first(_cell(r.documentation))} "
+            f"(now: {_cell(r.reason).rstrip('.')})"
+            if r.documentation
+            else f"- **{r.id}**: {_cell(r.reason)}"
+            for r in unknown
+        ]
         ids = [r.id for r in unknown]
         return self._card(
             order_ref=evaluation.facts.order.ref,
