@@ -10,7 +10,6 @@ Each decision must also be the one `sandbox/patients/scenarios.json` records.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -21,36 +20,35 @@ from typing import Any
 import pytest
 import requests
 
-from sandbox.fhir_sandbox import PATIENTS_DIR, SandboxServer, npm_available
-from tests.e2e.conftest import ROOT, draft_order
-from tests.e2e.ehr import (
-    Scenario,
+from sandbox.ehr import (
     card_view,
     coverage_view,
     decision_view,
     evaluations,
     hook_request,
+    post_hook,
     prefetch_as_ehr,
-    user_ids,
+    suggestion_labels,
     with_status,
 )
+from sandbox.fhir_sandbox import SandboxServer, npm_available
+from sandbox.scenarios import load_order, load_scenarios
+from sandbox.service import REPO_ROOT
 
 SIGN = "anakinra-order-sign"
 SELECT = "anakinra-order-select"
 TIMEOUT = 60
-SCENARIOS = {
-    row["name"]: Scenario.from_row(row)
-    for row in json.loads((PATIENTS_DIR / "scenarios.json").read_text(encoding="utf-8"))
-}
+SCENARIOS = {scenario.name: scenario for scenario in load_scenarios()}
 NAMES = list(SCENARIOS)
 
 
-def post(base_url: str, service: str, body: dict[str, Any]) -> requests.Response:
-    return requests.post(f"{base_url}/cds-services/{service}", json=body, timeout=TIMEOUT)
+def draft_order(name: str) -> dict[str, Any]:
+    """A fresh copy of scenario `name`'s draft anakinra MedicationRequest."""
+    return load_order(SCENARIOS[name])
 
 
 def answer(base_url: str, service: str, body: dict[str, Any]) -> dict[str, Any]:
-    resp = post(base_url, service, body)
+    resp = post_hook(base_url, service, body)
     assert resp.status_code == 200, resp.text[:500]
     result: dict[str, Any] = resp.json()
     return result
@@ -79,7 +77,7 @@ class Calls:
             scenario = SCENARIOS[name]
             body = hook_request(scenario, [draft_order(name)])
             body["prefetch"] = prefetch_as_ehr(
-                self.ehr_sandbox.base_url, self.templates, body["context"], user_ids(scenario)
+                self.ehr_sandbox.base_url, self.templates, body["context"], scenario.user_ids()
             )
             self._prefetch[name] = answer(self.service_url, SIGN, body)
         return self._prefetch[name]
@@ -170,8 +168,8 @@ def test_both_modes_give_the_same_decision_and_cards(calls: Calls, name: str) ->
     assert card_view(from_server) == card_view(with_prefetch)
     assert coverage_view(from_server) == coverage_view(with_prefetch)
     assert coverage_view(with_prefetch), "every evaluated order gets coverage information"
-    labels = [[s["label"] for s in c.get("suggestions", [])] for c in with_prefetch["cards"]]
-    assert [[s["label"] for s in c.get("suggestions", [])] for c in from_server["cards"]] == labels
+    labels = [suggestion_labels(card) for card in with_prefetch["cards"]]
+    assert [suggestion_labels(card) for card in from_server["cards"]] == labels
 
 
 @pytest.mark.parametrize("mode", ["prefetch", "fhir-server"])
@@ -209,7 +207,7 @@ def test_without_the_token_the_fhir_server_refuses_and_the_call_fails_412(
     name = "ra-criteria-met"
     body = hook_request(SCENARIOS[name], [draft_order(name)], fhir_server=sandbox.base_url)
     sandbox.clear_requests()
-    resp = post(cds_service_url, SIGN, body)
+    resp = post_hook(cds_service_url, SIGN, body)
     assert resp.status_code == 412
     seen = sandbox.requests_seen()
     assert seen
@@ -297,7 +295,12 @@ def test_demo_prints_the_cards_and_stops_both_servers() -> None:
     key, _, value = marker.partition("=")
     env[key] = value
     result = subprocess.run(  # noqa: S603 - fixed arguments, no shell
-        [sys.executable, str(ROOT / "scripts" / "demo.py"), "--patient", "ra-active-adalimumab"],
+        [
+            sys.executable,
+            str(REPO_ROOT / "scripts" / "demo.py"),
+            "--patient",
+            "ra-active-adalimumab",
+        ],
         capture_output=True,
         text=True,
         timeout=120,

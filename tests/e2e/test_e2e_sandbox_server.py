@@ -10,7 +10,6 @@ import requests
 
 from sandbox import make_patients
 from sandbox.fhir_sandbox import PATIENTS_DIR, SandboxServer, load_patients, patient_bundles
-from tests.e2e.conftest import draft_order
 
 FHIR_JSON = "application/fhir+json"
 TIMEOUT = 30
@@ -227,7 +226,7 @@ def test_required_token_is_enforced(fhir_sandbox_with_token: tuple[SandboxServer
 def test_each_draft_order_points_at_loaded_resources(
     fhir_sandbox: SandboxServer, name: str
 ) -> None:
-    order = draft_order(name.removesuffix(".order.json"))
+    order = json.loads((PATIENTS_DIR / name).read_text(encoding="utf-8"))
     assert order["resourceType"] == "MedicationRequest"
     assert order["status"] == "draft"
     assert order["authoredOn"] == "2026-11-20"

@@ -1,10 +1,15 @@
-"""What an EHR does around a CDS Hooks call, written from the CDS Hooks 2.0.1 text.
+"""The EHR side of a CDS Hooks 2.0.1 call, for the demo and the end-to-end tests.
 
 - prefetch: fill each template of the discovery document from the hook context and the
   user's ids, leave out every template with a token that has no value, run the rest against
   the FHIR server (following `next` links), and send `null` for a key with no data;
-- requests: order-sign / order-select bodies for one scenario of `sandbox/patients/`;
-- reading answers: the decision and the cards of a response, in comparable form.
+- requests: order-sign / order-select bodies for one scenario of `sandbox/patients/`, and
+  posting them to a service;
+- reading answers: the evaluation extension, the decision, the cards and the coverage
+  information of a response, in comparable form.
+
+Only `read_query`, `prefetch_as_ehr` and `post_hook` do I/O; nothing here logs resource
+bodies or tokens.
 """
 
 from __future__ import annotations
@@ -12,49 +17,48 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import requests
 
-FHIR_JSON = "application/fhir+json"
-EVALUATION_KEY = "com.anakinra-cds.evaluation"
-TIMEOUT = 30
-MAX_PAGES = 50
-TOKEN = re.compile(r"\{\{\s*([A-Za-z][A-Za-z0-9_.]*)\s*\}\}")
-USER_TOKENS = {
+from sandbox.scenarios import Scenario
+
+FHIR_JSON: Final = "application/fhir+json"
+EVALUATION_KEY: Final = "com.anakinra-cds.evaluation"
+FHIR_TIMEOUT_S: Final = 30.0
+HOOK_TIMEOUT_S: Final = 60.0
+MAX_PAGES: Final = 50
+TOKEN: Final = re.compile(r"\{\{\s*([A-Za-z][A-Za-z0-9_.]*)\s*\}\}")
+USER_TOKENS: Final = {
     "Practitioner": "userPractitionerId",
     "PractitionerRole": "userPractitionerRoleId",
     "Patient": "userPatientId",
     "RelatedPerson": "userRelatedPersonId",
 }
+READ_SCOPES: Final = " ".join(
+    f"user/{kind}.read"
+    for kind in (
+        "Patient",
+        "Condition",
+        "Observation",
+        "MedicationRequest",
+        "MedicationStatement",
+        "MedicationDispense",
+        "Medication",
+        "AllergyIntolerance",
+        "PractitionerRole",
+        "CareTeam",
+        "ServiceRequest",
+        "Encounter",
+        "Coverage",
+    )
+)
+"""The scopes the EHR grants the service in `fhirAuthorization`: read access to what the
+prefetch templates name."""
 
 
-@dataclass(frozen=True)
-class Scenario:
-    """One row of `sandbox/patients/scenarios.json`."""
-
-    name: str
-    patient_id: str
-    encounter_id: str
-    role_id: str
-    practitioner_id: str
-    expected_outcome: str
-    expected_not_met: frozenset[str]
-    expected_unknown: frozenset[str]
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Scenario:
-        return cls(
-            name=row["name"],
-            patient_id=row["patientId"],
-            encounter_id=row["encounterId"],
-            role_id=row["userPractitionerRoleId"],
-            practitioner_id=row["userPractitionerId"],
-            expected_outcome=row["expectedOutcome"],
-            expected_not_met=frozenset(row["expectedNotMet"]),
-            expected_unknown=frozenset(row["expectedUnknown"]),
-        )
+class EhrError(RuntimeError):
+    """The FHIR server did not answer a prefetch query as an EHR expects."""
 
 
 # ----- prefetch, as the EHR does it -----------------------------------------------------------
@@ -84,7 +88,8 @@ def fill_template(template: str, values: Mapping[str, str]) -> str | None:
     return TOKEN.sub(lambda m: values[m.group(1)], template)
 
 
-def _next_link(bundle: Mapping[str, Any]) -> str | None:
+def next_link(bundle: Mapping[str, Any]) -> str | None:
+    """The URL of the bundle's `next` page, if any."""
     for link in bundle.get("link", []):
         if link.get("relation") == "next":
             url: str = link["url"]
@@ -97,26 +102,33 @@ def read_query(
 ) -> dict[str, Any] | None:
     """Run one filled template. A read gives the resource; a search gives one searchset
     Bundle with the entries of every page. None: no data (a read that finds nothing, a
-    search with no entries), which the EHR sends as `null`."""
-    resp = session.get(f"{base_url}/{query}", headers=dict(headers), timeout=TIMEOUT)
+    search with no entries), which the EHR sends as `null`.
+
+    Raises EhrError on any other HTTP status, a next link off the server, or too many pages.
+    """
+    resp = session.get(f"{base_url}/{query}", headers=dict(headers), timeout=FHIR_TIMEOUT_S)
     if resp.status_code == 404:
         return None
-    assert resp.status_code == 200, f"{query.split('?')[0]}: HTTP {resp.status_code}"
+    if resp.status_code != 200:
+        raise EhrError(f"{query.split('?')[0]}: HTTP {resp.status_code}")
     body: dict[str, Any] = resp.json()
     if body.get("resourceType") != "Bundle":
         return body
     entries = list(body.get("entry", []))
-    url = _next_link(body)
+    url = next_link(body)
     pages = 1
     while url is not None:
-        assert url.startswith(base_url + "/"), "a next link left the FHIR server"
-        page = session.get(url, headers=dict(headers), timeout=TIMEOUT)
-        assert page.status_code == 200, f"next page: HTTP {page.status_code}"
+        if not url.startswith(base_url + "/"):
+            raise EhrError("a next link left the FHIR server")
+        page = session.get(url, headers=dict(headers), timeout=FHIR_TIMEOUT_S)
+        if page.status_code != 200:
+            raise EhrError(f"next page: HTTP {page.status_code}")
         body = page.json()
         entries.extend(body.get("entry", []))
-        url = _next_link(body)
+        url = next_link(body)
         pages += 1
-        assert pages <= MAX_PAGES, "too many pages"
+        if pages > MAX_PAGES:
+            raise EhrError(f"more than {MAX_PAGES} pages")
     if not entries:
         return None
     matches = sum(1 for e in entries if e.get("search", {}).get("mode", "match") == "match")
@@ -152,14 +164,17 @@ def hook_request(
     orders: Sequence[Mapping[str, Any]],
     *,
     hook: str = "order-sign",
+    hook_instance: str | None = None,
     fhir_server: str | None = None,
     access_token: str | None = None,
     prefetch: Mapping[str, Any] | None = None,
     selections: Sequence[str] = (),
     user_id: str | None = None,
 ) -> dict[str, Any]:
-    """An order-sign / order-select request by the scenario's prescriber (by default as
-    their PractitionerRole) for its patient and encounter."""
+    """A CDS Hooks 2.0.1 order-sign / order-select request by the scenario's prescriber (by
+    default as their PractitionerRole) for its patient and encounter, with `orders` as the
+    draft orders. `hook_instance` defaults to a fresh UUID; `fhirAuthorization` (with
+    `access_token`) is sent only together with `fhir_server`."""
     context: dict[str, Any] = {
         "userId": user_id or f"PractitionerRole/{scenario.role_id}",
         "patientId": scenario.patient_id,
@@ -172,33 +187,35 @@ def hook_request(
         "type": "collection",
         "entry": [{"resource": dict(order)} for order in orders],
     }
-    body: dict[str, Any] = {"hook": hook, "hookInstance": str(uuid.uuid4()), "context": context}
+    body: dict[str, Any] = {"hook": hook, "hookInstance": hook_instance or str(uuid.uuid4())}
     if fhir_server is not None:
         body["fhirServer"] = fhir_server
-    if access_token is not None:
-        body["fhirAuthorization"] = {
-            "access_token": access_token,
-            "token_type": "Bearer",
-            "expires_in": 300,
-            "scope": "user/*.read",
-            "subject": "anakinra-cds",
-        }
+        if access_token is not None:
+            body["fhirAuthorization"] = {
+                "access_token": access_token,
+                "token_type": "Bearer",
+                "expires_in": 300,
+                "scope": READ_SCOPES,
+                "subject": "anakinra-cds",
+            }
+    body["context"] = context
     if prefetch is not None:
         body["prefetch"] = dict(prefetch)
     return body
 
 
-def user_ids(scenario: Scenario) -> dict[str, str]:
-    return {
-        "userPractitionerId": scenario.practitioner_id,
-        "userPractitionerRoleId": scenario.role_id,
-    }
+def post_hook(
+    base_url: str, service_id: str, body: Mapping[str, Any], *, timeout_s: float = HOOK_TIMEOUT_S
+) -> requests.Response:
+    """POST a hook request to `<base_url>/cds-services/<service_id>`."""
+    return requests.post(f"{base_url}/cds-services/{service_id}", json=body, timeout=timeout_s)
 
 
 # ----- reading answers ----------------------------------------------------------------------
 
 
 def evaluations(response: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The evaluation extension of a response: one entry per evaluated order."""
     found: list[dict[str, Any]] = response.get("extension", {}).get(EVALUATION_KEY, [])
     return found
 
@@ -217,9 +234,19 @@ def decision_view(response: Mapping[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def with_status(decision: Mapping[str, Any], status: str) -> set[str]:
+    """The criterion ids of a `decision_view` entry that have `status`."""
+    return {cid for cid, st in decision["criteria"].items() if st == status}
+
+
 def card_view(response: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(indicator, summary) of every card, in order."""
     return [(card["indicator"], card["summary"]) for card in response.get("cards", [])]
+
+
+def suggestion_labels(card: Mapping[str, Any]) -> list[str]:
+    """The labels of a card's suggestions, in order."""
+    return [str(s.get("label", "")) for s in card.get("suggestions", []) if isinstance(s, Mapping)]
 
 
 def coverage_view(response: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -239,7 +266,3 @@ def coverage_view(response: Mapping[str, Any]) -> list[dict[str, Any]]:
                 }
             )
     return views
-
-
-def with_status(decision: Mapping[str, Any], status: str) -> set[str]:
-    return {cid for cid, st in decision["criteria"].items() if st == status}
