@@ -12,15 +12,17 @@ POST /cds-services/<id>
   -> no order that could be anakinra: {"cards": []}
   -> prefetch, fetching what is missing from a FHIR server this caller may make us read
      (412 when required data cannot be had)
-  -> pipeline.run, plus a could-not-check card for every order whose medication stays
-     unknown -> response checked against the response schema -> 200
+  -> pipeline.run (an order whose drug stays unknown with all the data gets a
+     could-not-check card from there) -> response checked against the response schema -> 200
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -31,11 +33,11 @@ from typing import Any, Literal, Protocol
 from flask import Blueprint, Flask, Request, Response, current_app, g, jsonify, request
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
+from requests.adapters import HTTPAdapter
 from sqlalchemy.exc import SQLAlchemyError
 
 from cds_service import pipeline
 from cds_service.auth import AuthError, Principal, fhir_server_allowed
-from cds_service.cards import NotEvaluated, render_response
 from cds_service.config import Settings
 from cds_service.errors import ApiError
 from cds_service.hooks import Catalog
@@ -43,6 +45,7 @@ from cds_service.prefetch import (
     FetchLimits,
     FhirClient,
     RequestsFhirClient,
+    pooled_adapter,
     resolve_prefetch,
 )
 from cds_service.store import AuditStore, InvocationRecord
@@ -137,14 +140,11 @@ def _medication_kind(medication: Mapping[str, Any]) -> MedicationKind:
     return _kind_of_concepts(concepts)
 
 
-def medication_kind(
-    resource: Mapping[str, Any], resources: Mapping[str, Mapping[str, Any]] | None = None
-) -> MedicationKind:
-    """What a draft MedicationRequest is for (see `MedicationKind`).
-
-    `resources` (by `Type/id`) are the data of the call, to follow a `medicationReference`;
-    without them a reference to a non-contained Medication is `unknown` unless its display
-    names the drug."""
+def medication_kind(resource: Mapping[str, Any]) -> MedicationKind:
+    """What a draft MedicationRequest is for (see `MedicationKind`), from the order alone,
+    before any data is read: a reference to a Medication that is not contained is
+    `unknown` unless its display names anakinra (the mapping tells it once the data is
+    there, see `fhir_mappings.medications.unidentified_reason`)."""
     concept = resource.get("medicationCodeableConcept")
     if isinstance(concept, Mapping):
         return _kind_of_concepts([concept]) if _has_content(concept) else "none"
@@ -154,13 +154,9 @@ def medication_kind(
     ):
         return "none"
     display = reference.get("display")
-    by_name: MedicationKind = "unknown"
-    if isinstance(display, str) and display.strip():
-        by_name = _kind_of_concepts([{"text": display}])
-        if by_name == "anakinra":
-            return by_name
+    if isinstance(display, str) and _kind_of_concepts([{"text": display}]) == "anakinra":
+        return "anakinra"
     target = reference.get("reference")
-    medication: Mapping[str, Any] | None = None
     if isinstance(target, str) and target.startswith("#"):
         contained = resource.get("contained")
         for item in contained if isinstance(contained, list) else []:
@@ -169,14 +165,8 @@ def medication_kind(
                 and item.get("resourceType") == "Medication"
                 and item.get("id") == target[1:]
             ):
-                medication = item
-    elif isinstance(target, str) and resources is not None:
-        medication = resources.get(target)
-    if medication is not None:
-        return _medication_kind(medication)
-    # Before the data is read a reference always goes on; after, a display naming another
-    # drug is enough to tell.
-    return by_name if resources is not None else "unknown"
+                return _medication_kind(item)
+    return "unknown"
 
 
 def has_medication_order(context: Mapping[str, Any], hook: str) -> bool:
@@ -203,45 +193,6 @@ def medication_reads(context: Mapping[str, Any], hook: str) -> list[str]:
     return refs
 
 
-UNIDENTIFIED_REASON = (
-    "the drug of this order could not be identified (its Medication resource was neither "
-    "sent nor readable from the EHR), so the policy could not be applied"
-)
-
-
-def unidentified_orders(
-    context: Mapping[str, Any], hook: str, resources: Sequence[Mapping[str, Any]]
-) -> list[NotEvaluated]:
-    """Orders whose drug stays unknown with all the data: each gets a could-not-check card
-    (it may be Kineret, and silence would read as "no prior authorization issue")."""
-    by_ref = {
-        f"{r.get('resourceType')}/{r.get('id')}": r for r in resources if isinstance(r, Mapping)
-    }
-    return [
-        NotEvaluated(f"MedicationRequest/{resource.get('id', 'unknown')}", UNIDENTIFIED_REASON)
-        for resource in relevant_medication_requests(context, hook)
-        if medication_kind(resource, by_ref) == "unknown"
-    ]
-
-
-def _merge(answer: dict[str, Any], more: Mapping[str, Any]) -> dict[str, Any]:
-    """`answer` with the cards, system actions and extension lists of `more` appended."""
-    merged = dict(answer)
-    for key in ("cards", "systemActions"):
-        if more.get(key):
-            merged[key] = [*answer.get(key, []), *more[key]]
-    extension = more.get("extension")
-    if isinstance(extension, Mapping) and extension:
-        combined = dict(answer.get("extension", {}))
-        for name, value in extension.items():
-            before = combined.get(name)
-            combined[name] = (
-                [*before, *value] if isinstance(before, list) and isinstance(value, list) else value
-            )
-        merged["extension"] = combined
-    return merged
-
-
 @dataclass
 class ServiceState:
     """Everything a request needs, built once by `create_app`; no per-request data."""
@@ -257,6 +208,9 @@ class ServiceState:
     authenticator: RequestAuthenticator | None = None
     order_filter: OrderFilter = has_medication_order
     limits: FetchLimits = field(init=False)
+    _pool: HTTPAdapter | None = field(default=None, init=False, repr=False)
+    _pool_pid: int = field(default=0, init=False, repr=False)
+    _pool_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -270,11 +224,17 @@ class ServiceState:
         )
 
     def new_fhir_client(self) -> FhirClient:
+        """A client for one call. Its connections come from one pool per worker process
+        (made on first use, after gunicorn forks), so calls reuse open connections."""
         if self.fhir_client_factory is not None:
             return self.fhir_client_factory()
-        return RequestsFhirClient(
-            monotonic=self.monotonic, pool_size=self.settings.max_concurrent_queries
-        )
+        with self._pool_lock:
+            if self._pool is None or self._pool_pid != os.getpid():
+                # Every thread of a worker may run max_concurrent_queries at once.
+                self._pool = pooled_adapter(self.settings.max_concurrent_queries * 4)
+                self._pool_pid = os.getpid()
+            pool = self._pool
+        return RequestsFhirClient(monotonic=self.monotonic, adapter=pool)
 
 
 def get_state(app: Flask | None = None) -> ServiceState:
@@ -333,24 +293,45 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not allowed in JSON")
 
 
-def nesting_exceeds(value: Any, limit: int) -> bool:
-    """True when arrays / objects in `value` nest more than `limit` deep (`{}` is 1)."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, dict):
-            children: Any = node.values()
-        elif isinstance(node, list):
-            children = node
-        else:
-            continue
-        if depth > limit:
-            return True
-        stack.extend((child, depth + 1) for child in children)
-    return False
+_STRUCTURE = b'"[]{}'
+_NOT_STRUCTURE = bytes(range(256)).translate(None, _STRUCTURE)
+_ONE_BRACKET = bytes.maketrans(b"{}", b"[]")
+
+
+def json_nesting_exceeds(data: bytes, limit: int) -> bool:
+    """True when arrays / objects in the JSON text `data` nest more than `limit` deep
+    (`{}` is 1). `data` must be valid JSON (`json.loads` accepted it).
+
+    Works on the text with a handful of C-speed byte operations instead of walking the
+    parsed value in Python (which cost about as much as parsing it):
+    1. escape pairs are dropped (`\\\\`, then `\\"`), so every quote left opens or
+       closes a string;
+    2. everything but quotes and brackets is dropped; two adjacent quotes are dropped
+       (an empty string, or the end of one string and the start of the next: either way
+       no bracket changes sides), and of the few quotes left the text between each pair
+       (brackets inside strings) is dropped;
+    3. `{}` become `[]`, and each pass that removes every `[]` removes one level: more
+       than `limit` passes means deeper than `limit`.
+    """
+    encoding = json.detect_encoding(data)
+    if encoding not in ("utf-8", "utf-8-sig"):
+        # UTF-16/32: bracket and quote bytes can be halves of other characters.
+        data = data.decode(encoding, "surrogatepass").encode("utf-8", "surrogatepass")
+    if b"\\" in data:
+        data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
+    marks = data.translate(None, _NOT_STRUCTURE).replace(b'""', b"")
+    if b'"' in marks:
+        marks = b"".join(marks.split(b'"')[::2])
+    brackets = marks.translate(_ONE_BRACKET)
+    for _ in range(limit):
+        if not brackets:
+            return False
+        brackets = brackets.replace(b"[]", b"")
+    return bool(brackets)
 
 
 def read_json_body(req: Request, max_depth: int) -> Any:
+    """The parsed body; 400 when it is empty, not JSON, or nests deeper than `max_depth`."""
     data = req.get_data(cache=True)  # 413 past MAX_CONTENT_LENGTH; kept for feedback
     if not data.strip():
         raise ApiError("the request body is empty: expected a JSON object")
@@ -362,14 +343,13 @@ def read_json_body(req: Request, max_depth: int) -> Any:
             details=[{"message": f"{exc.msg} at line {exc.lineno} column {exc.colno}"}],
         ) from exc
     except RecursionError:
-        body = None
-        too_deep = True
+        too_deep = True  # far past any limit: the decoder itself gave up
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(
             "the request body is not valid JSON", details=[{"message": "not UTF-8 JSON text"}]
         ) from exc
     else:
-        too_deep = nesting_exceeds(body, max_depth)
+        too_deep = json_nesting_exceeds(data, max_depth)
     if too_deep:
         raise ApiError(
             f"the request body nests deeper than {max_depth} levels",
@@ -536,18 +516,6 @@ def call_service(service_id: str) -> Response:
         fhir_server_used=result.queries > 0,
     )
     answer = pipeline.run(call, result.resources, state.engine)
-    unknown = unidentified_orders(context, service.hook, result.resources)
-    if unknown:
-        answer = _merge(
-            answer,
-            render_response(
-                service.hook,
-                unknown,
-                settings=state.engine.card_settings,
-                uuid_factory=state.uuid_factory,
-                now=call.now,
-            ),
-        )
     problems = validation_details(state.catalog.validators["response"], answer)
     if problems:
         # A response the EHR may not be able to show is a bug here, not a valid answer.

@@ -103,22 +103,34 @@ def parse_json(data: bytes) -> Any:
         raise FetchError("structure", "the FHIR server's answer is not valid JSON") from exc
 
 
+def pooled_adapter(pool_size: int) -> requests.adapters.HTTPAdapter:
+    """Connections to FHIR servers, kept open and reused (keep-alive): at most `pool_size`
+    idle ones per server. Thread-safe; one per worker process is enough."""
+    return requests.adapters.HTTPAdapter(pool_connections=16, pool_maxsize=pool_size, max_retries=0)
+
+
 class RequestsFhirClient:
     """`FhirClient` over a `requests.Session`: timeouts on every call, no redirects
     (a redirect could carry the token elsewhere), a size cap, the deadline checked
-    while reading."""
+    while reading.
+
+    With `adapter` (see `pooled_adapter`) the connections come from a pool shared with
+    other calls, and `close` leaves them open for the next call; the session itself (its
+    cookies) still belongs to this client alone, so nothing one caller's FHIR server sets
+    reaches another's."""
 
     def __init__(
         self,
         session: requests.Session | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         pool_size: int = 8,
+        adapter: requests.adapters.HTTPAdapter | None = None,
     ) -> None:
+        self._shared_pool = adapter is not None
         if session is None:
             session = requests.Session()
-            adapter = requests.adapters.HTTPAdapter(
-                pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0
-            )
+            if adapter is None:
+                adapter = pooled_adapter(pool_size)
             session.mount("https://", adapter)
             session.mount("http://", adapter)
         self.session = session
@@ -155,7 +167,8 @@ class RequestsFhirClient:
         return parse_json(b"".join(chunks))
 
     def close(self) -> None:
-        self.session.close()
+        if not self._shared_pool:
+            self.session.close()
 
 
 def _status_code(status: int) -> str:
@@ -172,12 +185,16 @@ def _status_code(status: int) -> str:
 
 
 def is_resource(value: Any) -> bool:
-    return isinstance(value, Mapping) and isinstance(value.get("resourceType"), str)
+    return isinstance(value, dict | Mapping) and isinstance(value.get("resourceType"), str)
+
+
+_NOT_PLAIN = frozenset({"Bundle", "OperationOutcome"})
 
 
 def flatten(value: Any, _depth: int = 0) -> list[Mapping[str, Any]]:
     """Resources in a prefetch value: Bundles opened (their entries' `resource`),
-    search-outcome entries and OperationOutcomes dropped."""
+    search-outcome entries and OperationOutcomes dropped. The resources themselves are
+    not copied."""
     if not is_resource(value) or _depth > 4:
         return []
     kind = value["resourceType"]
@@ -193,7 +210,13 @@ def flatten(value: Any, _depth: int = 0) -> list[Mapping[str, Any]]:
         search = entry.get("search")
         if isinstance(search, Mapping) and search.get("mode") == "outcome":
             continue
-        resources.extend(flatten(entry.get("resource"), _depth + 1))
+        resource = entry.get("resource")
+        if _depth < 4 and isinstance(resource, dict):  # the common case, no call per entry
+            inner = resource.get("resourceType")
+            if isinstance(inner, str) and inner not in _NOT_PLAIN:
+                resources.append(resource)
+                continue
+        resources.extend(flatten(resource, _depth + 1))
     return resources
 
 
@@ -353,6 +376,8 @@ def _plan(
             failed[key] = failure
             continue
         tasks.append(_Task(key, [], query))
+    if not also_read:
+        return ready, tasks, failed
     present = {
         f"{r['resourceType']}/{r.get('id')}" for values in ready.values() for r in values
     } | {f"{r['resourceType']}/{r.get('id')}" for task in tasks for r in task.initial}

@@ -32,11 +32,13 @@ class MappingResult:
     orders: tuple[PolicyFacts, ...]
     """One per anakinra order in context["draftOrders"]."""
     failed_orders: tuple[tuple[str, str], ...]
-    """(order ref, reason) for anakinra orders that could not be mapped at all."""
+    """(order ref, reason) for anakinra orders that could not be mapped at all, and for
+    orders whose drug cannot be identified with all the data (a `medicationReference` to a
+    Medication that is not there): either may be for Kineret, so neither is ignored."""
     problems: tuple[str, ...]
     """Resources left out and why, e.g. "Observation/7: valueQuantity.value: not a number"."""
     other_draft_orders: int
-    """Draft orders that are not anakinra (ignored)."""
+    """Draft orders that are recognisably not anakinra, or name no drug yet (ignored)."""
 
 
 def _draft_entries(context: Mapping[str, Any]) -> list[Any]:
@@ -73,7 +75,8 @@ def build_facts(
     *,
     as_of: date | None = None,
 ) -> MappingResult:
-    """Facts for every anakinra MedicationRequest in `context["draftOrders"]`."""
+    """Facts for every anakinra MedicationRequest in `context["draftOrders"]`; orders that
+    are anakinra but unreadable, or whose drug cannot be told, go to `failed_orders`."""
     parsed = r4.parse_resources(resources)
     problems: list[str] = []  # the resources' own problems are added at the end
     patient_ref = _patient_ref(context)
@@ -97,9 +100,13 @@ def build_facts(
         valid, found = r4.validate(resource)
         problems.extend(found)
         if valid is None:
-            if _is_anakinra(r4.normalise(resource), parsed) is not None:
+            normalised = r4.normalise(resource)
+            unknown = medications.unidentified_reason(normalised, parsed)
+            if _is_anakinra(normalised, parsed) is not None:
                 fields = "; ".join(p.split(": ", 1)[-1] for p in found) or "invalid"
                 failed.append((ref, f"the order could not be read: {fields}"))
+            elif unknown is not None:
+                failed.append((ref, unknown))
             else:
                 other += 1
             continue
@@ -121,7 +128,11 @@ def build_facts(
     for ref, data, original in drafts:
         identity = _is_anakinra(data, parsed)
         if identity is None:
-            other += 1
+            unknown = medications.unidentified_reason(data, parsed)
+            if unknown is not None:
+                failed.append((ref, unknown))
+            else:
+                other += 1
             continue
         authored = parse_date(data.get("authoredOn"))
         order_date = authored or as_of

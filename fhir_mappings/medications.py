@@ -117,21 +117,71 @@ def identify(resource: Json, parsed: Parsed) -> list[DrugIdentity]:
         display = get_str(med_ref, "display")
         if display:
             extra.append(display)
-        medication: Json | None = None
-        if target and target.startswith("#"):
-            for contained in maps(resource.get("contained")):
-                if (
-                    contained.get("resourceType") == "Medication"
-                    and contained.get("id") == target[1:]
-                ):
-                    medication = contained
-        elif target and target.startswith("Medication/"):
-            medication = parsed.by_ref.get(target)
+        medication = _referenced_medication(resource, target, parsed)
         if medication is not None:
             more, more_text = _medication_concepts(medication, parsed)
             concepts.extend(more)
             extra.extend(more_text)
     return to_identities(_identify_concepts(concepts, extra))
+
+
+def _referenced_medication(resource: Json, target: str | None, parsed: Parsed) -> Json | None:
+    """The Medication `target` names: contained (`#id`) or among the (valid) resources."""
+    if target and target.startswith("#"):
+        for contained in maps(resource.get("contained")):
+            if contained.get("resourceType") == "Medication" and contained.get("id") == target[1:]:
+                return contained
+    elif target and target.startswith("Medication/"):
+        return parsed.by_ref.get(target)
+    return None
+
+
+NOT_IDENTIFIED: Final = (
+    "the drug of this order could not be identified (its Medication resource was neither "
+    "sent nor readable from the EHR), so the policy could not be applied"
+)
+UNREADABLE_MEDICATION: Final = (
+    "the drug of this order could not be identified (its Medication resource could not be "
+    "read: see the data problems), so the policy could not be applied"
+)
+EMPTY_MEDICATION: Final = (
+    "the drug of this order could not be identified (its Medication resource names no drug), "
+    "so the policy could not be applied"
+)
+
+
+def _names_something(concept: Json | None) -> bool:
+    return bool(get_str(concept, "text")) or any(
+        code or display for _, code, display in codings(concept)
+    )
+
+
+def unidentified_reason(order: Json, parsed: Parsed) -> str | None:
+    """Why the drug of a MedicationRequest that `identify` does not find to be anakinra
+    cannot be told at all; None when the order is coded or named as another drug, or
+    names no drug yet.
+
+    Only a `medicationReference` can leave the drug unknown: to a Medication that is
+    neither contained nor among the resources (or is there but invalid, or names
+    nothing), with no display naming a drug. Such an order may be for Kineret, so the
+    caller reports it as not evaluated rather than passing over it in silence."""
+    med_ref = get_map(order, "medicationReference")
+    if get_map(order, "medicationCodeableConcept") is not None or med_ref is None:
+        return None
+    if get_str(med_ref, "display"):
+        return None  # named: another drug, or `identify` would have found anakinra
+    target = reference(med_ref)
+    if target is None and get_map(med_ref, "identifier") is None:
+        return None  # no drug chosen yet
+    medication = _referenced_medication(order, target, parsed)
+    if medication is not None:
+        concepts, extra = _medication_concepts(medication, parsed)
+        if extra or any(_names_something(concept) for concept in concepts):
+            return None
+        return EMPTY_MEDICATION
+    if target and any(ref_of(m) == target for m in parsed.candidates("Medication")):
+        return UNREADABLE_MEDICATION
+    return NOT_IDENTIFIED
 
 
 def identify_concept(concept: Json | None) -> list[DrugIdentity]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 import pytest
 
@@ -73,6 +74,69 @@ def test_contained_medication_and_referenced_medication():
     }
     result = build_facts(context(referenced), [medication])
     assert result.orders[0].order.matched_by == "ingredient-code"
+
+
+def by_reference(reference: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    order = med_request(medicationReference=reference, **extra)
+    del order["medicationCodeableConcept"]
+    return order
+
+
+def test_order_whose_medication_is_not_in_the_data_is_reported_not_ignored():
+    # It may be Kineret: silence would read as "no prior authorization issue".
+    result = build_facts(context(by_reference({"reference": "Medication/absent"})), [])
+    assert result.orders == ()
+    assert result.other_draft_orders == 0
+    ((ref, reason),) = result.failed_orders
+    assert ref == "MedicationRequest/mr1"
+    assert "could not be identified" in reason
+    assert "neither sent nor readable" in reason
+
+
+@pytest.mark.parametrize(
+    ("reference", "contained"),
+    [
+        ({"reference": "#gone"}, []),
+        ({"identifier": {"system": "urn:local-formulary", "value": "ERX-1"}}, []),
+        ({"reference": "#m"}, [{"resourceType": "Medication", "id": "m", "status": "active"}]),
+    ],
+    ids=["missing-contained", "identifier-only", "contained-names-nothing"],
+)
+def test_other_unidentifiable_references_are_reported(reference, contained):
+    order = by_reference(reference, contained=contained) if contained else by_reference(reference)
+    result = build_facts(context(order), [])
+    assert [ref for ref, _ in result.failed_orders] == ["MedicationRequest/mr1"]
+    assert "could not be identified" in result.failed_orders[0][1]
+
+
+def test_malformed_medication_leaves_the_drug_unidentified():
+    medication = {"resourceType": "Medication", "id": "m1", "code": cc(RXNORM, "727711")}
+    medication["status"] = ["active"]  # not a code: the resource is left out
+    result = build_facts(context(by_reference({"reference": "Medication/m1"})), [medication])
+    assert result.orders == ()
+    ((_, reason),) = result.failed_orders
+    assert "could not be read" in reason
+    assert any(p.startswith("Medication/m1: status") for p in result.problems)
+
+
+@pytest.mark.parametrize(
+    ("order", "resources"),
+    [
+        (by_reference({"reference": "Medication/y", "display": "methotrexate 2.5 MG"}), []),
+        (
+            by_reference({"reference": "Medication/y"}),
+            [{"resourceType": "Medication", "id": "y", "code": cc(text="lisinopril 10 mg")}],
+        ),
+        (med_request(medication=cc("urn:local-formulary", "ERX-5521", "Lasix")), []),
+        (by_reference({}), []),
+    ],
+    ids=["named-by-display", "referenced-medication", "local-code", "no-drug-yet"],
+)
+def test_orders_named_as_another_drug_or_none_are_still_ignored(order, resources):
+    result = build_facts(context(order), resources)
+    assert result.orders == ()
+    assert result.failed_orders == ()
+    assert result.other_draft_orders == 1
 
 
 def test_other_drug_orders_are_counted_not_evaluated():

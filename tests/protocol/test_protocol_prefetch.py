@@ -3,13 +3,15 @@ within one deadline; a required key that cannot be had is a 412."""
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import re
 import socket
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
 
 import pytest
 import requests
@@ -473,6 +475,53 @@ def test_real_server_that_never_answers_times_out(
         response = app.test_client().post(SIGN, json=body)
     assert response.status_code == 412
     assert response.get_json()["issue"][0]["code"] == "timeout"
+
+
+class KeepAliveFhir(BaseHTTPRequestHandler):
+    """HTTP/1.1 with keep-alive: records which connection (client port) each request
+    came on and the cookies it carried, and sets a cookie of its own."""
+
+    protocol_version = "HTTP/1.1"
+    seen: ClassVar[list[tuple[int, str | None]]] = []
+
+    def do_GET(self) -> None:
+        self.seen.append((self.client_address[1], self.headers.get("Cookie")))
+        data = json.dumps(
+            {"resourceType": "Patient", "id": PATIENT_ID, "birthDate": "1971-04-12"}
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/fhir+json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Set-Cookie", "session=caller-one; Path=/")
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_calls_reuse_open_connections_but_never_share_cookies(
+    make_app: Callable[..., Flask],
+) -> None:
+    KeepAliveFhir.seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), KeepAliveFhir)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = make_app().test_client()  # real HTTP client (no FHIR_CLIENT_FACTORY)
+        body = load_example("order-sign-prefetch.json")
+        keep = tuple(k for k in body["prefetch"] if k != "patient")
+        base = f"http://127.0.0.1:{server.server_address[1]}/fhir"
+        for _ in range(3):
+            response = client.post(SIGN, json=with_server(copy.deepcopy(body), base, keep))
+            assert response.status_code == 200
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(KeepAliveFhir.seen) == 3
+    # One connection for the three calls (no new TCP and TLS set-up per call) ...
+    assert len({port for port, _ in KeepAliveFhir.seen}) == 1
+    # ... but what the server set for one call is not sent on the next.
+    assert [cookie for _, cookie in KeepAliveFhir.seen] == [None, None, None]
 
 
 def test_logs_one_event_without_token_or_patient_data(

@@ -13,7 +13,10 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from hypothesis import given
+from hypothesis import strategies as st
 
+from cds_service.api import json_nesting_exceeds
 from tests.conftest import load_example
 
 SIGN = "/cds-services/anakinra-order-sign"
@@ -106,3 +109,54 @@ def test_limit_settings_are_checked(make_app: Callable[..., Flask], name: str, v
 
     with pytest.raises(SettingsError, match=name):
         make_app(**{name: value})
+
+
+# --- the nesting check reads the JSON text, not the parsed value ---------------------
+
+
+def _depth(value: Any) -> int:
+    """Reference: how deep arrays / objects nest in a parsed value (`{}` is 1)."""
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
+
+
+# Strings full of what the text scan must not mistake for structure.
+_TRICKY = st.text(alphabet='[]{}"\\/ab\n\u00e9\u20ac\U0001f600', max_size=8)
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | _TRICKY,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_TRICKY, inner, max_size=4),
+    max_leaves=40,
+)
+
+
+@given(
+    value=_JSON,
+    limit=st.integers(1, 12),
+    ascii_only=st.booleans(),
+    encoding=st.sampled_from(["utf-8", "utf-8-sig", "utf-16", "utf-32-be"]),
+)
+def test_nesting_check_agrees_with_the_parsed_value(
+    value: Any, limit: int, ascii_only: bool, encoding: str
+) -> None:
+    data = json.dumps(value, ensure_ascii=ascii_only).encode(encoding)
+    assert json.loads(data) == value
+    assert json_nesting_exceeds(data, limit) == (_depth(value) > limit)
+
+
+@pytest.mark.parametrize(
+    ("text", "depth"),
+    [
+        ('"[[[["', 0),
+        ('["\\\\", ["\\"[[["]]', 2),
+        ('{"a\\\\\\"[": {"b": [{}]}}', 4),
+        ('[[], [[]], {"k": "]]]]"}]', 3),
+        ('["\\u005b\\u005b", [[]]]', 3),
+    ],
+)
+def test_nesting_check_on_strings_that_look_like_structure(text: str, depth: int) -> None:
+    assert _depth(json.loads(text)) == depth
+    assert not json_nesting_exceeds(text.encode(), depth)
+    assert json_nesting_exceeds(text.encode(), depth - 1) == (depth > 0)
