@@ -217,7 +217,13 @@ class Parsed:
             self._by_ref.setdefault(entry.ref, []).append(entry)
             self._by_type.setdefault(entry.rtype, []).append(entry)
         self._problems: list[tuple[int, str]] = list(early_problems)
-        self.by_ref: Mapping[str, Json] = _LazyRefs(self)
+
+    @property
+    def by_ref(self) -> Mapping[str, Json]:
+        """`Type/id` -> validated resource. A fresh view on each access, so that the index
+        holds no reference back to itself: a call's data is freed as soon as the call ends,
+        not at the next full garbage collection."""
+        return _LazyRefs(self)
 
     @property
     def problems(self) -> tuple[str, ...]:

@@ -63,3 +63,22 @@ def test_encounter_class_sent_as_list_is_accepted():
     assert problems == ()
     assert data is not None
     assert data["class"]["code"] == "IMP"
+
+
+def test_a_calls_index_is_freed_when_the_call_ends_without_waiting_for_gc() -> None:
+    """No reference cycle keeps a call's parsed data (and the request body) alive until the
+    next full garbage collection: worker memory follows the calls in flight."""
+    import gc
+    import weakref
+
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        parsed = r4.parse_resources([{"resourceType": "Patient", "id": "p1"}])
+        assert parsed.by_ref.get("Patient/p1") is not None
+        gone = weakref.ref(parsed)
+        del parsed
+        assert gone() is None
+    finally:
+        if was_enabled:
+            gc.enable()
