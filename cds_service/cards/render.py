@@ -233,11 +233,16 @@ class _Builder:
                 "Conflicting records: " + ", ".join(f"`{ref}`" for ref in refs) if refs else "",
                 "\n".join(f"- {r.id}: {r.reason}" for r in results),
             ]
+            summary = (
+                "Two Kineret orders at once: duplicate therapy, not covered. Keep one order"
+                if is_duplicate
+                else f"Kineret with {drug_words}: combination not covered, infection risk. "
+                "Remove one of the therapies"
+            )
             cards.append(
                 self._card(
                     order_ref=order_ref,
-                    summary=f"Kineret with {drug_words}: combination not covered, infection risk. "
-                    "Remove one of the therapies",
+                    summary=summary,
                     indicator="critical",
                     detail=_detail(decision, *lines),
                     topic_code="duplicate-therapy" if is_duplicate else "contraindication",

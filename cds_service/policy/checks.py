@@ -929,6 +929,7 @@ def positive_response(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalCo
         "label_valuesets": ParamSpec("valuesets", required=False),
         "statuses": ParamSpec("strs"),
         "record_types": ParamSpec("strs", required=False),
+        "duplicate_drafts": ParamSpec("bool", required=False),
     },
 )
 def no_concurrent_therapy(
@@ -936,14 +937,33 @@ def no_concurrent_therapy(
 ) -> Verdict:
     """No record of a drug in the value sets with one of `statuses` (e.g. active,
     on-hold, draft), and no other draft order for one. Stopped, completed, cancelled or
-    entered-in-error records do not count; the status decides, not the end date."""
+    entered-in-error records do not count; the status decides, not the end date.
+
+    With `duplicate_drafts`, another draft order for the evaluated drug itself (a second
+    Kineret order signed together with this one) conflicts too: duplicate therapy. The
+    drug's own active records never do (they are the therapy being continued).
+    """
     wanted = _names(params, "valuesets")
+    duplicates = bool(params.get("duplicate_drafts", False))
     labels = _names(params, "label_valuesets")
     statuses = _names(params, "statuses")
     record_types = _names(params, "record_types")
     conflicts: list[dict[str, Any]] = []
     for rec in facts.medications:
-        if not rec.valuesets & wanted or ctx.drug_valueset in rec.valuesets:
+        own_drug = ctx.drug_valueset in rec.valuesets
+        if own_drug and duplicates and rec.is_draft_order:
+            conflicts.append(
+                {
+                    "drug": rec.drug,
+                    "ref": rec.ref,
+                    "draft": True,
+                    "valueset": ctx.drug_valueset,
+                    "status": rec.status,
+                    "duplicate": True,
+                }
+            )
+            continue
+        if not rec.valuesets & wanted or own_drug:
             continue
         if record_types and rec.resource_type not in record_types and not rec.is_draft_order:
             continue
@@ -960,9 +980,13 @@ def no_concurrent_therapy(
             }
         )
     if conflicts:
-        names = ", ".join(
-            f"{c['drug']} ({'draft order' if c['draft'] else c['status']})" for c in conflicts
-        )
+
+        def state(conflict: Mapping[str, Any]) -> str:
+            if conflict.get("duplicate"):
+                return "another draft order"
+            return "draft order" if conflict["draft"] else str(conflict["status"])
+
+        names = ", ".join(f"{c['drug']} ({state(c)})" for c in conflicts)
         return Verdict(
             NOT_MET,
             f"Combination with {names}: additive immunosuppression and serious infection risk.",

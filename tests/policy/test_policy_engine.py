@@ -31,7 +31,7 @@ def test_today_stands_in_for_a_missing_order_date() -> None:
     assert str(on_birthday.criterion("I.A.3").status) == "met"  # type: ignore[union-attr]
 
 
-def test_another_anakinra_draft_does_not_make_therapy_continued() -> None:
+def test_another_anakinra_draft_is_duplicate_therapy_not_continued_therapy() -> None:
     decision = _decide(
         "ra-initial-met",
         {
@@ -41,7 +41,7 @@ def test_another_anakinra_draft_does_not_make_therapy_continued() -> None:
         },
     )
     assert decision.pathway is Pathway.INITIAL
-    assert str(decision.criterion("III.B").status) == "met"  # type: ignore[union-attr]
+    assert str(decision.criterion("III.B").status) == "not-met"  # type: ignore[union-attr]
 
 
 def test_stale_active_anakinra_record_does_not_count() -> None:
