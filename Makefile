@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: install run demo test lint typecheck pytest clean
+.PHONY: install run demo bench test lint typecheck pytest clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ install: $(VENV)/.installed
 # (CDS_AUTH=disabled, announced at start). Never run it like this in production.
 run: install
 	CDS_AUTH=$${CDS_AUTH:-disabled} $(BIN)/cds-service serve --host $(HOST) --port $(PORT)
+
+# Latency, throughput and memory against a minimal floor app (docs/benchmarks.md); ~3 min.
+bench: install
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 # FHIR sandbox + synthetic patients + the service, and the cards each patient's order gets.
 demo: install
