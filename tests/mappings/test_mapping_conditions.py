@@ -56,6 +56,39 @@ def test_snomed_ra_without_display():
     assert sets_of(cc(SCT, "69896004")) == {"rheumatoid-arthritis"}
 
 
+@pytest.mark.parametrize(
+    ("code", "display"),
+    [
+        ("239791005", "Seropositive rheumatoid arthritis"),
+        ("239792003", "Seronegative rheumatoid arthritis"),
+        ("1073791000119101", "Rheumatoid arthritis of right hand"),
+        ("201791009", "Flare of rheumatoid arthritis"),
+        ("57160007", "Felty's syndrome"),
+        ("1162677006", "Rheumatoid arthritis with rheumatoid lung disease"),
+    ],
+)
+def test_snomed_ra_subtype_alone_is_ra(code, display):
+    # A chart coded only with a SNOMED RA subtype (no ICD-10-CM) is still an RA indication.
+    assert sets_of(cc(SCT, code)) == {"rheumatoid-arthritis"}
+    assert sets_of(cc(SCT, code, display)) == {"rheumatoid-arthritis"}
+
+
+@pytest.mark.parametrize(
+    ("code", "display"),
+    [
+        ("410795001", "Juvenile rheumatoid arthritis"),
+        ("410502007", "Juvenile idiopathic arthritis"),
+        ("201796004", "Systemic onset juvenile chronic arthritis"),
+        ("239920006", "Adult onset Still's disease"),
+        ("161567008", "History of rheumatoid arthritis"),
+    ],
+)
+def test_snomed_juvenile_still_and_history_are_not_ra(code, display):
+    # Juvenile RA / JIA and Still's disease are not adult RA for this policy, even when
+    # the display says "rheumatoid arthritis"; a past-history code is not an active diagnosis.
+    assert sets_of(cc(SCT, code, display, text=display)) == frozenset()
+
+
 def test_caps_code_naming_nomid_is_nomid():
     assert sets_of(
         cc(ICD, "M04.2", text="NOMID (neonatal-onset multisystem inflammatory disease)")
