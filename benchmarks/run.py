@@ -31,7 +31,6 @@ import os
 import platform
 import re
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -39,11 +38,16 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+
+from sandbox import service as shared_service
+from sandbox.ehr import fill_template, next_link, token_values
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -53,29 +57,25 @@ SERVICE_PATH = "/cds-services/anakinra-order-sign"
 START_MARK = "<!-- results:start -->"
 END_MARK = "<!-- results:end -->"
 INSTALL_HINT = ".venv/bin/pip install -e '.[test,bench]'"
+START_TIMEOUT_S = 60.0
 
 
 # --------------------------------------------------------------------------- processes
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @dataclass
 class Server:
+    """A server under test (ours or the floor) under gunicorn in its own session, stopped by
+    `sandbox.service`: SIGTERM to the master, then SIGKILL of its process group."""
+
     name: str
-    process: subprocess.Popen[bytes]
+    process: shared_service.ServiceProcess
     port: int
-    log: Path
 
     def worker_pids(self) -> list[int]:
-        path = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        pid = self.process.process.pid
         try:
-            return [int(p) for p in path.read_text().split()]
+            return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
         except OSError:
             return []
 
@@ -90,65 +90,51 @@ class Server:
         return out
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+        self.process.stop()
 
 
-def start_server(name: str, cmd: list[str], env: dict[str, str], port: int, tmp: Path) -> Server:
-    log = tmp / f"{name}.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(  # noqa: S603 - fixed arguments, no shell
-            cmd, cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT
-        )
-    server = Server(name, process, port, log)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{name} exited: {log.read_text()[-2000:]}")
-        with contextlib.suppress(OSError, http.client.HTTPException):
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/cds-services")
-            if conn.getresponse().status == 200 and len(server.worker_pids()) >= 1:
-                conn.close()
-                time.sleep(0.5)  # let every worker boot
-                return server
-        time.sleep(0.2)
-    server.stop()
-    raise RuntimeError(f"{name} did not start within 60 s")
+def ready(name: str, process: shared_service.ServiceProcess, workers: int) -> Server:
+    """`process` (already answering discovery) once all its `workers` are forked and booted;
+    stopped if that does not happen within START_TIMEOUT_S."""
+    server = Server(name, process, urlsplit(process.base_url).port or 0)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    try:
+        while len(server.worker_pids()) < workers:
+            if process.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{name}: {workers} workers did not start\n{process.log_tail()}")
+            time.sleep(0.1)
+        time.sleep(0.5)  # let the last worker finish booting
+    except BaseException:
+        server.stop()
+        raise
+    return server
 
 
-def service_env(tmp: Path, fhir_servers: str = "") -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
-    env.update(
-        CDS_AUTH="disabled",
-        CDS_DATABASE_URL=f"sqlite:///{tmp / f'audit-{free_port()}.sqlite'}",
-        CDS_LOG_LEVEL="WARNING",
+def start_service(tmp: Path, workers: int, fhir_servers: Sequence[str] = ()) -> Server:
+    """`cds-service serve` as production runs it, by the shared runner: authentication off,
+    a fresh SQLite audit store in `tmp`, warnings only in the log."""
+    label = "no-prefetch" if fhir_servers else "prefetch"
+    process = shared_service.start_service(
+        fhir_servers=fhir_servers,
+        database_url=f"sqlite:///{tmp / f'audit-{label}.sqlite'}",
+        log_path=tmp / f"service-{label}.log",
+        workers=workers,
+        timeout_s=START_TIMEOUT_S,
+        extra_env={"CDS_LOG_LEVEL": "WARNING"},
     )
-    if fhir_servers:
-        env["CDS_FHIR_SERVERS"] = fhir_servers
-    return env
-
-
-def start_service(tmp: Path, workers: int, fhir_servers: str = "") -> Server:
-    port = free_port()
-    cmd = [str(VENV_BIN / "cds-service"), "serve", "--port", str(port)]
-    cmd += ["--workers", str(workers)]
-    return start_server("service", cmd, service_env(tmp, fhir_servers), port, tmp)
+    return ready("service", process, workers)
 
 
 def start_floor(tmp: Path, workers: int) -> Server:
-    port = free_port()
+    """The floor under gunicorn, set up as `cds-service serve` sets up the service (the
+    shared runner starts only our service; stopping and waiting are the shared ones)."""
+    port = shared_service.free_port()
     cmd = [
         str(VENV_BIN / "gunicorn"),
         "--config",
         "python:benchmarks.floor_gunicorn",  # what `cds-service serve` sets beyond these
         "--bind",
-        f"127.0.0.1:{port}",
+        f"{shared_service.LOOPBACK}:{port}",
         "--workers",
         str(workers),
         "--worker-class",
@@ -162,7 +148,29 @@ def start_floor(tmp: Path, workers: int) -> Server:
     ]
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT)
-    return start_server("floor", cmd, env, port, tmp)
+    log = tmp / "floor.log"
+    with log.open("wb") as sink:
+        popen = subprocess.Popen(  # noqa: S603 - fixed arguments, no shell
+            cmd,
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    process = shared_service.ServiceProcess(popen, f"http://{shared_service.LOOPBACK}:{port}", log)
+    try:
+        shared_service.wait_for_discovery(process, START_TIMEOUT_S)
+    except shared_service.ServiceError:
+        code = popen.poll()
+        process.stop()
+        why = f"exited with {code}" if code is not None else "did not answer discovery"
+        raise RuntimeError(f"the floor {why}\n{process.log_tail()}") from None
+    except BaseException:  # also Ctrl-C while waiting: never leave gunicorn behind
+        process.stop()
+        raise
+    return ready("floor", process, workers)
 
 
 # --------------------------------------------------------------------------- load
@@ -252,25 +260,6 @@ def pct(values: list[float], q: float) -> float:
 # --------------------------------------------------------------------------- sandbox
 
 
-def fill(template: str, context: dict[str, Any]) -> str | None:
-    user = str(context.get("userId", ""))
-    values = {
-        "context.patientId": context.get("patientId"),
-        "context.encounterId": context.get("encounterId"),
-        "userPractitionerRoleId": user.split("/", 1)[1]
-        if user.startswith("PractitionerRole/")
-        else None,
-        "userPractitionerId": user.split("/", 1)[1] if user.startswith("Practitioner/") else None,
-    }
-    out = template
-    for token in re.findall(r"\{\{([^}]+)\}\}", template):
-        value = values.get(token.strip())
-        if not value:
-            return None
-        out = out.replace("{{" + token + "}}", str(value))
-    return out
-
-
 def _read_key(session: Any, base: str, path: str) -> None:
     """GET one prefetch query and every next page, as the service does."""
     url: str | None = f"{base}/{path}"
@@ -278,10 +267,7 @@ def _read_key(session: Any, base: str, path: str) -> None:
         resp = session.get(url, headers={"Accept": "application/fhir+json"}, timeout=30)
         resp.raise_for_status()
         body = resp.json()
-        url = next(
-            (link["url"] for link in body.get("link", []) if link.get("relation") == "next"),
-            None,
-        )
+        url = next_link(body)
 
 
 def time_queries(
@@ -295,7 +281,10 @@ def time_queries(
     templates = json.loads((ROOT / "hooks/services/anakinra-order-sign.json").read_text())[
         "prefetch"
     ]
-    paths = {key: path for key, t in templates.items() if (path := fill(t, context)) is not None}
+    values = token_values(context, {})
+    paths = {
+        key: path for key, t in templates.items() if (path := fill_template(t, values)) is not None
+    }
     times: dict[str, list[float]] = {}
     with requests.Session() as session:
         for _ in range(repeats):
@@ -405,7 +394,7 @@ def no_prefetch(tmp: Path, workers: int, size: int, repeats: int) -> dict[str, A
         bundle = tmp / "chart.json"
         bundle.write_text(json.dumps(transaction(size)))
         fhir_sandbox.load_patients(sandbox.base_url, [bundle])
-        service = start_service(tmp, workers, fhir_servers=sandbox.base_url)
+        service = start_service(tmp, workers, fhir_servers=[sandbox.base_url])
         try:
             request = context_only_request(sandbox.base_url, size)
             body = json.dumps(request).encode()
