@@ -5,8 +5,9 @@ Rules (INTERPRETATION.md "Dose arithmetic", policy section V and Appendix E):
   preferred) or `doseRange.high`; mg, g, mcg directly; mL through 100 mg / 0.67 mL; a syringe
   count ("{syringe}", "syringe", "PFS", "{Syringe}", and "each"/"{each}", since the product is
   the single-use syringe) through 100 mg a syringe; mg/kg times the body weight;
-- administrations per day from `timing.repeat` (frequency, default 1, over period x
-  periodUnit; frequencyMax/periodMax ignored; h, d, wk, mo = 30 d, a = 365 d), from
+- administrations per day from `timing.repeat` (frequency, default 1 — or frequencyMax when
+  given, "1 to 2 times a day" is checked at 2, as a dose range is at its high end — over
+  period x periodUnit, the shorter period of a range; h, d, wk, mo = 30 d, a = 365 d), from
   `repeat.timeOfDay` / `repeat.when` counts, or from `timing.code` (v3-GTSAbbreviation);
 - several dosage lines add up; lines with different `sequence` numbers are consecutive
   phases, so the phase with the highest daily dose counts;
@@ -183,6 +184,10 @@ def administrations_per_day(timing: Json | None, as_needed: bool) -> tuple[float
     repeat = get_map(timing, "repeat")
     if repeat is not None:
         frequency = get_num(repeat, "frequency")
+        frequency_max = get_num(repeat, "frequencyMax")
+        if frequency_max is not None and (frequency is None or frequency_max > frequency):
+            # The most the sig allows decides a dose limit (as doseRange.high does).
+            frequency = frequency_max
         period = get_num(repeat, "period")
         unit = get_str(repeat, "periodUnit")
         if period is not None or frequency is not None:

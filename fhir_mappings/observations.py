@@ -72,6 +72,8 @@ _WEEKS: Final[Mapping[str, float]] = {
     "year": 365 / 7,
     "years": 365 / 7,
 }
+_REPORTED_AS: Final[Mapping[str, str]] = {"alcohol-drinks-per-day": "alcohol-units-per-week"}
+"""Value sets whose measurements are converted to another's unit and reported as it."""
 _INTERPRETATION: Final[Mapping[str, str]] = {
     "h": "high",
     "hh": "high",
@@ -196,6 +198,11 @@ def _convert(kind: str, value: float, unit: str | None) -> tuple[float | None, s
         if factor is None:
             return None, unit, "body weight unit not recognised"
         return round(value * factor, 3), "kg", ""
+    if kind == "alcohol-drinks-per-day":
+        # The code says per day; only a unit that says otherwise (per week) overrides it.
+        if key.endswith("/wk") or key.endswith("week"):
+            return value, "/wk", ""
+        return value * 7, "/wk", ""
     if kind == "alcohol-units-per-week":
         if key.endswith("/d") or key.endswith("per day") or key.endswith("/day"):
             return value * 7, "/wk", ""
@@ -218,6 +225,7 @@ def _measurement(
         value, unit, why = _convert(kind, value, unit)
         if why:
             problems.append(f"{ref}: {why}")
+    kind = _REPORTED_AS.get(kind, kind)
     high: float | None = None
     for rng in maps(holder.get("referenceRange")):
         high = get_num(get_map(rng, "high"), "value")

@@ -69,7 +69,7 @@ _LIST_FIELDS: Final[Mapping[str, tuple[str, ...]]] = {
     "Condition": ("category",),
     "Observation": ("category", "interpretation", "component"),
     "PractitionerRole": ("specialty", "code"),
-    "ServiceRequest": ("category", "performerType", "reasonCode"),
+    "ServiceRequest": ("category", "reasonCode"),
     "AllergyIntolerance": ("category", "reaction"),
 }
 

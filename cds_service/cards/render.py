@@ -38,7 +38,7 @@ from cds_service.cards.codes import (
     topic,
 )
 from cds_service.cards.coverage import DEFAULT_OFF_LABEL_POLICIES, coverage_system_action
-from cds_service.cards.dose import DoseLimit, dose_limit, fmt, suggest_dose
+from cds_service.cards.dose import DoseLimit, DoseSuggestion, dose_limit, fmt, suggest_dose
 from cds_service.cards.model import CardSettings, Evaluation, NotEvaluated
 from cds_service.cards.serialize import evaluation_to_json, not_evaluated_to_json, prune
 from cds_service.policy.model import CriterionResult, Decision, Outcome, Status
@@ -181,6 +181,16 @@ class _Builder:
         return prune(card)  # type: ignore[no-any-return]
 
     @staticmethod
+    def _update_order(suggestion: DoseSuggestion) -> dict[str, Any]:
+        """The suggestion that replaces the draft order by its copy with the new dose."""
+        label = f"Change the Kineret dose to {suggestion.label}"
+        return {
+            "label": label,
+            "isRecommended": True,
+            "actions": [{"type": "update", "description": label, "resource": suggestion.resource}],
+        }
+
+    @staticmethod
     def _remove_order(order_ref: str, label: str) -> dict[str, Any]:
         return {
             "label": label,
@@ -289,11 +299,17 @@ class _Builder:
         return cards
 
     def care_setting_cards(self, evaluation: Evaluation) -> list[dict[str, Any]]:
+        """Outpatient COVID-19 use: critical. Inpatient use beyond the EUA regimen (dose or
+        days): a warning, with a suggestion that sets the dose to the EUA's when it is the
+        dose that is over."""
         decision = evaluation.decision
         order_ref = evaluation.facts.order.ref
         cards = []
         for result in decision.criteria:
             if result.check != "care-setting" or result.status is not Status.NOT_MET:
+                continue
+            if result.details.get("setting") == "inpatient":
+                cards.append(self._eua_regimen_card(evaluation, result))
                 continue
             cards.append(
                 self._card(
@@ -315,6 +331,54 @@ class _Builder:
                 )
             )
         return cards
+
+    def _eua_regimen_card(self, evaluation: Evaluation, result: CriterionResult) -> dict[str, Any]:
+        facts, decision = evaluation.facts, evaluation.decision
+        regimen_mg = result.details.get("regimen_mg_per_day")
+        regimen_days = result.details.get("regimen_max_days")
+        ordered_mg = result.details.get("ordered_mg_per_day")
+        suggestions: list[dict[str, Any]] = []
+        if (
+            isinstance(regimen_mg, int | float)
+            and isinstance(ordered_mg, int | float)
+            and ordered_mg > regimen_mg
+        ):
+            limit = DoseLimit(
+                kind="fixed",
+                ordered_mg_per_day=float(ordered_mg),
+                limit_mg_per_day=float(regimen_mg),
+                ordered_mg_per_kg_per_day=None,
+                limit_mg_per_kg_per_day=None,
+                weight_kg=None,
+                weight_ref=None,
+                ordered_syringes_per_day=facts.order.dose.syringes_per_day,
+                limit_syringes_per_day=1.0,
+                dispense_syringes_per_day=facts.order.dose.dispense_syringes_per_day,
+            )
+            suggestion = suggest_dose(
+                facts.order.resource, limit, facts.order.dose.administrations_per_day
+            )
+            if suggestion is not None:
+                suggestions.append(self._update_order(suggestion))
+        regimen = (
+            f"{fmt(float(regimen_mg))} mg once daily for {regimen_days} days"
+            if isinstance(regimen_mg, int | float)
+            else "the EUA regimen"
+        )
+        return self._card(
+            order_ref=facts.order.ref,
+            summary=f"Kineret for COVID-19 is beyond the EUA regimen: change to {regimen}",
+            indicator="warning",
+            detail=_detail(
+                decision,
+                f"{result.id}: {result.reason}",
+                "Under the FDA emergency use authorization Kineret treats hospitalized adults "
+                f"with COVID-19 at {regimen} (policy I.D / II.B, Appendix I).",
+            ),
+            topic_code="limits",
+            override_kind="dose",
+            suggestions=suggestions,
+        )
 
     def dose_cards(self, evaluation: Evaluation) -> list[dict[str, Any]]:
         for result in evaluation.decision.criteria:
@@ -353,18 +417,7 @@ class _Builder:
                 allowed = f"{fmt(limit.limit_syringes_per_day)} syringe/day"
         action = f"change to {suggestion.label}" if suggestion else "lower the dose"
         summary = f"Kineret {ordered} is over the plan limit of {allowed}: {action}"
-        suggestions = []
-        if suggestion is not None:
-            label = f"Change the Kineret dose to {suggestion.label}"
-            suggestions.append(
-                {
-                    "label": label,
-                    "isRecommended": True,
-                    "actions": [
-                        {"type": "update", "description": label, "resource": suggestion.resource}
-                    ],
-                }
-            )
+        suggestions = [self._update_order(suggestion)] if suggestion is not None else []
         return self._card(
             order_ref=facts.order.ref,
             summary=summary,

@@ -112,6 +112,21 @@ class PathwayRules:
 
 
 @dataclass(frozen=True)
+class ReasonRules:
+    """Which of an order's reason codes are not diagnoses (they never decide the indication)."""
+
+    not_a_diagnosis: tuple[tuple[str, str], ...] = ()
+    """(code system, code prefix) pairs, e.g. ICD-10-CM "Z" (factors influencing health
+    status, such as Z79.899 long-term drug therapy)."""
+
+    def is_diagnosis(self, system: str, code: str) -> bool:
+        return not any(
+            system == rule_system and code.upper().startswith(prefix.upper())
+            for rule_system, prefix in self.not_a_diagnosis
+        )
+
+
+@dataclass(frozen=True)
 class Policy:
     id: str
     title: str
@@ -128,6 +143,7 @@ class Policy:
     """Evaluated on every pathway and section (III.B combination, IV.C contraindication)."""
     scales: Mapping[str, tuple[Band, ...]]
     source: str = ""
+    order_reasons: ReasonRules = ReasonRules()
 
     def section(self, section_id: str) -> SectionDef:
         for section in self.sections:
@@ -229,6 +245,25 @@ POLICY_SCHEMA: Mapping[str, Any] = {
             },
         },
         "scales": {"type": "object", "additionalProperties": _BANDS},
+        "order_reasons": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "not_a_diagnosis": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["system", "prefix"],
+                        "properties": {
+                            "system": {"type": "string", "minLength": 1},
+                            "prefix": {"type": "string", "minLength": 1},
+                        },
+                    },
+                },
+                "note": {"type": "string"},
+            },
+        },
         "indications": {
             "type": "array",
             "minItems": 1,
@@ -490,6 +525,12 @@ def parse_policy(data: Any, source: str = "<policy>") -> Policy:
         common_criteria=tuple(common),
         scales=MappingProxyType(scales),
         source=source,
+        order_reasons=ReasonRules(
+            tuple(
+                (rule["system"], rule["prefix"])
+                for rule in (data.get("order_reasons") or {}).get("not_a_diagnosis", [])
+            )
+        ),
     )
 
 

@@ -147,12 +147,26 @@ def _claims(policy: Policy, facts: PolicyFacts, diagnoses: tuple[Diagnosis, ...]
     return claims
 
 
+def deciding_reasons(policy: Policy, facts: PolicyFacts) -> tuple[Diagnosis, ...]:
+    """The order's reasons that name a diagnosis: every reason in a value set, and every
+    coded reason that the policy does not list as "not a diagnosis" (e.g. ICD-10-CM Z
+    codes). A free-text reason that matches nothing cannot decide."""
+    rules = policy.order_reasons
+    return tuple(
+        reason
+        for reason in facts.order.reasons
+        if reason.valuesets or (reason.code and rules.is_diagnosis(reason.system, reason.code))
+    )
+
+
 def claimed_indications(policy: Policy, facts: PolicyFacts) -> list[_Claim]:
-    """The order's reasons decide when any of them claims a known indication;
-    otherwise every indication among the patient's diagnoses."""
-    from_reasons = _claims(policy, facts, facts.order.reasons)
-    if from_reasons:
-        return from_reasons
+    """INTERPRETATION "Indication": the order's own reason, when present, decides — a
+    reason naming an indication the policy does not cover leads to I.E / II.C even when
+    the patient also has a covered one. Without a deciding reason, every indication among
+    the patient's diagnoses is claimed (the most favourable is reported)."""
+    reasons = deciding_reasons(policy, facts)
+    if reasons:
+        return _claims(policy, facts, reasons)
     return _claims(policy, facts, facts.diagnoses)
 
 

@@ -249,3 +249,13 @@ def test_syringe_counts_cover_the_dose(mg):
 def test_unit_text_is_used_when_the_code_is_not_a_known_unit():
     facts = compute_dose([dosage(1, "syringe", "1", timing=every())], None)
     assert facts.mg_per_day == 100
+
+
+def test_a_frequency_range_is_checked_at_its_most():
+    """ "100 mg one to two times a day" can be given as 200 mg/day: the limit check takes the
+    most the order allows, as it does for a dose range."""
+    timing = {"repeat": {"frequency": 1, "frequencyMax": 2, "period": 1, "periodUnit": "d"}}
+    dose = compute_dose([dosage(100, timing=timing)], None)
+    assert dose.administrations_per_day == 2
+    assert dose.mg_per_day == 200
+    assert dose.syringes_per_day == 2

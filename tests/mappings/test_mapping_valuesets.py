@@ -45,6 +45,7 @@ BRIEF_NAMES = {
     "symptom-duration-weeks",
     "body-weight",
     "alcohol-units-per-week",
+    "alcohol-drinks-per-day",
     "treatment-response",
     "il1rn-genetic",
 }
