@@ -56,7 +56,7 @@ def add_months(start: date, months: int) -> date:
 def policy_limit(facts: PolicyFacts, decision: Decision) -> DoseLimit | None:
     """The dose limit of the evaluated section, when the section has one."""
     for result in decision.criteria:
-        if result.check == "dose-limit":
+        if result.check in {"dose-limit", "dose-increase-limit"}:
             return dose_limit(facts, decision.indication, result)
     return None
 

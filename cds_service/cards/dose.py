@@ -22,10 +22,18 @@ draft itself:
 - weight-based dosing (NOMID / DIRA): the frequency is kept and every
   administration becomes floor(floor(8 mg/kg x weight) / administrations per day)
   whole mg, so the day's total stays within the limit;
-- a dispense quantity (in syringes) above what the new dose needs for the
-  expected supply duration is lowered to that need.
+- a dispense quantity (in syringes, or in mL at 0.67 mL a syringe) above what the
+  new dose needs for the expected supply duration (days, weeks, months of 30 days)
+  is lowered to that need;
+- when the dose itself is within the limit and only the dispense request supplies
+  more syringes a day than the dose needs (`excess` is "dispense"), the dose is
+  kept and only the dispense quantity is lowered (`suggest_dispense`): a card
+  never suggests a dose higher than the one ordered.
 No suggestion is made when the arithmetic would need a guess (no weight, no
-administrations per day, no dosage line).
+administrations per day, no dosage line, a dispense unit other than syringes or mL).
+
+COVID-19 in hospital (`suggest_eua_regimen`): the EUA regimen, 100 mg once daily
+for at most 10 days, with the dispense request capped at 10 syringes.
 """
 
 from __future__ import annotations
@@ -45,6 +53,9 @@ FIXED_LIMIT_SYRINGES_PER_DAY = 1.0
 WEIGHT_LIMIT_MG_PER_KG_PER_DAY = 8.0
 WEIGHT_BASED_INDICATIONS = frozenset({"nomid", "nomid-pending", "caps", "dira"})
 MG_PER_SYRINGE = 100.0
+ML_PER_SYRINGE = 0.67
+EPSILON = 1e-6
+Excess = Literal["dose", "syringes", "dispense"]
 
 
 @dataclass(frozen=True)
@@ -146,6 +157,48 @@ def dose_limit(facts: PolicyFacts, indication: str, criterion: CriterionResult) 
     )
 
 
+def excess(limit: DoseLimit) -> Excess | None:
+    """What the order exceeds: the daily dose, the syringes a day of the dose, or only
+    the syringes a day the dispense request supplies (None: nothing found over)."""
+    if limit.kind == "weight":
+        if (
+            limit.ordered_mg_per_kg_per_day is not None
+            and limit.limit_mg_per_kg_per_day is not None
+        ):
+            if limit.ordered_mg_per_kg_per_day > limit.limit_mg_per_kg_per_day + EPSILON:
+                return "dose"
+        elif (
+            limit.ordered_mg_per_day is not None
+            and limit.limit_mg_per_day is not None
+            and limit.ordered_mg_per_day > limit.limit_mg_per_day + EPSILON
+        ):
+            return "dose"
+    elif (
+        limit.ordered_mg_per_day is not None
+        and limit.limit_mg_per_day is not None
+        and limit.ordered_mg_per_day > limit.limit_mg_per_day + EPSILON
+    ):
+        return "dose"
+    if (
+        limit.ordered_syringes_per_day is not None
+        and limit.limit_syringes_per_day is not None
+        and limit.ordered_syringes_per_day > limit.limit_syringes_per_day + EPSILON
+    ):
+        return "syringes"
+    needed = (
+        limit.ordered_syringes_per_day
+        if limit.ordered_syringes_per_day is not None
+        else limit.limit_syringes_per_day
+    )
+    if (
+        limit.dispense_syringes_per_day is not None
+        and needed is not None
+        and limit.dispense_syringes_per_day > needed + EPSILON
+    ):
+        return "dispense"
+    return None
+
+
 def _mg(value: float) -> dict[str, Any]:
     return {"value": value, "unit": "mg", "system": UCUM, "code": "mg"}
 
@@ -159,36 +212,71 @@ def _frequency_words(per_day: float) -> str:
     return words.get(per_day, f"{fmt(per_day)} times a day")
 
 
+_DAYS: dict[str, float] = {
+    "d": 1.0,
+    "day": 1.0,
+    "days": 1.0,
+    "wk": 7.0,
+    "week": 7.0,
+    "weeks": 7.0,
+    "mo": 30.0,
+    "month": 30.0,
+    "months": 30.0,
+}
+_SYRINGE_UNITS = frozenset({"{each}", "each", "ea", "pfs", "{prefilled syringe}"})
+_ML_UNITS = frozenset({"ml", "milliliter", "milliliters", "millilitre", "millilitres"})
+
+
+def _units(quantity: Mapping[str, Any]) -> list[str]:
+    return [
+        str(quantity[key]).strip().lower()
+        for key in ("code", "unit")
+        if isinstance(quantity.get(key), str) and quantity[key].strip()
+    ]
+
+
 def _supply_days(dispense: Mapping[str, Any]) -> float | None:
     duration = dispense.get("expectedSupplyDuration")
     if not isinstance(duration, Mapping):
         return None
     value = duration.get("value")
-    unit = str(duration.get("code") or duration.get("unit") or "").lower()
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
         return None
-    factors = {"d": 1.0, "day": 1.0, "days": 1.0, "wk": 7.0, "week": 7.0, "weeks": 7.0}
-    factor = factors.get(unit)
+    factor = next((_DAYS[u] for u in _units(duration) if u in _DAYS), None)
     return None if factor is None else float(value) * factor
 
 
-def _cap_dispense(resource: dict[str, Any], syringes_per_day: float) -> None:
+def _per_syringe(quantity: Mapping[str, Any]) -> float | None:
+    """How much of the dispense quantity's unit one syringe is (1, or 0.67 for mL)."""
+    for unit in _units(quantity):
+        if "syringe" in unit or unit in _SYRINGE_UNITS:
+            return 1.0
+        if unit in _ML_UNITS:
+            return ML_PER_SYRINGE
+    return None
+
+
+def _cap_dispense(resource: dict[str, Any], syringes_per_day: float) -> str | None:
+    """Lower the dispense quantity to what `syringes_per_day` needs over the expected
+    supply duration; plain words for the new quantity, or None when nothing changed."""
     dispense = resource.get("dispenseRequest")
     if not isinstance(dispense, dict):
-        return
+        return None
     quantity = dispense.get("quantity")
     days = _supply_days(dispense)
     if not isinstance(quantity, dict) or days is None:
-        return
+        return None
     value = quantity.get("value")
-    unit = str(quantity.get("code") or quantity.get("unit") or "").lower()
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return
-    if "syringe" not in unit:
-        return
-    needed = math.ceil(syringes_per_day * days - 1e-9)
-    if value > needed:
-        quantity["value"] = needed
+    per_syringe = _per_syringe(quantity)
+    if isinstance(value, bool) or not isinstance(value, int | float) or per_syringe is None:
+        return None
+    syringes = math.ceil(syringes_per_day * days - EPSILON)
+    needed = whole(round(syringes * per_syringe, 2))
+    if value <= needed + EPSILON:
+        return None
+    quantity["value"] = needed
+    unit = "syringes" if per_syringe == 1.0 else f"mL ({syringes} syringes)"
+    return f"{fmt(float(needed))} {unit} for {fmt(days)} days"
 
 
 def _syringes_per_administration(mg: float, kind: Literal["fixed", "weight"]) -> int:
@@ -211,6 +299,8 @@ def suggest_dose(
         per_dose = limit.limit_mg_per_day
         if limit.limit_syringes_per_day is not None:
             per_dose = min(per_dose, limit.limit_syringes_per_day * MG_PER_SYRINGE)
+        if limit.ordered_mg_per_day is not None and limit.ordered_mg_per_day > 0:
+            per_dose = min(per_dose, limit.ordered_mg_per_day)  # never more than ordered
         line = copy.deepcopy(dict(lines[0]))
         repeat = {}
         old_timing = line.get("timing")
@@ -247,6 +337,11 @@ def suggest_dose(
         line.pop("patientInstruction", None)
         line.pop("text", None)
         new_lines.append(line)
+    if (
+        limit.ordered_mg_per_day is not None
+        and per_dose * administrations_per_day > limit.ordered_mg_per_day + EPSILON
+    ):
+        return None  # never suggest more than was ordered
     label = f"{fmt(per_dose)} mg {_frequency_words(administrations_per_day)}"
     if len(new_lines) == 1:
         new_lines[0]["text"] = label
@@ -254,3 +349,64 @@ def suggest_dose(
     syringes = float(_syringes_per_administration(per_dose, "weight")) * administrations_per_day
     _cap_dispense(suggested, syringes)
     return DoseSuggestion(label, suggested, per_dose * administrations_per_day, syringes)
+
+
+def suggest_dispense(
+    resource: Mapping[str, Any], syringes_per_day: float
+) -> tuple[str, dict[str, Any]] | None:
+    """A deep copy of the draft order with only the dispense quantity lowered to what
+    the ordered dose needs: (plain words for the new quantity, the copy), or None."""
+    suggested: dict[str, Any] = copy.deepcopy(dict(resource))
+    words = _cap_dispense(suggested, syringes_per_day)
+    return None if words is None else (words, suggested)
+
+
+def suggest_eua_regimen(
+    resource: Mapping[str, Any], mg_per_day: float, max_days: int
+) -> DoseSuggestion | None:
+    """A deep copy of the draft order set to the COVID-19 EUA regimen: one dosage line,
+    `mg_per_day` once daily for `max_days` days (route and site kept, other bounds and
+    counts replaced), the dispense request capped at `max_days` syringes and days."""
+    lines = resource.get("dosageInstruction")
+    if not isinstance(lines, list) or not lines or not isinstance(lines[0], Mapping):
+        return None
+    suggested: dict[str, Any] = copy.deepcopy(dict(resource))
+    line = copy.deepcopy(dict(lines[0]))
+    label = f"{fmt(mg_per_day)} mg once daily for {max_days} days"
+    line["timing"] = {
+        "repeat": {
+            "boundsDuration": {"value": max_days, "unit": "days", "system": UCUM, "code": "d"},
+            "frequency": 1,
+            "period": 1,
+            "periodUnit": "d",
+        }
+    }
+    line["doseAndRate"] = [{"doseQuantity": _mg(whole(mg_per_day))}]
+    line.pop("patientInstruction", None)
+    line["text"] = label
+    suggested["dosageInstruction"] = [line]
+    syringes = float(_syringes_per_administration(mg_per_day, "fixed"))
+    dispense = suggested.get("dispenseRequest")
+    if isinstance(dispense, dict):
+        days = _supply_days(dispense)
+        duration = dispense.get("expectedSupplyDuration")
+        if days is not None and days > max_days and isinstance(duration, dict):
+            dispense["expectedSupplyDuration"] = {
+                "value": max_days,
+                "unit": "days",
+                "system": UCUM,
+                "code": "d",
+            }
+        quantity = dispense.get("quantity")
+        per_syringe = _per_syringe(quantity) if isinstance(quantity, dict) else None
+        value = quantity.get("value") if isinstance(quantity, dict) else None
+        if (
+            isinstance(quantity, dict)
+            and per_syringe is not None
+            and isinstance(value, int | float)
+            and not isinstance(value, bool)
+        ):
+            course = whole(round(math.ceil(syringes * max_days) * per_syringe, 2))
+            if value > course + EPSILON:
+                quantity["value"] = course
+    return DoseSuggestion(label, suggested, mg_per_day, syringes)

@@ -8,7 +8,10 @@ Per evaluated anakinra order (the first four at both hooks):
   suggestions: delete a conflicting draft order, or delete this Kineret order.
 - hypersensitivity (critical, contraindication): `hypersensitivity` not met (IV.C).
 - COVID-19 setting (critical, coverage-info): `care-setting` not met.
-- dose (warning, limits): `dose-limit` not met, with a dose suggestion.
+- dose (warning, limits): `dose-limit` or `dose-increase-limit` (II.A.4) not met,
+  with a suggestion that lowers the dose to the limit, or, when only the dispense
+  request supplies too many syringes, one that lowers the dispense quantity and
+  keeps the dose.
 - other criteria not met (warning; therapy-alternatives-req when I.A.4 / I.A.5
   fail, else coverage-info): order-sign only.
 - documentation needed (warning, coverage-info): order-sign only.
@@ -16,7 +19,8 @@ Per evaluated anakinra order (the first four at both hooks):
 - off-label I.E / II.C (info, coverage-info): order-sign only.
 - could not evaluate (warning, coverage-info): a `NotEvaluated` order, both hooks.
 
-Every card has a uuid, a summary under 140 characters that says what to do, a
+Every card has a uuid, a summary under 140 characters that says what to do (long
+lists of names shrink to "and N more"; a summary is never cut mid-word), a
 Markdown detail with the criteria table, the policy as source with a CRD topic,
 override reasons when it is a warning or critical card, and the CRD
 associated-resource extension pointing at its order. Empty values are removed
@@ -38,7 +42,16 @@ from cds_service.cards.codes import (
     topic,
 )
 from cds_service.cards.coverage import DEFAULT_OFF_LABEL_POLICIES, coverage_system_action
-from cds_service.cards.dose import DoseLimit, DoseSuggestion, dose_limit, fmt, suggest_dose
+from cds_service.cards.dose import (
+    DoseLimit,
+    DoseSuggestion,
+    dose_limit,
+    excess,
+    fmt,
+    suggest_dispense,
+    suggest_dose,
+    suggest_eua_regimen,
+)
 from cds_service.cards.model import CardSettings, Evaluation, NotEvaluated
 from cds_service.cards.serialize import evaluation_to_json, not_evaluated_to_json, prune
 from cds_service.policy.model import CriterionResult, Decision, Outcome, Status
@@ -46,19 +59,37 @@ from cds_service.policy.model import CriterionResult, Decision, Outcome, Status
 SUMMARY_LIMIT = 140
 """CDS Hooks: the summary SHOULD be under 140 characters."""
 
-SPECIAL_CHECKS = frozenset(
-    {"no-concurrent-therapy", "hypersensitivity", "care-setting", "dose-limit"}
+DOSE_CHECKS = frozenset({"dose-limit", "dose-increase-limit"})
+SPECIAL_CHECKS = frozenset({"no-concurrent-therapy", "hypersensitivity", "care-setting"}) | (
+    DOSE_CHECKS
 )
 STEP_THERAPY_CRITERIA = frozenset({"I.A.4", "I.A.5"})
+QUOTE_LIMIT = 100
+"""Policy wording longer than this is not quoted on a card (the policy link has it)."""
 STATUS_WORDS = {Status.MET: "met", Status.NOT_MET: "**not met**", Status.UNKNOWN: "unknown"}
 
 UuidFactory = Callable[[], str]
 
 
-def _summary(text: str) -> str:
-    if len(text) < SUMMARY_LIMIT:
-        return text
-    return text[: SUMMARY_LIMIT - 2].rstrip() + "…"
+def _fit(*candidates: str) -> str:
+    """The first candidate summary under the limit (callers end with a short one).
+
+    A summary is never cut mid-sentence with an ellipsis: that would drop what to
+    do, which is always at its end. As a last resort the final candidate is cut at
+    a word boundary."""
+    for text in candidates:
+        if len(text) < SUMMARY_LIMIT:
+            return text
+    last = candidates[-1]
+    return last[: last.rfind(" ", 0, SUMMARY_LIMIT - 1)].rstrip(" ,;:")
+
+
+def _fit_names(build: Callable[[str], str], names: Sequence[str], fallback: str) -> str:
+    """`build(names joined)` with fewer names shown ("a, b and 3 more") until it fits."""
+    if not names:
+        return _fit(fallback)
+    shown = [build(_join_names(names, limit)) for limit in range(min(len(names), 4), 0, -1)]
+    return _fit(*shown, fallback)
 
 
 def _lower_first(text: str) -> str:
@@ -164,7 +195,7 @@ class _Builder:
         suggestion_list = [{**s, "uuid": self.uuid()} for s in suggestions]
         card: dict[str, Any] = {
             "uuid": card_uuid,
-            "summary": _summary(summary),
+            "summary": _fit(summary),
             "indicator": indicator,
             "detail": detail,
             "source": {
@@ -246,8 +277,15 @@ class _Builder:
             summary = (
                 "Two Kineret orders at once: duplicate therapy, not covered. Keep one order"
                 if is_duplicate
-                else f"Kineret with {drug_words}: combination not covered, infection risk. "
-                "Remove one of the therapies"
+                else _fit_names(
+                    lambda words: (
+                        f"Kineret with {words}: combination not covered, infection "
+                        "risk. Remove one of the therapies"
+                    ),
+                    drugs,
+                    "Kineret with another biologic or JAK inhibitor: not covered, infection "
+                    "risk. Remove one of the therapies",
+                )
             )
             cards.append(
                 self._card(
@@ -275,13 +313,19 @@ class _Builder:
                 if isinstance(substances, list | tuple)
                 else []
             )
-            what = f" to {' and '.join(names)}" if names else ""
             refs = ", ".join(f"`{ref}`" for ref in result.evidence)
             cards.append(
                 self._card(
                     order_ref=order_ref,
-                    summary=f"Kineret is contraindicated: recorded hypersensitivity{what}. "
-                    "Do not sign this order",
+                    summary=_fit_names(
+                        lambda words: (
+                            f"Kineret is contraindicated: recorded hypersensitivity "
+                            f"to {words}. Do not sign this order"
+                        ),
+                        names,
+                        "Kineret is contraindicated: recorded hypersensitivity. "
+                        "Do not sign this order",
+                    ),
                     indicator="critical",
                     detail=_detail(
                         decision,
@@ -334,37 +378,27 @@ class _Builder:
 
     def _eua_regimen_card(self, evaluation: Evaluation, result: CriterionResult) -> dict[str, Any]:
         facts, decision = evaluation.facts, evaluation.decision
-        regimen_mg = result.details.get("regimen_mg_per_day")
-        regimen_days = result.details.get("regimen_max_days")
-        ordered_mg = result.details.get("ordered_mg_per_day")
+
+        def number(key: str) -> float | None:
+            value = result.details.get(key)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                return None
+            return float(value)
+
+        regimen_mg, regimen_days = number("regimen_mg_per_day"), number("regimen_max_days")
+        ordered_mg, ordered_days = number("ordered_mg_per_day"), number("ordered_days")
         suggestions: list[dict[str, Any]] = []
-        if (
-            isinstance(regimen_mg, int | float)
-            and isinstance(ordered_mg, int | float)
-            and ordered_mg > regimen_mg
-        ):
-            limit = DoseLimit(
-                kind="fixed",
-                ordered_mg_per_day=float(ordered_mg),
-                limit_mg_per_day=float(regimen_mg),
-                ordered_mg_per_kg_per_day=None,
-                limit_mg_per_kg_per_day=None,
-                weight_kg=None,
-                weight_ref=None,
-                ordered_syringes_per_day=facts.order.dose.syringes_per_day,
-                limit_syringes_per_day=1.0,
-                dispense_syringes_per_day=facts.order.dose.dispense_syringes_per_day,
-            )
-            suggestion = suggest_dose(
-                facts.order.resource, limit, facts.order.dose.administrations_per_day
-            )
-            if suggestion is not None:
-                suggestions.append(self._update_order(suggestion))
-        regimen = (
-            f"{fmt(float(regimen_mg))} mg once daily for {regimen_days} days"
-            if isinstance(regimen_mg, int | float)
-            else "the EUA regimen"
-        )
+        regimen = "the EUA regimen"
+        if regimen_mg is not None and regimen_days is not None:
+            regimen = f"{fmt(regimen_mg)} mg once daily for {fmt(regimen_days)} days"
+            dose_over = ordered_mg is not None and ordered_mg > regimen_mg
+            days_over = ordered_days is not None and ordered_days > regimen_days
+            if dose_over or days_over:
+                suggestion = suggest_eua_regimen(
+                    facts.order.resource, regimen_mg, int(regimen_days)
+                )
+                if suggestion is not None:
+                    suggestions.append(self._update_order(suggestion))
         return self._card(
             order_ref=facts.order.ref,
             summary=f"Kineret for COVID-19 is beyond the EUA regimen: change to {regimen}",
@@ -382,17 +416,23 @@ class _Builder:
 
     def dose_cards(self, evaluation: Evaluation) -> list[dict[str, Any]]:
         for result in evaluation.decision.criteria:
-            if result.check == "dose-limit" and result.status is Status.NOT_MET:
+            if result.check in DOSE_CHECKS and result.status is Status.NOT_MET:
                 return [self._dose_card(evaluation, result)]
         return []
 
     def _dose_card(self, evaluation: Evaluation, result: CriterionResult) -> dict[str, Any]:
         facts, decision = evaluation.facts, evaluation.decision
         limit = dose_limit(facts, decision.indication, result)
+        over = excess(limit)
+        if over == "dispense":
+            return self._dispense_card(evaluation, result, limit)
         suggestion = suggest_dose(
             facts.order.resource, limit, facts.order.dose.administrations_per_day
         )
-        if limit.kind == "weight":
+        if over == "syringes":
+            ordered = f"{fmt(limit.ordered_syringes_per_day or 0)} syringes a day"
+            allowed = f"{fmt(limit.limit_syringes_per_day or 1)} a day"
+        elif limit.kind == "weight":
             ordered = (
                 f"{fmt(limit.ordered_mg_per_kg_per_day)} mg/kg/day"
                 if limit.ordered_mg_per_kg_per_day is not None
@@ -406,24 +446,70 @@ class _Builder:
                 else "the ordered dose"
             )
             allowed = f"{fmt(limit.limit_mg_per_day or 100)} mg/day"
-            if (
-                limit.ordered_mg_per_day is not None
-                and limit.limit_mg_per_day is not None
-                and limit.ordered_mg_per_day <= limit.limit_mg_per_day
-                and limit.ordered_syringes_per_day is not None
-                and limit.limit_syringes_per_day is not None
-            ):
-                ordered = f"{fmt(limit.ordered_syringes_per_day)} syringes/day"
-                allowed = f"{fmt(limit.limit_syringes_per_day)} syringe/day"
         action = f"change to {suggestion.label}" if suggestion else "lower the dose"
-        summary = f"Kineret {ordered} is over the plan limit of {allowed}: {action}"
+        if over is None:  # the policy layer found it over; the card cannot say by how much
+            summary = f"Kineret dose is over the plan limit of {allowed}: {action}"
+        else:
+            summary = f"Kineret {ordered} is over the plan limit of {allowed}: {action}"
         suggestions = [self._update_order(suggestion)] if suggestion is not None else []
         return self._card(
             order_ref=facts.order.ref,
             summary=summary,
             indicator="warning",
             detail=_detail(
-                decision, f"{result.id}: {result.reason}", _dose_table(limit, suggestion)
+                decision,
+                f"{result.id}: {result.reason}",
+                _dose_table(limit, suggestion),
+            ),
+            topic_code="limits",
+            override_kind="dose",
+            suggestions=suggestions,
+        )
+
+    def _dispense_card(
+        self, evaluation: Evaluation, result: CriterionResult, limit: DoseLimit
+    ) -> dict[str, Any]:
+        """The dose is within the limit; the dispense request supplies more syringes a day
+        than the dose needs. The suggestion keeps the dose and lowers the quantity."""
+        facts, decision = evaluation.facts, evaluation.decision
+        needed = (
+            limit.ordered_syringes_per_day
+            if limit.ordered_syringes_per_day is not None
+            else limit.limit_syringes_per_day
+        ) or 1.0
+        proposal = suggest_dispense(facts.order.resource, needed)
+        suggestions: list[dict[str, Any]] = []
+        action = "lower the dispense quantity"
+        if proposal is not None:
+            words, resource = proposal
+            action = f"dispense {words}"
+            label = f"Keep the dose; dispense {words}"
+            suggestions.append(
+                {
+                    "label": label,
+                    "isRecommended": True,
+                    "actions": [{"type": "update", "description": label, "resource": resource}],
+                }
+            )
+        supplied = fmt(limit.dispense_syringes_per_day or 0)
+        summary = _fit(
+            f"Kineret dispense of {supplied} syringes a day is more than the {fmt(needed)} a day "
+            f"the dose needs: {action}",
+            f"Kineret dispense is more than the {fmt(needed)} syringes a day the dose needs: "
+            f"{action}",
+            "Kineret dispense quantity is more than the dose needs: lower the quantity",
+        )
+        return self._card(
+            order_ref=facts.order.ref,
+            summary=summary,
+            indicator="warning",
+            detail=_detail(
+                decision,
+                f"{result.id}: {result.reason}",
+                f"The ordered dose is within the plan limit, but the dispense request supplies "
+                f"{supplied} syringes a day and the dose needs {fmt(needed)} a day (Appendix E "
+                "for weight-based dosing; one 100 mg/0.67 mL syringe a day for RA).",
+                _dose_table(limit, None),
             ),
             topic_code="limits",
             override_kind="dose",
@@ -441,12 +527,22 @@ class _Builder:
             return []
         ids = [r.id for r in failed]
         step = any(r.id in STEP_THERAPY_CRITERIA for r in failed)
-        listing = "\n".join(f"- **{r.id}** {_cell(r.text)}: {r.reason}" for r in failed)
+        listing = "\n".join(
+            f"- **{r.id}**: {_cell(r.reason).rstrip('.')}."
+            + (f" Policy: {_cell(r.text)}" if len(r.text) <= QUOTE_LIMIT else "")
+            for r in failed
+        )
         return [
             self._card(
                 order_ref=evaluation.facts.order.ref,
-                summary=f"Kineret not covered as ordered: criteria {_join_names(ids, 4)} "
-                "not met. Review before signing",
+                summary=_fit_names(
+                    lambda words: (
+                        f"Kineret not covered as ordered: criteria {words} not met. "
+                        "Review before signing"
+                    ),
+                    ids,
+                    "Kineret not covered as ordered: criteria not met. Review before signing",
+                ),
                 indicator="warning",
                 detail=_detail(decision, "Criteria not met:", listing),
                 topic_code="therapy-alternatives-req" if step else "coverage-info",
@@ -468,8 +564,11 @@ class _Builder:
         ids = [r.id for r in unknown]
         return self._card(
             order_ref=evaluation.facts.order.ref,
-            summary=f"Kineret needs prior authorization: send documentation for "
-            f"{_join_names(ids, 4)}",
+            summary=_fit_names(
+                lambda words: f"Kineret needs prior authorization: send documentation for {words}",
+                ids,
+                "Kineret needs prior authorization: send the documentation listed below",
+            ),
             indicator="warning",
             detail=_detail(
                 decision,
@@ -488,11 +587,11 @@ class _Builder:
     def criteria_met_card(self, evaluation: Evaluation) -> dict[str, Any]:
         decision = evaluation.decision
         months = decision.approval_months
-        duration = f"approval for {months} months" if months else "approval expected"
+        duration = f"; approval for {months} months" if months else ""
         return self._card(
             order_ref=evaluation.facts.order.ref,
             summary=f"Kineret meets plan criteria ({decision.section}): send the prior "
-            f"authorization request; {duration}",
+            f"authorization request{duration}",
             indicator="info",
             detail=_detail(
                 decision,
@@ -554,26 +653,47 @@ class _Builder:
         )
 
 
-def _dose_table(limit: DoseLimit, suggestion: Any) -> str:
+def _dose_table(limit: DoseLimit, suggestion: DoseSuggestion | None) -> str:
+    """Ordered / allowed (/ suggested, when there is a dose suggestion) per day."""
+
     def value(number: float | None, unit: str) -> str:
         return "-" if number is None else f"{fmt(number)} {unit}".strip()
 
-    rows = ["| | Ordered | Allowed | Suggested |", "|---|---|---|---|"]
+    def row(name: str, ordered: str, allowed: str, suggested: str) -> str:
+        cells = [name, ordered, allowed] + ([suggested] if suggestion is not None else [])
+        return "| " + " | ".join(cells) + " |"
+
+    if suggestion is not None:
+        rows = ["| | Ordered | Allowed | Suggested |", "|---|---|---|---|"]
+    else:
+        rows = ["| | Ordered | Allowed |", "|---|---|---|"]
     new_mg = suggestion.mg_per_day if suggestion else None
     new_syringes = suggestion.syringes_per_day if suggestion else None
     rows.append(
-        f"| Daily dose | {value(limit.ordered_mg_per_day, 'mg')} | "
-        f"{value(limit.limit_mg_per_day, 'mg')} | {value(new_mg, 'mg')} |"
+        row(
+            "Daily dose",
+            value(limit.ordered_mg_per_day, "mg"),
+            value(limit.limit_mg_per_day, "mg"),
+            value(new_mg, "mg"),
+        )
     )
     if limit.kind == "weight":
         new_mg_kg = new_mg / limit.weight_kg if new_mg is not None and limit.weight_kg else None
         rows.append(
-            f"| Per kg of body weight | {value(limit.ordered_mg_per_kg_per_day, 'mg/kg')} | "
-            f"{value(limit.limit_mg_per_kg_per_day, 'mg/kg')} | {value(new_mg_kg, 'mg/kg')} |"
+            row(
+                "Per kg of body weight",
+                value(limit.ordered_mg_per_kg_per_day, "mg/kg"),
+                value(limit.limit_mg_per_kg_per_day, "mg/kg"),
+                value(new_mg_kg, "mg/kg"),
+            )
         )
     rows.append(
-        f"| Syringes a day | {value(limit.ordered_syringes_per_day, '')} | "
-        f"{value(limit.limit_syringes_per_day, '')} | {value(new_syringes, '')} |"
+        row(
+            "Syringes a day",
+            value(limit.ordered_syringes_per_day, ""),
+            value(limit.limit_syringes_per_day, ""),
+            value(new_syringes, ""),
+        )
     )
     text = "\n".join(rows)
     if limit.kind == "weight":

@@ -1,0 +1,178 @@
+"""Dose, dispense and EUA-regimen suggestions as a prescriber would see them, and
+summaries that keep what to do when the names are many."""
+
+from __future__ import annotations
+
+from dataclasses import replace as dc_replace
+from typing import Any
+
+from cds_service.cards import Evaluation, render_response
+from cds_service.policy.model import Outcome, Status
+from tests.cards.builders import (
+    NOW,
+    RA_MET,
+    SETTINGS,
+    criterion,
+    decision,
+    facts,
+    medication_request,
+    replace,
+    uuid_counter,
+)
+
+
+def _render(evaluation: Evaluation, hook: str = "order-sign") -> dict[str, Any]:
+    return render_response(
+        hook, [evaluation], settings=SETTINGS, uuid_factory=uuid_counter(), now=NOW
+    )
+
+
+def _dispensed(resource: dict[str, Any], syringes_per_day: float) -> Evaluation:
+    """NOMID at 30 kg, 104.99 mg once daily (within 8 mg/kg), dispensed at 2 a day."""
+    base = facts(resource, mg_per_day=104.99, administrations_per_day=1, weight_kg=30.0)
+    dose = dc_replace(base.order.dose, dispense_syringes_per_day=syringes_per_day)
+    ordered = dc_replace(base, order=dc_replace(base.order, dose=dose))
+    criteria = (
+        criterion("I.B.1", check="diagnosis", reason="NOMID is recorded"),
+        criterion(
+            "I.B.4",
+            Status.NOT_MET,
+            check="dose-limit",
+            reason="Dispensing 2 syringes/day exceeds the Appendix E quantity of 1/day",
+            details={
+                "ordered_mg_per_day": 104.99,
+                "limit_mg_per_kg_per_day": 8.0,
+                "weight_kg": 30.0,
+                "limit_mg_per_day": 240.0,
+                "ordered_mg_per_kg_per_day": 3.4997,
+                "ordered_syringes_per_day": 1.0,
+                "limit_syringes_per_day": 1.0,
+            },
+        ),
+    )
+    return Evaluation(
+        ordered,
+        decision(Outcome.CRITERIA_NOT_MET, criteria, section="I.B", indication="nomid"),
+    )
+
+
+def test_dispense_excess_keeps_the_dose_and_lowers_the_quantity() -> None:
+    resource = medication_request(dose_mg=104.99, dispense=(56, 28))
+    (card,) = _render(_dispensed(resource, 2.0))["cards"]
+    assert "mg/kg/day is over" not in card["summary"]
+    assert card["summary"].endswith("dispense 28 syringes for 28 days")
+    (suggestion,) = card["suggestions"]
+    new = suggestion["actions"][0]["resource"]
+    assert new["dosageInstruction"] == resource["dosageInstruction"]
+    assert new["dispenseRequest"]["quantity"]["value"] == 28
+
+
+def test_dispense_in_ml_is_lowered_in_ml() -> None:
+    resource = medication_request(dose_mg=104.99, dispense=(56, 28))
+    resource["dispenseRequest"]["quantity"] = {"value": 37.52, "unit": "mL"}
+    (card,) = _render(_dispensed(resource, 2.0))["cards"]
+    new = card["suggestions"][0]["actions"][0]["resource"]
+    assert new["dispenseRequest"]["quantity"] == {"value": 18.76, "unit": "mL"}
+
+
+def test_a_dose_suggestion_never_raises_the_dose() -> None:
+    # 30 mg twice daily: 60 mg/day but 2 syringes a day, over the RA limit of 1.
+    resource = medication_request(dose_mg=30, frequency=2)
+    criteria = replace(
+        RA_MET,
+        criterion(
+            "I.A.8",
+            Status.NOT_MET,
+            check="dose-limit",
+            reason="2 syringes/day ordered; the limit is 1 syringe a day",
+            details={"ordered_mg_per_day": 60, "limit_mg_per_day": 100},
+        ),
+    )
+    evaluation = Evaluation(
+        facts(resource, mg_per_day=60, administrations_per_day=2),
+        decision(Outcome.CRITERIA_NOT_MET, criteria),
+    )
+    (card,) = _render(evaluation)["cards"]
+    assert card["summary"].startswith("Kineret 2 syringes a day is over the plan limit of 1")
+    dose = card["suggestions"][0]["actions"][0]["resource"]["dosageInstruction"][0]
+    assert dose["doseAndRate"][0]["doseQuantity"]["value"] == 60
+    assert dose["timing"]["repeat"]["frequency"] == 1
+
+
+def test_continued_dose_increase_over_limit_gets_the_dose_card() -> None:
+    resource = medication_request(dose_mg=200)
+    criteria = (
+        criterion("II.A.1", check="currently-receiving", reason="On anakinra"),
+        criterion(
+            "II.A.4",
+            Status.NOT_MET,
+            check="dose-increase-limit",
+            text="If request is for a dose increase, new dose does not exceed ... " * 4,
+            reason="Dose increase from 80 mg/day to 200 mg/day exceeds 100 mg/day",
+            details={"ordered_mg_per_day": 200.0, "limit_mg_per_day": 100.0},
+        ),
+    )
+    evaluation = Evaluation(
+        facts(resource, mg_per_day=200, administrations_per_day=1),
+        decision(Outcome.CRITERIA_NOT_MET, criteria, section="II.A"),
+    )
+    response = _render(evaluation)
+    (card,) = response["cards"]
+    assert card["source"]["topic"]["code"] == "limits"
+    assert card["suggestions"][0]["label"] == "Change the Kineret dose to 100 mg once daily"
+    assert "new dose does not exceed" not in card["detail"]
+
+
+def test_inpatient_covid_beyond_ten_days_suggests_the_eua_course() -> None:
+    resource = medication_request(dose_mg=100, dispense=(14, 14))
+    resource["dosageInstruction"][0]["timing"]["repeat"]["boundsDuration"]["value"] = 14
+    criteria = (
+        criterion(
+            "I.D.1",
+            Status.NOT_MET,
+            check="care-setting",
+            reason="Inpatient use: 14 days exceeds the EUA 10 days",
+            details={
+                "setting": "inpatient",
+                "regimen_mg_per_day": 100.0,
+                "regimen_max_days": 10,
+                "ordered_mg_per_day": 100.0,
+                "ordered_days": 14,
+            },
+        ),
+    )
+    evaluation = Evaluation(
+        facts(resource),
+        decision(Outcome.CRITERIA_NOT_MET, criteria, section="I.D", indication="covid-19"),
+    )
+    (card,) = _render(evaluation)["cards"]
+    assert card["indicator"] == "warning"
+    new = card["suggestions"][0]["actions"][0]["resource"]
+    repeat = new["dosageInstruction"][0]["timing"]["repeat"]
+    assert repeat["boundsDuration"]["value"] == 10
+    assert new["dispenseRequest"]["quantity"]["value"] == 10
+    assert new["dispenseRequest"]["expectedSupplyDuration"]["value"] == 10
+    assert new["id"] == resource["id"]
+
+
+def test_many_conflicting_drugs_shorten_the_list_not_the_action() -> None:
+    drugs = ["abatacept", "adalimumab-adaz", "certolizumab pegol", "golimumab", "ustekinumab"]
+    conflicts = {
+        "conflicts": [{"drug": d, "ref": f"MedicationRequest/{i}"} for i, d in enumerate(drugs)]
+    }
+    criteria = replace(
+        RA_MET,
+        criterion(
+            "III.B",
+            Status.NOT_MET,
+            check="no-concurrent-therapy",
+            reason="Other biologics are active",
+            details=conflicts,
+        ),
+    )
+    evaluation = Evaluation(facts(), decision(Outcome.CRITERIA_NOT_MET, criteria))
+    (card,) = _render(evaluation)["cards"]
+    assert len(card["summary"]) < 140
+    assert "…" not in card["summary"]
+    assert card["summary"].endswith("Remove one of the therapies")
+    assert "more:" in card["summary"]
