@@ -514,6 +514,7 @@ def call_service(service_id: str) -> Response:
         uuid_factory=state.uuid_factory,
         missing_prefetch=result.missing,
         fhir_server_used=result.queries > 0,
+        unavailable_types=service.resource_types(result.missing),
     )
     answer = pipeline.run(call, result.resources, state.engine)
     problems = validation_details(state.catalog.validators["response"], answer)

@@ -6,8 +6,7 @@
                                                             evaluate a saved request offline
     cds-service audit [--limit N]                           recent decisions, override rates
 
-Each subcommand is a function `cmd_<name>(args) -> int` registered in `build_parser`;
-add new ones (e.g. `evaluate`) there.
+Each subcommand is a function `cmd_<name>(args) -> int` registered in `build_parser`.
 """
 
 from __future__ import annotations

@@ -51,6 +51,15 @@ class ServiceDefinition:
     required_prefetch: frozenset[str]
     source: Path
 
+    def resource_types(self, keys: Iterable[str]) -> frozenset[str]:
+        """The resource types the prefetch templates of `keys` read
+        ("AllergyIntolerance?patient=..." -> "AllergyIntolerance")."""
+        return frozenset(
+            self.prefetch[key].split("?", 1)[0].split("/", 1)[0]
+            for key in keys
+            if key in self.prefetch
+        )
+
 
 @dataclass(frozen=True)
 class Catalog:

@@ -38,6 +38,9 @@ class CallContext:
     on them are `unknown`, never `not-met` for lack of data."""
     fhir_server_used: bool = False
     """True when some of the data was read from the client's FHIR server."""
+    unavailable_types: frozenset[str] = frozenset()
+    """Resource types of the missing prefetch keys (e.g. "AllergyIntolerance"): the policy
+    answers "unknown" where it would otherwise conclude from their absence."""
 
 
 @dataclass(frozen=True)
@@ -84,7 +87,9 @@ def evaluate_call(
     """
     today = call.now.date()
     try:
-        mapped = build_facts(call.context, resources, as_of=today)
+        mapped = build_facts(
+            call.context, resources, as_of=today, unavailable=call.unavailable_types
+        )
     except Exception as exc:
         _log_failure("mapping", exc)
         return [NotEvaluated(ref, INTERNAL_FAILURE) for ref in _draft_medication_refs(call.context)]

@@ -67,12 +67,15 @@ class NotApplicableError(Exception):
 
 @dataclass(frozen=True)
 class FetchLimits:
-    connect_timeout: float = 2.0
-    read_timeout: float = 3.0
-    max_next_pages: int = 5
-    max_queries: int = 30
-    max_concurrent: int = 8
-    max_response_bytes: int = 10 * 1024 * 1024
+    """The FHIR read limits of one call, taken from the service's `Settings` (their
+    defaults and meaning are documented there)."""
+
+    connect_timeout: float
+    read_timeout: float
+    max_next_pages: int
+    max_queries: int
+    max_concurrent: int
+    max_response_bytes: int
 
 
 class FhirClient(Protocol):
@@ -343,6 +346,27 @@ EXTRA_PREFIX = "#"
 """Task keys of `also_read` references start with this (prefetch keys cannot)."""
 
 
+def incomplete_bundle(value: Mapping[str, Any]) -> bool:
+    """A search Bundle that says it has more matches than it carries, with no `next` link
+    to the rest (Bundle.total counts the matches): the list is not the whole answer, so it
+    is fetched again, or counted as missing, rather than read as complete."""
+    if value.get("resourceType") != "Bundle" or next_link(value) is not None:
+        return False
+    total = value.get("total")
+    if not isinstance(total, int) or isinstance(total, bool):
+        return False
+    entries = value.get("entry")
+    # Bundle.total counts matches only; some servers count their include entries too, so
+    # only a total above every non-outcome entry shows that data is missing.
+    carried = sum(
+        1
+        for entry in (entries if isinstance(entries, list) else [])
+        if isinstance(entry, Mapping)
+        and (entry.get("search") or {}).get("mode", "match") != "outcome"
+    )
+    return total > carried
+
+
 def _plan(
     templates: Mapping[str, str], request: Mapping[str, Any], also_read: Sequence[str] = ()
 ) -> tuple[dict[str, list[Mapping[str, Any]]], list[_Task], dict[str, FetchError]]:
@@ -360,7 +384,11 @@ def _plan(
             if value is None:
                 ready[key] = []
                 continue
-            if is_resource(value) and value["resourceType"] != "OperationOutcome":
+            if (
+                is_resource(value)
+                and value["resourceType"] != "OperationOutcome"
+                and not incomplete_bundle(value)
+            ):
                 more = next_link(value)
                 if more is None:
                     ready[key] = flatten(value)

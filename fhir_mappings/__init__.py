@@ -74,9 +74,13 @@ def build_facts(
     resources: Sequence[Mapping[str, Any]],
     *,
     as_of: date | None = None,
+    unavailable: frozenset[str] = frozenset(),
 ) -> MappingResult:
     """Facts for every anakinra MedicationRequest in `context["draftOrders"]`; orders that
-    are anakinra but unreadable, or whose drug cannot be told, go to `failed_orders`."""
+    are anakinra but unreadable, or whose drug cannot be told, go to `failed_orders`.
+
+    `unavailable`: resource types the EHR could not give for this call; carried into every
+    order's facts so that the policy never reads "not found" as "not there"."""
     parsed = r4.parse_resources(resources)
     problems: list[str] = []  # the resources' own problems are added at the end
     patient_ref = _patient_ref(context)
@@ -172,6 +176,7 @@ def build_facts(
                 genetic_results=tuple(genetics),
                 encounter=encounter,
                 coverage_refs=coverage,
+                unavailable=unavailable,
             )
         )
     # Resources are validated as they are read: their problems are known only now.

@@ -27,13 +27,14 @@ Intolerances:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import date
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
 from fhir_mappings import valuesets
 from fhir_mappings.facts import Diagnosis, Intolerance, Measurement, Ref
 from fhir_mappings.fields import (
+    Json,
     codings,
     get_map,
     maps,
@@ -45,8 +46,6 @@ from fhir_mappings.fields import (
 )
 from fhir_mappings.medications import identify_concept
 from fhir_mappings.r4 import Parsed
-
-Json = Mapping[str, Any]
 
 ALCOHOL_LIMIT_UNITS_PER_WEEK: Final = 14.0
 _DIAGNOSIS: Final = frozenset({"diagnosis"})

@@ -3,8 +3,8 @@
 Rules (INTERPRETATION.md "Dose arithmetic", policy section V and Appendix E):
 - dose per administration from `doseAndRate[].doseQuantity` (an entry typed "ordered" is
   preferred) or `doseRange.high`; mg, g, mcg directly; mL through 100 mg / 0.67 mL; a syringe
-  count ("{syringe}", "syringe", "PFS", "{Syringe}", and "each"/"{each}", since the product is
-  the single-use syringe) through 100 mg a syringe; mg/kg times the body weight;
+  count ("{syringe}", "syringe", "PFS", "{Syringe}", and "each"/"{each}"/"{pill}", since the
+  product is the single-use syringe) through 100 mg a syringe; mg/kg times the body weight;
 - administrations per day from `timing.repeat` (frequency, default 1 — or frequencyMax when
   given, "1 to 2 times a day" is checked at 2, as a dose range is at its high end — over
   period x periodUnit, the shorter period of a range; h, d, wk, mo = 30 d, a = 365 d), from
@@ -26,12 +26,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 from fhir_mappings.facts import DoseFacts, WeightFact
-from fhir_mappings.fields import as_list, codings, get_map, get_num, get_str, maps, parse_date
-
-Json = Mapping[str, Any]
+from fhir_mappings.fields import Json, as_list, codings, get_map, get_num, get_str, maps, parse_date
 
 MG_PER_SYRINGE: Final = 100.0
 ML_PER_SYRINGE: Final = 0.67
@@ -64,6 +62,9 @@ _SYRINGE: Final = frozenset(
         "pre-filled syringe",
         "{each}",
         "each",
+        # The CDS Hooks sandbox codes every dose as UCUM {pill}: one unit of the chosen
+        # product, which for Kineret is one prefilled syringe.
+        "{pill}",
         "ea",
         "{prefilled syringe}",
     }

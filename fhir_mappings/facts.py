@@ -23,6 +23,9 @@ MatchedBy = Literal["ingredient-code", "product-code", "ndc", "name", "none"]
 """How a medication was recognised: by an RxNorm ingredient code, a known product
 code (SCD / SBD), an NDC, or, as a documented fallback, its name in display/text."""
 
+EncounterSetting = Literal["inpatient", "ambulatory", "emergency", "unknown"]
+"""Where an encounter takes place, from Encounter.class."""
+
 
 @dataclass(frozen=True)
 class Diagnosis:
@@ -189,7 +192,7 @@ class GeneticResult:
 @dataclass(frozen=True)
 class EncounterFacts:
     ref: Ref
-    setting: Literal["inpatient", "ambulatory", "emergency", "unknown"]
+    setting: EncounterSetting
     class_code: str | None
 
 
@@ -212,3 +215,7 @@ class PolicyFacts:
     coverage_refs: tuple[Ref, ...]
     problems: tuple[str, ...] = ()
     """Resources left out and why, e.g. "Observation/7: valueQuantity.value not a number"."""
+    unavailable: frozenset[str] = frozenset()
+    """Resource types the EHR could not give for this call (a prefetch key it answered
+    with an OperationOutcome, an incomplete Bundle, or a FHIR read that failed): "nothing
+    of that type was found" proves nothing, so answers resting on it are unknown."""

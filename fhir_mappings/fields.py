@@ -100,14 +100,6 @@ def texts(concept: Json | None) -> list[str]:
     return out
 
 
-def code_in(concept: Json | None, system: str, codes: frozenset[str]) -> str | None:
-    """The first code of `concept` in `system` (any system when empty) among `codes`."""
-    for sys, code, _ in codings(concept):
-        if code and code in codes and (not system or (sys or "").rstrip("/") == system):
-            return code
-    return None
-
-
 def first_code(concept: Json | None) -> str | None:
     for _, code, _ in codings(concept):
         if code:

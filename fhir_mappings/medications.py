@@ -29,12 +29,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
 from fhir_mappings import valuesets
 from fhir_mappings.dosing import compute_dose, supply_days
 from fhir_mappings.facts import MatchedBy, MedicationRecord, Ref, TherapyRun, WeightFact
 from fhir_mappings.fields import (
+    Json,
     codings,
     get_map,
     get_num,
@@ -48,7 +49,6 @@ from fhir_mappings.fields import (
 )
 from fhir_mappings.r4 import Parsed
 
-Json = Mapping[str, Any]
 RunGapDays: Final = 14
 
 _RANK: Final[Mapping[str, int]] = {"ingredient-code": 0, "product-code": 1, "ndc": 2, "name": 3}

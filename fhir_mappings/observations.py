@@ -24,11 +24,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import date, timedelta
-from typing import Any, Final, Literal
+from typing import Final, Literal, TypeVar
 
 from fhir_mappings import valuesets
 from fhir_mappings.facts import GeneticResult, Measurement, Ref, WeightFact
 from fhir_mappings.fields import (
+    Json,
     codings,
     get_map,
     get_num,
@@ -41,7 +42,7 @@ from fhir_mappings.fields import (
 )
 from fhir_mappings.r4 import Parsed
 
-Json = Mapping[str, Any]
+T = TypeVar("T")
 
 WEIGHT_MAX_AGE_DAYS: Final = 90
 _FINAL: Final = frozenset({"final", "amended", "corrected"})
@@ -114,7 +115,6 @@ _WORDS: Final = (
 )
 GENE_STUDIED: Final = "48018-6"
 SIGNIFICANCE: Final = "53037-8"
-IL1RN_HGNC: Final = "HGNC:6000"
 Finding = Literal["pathogenic", "likely-pathogenic", "uncertain", "benign", "no-variant"]
 _FINDING_CODES: Final[Mapping[str, Finding]] = {
     "LA6668-3": "pathogenic",
@@ -161,6 +161,24 @@ def _effective(obs: Json) -> date | None:
     )
 
 
+def _holder_words(holder: Json, concepts: Sequence[Json | None]) -> list[str]:
+    """Lower-case texts of `concepts`, then the holder's valueString."""
+    words = [t.lower() for c in concepts for t in texts(c)]
+    value_string = get_str(holder, "valueString")
+    if value_string:
+        words.append(value_string.lower())
+    return words
+
+
+def _first_word_match(words: Sequence[str], table: Sequence[tuple[str, T]]) -> T | None:
+    """The meaning of the first table word found in the first text that holds one."""
+    for text in words:
+        for word, meaning in table:
+            if word in text:
+                return meaning
+    return None
+
+
 def _interpretation(holder: Json) -> str | None:
     concepts = list(maps(holder.get("interpretation")))
     value_cc = get_map(holder, "valueCodeableConcept")
@@ -170,15 +188,7 @@ def _interpretation(holder: Json) -> str | None:
         for _, code, _ in codings(concept):
             if code and code.lower() in _INTERPRETATION:
                 return _INTERPRETATION[code.lower()]
-    words = [t.lower() for c in concepts for t in texts(c)]
-    value_string = get_str(holder, "valueString")
-    if value_string:
-        words.append(value_string.lower())
-    for text in words:
-        for word, meaning in _WORDS:
-            if word in text:
-                return meaning
-    return None
+    return _first_word_match(_holder_words(holder, concepts), _WORDS)
 
 
 def _value(holder: Json) -> tuple[float | None, str | None]:
@@ -348,14 +358,9 @@ def _finding(obs: Json) -> Finding | None:
                     return _FINDING_CODES[code]
     for holder in significance + holders:
         concepts = [get_map(holder, "valueCodeableConcept"), *maps(holder.get("interpretation"))]
-        words = [t.lower() for c in concepts for t in texts(c)]
-        value_string = get_str(holder, "valueString")
-        if value_string:
-            words.append(value_string.lower())
-        for text in words:
-            for word, finding in _FINDING_WORDS:
-                if word in text:
-                    return finding
+        finding = _first_word_match(_holder_words(holder, concepts), _FINDING_WORDS)
+        if finding is not None:
+            return finding
     return None
 
 

@@ -19,17 +19,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, Final
+from typing import Final
 
 from fhir_mappings import valuesets
-from fhir_mappings.facts import EncounterFacts, PrescriberFacts, Ref, Referral
-from fhir_mappings.fields import codings, get_map, maps, parse_date, ref_of, reference, texts
+from fhir_mappings.facts import EncounterFacts, EncounterSetting, PrescriberFacts, Ref, Referral
+from fhir_mappings.fields import Json, codings, get_map, maps, parse_date, ref_of, reference, texts
 from fhir_mappings.r4 import Parsed
 
-Json = Mapping[str, Any]
-
 _SPECIALTY: Final = frozenset({"specialty"})
-_SETTINGS: Final[Mapping[str, str]] = {
+_SETTINGS: Final[Mapping[str, EncounterSetting]] = {
     "IMP": "inpatient",
     "ACUTE": "inpatient",
     "NONAC": "inpatient",
@@ -162,17 +160,7 @@ def encounter(encounter_id: str | None, parsed: Parsed) -> EncounterFacts | None
     code = coding.get("code") if coding is not None else None
     code_str = code if isinstance(code, str) else None
     setting = _SETTINGS.get((code_str or "").upper(), "unknown")
-    return EncounterFacts(
-        ref=ref,
-        setting="inpatient"
-        if setting == "inpatient"
-        else "ambulatory"
-        if setting == "ambulatory"
-        else "emergency"
-        if setting == "emergency"
-        else "unknown",
-        class_code=code_str,
-    )
+    return EncounterFacts(ref=ref, setting=setting, class_code=code_str)
 
 
 def coverage_refs(parsed: Parsed, patient_ref: Ref | None) -> tuple[Ref, ...]:

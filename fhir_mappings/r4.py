@@ -59,7 +59,6 @@ _MODELS: Final[Mapping[str, Any]] = {
     "PractitionerRole": PractitionerRole,
     "ServiceRequest": ServiceRequest,
 }
-USED_TYPES: Final = frozenset(_MODELS)
 
 # List fields that clients are known to send as a single object.
 _LIST_FIELDS: Final[Mapping[str, tuple[str, ...]]] = {
@@ -118,12 +117,38 @@ def _plain(error: Mapping[str, Any]) -> str:
     return "invalid value"
 
 
+_DOSAGE_FIELDS: Final = ("dosageInstruction", "dosage")
+_DOSAGE_LIST_FIELDS: Final = ("doseAndRate", "additionalInstruction")
+"""Lists inside a Dosage that clients send as one object (the CDS Hooks library's own R4
+order-select example sends `doseAndRate` so)."""
+
+
+def _needs_wrap(dosage: Any) -> bool:
+    return isinstance(dosage, Mapping) and any(
+        isinstance(dosage.get(key), Mapping) for key in _DOSAGE_LIST_FIELDS
+    )
+
+
+def _wrap_dosage(dosage: Any) -> Any:
+    if not _needs_wrap(dosage):
+        return dosage
+    out = dict(dosage)
+    for key in _DOSAGE_LIST_FIELDS:
+        if isinstance(out.get(key), Mapping):
+            out[key] = [out[key]]
+    return out
+
+
 def normalise(resource: Json) -> dict[str, Any]:
     """A shallow copy with the clear-meaning fixes applied (never mutates the input)."""
     out = dict(resource)
     for key in _LIST_FIELDS.get(str(out.get("resourceType")), ()):
         if isinstance(out.get(key), Mapping):
             out[key] = [out[key]]
+    for key in _DOSAGE_FIELDS:
+        dosages = out.get(key)
+        if isinstance(dosages, list) and any(_needs_wrap(d) for d in dosages):
+            out[key] = [_wrap_dosage(d) for d in dosages]
     if out.get("resourceType") == "Encounter" and isinstance(out.get("class"), list):
         first = out["class"][0] if out["class"] else None
         if isinstance(first, Mapping) and isinstance(first.get("coding"), list):

@@ -532,10 +532,6 @@ class Chart:
 
 # ----- diagnoses ----------------------------------------------------------------------------
 
-RA_CODES: Final = [
-    {"system": ICD10, "code": "M06.9", "display": "Rheumatoid arthritis, unspecified"},
-    {"system": SNOMED, "code": "69896004", "display": "Rheumatoid arthritis"},
-]
 RA_SEROPOSITIVE_CODES: Final = [
     {
         "system": ICD10,

@@ -46,14 +46,18 @@ from typing import Any, Literal
 
 from cds_service.cards.codes import UCUM
 from cds_service.policy.model import CriterionResult
+from fhir_mappings.dosing import (
+    MG_PER_SYRINGE,
+    ML_PER_SYRINGE,
+    appendix_e_syringes,
+    fixed_syringes,
+)
 from fhir_mappings.facts import PolicyFacts
 
 FIXED_LIMIT_MG_PER_DAY = 100.0
 FIXED_LIMIT_SYRINGES_PER_DAY = 1.0
 WEIGHT_LIMIT_MG_PER_KG_PER_DAY = 8.0
 WEIGHT_BASED_INDICATIONS = frozenset({"nomid", "nomid-pending", "caps", "dira"})
-MG_PER_SYRINGE = 100.0
-ML_PER_SYRINGE = 0.67
 EPSILON = 1e-6
 Excess = Literal["dose", "syringes", "dispense"]
 
@@ -280,9 +284,11 @@ def _cap_dispense(resource: dict[str, Any], syringes_per_day: float) -> str | No
 
 
 def _syringes_per_administration(mg: float, kind: Literal["fixed", "weight"]) -> int:
+    """Syringes for one administration: Appendix E bands for weight-based dosing, whole
+    100 mg syringes (at least one) for fixed dosing."""
     if kind == "weight":
-        return math.floor(mg / 105.0) + 1
-    return max(1, math.ceil(mg / MG_PER_SYRINGE - 1e-9))
+        return appendix_e_syringes(mg)
+    return max(1, fixed_syringes(mg))
 
 
 def suggest_dose(

@@ -97,6 +97,11 @@ class CheckDef:
     params: Mapping[str, ParamSpec]
     reachable: Callable[[Mapping[str, Any]], frozenset[Status]] | None = None
     """The statuses the check can reach with given parameters, when fewer than all."""
+    reads: frozenset[str] = frozenset()
+    """Resource types whose absence the check concludes from."""
+    absence_statuses: frozenset[Status] = frozenset()
+    """The statuses that rest on nothing of `reads` having been found: the engine turns
+    them into unknown when the EHR could not give those resource types."""
 
     def statuses_for(self, params: Mapping[str, Any]) -> frozenset[Status]:
         return self.reachable(params) if self.reachable else self.statuses
@@ -110,10 +115,19 @@ def _check(
     statuses: Iterable[Status],
     params: Mapping[str, ParamSpec] | None = None,
     reachable: Callable[[Mapping[str, Any]], frozenset[Status]] | None = None,
+    *,
+    reads: Iterable[str] = (),
+    absence: Iterable[Status] = (),
 ) -> Callable[[CheckFn], CheckFn]:
     def register(fn: CheckFn) -> CheckFn:
         _REGISTRY[name] = CheckDef(
-            name, fn, frozenset(statuses), MappingProxyType(params or {}), reachable
+            name,
+            fn,
+            frozenset(statuses),
+            MappingProxyType(params or {}),
+            reachable,
+            frozenset(reads),
+            frozenset(absence),
         )
         return fn
 
@@ -613,6 +627,8 @@ def _intolerances(facts: PolicyFacts, valuesets: frozenset[str]) -> list[Any]:
     reachable=lambda p: frozenset(
         {MET, UNKNOWN} | ({NOT_MET} if p.get("short_trial_status") == "not-met" else set())
     ),
+    reads=("MedicationRequest", "MedicationStatement", "MedicationDispense", "AllergyIntolerance"),
+    absence=(NOT_MET,),
 )
 def trial_or_intolerance(
     params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalContext
@@ -664,6 +680,15 @@ def trial_or_intolerance(
         "contraindication_valuesets": ParamSpec("valuesets"),
         "alcohol_units_per_week_over": ParamSpec("number", required=False),
     },
+    # "Trial too short and no intolerance" rests on the whole history and allergy list.
+    reads=(
+        "MedicationRequest",
+        "MedicationStatement",
+        "MedicationDispense",
+        "AllergyIntolerance",
+        "Condition",
+    ),
+    absence=(NOT_MET,),
 )
 def first_line_step(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalContext) -> Verdict:
     """(a) a `min_days` trial of the first-line drug; or (b) intolerance / contraindication
@@ -923,7 +948,7 @@ def positive_response(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalCo
 
 @_check(
     "no-concurrent-therapy",
-    (MET, NOT_MET),
+    (MET, NOT_MET, UNKNOWN),
     {
         "valuesets": ParamSpec("valuesets"),
         "label_valuesets": ParamSpec("valuesets", required=False),
@@ -931,6 +956,8 @@ def positive_response(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalCo
         "record_types": ParamSpec("strs", required=False),
         "duplicate_drafts": ParamSpec("bool", required=False),
     },
+    reads=("MedicationRequest", "MedicationStatement"),
+    absence=(MET,),
 )
 def no_concurrent_therapy(
     params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalContext
@@ -1168,7 +1195,13 @@ def dose_increase_limit(params: Mapping[str, Any], facts: PolicyFacts, ctx: Eval
 # --------------------------------------------------------------------------- safety
 
 
-@_check("hypersensitivity", (MET, NOT_MET), {"valuesets": ParamSpec("valuesets")})
+@_check(
+    "hypersensitivity",
+    (MET, NOT_MET, UNKNOWN),
+    {"valuesets": ParamSpec("valuesets")},
+    reads=("AllergyIntolerance",),
+    absence=(MET,),
+)
 def hypersensitivity(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalContext) -> Verdict:
     """No recorded allergy / intolerance to a substance in the value sets (the drug, its
     source proteins). The absence of such a record is `met`: allergies are recorded

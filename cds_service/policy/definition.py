@@ -24,9 +24,6 @@ from fhir_mappings.valuesets import valueset_names
 
 DEFAULT_POLICY_PATH = Path(__file__).with_name("NH.PHAR.244.yaml")
 
-"""The value set names agreed between the mapping and the policy data, used when the
-mapping package does not (yet) publish its own list."""
-
 
 class PolicyFileError(ValueError):
     """A policy file that cannot be used; the message names the file and the place in it."""
@@ -489,13 +486,14 @@ def parse_policy(data: Any, source: str = "<policy>") -> Policy:
             raise v.fail("sections", f"need exactly one off_label section for {pathway.value}")
 
     common = []
+    section_ids = {s.id for s in sections}
     for c_index, c_raw in enumerate(data["common_criteria"]):
         c_where = f"common_criteria[{c_index}]"
         criterion = v.criterion(c_where, c_raw, indication_names)
         if criterion.id in seen:
             raise v.fail(f"{c_where}.id", f"duplicate criterion id {criterion.id}")
         for section_id in criterion.sections:
-            if section_id not in {s.id for s in sections}:
+            if section_id not in section_ids:
                 raise v.fail(f"{c_where}.sections", f"unknown section {section_id!r}")
         seen.add(criterion.id)
         common.append(criterion)

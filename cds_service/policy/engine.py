@@ -190,9 +190,30 @@ def _result(criterion: CriterionDef, indication: str, verdict: Verdict) -> Crite
     )
 
 
+_PLAIN_TYPES = {
+    "AllergyIntolerance": "allergies",
+    "Condition": "conditions",
+    "MedicationRequest": "medication orders",
+    "MedicationStatement": "medication statements",
+    "MedicationDispense": "dispensing history",
+    "Observation": "observations",
+}
+
+
 def _run(criterion: CriterionDef, facts: PolicyFacts, ctx: EvalContext) -> CriterionResult:
     variant = criterion.variant(ctx.indication)
-    verdict = CHECKS[variant.check].fn(variant.params, facts, ctx)
+    check = CHECKS[variant.check]
+    verdict = check.fn(variant.params, facts, ctx)
+    unread = sorted(set(check.reads) & facts.unavailable)
+    if unread and verdict.status in check.absence_statuses:
+        # The answer rests on nothing having been found, but the EHR did not give that
+        # data: "not found" proves nothing here.
+        words = ", ".join(_PLAIN_TYPES.get(t, t) for t in unread)
+        verdict = Verdict(
+            Status.UNKNOWN,
+            f"Could not be checked: the EHR did not return the patient's {words}.",
+            details=verdict.details,
+        )
     return _result(criterion, ctx.indication, verdict)
 
 
@@ -228,6 +249,42 @@ def _evaluate_section(
         approval_months=section.approval_months if outcome is Outcome.CRITERIA_MET else None,
         documentation=documentation,
         policy_references=section.policy_references,
+    )
+
+
+DIAGNOSES_SOURCE = "Condition"
+INDICATION_UNREAD = (
+    "The diagnosis could not be decided: the EHR did not return the patient's conditions "
+    "and the order names no reason."
+)
+INDICATION_DOCUMENTATION = "The diagnosis this Kineret order treats (ICD-10-CM or SNOMED CT)."
+
+
+def _indication_unread(decision: Decision) -> Decision:
+    """No covered indication was found, but the conditions were never read: that is not an
+    off-label request, it is a missing diagnosis (documentation needed, unless something
+    else is already not met)."""
+    criteria = tuple(
+        replace(
+            r,
+            status=Status.UNKNOWN,
+            reason=INDICATION_UNREAD,
+            evidence=(),
+            documentation=INDICATION_DOCUMENTATION,
+        )
+        if r.check == "refer-to-policy"
+        else r
+        for r in decision.criteria
+    )
+    not_met = any(r.status is Status.NOT_MET for r in criteria)
+    return replace(
+        decision,
+        criteria=criteria,
+        outcome=Outcome.CRITERIA_NOT_MET if not_met else Outcome.DOCUMENTATION_NEEDED,
+        documentation=tuple(
+            dict.fromkeys(r.documentation for r in criteria if r.documentation is not None)
+        ),
+        policy_references=(),
     )
 
 
@@ -267,23 +324,13 @@ def evaluate(policy: Policy, facts: PolicyFacts, today: date) -> Decision:
     if not decisions:
         section = policy.off_label_section(pathway)
         ctx = replace(base, section=section.id, indication=OTHER_INDICATION)
-        return _evaluate_section(policy, facts, section, ctx)
+        decision = _evaluate_section(policy, facts, section, ctx)
+        if DIAGNOSES_SOURCE in facts.unavailable and not deciding_reasons(policy, facts):
+            return _indication_unread(decision)
+        return decision
 
     best = min(enumerate(decisions), key=lambda item: (_preference(item[1]), item[0]))[1]
     if len(decisions) == 1:
         return best
     considered = tuple((d.section, d.outcome) for d in decisions)
-    return Decision(
-        policy_id=best.policy_id,
-        policy_version=best.policy_version,
-        order_ref=best.order_ref,
-        pathway=best.pathway,
-        section=best.section,
-        indication=best.indication,
-        outcome=best.outcome,
-        criteria=best.criteria,
-        approval_months=best.approval_months,
-        documentation=best.documentation,
-        policy_references=best.policy_references,
-        considered=considered,
-    )
+    return replace(best, considered=considered)

@@ -345,7 +345,7 @@ def test_replay_is_refused_across_two_workers_sharing_the_database(
 
 
 def test_replay_record_is_kept_until_the_token_could_no_longer_be_valid(
-    build: Callable[..., Flask], keys: Keys, clock: MovingClock, tmp_path: Path
+    build: Callable[..., Flask], keys: Keys, clock: MovingClock
 ) -> None:
     app = build()
     token = keys.es384.sign(claims(clock, DISCOVERY))

@@ -471,7 +471,7 @@ def test_jku_is_rejected_when_the_issuer_allows_none(
 
 
 def test_no_rejection_reason_contains_the_token(
-    authenticator: Authenticator, es384: Signer, es384_other: Signer, clock: FakeClock
+    authenticator: Authenticator, es384: Signer, es384_other: Signer
 ):
     tokens = [
         es384.sign(tenant_claims(aud="https://elsewhere.example.org")),

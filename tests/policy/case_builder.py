@@ -284,6 +284,7 @@ class _Builder:
             genetic_results=genetic,
             encounter=encounter,
             coverage_refs=("Coverage/c1",),
+            unavailable=frozenset(s.get("unavailable", [])),
         )
 
 

@@ -18,6 +18,7 @@ import requests
 import responses
 from flask import Flask
 from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
 
 from cds_service import pipeline
 from cds_service.auth import fhir_server_allowed, same_base
@@ -423,18 +424,27 @@ class BlockingClient:
         pass
 
 
-def test_deadline_ends_the_call_while_the_server_hangs(
-    make_app: Callable[..., Flask], captured: list[Any]
-) -> None:
+def _call_with_hanging_server(
+    make_app: Callable[..., Flask], unsent_key: str
+) -> tuple[TestResponse, BlockingClient, bool]:
+    """Call order-sign without `unsent_key` in the prefetch, against a FHIR server that
+    hangs until the call has answered: (response, the client, answered before release)."""
     hanging = BlockingClient()
     app = make_app(CDS_REQUEST_DEADLINE=0.3, FHIR_CLIENT_FACTORY=lambda: hanging)
     body = load_example("order-sign-prefetch.json")
-    body = with_server(body, keep=tuple(k for k in body["prefetch"] if k != "patient"))
+    body = with_server(body, keep=tuple(k for k in body["prefetch"] if k != unsent_key))
     try:
         response = app.test_client().post(SIGN, json=body)
         answered_before_release = not hanging.returned.is_set()
     finally:
         hanging.release.set()
+    return response, hanging, answered_before_release
+
+
+def test_deadline_ends_the_call_while_the_server_hangs(
+    make_app: Callable[..., Flask], captured: list[Any]
+) -> None:
+    response, hanging, answered_before_release = _call_with_hanging_server(make_app, "patient")
     assert hanging.started.is_set()
     assert answered_before_release
     assert response.status_code == 412
@@ -444,15 +454,7 @@ def test_deadline_ends_the_call_while_the_server_hangs(
 def test_deadline_with_optional_key_still_answers(
     make_app: Callable[..., Flask], captured: list[Any]
 ) -> None:
-    hanging = BlockingClient()
-    app = make_app(CDS_REQUEST_DEADLINE=0.3, FHIR_CLIENT_FACTORY=lambda: hanging)
-    body = load_example("order-sign-prefetch.json")
-    body = with_server(body, keep=tuple(k for k in body["prefetch"] if k != "coverage"))
-    try:
-        response = app.test_client().post(SIGN, json=body)
-        answered_before_release = not hanging.returned.is_set()
-    finally:
-        hanging.release.set()
+    response, _, answered_before_release = _call_with_hanging_server(make_app, "coverage")
     assert answered_before_release
     assert response.status_code == 200
     assert captured[0][0].missing_prefetch == ("coverage",)

@@ -3,12 +3,7 @@ threads, 2,000 requests. No request may fail, and worker memory may not keep gro
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -20,19 +15,13 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import HOOKS_DIR, ROOT, load_example
+from sandbox.service import ServiceProcess, start_service
+from tests.conftest import HOOKS_DIR, load_example
 
 REQUESTS = 2000
 CLIENTS = 16
 WORKERS = 2
 GROWTH_LIMIT_KB = 48 * 1024  # per worker, between the two halves
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _children(pid: int) -> list[int]:
@@ -58,56 +47,20 @@ def _rss_kb(pid: int) -> int:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    port = _free_port()
-    env = dict(
-        os.environ,
-        CDS_AUTH="disabled",
-        CDS_HOOKS_DIR=str(HOOKS_DIR),
-        CDS_DATABASE_URL=f"sqlite:///{tmp_path / 'load.sqlite'}",
-        CDS_LOG_LEVEL="WARNING",
-    )
-    command = [
-        sys.executable,
-        "-m",
-        "cds_service.cli",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        str(WORKERS),
-    ]
-    process = subprocess.Popen(  # noqa: S603 - our own command line, no shell
-        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(150):
-            if process.poll() is not None:
-                break
-            try:
-                if requests.get(f"{base}/cds-services", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        assert process.poll() is None, "the server did not start"
-        yield base, process
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate()
+def server(tmp_path: Path) -> Iterator[ServiceProcess]:
+    with start_service(
+        fhir_servers=[],
+        database_url=f"sqlite:///{tmp_path / 'load.sqlite'}",
+        log_path=tmp_path / "service.log",
+        workers=WORKERS,
+        extra_env={"CDS_HOOKS_DIR": str(HOOKS_DIR), "CDS_LOG_LEVEL": "WARNING"},
+    ) as service:
+        yield service
 
 
 @pytest.mark.load
-def test_two_thousand_requests_without_an_error(
-    server: tuple[str, subprocess.Popen[str]], tmp_path: Path
-) -> None:
-    base, process = server
+def test_two_thousand_requests_without_an_error(server: ServiceProcess, tmp_path: Path) -> None:
+    base, process = server.base_url, server.process
     sign = load_example("order-sign-prefetch.json")
     select = load_example("order-select.json")
     local = threading.local()
