@@ -299,21 +299,14 @@ def _dispense(request: Json | None) -> tuple[float | None, list[str]]:
     if quantity is None or supply is None:
         return None, ["dispense quantity or expected supply duration is missing"]
     amount = get_num(quantity, "value")
-    syringes: float | None = None
-    for unit in unit_keys(quantity) if amount is not None and amount > 0 else ():
-        if unit in _SYRINGE or unit.endswith(" syringe") or unit.endswith(" syringes"):
-            syringes = amount
-        elif unit in _VOLUME_ML and amount is not None:
-            syringes = round(amount / ML_PER_SYRINGE, 2)
-        if syringes is not None:
-            break
-    if syringes is None:
+    per_syringe = quantity_per_syringe(quantity)
+    if amount is None or amount <= 0 or per_syringe is None:
         return None, ["dispense quantity unit is not syringes or mL"]
-    days_value = get_num(supply, "value")
-    factor = _DURATION_DAYS.get(unit_key(supply))
-    if days_value is None or factor is None or days_value <= 0:
+    syringes = round(amount / per_syringe, 2)
+    days = supply_days(supply)
+    if days is None:
         return None, ["expected supply duration is not in days, weeks or months"]
-    return syringes / (days_value * factor), []
+    return syringes / days, []
 
 
 def _sum(values: Sequence[float | None]) -> float | None:
@@ -388,11 +381,22 @@ def compute_dose(
 
 
 def supply_days(value: Json | None) -> float | None:
-    """Days in a Duration / Quantity (d, wk, mo = 30 d), or None."""
+    """Days in a Duration / Quantity (h, d, wk, mo = 30 d; code, then unit text), or None."""
     if value is None:
         return None
     amount = get_num(value, "value")
-    factor = _DURATION_DAYS.get(unit_key(value))
+    factor = next((_DURATION_DAYS[u] for u in unit_keys(value) if u in _DURATION_DAYS), None)
     if amount is None or factor is None or amount <= 0:
         return None
     return amount * factor
+
+
+def quantity_per_syringe(quantity: Json) -> float | None:
+    """How much of a dispense quantity's unit one syringe is: 1 for syringe units, 0.67 for
+    mL; None for any other unit."""
+    for unit in unit_keys(quantity):
+        if unit in _SYRINGE or unit.endswith(" syringe") or unit.endswith(" syringes"):
+            return 1.0
+        if unit in _VOLUME_ML:
+            return ML_PER_SYRINGE / _VOLUME_ML[unit]
+    return None

@@ -48,9 +48,10 @@ from cds_service.cards.codes import UCUM
 from cds_service.policy.model import CriterionResult
 from fhir_mappings.dosing import (
     MG_PER_SYRINGE,
-    ML_PER_SYRINGE,
     appendix_e_syringes,
     fixed_syringes,
+    quantity_per_syringe,
+    supply_days,
 )
 from fhir_mappings.facts import PolicyFacts
 
@@ -216,50 +217,6 @@ def _frequency_words(per_day: float) -> str:
     return words.get(per_day, f"{fmt(per_day)} times a day")
 
 
-_DAYS: dict[str, float] = {
-    "d": 1.0,
-    "day": 1.0,
-    "days": 1.0,
-    "wk": 7.0,
-    "week": 7.0,
-    "weeks": 7.0,
-    "mo": 30.0,
-    "month": 30.0,
-    "months": 30.0,
-}
-_SYRINGE_UNITS = frozenset({"{each}", "each", "ea", "pfs", "{prefilled syringe}"})
-_ML_UNITS = frozenset({"ml", "milliliter", "milliliters", "millilitre", "millilitres"})
-
-
-def _units(quantity: Mapping[str, Any]) -> list[str]:
-    return [
-        str(quantity[key]).strip().lower()
-        for key in ("code", "unit")
-        if isinstance(quantity.get(key), str) and quantity[key].strip()
-    ]
-
-
-def _supply_days(dispense: Mapping[str, Any]) -> float | None:
-    duration = dispense.get("expectedSupplyDuration")
-    if not isinstance(duration, Mapping):
-        return None
-    value = duration.get("value")
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        return None
-    factor = next((_DAYS[u] for u in _units(duration) if u in _DAYS), None)
-    return None if factor is None else float(value) * factor
-
-
-def _per_syringe(quantity: Mapping[str, Any]) -> float | None:
-    """How much of the dispense quantity's unit one syringe is (1, or 0.67 for mL)."""
-    for unit in _units(quantity):
-        if "syringe" in unit or unit in _SYRINGE_UNITS:
-            return 1.0
-        if unit in _ML_UNITS:
-            return ML_PER_SYRINGE
-    return None
-
-
 def _cap_dispense(resource: dict[str, Any], syringes_per_day: float) -> str | None:
     """Lower the dispense quantity to what `syringes_per_day` needs over the expected
     supply duration; plain words for the new quantity, or None when nothing changed."""
@@ -267,11 +224,12 @@ def _cap_dispense(resource: dict[str, Any], syringes_per_day: float) -> str | No
     if not isinstance(dispense, dict):
         return None
     quantity = dispense.get("quantity")
-    days = _supply_days(dispense)
+    duration = dispense.get("expectedSupplyDuration")
+    days = supply_days(duration) if isinstance(duration, Mapping) else None
     if not isinstance(quantity, dict) or days is None:
         return None
     value = quantity.get("value")
-    per_syringe = _per_syringe(quantity)
+    per_syringe = quantity_per_syringe(quantity)
     if isinstance(value, bool) or not isinstance(value, int | float) or per_syringe is None:
         return None
     syringes = math.ceil(syringes_per_day * days - EPSILON)
@@ -394,8 +352,8 @@ def suggest_eua_regimen(
     syringes = float(_syringes_per_administration(mg_per_day, "fixed"))
     dispense = suggested.get("dispenseRequest")
     if isinstance(dispense, dict):
-        days = _supply_days(dispense)
         duration = dispense.get("expectedSupplyDuration")
+        days = supply_days(duration) if isinstance(duration, Mapping) else None
         if days is not None and days > max_days and isinstance(duration, dict):
             dispense["expectedSupplyDuration"] = {
                 "value": max_days,
@@ -404,7 +362,7 @@ def suggest_eua_regimen(
                 "code": "d",
             }
         quantity = dispense.get("quantity")
-        per_syringe = _per_syringe(quantity) if isinstance(quantity, dict) else None
+        per_syringe = quantity_per_syringe(quantity) if isinstance(quantity, dict) else None
         value = quantity.get("value") if isinstance(quantity, dict) else None
         if (
             isinstance(quantity, dict)
