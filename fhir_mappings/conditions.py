@@ -1,7 +1,8 @@
 """Diagnoses (Conditions, the order's reasons) and intolerances / contraindications.
 
 Which Conditions count as the patient's diagnoses:
-- clinicalStatus active, recurrence or relapse, or absent;
+- clinicalStatus active, recurrence, relapse or remission (a disease held in remission by
+  its treatment still stands), or absent;
 - verificationStatus confirmed or absent. Refuted and entered-in-error are out, and so are
   unconfirmed / provisional / differential: a pharmacist does not accept a working or
   differential diagnosis as the diagnosis a drug is approved for;
@@ -49,7 +50,10 @@ from fhir_mappings.r4 import Parsed
 
 ALCOHOL_LIMIT_UNITS_PER_WEEK: Final = 14.0
 _DIAGNOSIS: Final = frozenset({"diagnosis"})
-_ACTIVE: Final = frozenset({"active", "recurrence", "relapse"})
+_ACTIVE: Final = frozenset({"active", "recurrence", "relapse", "remission"})
+"""Clinical statuses of a diagnosis that still stands. Remission counts: a disease held in
+remission by its treatment (NOMID on anakinra) is the indication being continued; inactive
+and resolved do not."""
 _CONFIRMED: Final = frozenset({"confirmed"})
 _NOT_TRUE: Final = frozenset({"refuted", "entered-in-error"})
 

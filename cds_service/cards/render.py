@@ -120,7 +120,10 @@ def _context_line(decision: Decision) -> str:
         f"indication: {decision.indication}."
     )
     if len(decision.considered) > 1:
-        seen = ", ".join(f"{section} ({outcome.value})" for section, outcome in decision.considered)
+        seen = ", ".join(
+            f"{section} {indication} ({outcome.value})"
+            for section, indication, outcome in decision.considered
+        )
         line += f" Indications considered: {seen}."
     return line
 

@@ -332,5 +332,5 @@ def evaluate(policy: Policy, facts: PolicyFacts, today: date) -> Decision:
     best = min(enumerate(decisions), key=lambda item: (_preference(item[1]), item[0]))[1]
     if len(decisions) == 1:
         return best
-    considered = tuple((d.section, d.outcome) for d in decisions)
+    considered = tuple((d.section, d.indication, d.outcome) for d in decisions)
     return replace(best, considered=considered)

@@ -70,7 +70,7 @@ class Decision:
     """What to submit for every unknown criterion, in criterion order."""
     policy_references: tuple[str, ...] = ()
     """Other policies the decision points to (CP.PMN.53 / CP.PMN.255 / CP.PMN.16)."""
-    considered: tuple[tuple[str, Outcome], ...] = ()
+    considered: tuple[tuple[str, str, Outcome], ...] = ()
     """(section, outcome) of every indication evaluated, when more than one was."""
 
     def criterion(self, criterion_id: str) -> CriterionResult | None:

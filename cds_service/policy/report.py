@@ -66,7 +66,7 @@ def format_table(decision: Decision) -> str:
     if decision.policy_references:
         header.append(f"Refer to: {', '.join(decision.policy_references)}")
     if decision.considered:
-        header.append("Considered: " + ", ".join(f"{s} {o}" for s, o in decision.considered))
+        header.append("Considered: " + ", ".join(f"{s} {i} {o}" for s, i, o in decision.considered))
     rule = "-+-".join("-" * w for w in _WIDTHS)
     lines = [*header, "", *_row(_HEAD), rule]
     for result in decision.criteria:
@@ -109,8 +109,8 @@ def decision_to_json(decision: Decision) -> dict[str, Any]:
         "documentation": list(decision.documentation),
         "policyReferences": list(decision.policy_references),
         "considered": [
-            {"section": section, "outcome": str(outcome)}
-            for section, outcome in decision.considered
+            {"section": section, "indication": indication, "outcome": str(outcome)}
+            for section, indication, outcome in decision.considered
         ],
         "criteria": [criterion_to_json(r) for r in decision.criteria],
     }

@@ -113,6 +113,8 @@ def test_dira_by_text_and_m04_8():
         ("active", "confirmed", True),
         (None, None, True),
         ("relapse", "confirmed", True),
+        ("remission", "confirmed", True),
+        ("inactive", "confirmed", False),
         ("resolved", "confirmed", False),
         ("active", "refuted", False),
         ("active", "entered-in-error", False),

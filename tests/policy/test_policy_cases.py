@@ -59,7 +59,7 @@ def test_case(path: Path) -> None:
     if "policy_references" in expect:
         assert list(decision.policy_references) == expect["policy_references"]
     if "considered" in expect:
-        assert [[s, str(o)] for s, o in decision.considered] == expect["considered"]
+        assert [[s, str(o)] for s, _, o in decision.considered] == expect["considered"]
     for criterion_id, status in (expect.get("criteria") or {}).items():
         result = decision.criterion(criterion_id)
         assert result is not None, f"{criterion_id} not evaluated"
