@@ -165,8 +165,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(message, file=sys.stderr)
         return 2
     try:
-        report = evaluate_file(Path(args.file), Path(args.order) if args.order else None, today)
-    except InputError as exc:
+        settings = load_settings(os.environ)
+        report = evaluate_file(
+            Path(args.file), Path(args.order) if args.order else None, today, settings.hooks_dir
+        )
+    except (InputError, SettingsError, HookFileError) as exc:
         print(f"cds-service evaluate: {exc}", file=sys.stderr)
         return 2
     print(report.to_json() if args.json else report.to_text())

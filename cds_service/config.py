@@ -121,6 +121,10 @@ class Settings:
         for name in ("max_next_pages", "auth_clock_skew", "jwks_refresh_interval"):
             if getattr(self, name) < 0:
                 raise SettingsError(f"{ENV_PREFIX}{name.upper()} must not be negative")
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise SettingsError(
+                f"{ENV_PREFIX}LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL"
+            )
         if self.auth not in ("enabled", "disabled"):
             raise SettingsError(f"{ENV_PREFIX}AUTH must be 'enabled' or 'disabled'")
         for server in self.fhir_servers:

@@ -3,7 +3,9 @@
 Two inputs are understood:
 
 - a CDS Hooks request (`hook`, `context`, `prefetch`) as an EHR would send it: the
-  context and the prefetch are used as they are, nothing is fetched;
+  context and the prefetch are used as they are, nothing is fetched, and what the
+  service's prefetch asks for but the request does not carry counts as unavailable (the
+  criteria resting on it are unknown, as the service would answer after a failed read);
 - a FHIR Bundle of the patient's record plus `--order`, a draft MedicationRequest:
   the context is built from them (patient from the order's subject or the Bundle's only
   Patient, user from the order's requester, encounter from the order's encounter).
@@ -23,10 +25,12 @@ from typing import Any
 
 from cds_service.cards import Evaluation, NotEvaluated
 from cds_service.cards.serialize import not_evaluated_to_json
+from cds_service.config import Settings
+from cds_service.hooks import load_catalog
 from cds_service.pipeline import CallContext, evaluate_call
 from cds_service.policy.engine import load_policy
 from cds_service.policy.report import decision_to_json, format_table
-from cds_service.prefetch import flatten
+from cds_service.prefetch import flatten, unanswered_keys
 
 
 class InputError(ValueError):
@@ -110,6 +114,17 @@ def context_from_bundle(
     return context, resources
 
 
+def unavailable_types(request: Mapping[str, Any], hooks_dir: Path) -> frozenset[str]:
+    """Resource types this saved request did not carry although the service's prefetch asks
+    for them: nothing is fetched offline, so their data is unknown, not empty."""
+    catalog = load_catalog(hooks_dir)
+    hook = request.get("hook")
+    for service in catalog.services.values():
+        if service.hook == hook:
+            return service.resource_types(unanswered_keys(service.prefetch, request))
+    return frozenset()
+
+
 def request_inputs(request: Mapping[str, Any]) -> tuple[Mapping[str, Any], list[Mapping[str, Any]]]:
     context = request.get("context")
     if not isinstance(context, Mapping):
@@ -133,6 +148,7 @@ def evaluate_inputs(
     resources: Sequence[Mapping[str, Any]],
     today: date,
     hook: str = "order-sign",
+    unavailable: frozenset[str] = frozenset(),
 ) -> EvaluationReport:
     call = CallContext(
         service_id="cli",
@@ -141,6 +157,7 @@ def evaluate_inputs(
         context=context,
         now=datetime.combine(today, time(12, 0), tzinfo=UTC),
         uuid_factory=lambda: "cli",
+        unavailable_types=unavailable,
     )
     items = evaluate_call(load_policy(), call, resources)
     draft = context.get("draftOrders")
@@ -149,7 +166,9 @@ def evaluate_inputs(
     return EvaluationReport(items=tuple(items), other_orders=max(0, total - len(items)))
 
 
-def evaluate_file(path: Path, order_path: Path | None, today: date) -> EvaluationReport:
+def evaluate_file(
+    path: Path, order_path: Path | None, today: date, hooks_dir: Path | None = None
+) -> EvaluationReport:
     data = _read_json(path)
     if not isinstance(data, Mapping):
         raise InputError(f"{path} holds no JSON object")
@@ -167,4 +186,5 @@ def evaluate_file(path: Path, order_path: Path | None, today: date) -> Evaluatio
         raise InputError("FILE is neither a CDS Hooks request nor a FHIR Bundle")
     context, resources = request_inputs(data)
     hook = data.get("hook") if data.get("hook") in ("order-sign", "order-select") else "order-sign"
-    return evaluate_inputs(context, resources, today, str(hook))
+    missing = unavailable_types(data, hooks_dir or Settings().hooks_dir)
+    return evaluate_inputs(context, resources, today, str(hook), missing)

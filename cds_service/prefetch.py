@@ -415,6 +415,14 @@ def _plan(
     return ready, tasks, failed
 
 
+def unanswered_keys(templates: Mapping[str, str], request: Mapping[str, Any]) -> frozenset[str]:
+    """Prefetch keys a request leaves to be fetched (not sent, an OperationOutcome, an
+    incomplete Bundle, more pages), for evaluating a saved request without any FHIR server:
+    their data is unavailable, not empty."""
+    _, tasks, failed = _plan(templates, request)
+    return frozenset(task.key for task in tasks) | frozenset(failed)
+
+
 def resolve_prefetch(
     templates: Mapping[str, str],
     required: frozenset[str],

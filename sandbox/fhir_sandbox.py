@@ -236,6 +236,12 @@ def load_patients(base_url: str, paths: Iterable[Path], *, token: str | None = N
 def _serve(args: argparse.Namespace) -> int:
     install()
     server = start(args.port, require_token=args.require_token, page_size=args.page_size)
+
+    def stop_on_term(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # A `kill` (SIGTERM) stops the Node server too, as Ctrl-C does.
+    signal.signal(signal.SIGTERM, stop_on_term)
     try:
         if not args.no_load:
             count = load_patients(server.base_url, patient_bundles(), token=args.require_token)

@@ -114,3 +114,27 @@ def test_audit_lists_what_the_service_decided(
     assert code == 0
     assert "MedicationRequest/draft-anakinra-1" in out
     assert "criteria-met" in out
+
+
+def test_evaluate_treats_prefetch_the_request_lacks_as_unavailable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Offline, a prefetch key the request does not carry (or answers with an
+    OperationOutcome) is data that could not be read, as the service would see it after a
+    failed FHIR read: the criteria resting on its absence are unknown, never met."""
+    request = load_example("order-sign-prefetch.json")
+    del request["prefetch"]["allergies"]
+    request["prefetch"]["medicationStatements"] = {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": "timeout"}],
+    }
+    path = tmp_path / "request.json"
+    path.write_text(json.dumps(request), encoding="utf-8")
+    code, out, _ = run(["evaluate", str(path), "--json"], capsys)
+    assert code == 0
+    (evaluation,) = json.loads(out)["evaluations"]
+    statuses = {c["id"]: c["status"] for c in evaluation["criteria"]}
+    assert evaluation["outcome"] == "documentation-needed"
+    assert statuses["IV.C"] == "unknown"
+    assert statuses["I.A.7"] == "unknown"
+    assert statuses["III.B"] == "unknown"

@@ -72,6 +72,7 @@ def test_http_fhir_server_is_allowed_on_loopback_only() -> None:
         ("CDS_MAX_JSON_DEPTH", "-3"),
         ("CDS_JWKS_REFRESH_INTERVAL", "-1"),
         ("CDS_AUTH_MAX_TOKEN_LIFETIME", "0"),
+        ("CDS_LOG_LEVEL", "NOPE"),
     ],
 )
 def test_bad_setting_is_refused_with_its_name(name: str, value: str) -> None:
