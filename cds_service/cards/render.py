@@ -134,6 +134,11 @@ def _detail(decision: Decision, *paragraphs: str) -> str:
     return "\n\n".join(parts)
 
 
+def _not_met(decision: Decision, *checks: str) -> list[CriterionResult]:
+    """The criteria of these checks that are not met, in the decision's order."""
+    return [r for r in decision.criteria if r.check in checks and r.status is Status.NOT_MET]
+
+
 def _join_names(names: Sequence[str], limit: int = 3) -> str:
     if len(names) <= limit:
         return " and ".join([", ".join(names[:-1]), names[-1]]) if len(names) > 1 else names[0]
@@ -214,15 +219,86 @@ class _Builder:
         }
         return prune(card)  # type: ignore[no-any-return]
 
+    def _result_card(
+        self,
+        evaluation: Evaluation,
+        result: CriterionResult,
+        *paragraphs: str,
+        summary: str,
+        indicator: str,
+        topic_code: str,
+        override_kind: str,
+        suggestions: Iterable[dict[str, Any]],
+    ) -> dict[str, Any]:
+        """A card about one criterion not met: its id and reason open the detail."""
+        return self._card(
+            order_ref=evaluation.facts.order.ref,
+            summary=summary,
+            indicator=indicator,
+            detail=_detail(evaluation.decision, f"{result.id}: {result.reason}", *paragraphs),
+            topic_code=topic_code,
+            override_kind=override_kind,
+            suggestions=suggestions,
+        )
+
+    def _stop_card(
+        self,
+        evaluation: Evaluation,
+        result: CriterionResult,
+        *paragraphs: str,
+        summary: str,
+        topic_code: str,
+        override_kind: str,
+    ) -> dict[str, Any]:
+        """A critical card: this order should not be signed; its suggestion removes it."""
+        return self._result_card(
+            evaluation,
+            result,
+            *paragraphs,
+            summary=summary,
+            indicator="critical",
+            topic_code=topic_code,
+            override_kind=override_kind,
+            suggestions=[self._remove_this_order(evaluation.facts.order.ref)],
+        )
+
+    def _dose_limit_card(
+        self,
+        evaluation: Evaluation,
+        result: CriterionResult,
+        *paragraphs: str,
+        summary: str,
+        suggestions: Iterable[dict[str, Any]],
+    ) -> dict[str, Any]:
+        """A warning that the order is beyond a dose, days or quantity limit."""
+        return self._result_card(
+            evaluation,
+            result,
+            *paragraphs,
+            summary=summary,
+            indicator="warning",
+            topic_code="limits",
+            override_kind="dose",
+            suggestions=suggestions,
+        )
+
+    def _links(self, order_ref: str, policy_id: str) -> list[dict[str, str] | None]:
+        """The policy, and where to send the documentation for the prior authorization."""
+        return [self._policy_link(), self._submission_link(order_ref, policy_id)]
+
     @staticmethod
-    def _update_order(suggestion: DoseSuggestion) -> dict[str, Any]:
-        """The suggestion that replaces the draft order by its copy with the new dose."""
-        label = f"Change the Kineret dose to {suggestion.label}"
+    def _update(label: str, resource: dict[str, Any]) -> dict[str, Any]:
+        """The recommended suggestion that replaces the draft order by `resource`."""
         return {
             "label": label,
             "isRecommended": True,
-            "actions": [{"type": "update", "description": label, "resource": suggestion.resource}],
+            "actions": [{"type": "update", "description": label, "resource": resource}],
         }
+
+    @classmethod
+    def _update_order(cls, suggestion: DoseSuggestion) -> dict[str, Any]:
+        """The suggestion that replaces the draft order by its copy with the new dose."""
+        return cls._update(f"Change the Kineret dose to {suggestion.label}", suggestion.resource)
 
     @staticmethod
     def _remove_order(order_ref: str, label: str) -> dict[str, Any]:
@@ -233,6 +309,10 @@ class _Builder:
             ],
         }
 
+    @classmethod
+    def _remove_this_order(cls, order_ref: str) -> dict[str, Any]:
+        return cls._remove_order(order_ref, "Remove this Kineret order")
+
     # -- per-kind cards ------------------------------------------------------------
 
     def combination_cards(self, evaluation: Evaluation) -> list[dict[str, Any]]:
@@ -240,9 +320,7 @@ class _Builder:
         order_ref = evaluation.facts.order.ref
         groups: dict[tuple[tuple[str, str], ...], list[CriterionResult]] = {}
         conflicts_of: dict[tuple[tuple[str, str], ...], list[dict[str, Any]]] = {}
-        for result in decision.criteria:
-            if result.check != "no-concurrent-therapy" or result.status is not Status.NOT_MET:
-                continue
+        for result in _not_met(decision, "no-concurrent-therapy"):
             conflicts = [c for c in result.details.get("conflicts", ()) if isinstance(c, dict)]
             if conflicts:
                 key = tuple(
@@ -268,7 +346,7 @@ class _Builder:
                             ref, f"Remove the draft {conflict.get('drug', 'other')} order"
                         )
                     )
-            suggestions.append(self._remove_order(order_ref, "Remove this Kineret order"))
+            suggestions.append(self._remove_this_order(order_ref))
             is_duplicate = bool(drugs) and all(d == "anakinra" for d in drugs)
             lines = [
                 f"Kineret must not be combined with {drug_words} (criteria {ids}; policy section "
@@ -304,12 +382,8 @@ class _Builder:
         return cards
 
     def hypersensitivity_cards(self, evaluation: Evaluation) -> list[dict[str, Any]]:
-        decision = evaluation.decision
-        order_ref = evaluation.facts.order.ref
         cards = []
-        for result in decision.criteria:
-            if result.check != "hypersensitivity" or result.status is not Status.NOT_MET:
-                continue
+        for result in _not_met(evaluation.decision, "hypersensitivity"):
             substances = result.details.get("substances")
             names = (
                 [str(name) for name in substances if name]
@@ -318,8 +392,13 @@ class _Builder:
             )
             refs = ", ".join(f"`{ref}`" for ref in result.evidence)
             cards.append(
-                self._card(
-                    order_ref=order_ref,
+                self._stop_card(
+                    evaluation,
+                    result,
+                    "Kineret is contraindicated in patients with known hypersensitivity to "
+                    "E. coli-derived proteins, anakinra or any component of the product "
+                    "(policy Appendix C).",
+                    f"Recorded in: {refs}" if refs else "",
                     summary=_fit_names(
                         lambda words: (
                             f"Kineret is contraindicated: recorded hypersensitivity "
@@ -329,18 +408,8 @@ class _Builder:
                         "Kineret is contraindicated: recorded hypersensitivity. "
                         "Do not sign this order",
                     ),
-                    indicator="critical",
-                    detail=_detail(
-                        decision,
-                        f"{result.id}: {result.reason}",
-                        "Kineret is contraindicated in patients with known hypersensitivity to "
-                        "E. coli-derived proteins, anakinra or any component of the product "
-                        "(policy Appendix C).",
-                        f"Recorded in: {refs}" if refs else "",
-                    ),
                     topic_code="contraindication",
                     override_kind="hypersensitivity",
-                    suggestions=[self._remove_order(order_ref, "Remove this Kineret order")],
                 )
             )
         return cards
@@ -349,38 +418,28 @@ class _Builder:
         """Outpatient COVID-19 use: critical. Inpatient use beyond the EUA regimen (dose or
         days): a warning, with a suggestion that sets the dose to the EUA's when it is the
         dose that is over."""
-        decision = evaluation.decision
-        order_ref = evaluation.facts.order.ref
         cards = []
-        for result in decision.criteria:
-            if result.check != "care-setting" or result.status is not Status.NOT_MET:
-                continue
+        for result in _not_met(evaluation.decision, "care-setting"):
             if result.details.get("setting") == "inpatient":
                 cards.append(self._eua_regimen_card(evaluation, result))
                 continue
             cards.append(
-                self._card(
-                    order_ref=order_ref,
+                self._stop_card(
+                    evaluation,
+                    result,
+                    "Under the FDA emergency use authorization Kineret treats COVID-19 only "
+                    "in hospitalized adults (100 mg subcutaneously once daily for 10 days); "
+                    "outpatient initiation or continuation is not authorized (policy I.D / "
+                    "II.B, Appendix I).",
                     summary="Kineret for COVID-19 is authorized only for hospitalized patients: "
                     "do not start or continue it as an outpatient",
-                    indicator="critical",
-                    detail=_detail(
-                        decision,
-                        f"{result.id}: {result.reason}",
-                        "Under the FDA emergency use authorization Kineret treats COVID-19 only "
-                        "in hospitalized adults (100 mg subcutaneously once daily for 10 days); "
-                        "outpatient initiation or continuation is not authorized (policy I.D / "
-                        "II.B, Appendix I).",
-                    ),
                     topic_code="coverage-info",
                     override_kind="care-setting",
-                    suggestions=[self._remove_order(order_ref, "Remove this Kineret order")],
                 )
             )
         return cards
 
     def _eua_regimen_card(self, evaluation: Evaluation, result: CriterionResult) -> dict[str, Any]:
-        facts, decision = evaluation.facts, evaluation.decision
 
         def number(key: str) -> float | None:
             value = result.details.get(key)
@@ -398,30 +457,22 @@ class _Builder:
             days_over = ordered_days is not None and ordered_days > regimen_days
             if dose_over or days_over:
                 suggestion = suggest_eua_regimen(
-                    facts.order.resource, regimen_mg, int(regimen_days)
+                    evaluation.facts.order.resource, regimen_mg, int(regimen_days)
                 )
                 if suggestion is not None:
                     suggestions.append(self._update_order(suggestion))
-        return self._card(
-            order_ref=facts.order.ref,
+        return self._dose_limit_card(
+            evaluation,
+            result,
+            "Under the FDA emergency use authorization Kineret treats hospitalized adults "
+            f"with COVID-19 at {regimen} (policy I.D / II.B, Appendix I).",
             summary=f"Kineret for COVID-19 is beyond the EUA regimen: change to {regimen}",
-            indicator="warning",
-            detail=_detail(
-                decision,
-                f"{result.id}: {result.reason}",
-                "Under the FDA emergency use authorization Kineret treats hospitalized adults "
-                f"with COVID-19 at {regimen} (policy I.D / II.B, Appendix I).",
-            ),
-            topic_code="limits",
-            override_kind="dose",
             suggestions=suggestions,
         )
 
     def dose_cards(self, evaluation: Evaluation) -> list[dict[str, Any]]:
-        for result in evaluation.decision.criteria:
-            if result.check in DOSE_CHECKS and result.status is Status.NOT_MET:
-                return [self._dose_card(evaluation, result)]
-        return []
+        over = _not_met(evaluation.decision, *DOSE_CHECKS)
+        return [self._dose_card(evaluation, over[0])] if over else []
 
     def _dose_card(self, evaluation: Evaluation, result: CriterionResult) -> dict[str, Any]:
         facts, decision = evaluation.facts, evaluation.decision
@@ -455,17 +506,11 @@ class _Builder:
         else:
             summary = f"Kineret {ordered} is over the plan limit of {allowed}: {action}"
         suggestions = [self._update_order(suggestion)] if suggestion is not None else []
-        return self._card(
-            order_ref=facts.order.ref,
+        return self._dose_limit_card(
+            evaluation,
+            result,
+            _dose_table(limit, suggestion),
             summary=summary,
-            indicator="warning",
-            detail=_detail(
-                decision,
-                f"{result.id}: {result.reason}",
-                _dose_table(limit, suggestion),
-            ),
-            topic_code="limits",
-            override_kind="dose",
             suggestions=suggestions,
         )
 
@@ -474,26 +519,18 @@ class _Builder:
     ) -> dict[str, Any]:
         """The dose is within the limit; the dispense request supplies more syringes a day
         than the dose needs. The suggestion keeps the dose and lowers the quantity."""
-        facts, decision = evaluation.facts, evaluation.decision
         needed = (
             limit.ordered_syringes_per_day
             if limit.ordered_syringes_per_day is not None
             else limit.limit_syringes_per_day
         ) or 1.0
-        proposal = suggest_dispense(facts.order.resource, needed)
+        proposal = suggest_dispense(evaluation.facts.order.resource, needed)
         suggestions: list[dict[str, Any]] = []
         action = "lower the dispense quantity"
         if proposal is not None:
             words, resource = proposal
             action = f"dispense {words}"
-            label = f"Keep the dose; dispense {words}"
-            suggestions.append(
-                {
-                    "label": label,
-                    "isRecommended": True,
-                    "actions": [{"type": "update", "description": label, "resource": resource}],
-                }
-            )
+            suggestions.append(self._update(f"Keep the dose; dispense {words}", resource))
         supplied = fmt(limit.dispense_syringes_per_day or 0)
         summary = _fit(
             f"Kineret dispense of {supplied} syringes a day is more than the {fmt(needed)} a day "
@@ -502,20 +539,14 @@ class _Builder:
             f"{action}",
             "Kineret dispense quantity is more than the dose needs: lower the quantity",
         )
-        return self._card(
-            order_ref=facts.order.ref,
+        return self._dose_limit_card(
+            evaluation,
+            result,
+            f"The ordered dose is within the plan limit, but the dispense request supplies "
+            f"{supplied} syringes a day and the dose needs {fmt(needed)} a day (Appendix E "
+            "for weight-based dosing; one 100 mg/0.67 mL syringe a day for RA).",
+            _dose_table(limit, None),
             summary=summary,
-            indicator="warning",
-            detail=_detail(
-                decision,
-                f"{result.id}: {result.reason}",
-                f"The ordered dose is within the plan limit, but the dispense request supplies "
-                f"{supplied} syringes a day and the dose needs {fmt(needed)} a day (Appendix E "
-                "for weight-based dosing; one 100 mg/0.67 mL syringe a day for RA).",
-                _dose_table(limit, None),
-            ),
-            topic_code="limits",
-            override_kind="dose",
             suggestions=suggestions,
         )
 
@@ -581,10 +612,7 @@ class _Builder:
             ),
             topic_code="coverage-info",
             override_kind="documentation",
-            links=[
-                self._policy_link(),
-                self._submission_link(evaluation.facts.order.ref, decision.policy_id),
-            ],
+            links=self._links(evaluation.facts.order.ref, decision.policy_id),
         )
 
     def criteria_met_card(self, evaluation: Evaluation) -> dict[str, Any]:
@@ -604,10 +632,7 @@ class _Builder:
             ),
             topic_code="coverage-info",
             override_kind=None,
-            links=[
-                self._policy_link(),
-                self._submission_link(evaluation.facts.order.ref, decision.policy_id),
-            ],
+            links=self._links(evaluation.facts.order.ref, decision.policy_id),
         )
 
     def off_label_card(self, evaluation: Evaluation) -> dict[str, Any]:
@@ -634,10 +659,7 @@ class _Builder:
             ),
             topic_code="coverage-info",
             override_kind=None,
-            links=[
-                self._policy_link(),
-                self._submission_link(evaluation.facts.order.ref, decision.policy_id),
-            ],
+            links=self._links(evaluation.facts.order.ref, decision.policy_id),
         )
 
     def not_evaluated_card(self, item: NotEvaluated, policy_id: str) -> dict[str, Any]:
@@ -652,7 +674,7 @@ class _Builder:
             ),
             topic_code="coverage-info",
             override_kind="not-evaluated",
-            links=[self._policy_link(), self._submission_link(item.order_ref, policy_id)],
+            links=self._links(item.order_ref, policy_id),
         )
 
 

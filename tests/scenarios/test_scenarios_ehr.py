@@ -51,22 +51,11 @@ from jwt.algorithms import ECAlgorithm
 
 from cds_service import create_app
 from tests.conftest import HOOKS_DIR, PINNED_NOW, base_config
+from tests.scenarios import harness
 
-SCENARIO_DIR = Path(__file__).resolve().parent / "ehr"
-SCENARIO_FILES = sorted(SCENARIO_DIR.glob("*.json"))
+SCENARIO_FILES = harness.scenario_files("ehr")
 DEFAULT_ORDER = "MedicationRequest/draft-anakinra-1"
-EVALUATION_KEY = "com.anakinra-cds.evaluation"
-ASSOCIATED_KEY = "davinci-crd.associated-resource"
-SERVICES = {"order-sign": "anakinra-order-sign", "order-select": "anakinra-order-select"}
-OUTCOMES = {
-    "criteria-met",
-    "criteria-not-met",
-    "documentation-needed",
-    "off-label-review",
-    "not-evaluated",
-}
-STATUSES = {"met", "not-met", "unknown"}
-INDICATORS = {"info", "warning", "critical"}
+EHR_OUTCOMES = harness.OUTCOMES | {"not-evaluated"}
 RESPONSE_SCHEMA = Draft202012Validator(
     json.loads((HOOKS_DIR / "schemas" / "response.schema.json").read_text("utf-8"))
 )
@@ -74,40 +63,8 @@ RESPONSE_SCHEMA = Draft202012Validator(
 KNOWN_GAPS: dict[str, str] = {}
 
 
-def _load(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    body: dict[str, Any] = json.loads(path.read_text("utf-8"))
-    expect: dict[str, Any] = body.pop("_expect")
-    return body, expect
-
-
-def _params() -> list[Any]:
-    params = []
-    for path in SCENARIO_FILES:
-        marks = []
-        if path.stem in KNOWN_GAPS:
-            marks.append(pytest.mark.xfail(strict=True, reason=KNOWN_GAPS[path.stem]))
-        params.append(pytest.param(path, id=path.stem, marks=marks))
-    return params
-
-
 def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
-
-
-def _cards_for(response: dict[str, Any], order: str) -> list[dict[str, Any]]:
-    cards: list[dict[str, Any]] = response.get("cards", [])
-    return [
-        card
-        for card in cards
-        if {"reference": order} in card.get("extension", {}).get(ASSOCIATED_KEY, [])
-    ]
-
-
-def _evaluations(response: dict[str, Any], order: str) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = [
-        e for e in response.get("extension", {}).get(EVALUATION_KEY, []) if e.get("order") == order
-    ]
-    return found
 
 
 def _schema_problems(response: Any) -> list[str]:
@@ -119,10 +76,10 @@ def _schema_problems(response: Any) -> list[str]:
 
 def _not_dropped(response: dict[str, Any], order: str, hook: str) -> list[str]:
     """The order has exactly one evaluation and, at order-sign, at least one card."""
-    count = len(_evaluations(response, order))
+    count = len(harness.evaluations_of(response, order))
     if count != 1:
         return [f"expected one evaluation of {order}, got {count}"]
-    if hook == "order-sign" and not _cards_for(response, order):
+    if hook == "order-sign" and not harness.cards_for(response, order):
         return [f"no card for {order} at order-sign"]
     return []
 
@@ -136,31 +93,20 @@ def _differences(response: dict[str, Any], expect: dict[str, Any], hook: str) ->
     order = expect.get("order", DEFAULT_ORDER)
     for other in [order, *expect.get("also_evaluated", [])]:
         diffs.extend(_not_dropped(response, other, hook))
-    evaluations = _evaluations(response, order)
+    evaluations = harness.evaluations_of(response, order)
     if len(evaluations) != 1:
         return diffs
     evaluation = evaluations[0]
     if evaluation.get("outcome") not in _as_list(expect["outcome"]):
         diffs.append(f"outcome: got {evaluation.get('outcome')}, expected {expect['outcome']}")
-    if "section" in expect and evaluation.get("section") != expect["section"]:
-        diffs.append(f"section: got {evaluation.get('section')}, expected {expect['section']}")
-    found = {c["id"]: c for c in evaluation.get("criteria", [])}
-    for criterion, status in expect.get("criteria", {}).items():
-        got = found.get(criterion)
-        if got is None or got["status"] != status:
-            actual = "absent" if got is None else f"{got['status']} ({got.get('reason')})"
-            diffs.append(f"{criterion}: got {actual}, expected {status}")
-    if "cards" in expect:
-        indicators = sorted(card["indicator"] for card in _cards_for(response, order))
-        if indicators != sorted(expect["cards"]):
-            diffs.append(f"cards: got {indicators}, expected {sorted(expect['cards'])}")
-    return diffs
+    diffs += harness.field_differences(evaluation, expect, optional=("section",))
+    return diffs + harness.order_differences(response, evaluation, order, expect)
 
 
-@pytest.mark.parametrize("path", _params())
+@pytest.mark.parametrize("path", harness.scenario_params(SCENARIO_FILES, KNOWN_GAPS))
 def test_ehr_request_is_answered_as_the_documents_say(client: FlaskClient, path: Path) -> None:
-    body, expect = _load(path)
-    response = client.post(f"/cds-services/{SERVICES[body['hook']]}", json=body)
+    body, expect = harness.load(path)
+    response = client.post(f"/cds-services/{harness.SERVICES[body['hook']]}", json=body)
     allowed = _as_list(expect.get("status", 200))
     assert response.status_code < 500, response.get_data(as_text=True)[:500]
     assert response.status_code in allowed, (
@@ -175,25 +121,19 @@ def test_ehr_request_is_answered_as_the_documents_say(client: FlaskClient, path:
     if response.status_code != 200:
         assert "error" in data, data
         return
-    diffs = _differences(data, expect, body["hook"])
-    assert not diffs, f"{path.stem} ({expect['why']}):\n" + "\n".join(diffs)
+    harness.assert_no_differences(path, expect, _differences(data, expect, body["hook"]))
 
 
 def test_ehr_scenario_files_are_well_formed() -> None:
     """Every expectation uses known words, and every known gap names an existing file."""
-    assert 25 <= len(SCENARIO_FILES) <= 40
-    for path in SCENARIO_FILES:
-        body, expect = _load(path)
-        assert body["hook"] in SERVICES, path.stem
+    for path, body, expect in harness.well_formed(
+        SCENARIO_FILES, KNOWN_GAPS, at_least=25, at_most=40
+    ):
         assert body["hookInstance"] == f"ehr-{path.stem}", path.stem
-        assert expect["why"], path.stem
         statuses = set(_as_list(expect.get("status", 200)))
         assert statuses <= {200, 400, 412}, path.stem
         if 200 in statuses and not expect.get("no_evaluation"):
-            assert set(_as_list(expect["outcome"])) <= OUTCOMES, path.stem
-        assert set(expect.get("criteria", {}).values()) <= STATUSES, path.stem
-        assert set(expect.get("cards", [])) <= INDICATORS, path.stem
-    assert set(KNOWN_GAPS) <= {p.stem for p in SCENARIO_FILES}
+            assert set(_as_list(expect["outcome"])) <= EHR_OUTCOMES, path.stem
 
 
 # --- calls signed the way the CDS Hooks sandbox signs them ------------------------------
@@ -260,7 +200,7 @@ def sandbox_token(key: ec.EllipticCurvePrivateKey, audience: str, jti: str | Non
 
 
 def _sandbox_request(name: str) -> dict[str, Any]:
-    body, _ = _load(SCENARIO_DIR / f"{name}.json")
+    body, _ = harness.load(harness.SCENARIOS_DIR / "ehr" / f"{name}.json")
     return body
 
 
@@ -283,7 +223,7 @@ def test_sandbox_signed_call_is_accepted_and_evaluated(
     assert response.status_code == 200, response.get_data(as_text=True)[:500]
     data = response.get_json()
     assert not _schema_problems(data)
-    (evaluation,) = _evaluations(data, "MedicationRequest/request-123")
+    (evaluation,) = harness.evaluations_of(data, "MedicationRequest/request-123")
     assert evaluation["outcome"] == "criteria-met"
 
 
