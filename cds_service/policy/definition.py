@@ -110,14 +110,20 @@ class PathwayRules:
 
 @dataclass(frozen=True)
 class ReasonRules:
-    """Which of an order's reason codes are not diagnoses (they never decide the indication)."""
+    """Which of an order's reason codes decide the indication on their own."""
 
     not_a_diagnosis: tuple[tuple[str, str], ...] = ()
     """(code system, code prefix) pairs, e.g. ICD-10-CM "Z" (factors influencing health
     status, such as Z79.899 long-term drug therapy)."""
+    complete_systems: tuple[str, ...] = ()
+    """Code systems whose codes for the covered indications are all in the value sets
+    (ICD-10-CM, by prefix): a code of such a system that matches no indication names
+    another diagnosis. A code of any other system (SNOMED CT, local codes) that matches
+    nothing may still be a covered diagnosis the value sets do not list."""
 
-    def is_diagnosis(self, system: str, code: str) -> bool:
-        return not any(
+    def decides(self, system: str, code: str) -> bool:
+        """Does an unmatched reason code name a diagnosis outside the policy?"""
+        return system in self.complete_systems and not any(
             system == rule_system and code.upper().startswith(prefix.upper())
             for rule_system, prefix in self.not_a_diagnosis
         )
@@ -258,6 +264,7 @@ POLICY_SCHEMA: Mapping[str, Any] = {
                         },
                     },
                 },
+                "complete_systems": {"type": "array", "items": {"type": "string"}},
                 "note": {"type": "string"},
             },
         },
@@ -527,7 +534,8 @@ def parse_policy(data: Any, source: str = "<policy>") -> Policy:
             tuple(
                 (rule["system"], rule["prefix"])
                 for rule in (data.get("order_reasons") or {}).get("not_a_diagnosis", [])
-            )
+            ),
+            tuple((data.get("order_reasons") or {}).get("complete_systems", [])),
         ),
     )
 

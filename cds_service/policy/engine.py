@@ -149,13 +149,13 @@ def _claims(policy: Policy, facts: PolicyFacts, diagnoses: tuple[Diagnosis, ...]
 
 def deciding_reasons(policy: Policy, facts: PolicyFacts) -> tuple[Diagnosis, ...]:
     """The order's reasons that name a diagnosis: every reason in a value set, and every
-    coded reason that the policy does not list as "not a diagnosis" (e.g. ICD-10-CM Z
-    codes). A free-text reason that matches nothing cannot decide."""
+    reason coded in a complete system (ICD-10-CM) that the policy does not list as "not a
+    diagnosis" (Z codes). Free text or a SNOMED CT code that matches nothing cannot decide."""
     rules = policy.order_reasons
     return tuple(
         reason
         for reason in facts.order.reasons
-        if reason.valuesets or (reason.code and rules.is_diagnosis(reason.system, reason.code))
+        if reason.valuesets or (reason.code and rules.decides(reason.system, reason.code))
     )
 
 

@@ -46,6 +46,7 @@ BRIEF_NAMES = {
     "body-weight",
     "alcohol-units-per-week",
     "alcohol-drinks-per-day",
+    "uncovered-arthritis",
     "treatment-response",
     "il1rn-genetic",
 }
