@@ -169,9 +169,7 @@ def build_facts(
                 prescriber=practitioner.prescriber(requester, user_ref, parsed, patient_ref),
                 medications=tuple(records),
                 therapy_runs=tuple(medications.therapy_runs(entries, order_date)),
-                intolerances=tuple(
-                    conditions.intolerances(parsed, patient_ref, found_measurements, order_date)
-                ),
+                intolerances=tuple(conditions.intolerances(parsed, patient_ref)),
                 measurements=tuple(found_measurements),
                 genetic_results=tuple(genetics),
                 encounter=encounter,

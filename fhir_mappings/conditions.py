@@ -21,19 +21,17 @@ Intolerances:
   E. coli-derived proteins: kind from `type` ("intolerance", else "allergy");
 - a Condition in `mtx-contraindication` (same status rules as diagnoses): a contraindication
   to methotrexate;
-- Appendix D: the latest alcohol-use Observation over 14 units (drinks) a week is a
-  contraindication to methotrexate; 14 or fewer is social use and gives nothing.
-  Child-bearing potential is never one.
+- Child-bearing potential is never a contraindication (Appendix D). Alcohol use is a
+  measurement (units a week); whether it contraindicates methotrexate (over 14 units a week,
+  Appendix D) is the policy's rule, decided by the I.A.4 check with its parameter.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import date
 from typing import Final, Literal
 
 from fhir_mappings import valuesets
-from fhir_mappings.facts import Diagnosis, Intolerance, Measurement, Ref
+from fhir_mappings.facts import Diagnosis, Intolerance, Ref
 from fhir_mappings.fields import (
     Json,
     codings,
@@ -48,7 +46,6 @@ from fhir_mappings.fields import (
 from fhir_mappings.medications import identify_concept
 from fhir_mappings.r4 import Parsed
 
-ALCOHOL_LIMIT_UNITS_PER_WEEK: Final = 14.0
 _DIAGNOSIS: Final = frozenset({"diagnosis"})
 _ACTIVE: Final = frozenset({"active", "recurrence", "relapse", "remission"})
 """Clinical statuses of a diagnosis that still stands. Remission counts: a disease held in
@@ -165,12 +162,7 @@ def _allergy_counts(allergy: Json) -> bool:
     return verification not in _NOT_TRUE
 
 
-def intolerances(
-    parsed: Parsed,
-    patient_ref: Ref | None,
-    measurements: Sequence[Measurement],
-    as_of: date | None,
-) -> list[Intolerance]:
+def intolerances(parsed: Parsed, patient_ref: Ref | None) -> list[Intolerance]:
     out: list[Intolerance] = []
     for allergy in parsed.of_type("AllergyIntolerance"):
         if not _for_patient(allergy, patient_ref, "patient") or not _allergy_counts(allergy):
@@ -222,28 +214,6 @@ def intolerances(
                     substance="methotrexate",
                     reason=f"condition that contraindicates methotrexate: {display or code}",
                     refs=(ref_of(condition),),
-                )
-            )
-    alcohol = [
-        m
-        for m in measurements
-        if m.kind == "alcohol-units-per-week"
-        and m.value is not None
-        and (as_of is None or m.effective is None or m.effective <= as_of)
-    ]
-    if alcohol:
-        latest = max(alcohol, key=lambda m: m.effective or date.min)
-        if latest.value is not None and latest.value > ALCOHOL_LIMIT_UNITS_PER_WEEK:
-            out.append(
-                Intolerance(
-                    valuesets=frozenset({"methotrexate"}),
-                    kind="contraindication",
-                    substance="methotrexate",
-                    reason=(
-                        f"alcohol use over {ALCOHOL_LIMIT_UNITS_PER_WEEK:g} units a week "
-                        "(Appendix D)"
-                    ),
-                    refs=(latest.ref,),
                 )
             )
     return out

@@ -211,20 +211,25 @@ def alcohol(rid: str, value: float, unit: str = "{drinks}/wk", when: str = "2026
     return observation(rid, cc(text="Alcohol units per week"), value=qty(value, unit), when=when)
 
 
-@pytest.mark.parametrize(("value", "contraindicated"), [(14, False), (15, True), (2.5, False)])
-def test_alcohol_over_14_units_a_week_contraindicates_mtx(value, contraindicated):
+def alcohol_per_week(facts: PolicyFacts) -> list[float | None]:
+    return [m.value for m in facts.measurements if m.kind == "alcohol-units-per-week"]
+
+
+@pytest.mark.parametrize("value", [14, 15, 2.5])
+def test_alcohol_use_is_a_weekly_measurement_not_a_mapping_verdict(value):
+    # The 14-units rule of Appendix D is the policy's (I.A.4 check); the mapping only reads
+    # the amount.
     facts = facts_for(alcohol("al", value))
-    assert bool(facts.intolerances) is contraindicated
-
-
-def test_alcohol_per_day_is_converted_and_latest_counts():
-    assert facts_for(alcohol("al", 3, "/d")).intolerances  # 21 a week
-    facts = facts_for(alcohol("old", 30, when="2025-01-01"), alcohol("new", 4, when="2026-01-01"))
+    assert alcohol_per_week(facts) == [value]
     assert facts.intolerances == ()
+
+
+def test_alcohol_per_day_is_converted_to_a_week():
+    assert alcohol_per_week(facts_for(alcohol("al", 3, "/d"))) == [21]
 
 
 def test_alcohol_observation_code_is_loinc_agnostic():
     # No LOINC code is verified for alcohol units a week: a coded-only observation with an
     # unknown code is not guessed at.
     facts = facts_for(observation("x", cc(LOINC, "11331-6"), value=qty(30, "/wk")))
-    assert facts.intolerances == ()
+    assert alcohol_per_week(facts) == []

@@ -293,3 +293,95 @@ def test_current_anakinra_dose_is_on_the_record():
     record = facts.medications[0]
     assert (record.drug, record.status, record.is_draft_order) == ("anakinra", "active", False)
     assert record.mg_per_day == 100
+
+
+# Every product the policy names, by brand as an EHR may send it in free text only: section
+# III.B (combination), Appendix B (conventional DMARDs, methotrexate, preferred products)
+# and Appendix D (TNF blockers), plus the biosimilars of the molecules the policy names as a
+# class ("Humira and its biosimilars", "any TNF antagonists", interleukin agents).
+_COMBINATION = "biologic-dmard-or-jak-inhibitor"
+_NAMED_PRODUCTS: list[tuple[str, str, set[str]]] = [
+    ("Cimzia", "certolizumab pegol", {"tnf-blocker", _COMBINATION}),
+    ("Enbrel", "etanercept", {"tnf-blocker", _COMBINATION}),
+    ("Erelzi", "etanercept", {"tnf-blocker", _COMBINATION}),
+    ("Humira", "adalimumab", {"tnf-blocker", "preferred-ra-product", _COMBINATION}),
+    ("Simponi", "golimumab", {"tnf-blocker", _COMBINATION}),
+    ("Simponi Aria", "golimumab", {"tnf-blocker", _COMBINATION}),
+    ("Avsola", "infliximab", {"tnf-blocker", _COMBINATION}),
+    ("Inflectra", "infliximab", {"tnf-blocker", _COMBINATION}),
+    ("Remicade", "infliximab", {"tnf-blocker", _COMBINATION}),
+    ("Renflexis", "infliximab", {"tnf-blocker", _COMBINATION}),
+    ("Arcalyst", "rilonacept", {"interleukin-agent", _COMBINATION}),
+    ("Ilaris", "canakinumab", {"interleukin-agent", _COMBINATION}),
+    ("Actemra", "tocilizumab", {"interleukin-agent", "preferred-ra-product", _COMBINATION}),
+    ("Kevzara", "sarilumab", {"interleukin-agent", _COMBINATION}),
+    ("Stelara", "ustekinumab", {"interleukin-agent", _COMBINATION}),
+    ("Wezlana", "ustekinumab", {"interleukin-agent", _COMBINATION}),
+    ("Selarsdi", "ustekinumab", {"interleukin-agent", _COMBINATION}),
+    ("Pyzchiva", "ustekinumab", {"interleukin-agent", _COMBINATION}),
+    ("Otulfi", "ustekinumab", {"interleukin-agent", _COMBINATION}),
+    ("Imuldosa", "ustekinumab", {"interleukin-agent", _COMBINATION}),
+    ("Yesintek", "ustekinumab", {"interleukin-agent", _COMBINATION}),
+    ("Steqeyma", "ustekinumab", {"interleukin-agent", _COMBINATION}),
+    ("Cosentyx", "secukinumab", {"interleukin-agent", _COMBINATION}),
+    ("Taltz", "ixekizumab", {"interleukin-agent", _COMBINATION}),
+    ("Siliq", "brodalumab", {"interleukin-agent", _COMBINATION}),
+    ("Ilumya", "tildrakizumab", {"interleukin-agent", _COMBINATION}),
+    ("Skyrizi", "risankizumab", {"interleukin-agent", _COMBINATION}),
+    ("Tremfya", "guselkumab", {"interleukin-agent", _COMBINATION}),
+    ("Xeljanz", "tofacitinib", {"jak-inhibitor", "preferred-ra-product", _COMBINATION}),
+    ("Xeljanz XR", "tofacitinib", {"jak-inhibitor", "preferred-ra-product", _COMBINATION}),
+    ("Cibinqo", "abrocitinib", {"jak-inhibitor", _COMBINATION}),
+    ("Olumiant", "baricitinib", {"jak-inhibitor", _COMBINATION}),
+    ("Rinvoq", "upadacitinib", {"jak-inhibitor", _COMBINATION}),
+    ("Rituxan", "rituximab", {"anti-cd20", _COMBINATION}),
+    ("Riabni", "rituximab", {"anti-cd20", _COMBINATION}),
+    ("Ruxience", "rituximab", {"anti-cd20", _COMBINATION}),
+    ("Truxima", "rituximab", {"anti-cd20", _COMBINATION}),
+    ("Rituxan Hycela", "rituximab", {"anti-cd20", _COMBINATION}),
+    ("Orencia", "abatacept", {"costimulation-modulator", _COMBINATION}),
+    ("Entyvio", "vedolizumab", {"integrin-antagonist", _COMBINATION}),
+    ("Hadlima", "adalimumab", {"tnf-blocker", "preferred-ra-product", _COMBINATION}),
+    ("Yusimry", "adalimumab", {"tnf-blocker", "preferred-ra-product", _COMBINATION}),
+    ("Hyrimoz", "adalimumab", {"tnf-blocker", "preferred-ra-product", _COMBINATION}),
+    ("Hulio", "adalimumab", {"tnf-blocker", "preferred-ra-product", _COMBINATION}),
+    ("Cyltezo", "adalimumab", {"tnf-blocker", "preferred-ra-product", _COMBINATION}),
+    ("Abrilada", "adalimumab", {"tnf-blocker", "preferred-ra-product", _COMBINATION}),
+    ("Idacio", "adalimumab", {"tnf-blocker", "preferred-ra-product", _COMBINATION}),
+    ("Yuflyma", "adalimumab", {"tnf-blocker", "preferred-ra-product", _COMBINATION}),
+    ("Simlandi", "adalimumab", {"tnf-blocker", "preferred-ra-product", _COMBINATION}),
+    ("Azasan", "azathioprine", {"conventional-dmard"}),
+    ("Imuran", "azathioprine", {"conventional-dmard"}),
+    ("Cuprimine", "penicillamine", {"conventional-dmard"}),
+    ("Sandimmune", "cyclosporine", {"conventional-dmard"}),
+    ("Neoral", "cyclosporine", {"conventional-dmard"}),
+    ("Plaquenil", "hydroxychloroquine", {"conventional-dmard"}),
+    ("Arava", "leflunomide", {"conventional-dmard"}),
+    ("Ridaura", "auranofin", {"conventional-dmard"}),
+    ("Azulfidine", "sulfasalazine", {"conventional-dmard"}),
+    ("Trexall", "methotrexate", {"methotrexate"}),
+    ("Otrexup", "methotrexate", {"methotrexate"}),
+    ("Rasuvo", "methotrexate", {"methotrexate"}),
+    ("RediTrex", "methotrexate", {"methotrexate"}),
+    ("Xatmep", "methotrexate", {"methotrexate"}),
+    ("Rheumatrex", "methotrexate", {"methotrexate"}),
+]
+
+
+@pytest.mark.parametrize(
+    ("brand", "drug", "sets"), _NAMED_PRODUCTS, ids=[b for b, _, _ in _NAMED_PRODUCTS]
+)
+def test_every_policy_named_brand_is_recognised_from_its_name(brand, drug, sets):
+    facts = facts_for(
+        statement("s1", cc(text=f"{brand} (as documented)"), status="active", start="2025-01-01")
+    )
+    assert [(r.drug, r.matched_by) for r in facts.medications] == [(drug, "name")]
+    assert sets <= facts.medications[0].valuesets
+    assert "anakinra" not in facts.medications[0].valuesets
+
+
+def test_kineret_itself_is_not_a_combination_drug():
+    facts = facts_for(statement("s1", cc(text="Kineret 100 mg"), status="active"))
+    records = [r for r in facts.medications if r.drug == "anakinra"]
+    assert records
+    assert all(_COMBINATION not in r.valuesets for r in records)
