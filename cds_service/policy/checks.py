@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from cds_service.policy.model import Pathway, Status
 from fhir_mappings.facts import (
@@ -434,6 +434,28 @@ def _reactant_abnormal(m: Measurement) -> bool | None:
     return None
 
 
+R = TypeVar("R")
+
+
+def _latest_readings(
+    measurements: Sequence[Measurement],
+    kinds: Sequence[str],
+    on: date,
+    read: Callable[[Measurement], R | None],
+    refs: list[str],
+) -> list[R]:
+    """What `read` makes of the latest measurement of each kind (those it can read),
+    adding the measurements used to `refs`."""
+    out: list[R] = []
+    for kind in kinds:
+        found = _latest_any(measurements, kind, on)
+        value = read(found) if found is not None else None
+        if found is not None and value is not None:
+            out.append(value)
+            refs.append(found.ref)
+    return out
+
+
 def acr_2010_score(measurements: Sequence[Measurement], on: date) -> AcrScore:
     """Appendix F (2010 ACR/EULAR classification) from the latest values on or before `on`.
 
@@ -466,13 +488,9 @@ def acr_2010_score(measurements: Sequence[Measurement], on: date) -> AcrScore:
         low += joints
         high += joints if complete else 5
 
-    sero_levels = []
-    for kind in ("rheumatoid-factor", "acpa"):
-        found = _latest_any(measurements, kind, on)
-        level = _serology_level(found) if found else None
-        if found is not None and level is not None:
-            sero_levels.append(level)
-            refs.append(found.ref)
+    sero_levels = _latest_readings(
+        measurements, ("rheumatoid-factor", "acpa"), on, _serology_level, refs
+    )
     if not sero_levels:
         components["serology"] = None
         high += 3
@@ -484,13 +502,7 @@ def acr_2010_score(measurements: Sequence[Measurement], on: date) -> AcrScore:
         low += sero_low
         high += sero_high
 
-    reactants = []
-    for kind in ("crp", "esr"):
-        found = _latest_any(measurements, kind, on)
-        abnormal = _reactant_abnormal(found) if found else None
-        if found is not None and abnormal is not None:
-            reactants.append(abnormal)
-            refs.append(found.ref)
+    reactants = _latest_readings(measurements, ("crp", "esr"), on, _reactant_abnormal, refs)
     if not reactants:
         components["acute_phase_reactants"] = None
         high += 1
