@@ -319,7 +319,9 @@ authorization_headers = st.builds(
         ),
         segments,
     )
-    | st.text(max_size=60),
+    # A header value cannot carry CR, LF or NUL on the wire (the test client refuses to send
+    # them), so random text leaves them out.
+    | st.text(st.characters(blacklist_characters="\r\n\x00"), max_size=60),
 )
 
 
