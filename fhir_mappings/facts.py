@@ -19,9 +19,10 @@ from typing import Any, Literal
 Ref = str
 """A FHIR reference in `ResourceType/id` form (or `#id` for a contained resource)."""
 
-MatchedBy = Literal["ingredient-code", "product-code", "ndc", "name", "none"]
+MatchedBy = Literal["ingredient-code", "product-code", "ndc", "hcpcs", "name", "none"]
 """How a medication was recognised: by an RxNorm ingredient code, a known product
-code (SCD / SBD), an NDC, or, as a documented fallback, its name in display/text."""
+code (SCD / SBD / pack ...), an NDC, a HCPCS billing code (claims lines), or, as a
+documented fallback, its name in display/text; "none" for an unidentified medication."""
 
 EncounterSetting = Literal["inpatient", "ambulatory", "emergency", "unknown"]
 """Where an encounter takes place, from Encounter.class."""

@@ -51,7 +51,13 @@ from fhir_mappings.r4 import Parsed
 
 RunGapDays: Final = 14
 
-_RANK: Final[Mapping[str, int]] = {"ingredient-code": 0, "product-code": 1, "ndc": 2, "name": 3}
+_RANK: Final[Mapping[str, int]] = {
+    "ingredient-code": 0,
+    "product-code": 1,
+    "ndc": 2,
+    "hcpcs": 3,
+    "name": 4,
+}
 _MED_KIND: Final = frozenset({"medication"})
 
 
