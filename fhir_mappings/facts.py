@@ -135,6 +135,13 @@ class MedicationRecord:
     """True for another order in this request's draftOrders."""
     mg_per_day: float | None = None
     """Daily dose when derivable (used for the current anakinra dose)."""
+    unidentified: bool = False
+    """The drug cannot be told (a reference to a Medication neither contained, sent nor
+    fetched; only unknown codes and no name): `drug` is "unidentified medication" and
+    `valuesets` is empty. Never part of a therapy run; concurrent therapy is unknown."""
+    days_supply: float | None = None
+    """MedicationDispense.daysSupply (days) as the record states it (a claims line's
+    days supply likewise); None when not stated or not a dispense."""
 
 
 @dataclass(frozen=True)
