@@ -1,10 +1,24 @@
 """Which drug a medication resource is, its history records and therapy runs.
 
 Identity: `medicationCodeableConcept`, or `medicationReference` to a contained (`#id`)
-Medication or a Medication among the resources (its code, then its ingredients'
-itemCodeableConcept / itemReference). Each coding is matched against the medication value
-sets (ingredient code > product code > NDC); only when no code matches, the names of the
-value sets are looked for in `coding.display` / `text` / the reference's display.
+Medication or a Medication among the resources (sent, or fetched from the EHR by the
+caller; its code, then its ingredients' itemCodeableConcept / itemReference). Each coding is
+matched against the medication value sets and the product files behind them (ingredient
+code > product code (SCD / SBD / SCDC / packs) > NDC in any 10- or 11-digit form > HCPCS);
+only when no code matches, the names of the value sets are looked for in `coding.display`
+/ `text` / the reference's display.
+
+Where identified ends (see `unidentified`): a record is for a value-set drug when a code or
+a name says so; it is for *another drug* when nothing the value sets know matches but it
+names something in words (a text, a coding display, the reference's display, the
+Medication's code or ingredient names: "lisinopril 10 MG Oral Tablet"), since every drug of
+the policy's lists is in the value sets by ingredient, brand and biosimilar name; it is
+*unidentified* when there is nothing to read: a reference without display to a Medication
+that is neither contained, nor sent, nor fetchable (or is invalid, or empty), or only codes
+nobody here knows. Unidentified records that may be current (active / on-hold / draft /
+unknown orders and statements, dispenses not cancelled) are `MedicationRecord`s with
+`unidentified=True` (`unidentified_records`): concurrent therapy is then unknown, and they
+never enter therapy runs.
 
 Day ranges (both ends inclusive: a 90-day supply starting Jan 1 covers Jan 1 - Mar 31):
 - MedicationStatement: effectivePeriod start..end; an open end on an active / on-hold
