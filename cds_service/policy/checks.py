@@ -1160,31 +1160,35 @@ def no_concurrent_therapy(
         unknown_drug = [c for c in uncertain if c.get("unidentified")]
         known = [c for c in uncertain if not c.get("unidentified")]
         parts = []
-        if unknown_drug:
-            parts.append(
-                "a medication whose drug could not be identified (its Medication was not "
-                "sent and could not be read, or it is coded only by codes the service does "
-                "not know): " + ", ".join(f"{c['ref']} ({state(c)})" for c in unknown_drug)
-            )
-        if known:
-            parts.append(
-                "a biologic DMARD / JAK inhibitor that may still be current: "
-                + ", ".join(f"{c['drug']} ({state(c)}, {c['ref']})" for c in known)
-            )
         asks = []
         if unknown_drug:
+            records = ", ".join(f"{c['ref']} ({state(c)})" for c in unknown_drug)
+            parts.append(
+                f"the drug of {records} could not be identified (its Medication was not sent "
+                "and could not be fetched, or it carries only codes this service does not know)"
+            )
             asks.append(
-                "confirmation that the unidentified medication is not a biologic DMARD or "
-                "JAK inhibitor (name the drug)"
+                "the name of the unidentified medication, and confirmation that it is not a "
+                "biologic DMARD or JAK inhibitor"
             )
         if known:
-            asks.append("confirmation that the listed drug has been discontinued (stop date)")
+            parts.append(
+                ", ".join(
+                    f"{c['drug']} may still be current ({state(c)}, {c['ref']})" for c in known
+                )
+            )
+            drugs = sorted({str(c["drug"]) for c in known})
+            asks.append(
+                f"confirmation that {' and '.join(drugs)} has been discontinued (stop date)"
+            )
         return Verdict(
             UNKNOWN,
-            "Concurrent therapy cannot be ruled out: " + "; ".join(parts) + ".",
+            "A current biologic DMARD or JAK inhibitor cannot be ruled out: "
+            + "; ".join(parts)
+            + ".",
             _dedupe(c["ref"] for c in uncertain),
             {"conflicts": [], "uncertain": uncertain},
-            documentation=_sentence(asks).rstrip(".") + ".",
+            documentation=_sentence(asks),
         )
     return Verdict(
         MET,

@@ -181,7 +181,7 @@ def test_reference_display_naming_a_drug_identifies_it():
 
 
 def test_medication_fetched_with_the_chart_identifies_the_order():
-    medication = {"resourceType": "Medication", "id": EPIC_MED.split("/")[1]}
+    medication: dict[str, Any] = {"resourceType": "Medication", "id": EPIC_MED.split("/")[1]}
     medication["code"] = cc(RXNORM, "1921240")  # Humira auto-injector, code only
     facts = facts_for(epic_order("eRx1", {"reference": EPIC_MED}), medication)
     assert [(r.drug, r.matched_by) for r in facts.medications] == [("adalimumab", "product-code")]
