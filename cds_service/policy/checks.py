@@ -960,9 +960,14 @@ def positive_response(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalCo
 # --------------------------------------------------------------------------- concurrent
 
 
-_DISPENSE_STATUSES = frozenset({"completed", "in-progress", "preparation", "on-hold", "unknown"})
-"""Dispense statuses that hand (or are handing) the drug over; cancelled, declined, stopped
-and entered-in-error dispenses say nothing about current therapy."""
+_DISPENSE_STATUSES = frozenset(
+    {"completed", "in-progress", "preparation", "on-hold", "unknown", "active"}
+)
+"""Dispense statuses that hand (or are handing) the drug over (a claim or explanation of
+benefit line is "active"); cancelled, declined, stopped and entered-in-error ones say
+nothing about current therapy."""
+_SUPPLY_RECORDS = frozenset({"MedicationDispense", "Claim", "ExplanationOfBenefit"})
+"""Records of a supply handed over (start = the day, `days_supply`), read by their dates."""
 
 
 @dataclass(frozen=True)
@@ -1055,9 +1060,10 @@ def no_concurrent_therapy(
     entered-in-error orders and statements do not count; the status decides, not the end
     date. A record of `unknown_statuses` (e.g. "unknown") may be current: unknown.
 
-    With `dispense_intervals` (usual dosing interval in days per drug), dispenses count as
-    evidence of current therapy by their dates (see `_dispense_currency`); without it they
-    are history only.
+    With `dispense_intervals` (usual dosing interval in days per drug), dispenses and
+    claims lines (records of type MedicationDispense, Claim, ExplanationOfBenefit: start =
+    the day handed over / served, `days_supply`) count as evidence of current therapy by
+    their dates (see `_dispense_currency`); without it they are history only.
 
     With `unidentified`, a record whose drug cannot be told (a Medication that was not sent
     and could not be fetched) that may be current makes the answer unknown, unless a known
@@ -1090,7 +1096,7 @@ def no_concurrent_therapy(
                 "status": rec.status,
                 "unidentified": True,
             }
-            if rec.resource_type == "MedicationDispense" and not rec.is_draft_order:
+            if rec.resource_type in _SUPPLY_RECORDS and not rec.is_draft_order:
                 if rule is None or status not in _DISPENSE_STATUSES:
                     continue
                 verdict, when = _dispense_currency(rec, rule, ctx.order_date)
@@ -1124,7 +1130,7 @@ def no_concurrent_therapy(
             "valueset": specific[0],
             "status": rec.status,
         }
-        if rec.resource_type == "MedicationDispense" and not rec.is_draft_order:
+        if rec.resource_type in _SUPPLY_RECORDS and not rec.is_draft_order:
             if rule is None or status not in _DISPENSE_STATUSES:
                 continue
             verdict, when = _dispense_currency(rec, rule, ctx.order_date)
