@@ -119,12 +119,27 @@ def _has_content(concept: Any) -> bool:
     return isinstance(text, str) and bool(text.strip())
 
 
+def _has_words(concept: Mapping[str, Any]) -> bool:
+    codings = concept.get("coding")
+    text = concept.get("text")
+    return (isinstance(text, str) and bool(text.strip())) or (
+        isinstance(codings, list)
+        and any(isinstance(c, Mapping) and c.get("display") for c in codings)
+    )
+
+
 def _kind_of_concepts(concepts: Sequence[Any]) -> MedicationKind:
     named = [c for c in concepts if _has_content(c)]
     if not named:
         return "unknown"
     drugs = {identity.drug for c in named for identity in identify_concept(c)}
-    return "anakinra" if ANAKINRA in drugs else "other"
+    if ANAKINRA in drugs:
+        return "anakinra"
+    if drugs or any(_has_words(c) for c in named):
+        return "other"
+    # Only codes no value set knows, and no name: it may be Kineret under a code the data
+    # does not hold (see fhir_mappings.medications.unidentified).
+    return "unknown"
 
 
 def _medication_kind(medication: Mapping[str, Any]) -> MedicationKind:

@@ -148,6 +148,11 @@ def build_facts(
         records, entries = medications.history(
             parsed, evaluated_ref=ref, draft_orders=draft_pairs, weight=weight
         )
+        # Medications whose drug cannot be told: concurrent therapy is unknown; never runs.
+        records = [
+            *records,
+            *medications.unidentified_records(parsed, evaluated_ref=ref, draft_orders=draft_pairs),
+        ]
         order = OrderFacts(
             ref=ref,
             resource_id=get_str(data, "id") or "",

@@ -19,9 +19,10 @@ from typing import Any, Literal
 Ref = str
 """A FHIR reference in `ResourceType/id` form (or `#id` for a contained resource)."""
 
-MatchedBy = Literal["ingredient-code", "product-code", "ndc", "name", "none"]
+MatchedBy = Literal["ingredient-code", "product-code", "ndc", "hcpcs", "name", "none"]
 """How a medication was recognised: by an RxNorm ingredient code, a known product
-code (SCD / SBD), an NDC, or, as a documented fallback, its name in display/text."""
+code (SCD / SBD / pack ...), an NDC, a HCPCS billing code (claims lines), or, as a
+documented fallback, its name in display/text; "none" for an unidentified medication."""
 
 EncounterSetting = Literal["inpatient", "ambulatory", "emergency", "unknown"]
 """Where an encounter takes place, from Encounter.class."""
@@ -134,6 +135,13 @@ class MedicationRecord:
     """True for another order in this request's draftOrders."""
     mg_per_day: float | None = None
     """Daily dose when derivable (used for the current anakinra dose)."""
+    unidentified: bool = False
+    """The drug cannot be told (a reference to a Medication neither contained, sent nor
+    fetched; only unknown codes and no name): `drug` is "unidentified medication" and
+    `valuesets` is empty. Never part of a therapy run; concurrent therapy is unknown."""
+    days_supply: float | None = None
+    """MedicationDispense.daysSupply (days) as the record states it (a claims line's
+    days supply likewise); None when not stated or not a dispense."""
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,24 @@
 """Which drug a medication resource is, its history records and therapy runs.
 
 Identity: `medicationCodeableConcept`, or `medicationReference` to a contained (`#id`)
-Medication or a Medication among the resources (its code, then its ingredients'
-itemCodeableConcept / itemReference). Each coding is matched against the medication value
-sets (ingredient code > product code > NDC); only when no code matches, the names of the
-value sets are looked for in `coding.display` / `text` / the reference's display.
+Medication or a Medication among the resources (sent, or fetched from the EHR by the
+caller; its code, then its ingredients' itemCodeableConcept / itemReference). Each coding is
+matched against the medication value sets and the product files behind them (ingredient
+code > product code (SCD / SBD / SCDC / packs) > NDC in any 10- or 11-digit form > HCPCS);
+only when no code matches, the names of the value sets are looked for in `coding.display`
+/ `text` / the reference's display.
+
+Where identified ends (see `unidentified`): a record is for a value-set drug when a code or
+a name says so; it is for *another drug* when nothing the value sets know matches but it
+names something in words (a text, a coding display, the reference's display, the
+Medication's code or ingredient names: "lisinopril 10 MG Oral Tablet"), since every drug of
+the policy's lists is in the value sets by ingredient, brand and biosimilar name; it is
+*unidentified* when there is nothing to read: a reference without display to a Medication
+that is neither contained, nor sent, nor fetchable (or is invalid, or empty), or only codes
+nobody here knows. Unidentified records that may be current (active / on-hold / draft /
+unknown orders and statements, dispenses not cancelled) are `MedicationRecord`s with
+`unidentified=True` (`unidentified_records`): concurrent therapy is then unknown, and they
+never enter therapy runs.
 
 Day ranges (both ends inclusive: a 90-day supply starting Jan 1 covers Jan 1 - Mar 31):
 - MedicationStatement: effectivePeriod start..end; an open end on an active / on-hold
@@ -51,7 +65,13 @@ from fhir_mappings.r4 import Parsed
 
 RunGapDays: Final = 14
 
-_RANK: Final[Mapping[str, int]] = {"ingredient-code": 0, "product-code": 1, "ndc": 2, "name": 3}
+_RANK: Final[Mapping[str, int]] = {
+    "ingredient-code": 0,
+    "product-code": 1,
+    "ndc": 2,
+    "hcpcs": 3,
+    "name": 4,
+}
 _MED_KIND: Final = frozenset({"medication"})
 
 
@@ -148,40 +168,175 @@ EMPTY_MEDICATION: Final = (
     "the drug of this order could not be identified (its Medication resource names no drug), "
     "so the policy could not be applied"
 )
+CODES_ONLY: Final = (
+    "the drug of this order could not be identified (it is given only by codes the service "
+    "does not know, with no name), so the policy could not be applied"
+)
+
+Unidentified = Literal["missing", "unreadable", "empty", "codes-only"]
+"""Why a medication resource's drug cannot be told (see `unidentified`)."""
+
+_ORDER_REASONS: Final[Mapping[Unidentified, str]] = {
+    "missing": NOT_IDENTIFIED,
+    "unreadable": UNREADABLE_MEDICATION,
+    "empty": EMPTY_MEDICATION,
+    "codes-only": CODES_ONLY,
+}
 
 
-def _names_something(concept: Json | None) -> bool:
-    return bool(get_str(concept, "text")) or any(
-        code or display for _, code, display in codings(concept)
-    )
+def _named(concept: Json | None) -> bool:
+    """The concept carries words a person can read: a text or a coding display."""
+    return bool(get_str(concept, "text")) or any(display for _, _, display in codings(concept))
 
 
-def unidentified_reason(order: Json, parsed: Parsed) -> str | None:
-    """Why the drug of a MedicationRequest that `identify` does not find to be anakinra
-    cannot be told at all; None when the order is coded or named as another drug, or
-    names no drug yet.
+def _coded(concept: Json | None) -> bool:
+    return any(code for _, code, _ in codings(concept))
 
-    Only a `medicationReference` can leave the drug unknown: to a Medication that is
-    neither contained nor among the resources (or is there but invalid, or names
-    nothing), with no display naming a drug. Such an order may be for Kineret, so the
-    caller reports it as not evaluated rather than passing over it in silence."""
-    med_ref = get_map(order, "medicationReference")
-    if get_map(order, "medicationCodeableConcept") is not None or med_ref is None:
+
+def unidentified(resource: Json, parsed: Parsed) -> Unidentified | None:
+    """Why the drug of a MedicationRequest / MedicationStatement / MedicationDispense cannot
+    be told at all; None when it is identified (`identify` finds a value-set drug), named
+    as another drug, or names no drug yet.
+
+    Where the line is (a pharmacist reading the chart sees only what is written):
+    - identified: any code of a medication value set or product file (ingredient, brand,
+      SCD / SBD / pack, NDC, HCPCS), or a value-set name in a text / display;
+    - another drug: no code the value sets know, but a readable name in the concept's
+      text, a coding display, the reference's display, or the referenced Medication's code
+      or ingredients ("lisinopril 10 MG Oral Tablet"): the name says what it is, and every
+      drug of the policy's lists is in the value sets under its ingredient, brand and
+      biosimilar names;
+    - unidentified: only codes the value sets do not know and no name at all ("codes-only":
+      an RxNorm or NDC product the data does not hold may be a biologic), a
+      `medicationReference` with no display to a Medication that is neither contained, nor
+      sent, nor fetched ("missing"), or is there but invalid ("unreadable"), or names nothing
+      ("empty").
+    A concept or reference with nothing in it names no drug yet (None)."""
+    if identify(resource, parsed):
         return None
-    if get_str(med_ref, "display"):
-        return None  # named: another drug, or `identify` would have found anakinra
+    concept = get_map(resource, "medicationCodeableConcept")
+    if concept is not None:
+        if _named(concept) or not _coded(concept):
+            return None
+        return "codes-only"
+    med_ref = get_map(resource, "medicationReference")
+    if med_ref is None or get_str(med_ref, "display"):
+        return None  # no drug, or named: another drug (`identify` would have found ours)
     target = reference(med_ref)
     if target is None and get_map(med_ref, "identifier") is None:
         return None  # no drug chosen yet
-    medication = _referenced_medication(order, target, parsed)
+    medication = _referenced_medication(resource, target, parsed)
     if medication is not None:
         concepts, extra = _medication_concepts(medication, parsed)
-        if extra or any(_names_something(concept) for concept in concepts):
+        if extra or any(_named(c) for c in concepts):
             return None
-        return EMPTY_MEDICATION
+        return "codes-only" if any(_coded(c) for c in concepts) else "empty"
     if target and any(ref_of(m) == target for m in parsed.candidates("Medication")):
-        return UNREADABLE_MEDICATION
-    return NOT_IDENTIFIED
+        return "unreadable"
+    return "missing"
+
+
+def unidentified_reason(order: Json, parsed: Parsed) -> str | None:
+    """Why the drug of a MedicationRequest cannot be told at all (see `unidentified`), in
+    words for the card; None when it is identified, named as another drug, or names no drug
+    yet. Such an order may be for Kineret, so the caller reports it as not evaluated rather
+    than passing over it in silence."""
+    why = unidentified(order, parsed)
+    return None if why is None else _ORDER_REASONS[why]
+
+
+UNIDENTIFIED_DRUG: Final = "unidentified medication"
+"""`MedicationRecord.drug` of a record whose drug cannot be told."""
+
+_CURRENT_STATUSES: Final[Mapping[str, frozenset[str]]] = {
+    # Records that may be current therapy; stopped / completed orders and statements,
+    # cancelled / declined dispenses and entered-in-error records say nothing about now.
+    "MedicationRequest": frozenset({"active", "on-hold", "draft", "unknown"}),
+    "MedicationStatement": frozenset({"active", "on-hold", "intended", "unknown"}),
+    "MedicationDispense": frozenset(
+        {"completed", "in-progress", "preparation", "on-hold", "unknown"}
+    ),
+}
+
+
+def days_supply(dispense: Json) -> float | None:
+    """MedicationDispense.daysSupply in days as stated; None when absent or unreadable."""
+    return supply_days(get_map(dispense, "daysSupply"))
+
+
+_RECORD_KINDS: Final[tuple[ResourceKind, ...]] = (
+    "MedicationRequest",
+    "MedicationStatement",
+    "MedicationDispense",
+)
+
+
+def _record_dates(kind: str, resource: Json) -> tuple[date | None, date | None, float | None]:
+    """(start, end, days supply) of an unidentified record: what the record itself says,
+    nothing derived (such records never enter therapy runs)."""
+    if kind == "MedicationDispense":
+        start = parse_date(resource.get("whenHandedOver")) or parse_date(
+            resource.get("whenPrepared")
+        )
+        days = days_supply(resource)
+        end = (
+            start + timedelta(days=max(round(days), 1) - 1)
+            if start is not None and days is not None
+            else None
+        )
+        return start, end, days
+    if kind == "MedicationStatement":
+        start, end = _statement_range(resource)
+        return start, end, None
+    return parse_date(resource.get("authoredOn")), None, None
+
+
+def unidentified_records(
+    parsed: Parsed,
+    *,
+    evaluated_ref: Ref,
+    draft_orders: Sequence[tuple[Ref, Json]],
+) -> list[MedicationRecord]:
+    """Records of medications whose drug cannot be told (`unidentified`) that may be
+    current therapy: active / on-hold / draft / unknown orders, active / on-hold / intended
+    / unknown statements, and dispenses not cancelled or declined (the concurrent-therapy
+    check decides from the dates whether a dispense is current). Other draft orders of this
+    request are among them. `unidentified=True`, no value sets, `drug` is
+    `UNIDENTIFIED_DRUG`; they never enter therapy runs."""
+    sources: list[tuple[Ref, ResourceKind, Json, bool]] = [
+        (ref, "MedicationRequest", res, True) for ref, res in draft_orders if ref != evaluated_ref
+    ]
+    draft_refs = {ref for ref, _ in draft_orders}
+    for kind in _RECORD_KINDS:
+        for res in parsed.candidates(kind):
+            ref = ref_of(res)
+            if ref != evaluated_ref and ref not in draft_refs:
+                sources.append((ref, kind, res, False))
+    out: list[MedicationRecord] = []
+    for ref, kind, candidate, is_draft in sources:
+        status = "draft" if is_draft else (status_code(candidate, "status") or "unknown")
+        if status not in _CURRENT_STATUSES[kind] or unidentified(candidate, parsed) is None:
+            continue
+        valid = candidate if is_draft else parsed.accept(candidate)
+        if valid is None:
+            continue
+        start, end, days = _record_dates(kind, valid)
+        out.append(
+            MedicationRecord(
+                ref=ref,
+                resource_type=kind,
+                drug=UNIDENTIFIED_DRUG,
+                valuesets=frozenset(),
+                matched_by="none",
+                status=status,
+                start=start,
+                end=end,
+                is_draft_order=is_draft,
+                unidentified=True,
+                days_supply=days,
+            )
+        )
+    return out
 
 
 def identify_concept(concept: Json | None) -> list[DrugIdentity]:
@@ -336,6 +491,7 @@ def history(
                 end=end,
                 is_draft_order=is_draft,
                 mg_per_day=mg_per_day,
+                days_supply=days_supply(res) if kind == "MedicationDispense" else None,
             )
             countable = not is_draft and _countable(kind, status, ref, dispensed)
             entries.append(_Entry(record, countable, open_ended))

@@ -10,10 +10,20 @@ Matching rules kept here, in one place:
 - ICD-10-CM codes are compared without the dot and upper-case, by prefix where the entry
   says `"match": "prefix"`;
 - NDCs are compared in the 11-digit form without hyphens (5-4-2), from 4-4-2, 5-3-2, 5-4-1
-  hyphenated forms or 11 bare digits (a 10-digit NDC without hyphens is ambiguous and
-  never matches);
+  hyphenated forms or 11 bare digits, with or without hyphens (a 10-digit NDC without
+  hyphens is ambiguous and never matches);
+- HCPCS Level II codes (claims lines) are compared upper-case, under the CMS system URI or
+  the Blue Button / CARIN one;
 - names match as whole words; a drug's `exclude_names` (e.g. "ophthalmic" for cyclosporine)
   veto a match when they appear in the same CodeableConcept.
+
+Product files (`valuesets/products/<drug>.json`, one per ingredient drug) hold the
+product-level codes of a drug: RxNorm clinical and branded drugs, their components, forms
+and packs (SCD, SBD, SCDC, SBDC, SCDF, SBDF, GPCK, BPCK ...), NDCs and HCPCS codes, each with
+its source. A product code matches every medication value set that lists its drug, so a
+Medication coded only as "105586" (methotrexate 10 MG Oral Tablet) or NDC 00054-4550-25 is
+recognised without any display text; the value set files themselves keep the ingredient and
+brand codes.
 
 The files are validated at import (shape, known kinds, no duplicate entries); a broken file
 stops the import with a `ValueSetError`.
@@ -38,6 +48,8 @@ NDC: Final = "http://hl7.org/fhir/sid/ndc"
 ICD10CM: Final = "http://hl7.org/fhir/sid/icd-10-cm"
 SNOMED: Final = "http://snomed.info/sct"
 LOINC: Final = "http://loinc.org"
+HCPCS: Final = "http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"
+PRODUCT_DIR: Final = "products"
 
 _OIDS: Final[Mapping[str, str]] = {
     "urn:oid:2.16.840.1.113883.6.88": RXNORM,
@@ -46,6 +58,10 @@ _OIDS: Final[Mapping[str, str]] = {
     "urn:oid:2.16.840.1.113883.6.96": SNOMED,
     "urn:oid:2.16.840.1.113883.6.1": LOINC,
     "http://www.nlm.nih.gov/research/umls/rxnorm/": RXNORM,
+    "urn:oid:2.16.840.1.113883.6.285": HCPCS,
+    "https://bluebutton.cms.gov/resources/codesystem/hcpcs": HCPCS,
+    "http://terminology.hl7.org/CodeSystem/HCPCS": HCPCS,
+    "http://terminology.hl7.org/CodeSystem/hcpcs-Level-II": HCPCS,
 }
 
 Kind = Literal["medication", "diagnosis", "substance", "specialty", "observation"]
@@ -130,6 +146,8 @@ def normalise_code(system: str, code: str) -> str | None:
         return c.replace(".", "").upper()
     if system == NDC:
         return normalise_ndc(c)
+    if system == HCPCS:
+        return c.upper()
     if system == "http://www.genenames.org/geneId":
         return c.upper() if c.upper().startswith("HGNC:") else f"HGNC:{c}"
     return c
@@ -287,6 +305,7 @@ def load(directory: Path = VALUESET_DIR) -> _Loaded:
                 if pat.pattern not in known:
                     pats.append(pat)
                     known.add(pat.pattern)
+    _load_products(directory / PRODUCT_DIR, exact, drug_sets)
     for vs in sets.values():
         if vs.names_require is not None and vs.names_require not in sets:
             raise ValueSetError(f"{vs.name}.json: names_require names an unknown value set")
@@ -299,6 +318,65 @@ def load(directory: Path = VALUESET_DIR) -> _Loaded:
         drug_sets={k: frozenset(v) for k, v in drug_sets.items()},
         drug_titles=drug_titles,
     )
+
+
+_PRODUCT_SYSTEMS: Final[Mapping[str, str]] = {"rxnorm": RXNORM, "ndc": NDC, "hcpcs": HCPCS}
+
+
+def _load_products(
+    directory: Path,
+    exact: dict[tuple[str, str], list[Concept]],
+    drug_sets: Mapping[str, set[str]],
+) -> None:
+    """Add every product file's codes to the value sets that list its drug (in place).
+
+    A code a value set already holds (e.g. the anakinra product RxCUIs in anakinra.json)
+    is not added twice to that set."""
+    if not directory.is_dir():
+        return
+    seen_drugs: set[str] = set()
+    for path in sorted(directory.glob("*.json")):
+        data = _load_file(path)
+        where = f"{PRODUCT_DIR}/{path.name}"
+        drug = _need_str(data, "drug", where)
+        if drug not in drug_sets:
+            raise ValueSetError(f"{where}: 'drug' is in no medication value set")
+        if drug in seen_drugs:
+            raise ValueSetError(f"{where}: a second product file for {drug!r}")
+        seen_drugs.add(drug)
+        if not isinstance(data.get("sources"), dict) or not isinstance(data.get("gaps"), str):
+            raise ValueSetError(f"{where}: 'sources' (object) and 'gaps' (text) are required")
+        sets = sorted(drug_sets[drug])
+        seen: set[tuple[str, str]] = set()
+        for key, system in _PRODUCT_SYSTEMS.items():
+            entries = data.get(key)
+            if not isinstance(entries, list):
+                raise ValueSetError(f"{where}: '{key}' must be a list")
+            for i, entry in enumerate(entries):
+                at = f"{where} {key}[{i}]"
+                if not isinstance(entry, dict):
+                    raise ValueSetError(f"{at}: must be an object")
+                code = _need_str(entry, "code", at)
+                display = _need_str(entry, "display", at)
+                _need_str(entry, "source", at)
+                if entry.get("confidence") not in {"high", "medium", "low"}:
+                    raise ValueSetError(f"{at}: confidence must be high, medium or low")
+                key_code = normalise_code(system, code)
+                if key_code is None:
+                    raise ValueSetError(f"{at}: code not in a comparable form")
+                if (system, key_code) in seen:
+                    raise ValueSetError(f"{at}: duplicate entry")
+                seen.add((system, key_code))
+                held = exact.setdefault((system, key_code), [])
+                present = {c.valueset for c in held if c.drug == drug}
+                matched_by: MatchedBy = "ndc" if system == NDC else "product-code"
+                if system == HCPCS:
+                    matched_by = "hcpcs"
+                held.extend(
+                    Concept(name, system, key_code, display, drug, matched_by, False)
+                    for name in sets
+                    if name not in present
+                )
 
 
 _DATA: Final = load()

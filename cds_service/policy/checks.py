@@ -79,7 +79,9 @@ class Verdict:
 
 
 CheckFn = Callable[[Mapping[str, Any], PolicyFacts, EvalContext], Verdict]
-ParamKind = Literal["valueset", "valuesets", "number", "int", "str", "strs", "bool", "status"]
+ParamKind = Literal[
+    "valueset", "valuesets", "number", "int", "str", "strs", "bool", "status", "int_map"
+]
 
 
 @dataclass(frozen=True)
@@ -958,6 +960,79 @@ def positive_response(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalCo
 # --------------------------------------------------------------------------- concurrent
 
 
+_DISPENSE_STATUSES = frozenset(
+    {"completed", "in-progress", "preparation", "on-hold", "unknown", "active"}
+)
+"""Dispense statuses that hand (or are handing) the drug over (a claim or explanation of
+benefit line is "active"); cancelled, declined, stopped and entered-in-error ones say
+nothing about current therapy."""
+_SUPPLY_RECORDS = frozenset({"MedicationDispense", "Claim", "ExplanationOfBenefit"})
+"""Records of a supply handed over (start = the day, `days_supply`), read by their dates."""
+
+
+@dataclass(frozen=True)
+class _DispenseRule:
+    grace_days: int
+    intervals: Mapping[str, int]
+    default_interval_days: int
+    max_supply_days: int
+
+
+def _dispense_rule(params: Mapping[str, Any]) -> _DispenseRule | None:
+    intervals = params.get("dispense_intervals")
+    if not isinstance(intervals, Mapping):
+        return None
+    return _DispenseRule(
+        grace_days=int(params.get("dispense_grace_days", 0)),
+        intervals={str(k): int(v) for k, v in intervals.items()},
+        default_interval_days=int(params.get("dispense_default_interval_days", 28)),
+        max_supply_days=int(params.get("dispense_max_supply_days", 90)),
+    )
+
+
+def _dispense_currency(
+    rec: MedicationRecord, rule: _DispenseRule, on: date
+) -> tuple[Status | None, str]:
+    """Whether a dispense is current therapy on the order date `on` (NOT_MET), may be
+    (UNKNOWN), or is history only (None), with the words why.
+
+    A dispense covers its days supply, and never less than one usual dosing interval of
+    the drug (one pen of adalimumab lasts 14 days, an infliximab infusion 8 weeks, whatever
+    daysSupply says); a supply that ran out `grace_days` or fewer days before the order is
+    still current (the allowed gap between fills). Without a days supply, a dispense within
+    one dosing interval (+ grace) is current; within the longest usual fill
+    (`max_supply_days` + grace) it may be (unknown); older ones are history. A dispense of
+    status unknown, or of an unidentified drug, is never more than unknown."""
+    handed = rec.start
+    if handed is None:
+        return UNKNOWN, "dispensed, date not stated"
+    when = f"dispensed {handed.isoformat()}"
+    if handed > on:
+        return (UNKNOWN if rec.status == "unknown" else NOT_MET), when
+    interval = (
+        rule.default_interval_days
+        if rec.unidentified
+        else rule.intervals.get(rec.drug, rule.default_interval_days)
+    )
+    since = (on - handed).days  # 0 = handed over on the order date
+    if rec.days_supply is not None:
+        covered = max(round(rec.days_supply), interval, 1)
+        text = f"{when}, {_fmt(rec.days_supply)} days' supply"
+        current = since <= covered - 1 + rule.grace_days
+        status = NOT_MET if current else None
+    else:
+        text = f"{when}, days supply not stated"
+        if since <= interval - 1 + rule.grace_days:
+            status = NOT_MET
+        elif since <= rule.max_supply_days - 1 + rule.grace_days:
+            status = UNKNOWN
+        else:
+            status = None
+    if status is NOT_MET and (rec.unidentified or rec.status == "unknown"):
+        status = UNKNOWN
+    return status, text
+
+
 @_check(
     "no-concurrent-therapy",
     (MET, NOT_MET, UNKNOWN),
@@ -965,10 +1040,16 @@ def positive_response(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalCo
         "valuesets": ParamSpec("valuesets"),
         "label_valuesets": ParamSpec("valuesets", required=False),
         "statuses": ParamSpec("strs"),
+        "unknown_statuses": ParamSpec("strs", required=False),
         "record_types": ParamSpec("strs", required=False),
         "duplicate_drafts": ParamSpec("bool", required=False),
+        "unidentified": ParamSpec("bool", required=False),
+        "dispense_intervals": ParamSpec("int_map", required=False),
+        "dispense_default_interval_days": ParamSpec("int", required=False),
+        "dispense_grace_days": ParamSpec("int", required=False),
+        "dispense_max_supply_days": ParamSpec("int", required=False),
     },
-    reads=("MedicationRequest", "MedicationStatement"),
+    reads=("MedicationRequest", "MedicationStatement", "MedicationDispense"),
     absence=(MET,),
 )
 def no_concurrent_therapy(
@@ -976,7 +1057,18 @@ def no_concurrent_therapy(
 ) -> Verdict:
     """No record of a drug in the value sets with one of `statuses` (e.g. active,
     on-hold, draft), and no other draft order for one. Stopped, completed, cancelled or
-    entered-in-error records do not count; the status decides, not the end date.
+    entered-in-error orders and statements do not count; the status decides, not the end
+    date. A record of `unknown_statuses` (e.g. "unknown") may be current: unknown.
+
+    With `dispense_intervals` (usual dosing interval in days per drug), dispenses and
+    claims lines (records of type MedicationDispense, Claim, ExplanationOfBenefit: start =
+    the day handed over / served, `days_supply`) count as evidence of current therapy by
+    their dates (see `_dispense_currency`); without it they are history only.
+
+    With `unidentified`, a record whose drug cannot be told (a Medication that was not sent
+    and could not be fetched) that may be current makes the answer unknown, unless a known
+    conflict already makes it not-met: the prescriber confirms it is not a biologic / JAK
+    inhibitor.
 
     With `duplicate_drafts`, another draft order for the evaluated drug itself (a second
     Kineret order signed together with this one) conflicts too: duplicate therapy. The
@@ -986,9 +1078,35 @@ def no_concurrent_therapy(
     duplicates = bool(params.get("duplicate_drafts", False))
     labels = _names(params, "label_valuesets")
     statuses = _names(params, "statuses")
+    unknown_statuses = _names(params, "unknown_statuses")
     record_types = _names(params, "record_types")
+    check_unidentified = bool(params.get("unidentified", False))
+    rule = _dispense_rule(params)
     conflicts: list[dict[str, Any]] = []
+    uncertain: list[dict[str, Any]] = []
     for rec in facts.medications:
+        status = rec.status.lower()
+        if rec.unidentified:
+            if not check_unidentified:
+                continue
+            entry: dict[str, Any] = {
+                "drug": rec.drug,
+                "ref": rec.ref,
+                "draft": rec.is_draft_order,
+                "status": rec.status,
+                "unidentified": True,
+            }
+            if rec.resource_type in _SUPPLY_RECORDS and not rec.is_draft_order:
+                if rule is None or status not in _DISPENSE_STATUSES:
+                    continue
+                verdict, when = _dispense_currency(rec, rule, ctx.order_date)
+                if verdict is None:
+                    continue
+                entry["dispense"] = when
+            elif not (rec.is_draft_order or status in statuses | unknown_statuses):
+                continue
+            uncertain.append(entry)
+            continue
         own_drug = ctx.drug_valueset in rec.valuesets
         if own_drug and duplicates and rec.is_draft_order:
             conflicts.append(
@@ -1004,35 +1122,86 @@ def no_concurrent_therapy(
             continue
         if not rec.valuesets & wanted or own_drug:
             continue
+        specific = sorted(rec.valuesets & labels) or sorted(rec.valuesets & wanted)
+        entry = {
+            "drug": rec.drug,
+            "ref": rec.ref,
+            "draft": rec.is_draft_order,
+            "valueset": specific[0],
+            "status": rec.status,
+        }
+        if rec.resource_type in _SUPPLY_RECORDS and not rec.is_draft_order:
+            if rule is None or status not in _DISPENSE_STATUSES:
+                continue
+            verdict, when = _dispense_currency(rec, rule, ctx.order_date)
+            entry["dispense"] = when
+            if verdict is NOT_MET:
+                conflicts.append(entry)
+            elif verdict is UNKNOWN:
+                uncertain.append(entry)
+            continue
         if record_types and rec.resource_type not in record_types and not rec.is_draft_order:
             continue
-        if not (rec.is_draft_order or rec.status.lower() in statuses):
-            continue
-        specific = sorted(rec.valuesets & labels) or sorted(rec.valuesets & wanted)
-        conflicts.append(
-            {
-                "drug": rec.drug,
-                "ref": rec.ref,
-                "draft": rec.is_draft_order,
-                "valueset": specific[0],
-                "status": rec.status,
-            }
-        )
+        if rec.is_draft_order or status in statuses:
+            conflicts.append(entry)
+        elif status in unknown_statuses:
+            uncertain.append(entry)
+
+    def state(conflict: Mapping[str, Any]) -> str:
+        if conflict.get("duplicate"):
+            return "another draft order"
+        if conflict.get("dispense"):
+            return str(conflict["dispense"])
+        return "draft order" if conflict["draft"] else f"status {conflict['status']}"
+
     if conflicts:
-
-        def state(conflict: Mapping[str, Any]) -> str:
-            if conflict.get("duplicate"):
-                return "another draft order"
-            return "draft order" if conflict["draft"] else str(conflict["status"])
-
         names = ", ".join(f"{c['drug']} ({state(c)})" for c in conflicts)
         return Verdict(
             NOT_MET,
             f"Combination with {names}: additive immunosuppression and serious infection risk.",
             _dedupe(c["ref"] for c in conflicts),
-            {"conflicts": conflicts},
+            {"conflicts": conflicts, "uncertain": uncertain},
         )
-    return Verdict(MET, "No current biologic DMARD or JAK inhibitor found.", (), {"conflicts": []})
+    if uncertain:
+        unknown_drug = [c for c in uncertain if c.get("unidentified")]
+        known = [c for c in uncertain if not c.get("unidentified")]
+        parts = []
+        asks = []
+        if unknown_drug:
+            records = ", ".join(f"{c['ref']} ({state(c)})" for c in unknown_drug)
+            parts.append(
+                f"the drug of {records} could not be identified (its Medication was not sent "
+                "and could not be fetched, or it carries only codes this service does not know)"
+            )
+            asks.append(
+                "the name of the unidentified medication, and confirmation that it is not a "
+                "biologic DMARD or JAK inhibitor"
+            )
+        if known:
+            parts.append(
+                ", ".join(
+                    f"{c['drug']} may still be current ({state(c)}, {c['ref']})" for c in known
+                )
+            )
+            drugs = sorted({str(c["drug"]) for c in known})
+            asks.append(
+                f"confirmation that {' and '.join(drugs)} has been discontinued (stop date)"
+            )
+        return Verdict(
+            UNKNOWN,
+            "A current biologic DMARD or JAK inhibitor cannot be ruled out: "
+            + "; ".join(parts)
+            + ".",
+            _dedupe(c["ref"] for c in uncertain),
+            {"conflicts": [], "uncertain": uncertain},
+            documentation=_sentence(asks),
+        )
+    return Verdict(
+        MET,
+        "No current biologic DMARD or JAK inhibitor found.",
+        (),
+        {"conflicts": [], "uncertain": []},
+    )
 
 
 # --------------------------------------------------------------------------- dose

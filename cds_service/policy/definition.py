@@ -385,6 +385,16 @@ class _Validator:
         elif kind == "int":
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise self.fail(where, "expected a whole number >= 0")
+        elif kind == "int_map":
+            if not (
+                isinstance(value, Mapping)
+                and value
+                and all(
+                    isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v > 0
+                    for k, v in value.items()
+                )
+            ):
+                raise self.fail(where, "expected a mapping of names to whole numbers > 0")
         elif isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
             raise self.fail(where, "expected a number >= 0")
 

@@ -203,13 +203,17 @@ class _Builder:
                 drug=m["drug"],
                 valuesets=frozenset(m["valuesets"])
                 if "valuesets" in m
+                else frozenset()
+                if m.get("unidentified")
                 else drug_valuesets(m["drug"]),
-                matched_by="ingredient-code",
+                matched_by="none" if m.get("unidentified") else "ingredient-code",
                 status=m.get("status", "active"),
                 start=self.when(m.get("start")),
                 end=self.when(m.get("end")),
                 is_draft_order=bool(m.get("draft", False)),
                 mg_per_day=m.get("mg_per_day"),
+                unidentified=bool(m.get("unidentified", False)),
+                days_supply=m.get("days_supply"),
             )
             for m in s.get("medications", [])
         )
