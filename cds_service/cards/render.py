@@ -52,7 +52,7 @@ from cds_service.cards.dose import (
     suggest_dose,
     suggest_eua_regimen,
 )
-from cds_service.cards.model import CardSettings, Evaluation, NotEvaluated
+from cds_service.cards.model import CardSettings, Evaluation, MissingData, NotEvaluated
 from cds_service.cards.serialize import evaluation_to_json, not_evaluated_to_json, prune
 from cds_service.policy.model import CriterionResult, Decision, Outcome, Status
 
@@ -663,14 +663,37 @@ class _Builder:
         )
 
     def not_evaluated_card(self, item: NotEvaluated, policy_id: str) -> dict[str, Any]:
-        return self._card(
-            order_ref=item.order_ref,
-            summary="Could not complete the Kineret coverage check: submit for manual review",
-            indicator="warning",
-            detail=(
-                f"Could not complete the Kineret coverage check: {item.reason}. "
+        if item.drug_known:
+            summary = "Could not complete the Kineret coverage check: submit for manual review"
+            advice = (
                 "No coverage decision was made for this order. Submit the prior authorization "
                 "request with documentation for manual review."
+            )
+        else:
+            summary = (
+                "Could not check this order against the Kineret policy: its drug could not be read"
+            )
+            advice = (
+                "No coverage decision was made for this order. If it is for Kineret "
+                "(anakinra), correct the order's drug and sign again, or submit the prior "
+                "authorization request with documentation for manual review."
+            )
+        missing = "\n".join(
+            f"- {_cell(m.resource_type)} (prefetch `{_cell(m.prefetch_key)}`): {_cell(m.reason)}"
+            for m in item.missing_data
+        )
+        return self._card(
+            order_ref=item.order_ref,
+            summary=summary,
+            indicator="warning",
+            detail="\n\n".join(
+                part
+                for part in (
+                    f"Could not complete the Kineret coverage check: {item.reason}.",
+                    f"Not read:\n{missing}" if missing else "",
+                    advice,
+                )
+                if part
             ),
             topic_code="coverage-info",
             override_kind="not-evaluated",
@@ -766,13 +789,15 @@ def render_response(
     settings: CardSettings,
     uuid_factory: UuidFactory,
     now: datetime,
+    missing_data: Sequence[MissingData] = (),
 ) -> dict[str, Any]:
     """The CDS Hooks response body for one call.
 
     `order-select` gets the clinical cards only (combination, hypersensitivity,
     COVID-19 setting, dose) and the could-not-evaluate card; `order-sign` gets
     every card. Both get the CRD coverage-information system actions and the
-    `com.anakinra-cds.evaluation` extension.
+    `com.anakinra-cds.evaluation` extension; `missing_data` (record data that could not
+    be read for the call) is listed in each evaluated order's entry.
     """
     builder = _Builder(settings, uuid_factory)
     cards: list[dict[str, Any]] = []
@@ -784,13 +809,15 @@ def render_response(
     for item in evaluations:
         if isinstance(item, NotEvaluated):
             cards.append(builder.not_evaluated_card(item, policy_id))
-            evaluations_json.append(not_evaluated_to_json(item.order_ref, item.reason))
+            evaluations_json.append(
+                not_evaluated_to_json(item.order_ref, item.reason, item.missing_data)
+            )
             continue
         cards += _order_cards(builder, item, hook)
         action = coverage_system_action(item, uuid_factory=uuid_factory, today=now.date())
         if action is not None:
             actions.append(prune(action))
-        evaluations_json.append(evaluation_to_json(item.decision))
+        evaluations_json.append(evaluation_to_json(item.decision, missing_data))
     response: dict[str, Any] = {"cards": cards}
     if actions:
         response["systemActions"] = actions
