@@ -491,6 +491,7 @@ def missing_data(service: ServiceDefinition, result: PrefetchResult) -> tuple[Mi
             resource_type=next(iter(service.resource_types([key])), key),
             issue=result.failures.get(key, "unknown"),
             reason=result.reasons.get(key, "it could not be read"),
+            required=key in result.required_missing,
         )
         for key in service.prefetch
         if key in result.required_missing or key in result.missing

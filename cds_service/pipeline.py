@@ -139,6 +139,10 @@ RESOURCE_WORDS = {
 }
 
 
+def _join(items: Sequence[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
 def record_unreadable_reason(missing: Sequence[MissingData]) -> str:
     """ "the patient's record could not be read from the EHR: <which data> (<why>)"."""
     by_reason: dict[str, list[str]] = {}
@@ -147,14 +151,16 @@ def record_unreadable_reason(missing: Sequence[MissingData]) -> str:
         what = f"{words} ({item.resource_type})"
         if what not in by_reason.setdefault(item.reason, []):
             by_reason[item.reason].append(what)
-    parts = [f"{' and '.join(whats)}: {reason}" for reason, whats in by_reason.items()]
+    parts = [f"{_join(whats)}: {reason}" for reason, whats in by_reason.items()]
     return "the patient's record could not be read from the EHR: " + "; ".join(parts or ["no data"])
 
 
 def record_unreadable(call: CallContext) -> list[Evaluation | NotEvaluated]:
     """A could-not-check item for every order that may be for anakinra, when the record
     could not be read (see `CallContext.record_unreadable`)."""
-    reason = record_unreadable_reason(call.missing_data)
+    reason = record_unreadable_reason(
+        [m for m in call.missing_data if m.required] or call.missing_data
+    )
     items: list[Evaluation | NotEvaluated] = []
     for order in orders.anakinra_or_unknown(call.context, call.hook):
         known = orders.medication_kind(order.resource) == "anakinra"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from cds_service.policy.model import Decision
 from fhir_mappings.facts import PolicyFacts
@@ -28,14 +29,19 @@ class MissingData:
     """FHIR issue type code of the failure, e.g. "security", "timeout", "not-found"."""
     reason: str
     """Plain words, no URL, token or patient data."""
+    required: bool = False
+    """The service cannot evaluate any order without it (the patient, the orders)."""
 
-    def to_json(self) -> dict[str, str]:
-        return {
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
             "prefetchKey": self.prefetch_key,
             "resourceType": self.resource_type,
             "issue": self.issue,
             "reason": self.reason,
         }
+        if self.required:
+            body["required"] = True
+        return body
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,9 @@ Per evaluated anakinra order (the first four at both hooks):
   card per conflict set however many section copies (I.A.7, III.B ...) repeat it;
   suggestions: delete a conflicting draft order, or delete this Kineret order.
 - hypersensitivity (critical, contraindication): `hypersensitivity` not met (IV.C).
-- COVID-19 setting (critical, coverage-info): `care-setting` not met.
+- COVID-19 setting (critical, coverage-info): `care-setting` not met; a warning asking
+  to confirm the patient is hospitalized when the setting is not known (no encounter,
+  one that could not be read, emergency).
 - dose (warning, limits): `dose-limit` or `dose-increase-limit` (II.A.4) not met,
   with a suggestion that lowers the dose to the limit, or, when only the dispense
   request supplies too many syringes, one that lowers the dispense quantity and
@@ -415,10 +417,32 @@ class _Builder:
         return cards
 
     def care_setting_cards(self, evaluation: Evaluation) -> list[dict[str, Any]]:
-        """Outpatient COVID-19 use: critical. Inpatient use beyond the EUA regimen (dose or
-        days): a warning, with a suggestion that sets the dose to the EUA's when it is the
-        dose that is over."""
-        cards = []
+        """Outpatient COVID-19 use (a documented ambulatory encounter): critical. Setting
+        not known (no encounter, one that could not be read, emergency): a warning that
+        asks to confirm the patient is hospitalized. Inpatient use beyond the EUA regimen
+        (dose or days): a warning, with a suggestion that sets the dose to the EUA's when
+        it is the dose that is over."""
+        cards = [
+            self._result_card(
+                evaluation,
+                result,
+                "Under the FDA emergency use authorization Kineret treats COVID-19 only in "
+                "hospitalized adults (100 mg subcutaneously once daily for 10 days); "
+                "outpatient initiation or continuation is not authorized (policy I.D / II.B, "
+                "Appendix I). Document the admission, or do not sign the order if the patient "
+                "is not hospitalized.",
+                summary="Kineret for COVID-19: confirm the patient is hospitalized "
+                "(outpatient use is not authorized)",
+                indicator="warning",
+                topic_code="coverage-info",
+                override_kind="care-setting",
+                suggestions=(),
+            )
+            for result in evaluation.decision.criteria
+            if result.check == "care-setting"
+            and result.status is Status.UNKNOWN
+            and result.details.get("confirm_setting")
+        ]
         for result in _not_met(evaluation.decision, "care-setting"):
             if result.details.get("setting") == "inpatient":
                 cards.append(self._eua_regimen_card(evaluation, result))
