@@ -49,9 +49,9 @@ class CallContext:
     now: datetime
     uuid_factory: Callable[[], str]
     missing_prefetch: tuple[str, ...] = ()
-    """Prefetch keys whose data could not be obtained (optional ones only: a missing
-    required key ends the call with 412 before the pipeline runs). Criteria that depend
-    on them are `unknown`, never `not-met` for lack of data."""
+    """Optional prefetch keys whose data could not be obtained (a missing required key
+    sets `record_unreadable`). Criteria that depend on them are `unknown`, never `not-met`
+    for lack of data."""
     fhir_server_used: bool = False
     """True when some of the data was read from the client's FHIR server."""
     unavailable_types: frozenset[str] = frozenset()

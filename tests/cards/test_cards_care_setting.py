@@ -29,8 +29,9 @@ def scenario(name: str) -> dict[str, Any]:
 
 def criterion(answer: dict[str, Any], criterion_id: str) -> dict[str, Any]:
     [evaluation] = answer["extension"]["com.anakinra-cds.evaluation"]
-    [found] = [c for c in evaluation["criteria"] if c["id"] == criterion_id]
-    return found
+    found: list[dict[str, Any]] = [c for c in evaluation["criteria"] if c["id"] == criterion_id]
+    assert len(found) == 1
+    return found[0]
 
 
 def as_select(body: dict[str, Any]) -> dict[str, Any]:

@@ -100,7 +100,8 @@ def request_with(*records: Mapping[str, Any], server: str | None = BASE) -> dict
 
 
 def medication_gets(mock: responses.RequestsMock) -> list[str]:
-    return [c.request.url for c in mock.calls if "/Medication/" in (c.request.url or "")]
+    urls = [str(c.request.url) for c in mock.calls]
+    return [url for url in urls if "/Medication/" in url]
 
 
 def test_referenced_medication_is_read_with_the_token(
@@ -112,7 +113,7 @@ def test_referenced_medication_is_read_with_the_token(
     assert response.status_code == 200
     assert medication_gets(fhir) == [f"{BASE}/Medication/med-ada"]
     assert fhir.calls[0].request.headers["Authorization"] == f"Bearer {TOKEN}"
-    call, resources = captured[0]
+    _, resources = captured[0]
     assert "Medication/med-ada" in {f"{r['resourceType']}/{r.get('id')}" for r in resources}
     # The read tells the drug: an active adalimumab, a combination the policy refuses.
     [evaluation] = response.get_json()["extension"]["com.anakinra-cds.evaluation"]

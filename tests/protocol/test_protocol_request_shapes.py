@@ -23,7 +23,11 @@ ORDER = "MedicationRequest/draft-anakinra-1"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 ANAKINRA_SCD = {
     "coding": [
-        {"system": RXNORM, "code": "727711", "display": "0.67 ML anakinra 149 MG/ML Prefilled Syringe"}
+        {
+            "system": RXNORM,
+            "code": "727711",
+            "display": "0.67 ML anakinra 149 MG/ML Prefilled Syringe",
+        }
     ]
 }
 METHOTREXATE = {
@@ -87,7 +91,8 @@ def test_crd_reference_client_medication_prescribe_for_botox_gets_no_card(
     `fhirAuthorization` and `encounterId` null, a Botox order: answered by the
     order-select service, no card."""
     body = crd_sample("medicationRequestPrefetch.json")
-    assert body["fhirServer"] is None and body["context"]["encounterId"] is None
+    assert body["fhirServer"] is None
+    assert body["context"]["encounterId"] is None
     response = client.post(SELECT, json=body)
     assert response.status_code == 200, response.get_data(as_text=True)
     assert response.get_json() == {"cards": []}
@@ -295,9 +300,7 @@ OTHER_DRUGS: dict[str, dict[str, Any]] = {
 
 
 @pytest.mark.parametrize("case", OTHER_DRUGS, ids=list(OTHER_DRUGS))
-def test_order_recognisably_for_another_drug_gets_no_card(
-    client: FlaskClient, case: str
-) -> None:
+def test_order_recognisably_for_another_drug_gets_no_card(client: FlaskClient, case: str) -> None:
     body = _with_medication(**OTHER_DRUGS[case])
     del body["prefetch"]  # nothing is read for it: no FHIR server is needed
     response = client.post(SIGN, json=body)
