@@ -190,6 +190,22 @@ def unreadable_orders(
     return items
 
 
+def evaluate_orders(
+    policy: Policy, call: CallContext, resources: Sequence[Mapping[str, Any]]
+) -> list[Evaluation | NotEvaluated]:
+    """An item for every order of the call that may be for anakinra: evaluated, or not
+    evaluated with the reason (record unreadable, order unreadable, internal failure)."""
+    if call.record_unreadable:
+        evaluations = record_unreadable(call)
+    else:
+        evaluations = evaluate_call(policy, call, resources)
+    handled = frozenset(
+        item.order_ref if isinstance(item, NotEvaluated) else item.facts.order.ref
+        for item in evaluations
+    )
+    return evaluations + unreadable_orders(call, handled)
+
+
 def _log_failure(stage: str, exc: Exception) -> None:
     tb = exc.__traceback__
     where = []
@@ -218,15 +234,7 @@ def run(
     if engine is None:
         policy = load_policy()
         engine = Engine(policy=policy, card_settings=default_card_settings(policy))
-    if call.record_unreadable:
-        evaluations = record_unreadable(call)
-    else:
-        evaluations = evaluate_call(engine.policy, call, resources)
-    handled = frozenset(
-        item.order_ref if isinstance(item, NotEvaluated) else item.facts.order.ref
-        for item in evaluations
-    )
-    evaluations += unreadable_orders(call, handled)
+    evaluations = evaluate_orders(engine.policy, call, resources)
     return render_response(
         call.hook,
         evaluations,

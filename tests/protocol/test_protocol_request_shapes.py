@@ -337,3 +337,19 @@ def test_unreadable_order_beside_a_readable_kineret_order(client: FlaskClient) -
         "MedicationRequest/draft-anakinra-r5": "not-evaluated",
     }
     assert cards_for(answer, "MedicationRequest/draft-anakinra-r5")
+
+
+def test_offline_evaluation_answers_an_unreadable_order_too() -> None:
+    """`cds-service evaluate` goes through the same sweep: an R5 order is reported as not
+    evaluated, not left out."""
+    from datetime import date
+
+    from cds_service.cards import NotEvaluated
+    from cds_service.evaluate_file import evaluate_inputs, request_inputs
+
+    body = _with_medication(medication={"concept": ANAKINRA_SCD})
+    context, resources = request_inputs(body)
+    report = evaluate_inputs(context, resources, date(2026, 11, 29))
+    [item] = report.items
+    assert isinstance(item, NotEvaluated)
+    assert "FHIR R5" in item.reason
