@@ -7,13 +7,26 @@ Every request to discovery, a service or feedback (not CORS preflights) first pa
      `CDS_MAX_JSON_DEPTH` deep (400)
 
 POST /cds-services/<id>
-  unknown id (404) -> schema (400) -> hook matches the service (400)
+  unknown id (404) -> schema (400) -> `null` optional fields dropped (they mean absent)
+  -> hook matches the service (400)
   -> at most `CDS_MAX_DRAFT_ORDERS` draft orders (400 `too-many-draft-orders`)
-  -> no order that could be anakinra: {"cards": []}
-  -> prefetch, fetching what is missing from a FHIR server this caller may make us read
-     (412 when required data cannot be had)
-  -> pipeline.run (an order whose drug stays unknown with all the data gets a
-     could-not-check card from there) -> response checked against the response schema -> 200
+  -> no order that could be anakinra and none the service cannot read: {"cards": []}
+     (see `cds_service.orders`)
+  -> prefetch, fetching what is missing from a FHIR server this caller may make us read,
+     when some order is anakinra or only the data can tell its drug
+  -> pipeline.run -> response checked against the response schema -> 200
+
+Every order that may be anakinra gets a card: when the patient's record cannot be read
+(required prefetch missing and the FHIR server absent, not allowed, unreachable, slow or
+refusing), the card says what could not be read and why, and the evaluation extension
+lists it (`missingData`); an order whose drug cannot be read gets a could-not-check
+card. Errors are kept for requests that are not valid CDS Hooks calls.
+
+The Da Vinci CRD reference client sends `"fhirServer": null`, `"fhirAuthorization":
+null`, `"encounterId": null`: a `null` optional field is read as absent. Its older
+`medication-prescribe` requests (the hook `order-select` replaced: `context.medications`
+holds the draft MedicationRequests, the user is the top-level `user`) are answered by the
+order-select service as that hook.
 """
 
 from __future__ import annotations
@@ -25,10 +38,10 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from flask import Blueprint, Flask, Request, Response, current_app, g, jsonify, request
 from jsonschema import Draft202012Validator
@@ -36,27 +49,27 @@ from jsonschema.exceptions import ValidationError
 from requests.adapters import HTTPAdapter
 from sqlalchemy.exc import SQLAlchemyError
 
-from cds_service import pipeline
+from cds_service import orders, pipeline
 from cds_service.auth import AuthError, Principal, fhir_server_allowed
+from cds_service.cards import MissingData
 from cds_service.config import Settings
 from cds_service.errors import ApiError
-from cds_service.hooks import Catalog
+from cds_service.hooks import Catalog, ServiceDefinition
 from cds_service.prefetch import (
     FetchLimits,
     FhirClient,
+    PrefetchResult,
     RequestsFhirClient,
     pooled_adapter,
     resolve_prefetch,
 )
 from cds_service.store import AuditStore, InvocationRecord
-from fhir_mappings.medications import identify_concept
 
 EXTENSION_KEY = "cds_service"
 log = logging.getLogger("cds_service.api")
 access_log = logging.getLogger("cds_service.access")
 auth_log = logging.getLogger("cds_service.auth")
 MAX_DETAILS = 20
-ANAKINRA = "anakinra"
 
 
 class RequestAuthenticator(Protocol):
@@ -69,7 +82,8 @@ class RequestAuthenticator(Protocol):
 
 
 OrderFilter = Callable[[Mapping[str, Any], str], bool]
-"""(context, hook) -> does this call carry an order the service should evaluate?"""
+"""(context, hook) -> does this call carry an order the service should check (one that
+could be anakinra, or one it cannot read)?"""
 
 
 def _utc_now() -> datetime:
@@ -78,134 +92,6 @@ def _utc_now() -> datetime:
 
 def _new_uuid() -> str:
     return str(uuid.uuid4())
-
-
-# --- which draft orders matter ------------------------------------------------------
-
-MedicationKind = Literal["anakinra", "other", "unknown", "none"]
-"""What a draft MedicationRequest is for: anakinra; recognisably another drug (coded or
-named); a drug we cannot tell (a reference to a Medication we do not have); or no drug
-chosen yet."""
-
-
-def relevant_medication_requests(
-    context: Mapping[str, Any], hook: str
-) -> Iterator[Mapping[str, Any]]:
-    """The draft MedicationRequests of the call (for order-select: the selected ones)."""
-    draft = context.get("draftOrders")
-    entries = draft.get("entry") if isinstance(draft, Mapping) else None
-    selections = context.get("selections")
-    selected = (
-        {s for s in selections if isinstance(s, str)} if isinstance(selections, list) else set()
-    )
-    for entry in entries if isinstance(entries, list) else []:
-        resource = entry.get("resource") if isinstance(entry, Mapping) else None
-        if not isinstance(resource, Mapping) or resource.get("resourceType") != "MedicationRequest":
-            continue
-        if hook == "order-select" and f"MedicationRequest/{resource.get('id')}" not in selected:
-            continue
-        yield resource
-
-
-def _has_content(concept: Any) -> bool:
-    if not isinstance(concept, Mapping):
-        return False
-    codings = concept.get("coding")
-    if isinstance(codings, list) and any(
-        isinstance(c, Mapping) and (c.get("code") or c.get("display")) for c in codings
-    ):
-        return True
-    text = concept.get("text")
-    return isinstance(text, str) and bool(text.strip())
-
-
-def _has_words(concept: Mapping[str, Any]) -> bool:
-    codings = concept.get("coding")
-    text = concept.get("text")
-    return (isinstance(text, str) and bool(text.strip())) or (
-        isinstance(codings, list)
-        and any(isinstance(c, Mapping) and c.get("display") for c in codings)
-    )
-
-
-def _kind_of_concepts(concepts: Sequence[Any]) -> MedicationKind:
-    named = [c for c in concepts if _has_content(c)]
-    if not named:
-        return "unknown"
-    drugs = {identity.drug for c in named for identity in identify_concept(c)}
-    if ANAKINRA in drugs:
-        return "anakinra"
-    if drugs or any(_has_words(c) for c in named):
-        return "other"
-    # Only codes no value set knows, and no name: it may be Kineret under a code the data
-    # does not hold (see fhir_mappings.medications.unidentified).
-    return "unknown"
-
-
-def _medication_kind(medication: Mapping[str, Any]) -> MedicationKind:
-    """A Medication resource: its code and its ingredients' codes."""
-    concepts: list[Any] = [medication.get("code")]
-    ingredients = medication.get("ingredient")
-    for ingredient in ingredients if isinstance(ingredients, list) else []:
-        if isinstance(ingredient, Mapping):
-            concepts.append(ingredient.get("itemCodeableConcept"))
-            item = ingredient.get("itemReference")
-            if isinstance(item, Mapping) and isinstance(item.get("display"), str):
-                concepts.append({"text": item["display"]})
-    return _kind_of_concepts(concepts)
-
-
-def medication_kind(resource: Mapping[str, Any]) -> MedicationKind:
-    """What a draft MedicationRequest is for (see `MedicationKind`), from the order alone,
-    before any data is read: a reference to a Medication that is not contained is
-    `unknown` unless its display names anakinra (the mapping tells it once the data is
-    there, see `fhir_mappings.medications.unidentified_reason`)."""
-    concept = resource.get("medicationCodeableConcept")
-    if isinstance(concept, Mapping):
-        return _kind_of_concepts([concept]) if _has_content(concept) else "none"
-    reference = resource.get("medicationReference")
-    if not isinstance(reference, Mapping) or not (
-        reference.get("reference") or reference.get("display") or reference.get("identifier")
-    ):
-        return "none"
-    display = reference.get("display")
-    if isinstance(display, str) and _kind_of_concepts([{"text": display}]) == "anakinra":
-        return "anakinra"
-    target = reference.get("reference")
-    if isinstance(target, str) and target.startswith("#"):
-        contained = resource.get("contained")
-        for item in contained if isinstance(contained, list) else []:
-            if (
-                isinstance(item, Mapping)
-                and item.get("resourceType") == "Medication"
-                and item.get("id") == target[1:]
-            ):
-                return _medication_kind(item)
-    return "unknown"
-
-
-def has_medication_order(context: Mapping[str, Any], hook: str) -> bool:
-    """True when some relevant draft MedicationRequest could be for anakinra.
-
-    The call is skipped (no prefetch, `{"cards": []}`) only when every one is
-    recognisably another drug (a code or name that is not anakinra) or names no drug
-    yet. A `medicationReference` to a Medication that is not contained always goes on:
-    its drug is known only once the data is read."""
-    return any(
-        medication_kind(resource) in ("anakinra", "unknown")
-        for resource in relevant_medication_requests(context, hook)
-    )
-
-
-def medication_reads(context: Mapping[str, Any], hook: str) -> list[str]:
-    """`Medication/<id>` references of relevant draft orders, to read when not sent."""
-    refs: list[str] = []
-    for resource in relevant_medication_requests(context, hook):
-        reference = resource.get("medicationReference")
-        target = reference.get("reference") if isinstance(reference, Mapping) else None
-        if isinstance(target, str) and target.startswith("Medication/"):
-            refs.append(target)
-    return refs
 
 
 @dataclass
@@ -221,7 +107,7 @@ class ServiceState:
     monotonic: Callable[[], float] = time.monotonic
     fhir_client_factory: Callable[[], FhirClient] | None = None
     authenticator: RequestAuthenticator | None = None
-    order_filter: OrderFilter = has_medication_order
+    order_filter: OrderFilter = orders.needs_checking
     limits: FetchLimits = field(init=False)
     _pool: HTTPAdapter | None = field(default=None, init=False, repr=False)
     _pool_pid: int = field(default=0, init=False, repr=False)
@@ -446,6 +332,49 @@ def validate_request(catalog: Catalog, body: Any) -> None:
         )
 
 
+OPTIONAL_FIELDS = ("fhirServer", "fhirAuthorization", "prefetch", "extension")
+LEGACY_PRESCRIBE = "medication-prescribe"
+
+
+def without_nulls(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The request with `null` optional top-level fields and `null` context fields left
+    out: clients (the Da Vinci CRD reference client among them) send `null` for "not
+    given". Prefetch keys keep their `null` (CDS Hooks: the client has no such data)."""
+    out = {k: v for k, v in body.items() if not (k in OPTIONAL_FIELDS and v is None)}
+    context = body.get("context")
+    if isinstance(context, Mapping):
+        out["context"] = {k: v for k, v in context.items() if v is not None}
+    return out
+
+
+def from_medication_prescribe(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A pre-1.0 `medication-prescribe` request as the `order-select` request it became:
+    `context.medications` (a Bundle or a list of MedicationRequests) are the draft orders,
+    all of them selected; the user is `context.userId`, else the top-level `user`."""
+    context = dict(body.get("context") or {})
+    medications = context.pop("medications", None)
+    if isinstance(medications, Mapping):
+        entries = medications.get("entry")
+        entries = entries if isinstance(entries, list) else []
+    elif isinstance(medications, list):
+        entries = [{"resource": item} for item in medications]
+    else:
+        entries = []
+    context["draftOrders"] = {"resourceType": "Bundle", "type": "collection", "entry": entries}
+    context["selections"] = [
+        f"MedicationRequest/{entry['resource']['id']}"
+        for entry in entries
+        if isinstance(entry, Mapping)
+        and isinstance(entry.get("resource"), Mapping)
+        and entry["resource"].get("resourceType") == "MedicationRequest"
+        and isinstance(entry["resource"].get("id"), str)
+    ]
+    user = body.get("user")
+    if "userId" not in context and isinstance(user, str):
+        context["userId"] = user
+    return {**body, "hook": "order-select", "context": context}
+
+
 # --- endpoints ----------------------------------------------------------------------
 
 bp = Blueprint("cds", __name__)
@@ -490,6 +419,10 @@ def call_service(service_id: str) -> Response:
     g.cds_service_id = service.id
     body = g.cds_body
     validate_request(state.catalog, body)
+    body = without_nulls(body)
+    if body["hook"] == LEGACY_PRESCRIBE and service.hook == "order-select":
+        body = from_medication_prescribe(body)
+        validate_request(state.catalog, body)
     hook_instance = str(body["hookInstance"])
     if _SAFE_TOKEN.match(hook_instance):
         g.cds_hook_instance = hook_instance
@@ -506,19 +439,24 @@ def call_service(service_id: str) -> Response:
         return jsonify({"cards": []})
 
     started: float = g.get("cds_started", state.monotonic())
-    result = resolve_prefetch(
-        service.prefetch,
-        service.required_prefetch,
-        body,
-        server_allowed=fhir_server_check(state, g.get("cds_principal")),
-        client_factory=state.new_fhir_client,
-        limits=state.limits,
-        deadline=started + state.settings.request_deadline,
-        monotonic=state.monotonic,
-        also_read=medication_reads(context, service.hook),
-    )
-    g.cds_prefetch_missing = list(result.missing)
+    if orders.needs_data(context, service.hook):
+        result = resolve_prefetch(
+            service.prefetch,
+            service.required_prefetch,
+            body,
+            server_allowed=fhir_server_check(state, g.get("cds_principal")),
+            client_factory=state.new_fhir_client,
+            limits=state.limits,
+            deadline=started + state.settings.request_deadline,
+            monotonic=state.monotonic,
+            also_read=orders.medication_reads(context, service.hook),
+        )
+    else:  # only orders the service cannot read: the chart would not change the answer
+        result = PrefetchResult(resources=(), missing=())
+    g.cds_prefetch_missing = [*result.required_missing, *result.missing] or None
     g.cds_fhir_queries = result.queries
+    if result.unread:
+        g.cds_medications_unread = len(result.unread)
 
     call = pipeline.CallContext(
         service_id=service.id,
@@ -530,6 +468,8 @@ def call_service(service_id: str) -> Response:
         missing_prefetch=result.missing,
         fhir_server_used=result.queries > 0,
         unavailable_types=service.resource_types(result.missing),
+        missing_data=missing_data(service, result),
+        record_unreadable=bool(result.required_missing),
     )
     answer = pipeline.run(call, result.resources, state.engine)
     problems = validation_details(state.catalog.validators["response"], answer)
@@ -541,6 +481,21 @@ def call_service(service_id: str) -> Response:
     g.cds_outcome = f"{len(answer.get('cards', []))}-cards"
     _audit(state, call, answer, started)
     return jsonify(answer)
+
+
+def missing_data(service: ServiceDefinition, result: PrefetchResult) -> tuple[MissingData, ...]:
+    """What could not be read for the call, in the service's prefetch order."""
+    return tuple(
+        MissingData(
+            prefetch_key=key,
+            resource_type=next(iter(service.resource_types([key])), key),
+            issue=result.failures.get(key, "unknown"),
+            reason=result.reasons.get(key, "it could not be read"),
+            required=key in result.required_missing,
+        )
+        for key in service.prefetch
+        if key in result.required_missing or key in result.missing
+    )
 
 
 def _patient_ref(context: Mapping[str, Any]) -> str | None:
@@ -609,6 +564,7 @@ def _log_request(response: Response) -> Response:
         "outcome": g.get("cds_outcome"),
         "prefetchMissing": g.get("cds_prefetch_missing"),
         "fhirQueries": g.get("cds_fhir_queries"),
+        "medicationsUnread": g.get("cds_medications_unread"),
     }
     if isinstance(started, float):
         event["duration_ms"] = round((state.monotonic() - started) * 1000, 1)

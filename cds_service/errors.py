@@ -71,37 +71,6 @@ class ApiError(Exception):
         return body
 
 
-class PrefetchUnavailableError(ApiError):
-    """412: data the service cannot decide without could not be obtained.
-
-    The body is a FHIR OperationOutcome (as CDS Hooks clients expect for 412), one issue
-    per prefetch key, naming the key and the kind of failure only.
-    """
-
-    status_code = 412
-
-    def __init__(self, failures: Sequence[tuple[str, str, str]]) -> None:
-        """`failures`: (prefetch key, FHIR issue type code, plain reason) triples."""
-        keys = ", ".join(key for key, _, _ in failures)
-        super().__init__(f"required prefetch data could not be obtained: {keys}")
-        self.failures = tuple(failures)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "resourceType": "OperationOutcome",
-            "issue": [
-                {
-                    "severity": "error",
-                    "code": code,
-                    "details": {"text": f"Prefetch '{key}' is required to evaluate the order."},
-                    "diagnostics": f"Prefetch key '{key}': {reason}.",
-                    "expression": [f"prefetch.{key}"],
-                }
-                for key, code, reason in self.failures
-            ],
-        }
-
-
 def _json(
     body: Mapping[str, Any], status: int, headers: Mapping[str, str] | None = None
 ) -> Response:

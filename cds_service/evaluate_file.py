@@ -27,7 +27,7 @@ from cds_service.cards import Evaluation, NotEvaluated
 from cds_service.cards.serialize import not_evaluated_to_json
 from cds_service.config import Settings
 from cds_service.hooks import load_catalog
-from cds_service.pipeline import CallContext, evaluate_call
+from cds_service.pipeline import CallContext, evaluate_orders
 from cds_service.policy.engine import load_policy
 from cds_service.policy.report import decision_to_json, format_table
 from cds_service.prefetch import flatten, unanswered_keys
@@ -159,7 +159,7 @@ def evaluate_inputs(
         uuid_factory=lambda: "cli",
         unavailable_types=unavailable,
     )
-    items = evaluate_call(load_policy(), call, resources)
+    items = evaluate_orders(load_policy(), call, resources)
     draft = context.get("draftOrders")
     entries = draft.get("entry") if isinstance(draft, Mapping) else None
     total = len(entries) if isinstance(entries, list) else 0

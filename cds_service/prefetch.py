@@ -13,13 +13,19 @@ For every prefetch key of the service:
 - `also_read` names single resources to read too (`Medication/<id>` of a draft order
   whose medication is a reference): read only when not already in the data, and a
   failure there is not a missing key (the caller decides what an unread one means);
+- then every `Medication/<id>` that a MedicationRequest, MedicationStatement or
+  MedicationDispense of the data refers to and that is neither contained nor in the
+  data is read by reference (at most `FetchLimits.max_medication_reads`, concurrently);
+  one that cannot be read stays unresolved (`PrefetchResult.unread`): the mapping then
+  reads its record as an unidentified medication, never as "no drug";
 - all queries of one call share one deadline, one query budget and a small thread pool.
 
-A required key that cannot be obtained raises `PrefetchUnavailableError` (412). An optional
-one is reported in `PrefetchResult.missing` so that criteria depending on it become
-`unknown`. A key whose template needs context the hook did not give (no `encounterId`,
-a user who is not a PractitionerRole) has nothing to fetch: it is neither data nor
-missing.
+A required key that cannot be obtained is reported in `PrefetchResult.required_missing`
+(the caller answers with a card saying what could not be read; see `cds_service.api`).
+An optional one is reported in `PrefetchResult.missing` so that criteria depending on it
+become `unknown`. `PrefetchResult.reasons` says why for both. A key whose template needs
+context the hook did not give (no `encounterId`, a user who is not a PractitionerRole) has
+nothing to fetch: it is neither data nor missing.
 
 The HTTP client is injectable (`FhirClient`); `RequestsFhirClient` is the real one. No
 diagnostic here carries a URL, a token or patient data.
@@ -31,7 +37,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -40,7 +46,6 @@ from urllib.parse import quote
 import requests
 
 from cds_service.auth import same_base
-from cds_service.errors import PrefetchUnavailableError
 from cds_service.hooks import TOKEN
 
 _FHIR_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.")
@@ -76,6 +81,8 @@ class FetchLimits:
     max_queries: int
     max_concurrent: int
     max_response_bytes: int
+    max_medication_reads: int = 20
+    """`Medication/<id>` reads by reference per call (beyond the draft orders' own)."""
 
 
 class FhirClient(Protocol):
@@ -308,9 +315,14 @@ class PrefetchResult:
     queries: int = 0
     """HTTP requests made to the FHIR server."""
     failures: Mapping[str, str] = field(default_factory=dict)
-    """Key -> FHIR issue code, for every key in `missing` (for logging)."""
+    """Key -> FHIR issue code, for every key in `missing` and `required_missing`."""
     unread: tuple[str, ...] = ()
-    """References of `also_read` that are neither in the data nor could be read."""
+    """`Medication/<id>` references (of `also_read` and of the medication records) that
+    are neither in the data nor could be read."""
+    required_missing: tuple[str, ...] = ()
+    """Required keys whose data could not be obtained: the chart cannot be read."""
+    reasons: Mapping[str, str] = field(default_factory=dict)
+    """Key -> plain reason (no URL, token or patient data), for every failed key."""
 
 
 @dataclass
@@ -435,7 +447,8 @@ def resolve_prefetch(
     monotonic: Callable[[], float] = time.monotonic,
     also_read: Sequence[str] = (),
 ) -> PrefetchResult:
-    """Resolve the prefetch of one call (see the module docstring).
+    """Resolve the prefetch of one call (see the module docstring). Never raises for data
+    that cannot be had: `required_missing`, `missing` and `unread` say what is missing.
 
     `server_allowed(fhir_server)` says whether the request's `fhirServer` may be
     contacted at all; `deadline` is a `monotonic()` instant; `client_factory` is called
@@ -445,32 +458,55 @@ def resolve_prefetch(
     results: dict[str, list[Mapping[str, Any]]] = dict(ready)
     budget = _Budget(limits.max_queries)
     fhir_server = request.get("fhirServer")
+    base = fhir_server if isinstance(fhir_server, str) and fhir_server else None
+    allowed = base is not None and server_allowed(base)
+    headers = {"Accept": "application/fhir+json, application/json"}
+    auth = request.get("fhirAuthorization")
+    token = auth.get("access_token") if isinstance(auth, Mapping) else None
+    if isinstance(token, str) and token:
+        headers["Authorization"] = f"Bearer {token}"
     fetched: list[str] = []
 
+    def run(batch: Sequence[_Task]) -> None:
+        assert base is not None
+        outcome = _run_tasks(
+            batch, base, headers, client_factory, limits, deadline, monotonic, budget
+        )
+        for key, value in outcome.items():
+            fetched.append(key)
+            if isinstance(value, FetchError):
+                failed[key] = value
+            else:
+                results[key] = value
+
     if tasks:
-        if not isinstance(fhir_server, str) or not fhir_server:
+        if base is None:
             for task in tasks:
-                failed[task.key] = FetchError("not-found", "not sent, and no fhirServer given")
-        elif not server_allowed(fhir_server):
+                failed[task.key] = FetchError("not-found", NO_SERVER)
+        elif not allowed:
             for task in tasks:
-                failed[task.key] = FetchError(
-                    "forbidden", "not sent, and the fhirServer is not one this service may read"
-                )
+                failed[task.key] = FetchError("forbidden", SERVER_NOT_ALLOWED)
         else:
-            headers = {"Accept": "application/fhir+json, application/json"}
-            auth = request.get("fhirAuthorization")
-            token = auth.get("access_token") if isinstance(auth, Mapping) else None
-            if isinstance(token, str) and token:
-                headers["Authorization"] = f"Bearer {token}"
-            outcome = _run_tasks(
-                tasks, fhir_server, headers, client_factory, limits, deadline, monotonic, budget
-            )
-            for key, value in outcome.items():
-                fetched.append(key)
-                if isinstance(value, FetchError):
-                    failed[key] = value
-                else:
-                    results[key] = value
+            run(tasks)
+
+    # Medications the records refer to and nobody sent: read them by reference.
+    tried = {key.removeprefix(EXTRA_PREFIX) for key in (*results, *failed)}
+    wanted = [
+        ref
+        for ref in medication_references(r for values in results.values() for r in values)
+        if ref not in tried
+    ]
+    not_tried: list[str] = []
+    if wanted:
+        present = {
+            f"{r['resourceType']}/{r.get('id')}" for values in results.values() for r in values
+        }
+        wanted = [ref for ref in wanted if ref not in present]
+        in_time = allowed and monotonic() < deadline
+        batch = wanted[: limits.max_medication_reads] if in_time else []
+        if batch:
+            run([_Task(EXTRA_PREFIX + ref, [], ref) for ref in batch])
+        not_tried = wanted[len(batch) :]
 
     extra_resources: list[Mapping[str, Any]] = []
     unread: list[str] = []
@@ -479,29 +515,47 @@ def resolve_prefetch(
     for key in [k for k in failed if k.startswith(EXTRA_PREFIX)]:
         failed.pop(key)
         unread.append(key.removeprefix(EXTRA_PREFIX))
+    unread.extend(not_tried)
     fetched = [key for key in fetched if not key.startswith(EXTRA_PREFIX)]
-
-    required_failures = [
-        (key, failure.code, failure.reason) for key, failure in failed.items() if key in required
-    ]
-    if required_failures:
-        order = list(templates)
-        required_failures.sort(key=lambda item: order.index(item[0]))
-        raise PrefetchUnavailableError(required_failures)
 
     ordered: list[Mapping[str, Any]] = []
     for key in templates:
         ordered.extend(results.get(key, []))
     ordered.extend(extra_resources)
-    missing = tuple(key for key in templates if key in failed)
+    missing = tuple(key for key in templates if key in failed and key not in required)
+    required_missing = tuple(key for key in templates if key in failed and key in required)
     return PrefetchResult(
         resources=tuple(deduplicate(ordered)),
         missing=missing,
         fetched=tuple(key for key in templates if key in fetched),
         queries=budget.used,
-        failures={key: failed[key].code for key in missing},
+        failures={key: failed[key].code for key in (*required_missing, *missing)},
         unread=tuple(unread),
+        required_missing=required_missing,
+        reasons={key: failed[key].reason for key in (*required_missing, *missing)},
     )
+
+
+NO_SERVER = "not sent with the call, and the EHR gave no FHIR server to read it from"
+SERVER_NOT_ALLOWED = (
+    "not sent with the call, and the EHR's FHIR server is not one this service may read"
+)
+_MEDICATION_HOLDERS = frozenset({"MedicationRequest", "MedicationStatement", "MedicationDispense"})
+
+
+def medication_references(resources: Iterable[Mapping[str, Any]]) -> list[str]:
+    """`Medication/<id>` targets of the `medicationReference` of MedicationRequests,
+    MedicationStatements and MedicationDispenses, in order, once each. Contained
+    (`#id`) and absolute references are not read."""
+    refs: dict[str, None] = {}
+    for resource in resources:
+        if resource.get("resourceType") not in _MEDICATION_HOLDERS:
+            continue
+        reference = resource.get("medicationReference")
+        target = reference.get("reference") if isinstance(reference, Mapping) else None
+        if isinstance(target, str) and target.startswith("Medication/") and _READ_REF.match(target):
+            refs[target] = None
+    return list(refs)
 
 
 def _run_tasks(

@@ -202,6 +202,9 @@ class EncounterFacts:
     ref: Ref
     setting: EncounterSetting
     class_code: str | None
+    found: bool = True
+    """False when the request names the encounter but its Encounter resource was neither
+    sent nor readable: the setting is then unknown, not guessed."""
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,9 @@
   reasonCode or performer role names a specialty value set are referrals.
 - Encounter.class (v3-ActCode): IMP / ACUTE / NONAC inpatient; AMB / VR / HH / FLD
   ambulatory; EMER emergency; anything else (OBSENC, SS, PRENC, unknown codes) "unknown",
-  never guessed as outpatient. No encounterId: no encounter fact.
+  never guessed as outpatient. An encounterId whose Encounter is not among the resources:
+  "unknown" with `found` False. No encounterId: no encounter fact (None), which the policy
+  reads as "setting not known", never as outpatient.
 - Coverage: active Coverages of the patient (beneficiary or subscriber).
 """
 
@@ -150,12 +152,13 @@ def _referrals(parsed: Parsed, patient_ref: Ref | None) -> list[Referral]:
 
 
 def encounter(encounter_id: str | None, parsed: Parsed) -> EncounterFacts | None:
+    """The setting of the encounter the order is placed in; None without an encounterId."""
     if not encounter_id:
         return None
     ref = encounter_id if "/" in encounter_id else f"Encounter/{encounter_id}"
     resource = parsed.by_ref.get(ref)
     if resource is None:
-        return EncounterFacts(ref=ref, setting="unknown", class_code=None)
+        return EncounterFacts(ref=ref, setting="unknown", class_code=None, found=False)
     coding = get_map(resource, "class")
     code = coding.get("code") if coding is not None else None
     code_str = code if isinstance(code, str) else None

@@ -1,9 +1,10 @@
 """Cards, the CRD coverage-information system action and the evaluation extension.
 
 Public API:
-    render_response(hook, evaluations, *, settings, uuid_factory, now) -> dict
-    Evaluation(facts, decision), NotEvaluated(order_ref, reason), CardSettings(...)
-    evaluation_to_json(decision) -> dict
+    render_response(hook, evaluations, *, settings, uuid_factory, now, missing_data) -> dict
+    Evaluation(facts, decision), NotEvaluated(order_ref, reason, missing_data, drug_known),
+    MissingData(prefetch_key, resource_type, issue, reason), CardSettings(...)
+    evaluation_to_json(decision, missing_data) -> dict
 """
 
 from cds_service.cards.codes import (
@@ -11,7 +12,7 @@ from cds_service.cards.codes import (
     COVERAGE_INFORMATION_URL,
     EVALUATION_EXTENSION_KEY,
 )
-from cds_service.cards.model import CardSettings, Evaluation, NotEvaluated
+from cds_service.cards.model import CardSettings, Evaluation, MissingData, NotEvaluated
 from cds_service.cards.render import render_response
 from cds_service.cards.serialize import evaluation_to_json
 
@@ -21,6 +22,7 @@ __all__ = [
     "EVALUATION_EXTENSION_KEY",
     "CardSettings",
     "Evaluation",
+    "MissingData",
     "NotEvaluated",
     "evaluation_to_json",
     "render_response",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from cds_service.policy.model import Decision
 from fhir_mappings.facts import PolicyFacts
@@ -17,13 +18,45 @@ class Evaluation:
 
 
 @dataclass(frozen=True)
+class MissingData:
+    """Data of the patient's record that could not be read for a call."""
+
+    prefetch_key: str
+    """The service's prefetch key, e.g. "patient"."""
+    resource_type: str
+    """What the key reads, e.g. "Patient"."""
+    issue: str
+    """FHIR issue type code of the failure, e.g. "security", "timeout", "not-found"."""
+    reason: str
+    """Plain words, no URL, token or patient data."""
+    required: bool = False
+    """The service cannot evaluate any order without it (the patient, the orders)."""
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "prefetchKey": self.prefetch_key,
+            "resourceType": self.resource_type,
+            "issue": self.issue,
+            "reason": self.reason,
+        }
+        if self.required:
+            body["required"] = True
+        return body
+
+
+@dataclass(frozen=True)
 class NotEvaluated:
-    """One anakinra order that could not be evaluated (never rendered as silence)."""
+    """An order that may be for anakinra and could not be evaluated (never rendered as
+    silence)."""
 
     order_ref: str
     """`MedicationRequest/<id>` of the draft order."""
     reason: str
     """Plain words, no PHI: why the check could not be completed."""
+    missing_data: tuple[MissingData, ...] = ()
+    """The record data that could not be read, when that is why."""
+    drug_known: bool = True
+    """False when the order's drug itself could not be told (it may be another drug)."""
 
 
 @dataclass(frozen=True)

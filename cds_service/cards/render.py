@@ -7,7 +7,9 @@ Per evaluated anakinra order (the first four at both hooks):
   card per conflict set however many section copies (I.A.7, III.B ...) repeat it;
   suggestions: delete a conflicting draft order, or delete this Kineret order.
 - hypersensitivity (critical, contraindication): `hypersensitivity` not met (IV.C).
-- COVID-19 setting (critical, coverage-info): `care-setting` not met.
+- COVID-19 setting (critical, coverage-info): `care-setting` not met; a warning asking
+  to confirm the patient is hospitalized when the setting is not known (no encounter,
+  one that could not be read, emergency).
 - dose (warning, limits): `dose-limit` or `dose-increase-limit` (II.A.4) not met,
   with a suggestion that lowers the dose to the limit, or, when only the dispense
   request supplies too many syringes, one that lowers the dispense quantity and
@@ -52,7 +54,7 @@ from cds_service.cards.dose import (
     suggest_dose,
     suggest_eua_regimen,
 )
-from cds_service.cards.model import CardSettings, Evaluation, NotEvaluated
+from cds_service.cards.model import CardSettings, Evaluation, MissingData, NotEvaluated
 from cds_service.cards.serialize import evaluation_to_json, not_evaluated_to_json, prune
 from cds_service.policy.model import CriterionResult, Decision, Outcome, Status
 
@@ -415,10 +417,32 @@ class _Builder:
         return cards
 
     def care_setting_cards(self, evaluation: Evaluation) -> list[dict[str, Any]]:
-        """Outpatient COVID-19 use: critical. Inpatient use beyond the EUA regimen (dose or
-        days): a warning, with a suggestion that sets the dose to the EUA's when it is the
-        dose that is over."""
-        cards = []
+        """Outpatient COVID-19 use (a documented ambulatory encounter): critical. Setting
+        not known (no encounter, one that could not be read, emergency): a warning that
+        asks to confirm the patient is hospitalized. Inpatient use beyond the EUA regimen
+        (dose or days): a warning, with a suggestion that sets the dose to the EUA's when
+        it is the dose that is over."""
+        cards = [
+            self._result_card(
+                evaluation,
+                result,
+                "Under the FDA emergency use authorization Kineret treats COVID-19 only in "
+                "hospitalized adults (100 mg subcutaneously once daily for 10 days); "
+                "outpatient initiation or continuation is not authorized (policy I.D / II.B, "
+                "Appendix I). Document the admission, or do not sign the order if the patient "
+                "is not hospitalized.",
+                summary="Kineret for COVID-19: confirm the patient is hospitalized "
+                "(outpatient use is not authorized)",
+                indicator="warning",
+                topic_code="coverage-info",
+                override_kind="care-setting",
+                suggestions=(),
+            )
+            for result in evaluation.decision.criteria
+            if result.check == "care-setting"
+            and result.status is Status.UNKNOWN
+            and result.details.get("confirm_setting")
+        ]
         for result in _not_met(evaluation.decision, "care-setting"):
             if result.details.get("setting") == "inpatient":
                 cards.append(self._eua_regimen_card(evaluation, result))
@@ -663,14 +687,37 @@ class _Builder:
         )
 
     def not_evaluated_card(self, item: NotEvaluated, policy_id: str) -> dict[str, Any]:
-        return self._card(
-            order_ref=item.order_ref,
-            summary="Could not complete the Kineret coverage check: submit for manual review",
-            indicator="warning",
-            detail=(
-                f"Could not complete the Kineret coverage check: {item.reason}. "
+        if item.drug_known:
+            summary = "Could not complete the Kineret coverage check: submit for manual review"
+            advice = (
                 "No coverage decision was made for this order. Submit the prior authorization "
                 "request with documentation for manual review."
+            )
+        else:
+            summary = (
+                "Could not check this order against the Kineret policy: its drug could not be read"
+            )
+            advice = (
+                "No coverage decision was made for this order. If it is for Kineret "
+                "(anakinra), correct the order's drug and sign again, or submit the prior "
+                "authorization request with documentation for manual review."
+            )
+        missing = "\n".join(
+            f"- {_cell(m.resource_type)} (prefetch `{_cell(m.prefetch_key)}`): {_cell(m.reason)}"
+            for m in item.missing_data
+        )
+        return self._card(
+            order_ref=item.order_ref,
+            summary=summary,
+            indicator="warning",
+            detail="\n\n".join(
+                part
+                for part in (
+                    f"Could not complete the Kineret coverage check: {item.reason}.",
+                    f"Not read:\n{missing}" if missing else "",
+                    advice,
+                )
+                if part
             ),
             topic_code="coverage-info",
             override_kind="not-evaluated",
@@ -766,13 +813,15 @@ def render_response(
     settings: CardSettings,
     uuid_factory: UuidFactory,
     now: datetime,
+    missing_data: Sequence[MissingData] = (),
 ) -> dict[str, Any]:
     """The CDS Hooks response body for one call.
 
     `order-select` gets the clinical cards only (combination, hypersensitivity,
     COVID-19 setting, dose) and the could-not-evaluate card; `order-sign` gets
     every card. Both get the CRD coverage-information system actions and the
-    `com.anakinra-cds.evaluation` extension.
+    `com.anakinra-cds.evaluation` extension; `missing_data` (record data that could not
+    be read for the call) is listed in each evaluated order's entry.
     """
     builder = _Builder(settings, uuid_factory)
     cards: list[dict[str, Any]] = []
@@ -784,13 +833,15 @@ def render_response(
     for item in evaluations:
         if isinstance(item, NotEvaluated):
             cards.append(builder.not_evaluated_card(item, policy_id))
-            evaluations_json.append(not_evaluated_to_json(item.order_ref, item.reason))
+            evaluations_json.append(
+                not_evaluated_to_json(item.order_ref, item.reason, item.missing_data)
+            )
             continue
         cards += _order_cards(builder, item, hook)
         action = coverage_system_action(item, uuid_factory=uuid_factory, today=now.date())
         if action is not None:
             actions.append(prune(action))
-        evaluations_json.append(evaluation_to_json(item.decision))
+        evaluations_json.append(evaluation_to_json(item.decision, missing_data))
     response: dict[str, Any] = {"cards": cards}
     if actions:
         response["systemActions"] = actions

@@ -2,26 +2,40 @@
 
 `evaluation_to_json` is what the response extension `com.anakinra-cds.evaluation`
 carries for each evaluated order: the policy layer's `decision_to_json` without
-empty values.
+empty values, plus `missingData` when some of the record could not be read (the
+criteria that would rest on it are unknown). `not_evaluated_to_json` is the entry of
+an order that could not be evaluated: `outcome` "not-evaluated", `reason`, and
+`missingData` when the record could not be read.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from cds_service.cards.model import MissingData
 from cds_service.policy.model import Decision
 from cds_service.policy.report import decision_to_json
 
 
-def evaluation_to_json(decision: Decision) -> dict[str, Any]:
+def evaluation_to_json(
+    decision: Decision, missing_data: Sequence[MissingData] = ()
+) -> dict[str, Any]:
     """One evaluated order as plain JSON (no FHIR bodies, no PHI beyond references)."""
     body: dict[str, Any] = prune(decision_to_json(decision))
+    if missing_data:
+        body["missingData"] = [item.to_json() for item in missing_data]
     return body
 
 
-def not_evaluated_to_json(order_ref: str, reason: str) -> dict[str, Any]:
-    return {"order": order_ref, "outcome": "not-evaluated", "reason": reason}
+def not_evaluated_to_json(
+    order_ref: str, reason: str, missing_data: Sequence[MissingData] = ()
+) -> dict[str, Any]:
+    """An order that could not be evaluated: why, and which record data was missing."""
+    body: dict[str, Any] = {"order": order_ref, "outcome": "not-evaluated", "reason": reason}
+    if missing_data:
+        body["missingData"] = [item.to_json() for item in missing_data]
+    return body
 
 
 def _empty(value: Any) -> bool:

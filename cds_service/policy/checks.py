@@ -1411,10 +1411,14 @@ def hypersensitivity(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalCon
 def care_setting(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalContext) -> Verdict:
     """Use authorized only in `authorized_settings` (the COVID-19 EUA: hospitalized).
 
-    Ambulatory, or no encounter at all: `not-met`. Emergency or unrecognised settings:
-    `unknown` (confirm admission). In the authorized setting the result is informational
-    and the order is checked against the EUA regimen (mg/day and number of days): within
-    it `met`, above it `not-met`, dose not derivable `unknown`.
+    A documented ambulatory encounter: `not-met`. No encounter in the request, an
+    encounter that could not be read, an emergency or unrecognised setting: `unknown`:
+    the setting is not known, and the prescriber is asked to confirm that the patient is
+    hospitalized (a call without an encounter is not evidence of outpatient use: EHRs
+    and the CDS Hooks sandbox leave `encounterId` out for inpatients too). In the
+    authorized setting the result is informational and the order is checked against the
+    EUA regimen (mg/day and number of days): within it `met`, above it `not-met`, dose
+    not derivable `unknown`.
     """
     allowed = _names(params, "authorized_settings")
     enc = facts.encounter
@@ -1426,19 +1430,27 @@ def care_setting(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalContext
         "regimen_max_days": max_days,
         "informational": False,
     }
-    if enc is None or enc.setting == "ambulatory":
-        where = "an ambulatory encounter" if enc else "no encounter (outpatient use)"
+    if enc is not None and enc.setting == "ambulatory":
         return Verdict(
             NOT_MET,
-            f"Ordered in {where}: the EUA authorizes use only in hospitalized patients.",
-            (enc.ref,) if enc else (),
+            "Ordered in an ambulatory encounter: the EUA authorizes use only in "
+            "hospitalized patients.",
+            (enc.ref,),
             details,
         )
-    if enc.setting not in allowed:
+    if enc is None or enc.setting not in allowed:
+        if enc is None:
+            known = "No encounter was sent with the order, so the care setting is not known"
+        elif not enc.found:
+            known = "The encounter could not be read from the EHR, so the care setting is not known"
+        else:
+            known = f"The encounter setting is {enc.setting}; hospital admission is not documented"
+        details["confirm_setting"] = True
         return Verdict(
             UNKNOWN,
-            f"Encounter setting is {enc.setting}; hospital admission is not documented.",
-            (enc.ref,),
+            f"{known}. Confirm the patient is hospitalized: the EUA authorizes Kineret for "
+            "COVID-19 only in hospitalized patients; outpatient use is not authorized.",
+            (enc.ref,) if enc else (),
             details,
             documentation="Documentation that the patient is hospitalized.",
         )

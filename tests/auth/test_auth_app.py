@@ -382,7 +382,7 @@ def _needs_server(base: str) -> dict[str, Any]:
         "scope": "user/*.read",
         "subject": "anakinra-cds",
     }
-    del body["prefetch"]["patient"]  # required: must be read, or 412
+    del body["prefetch"]["patient"]  # required: must be read, or the record is unreadable
     return body
 
 
@@ -408,8 +408,10 @@ def test_fhir_server_not_pinned_for_the_issuer_is_never_contacted(
         json=_needs_server(server),
         headers={"Authorization": f"Bearer {keys.es384.sign(claims(clock, SIGN))}"},
     )
-    assert response.status_code == 412
-    assert response.get_json()["issue"][0]["code"] == "forbidden"
+    assert response.status_code == 200  # a could-not-check card (issue 12; was 412)
+    [evaluation] = response.get_json()["extension"]["com.anakinra-cds.evaluation"]
+    assert evaluation["outcome"] == "not-evaluated"
+    assert evaluation["missingData"][0]["issue"] == "forbidden"
     assert "pinned-access-token" not in response.get_data(as_text=True)
     assert trap.call_count == 0
     assert len(net.calls) == 0

@@ -200,18 +200,66 @@ def test_a_user_known_as_practitioner_only_gets_the_same_decision(calls: Calls, 
     assert card_view(response) == card_view(calls.prefetch_mode(name))
 
 
-def test_without_the_token_the_fhir_server_refuses_and_the_call_fails_412(
+def test_without_the_token_the_fhir_server_refuses_and_the_card_says_so(
     cds_service_url: str, fhir_sandbox_with_token: tuple[SandboxServer, str]
 ) -> None:
+    """The record cannot be read (401): the prescriber gets a card saying so, and the
+    evaluation names the data (issue 12; this call was a bare 412 before)."""
     sandbox, _ = fhir_sandbox_with_token
     name = "ra-criteria-met"
-    body = hook_request(SCENARIOS[name], [draft_order(name)], fhir_server=sandbox.base_url)
+    order = draft_order(name)
+    body = hook_request(SCENARIOS[name], [order], fhir_server=sandbox.base_url)
     sandbox.clear_requests()
     resp = post_hook(cds_service_url, SIGN, body)
-    assert resp.status_code == 412
+    assert resp.status_code == 200
+    response = resp.json()
+    [card] = response["cards"]
+    assert card["indicator"] == "warning"
+    assert "could not be read from the EHR" in card["detail"]
+    assert "401" in card["detail"]
+    [evaluation] = evaluations(response)
+    assert evaluation["order"] == f"MedicationRequest/{order['id']}"
+    assert evaluation["outcome"] == "not-evaluated"
+    required = {m["prefetchKey"] for m in evaluation["missingData"] if m.get("required")}
+    assert required == {"patient", "medicationRequests"}
     seen = sandbox.requests_seen()
     assert seen
     assert {(r["had_bearer"], r["status"]) for r in seen} == {(False, 401)}
+
+
+def test_medications_the_records_refer_to_are_read_by_reference(
+    calls: Calls, fhir_sandbox_with_token: tuple[SandboxServer, str]
+) -> None:
+    """An EHR whose medication search did not include the Medications it refers to: the
+    service reads `Medication/<id>` itself (with the token) and reaches the decision the
+    complete record gives (the current Kineret order puts the request on the continued
+    pathway)."""
+    sandbox, token = fhir_sandbox_with_token
+    name = "ra-continued-improving"
+    scenario = SCENARIOS[name]
+    body = hook_request(
+        scenario, [draft_order(name)], fhir_server=sandbox.base_url, access_token=token
+    )
+    prefetch = prefetch_as_ehr(
+        calls.ehr_sandbox.base_url, calls.templates, body["context"], scenario.user_ids()
+    )
+    for value in prefetch.values():
+        if isinstance(value, dict) and value.get("resourceType") == "Bundle":
+            value["entry"] = [
+                e
+                for e in value.get("entry", [])
+                if e.get("resource", {}).get("resourceType") != "Medication"
+            ]
+    body["prefetch"] = prefetch
+    sandbox.clear_requests()
+    response = answer(calls.service_url, SIGN, body)
+    seen = sandbox.requests_seen()
+    reads = [r for r in seen if "/Medication/" in r["path"]]
+    assert reads, seen
+    assert all(r["had_bearer"] and r["status"] == 200 for r in reads)
+    expected = calls.prefetch_mode(name)
+    assert decision_view(response) == decision_view(expected)
+    assert decision_view(response)[0]["pathway"] == "continued"
 
 
 def test_order_select_shows_the_combination_warning_early(

@@ -98,14 +98,26 @@ def test_order_select_before_a_drug_is_chosen_has_no_cards(client: FlaskClient) 
     assert response.get_json() == {"cards": []}
 
 
-def test_order_sign_without_medication_has_no_cards(client: FlaskClient) -> None:
+def test_order_sign_without_medication_says_the_order_could_not_be_checked(
+    client: FlaskClient,
+) -> None:
+    """Issue 12: an order being signed that names no drug cannot be checked, and silence
+    would read as "no prior authorization issue" (this test expected `{"cards": []}`
+    before). No chart is read for it."""
     body = _json(HOOKS_DIR / "examples" / "order-sign-prefetch.json")
     order = body["context"]["draftOrders"]["entry"][0]["resource"]
     del order["medicationCodeableConcept"]
     del body["prefetch"]
     response = client.post("/cds-services/anakinra-order-sign", json=body)
     assert response.status_code == 200
-    assert response.get_json() == {"cards": []}
+    answer = response.get_json()
+    [card] = answer["cards"]
+    assert card["indicator"] == "warning"
+    assert "could not" in card["summary"].lower()
+    assert "names no drug" in card["detail"]
+    [evaluation] = answer["extension"]["com.anakinra-cds.evaluation"]
+    assert evaluation["outcome"] == "not-evaluated"
+    assert evaluation["order"] == "MedicationRequest/draft-anakinra-1"
 
 
 SPEC_RESPONSE_BUGS = {

@@ -1,5 +1,7 @@
 """Prefetch: data sent is used as is; what is missing is read from an allowed FHIR server
-within one deadline; a required key that cannot be had is a 412."""
+within one deadline; when a required key cannot be had, the anakinra order gets a card
+saying which data could not be read and why (issue 12: these tests expected a bare 412
+before)."""
 
 from __future__ import annotations
 
@@ -303,26 +305,58 @@ FAILURES: dict[str, dict[str, Any]] = {
 }
 
 
+ORDER = "MedicationRequest/draft-anakinra-1"
+
+
+def record_not_read(response: TestResponse, key: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The answer when the patient's record could not be read: 200, one could-not-check
+    card for the Kineret order that names the data, and a not-evaluated entry whose
+    `missingData` names `key`. Returns (card, missingData entry of `key`)."""
+    assert response.status_code == 200, response.get_data(as_text=True)[:300]
+    answer = response.get_json()
+    [card] = answer["cards"]
+    assert card["indicator"] == "warning"
+    assert card["summary"].startswith("Could not complete the Kineret coverage check")
+    assert "the patient's record could not be read from the EHR" in card["detail"]
+    assert card["extension"]["davinci-crd.associated-resource"] == [{"reference": ORDER}]
+    [evaluation] = answer["extension"]["com.anakinra-cds.evaluation"]
+    assert evaluation["order"] == ORDER
+    assert evaluation["outcome"] == "not-evaluated"
+    entries = {m["prefetchKey"]: m for m in evaluation["missingData"]}
+    assert key in entries, entries
+    assert f"prefetch `{key}`" in card["detail"]
+    return card, entries[key]
+
+
+ISSUES = {
+    "http-500": "exception",
+    "http-401": "security",
+    "http-403": "security",
+    "html": "structure",
+    "truncated-json": "structure",
+    "operation-outcome": "processing",
+    "not-a-resource": "structure",
+    "read-timeout": "timeout",
+    "refused": "exception",
+}
+
+
 @pytest.mark.parametrize("failure", FAILURES, ids=list(FAILURES))
-def test_required_key_that_cannot_be_read_is_412(
-    client: FlaskClient, fhir: responses.RequestsMock, captured: list[Any], failure: str
+def test_required_key_that_cannot_be_read_gives_a_card_saying_so(
+    client: FlaskClient, fhir: responses.RequestsMock, failure: str
 ) -> None:
     body = load_example("order-sign-prefetch.json")
     body = with_server(body, keep=tuple(k for k in body["prefetch"] if k != "patient"))
     fhir.get(f"{BASE}/Patient/{PATIENT_ID}", **FAILURES[failure])
     response = client.post(SIGN, json=body)
-    assert response.status_code == 412
-    outcome = response.get_json()
-    assert outcome["resourceType"] == "OperationOutcome"
-    (issue,) = outcome["issue"]
-    assert issue["severity"] == "error"
-    assert "'patient'" in issue["diagnostics"]
-    assert issue["expression"] == ["prefetch.patient"]
+    card, missing = record_not_read(response, "patient")
+    assert missing["resourceType"] == "Patient"
+    assert missing["issue"] == ISSUES[failure]
+    assert "demographics (Patient)" in card["detail"]
     text = response.get_data(as_text=True)
     assert TOKEN not in text
     assert PATIENT_ID not in text
     assert BASE not in text
-    assert captured == []
 
 
 @pytest.mark.parametrize("failure", FAILURES, ids=list(FAILURES))
@@ -340,14 +374,34 @@ def test_optional_key_that_cannot_be_read_is_reported_missing(
     assert not any(r["resourceType"] == "Condition" for r in resources)
 
 
-def test_required_data_without_any_fhir_server_is_412(client: FlaskClient) -> None:
+def test_required_data_without_any_fhir_server_gives_a_card_saying_so(
+    client: FlaskClient,
+) -> None:
     body = load_example("order-sign-prefetch.json")
     del body["prefetch"]["medicationRequests"]
+    card, missing = record_not_read(client.post(SIGN, json=body), "medicationRequests")
+    assert missing["issue"] == "not-found"
+    assert "no FHIR server" in missing["reason"]
+    assert "medication orders (MedicationRequest)" in card["detail"]
+
+
+def test_order_for_another_drug_needs_no_record(client: FlaskClient) -> None:
+    """No anakinra order: nothing to read, no card, whatever the record."""
+    body = load_example("order-sign-prefetch.json")
+    del body["prefetch"]
+    order = body["context"]["draftOrders"]["entry"][0]["resource"]
+    order["medicationCodeableConcept"] = {
+        "coding": [
+            {
+                "system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                "code": "105585",
+                "display": "methotrexate 2.5 MG Oral Tablet",
+            }
+        ]
+    }
     response = client.post(SIGN, json=body)
-    assert response.status_code == 412
-    (issue,) = response.get_json()["issue"]
-    assert issue["code"] == "not-found"
-    assert "'medicationRequests'" in issue["diagnostics"]
+    assert response.status_code == 200
+    assert response.get_json() == {"cards": []}
 
 
 def test_server_not_allowed_is_never_contacted(
@@ -362,8 +416,10 @@ def test_server_not_allowed_is_never_contacted(
     assert captured[0][0].missing_prefetch == ("allergies",)
     del body["prefetch"]["patient"]
     response = client.post(SIGN, json=body)
-    assert response.status_code == 412
-    assert response.get_json()["issue"][0]["code"] == "forbidden"
+    assert response.status_code == 200
+    assert captured[1][0].record_unreadable
+    missing = {m.prefetch_key: m.issue for m in captured[1][0].missing_data}
+    assert missing == {"patient": "forbidden", "allergies": "forbidden"}
     assert TOKEN not in response.get_data(as_text=True)
     assert trap.call_count == 0
     assert len(fhir.calls) == 0
@@ -380,9 +436,12 @@ def test_listed_server_is_contacted(
     del body["prefetch"]["patient"]
     assert app.test_client().post(SIGN, json=body).status_code == 200
     assert fhir.calls[0].request.headers["Authorization"] == f"Bearer {TOKEN}"
+    assert not captured[0][0].record_unreadable
     # Loopback is not implied once a list is configured.
     body["fhirServer"] = BASE
-    assert app.test_client().post(SIGN, json=body).status_code == 412
+    assert app.test_client().post(SIGN, json=body).status_code == 200
+    assert captured[1][0].record_unreadable
+    assert captured[1][0].missing_data[0].issue == "forbidden"
     assert len(fhir.calls) == 1
 
 
@@ -441,14 +500,12 @@ def _call_with_hanging_server(
     return response, hanging, answered_before_release
 
 
-def test_deadline_ends_the_call_while_the_server_hangs(
-    make_app: Callable[..., Flask], captured: list[Any]
-) -> None:
+def test_deadline_ends_the_call_while_the_server_hangs(make_app: Callable[..., Flask]) -> None:
     response, hanging, answered_before_release = _call_with_hanging_server(make_app, "patient")
     assert hanging.started.is_set()
     assert answered_before_release
-    assert response.status_code == 412
-    assert response.get_json()["issue"][0]["code"] == "timeout"
+    _, missing = record_not_read(response, "patient")
+    assert missing["issue"] == "timeout"
 
 
 def test_deadline_with_optional_key_still_answers(
@@ -460,9 +517,7 @@ def test_deadline_with_optional_key_still_answers(
     assert captured[0][0].missing_prefetch == ("coverage",)
 
 
-def test_real_server_that_never_answers_times_out(
-    make_app: Callable[..., Flask], captured: list[Any]
-) -> None:
+def test_real_server_that_never_answers_times_out(make_app: Callable[..., Flask]) -> None:
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(8)  # connections queue up; nobody ever answers
@@ -475,8 +530,8 @@ def test_real_server_that_never_answers_times_out(
             keep=tuple(k for k in body["prefetch"] if k != "patient"),
         )
         response = app.test_client().post(SIGN, json=body)
-    assert response.status_code == 412
-    assert response.get_json()["issue"][0]["code"] == "timeout"
+    _, missing = record_not_read(response, "patient")
+    assert missing["issue"] == "timeout"
 
 
 class KeepAliveFhir(BaseHTTPRequestHandler):

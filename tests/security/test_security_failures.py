@@ -1,8 +1,9 @@
 """When the data is bad or the FHIR server misbehaves, the prescriber still hears about the order.
 
-The real pipeline runs here (nothing is patched): every failure ends in a 412 (required data
-missing) or an answer whose cards cover the Kineret order — never `{"cards": []}`, which an EHR
-shows as "no prior authorization issue", and never a stack trace.
+The real pipeline runs here (nothing is patched): every failure ends in an answer whose cards
+cover the Kineret order (when the patient's record cannot be read, a card saying what could not
+be read; issue 12: that was a bare 412 before) — never `{"cards": []}`, which an EHR shows as
+"no prior authorization issue", and never a stack trace.
 """
 
 from __future__ import annotations
@@ -84,14 +85,18 @@ def test_optional_data_the_server_cannot_give_still_gets_a_card(
 
 
 @pytest.mark.parametrize("failure", FAILURES, ids=list(FAILURES))
-def test_required_data_the_server_cannot_give_is_412(
+def test_required_data_the_server_cannot_give_gets_a_card_saying_so(
     client: FlaskClient, fhir: responses.RequestsMock, failure: str
 ) -> None:
     body = from_server(load_example("order-sign-prefetch.json"), "medicationRequests")
     fhir.get(re.compile(re.escape(BASE) + "/MedicationRequest.*"), **FAILURES[failure])
-    response = client.post(SIGN, json=body)
-    assert response.status_code == 412
-    assert response.get_json()["resourceType"] == "OperationOutcome"
+    answer = assert_order_is_answered(client.post(SIGN, json=body))
+    [card] = answer["cards"]
+    assert "could not be read from the EHR" in card["detail"]
+    assert "(MedicationRequest)" in card["detail"]
+    [evaluation] = answer["extension"]["com.anakinra-cds.evaluation"]
+    assert evaluation["outcome"] == "not-evaluated"
+    assert [m["prefetchKey"] for m in evaluation["missingData"]] == ["medicationRequests"]
 
 
 def test_operation_outcome_in_prefetch_without_a_server(client: FlaskClient) -> None:
@@ -100,7 +105,10 @@ def test_operation_outcome_in_prefetch_without_a_server(client: FlaskClient) -> 
     body["prefetch"]["conditions"] = outcome
     assert_order_is_answered(client.post(SIGN, json=body))
     body["prefetch"]["patient"] = outcome
-    assert client.post(SIGN, json=body).status_code == 412
+    answer = assert_order_is_answered(client.post(SIGN, json=body))
+    [evaluation] = answer["extension"]["com.anakinra-cds.evaluation"]
+    assert evaluation["outcome"] == "not-evaluated"
+    assert {m["prefetchKey"] for m in evaluation["missingData"]} == {"patient", "conditions"}
 
 
 def test_duplicate_resources_do_not_change_the_answer(make_app: Callable[..., Flask]) -> None:
