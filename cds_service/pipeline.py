@@ -122,8 +122,13 @@ def evaluate_call(
         except Exception as exc:
             _log_failure("policy", exc)
             evaluations.append(NotEvaluated(facts.order.ref, INTERNAL_FAILURE))
+    drafts = {o.ref: o.resource for o in orders.draft_medication_requests(call.context, call.hook)}
     for order_ref, reason in mapped.failed_orders:
-        evaluations.append(NotEvaluated(order_ref=order_ref, reason=reason))
+        # Failed orders are either anakinra orders that could not be read, or orders whose
+        # drug could not be identified: only the first may be called Kineret on the card.
+        draft = drafts.get(order_ref)
+        known = draft is None or orders.names_anakinra(draft)
+        evaluations.append(NotEvaluated(order_ref=order_ref, reason=reason, drug_known=known))
     return evaluations
 
 

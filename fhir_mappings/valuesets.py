@@ -435,6 +435,22 @@ def drug_valuesets(drug: str) -> frozenset[str]:
     return _DATA.drug_sets.get(drug, frozenset())
 
 
+def _ndc_products(data: _Loaded) -> dict[str, tuple[Concept, ...]]:
+    """NDC entries by product (labeler + product code: the first 9 of the 11 digits)."""
+    out: dict[str, list[Concept]] = {}
+    for (system, key), concepts in data.exact.items():
+        if system == NDC:
+            held = out.setdefault(key[:9], [])
+            held.extend(c for c in concepts if c not in held)
+    return {k: tuple(v) for k, v in out.items()}
+
+
+_NDC_PRODUCTS: Final = _ndc_products(_DATA)
+"""The labeler and product segments of an NDC name one drug product (strength, form,
+formulation); the last segment is only the package. A package NDC that is not listed
+(a new carton size) is therefore still its product's drug."""
+
+
 def match_code(system: str | None, code: str | None) -> tuple[Hit, ...]:
     """Value set entries matched by one coding."""
     if not code or not isinstance(code, str):
@@ -443,10 +459,10 @@ def match_code(system: str | None, code: str | None) -> tuple[Hit, ...]:
     key = normalise_code(sys, code)
     if key is None:
         return ()
-    hits = [
-        Hit(c.valueset, c.drug, c.matched_by, c.system, code, c.display)
-        for c in _DATA.exact.get((sys, key), ())
-    ]
+    held = _DATA.exact.get((sys, key), ())
+    if not held and sys == NDC:
+        held = _NDC_PRODUCTS.get(key[:9], ())
+    hits = [Hit(c.valueset, c.drug, c.matched_by, c.system, code, c.display) for c in held]
     hits.extend(
         Hit(c.valueset, c.drug, c.matched_by, c.system, code, c.display)
         for prefix, c in _PREFIXES_BY_SYSTEM.get(sys, ())

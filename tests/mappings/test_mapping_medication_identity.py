@@ -96,6 +96,17 @@ def test_ten_bare_digits_are_not_an_ndc():
     assert [r.drug for r in facts.medications if not r.unidentified] == []
 
 
+@pytest.mark.parametrize("code", ["66658-0234-99", "66658-234-99", "66658023499"])
+def test_an_unlisted_package_of_a_listed_ndc_product_is_that_drug(code):
+    # Labeler 66658, product 0234 is Kineret 100 mg/0.67 mL; package 99 is in no list.
+    assert drugs_of(cc(NDC, code)) == [("anakinra", "ndc")]
+
+
+def test_an_ndc_of_an_unlisted_product_names_no_drug():
+    # Same labeler, another product code: not Kineret (and no other listed drug).
+    assert drugs_of(cc(NDC, "66658-0999-07")) == []
+
+
 @pytest.mark.parametrize(
     "system",
     [
