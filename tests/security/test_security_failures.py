@@ -179,7 +179,7 @@ def test_reference_to_an_absent_medication_gets_a_could_not_check_card(
     body = by_reference(load_example("order-sign-prefetch.json"), {"reference": "Medication/x"})
     answer = assert_order_is_answered(client.post(SIGN, json=body))
     (card,) = answer["cards"]
-    assert card["summary"].startswith("Could not complete")
+    assert card["summary"].startswith("Could not check this order")
     assert "could not be identified" in card["detail"]
 
 
@@ -204,7 +204,7 @@ def test_unreadable_medication_on_the_server_still_gets_a_card(
     )
     fhir.get(f"{BASE}/Medication/gone", status=404, json={"resourceType": "OperationOutcome"})
     answer = assert_order_is_answered(client.post(SIGN, json=body))
-    assert answer["cards"][0]["summary"].startswith("Could not complete")
+    assert answer["cards"][0]["summary"].startswith("Could not check this order")
 
 
 def test_medication_sent_in_prefetch_is_used(client: FlaskClient) -> None:
