@@ -17,7 +17,12 @@ from datetime import date
 from typing import Any, Literal
 
 Ref = str
-"""A FHIR reference in `ResourceType/id` form (or `#id` for a contained resource)."""
+"""A FHIR reference in `ResourceType/id` form (or `#id` for a contained resource).
+
+A resource that came without an `id` is still read; it is named by an internal reference
+`ResourceType (no id, #<8 hex digits>)`, the start of a SHA-256 of its body (see
+`r4.local_ref`): the same body gives the same reference on every call and data path, and
+nothing in FHIR can point to it (the space and the "#" keep it apart from `Type/id`)."""
 
 MatchedBy = Literal["ingredient-code", "product-code", "ndc", "name", "none"]
 """How a medication was recognised: by an RxNorm ingredient code, a known product
