@@ -44,6 +44,21 @@ class Diagnosis:
     source: Literal["order-reason", "condition"]
     refs: tuple[Ref, ...]
     recorded: date | None = None
+    verification: str = "confirmed"
+    """The Condition's verificationStatus: "confirmed" (also when not stated, and for a
+    coded order reason), or "provisional", "differential", "unconfirmed" (a working
+    diagnosis: it claims the indication but does not establish it). Refuted and
+    entered-in-error Conditions never become facts."""
+    text_only: frozenset[str] = frozenset()
+    """Value sets (of `valuesets`) matched only by words in the code's text / display, for
+    sets that need a code (rheumatoid arthritis): the diagnosis is named but not coded."""
+
+    def established(self, valuesets: frozenset[str]) -> bool:
+        """Confirmed, and in one of `valuesets` by its code (or by name where the value set
+        is matched by name by design, as DIRA)."""
+        return self.verification == "confirmed" and bool(
+            (self.valuesets - self.text_only) & valuesets
+        )
 
 
 @dataclass(frozen=True)
@@ -209,7 +224,9 @@ class PolicyFacts:
     patient_ref: Ref
     birth_date: date | None
     diagnoses: tuple[Diagnosis, ...]
-    """The patient's active, confirmed (not refuted / entered-in-error) Conditions."""
+    """The patient's active Conditions in a diagnosis value set, confirmed or working
+    (provisional / differential / unconfirmed, see `Diagnosis.verification`); refuted and
+    entered-in-error ones are left out."""
     prescriber: PrescriberFacts
     medications: tuple[MedicationRecord, ...]
     therapy_runs: tuple[TherapyRun, ...]

@@ -163,7 +163,12 @@ def claimed_indications(policy: Policy, facts: PolicyFacts) -> list[_Claim]:
     """INTERPRETATION "Indication": the order's own reason, when present, decides — a
     reason naming an indication the policy does not cover leads to I.E / II.C even when
     the patient also has a covered one. Without a deciding reason, every indication among
-    the patient's diagnoses is claimed (the most favourable is reported)."""
+    the patient's diagnoses is claimed (the most favourable is reported).
+
+    Working (provisional / differential / unconfirmed) and uncoded diagnoses claim their
+    indication too: such a request is not off-label, it is a diagnosis to confirm or code
+    (the diagnosis criterion says which). An established diagnosis of the same indication
+    wins inside the criterion; across indications, the most favourable decision wins."""
     reasons = deciding_reasons(policy, facts)
     if reasons:
         return _claims(policy, facts, reasons)

@@ -111,25 +111,30 @@ def test_dira_by_text_and_m04_8():
 
 
 @pytest.mark.parametrize(
-    ("clinical", "verification", "counts"),
+    ("clinical", "verification", "kept", "established"),
     [
-        ("active", "confirmed", True),
-        (None, None, True),
-        ("relapse", "confirmed", True),
-        ("remission", "confirmed", True),
-        ("inactive", "confirmed", False),
-        ("resolved", "confirmed", False),
-        ("active", "refuted", False),
-        ("active", "entered-in-error", False),
-        ("active", "differential", False),
-        ("active", "provisional", False),
+        ("active", "confirmed", True, True),
+        (None, None, True, True),
+        ("relapse", "confirmed", True, True),
+        ("remission", "confirmed", True, True),
+        ("inactive", "confirmed", False, False),
+        ("resolved", "confirmed", False, False),
+        ("active", "refuted", False, False),
+        ("active", "entered-in-error", False, False),
+        # Working diagnoses claim the indication but do not establish it (issue 12: they
+        # used to be dropped, which sent the order to off-label review).
+        ("active", "differential", True, False),
+        ("active", "provisional", True, False),
+        ("active", "unconfirmed", True, False),
     ],
 )
-def test_condition_statuses(clinical, verification, counts):
+def test_condition_statuses(clinical, verification, kept, established):
     facts = facts_for(
         condition("c", cc(ICD, "M06.9"), clinical=clinical, verification=verification)
     )
-    assert bool(facts.diagnoses) is counts
+    assert bool(facts.diagnoses) is kept
+    ra = frozenset({"rheumatoid-arthritis"})
+    assert any(d.established(ra) for d in facts.diagnoses) is established
 
 
 def test_condition_of_another_patient_is_ignored():
