@@ -167,7 +167,9 @@ def build_facts(
                 patient_ref=patient_ref or "",
                 birth_date=birth_date,
                 diagnoses=diagnoses,
-                prescriber=practitioner.prescriber(requester, user_ref, parsed, patient_ref),
+                prescriber=practitioner.prescriber(
+                    requester, user_ref, parsed, patient_ref, data.get("requester")
+                ),
                 medications=tuple(records),
                 therapy_runs=tuple(medications.therapy_runs(entries, order_date)),
                 intolerances=tuple(conditions.intolerances(parsed, patient_ref)),

@@ -174,6 +174,8 @@ def reference(value: Any) -> str | None:
     ref = ref.strip()
     if ref.startswith("#"):
         return ref
+    if "?" in ref:  # a conditional (search) reference names no one resource by id
+        return None
     parts = [p for p in ref.split("/") if p]
     if "_history" in parts:
         parts = parts[: parts.index("_history")]
