@@ -116,6 +116,9 @@ class DoseFacts:
     duration_days: int | None
     """Intended treatment length (boundsDuration / boundsPeriod / count), if stated."""
     unknown_reasons: tuple[str, ...] = ()
+    from_text: bool = False
+    """True when the dose or the frequency was read from the text sig (dosageInstruction
+    .text) because the coded fields left it out."""
 
 
 @dataclass(frozen=True)
@@ -199,6 +202,9 @@ class Measurement:
     interpretation: str | None = None
     """Lower-case code or text: "high", "normal", "positive", "negative",
     "improved", "worse", "unchanged"."""
+    note: str | None = None
+    """Why a value sent in another shape was not read, e.g. "valueString is a range, not
+    one value; not read as a score" (never the value itself)."""
 
 
 @dataclass(frozen=True)

@@ -860,13 +860,30 @@ def first_line_step(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalCont
 @_check("score-documented", (MET, UNKNOWN), {"kinds": ParamSpec("valuesets")})
 def score_documented(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalContext) -> Verdict:
     """A score of one of `kinds` dated on or before the order date (latest one shown,
-    with its band). Observations without a date cannot be placed and do not count."""
+    with its band). Observations without a date cannot be placed and do not count. A score
+    sent as text that is not one number (a range, ">20", "high") is not read; the reason
+    names it so the prescriber knows which record to correct."""
     kinds = list(params["kinds"])
     found = [m for kind in kinds if (m := _latest(facts.measurements, kind, ctx.order_date))]
     if not found:
+        unread = [
+            m
+            for m in facts.measurements
+            if m.kind in kinds
+            and m.value is None
+            and m.note
+            and (m.effective is None or m.effective <= ctx.order_date)
+        ]
+        why = "".join(
+            f" {m.kind.upper()} in {m.ref}: {(m.note or '').split(';')[0]}." for m in unread
+        )
         return Verdict(
             UNKNOWN,
-            f"No {' or '.join(k.upper() for k in kinds)} score dated on or before the order.",
+            f"No {' or '.join(k.upper() for k in kinds)} score dated on or before the order."
+            + (
+                f" A score is recorded as text that cannot be read as a number:{why}" if why else ""
+            ),
+            tuple(dict.fromkeys(m.ref for m in unread)),
         )
     latest = max(found, key=lambda m: m.effective or date.min)
     assert latest.value is not None
