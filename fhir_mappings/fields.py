@@ -165,7 +165,8 @@ def compare_versions(a: Json, b: Json) -> int:
 
 
 def reference(value: Any) -> str | None:
-    """`Type/id` (or `#id`) of a Reference, without a server base or `_history`."""
+    """`Type/id` (or `#id`) of a Reference, without a server base or `_history`; a
+    conditional reference as `Type?query`."""
     if not isinstance(value, Mapping):
         return None
     ref = get_str(value, "reference")
@@ -174,8 +175,12 @@ def reference(value: Any) -> str | None:
     ref = ref.strip()
     if ref.startswith("#"):
         return ref
-    if "?" in ref:  # a conditional (search) reference names no one resource by id
-        return None
+    if "?" in ref:
+        # A conditional (search) reference, "Practitioner?identifier=...": kept as
+        # `Type?query` so that it resolves to nothing by id but is not read as "no reference".
+        head, _, query = ref.partition("?")
+        kind = head.rstrip("/").rsplit("/", 1)[-1]
+        return f"{kind}?{query}" if kind and query else None
     parts = [p for p in ref.split("/") if p]
     if "_history" in parts:
         parts = parts[: parts.index("_history")]

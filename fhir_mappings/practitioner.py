@@ -164,7 +164,7 @@ def prescriber(
     """`requester`: the order's requester Reference as sent, for a requester named by NPI
     (identifier or conditional reference) rather than by id."""
     npi = npi_of_reference(requester)
-    if requester_ref is None and npi is not None:
+    if npi is not None and (requester_ref is None or "?" in requester_ref):
         requester_ref = _person_ref(npi, parsed)
     roles: dict[str, Json] = {}
     for ref, ref_npi in ((requester_ref, npi), (user_ref, None)):

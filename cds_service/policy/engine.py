@@ -132,6 +132,15 @@ class _Claim:
     indication: IndicationDef
     diagnoses: tuple[Diagnosis, ...]
 
+    @property
+    def established(self) -> bool:
+        """At least one confirmed, coded diagnosis claims the indication (a working or
+        uncoded one alone does not establish it)."""
+        sets = self.indication.valuesets
+        if self.indication.with_gene is not None:
+            sets = sets | self.indication.with_gene.valuesets
+        return any(d.established(sets) for d in self.diagnoses)
+
 
 def _claims(policy: Policy, facts: PolicyFacts, diagnoses: tuple[Diagnosis, ...]) -> list[_Claim]:
     claims: list[_Claim] = []
@@ -320,11 +329,13 @@ def evaluate(policy: Policy, facts: PolicyFacts, today: date) -> Decision:
     )
 
     decisions: list[Decision] = []
+    working: list[bool] = []  # per decision: its indication rests on working diagnoses only
     for claim in claimed_indications(policy, facts):
         name = claim.indication.name
         for section in policy.sections_for(pathway, name):
             ctx = replace(base, section=section.id, indication=name, claim=claim.diagnoses)
             decisions.append(_evaluate_section(policy, facts, section, ctx))
+            working.append(not claim.established)
 
     if not decisions:
         section = policy.off_label_section(pathway)
@@ -334,7 +345,12 @@ def evaluate(policy: Policy, facts: PolicyFacts, today: date) -> Decision:
             return _indication_unread(decision)
         return decision
 
-    best = min(enumerate(decisions), key=lambda item: (_preference(item[1]), item[0]))[1]
+    # An established indication wins over one claimed only by a working or uncoded
+    # diagnosis, whatever their outcomes; then the most favourable outcome.
+    best = min(
+        enumerate(decisions),
+        key=lambda item: (working[item[0]], _preference(item[1]), item[0]),
+    )[1]
     if len(decisions) == 1:
         return best
     considered = tuple((d.section, d.indication, d.outcome) for d in decisions)

@@ -179,3 +179,14 @@ def test_snomed_conditions_contraindicate_methotrexate(code: str, display: str):
 def test_a_possible_or_absent_pregnancy_is_no_contraindication(code: str, verification: str):
     facts = facts_for(med_request(), condition("c", cc(SCT, code), verification=verification))
     assert facts.intolerances == ()
+
+
+def test_a_conditional_medication_reference_is_an_unidentified_order_not_no_drug():
+    order = med_request(
+        medicationReference={
+            "reference": "Medication?code=http://www.nlm.nih.gov/research/umls/rxnorm|1114195"
+        }
+    )
+    del order["medicationCodeableConcept"]
+    result = build_facts(context(order), [PATIENT_RES])
+    assert [ref for ref, _ in result.failed_orders] == ["MedicationRequest/mr1"]
