@@ -302,6 +302,45 @@ def _indication_unread(decision: Decision) -> Decision:
     )
 
 
+WORKING_DIAGNOSIS_ID = "Diagnosis"
+
+
+def _working_diagnosis(
+    decision: Decision, claim: _Claim, facts: PolicyFacts, ctx: EvalContext
+) -> Decision:
+    """A section claimed only by working or uncoded diagnoses can never be met. Sections
+    with their own diagnosis criterion (I.A.1, I.B.1, I.C.1) already say so; the others
+    (COVID-19, continued therapy) get a leading "Diagnosis" result: unknown, confirm or
+    code the diagnosis, with the document to submit."""
+    if any(r.check == "diagnosis" for r in decision.criteria):
+        return decision
+    indication = claim.indication
+    verdict = CHECKS["diagnosis"].fn({"valuesets": indication.valuesets}, facts, ctx)
+    if verdict.status is not Status.UNKNOWN:
+        return decision
+    result = CriterionResult(
+        id=WORKING_DIAGNOSIS_ID,
+        text=f"{indication.title}: the diagnosis is confirmed and coded.",
+        check="diagnosis",
+        status=Status.UNKNOWN,
+        reason=verdict.reason,
+        evidence=verdict.evidence,
+        documentation=verdict.documentation or INDICATION_DOCUMENTATION,
+        details=verdict.details,
+    )
+    criteria = (result, *decision.criteria)
+    not_met = any(r.status is Status.NOT_MET for r in criteria)
+    return replace(
+        decision,
+        criteria=criteria,
+        outcome=Outcome.CRITERIA_NOT_MET if not_met else Outcome.DOCUMENTATION_NEEDED,
+        approval_months=None,
+        documentation=tuple(
+            dict.fromkeys(r.documentation for r in criteria if r.documentation is not None)
+        ),
+    )
+
+
 def _preference(decision: Decision) -> tuple[int, int, int]:
     not_met = sum(1 for r in decision.criteria if r.status is Status.NOT_MET)
     unknown = sum(1 for r in decision.criteria if r.status is Status.UNKNOWN)
@@ -334,7 +373,10 @@ def evaluate(policy: Policy, facts: PolicyFacts, today: date) -> Decision:
         name = claim.indication.name
         for section in policy.sections_for(pathway, name):
             ctx = replace(base, section=section.id, indication=name, claim=claim.diagnoses)
-            decisions.append(_evaluate_section(policy, facts, section, ctx))
+            decision = _evaluate_section(policy, facts, section, ctx)
+            if not claim.established:
+                decision = _working_diagnosis(decision, claim, facts, ctx)
+            decisions.append(decision)
             working.append(not claim.established)
 
     if not decisions:

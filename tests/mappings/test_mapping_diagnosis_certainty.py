@@ -115,3 +115,36 @@ def test_a_provisional_nomid_asks_to_confirm_it():
     assert decision.section == "I.B"
     assert status(decision, "I.B.1") is Status.UNKNOWN
     assert "confirm the diagnosis" in reason(decision, "I.B.1")
+
+
+def test_a_provisional_covid_19_is_never_met_even_inpatient():
+    covid = condition("cv", cc(ICD, "U07.1", "COVID-19"), verification="provisional")
+    encounter = {
+        "resourceType": "Encounter",
+        "id": "e1",
+        "status": "in-progress",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
+        "subject": {"reference": "Patient/p1"},
+    }
+    ctx = context(med_request(), encounter="e1")
+    facts = build_facts(ctx, [PATIENT_RES, covid, encounter]).orders[0]
+    decision = evaluate(load_policy(), facts, date(2026, 3, 1))
+    assert decision.section == "I.D"
+    assert decision.outcome is Outcome.DOCUMENTATION_NEEDED
+    assert status(decision, "Diagnosis") is Status.UNKNOWN
+    assert "confirm the diagnosis" in reason(decision, "Diagnosis")
+
+
+def test_continued_therapy_on_a_provisional_diagnosis_is_never_met():
+    from tests.mappings.mapping_builders import statement
+
+    current = statement(
+        "k",
+        cc("http://www.nlm.nih.gov/research/umls/rxnorm", "349325", "anakinra"),
+        status="active",
+        start="2025-06-01",
+    )
+    decision = decide(condition("ra", RA_ICD, verification="provisional"), current)
+    assert decision.section == "II.A"
+    assert decision.outcome is not Outcome.CRITERIA_MET
+    assert status(decision, "Diagnosis") is Status.UNKNOWN
