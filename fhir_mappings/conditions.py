@@ -14,7 +14,8 @@ kept even when they match nothing (the policy then sees an off-label reason).
 
 Named but not coded: a value set with `names_suggest` (rheumatoid arthritis) also matches a
 code's text / display, when no listed code matched (text only, a local code, an unlisted
-SNOMED CT descendant); the fact lists it in `Diagnosis.text_only` and the diagnosis
+SNOMED CT descendant); so does a name whose `names_require` code is absent ("NOMID" in text
+with no CAPS code). The fact lists such sets in `Diagnosis.text_only` and the diagnosis
 criterion asks for the coded diagnosis. The set's `exclude_names` veto such a match
 ("juvenile rheumatoid arthritis" is not RA).
 
@@ -99,6 +100,8 @@ def classify_concept(
         need = valuesets.names_require(hit.valueset)
         if need is None or need in found:
             found.add(hit.valueset)
+        else:  # "NOMID" with no CAPS code: named, not coded
+            suggested.add(hit.valueset)
     found |= suggested
     if found & {"nomid-cinca", "caps-fcas-mws"}:
         found.discard("caps-unspecified")

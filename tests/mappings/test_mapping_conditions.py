@@ -101,8 +101,13 @@ def test_caps_code_naming_nomid_is_nomid():
     ) == {"caps-fcas-mws"}
 
 
-def test_nomid_text_without_a_caps_code_is_not_nomid():
-    assert sets_of(cc(text="possible NOMID")) == frozenset()
+def test_nomid_text_without_a_caps_code_is_named_but_not_coded():
+    # Issue 12: a diagnosis recorded as text only is documentation-needed (code it), not
+    # off-label; it used to match nothing.
+    facts = facts_for(condition("c", cc(text="possible NOMID")))
+    (diagnosis,) = facts.diagnoses
+    assert diagnosis.valuesets == diagnosis.text_only == {"nomid-cinca"}
+    assert not diagnosis.established(frozenset({"nomid-cinca"}))
 
 
 def test_dira_by_text_and_m04_8():

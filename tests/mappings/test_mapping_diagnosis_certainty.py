@@ -148,3 +148,12 @@ def test_continued_therapy_on_a_provisional_diagnosis_is_never_met():
     assert decision.section == "II.A"
     assert decision.outcome is not Outcome.CRITERIA_MET
     assert status(decision, "Diagnosis") is Status.UNKNOWN
+
+
+def test_nomid_recorded_as_text_only_asks_to_code_it():
+    decision = decide(
+        condition("n", cc(text="NOMID (neonatal-onset multisystem inflammatory disease)"))
+    )
+    assert decision.section == "I.B"
+    assert status(decision, "I.B.1") is Status.UNKNOWN
+    assert "code the diagnosis" in reason(decision, "I.B.1")

@@ -6,6 +6,8 @@ import copy
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cds_service.prefetch import deduplicate
 from fhir_mappings import build_facts, r4
@@ -137,3 +139,23 @@ def test_an_id_sent_in_the_data_cannot_pose_as_an_internal_reference():
     ra["__local_ref__"] = "Condition (no id, #00000000)"
     facts = facts_of(ra)
     assert facts.diagnoses[0].refs == ("Condition/real",)
+
+
+@given(st.permutations(range(4)), st.booleans())
+def test_the_kept_copy_does_not_depend_on_the_order_of_arrival(order: list[int], stamped: bool):
+    """Four versions of one Condition (only the newest is entered in error) and an id-less
+    copy of another: any arrival order, in parsing and in prefetch de-duplication, keeps
+    the same copies."""
+    versions = [
+        versioned(
+            condition("ra", RA, verification="entered-in-error" if v == 3 else "confirmed"),
+            str(v + 1) if stamped else None,
+            f"2026-01-0{v + 1}T09:00:00Z",
+        )
+        for v in range(4)
+    ]
+    arrived = [versions[i] for i in order]
+    facts = facts_of(*arrived, without_id(condition("x", RA)))
+    (only,) = facts.diagnoses  # Condition/ra's newest version is entered in error
+    assert only.refs[0].startswith("Condition (no id")
+    assert deduplicate(arrived) == [versions[3]]
