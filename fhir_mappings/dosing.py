@@ -545,7 +545,7 @@ _FREQUENCIES: Final[tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], float
 )
 _LEFT_OVER: Final = re.compile(
     r"\b(?:times?|every|once|twice|thrice|hourly|daily|weekly|monthly|bid|tid|qid|qod|"
-    r"q\s*\d+\s*\w*|x\s*\d+|\d+\s*x)\b",
+    r"q\s*\d+\s*\w*|\d+\s*x|x\s*\d+(?!\s*(?:days?|d|weeks?|wks?|months?|doses?)\b))\b",
     re.I,
 )
 """Frequency words still in the text after the known phrases were read."""

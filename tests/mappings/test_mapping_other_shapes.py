@@ -88,6 +88,7 @@ def sig(text: str, **extra: Any) -> Res:
         ("100 mg every other day", 50),
         ("inject 1 syringe (100 mg) daily", 100),
         ("Inject 0.67 mL (100 mg) subcutaneously twice daily", 200),
+        ("100 mg SC daily x 10 days", 100),  # the COVID-19 EUA course: x N days is a length
     ],
 )
 def test_a_text_only_sig_is_read_when_unambiguous(text: str, mg_per_day: float):
