@@ -102,6 +102,7 @@ def classify_concept(
             found.add(hit.valueset)
         else:  # "NOMID" with no CAPS code: named, not coded
             suggested.add(hit.valueset)
+    suggested -= coded  # a set one of the codes matched is coded, whatever the words say
     found |= suggested
     if found & {"nomid-cinca", "caps-fcas-mws"}:
         found.discard("caps-unspecified")

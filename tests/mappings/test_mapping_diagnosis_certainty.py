@@ -157,3 +157,14 @@ def test_nomid_recorded_as_text_only_asks_to_code_it():
     assert decision.section == "I.B"
     assert status(decision, "I.B.1") is Status.UNKNOWN
     assert "code the diagnosis" in reason(decision, "I.B.1")
+
+
+def test_a_coded_nomid_whose_text_also_names_it_is_established():
+    code = cc(
+        SCT,
+        "239826001",
+        "CINCA syndrome",
+        text="Neonatal-onset multisystem inflammatory disease (NOMID)",
+    )
+    decision = decide(condition("n", code))
+    assert status(decision, "I.B.1") is Status.MET
