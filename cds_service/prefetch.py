@@ -47,6 +47,7 @@ import requests
 
 from cds_service.auth import same_base
 from cds_service.hooks import TOKEN
+from fhir_mappings.fields import compare_versions
 
 _FHIR_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.")
 USER_TOKEN_TYPES = {
@@ -242,9 +243,11 @@ def next_link(bundle: Any) -> str | None:
 
 
 def deduplicate(resources: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """First occurrence of every `resourceType/id` (or of every identical body, when a
-    resource has no id), in order."""
-    seen: set[str] = set()
+    """One copy of every `resourceType/id` (or of every identical body, when a resource has
+    no id), at the place of its first occurrence. Of several copies of the same id the
+    newest is kept (`compare_versions`: meta.versionId, then meta.lastUpdated; on a tie the
+    first), so a stale prefetch copy never hides the page the server just returned."""
+    where: dict[str, int] = {}
     unique: list[Mapping[str, Any]] = []
     for resource in resources:
         rid = resource.get("id")
@@ -252,9 +255,12 @@ def deduplicate(resources: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any
             key = f"{resource['resourceType']}/{rid}"
         else:
             key = json.dumps(resource, sort_keys=True, default=str)
-        if key not in seen:
-            seen.add(key)
+        at = where.get(key)
+        if at is None:
+            where[key] = len(unique)
             unique.append(resource)
+        elif compare_versions(resource, unique[at]) > 0:
+            unique[at] = resource
     return unique
 
 

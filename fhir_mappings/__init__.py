@@ -3,7 +3,8 @@
     build_facts(context, resources) -> MappingResult
 
 Pure: no I/O, no clock. `resources` is every resource from prefetch / FHIR reads, flattened;
-duplicates (same type/id) keep the first; types the policy does not use are ignored; a
+duplicates (same type/id) keep the newest version (id-less resources are read too, see
+`facts.Ref`); types the policy does not use are ignored; a
 resource that fails validation is left out and reported in `problems` (type/id and field,
 never a value). Nothing raises out of `build_facts` for bad FHIR data.
 
@@ -171,7 +172,9 @@ def build_facts(
                 patient_ref=patient_ref or "",
                 birth_date=birth_date,
                 diagnoses=diagnoses,
-                prescriber=practitioner.prescriber(requester, user_ref, parsed, patient_ref),
+                prescriber=practitioner.prescriber(
+                    requester, user_ref, parsed, patient_ref, data.get("requester")
+                ),
                 medications=tuple(records),
                 therapy_runs=tuple(medications.therapy_runs(entries, order_date)),
                 intolerances=tuple(conditions.intolerances(parsed, patient_ref)),

@@ -3,12 +3,24 @@
 Which Conditions count as the patient's diagnoses:
 - clinicalStatus active, recurrence, relapse or remission (a disease held in remission by
   its treatment still stands), or absent;
-- verificationStatus confirmed or absent. Refuted and entered-in-error are out, and so are
-  unconfirmed / provisional / differential: a pharmacist does not accept a working or
-  differential diagnosis as the diagnosis a drug is approved for;
+- verificationStatus: refuted and entered-in-error are out. Confirmed (or absent) establishes
+  the diagnosis; unconfirmed / provisional / differential is kept as a working diagnosis
+  (`Diagnosis.verification`): it claims the indication, so the request is not sent to
+  off-label review, but a pharmacist does not accept a working diagnosis as the one a drug
+  is approved for, so the diagnosis criterion asks for its confirmation (never met);
 - for the patient (a Condition about another subject is left out).
 Only Conditions that match a diagnosis value set become facts; the order's own reasons are
 kept even when they match nothing (the policy then sees an off-label reason).
+
+Named but not coded: a value set with `names_suggest` (rheumatoid arthritis) also matches a
+code's text / display, when no listed code matched (text only, a local code, an unlisted
+SNOMED CT descendant); so does a name whose `names_require` code is absent ("NOMID" in text
+with no CAPS code). The fact lists such sets in `Diagnosis.text_only` and the diagnosis
+criterion asks for the coded diagnosis. The set's `exclude_names` veto such a match
+("juvenile rheumatoid arthritis" is not RA).
+
+Contraindications (below) still need a confirmed Condition: a working diagnosis of, say,
+liver disease does not clear the way to an alternative DMARD.
 
 Text rules (INTERPRETATION.md): a CAPS code (M04.2 / SNOMED CAPS) whose text names NOMID or
 CINCA is `nomid-cinca`, one naming FCAS / MWS is `caps-fcas-mws`, otherwise
@@ -53,11 +65,21 @@ remission by its treatment (NOMID on anakinra) is the indication being continued
 and resolved do not."""
 _CONFIRMED: Final = frozenset({"confirmed"})
 _NOT_TRUE: Final = frozenset({"refuted", "entered-in-error"})
+_WORKING: Final = frozenset({"provisional", "differential", "unconfirmed"})
 
 
 def classify(concept: Json | None) -> tuple[frozenset[str], str, str, str]:
     """(diagnosis value sets, system, code, display) of a Condition code / reasonCode."""
+    sets, system, code, display, _ = classify_concept(concept)
+    return sets, system, code, display
+
+
+def classify_concept(
+    concept: Json | None,
+) -> tuple[frozenset[str], str, str, str, frozenset[str]]:
+    """`classify` plus the value sets matched only by words (see "Named but not coded")."""
     found: set[str] = set()
+    suggested: set[str] = set()
     chosen: tuple[str, str, str] | None = None
     for system, code, display in codings(concept):
         hits = [
@@ -68,10 +90,20 @@ def classify(concept: Json | None) -> tuple[frozenset[str], str, str, str]:
         if hits and chosen is None:
             chosen = (system or "", code or "", display or "")
         found.update(h.valueset for h in hits)
-    for hit in valuesets.match_names(texts(concept), _DIAGNOSIS):
+    words = texts(concept)
+    coded = frozenset(found)
+    for hit in valuesets.match_names(words, _DIAGNOSIS):
+        if valuesets.names_suggest(hit.valueset):
+            if hit.valueset not in coded and not valuesets.excluded(hit.valueset, words):
+                suggested.add(hit.valueset)
+            continue
         need = valuesets.names_require(hit.valueset)
         if need is None or need in found:
             found.add(hit.valueset)
+        else:  # "NOMID" with no CAPS code: named, not coded
+            suggested.add(hit.valueset)
+    suggested -= coded  # a set one of the codes matched is coded, whatever the words say
+    found |= suggested
     if found & {"nomid-cinca", "caps-fcas-mws"}:
         found.discard("caps-unspecified")
     if chosen is None:
@@ -84,7 +116,7 @@ def classify(concept: Json | None) -> tuple[frozenset[str], str, str, str]:
     display = chosen[2]
     if not display and concept is not None:
         display = str(concept.get("text") or "")
-    return frozenset(found), chosen[0], chosen[1], display
+    return frozenset(found), chosen[0], chosen[1], display, frozenset(suggested)
 
 
 def _for_patient(resource: Json, patient_ref: Ref | None, key: str = "subject") -> bool:
@@ -101,8 +133,29 @@ def condition_counts(condition: Json) -> bool:
     return verification is None or verification in _CONFIRMED
 
 
+def verification_of(condition: Json) -> str | None:
+    """ "confirmed" (also when not stated), a working status ("provisional", "differential",
+    "unconfirmed"; an unknown code reads as "unconfirmed"), or None when refuted or
+    entered in error."""
+    verification = status_code(condition, "verificationStatus")
+    if verification in _NOT_TRUE:
+        return None
+    if verification is None or verification in _CONFIRMED:
+        return "confirmed"
+    return verification if verification in _WORKING else "unconfirmed"
+
+
+def _diagnosis_counts(condition: Json) -> str | None:
+    """The verification of a Condition that stands as a diagnosis (clinical status active
+    or absent), or None."""
+    clinical = status_code(condition, "clinicalStatus")
+    if clinical is not None and clinical not in _ACTIVE:
+        return None
+    return verification_of(condition)
+
+
 def _diagnosis(condition: Json, source: str, refs: tuple[Ref, ...]) -> Diagnosis:
-    sets, system, code, display = classify(get_map(condition, "code"))
+    sets, system, code, display, suggested = classify_concept(get_map(condition, "code"))
     recorded = parse_date(condition.get("recordedDate")) or parse_date(
         condition.get("onsetDateTime")
     )
@@ -114,13 +167,15 @@ def _diagnosis(condition: Json, source: str, refs: tuple[Ref, ...]) -> Diagnosis
         source="order-reason" if source == "order-reason" else "condition",
         refs=refs,
         recorded=recorded,
+        verification=verification_of(condition) or "confirmed",
+        text_only=suggested,
     )
 
 
 def diagnoses(parsed: Parsed, patient_ref: Ref | None) -> list[Diagnosis]:
     out: list[Diagnosis] = []
     for condition in parsed.of_type("Condition"):
-        if not _for_patient(condition, patient_ref) or not condition_counts(condition):
+        if not _for_patient(condition, patient_ref) or _diagnosis_counts(condition) is None:
             continue
         diagnosis = _diagnosis(condition, "condition", (ref_of(condition),))
         if diagnosis.valuesets - {"mtx-contraindication"}:
@@ -132,8 +187,12 @@ def order_reasons(order: Json, order_ref: Ref, parsed: Parsed) -> list[Diagnosis
     """The order's reasonCode and reasonReference (to a Condition) as diagnoses."""
     out: list[Diagnosis] = []
     for concept in maps(order.get("reasonCode")):
-        sets, system, code, display = classify(concept)
-        out.append(Diagnosis(sets, system, code, display, "order-reason", (order_ref,)))
+        sets, system, code, display, suggested = classify_concept(concept)
+        out.append(
+            Diagnosis(
+                sets, system, code, display, "order-reason", (order_ref,), text_only=suggested
+            )
+        )
     for ref_value in maps(order.get("reasonReference")):
         target = reference(ref_value)
         condition: Json | None = None
@@ -148,7 +207,7 @@ def order_reasons(order: Json, order_ref: Ref, parsed: Parsed) -> list[Diagnosis
             condition = parsed.by_ref.get(target)
         if condition is None or target is None:
             continue
-        if status_code(condition, "verificationStatus") in _NOT_TRUE:
+        if verification_of(condition) is None:
             continue
         out.append(_diagnosis(condition, "order-reason", (target,)))
     return out

@@ -18,13 +18,16 @@ Rules (INTERPRETATION.md "Dose arithmetic", policy section V and Appendix E):
   split dose); both times administrations per day;
 - dispense: quantity (syringes, or mL / 0.67) over expectedSupplyDuration (d, wk, mo = 30 d);
   a reason is recorded only when the order states one of the two but it cannot be used;
-- duration: boundsDuration, boundsPeriod (inclusive days) or count / administrations a day.
+- duration: boundsDuration, boundsPeriod (inclusive days) or count / administrations a day;
+- a text-only sig fills what doseAndRate / timing leave out, where it is unambiguous (see
+  "text sig" below); `DoseFacts.from_text` says when it did.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -131,6 +134,7 @@ class _Line:
     appendix_e_per_admin: int | None
     duration_days: int | None
     sequence: int | None
+    from_text: bool = False
 
 
 def unit_key(quantity: Json) -> str:
@@ -252,10 +256,29 @@ def appendix_e_syringes(mg: float) -> int:
 def _line(dosage: Json, weight: WeightFact | None, n: int) -> tuple[_Line, list[str]]:
     reasons: list[str] = []
     label = f"dosage line {n + 1}: "
-    quantity, why = _dose_quantity(dosage)
+    quantity, dose_why = _dose_quantity(dosage)
+    as_needed = dosage.get("asNeededBoolean") is True or isinstance(
+        dosage.get("asNeededCodeableConcept"), Mapping
+    )
+    timing = get_map(dosage, "timing")
+    per_day, timing_why = administrations_per_day(timing, as_needed)
+    text = get_str(dosage, "text") or get_str(dosage, "patientInstruction")
+    sig = (
+        read_sig_text(text, weight)
+        if text and (quantity is None or timing is None) and not as_needed
+        else None
+    )
+    from_text = False
     mg: float | None = None
     if quantity is None:
-        reasons.append(label + why)
+        if sig is not None and sig.amount is not None and sig.unit is not None:
+            mg, why = dose_to_mg(sig.amount, sig.unit, weight)
+            from_text = mg is not None
+            if mg is None:
+                reasons.append(label + why + " (dose read from the text sig)")
+        else:
+            extra = f"; {sig.dose_reason}" if sig is not None and sig.dose_reason else ""
+            reasons.append(label + dose_why + extra)
     else:
         value = get_num(quantity, "value")
         if value is None or value <= 0:
@@ -268,13 +291,17 @@ def _line(dosage: Json, weight: WeightFact | None, n: int) -> tuple[_Line, list[
                     break
             if mg is None:
                 reasons.append(label + why)
-    as_needed = dosage.get("asNeededBoolean") is True or isinstance(
-        dosage.get("asNeededCodeableConcept"), Mapping
-    )
-    timing = get_map(dosage, "timing")
-    per_day, why = administrations_per_day(timing, as_needed)
     if per_day is None:
-        reasons.append(label + why)
+        extra = ""
+        if timing is None and sig is not None:
+            if sig.per_day is None:
+                extra = f"; {sig.frequency_reason}"
+            elif quantity is not None and not _text_agrees(sig, mg, weight):
+                extra = "; the text sig's dose differs from the coded dose"
+            else:
+                per_day, from_text = sig.per_day, True
+        if per_day is None:
+            reasons.append(label + timing_why + extra)
     sequence = dosage.get("sequence")
     return (
         _Line(
@@ -284,9 +311,19 @@ def _line(dosage: Json, weight: WeightFact | None, n: int) -> tuple[_Line, list[
             appendix_e_per_admin=appendix_e_syringes(mg) if mg is not None else None,
             duration_days=duration_days(timing, per_day),
             sequence=sequence if isinstance(sequence, int) else None,
+            from_text=from_text,
         ),
         reasons,
     )
+
+
+def _text_agrees(sig: SigText, coded_mg: float | None, weight: WeightFact | None) -> bool:
+    """The text's amount (if it states one) is the coded dose: only then may the text add
+    the frequency the coded fields leave out."""
+    if sig.amount is None or sig.unit is None:
+        return True
+    text_mg = dose_to_mg(sig.amount, sig.unit, weight)[0]
+    return text_mg is not None and coded_mg is not None and abs(text_mg - coded_mg) < 0.01
 
 
 def _dispense(request: Json | None) -> tuple[float | None, list[str]]:
@@ -377,6 +414,7 @@ def compute_dose(
         dispense_syringes_per_day=dispense,
         duration_days=max(durations) if durations else None,
         unknown_reasons=tuple(reasons),
+        from_text=any(ln.from_text for ln in lines),
     )
 
 
@@ -400,3 +438,201 @@ def quantity_per_syringe(quantity: Json) -> float | None:
         if unit in _VOLUME_ML:
             return ML_PER_SYRINGE / _VOLUME_ML[unit]
     return None
+
+
+# --------------------------------------------------------------------------- text sig
+#
+# A sig sent only as text (dosageInstruction.text, else patientInstruction), with no
+# doseAndRate / timing, is read where it can mean one thing only: one amount in a unit the
+# arithmetic above knows (the same amount said twice, "1 syringe (100 mg)", counts once) and
+# one clear frequency. Anything else is left unknown with the reason: no amount, two
+# different amounts, a range ("100-200 mg"), a taper or titration, "as directed", "as
+# needed", a maximum, two frequencies, or frequency words left over that the reader does not
+# know ("x2"): a frequency read too low would hide a dose over the limit. Structured fields
+# always win: the text fills only what they leave out, and nothing when its amount differs
+# from the coded dose.
+
+_NUMBER_WORDS: Final[Mapping[str, float]] = {"one": 1.0, "two": 2.0, "three": 3.0, "four": 4.0}
+_NUM: Final = r"(\d+(?:\.\d+)?|\.\d+|one|two|three|four)"
+_SIG_UNIT: Final = (
+    r"(mg/kg|mg|milligrams?|mcg|micrograms?|g|grams?|ml|mls|milliliters?|millilitres?|"
+    r"(?:pre-?filled\s+)?syringes?|pfs)"
+)
+_AMOUNT: Final = re.compile(rf"(?<![\w.]){_NUM}\s*{_SIG_UNIT}(?![\w/])", re.IGNORECASE)
+_RANGE: Final = re.compile(
+    rf"(?<![\w.]){_NUM}\s*(?:{_SIG_UNIT}\s*)?(?:-|–|to|or)\s*{_NUM}\s*{_SIG_UNIT}(?![\w/])",
+    re.IGNORECASE,
+)
+_REFUSE: Final[tuple[tuple[re.Pattern[str], str], ...]] = (
+    (
+        re.compile(r"\bas\s+directed\b|\bper\s+(?:md|doctor|instructions?)\b", re.I),
+        "says 'as directed'",
+    ),
+    (
+        re.compile(r"\btaper|\btitrat|\bincrease|\bdecrease|\bthen\b|\bsliding\b", re.I),
+        "describes a changing dose (taper, titration or steps)",
+    ),
+    (re.compile(r"\bas\s+needed\b|\bprn\b|\bif\s+needed\b", re.I), "is as needed"),
+    (re.compile(r"\bup\s+to\b|\bmax(?:imum)?\b", re.I), "gives a maximum, not the dose"),
+)
+_TIMES: Final[Mapping[str, float]] = {
+    "once": 1.0,
+    "one": 1.0,
+    "1": 1.0,
+    "twice": 2.0,
+    "two": 2.0,
+    "2": 2.0,
+    "three": 3.0,
+    "3": 3.0,
+    "four": 4.0,
+    "4": 4.0,
+}
+_N_TIMES: Final = r"(once|twice|one|two|three|four|1|2|3|4)\s*(?:x\s*|times?\s+)?"
+
+
+def _times_a_day(match: re.Match[str]) -> float:
+    return _TIMES[match.group(1).lower()]
+
+
+def _times_a_week(match: re.Match[str]) -> float:
+    return _TIMES[match.group(1).lower()] / 7
+
+
+def _every_hours(match: re.Match[str]) -> float:
+    hours = float(match.group(1) or match.group(2))
+    return 24 / hours if hours > 0 else 0.0
+
+
+def _every_days(match: re.Match[str]) -> float:
+    days = float(match.group(1))
+    return 1 / days if days > 0 else 0.0
+
+
+def _every_weeks(match: re.Match[str]) -> float:
+    weeks = float(match.group(1))
+    return 1 / (7 * weeks) if weeks > 0 else 0.0
+
+
+def _fixed(per_day: float) -> Callable[[re.Match[str]], float]:
+    return lambda _: per_day
+
+
+_FREQUENCIES: Final[tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], float]], ...]] = (
+    # Most specific first; a later pattern never re-reads text an earlier one claimed.
+    (re.compile(r"\bevery\s+other\s+day\b|\bon\s+alternate\s+days\b|\bqod\b", re.I), _fixed(0.5)),
+    (re.compile(rf"\b{_N_TIMES}(?:a|per|each|every)\s+day\b", re.I), _times_a_day),
+    (re.compile(rf"\b{_N_TIMES}daily\b", re.I), _times_a_day),
+    (re.compile(rf"\b{_N_TIMES}(?:a|per|each|every)\s+week\b", re.I), _times_a_week),
+    (re.compile(rf"\b{_N_TIMES}weekly\b", re.I), _times_a_week),
+    (
+        re.compile(r"\bevery\s+(\d+)\s*(?:hours?|hrs?|h)\b|\bq\s*(\d+)\s*h(?:rs?|ours?)?\b", re.I),
+        _every_hours,
+    ),
+    (re.compile(r"\bevery\s+(\d+)\s*days?\b", re.I), _every_days),
+    (re.compile(r"\bevery\s+(\d+)\s*weeks?\b", re.I), _every_weeks),
+    (
+        re.compile(
+            r"\b(?:daily|every\s+day|each\s+day|a\s+day|per\s+day|qd|q\s*day|qam|qpm|qhs|"
+            r"nightly|at\s+bedtime|every\s+(?:morning|evening|night))\b|/\s*day\b",
+            re.I,
+        ),
+        _fixed(1.0),
+    ),
+    (re.compile(r"\bbid\b", re.I), _fixed(2.0)),
+    (re.compile(r"\btid\b", re.I), _fixed(3.0)),
+    (re.compile(r"\bqid\b", re.I), _fixed(4.0)),
+    (re.compile(r"\b(?:weekly|every\s+week|qwk?)\b", re.I), _fixed(1 / 7)),
+)
+_LEFT_OVER: Final = re.compile(
+    r"\b(?:times?|every|once|twice|thrice|hourly|daily|weekly|monthly|bid|tid|qid|qod|"
+    r"q\s*\d+\s*\w*|\d+\s*x|x\s*\d+(?!\s*(?:days?|d|weeks?|wks?|months?|doses?)\b))\b",
+    re.I,
+)
+"""Frequency words still in the text after the known phrases were read."""
+
+
+@dataclass(frozen=True)
+class SigText:
+    """What a text sig says, read where unambiguous: one amount and one frequency."""
+
+    amount: float | None
+    unit: str | None
+    """Lower-case unit as the dose arithmetic knows it ("mg", "ml", "syringe", "mg/kg")."""
+    per_day: float | None
+    dose_reason: str = ""
+    """Why no amount was read ("" when one was)."""
+    frequency_reason: str = ""
+    """Why no frequency was read ("" when one was)."""
+
+
+def _sig_unit(word: str) -> str:
+    w = re.sub(r"\s+", " ", word.lower())
+    if w in {"mg/kg", "mcg"}:
+        return w
+    if w in {"mg", "milligram", "milligrams"}:
+        return "mg"
+    if w in {"microgram", "micrograms"}:
+        return "mcg"
+    if w in {"g", "gram", "grams"}:
+        return "g"
+    if w.startswith("ml") or w.startswith("milli"):
+        return "ml"
+    return "syringe"
+
+
+def _number(text: str) -> float:
+    word = _NUMBER_WORDS.get(text.lower())
+    return word if word is not None else float(text)
+
+
+def _frequency(text: str) -> tuple[float | None, str]:
+    claimed: list[tuple[int, int]] = []
+    found: list[float] = []
+    for pattern, meaning in _FREQUENCIES:
+        for match in pattern.finditer(text):
+            start, end = match.span()
+            if any(start < c_end and c_start < end for c_start, c_end in claimed):
+                continue
+            claimed.append((start, end))
+            found.append(meaning(match))
+    rest = text
+    for start, end in sorted(claimed, reverse=True):
+        rest = rest[:start] + " " + rest[end:]
+    if _LEFT_OVER.search(rest):
+        return None, "has frequency words the service cannot read"
+    if any(f <= 0 for f in found):
+        return None, "gives an interval of zero"
+    if len({round(f, 6) for f in found}) > 1:
+        return None, "gives more than one frequency"
+    if not found:
+        return None, "states no frequency the service can read"
+    return found[0], ""
+
+
+def read_sig_text(text: str, weight: WeightFact | None = None) -> SigText:
+    """Read a free-text sig (see the section comment): amount, unit and administrations a
+    day, each None with the reason when the text does not say it unambiguously."""
+    for pattern, why in _REFUSE:
+        if pattern.search(text):
+            return SigText(None, None, None, f"the text sig {why}", f"the text sig {why}")
+    per_day, freq_why = _frequency(text)
+    freq_reason = f"the text sig {freq_why}" if freq_why else ""
+    if _RANGE.search(text):
+        return SigText(None, None, per_day, "the text sig gives a dose range", freq_reason)
+    amounts = list(
+        dict.fromkeys((_number(m.group(1)), _sig_unit(m.group(2))) for m in _AMOUNT.finditer(text))
+    )
+    if not amounts:
+        return SigText(
+            None, None, per_day, "the text sig states no dose in mg, mL or syringes", freq_reason
+        )
+    if len(amounts) > 1:
+        in_mg = [dose_to_mg(value, unit, weight)[0] for value, unit in amounts]
+        if any(mg is None for mg in in_mg) or len({round(mg or 0, 3) for mg in in_mg}) > 1:
+            return SigText(
+                None, None, per_day, "the text sig gives more than one dose amount", freq_reason
+            )
+    value, unit = amounts[0]
+    if value <= 0:
+        return SigText(None, None, per_day, "the text sig's dose is not positive", freq_reason)
+    return SigText(value, unit, per_day, "", freq_reason)

@@ -17,7 +17,12 @@ from datetime import date
 from typing import Any, Literal
 
 Ref = str
-"""A FHIR reference in `ResourceType/id` form (or `#id` for a contained resource)."""
+"""A FHIR reference in `ResourceType/id` form (or `#id` for a contained resource).
+
+A resource that came without an `id` is still read; it is named by an internal reference
+`ResourceType (no id, #<8 hex digits>)`, the start of a SHA-256 of its body (see
+`r4.local_ref`): the same body gives the same reference on every call and data path, and
+nothing in FHIR can point to it (the space and the "#" keep it apart from `Type/id`)."""
 
 MatchedBy = Literal["ingredient-code", "product-code", "ndc", "hcpcs", "name", "none"]
 """How a medication was recognised: by an RxNorm ingredient code, a known product
@@ -40,6 +45,21 @@ class Diagnosis:
     source: Literal["order-reason", "condition"]
     refs: tuple[Ref, ...]
     recorded: date | None = None
+    verification: str = "confirmed"
+    """The Condition's verificationStatus: "confirmed" (also when not stated, and for a
+    coded order reason), or "provisional", "differential", "unconfirmed" (a working
+    diagnosis: it claims the indication but does not establish it). Refuted and
+    entered-in-error Conditions never become facts."""
+    text_only: frozenset[str] = frozenset()
+    """Value sets (of `valuesets`) matched only by words in the code's text / display, for
+    sets that need a code (rheumatoid arthritis): the diagnosis is named but not coded."""
+
+    def established(self, valuesets: frozenset[str]) -> bool:
+        """Confirmed, and in one of `valuesets` by its code (or by name where the value set
+        is matched by name by design, as DIRA)."""
+        return self.verification == "confirmed" and bool(
+            (self.valuesets - self.text_only) & valuesets
+        )
 
 
 @dataclass(frozen=True)
@@ -97,6 +117,9 @@ class DoseFacts:
     duration_days: int | None
     """Intended treatment length (boundsDuration / boundsPeriod / count), if stated."""
     unknown_reasons: tuple[str, ...] = ()
+    from_text: bool = False
+    """True when the dose or the frequency was read from the text sig (dosageInstruction
+    .text) because the coded fields left it out."""
 
 
 @dataclass(frozen=True)
@@ -187,6 +210,9 @@ class Measurement:
     interpretation: str | None = None
     """Lower-case code or text: "high", "normal", "positive", "negative",
     "improved", "worse", "unchanged"."""
+    note: str | None = None
+    """Why a value sent in another shape was not read, e.g. "valueString is a range, not
+    one value; not read as a score" (never the value itself)."""
 
 
 @dataclass(frozen=True)
@@ -215,7 +241,9 @@ class PolicyFacts:
     patient_ref: Ref
     birth_date: date | None
     diagnoses: tuple[Diagnosis, ...]
-    """The patient's active, confirmed (not refuted / entered-in-error) Conditions."""
+    """The patient's active Conditions in a diagnosis value set, confirmed or working
+    (provisional / differential / unconfirmed, see `Diagnosis.verification`); refuted and
+    entered-in-error ones are left out."""
     prescriber: PrescriberFacts
     medications: tuple[MedicationRecord, ...]
     therapy_runs: tuple[TherapyRun, ...]

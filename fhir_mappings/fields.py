@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import calendar
 from collections.abc import Iterator, Mapping
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -107,12 +107,66 @@ def first_code(concept: Json | None) -> str | None:
     return None
 
 
+LOCAL_REF_KEY = "__local_ref__"
+"""Key under which `r4.parse_resources` stores the internal reference of a resource that
+came without an `id` (see `facts.Ref`). It is never sent to validation and never read
+from the input: a resource with an id is always named by its id."""
+
+
 def ref_of(resource: Json) -> str:
-    return f"{resource.get('resourceType', '?')}/{resource.get('id', '?')}"
+    """`Type/id`; for a resource without an id, the internal reference `r4` gave it
+    ("Condition (no id, #1a2b3c4d)"), or `Type/?` when it did not pass through `r4`."""
+    rid = resource.get("id")
+    if isinstance(rid, str) and rid:
+        return f"{resource.get('resourceType', '?')}/{rid}"
+    local = resource.get(LOCAL_REF_KEY)
+    if isinstance(local, str) and local:
+        return local
+    return f"{resource.get('resourceType', '?')}/?"
+
+
+def _instant(value: Any) -> datetime | None:
+    """A FHIR instant / dateTime as an aware datetime (a date alone counts as midnight UTC),
+    or None when it cannot be read."""
+    if not isinstance(value, str) or len(value) < 10:
+        return None
+    text = value.strip().replace("Z", "+00:00")
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed
+
+
+def compare_versions(a: Json, b: Json) -> int:
+    """Which of two copies of the same resource (same type and id) is newer: > 0 when `a`
+    is, < 0 when `b` is, 0 when nothing tells them apart.
+
+    1. meta.versionId, compared as numbers when both are whole numbers and differ;
+    2. else meta.lastUpdated, when both can be read and differ;
+    3. else meta.versionId compared as text, when both are present and differ
+       (servers that use opaque version ids);
+    4. else 0 (the caller keeps the copy it saw first)."""
+    meta_a = get_map(a, "meta") or {}
+    meta_b = get_map(b, "meta") or {}
+    va, vb = meta_a.get("versionId"), meta_b.get("versionId")
+    va = va.strip() if isinstance(va, str) else None
+    vb = vb.strip() if isinstance(vb, str) else None
+    if va and vb and va.isdigit() and vb.isdigit() and int(va) != int(vb):
+        return 1 if int(va) > int(vb) else -1
+    ta, tb = _instant(meta_a.get("lastUpdated")), _instant(meta_b.get("lastUpdated"))
+    if ta is not None and tb is not None and ta != tb:
+        return 1 if ta > tb else -1
+    if va and vb and va != vb:
+        return 1 if va > vb else -1
+    return 0
 
 
 def reference(value: Any) -> str | None:
-    """`Type/id` (or `#id`) of a Reference, without a server base or `_history`."""
+    """`Type/id` (or `#id`) of a Reference, without a server base or `_history`; a
+    conditional reference as `Type?query`."""
     if not isinstance(value, Mapping):
         return None
     ref = get_str(value, "reference")
@@ -121,6 +175,12 @@ def reference(value: Any) -> str | None:
     ref = ref.strip()
     if ref.startswith("#"):
         return ref
+    if "?" in ref:
+        # A conditional (search) reference, "Practitioner?identifier=...": kept as
+        # `Type?query` so that it resolves to nothing by id but is not read as "no reference".
+        head, _, query = ref.partition("?")
+        kind = head.rstrip("/").rsplit("/", 1)[-1]
+        return f"{kind}?{query}" if kind and query else None
     parts = [p for p in ref.split("/") if p]
     if "_history" in parts:
         parts = parts[: parts.index("_history")]

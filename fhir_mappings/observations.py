@@ -6,9 +6,14 @@ therapy, and IL1RN genetic results.
   names in code text / display only when no code matched); panel components are read the
   same way and give their own measurements (same reference).
 - Values: valueQuantity / valueInteger as numbers; a coded or text value gives the
-  interpretation ("positive", "negative", "improved"...). Body weight is converted to kg
-  (kg, g, [lb_av], lb); alcohol use to units a week (a per-day amount x 7); symptom duration
-  to weeks. A unit that cannot be converted leaves the value out with a problem.
+  interpretation ("positive", "negative", "improved"...). A score (CDAI, RAPID3, ACR 2010
+  total) sent as valueString is read as a number when the text is one number, optionally
+  with "points" / "pts" or the score's name ("12.5", " 12 ", "12.5 points", "CDAI: 12.5");
+  a range ("10-12"), an inequality (">20"), words ("high") or two numbers are not read,
+  and the measurement says why (`Measurement.note`, and a problem without the value).
+  Body weight is converted to kg (kg, g, [lb_av], lb); alcohol use to units a week (a
+  per-day amount x 7); symptom duration to weeks. A unit that cannot be converted leaves
+  the value out with a problem.
 - Effective date: effectiveDateTime, effectivePeriod.start, effectiveInstant, else issued.
 - Body weight for dosing: the latest weight on or before the order date and at most 90
   days older than it.
@@ -22,6 +27,7 @@ therapy, and IL1RN genetic results.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from datetime import date, timedelta
 from typing import Final, Literal, TypeVar
@@ -191,14 +197,50 @@ def _interpretation(holder: Json) -> str | None:
     return _first_word_match(_holder_words(holder, concepts), _WORDS)
 
 
-def _value(holder: Json) -> tuple[float | None, str | None]:
+_TEXT_SCORES: Final = frozenset({"cdai", "rapid3", "acr-2010-score"})
+"""Kinds whose valueString may carry the score: unitless, so one number is unambiguous."""
+_PLAIN_NUMBER: Final = re.compile(
+    r"^(?:(?:cdai|rapid\s*-?\s*3|score|total)\s*[:=]?\s*)?"
+    r"(\d+(?:\.\d+)?|\.\d+)\s*(?:points?|pts?\.?|/\s*(?:76|30))?$",
+    re.IGNORECASE,
+)
+_NUMBERS: Final = re.compile(r"\d+(?:[.,]\d+)?")
+
+
+def number_from_text(text: str) -> tuple[float | None, str]:
+    """A score written as text: (number, "") when the text is one plain number, else
+    (None, why) in plain words (never quoting the text)."""
+    stripped = text.strip()
+    match = _PLAIN_NUMBER.match(stripped)
+    if match:
+        return float(match.group(1)), ""
+    numbers = _NUMBERS.findall(stripped)
+    if not numbers:
+        return None, "words, not a number"
+    if re.search(r"[<>≤≥]|\b(?:less|more|greater|over|under|above|below)\b", stripped, re.I):
+        return None, "an inequality, not a value"
+    if len(numbers) > 1 and re.search(r"\d\s*(?:-|–|to)\s*\d", stripped):
+        return None, "a range, not one value"
+    if len(numbers) > 1:
+        return None, "more than one number"
+    if "," in numbers[0]:
+        return None, "a number with a comma (decimal or thousands) that is ambiguous"
+    return None, "a number with other words around it"
+
+
+def _value(holder: Json, kind: str = "") -> tuple[float | None, str | None, str]:
+    """(value, unit, why the value could not be read)."""
     quantity = get_map(holder, "valueQuantity")
     if quantity is not None:
         unit = get_str(quantity, "code") or get_str(quantity, "unit")
-        return get_num(quantity, "value"), unit
+        return get_num(quantity, "value"), unit, ""
     if "valueInteger" in holder:
-        return get_num(holder, "valueInteger"), None
-    return None, None
+        return get_num(holder, "valueInteger"), None, ""
+    text = get_str(holder, "valueString")
+    if text is not None and kind in _TEXT_SCORES:
+        value, why = number_from_text(text)
+        return value, None, f"valueString is {why}; not read as a score" if why else ""
+    return None, None, ""
 
 
 def _convert(kind: str, value: float, unit: str | None) -> tuple[float | None, str | None, str]:
@@ -230,7 +272,9 @@ def _convert(kind: str, value: float, unit: str | None) -> tuple[float | None, s
 def _measurement(
     kind: str, holder: Json, ref: Ref, effective: date | None, problems: list[str]
 ) -> Measurement:
-    value, unit = _value(holder)
+    value, unit, note = _value(holder, kind)
+    if note:
+        problems.append(f"{ref}: {note}")
     if value is not None:
         value, unit, why = _convert(kind, value, unit)
         if why:
@@ -249,6 +293,7 @@ def _measurement(
         ref=ref,
         reference_high=high,
         interpretation=_interpretation(holder),
+        note=note or None,
     )
 
 

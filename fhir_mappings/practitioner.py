@@ -2,7 +2,13 @@
 
 - The requester's roles: the order's `requester` when it is a PractitionerRole, or every
   PractitionerRole among the resources whose `practitioner` is the requesting
-  Practitioner; the same for `context.userId` (the user signing the order). Specialty value
+  Practitioner; the same for `context.userId` (the user signing the order).
+  The link may go through the prescriber's NPI (Synthea v3 writes
+  `PractitionerRole.practitioner` as `{identifier: {system: us-npi, value}}` and the
+  requester as `Practitioner?identifier=http://hl7.org/fhir/sid/us-npi|<npi>`): a role whose
+  practitioner carries the NPI of the requesting Practitioner (its `identifier`), or of an
+  identifier / conditional requester reference, is the requester's role. Only the NPI system
+  links people; other identifiers are local and may repeat across organisations. Specialty value
   sets come from PractitionerRole.specialty and .code (codes first, then the value set's
   names in their text). `has_role_data` is False when no role was found at all, so that the
   policy can say "unknown" rather than "not a rheumatologist".
@@ -21,11 +27,22 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Final
+from typing import Any, Final
+from urllib.parse import unquote
 
 from fhir_mappings import valuesets
 from fhir_mappings.facts import EncounterFacts, EncounterSetting, PrescriberFacts, Ref, Referral
-from fhir_mappings.fields import Json, codings, get_map, maps, parse_date, ref_of, reference, texts
+from fhir_mappings.fields import (
+    Json,
+    codings,
+    get_map,
+    get_str,
+    maps,
+    parse_date,
+    ref_of,
+    reference,
+    texts,
+)
 from fhir_mappings.r4 import Parsed
 
 _SPECIALTY: Final = frozenset({"specialty"})
@@ -61,28 +78,99 @@ def _role_concepts(role: Json) -> list[Json | None]:
     return [*maps(role.get("specialty")), *maps(role.get("code"))]
 
 
-def roles_of(ref: Ref | None, parsed: Parsed) -> list[Json]:
-    """PractitionerRoles for a PractitionerRole or Practitioner reference."""
-    if ref is None:
-        return []
-    if ref.startswith("PractitionerRole/"):
+NPI_SYSTEMS: Final = frozenset({"http://hl7.org/fhir/sid/us-npi", "urn:oid:2.16.840.1.113883.4.6"})
+
+
+def _npi_system(system: str | None) -> bool:
+    return system is not None and system.strip().rstrip("/") in NPI_SYSTEMS
+
+
+def npi_of_reference(value: Any) -> str | None:
+    """The NPI a Reference names: a logical reference `{identifier: {system: us-npi,
+    value}}`, or a conditional one `Practitioner?identifier=<us-npi>|<value>`."""
+    if not isinstance(value, Mapping):
+        return None
+    ident = get_map(value, "identifier")
+    if ident is not None and _npi_system(get_str(ident, "system")):
+        npi = get_str(ident, "value")
+        if npi:
+            return npi.strip()
+    ref = get_str(value, "reference")
+    if ref is None or "?" not in ref:
+        return None
+    kind, _, query = ref.strip().partition("?")
+    if kind.rsplit("/", 1)[-1] != "Practitioner":
+        return None
+    for part in query.split("&"):
+        key, _, raw = part.partition("=")
+        system, bar, npi = unquote(raw).rpartition("|")
+        if key == "identifier" and bar and _npi_system(system) and npi.strip():
+            return npi.strip()
+    return None
+
+
+def npis_of(resource: Json | None) -> frozenset[str]:
+    """The NPIs in a Practitioner's identifiers."""
+    if resource is None:
+        return frozenset()
+    return frozenset(
+        npi.strip()
+        for ident in maps(resource.get("identifier"))
+        if _npi_system(get_str(ident, "system")) and (npi := get_str(ident, "value"))
+    )
+
+
+def roles_of(ref: Ref | None, parsed: Parsed, *, npi: str | None = None) -> list[Json]:
+    """PractitionerRoles for a PractitionerRole or Practitioner reference, or for the
+    person an NPI names (`npi`, from an identifier or conditional reference).
+
+    A role belongs to a Practitioner when its `practitioner` references it, or names by
+    identifier an NPI that the Practitioner (or `npi`) carries."""
+    if ref is not None and ref.startswith("PractitionerRole/"):
         role = parsed.by_ref.get(ref)
         return [role] if role is not None else []
-    if ref.startswith("Practitioner/"):
-        return [
-            role
-            for role in parsed.of_type("PractitionerRole")
-            if reference(role.get("practitioner")) == ref
-        ]
-    return []
+    people: set[str] = set()
+    npis: set[str] = {npi} if npi else set()
+    if ref is not None and ref.startswith("Practitioner/"):
+        people.add(ref)
+        npis |= npis_of(parsed.by_ref.get(ref))
+    if npis:
+        people |= {ref_of(p) for p in parsed.of_type("Practitioner") if npis_of(p) & npis}
+    if not people and not npis:
+        return []
+    return [
+        role
+        for role in parsed.of_type("PractitionerRole")
+        if reference(role.get("practitioner")) in people
+        or npi_of_reference(role.get("practitioner")) in npis
+    ]
+
+
+def _person_ref(npi: str | None, parsed: Parsed) -> Ref | None:
+    """The Practitioner an NPI names, or a plain label for it when none was sent."""
+    if npi is None:
+        return None
+    for person in parsed.of_type("Practitioner"):
+        if npi in npis_of(person):
+            return ref_of(person)
+    return f"Practitioner (NPI {npi})"
 
 
 def prescriber(
-    requester_ref: Ref | None, user_ref: Ref | None, parsed: Parsed, patient_ref: Ref | None
+    requester_ref: Ref | None,
+    user_ref: Ref | None,
+    parsed: Parsed,
+    patient_ref: Ref | None,
+    requester: Any = None,
 ) -> PrescriberFacts:
+    """`requester`: the order's requester Reference as sent, for a requester named by NPI
+    (identifier or conditional reference) rather than by id."""
+    npi = npi_of_reference(requester)
+    if npi is not None and (requester_ref is None or "?" in requester_ref):
+        requester_ref = _person_ref(npi, parsed)
     roles: dict[str, Json] = {}
-    for ref in (requester_ref, user_ref):
-        for role in roles_of(ref, parsed):
+    for ref, ref_npi in ((requester_ref, npi), (user_ref, None)):
+        for role in roles_of(ref, parsed, npi=ref_npi):
             roles.setdefault(ref_of(role), role)
     sets: set[str] = set()
     codes: list[str] = []
@@ -115,8 +203,9 @@ def _care_team(parsed: Parsed, patient_ref: Ref | None) -> list[tuple[frozenset[
             continue
         for participant in maps(team.get("participant")):
             role_concepts = list(maps(participant.get("role")))
-            member = reference(participant.get("member"))
-            member_roles = roles_of(member, parsed)
+            member_value = participant.get("member")
+            member = reference(member_value)
+            member_roles = roles_of(member, parsed, npi=npi_of_reference(member_value))
             if member_roles:
                 for role in member_roles:
                     sets = specialty_sets(role_concepts + _role_concepts(role))
@@ -139,7 +228,7 @@ def _referrals(parsed: Parsed, patient_ref: Ref | None) -> list[Referral]:
         sets = set(specialty_sets(concepts))
         refs = [ref_of(request)]
         for performer in maps(request.get("performer")):
-            for role in roles_of(reference(performer), parsed):
+            for role in roles_of(reference(performer), parsed, npi=npi_of_reference(performer)):
                 role_sets = specialty_sets(_role_concepts(role))
                 if role_sets:
                     sets |= role_sets

@@ -5,6 +5,14 @@ call, and validates each against the FHIR R4 models the first time a reader asks
 (see `Parsed`). Anything it cannot use is reported as a problem (`Type/id: field: what is
 wrong`, never the value) and left out; nothing raises.
 
+Record identity:
+- the same resource (type and id) sent more than once (prefetch and a fetched page, two
+  versions) is read once, from its newest valid copy (`fields.compare_versions`: meta.versionId
+  as a number, then meta.lastUpdated, then versionId as text; a tie keeps the first copy);
+- a resource without an `id` is read like any other (nothing can reference it); it gets an
+  internal reference `Type (no id, #<8 hex>)` from a hash of its body, so identical id-less
+  copies are read once and the reference is the same whichever path brought it.
+
 Liberal where the meaning is clear, before validation:
 - a list field sent as one object is wrapped in a list (the CDS Hooks sandbox sends
   MedicationRequest.category that way);
@@ -21,8 +29,11 @@ left out.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cmp_to_key
 from typing import Any, Final
 
 from fhir.resources.R4B.allergyintolerance import AllergyIntolerance
@@ -40,6 +51,8 @@ from fhir.resources.R4B.practitioner import Practitioner
 from fhir.resources.R4B.practitionerrole import PractitionerRole
 from fhir.resources.R4B.servicerequest import ServiceRequest
 from pydantic import ValidationError
+
+from fhir_mappings.fields import LOCAL_REF_KEY, compare_versions, ref_of
 
 Json = Mapping[str, Any]
 
@@ -166,11 +179,21 @@ def validate(resource: Json) -> tuple[dict[str, Any] | None, tuple[str, ...]]:
     Only unknown fields are forgiven (reported, ignored); any other error leaves the
     resource out."""
     rtype = resource.get("resourceType")
-    label = f"{rtype}/{resource.get('id', '?')}"
+    label = ref_of(resource)
     model = _MODELS.get(str(rtype))
     if model is None:
         return None, ()
     data = normalise(resource)
+    internal = data.pop(LOCAL_REF_KEY, None)  # ours (see parse_resources), never validated
+    valid, problems = _checked(model, data, label)
+    if valid is not None and isinstance(internal, str) and not valid.get("id"):
+        valid[LOCAL_REF_KEY] = internal
+    return valid, problems
+
+
+def _checked(
+    model: Any, data: dict[str, Any], label: str
+) -> tuple[dict[str, Any] | None, tuple[str, ...]]:
     try:
         model.model_validate(data)
     except ValidationError as exc:
@@ -187,6 +210,10 @@ def validate(resource: Json) -> tuple[dict[str, Any] | None, tuple[str, ...]]:
     except (TypeError, ValueError) as exc:
         return None, (f"{label}: could not be read ({exc.__class__.__name__})",)
     return data, ()
+
+
+def _newest_first(a: _Entry, b: _Entry) -> int:
+    return compare_versions(b.raw, a.raw)
 
 
 @dataclass
@@ -229,7 +256,8 @@ class Parsed:
     hands out the unvalidated (normalised) resources of a type so that a reader can skip
     those that cannot matter to the policy and `accept` only the others. The result is the
     same as validating everything up front, except that a malformed resource nobody reads
-    is not reported. Duplicates (same type/id): the first copy that is valid is kept.
+    is not reported. Duplicates (same type/id): the newest copy that is valid is kept
+    (`fields.compare_versions`; on a tie, the first).
 
     One `Parsed` belongs to one call (it memoises validation results); never share it.
     """
@@ -241,6 +269,9 @@ class Parsed:
         for entry in self._entries:
             self._by_ref.setdefault(entry.ref, []).append(entry)
             self._by_type.setdefault(entry.rtype, []).append(entry)
+        for ref, copies in self._by_ref.items():
+            if len(copies) > 1:  # newest first; a stable sort keeps input order on ties
+                self._by_ref[ref] = sorted(copies, key=cmp_to_key(_newest_first))
         self._problems: list[tuple[int, str]] = list(early_problems)
 
     @property
@@ -267,7 +298,7 @@ class Parsed:
         return entry.data
 
     def resolve(self, ref: str) -> dict[str, Any] | None:
-        """The first valid copy of `ref`, or None."""
+        """The newest valid copy of `ref`, or None."""
         for entry in self._by_ref.get(ref, ()):
             data = self._check(entry)
             if data is not None:
@@ -308,7 +339,16 @@ class Parsed:
 
 
 def _ref(resource: Json) -> str:
-    return f"{resource.get('resourceType')}/{resource.get('id')}"
+    return ref_of(resource)
+
+
+def local_ref(resource_type: str, resource: Json) -> str:
+    """The internal reference of a resource without an id: its type and the first 8 hex
+    digits of a SHA-256 of its body (keys sorted), e.g. "Condition (no id, #1a2b3c4d)".
+    Stable across calls, data paths and input order; identical bodies share it."""
+    body = json.dumps(resource, sort_keys=True, default=str, ensure_ascii=True)
+    digest = hashlib.sha256(body.encode("utf-8")).hexdigest()[:8]
+    return f"{resource_type} (no id, #{digest})"
 
 
 def parse_resources(resources: Sequence[Any]) -> Parsed:
@@ -327,8 +367,12 @@ def parse_resources(resources: Sequence[Any]) -> Parsed:
         if rtype not in _MODELS:
             continue
         rid = resource.get("id")
-        if not isinstance(rid, str) or not rid:
-            problems.append((index, f"{rtype} at resources[{index}]: no id, left out"))
-            continue
-        entries.append(_Entry(index, f"{rtype}/{rid}", rtype, normalise(resource)))
+        data = normalise(resource)
+        data.pop(LOCAL_REF_KEY, None)  # only parse_resources sets it
+        if isinstance(rid, str) and rid:
+            ref = f"{rtype}/{rid}"
+        else:
+            ref = local_ref(rtype, data)
+            data[LOCAL_REF_KEY] = ref
+        entries.append(_Entry(index, ref, rtype, data))
     return Parsed(entries, problems)

@@ -99,6 +99,8 @@ class ValueSet:
     kind: Kind
     names_require: str | None
     drugs: Mapping[str, str]
+    names_suggest: bool = False
+    """A name match alone names the diagnosis without coding it (see `names_suggest`)."""
 
 
 @dataclass(frozen=True)
@@ -222,7 +224,10 @@ def load(directory: Path = VALUESET_DIR) -> _Loaded:
         require = data.get("names_require")
         if require is not None and not isinstance(require, str):
             raise ValueSetError(f"{where}: 'names_require' must be a string")
-        sets[name] = ValueSet(name, title, kind, require, drugs)
+        suggest = data.get("names_suggest", False)
+        if not isinstance(suggest, bool):
+            raise ValueSetError(f"{where}: 'names_suggest' must be true or false")
+        sets[name] = ValueSet(name, title, kind, require, drugs, suggest)
         seen: set[tuple[str, str]] = set()
         concepts = data.get("concepts")
         if not isinstance(concepts, list):
@@ -296,8 +301,12 @@ def load(directory: Path = VALUESET_DIR) -> _Loaded:
         if not isinstance(excl, dict):
             raise ValueSetError(f"{where}: 'exclude_names' must be an object")
         for drug, words in excl.items():
-            if drug not in drugs or not isinstance(words, list):
-                raise ValueSetError(f"{where}: exclude_names must map a drug to a list")
+            owner = drug in drugs or (kind != "medication" and drug == name)
+            if not owner or not isinstance(words, list):
+                raise ValueSetError(
+                    f"{where}: exclude_names must map a drug (or, outside medications, the "
+                    "value set's own name) to a list"
+                )
             pats = exclusions.setdefault(drug, [])
             known = {p.pattern for p in pats}
             for word in words:
@@ -424,6 +433,13 @@ def names_require(name: str) -> str | None:
     return _DATA.sets[name].names_require
 
 
+def names_suggest(name: str) -> bool:
+    """True when a name match of the value set only suggests the concept: the diagnosis is
+    named in words but not coded (rheumatoid arthritis, which has codes in every system),
+    as against sets matched by name by design (DIRA has no code of its own)."""
+    return _DATA.sets[name].names_suggest
+
+
 def drug_display(drug: str) -> str:
     """Plain display of a normalised drug name, e.g. "adalimumab (Humira and its biosimilars)".
     Unknown drugs are returned as given."""
@@ -497,6 +513,8 @@ def _match_names(text_list: tuple[str, ...], kinds: frozenset[str] | None) -> tu
 
 
 def excluded(drug: str, texts: Iterable[str]) -> bool:
-    """True when a drug's exclusion words (e.g. "ophthalmic") appear in the texts."""
+    """True when a drug's exclusion words (e.g. "ophthalmic") appear in the texts; for a
+    value set other than medications, `drug` is the set's name ("juvenile" vetoes a
+    rheumatoid arthritis name match)."""
     pats = _DATA.exclusions.get(drug, ())
     return any(p.search(t) for p in pats for t in texts if t)

@@ -282,13 +282,18 @@ def _genetic(
         "classification_threshold": ParamSpec("number", required=False),
     },
     reachable=lambda p: frozenset(
-        {MET}
+        {MET, UNKNOWN}
         | ({NOT_MET} if p.get("confirm_by_gene") or p.get("classification") else set())
-        | ({UNKNOWN} if p.get("confirm_by_gene") or p.get("pending_valuesets") else set())
     ),
 )
 def diagnosis(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalContext) -> Verdict:
-    """A diagnosis in the value sets.
+    """A diagnosis in the value sets, established: confirmed (or no verification status) and
+    coded (see `Diagnosis.established`).
+
+    - Only working diagnoses (provisional / differential / unconfirmed) or diagnoses named
+      in words without a code: `unknown` — confirm or code the diagnosis — never met (a
+      pharmacist does not approve on a working or uncoded diagnosis), never not-met (the
+      diagnosis may well stand). An established one always wins over them.
 
     - `pending_valuesets`: a code that names the family but not the indication (ICD-10-CM
       M04.2 for NOMID): `unknown` until the specific diagnosis is confirmed.
@@ -300,7 +305,10 @@ def diagnosis(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalContext) -
       it is shown as supporting evidence.
     """
     wanted = _names(params, "valuesets")
-    matches = _matching(_all_diagnoses(facts), wanted)
+    named = _matching(_all_diagnoses(facts), wanted)
+    matches = [d for d in named if d.established(wanted)]
+    if named and not matches:
+        return _not_established(named, wanted)
     refs = _dedupe(r for d in matches for r in d.refs)
     names = ", ".join(sorted({d.display or d.code for d in matches}))
 
@@ -372,6 +380,55 @@ def diagnosis(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalContext) -
         return Verdict(MET, f"{names} documented.", evidence, acr_details)
 
     return Verdict(MET, f"{names} documented.", refs)
+
+
+CONFIRM_DOCUMENTATION = (
+    "Chart notes confirming the diagnosis (the working diagnosis on file is not confirmed), "
+    "with the Condition recorded as confirmed."
+)
+CODE_DOCUMENTATION = (
+    "The diagnosis coded in ICD-10-CM or SNOMED CT (problem list or the order's reason), "
+    "with the chart notes that document it."
+)
+
+
+_SYSTEM_NAMES = {
+    "http://hl7.org/fhir/sid/icd-10-cm": "ICD-10-CM",
+    "http://snomed.info/sct": "SNOMED CT",
+}
+
+
+def _system_name(system: str) -> str:
+    return _SYSTEM_NAMES.get(system.rstrip("/"), "local code")
+
+
+def _not_established(named: Sequence[Diagnosis], wanted: frozenset[str]) -> Verdict:
+    """Only working or uncoded diagnoses of the indication are on file."""
+    parts: list[str] = []
+    docs: list[str] = []
+    working = sorted({d.verification for d in named if d.verification != "confirmed"})
+    uncoded = [d for d in named if d.text_only & wanted and d.verification == "confirmed"]
+    label = ", ".join(sorted({d.display or d.code for d in named})) or "The diagnosis"
+    if working:
+        parts.append(f"{label} is recorded as {' / '.join(working)}, not confirmed")
+        docs.append(CONFIRM_DOCUMENTATION)
+    if uncoded:
+        how = ", ".join(sorted({f"{_system_name(d.system)} {d.code}" for d in uncoded if d.code}))
+        parts.append(
+            f"{label} is recorded "
+            + (f"with a code the policy does not list ({how})" if how else "as text only, no code")
+        )
+        docs.append(CODE_DOCUMENTATION)
+    action = "confirm the diagnosis" if working else "code the diagnosis"
+    if working and uncoded:
+        action = "confirm and code the diagnosis"
+    return Verdict(
+        UNKNOWN,
+        f"{_sentence(parts)[:-1]}: {action}.",
+        _dedupe(r for d in named for r in d.refs),
+        {"unconfirmed": working, "uncoded": bool(uncoded)},
+        documentation=" ".join(docs),
+    )
 
 
 @dataclass(frozen=True)
@@ -805,13 +862,30 @@ def first_line_step(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalCont
 @_check("score-documented", (MET, UNKNOWN), {"kinds": ParamSpec("valuesets")})
 def score_documented(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalContext) -> Verdict:
     """A score of one of `kinds` dated on or before the order date (latest one shown,
-    with its band). Observations without a date cannot be placed and do not count."""
+    with its band). Observations without a date cannot be placed and do not count. A score
+    sent as text that is not one number (a range, ">20", "high") is not read; the reason
+    names it so the prescriber knows which record to correct."""
     kinds = list(params["kinds"])
     found = [m for kind in kinds if (m := _latest(facts.measurements, kind, ctx.order_date))]
     if not found:
+        unread = [
+            m
+            for m in facts.measurements
+            if m.kind in kinds
+            and m.value is None
+            and m.note
+            and (m.effective is None or m.effective <= ctx.order_date)
+        ]
+        why = "".join(
+            f" {m.kind.upper()} in {m.ref}: {(m.note or '').split(';')[0]}." for m in unread
+        )
         return Verdict(
             UNKNOWN,
-            f"No {' or '.join(k.upper() for k in kinds)} score dated on or before the order.",
+            f"No {' or '.join(k.upper() for k in kinds)} score dated on or before the order."
+            + (
+                f" A score is recorded as text that cannot be read as a number:{why}" if why else ""
+            ),
+            tuple(dict.fromkeys(m.ref for m in unread)),
         )
     latest = max(found, key=lambda m: m.effective or date.min)
     assert latest.value is not None

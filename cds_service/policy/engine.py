@@ -132,6 +132,15 @@ class _Claim:
     indication: IndicationDef
     diagnoses: tuple[Diagnosis, ...]
 
+    @property
+    def established(self) -> bool:
+        """At least one confirmed, coded diagnosis claims the indication (a working or
+        uncoded one alone does not establish it)."""
+        sets = self.indication.valuesets
+        if self.indication.with_gene is not None:
+            sets = sets | self.indication.with_gene.valuesets
+        return any(d.established(sets) for d in self.diagnoses)
+
 
 def _claims(policy: Policy, facts: PolicyFacts, diagnoses: tuple[Diagnosis, ...]) -> list[_Claim]:
     claims: list[_Claim] = []
@@ -163,7 +172,12 @@ def claimed_indications(policy: Policy, facts: PolicyFacts) -> list[_Claim]:
     """INTERPRETATION "Indication": the order's own reason, when present, decides — a
     reason naming an indication the policy does not cover leads to I.E / II.C even when
     the patient also has a covered one. Without a deciding reason, every indication among
-    the patient's diagnoses is claimed (the most favourable is reported)."""
+    the patient's diagnoses is claimed (the most favourable is reported).
+
+    Working (provisional / differential / unconfirmed) and uncoded diagnoses claim their
+    indication too: such a request is not off-label, it is a diagnosis to confirm or code
+    (the diagnosis criterion says which). An established diagnosis of the same indication
+    wins inside the criterion; across indications, the most favourable decision wins."""
     reasons = deciding_reasons(policy, facts)
     if reasons:
         return _claims(policy, facts, reasons)
@@ -288,6 +302,45 @@ def _indication_unread(decision: Decision) -> Decision:
     )
 
 
+WORKING_DIAGNOSIS_ID = "Diagnosis"
+
+
+def _working_diagnosis(
+    decision: Decision, claim: _Claim, facts: PolicyFacts, ctx: EvalContext
+) -> Decision:
+    """A section claimed only by working or uncoded diagnoses can never be met. Sections
+    with their own diagnosis criterion (I.A.1, I.B.1, I.C.1) already say so; the others
+    (COVID-19, continued therapy) get a leading "Diagnosis" result: unknown, confirm or
+    code the diagnosis, with the document to submit."""
+    if any(r.check == "diagnosis" for r in decision.criteria):
+        return decision
+    indication = claim.indication
+    verdict = CHECKS["diagnosis"].fn({"valuesets": indication.valuesets}, facts, ctx)
+    if verdict.status is not Status.UNKNOWN:
+        return decision
+    result = CriterionResult(
+        id=WORKING_DIAGNOSIS_ID,
+        text=f"{indication.title}: the diagnosis is confirmed and coded.",
+        check="diagnosis",
+        status=Status.UNKNOWN,
+        reason=verdict.reason,
+        evidence=verdict.evidence,
+        documentation=verdict.documentation or INDICATION_DOCUMENTATION,
+        details=verdict.details,
+    )
+    criteria = (result, *decision.criteria)
+    not_met = any(r.status is Status.NOT_MET for r in criteria)
+    return replace(
+        decision,
+        criteria=criteria,
+        outcome=Outcome.CRITERIA_NOT_MET if not_met else Outcome.DOCUMENTATION_NEEDED,
+        approval_months=None,
+        documentation=tuple(
+            dict.fromkeys(r.documentation for r in criteria if r.documentation is not None)
+        ),
+    )
+
+
 def _preference(decision: Decision) -> tuple[int, int, int]:
     not_met = sum(1 for r in decision.criteria if r.status is Status.NOT_MET)
     unknown = sum(1 for r in decision.criteria if r.status is Status.UNKNOWN)
@@ -315,11 +368,16 @@ def evaluate(policy: Policy, facts: PolicyFacts, today: date) -> Decision:
     )
 
     decisions: list[Decision] = []
+    working: list[bool] = []  # per decision: its indication rests on working diagnoses only
     for claim in claimed_indications(policy, facts):
         name = claim.indication.name
         for section in policy.sections_for(pathway, name):
             ctx = replace(base, section=section.id, indication=name, claim=claim.diagnoses)
-            decisions.append(_evaluate_section(policy, facts, section, ctx))
+            decision = _evaluate_section(policy, facts, section, ctx)
+            if not claim.established:
+                decision = _working_diagnosis(decision, claim, facts, ctx)
+            decisions.append(decision)
+            working.append(not claim.established)
 
     if not decisions:
         section = policy.off_label_section(pathway)
@@ -329,7 +387,12 @@ def evaluate(policy: Policy, facts: PolicyFacts, today: date) -> Decision:
             return _indication_unread(decision)
         return decision
 
-    best = min(enumerate(decisions), key=lambda item: (_preference(item[1]), item[0]))[1]
+    # An established indication wins over one claimed only by a working or uncoded
+    # diagnosis, whatever their outcomes; then the most favourable outcome.
+    best = min(
+        enumerate(decisions),
+        key=lambda item: (working[item[0]], _preference(item[1]), item[0]),
+    )[1]
     if len(decisions) == 1:
         return best
     considered = tuple((d.section, d.indication, d.outcome) for d in decisions)

@@ -101,8 +101,13 @@ def test_caps_code_naming_nomid_is_nomid():
     ) == {"caps-fcas-mws"}
 
 
-def test_nomid_text_without_a_caps_code_is_not_nomid():
-    assert sets_of(cc(text="possible NOMID")) == frozenset()
+def test_nomid_text_without_a_caps_code_is_named_but_not_coded():
+    # Issue 12: a diagnosis recorded as text only is documentation-needed (code it), not
+    # off-label; it used to match nothing.
+    facts = facts_for(condition("c", cc(text="possible NOMID")))
+    (diagnosis,) = facts.diagnoses
+    assert diagnosis.valuesets == diagnosis.text_only == {"nomid-cinca"}
+    assert not diagnosis.established(frozenset({"nomid-cinca"}))
 
 
 def test_dira_by_text_and_m04_8():
@@ -111,25 +116,30 @@ def test_dira_by_text_and_m04_8():
 
 
 @pytest.mark.parametrize(
-    ("clinical", "verification", "counts"),
+    ("clinical", "verification", "kept", "established"),
     [
-        ("active", "confirmed", True),
-        (None, None, True),
-        ("relapse", "confirmed", True),
-        ("remission", "confirmed", True),
-        ("inactive", "confirmed", False),
-        ("resolved", "confirmed", False),
-        ("active", "refuted", False),
-        ("active", "entered-in-error", False),
-        ("active", "differential", False),
-        ("active", "provisional", False),
+        ("active", "confirmed", True, True),
+        (None, None, True, True),
+        ("relapse", "confirmed", True, True),
+        ("remission", "confirmed", True, True),
+        ("inactive", "confirmed", False, False),
+        ("resolved", "confirmed", False, False),
+        ("active", "refuted", False, False),
+        ("active", "entered-in-error", False, False),
+        # Working diagnoses claim the indication but do not establish it (issue 12: they
+        # used to be dropped, which sent the order to off-label review).
+        ("active", "differential", True, False),
+        ("active", "provisional", True, False),
+        ("active", "unconfirmed", True, False),
     ],
 )
-def test_condition_statuses(clinical, verification, counts):
+def test_condition_statuses(clinical, verification, kept, established):
     facts = facts_for(
         condition("c", cc(ICD, "M06.9"), clinical=clinical, verification=verification)
     )
-    assert bool(facts.diagnoses) is counts
+    assert bool(facts.diagnoses) is kept
+    ra = frozenset({"rheumatoid-arthritis"})
+    assert any(d.established(ra) for d in facts.diagnoses) is established
 
 
 def test_condition_of_another_patient_is_ignored():

@@ -137,6 +137,8 @@ class _Builder:
             source="order-reason" if source == "reason" else "condition",
             refs=(raw.get("ref") or self.ref("Condition"),),
             recorded=self.when(raw.get("recorded")),
+            verification=raw.get("verification", "confirmed"),
+            text_only=frozenset(raw.get("text_only", ())),
         )
 
     def dose(self, raw: Mapping[str, Any]) -> DoseFacts:
