@@ -26,7 +26,9 @@ One record:
   documented); an open end on any other status, or `effectiveDateTime` alone, proves the
   start day and an unknown length.
 - Claim / ExplanationOfBenefit line (a pharmacy or medical claim whose
-  `item.productOrService` names a value-set drug by NDC, HCPCS or RxNorm), from
+  `item.productOrService` names a value-set drug by an NDC, HCPCS or RxNorm coding -
+  its code, or that coding's display; a CPT or SNOMED CT line naming a drug is a service,
+  e.g. a drug level test), from
   `item.servicedDate` / `servicedPeriod.start` (else `billablePeriod.start`): the days
   supply of the claim (CARIN Blue Button `supportingInfo` category "dayssupply", the
   line's own or the only line's) is documented, else unknown. Only claims for payment
@@ -286,6 +288,35 @@ def claim_counts(claim: Json) -> bool:
 
 def claim_items(claim: Json) -> list[Json]:
     return list(maps(claim.get("item")))
+
+
+_DRUG_CODE_SYSTEM_OIDS: Final = frozenset(
+    {
+        "urn:oid:2.16.840.1.113883.6.69",  # NDC
+        "urn:oid:2.16.840.1.113883.6.285",  # HCPCS
+        "urn:oid:2.16.840.1.113883.6.88",  # RxNorm
+    }
+)
+
+
+def _drug_code_system(system: str | None) -> bool:
+    if not system:
+        return False
+    lowered = system.strip().lower()
+    return lowered in _DRUG_CODE_SYSTEM_OIDS or any(
+        word in lowered for word in ("/ndc", "hcpcs", "rxnorm")
+    )
+
+
+def claim_drug_concept(item: Json) -> Json | None:
+    """The codings of a claim line's `productOrService` in a drug code system (NDC,
+    HCPCS, RxNorm), as a CodeableConcept; None when it has none. A line billed under
+    another system (CPT, SNOMED CT, a revenue code) is a service, not a drug, even when
+    its words name one ("methotrexate level")."""
+    concept = get_map(item, "productOrService")
+    kept = [c for c in maps(concept.get("coding") if concept else None)]
+    kept = [c for c in kept if _drug_code_system(get_str(c, "system"))]
+    return {"coding": kept} if kept else None
 
 
 def _period_start(period: Json | None) -> date | None:

@@ -339,7 +339,7 @@ def _claim_history(
             if not exposures.claim_counts(candidate):
                 continue
             lines = [
-                (item, identify_concept(get_map(item, "productOrService")))
+                (item, identify_concept(exposures.claim_drug_concept(item)))
                 for item in exposures.claim_items(candidate)
             ]
             if not any(identities for _, identities in lines):

@@ -512,3 +512,9 @@ def test_claim_with_rxnorm_line_and_linked_days_supply():
     facts = chart(claim)
     assert [(r.resource_type, r.drug) for r in facts.medications] == [("Claim", "methotrexate")]
     assert (only_run(facts).days, only_run(facts).certainty) == (90, "documented")
+
+
+def test_a_claim_line_billed_as_a_service_is_not_a_fill_even_when_it_names_a_drug():
+    lab = cc("http://www.ama-assn.org/go/cpt", "80204", "Methotrexate level")
+    facts = chart(carin_pharmacy_eob("e1", "2025-06-01", 90, product=lab))
+    assert facts.medications == ()
