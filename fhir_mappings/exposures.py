@@ -55,7 +55,9 @@ Runs, per ingredient (the engine asks for value sets; a run carries its drug's):
   order on hold or stopped with a stated reason (`statusReason`: stopped for a cause,
   e.g. an adverse effect; a later order is a restart), at a record that is not an
   order, at an order of known length (its supply ran out: the ordinary 14-day rule
-  applies) and at a spacing over the limit. Cancelled (never dispensed), draft,
+  applies) and at a spacing over the limit. Any order of unknown length in the run may
+  be the one renewed, not only its last record, so that a record added to a chart only
+  ever joins runs. Cancelled (never dispensed), draft,
   entered-in-error and proposal orders are no exposure at all.
 - Every run is kept (the engine needs the longest known one and whether an open-ended
   one could be longer); a run's certainty is "estimated" when any of its lengths is
@@ -67,7 +69,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Final
 
@@ -374,28 +376,26 @@ class _Run:
     parts: list[_Part]
     start: date
     end: date
-    tail: _Part
     renewed: bool = False
-    extra: set[str] = field(default_factory=set)
-
-    @property
-    def open_ended(self) -> bool:
-        return self.tail.open_ended
 
     def add(self, part: _Part) -> None:
         self.parts.append(part)
-        if part.end > self.end or (part.end == self.end and part.open_ended):
-            self.end = part.end
-            self.tail = part
+        self.end = max(self.end, part.end)
 
     def renews(self, part: _Part) -> bool:
-        tail = self.tail
-        return (
-            tail.kind == "MedicationRequest"
-            and part.kind == "MedicationRequest"
-            and tail.exposure.measured.end is None
-            and not tail.exposure.renewal_breaks
-            and (part.start - tail.start).days <= RENEWAL_MAX_SPACING_DAYS
+        """`part` is an order renewing one of the run's orders of unknown length.
+
+        Any such order of the run counts, not only the last record: a record added to
+        a chart can then only join runs, never split them (more evidence never turns
+        a trial shorter)."""
+        if part.kind != "MedicationRequest":
+            return False
+        return any(
+            p.kind == "MedicationRequest"
+            and p.exposure.measured.end is None
+            and not p.exposure.renewal_breaks
+            and 0 <= (part.start - p.start).days <= RENEWAL_MAX_SPACING_DAYS
+            for p in self.parts
         )
 
 
@@ -423,7 +423,7 @@ def _certainty(run: _Run) -> Certainty:
     return "unknown"
 
 
-def _finish(drug: str, run: _Run) -> TherapyRun:
+def _finish(drug: str, run: _Run, as_of: date | None) -> TherapyRun:
     records = [p.exposure.record for p in run.parts]
     sets: frozenset[str] = frozenset().union(*(r.valuesets for r in records))
     estimated: list[str] = []
@@ -439,7 +439,9 @@ def _finish(drug: str, run: _Run) -> TherapyRun:
         days=(run.end - run.start).days + 1,
         refs=tuple(dict.fromkeys(r.ref for r in records)),
         certainty=_certainty(run),
-        open_ended=run.open_ended,
+        # Any part of unknown length may have gone on past the run's end (not only the
+        # last one), unless the run already reaches the order date.
+        open_ended=any(p.open_ended for p in run.parts) and (as_of is None or run.end < as_of),
         sources=tuple(
             ExposureSource(
                 ref=p.exposure.record.ref,
@@ -448,6 +450,7 @@ def _finish(drug: str, run: _Run) -> TherapyRun:
                 end=p.end,
                 certainty=p.exposure.measured.certainty,
                 basis=p.exposure.measured.basis,
+                open_ended=p.open_ended,
             )
             for p in run.parts
         ),
@@ -468,15 +471,15 @@ def therapy_runs(exposures: Iterable[Exposure], as_of: date | None) -> list[Ther
         current: _Run | None = None
         for part in parts:
             if current is None:
-                current = _Run([part], part.start, part.end, part)
+                current = _Run([part], part.start, part.end)
             elif current.renews(part):
                 current.renewed = True
                 current.add(part)
             elif (part.start - current.end).days - 1 <= RUN_GAP_DAYS:
                 current.add(part)
             else:
-                out.append(_finish(drug, current))
-                current = _Run([part], part.start, part.end, part)
+                out.append(_finish(drug, current, as_of))
+                current = _Run([part], part.start, part.end)
         if current is not None:
-            out.append(_finish(drug, current))
+            out.append(_finish(drug, current, as_of))
     return out

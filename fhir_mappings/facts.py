@@ -171,7 +171,11 @@ class ExposureSource:
     certainty: Certainty
     basis: str
     """How its length was found, in plain words, e.g. "days supply 90",
-    "90 tablets at 3 a day, 3 refills", "no supply duration or quantity"."""
+    "quantity ordered lasts 30 days at the dose ordered, 3 refills", "no supply duration
+    or quantity"."""
+    open_ended: bool = False
+    """Its exposure may have gone on after `end` (its length is unknown, or a lower
+    bound)."""
 
 
 @dataclass(frozen=True)

@@ -232,7 +232,7 @@ def _record_range(
     """The record's own start / end as the engine reads them (the pathway's "ended
     within 60 days"): a statement keeps its stated dates (one date: that day); a
     dispense ends on its last supplied day, or the day it was handed over; an order on
-    its last supplied day, or never (its length is unknown)."""
+    the last day of all the fills it allows, or never (its length is unknown)."""
     if kind == "MedicationStatement":
         period = get_map(res, "effectivePeriod")
         if period is not None:
@@ -292,10 +292,15 @@ def history(
         countable = not is_draft and _countable(
             kind, status, get_str(res, "intent"), ref, dispensed
         )
-        measured = _measure(
-            kind, res, status, parsed, kind == "MedicationRequest" and dispensed(ref)
+        # An order's record runs for all the fills it allows; as exposure, its dispenses
+        # (when the chart holds them) replace its refills.
+        whole = _measure(kind, res, status, parsed, False)
+        start, end = _record_range(kind, res, whole)
+        measured = (
+            _measure(kind, res, status, parsed, True)
+            if kind == "MedicationRequest" and dispensed(ref)
+            else whole
         )
-        start, end = _record_range(kind, res, measured)
         breaks = kind == "MedicationRequest" and exposures.renewal_breaks(res, status)
         for identity in identities:
             mg_per_day: float | None = None

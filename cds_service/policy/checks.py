@@ -687,7 +687,8 @@ def _open_reason(run: TherapyRun) -> str:
     """Why an open-ended run's length is not known, e.g. "methotrexate from 2019-02-19
     (MedicationRequest: no supply duration or quantity): how long it was taken is not
     in the chart"."""
-    tail = max(run.sources, key=lambda s: (s.end, s.start), default=None)
+    unknown = [s for s in run.sources if s.open_ended] or list(run.sources)
+    tail = max(unknown, key=lambda s: (s.end, s.start), default=None)
     what = f" ({_RECORD_WORDS.get(tail.resource_type, 'record')}: {tail.basis})" if tail else ""
     shown = (
         f"{run.drug} from {run.start}{what}"

@@ -518,3 +518,33 @@ def test_a_claim_line_billed_as_a_service_is_not_a_fill_even_when_it_names_a_dru
     lab = cc("http://www.ama-assn.org/go/cpt", "80204", "Methotrexate level")
     facts = chart(carin_pharmacy_eob("e1", "2025-06-01", 90, product=lab))
     assert facts.medications == ()
+
+
+def test_a_known_supply_between_renewals_does_not_split_the_chain():
+    # More evidence never makes a trial shorter: the 30-day order in between neither
+    # breaks the renewal of the first order nor stands alone.
+    thirty = {"expectedSupplyDuration": supply(30)}
+    without = chart(_order("a", "2025-01-01"), _order("c", "2025-09-01", "active"))
+    with_between = chart(
+        _order("a", "2025-01-01"),
+        _order("b", "2025-02-01", "completed", dispenseRequest=thirty),
+        _order("c", "2025-09-01", "active"),
+    )
+    assert [r.days for r in runs(without)] == [244]
+    assert [r.days for r in runs(with_between)] == [244]
+    assert criterion(with_between, "I.A.4").status is Status.MET
+
+
+def test_an_order_of_unknown_length_inside_a_short_documented_trial_leaves_it_open():
+    # 60 documented days, and an order written during them whose length is unknown: the
+    # trial may have gone on past the statement's end, so it is not proven short.
+    facts = chart(
+        statement("s", MTX, start="2025-06-01", end="2025-07-30"),
+        _order("o", "2025-07-01", "active"),
+    )
+    mtx = only_run(facts)
+    assert (mtx.days, mtx.certainty, mtx.open_ended) == (60, "documented", True)
+    result = criterion(facts, "I.A.4")
+    assert result.status is Status.UNKNOWN
+    assert "documented for 60 days" in result.reason
+    assert "order: no supply duration or quantity" in result.reason
