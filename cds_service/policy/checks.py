@@ -700,8 +700,8 @@ def _open_reason(run: TherapyRun) -> str:
 
 def _trial_documentation(drug: str) -> str:
     return (
-        f"The {drug} trial dates (start and end) and dose: the chart shows the trial "
-        "but not how long it lasted (fill history or the notes of the trial)."
+        f"The {drug} trial dates (start and end) and dose (the chart shows the trial but "
+        "not how long it lasted)."
     )
 
 
