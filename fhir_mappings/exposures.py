@@ -235,7 +235,9 @@ def measure_statement(resource: Json, status: str) -> Measured:
             return Measured(None, None, "unknown", "no start date")
         if end is not None and end >= start:
             return Measured(start, end, "documented", "effective period")
-        if end is None and status in {"active", "on-hold"}:
+        if end is not None:
+            return Measured(start, None, "unknown", "an effective period ending before it starts")
+        if status in {"active", "on-hold"}:
             return Measured(start, None, "documented", f"{status}, no end", ongoing=True)
         return Measured(start, None, "unknown", "an effective period with no end")
     day = parse_date(resource.get("effectiveDateTime"))

@@ -548,3 +548,36 @@ def test_an_order_of_unknown_length_inside_a_short_documented_trial_leaves_it_op
     assert result.status is Status.UNKNOWN
     assert "documented for 60 days" in result.reason
     assert "order: no supply duration or quantity" in result.reason
+
+
+def test_dispense_quantity_over_dose_through_the_contained_medications_strength():
+    # No days supply: 24 tablets of a Medication whose one ingredient is 2.5 mg a tablet,
+    # at 15 mg a week, last 28 days (the Da Vinci test EHR writes strengths this way).
+    handed = dispense("d1", MTX, "2025-06-01", 30)
+    del handed["daysSupply"]
+    del handed["medicationCodeableConcept"]
+    handed["medicationReference"] = {"reference": "#m"}
+    handed["contained"] = [
+        {
+            "resourceType": "Medication",
+            "id": "m",
+            "code": cc(RXNORM, "6851", "methotrexate"),
+            "ingredient": [
+                {
+                    "itemCodeableConcept": cc(RXNORM, "6851", "methotrexate"),
+                    "strength": {
+                        "numerator": qty(2.5, "mg", "mg"),
+                        "denominator": {
+                            "value": 1,
+                            "system": "http://terminology.hl7.org/CodeSystem/v3-orderableDrugForm",
+                            "code": "TAB",
+                        },
+                    },
+                }
+            ],
+        }
+    ]
+    handed["quantity"] = qty(24, "tablet")
+    handed["dosageInstruction"] = [weekly(15, "mg")]
+    mtx = only_run(chart(handed))
+    assert (mtx.days, mtx.certainty, mtx.open_ended) == (28, "estimated", False)
