@@ -15,9 +15,10 @@ One record:
   else `dispenseRequest.quantity` over the daily use of the sig (x the same fills), when
   both are in one unit or mg against a known strength (`dosing.days_from_quantity`):
   estimated, and open-ended when a dose or frequency range was counted at its top;
-  else unknown. Authorised refills count only while the chart holds no dispense of the
-  order: when it does, the dispenses say which fills were taken and the order counts for
-  its first supply alone. `dispenseRequest.validityPeriod` is how long the prescription
+  else unknown. Refills count as prescribed (an order with refills documents the course
+  the prescriber ordered); dispenses of the order add their own ranges, they never
+  shorten the order's (the chart's fill list may be partial, and more evidence must never
+  make a trial shorter). `dispenseRequest.validityPeriod` is how long the prescription
   may be filled, never how long the drug was taken: it is not read at all.
 - MedicationDispense, from `whenHandedOver` (else `whenPrepared`): `daysSupply`
   (documented), else its quantity over its own sig (estimated), else unknown.
@@ -44,21 +45,22 @@ Runs, per ingredient (the engine asks for value sets; a run carries its drug's):
   proves nothing beyond it) and records starting after it are left out;
 - two records join when the days between them (covered by neither) are 14 or fewer;
   the allowed gap counts in the run's days, as for any consecutive-therapy check;
-- renewals: a MedicationRequest of unknown length is continued by the next
+- renewals: a MedicationRequest of unknown length is continued by any later
   MedicationRequest of the same ingredient authored within `RENEWAL_MAX_SPACING_DAYS`
   (400: a yearly renewal, with a month's grace for the visit) of it. Read as a clinical
   pharmacist reading a prior-authorization chart: a prescriber who re-orders a chronic
   drug, order after order (Synthea marks each earlier order "stopped" when it writes
   the renewal; EHRs mark it stopped, completed or leave it active), documents therapy
   from the first order to the last renewal; the run's days are estimated, and the last
-  renewal's own length, when unknown, leaves the run open-ended. The chain breaks at an
-  order on hold or stopped with a stated reason (`statusReason`: stopped for a cause,
-  e.g. an adverse effect; a later order is a restart), at a record that is not an
-  order, at an order of known length (its supply ran out: the ordinary 14-day rule
-  applies) and at a spacing over the limit. Any order of unknown length in the run may
-  be the one renewed, not only its last record, so that a record added to a chart only
-  ever joins runs. Cancelled (never dispensed), draft,
-  entered-in-error and proposal orders are no exposure at all.
+  renewal's own length, when unknown, leaves the run open-ended. Limits: only an order
+  of unknown length is renewed (one whose supply is known ran out when it says: the
+  14-day rule applies to it), only by an order (a dispense, statement or claim joins by
+  the 14-day rule), never across an order on hold or stopped with a stated reason
+  (`statusReason`: stopped for a cause, e.g. an adverse effect, so a later order is a
+  restart), and never over the spacing limit. Any order of unknown length in the run may
+  be the one renewed, not only its last record: a known supply written in between does
+  not split the chain. Cancelled (never dispensed), draft, entered-in-error and proposal
+  orders are no exposure at all.
 - Every run is kept (the engine needs the longest known one and whether an open-ended
   one could be longer); a run's certainty is "estimated" when any of its lengths is
   worked out or rests on renewals, "documented" when all are stated, "unknown" when none
@@ -162,13 +164,11 @@ def _ending(start: date, days: int) -> date:
     return start + timedelta(days=days - 1)
 
 
-def measure_request(resource: Json, medication: Json | None, *, dispensed: bool) -> Measured:
-    """A MedicationRequest (see the module docstring). `dispensed`: the chart holds
-    dispenses of this order, so its authorised refills do not count."""
+def measure_request(resource: Json, medication: Json | None) -> Measured:
+    """A MedicationRequest (see the module docstring)."""
     start = parse_date(resource.get("authoredOn"))
     request = get_map(resource, "dispenseRequest")
-    repeats_allowed = get_num(request, "numberOfRepeatsAllowed") or 0.0
-    repeats = 0 if dispensed else max(int(repeats_allowed), 0)
+    repeats = max(int(get_num(request, "numberOfRepeatsAllowed") or 0.0), 0)
     fills = 1 + repeats
     supply = supply_days(get_map(request, "expectedSupplyDuration"))
     if start is None:
@@ -392,11 +392,14 @@ class _Run:
         a trial shorter)."""
         if part.kind != "MedicationRequest":
             return False
+        breaks = [p.start for p in self.parts if p.exposure.renewal_breaks]
         return any(
             p.kind == "MedicationRequest"
             and p.exposure.measured.end is None
             and not p.exposure.renewal_breaks
             and 0 <= (part.start - p.start).days <= RENEWAL_MAX_SPACING_DAYS
+            # an order stopped for a reason (or on hold) after it ends the chain there
+            and not any(p.start <= day <= part.start for day in breaks)
             for p in self.parts
         )
 

@@ -215,12 +215,10 @@ def _countable(
     return status in {"active", "completed", "stopped", "on-hold", "unknown"}
 
 
-def _measure(
-    kind: ResourceKind, res: Json, status: str, parsed: Parsed, dispensed: bool
-) -> exposures.Measured:
+def _measure(kind: ResourceKind, res: Json, status: str, parsed: Parsed) -> exposures.Measured:
     medication = _referenced_medication(res, reference(res.get("medicationReference")), parsed)
     if kind == "MedicationRequest":
-        return exposures.measure_request(res, medication, dispensed=dispensed)
+        return exposures.measure_request(res, medication)
     if kind == "MedicationDispense":
         return exposures.measure_dispense(res, medication)
     return exposures.measure_statement(res, status)
@@ -292,15 +290,8 @@ def history(
         countable = not is_draft and _countable(
             kind, status, get_str(res, "intent"), ref, dispensed
         )
-        # An order's record runs for all the fills it allows; as exposure, its dispenses
-        # (when the chart holds them) replace its refills.
-        whole = _measure(kind, res, status, parsed, False)
-        start, end = _record_range(kind, res, whole)
-        measured = (
-            _measure(kind, res, status, parsed, True)
-            if kind == "MedicationRequest" and dispensed(ref)
-            else whole
-        )
+        measured = _measure(kind, res, status, parsed)
+        start, end = _record_range(kind, res, measured)
         breaks = kind == "MedicationRequest" and exposures.renewal_breaks(res, status)
         for identity in identities:
             mg_per_day: float | None = None

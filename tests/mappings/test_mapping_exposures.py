@@ -359,14 +359,29 @@ def test_davinci_quantity_and_refills_with_a_strength_in_the_product_name():
     }
 
 
-def test_davinci_refills_do_not_count_once_the_orders_dispenses_are_in_the_chart():
+def test_davinci_refills_count_as_prescribed_and_the_dispense_joins():
     facts = facts_of(sample("davinci-test-ehr/pat014.bundle.json"), "2020-12-01")
-    first, second = runs(facts, "azathioprine")
-    # The order allows 3 refills of 90 days, but the chart holds its dispense: the order
-    # counts for its first supply alone, the dispense for its own 90 days.
-    assert (first.start, first.end) == (date(2020, 5, 10), date(2020, 8, 8))
-    assert second.refs == ("MedicationDispense/pat014-meddispsense-azathioprine",)
-    assert (second.certainty, second.days) == ("documented", 21)  # cut at the order date
+    aza = only_run(facts, "azathioprine")
+    # 90 tablets at 50 mg a day with 3 refills (360 days), the dispense of 2020-11-11
+    # inside it; cut at the order date. A dispense never shortens its order.
+    assert (aza.start, aza.end, aza.certainty) == (
+        date(2020, 5, 10),
+        date(2020, 12, 1),
+        "estimated",
+    )
+    assert "MedicationDispense/pat014-meddispsense-azathioprine" in aza.refs
+
+
+def test_an_order_stopped_for_a_reason_ends_the_chain_for_earlier_orders_too():
+    facts = chart(
+        _order("a", "2025-01-01"),
+        _order("b", "2025-03-01", statusReason=cc(text="adverse reaction")),
+        _order("c", "2025-09-01", "active"),
+    )
+    assert [r.refs for r in runs(facts)] == [
+        ("MedicationRequest/a", "MedicationRequest/b"),
+        ("MedicationRequest/c",),
+    ]
 
 
 # --------------------------------------------------------------------------- dispenses
