@@ -57,10 +57,10 @@ Runs, per ingredient (the engine asks for value sets; a run carries its drug's):
   14-day rule applies to it), only by an order (a dispense, statement or claim joins by
   the 14-day rule), never across an order on hold or stopped with a stated reason
   (`statusReason`: stopped for a cause, e.g. an adverse effect, so a later order is a
-  restart), and never over the spacing limit. Any order of unknown length in the run may
-  be the one renewed, not only its last record: a known supply written in between does
-  not split the chain. Cancelled (never dispensed), draft, entered-in-error and proposal
-  orders are no exposure at all.
+  restart), and never over the spacing limit. Any earlier order of unknown length may be
+  the one renewed, not only the last record: a known supply, a dispense or a statement
+  written in between does not split the chain. Cancelled (never dispensed), draft,
+  entered-in-error and proposal orders are no exposure at all.
 - Every run is kept (the engine needs the longest known one and whether an open-ended
   one could be longer); a run's certainty is "estimated" when any of its lengths is
   worked out or rests on renewals, "documented" when all are stated, "unknown" when none
@@ -384,24 +384,36 @@ class _Run:
         self.parts.append(part)
         self.end = max(self.end, part.end)
 
-    def renews(self, part: _Part) -> bool:
-        """`part` is an order renewing one of the run's orders of unknown length.
 
-        Any such order of the run counts, not only the last record: a record added to
-        a chart can then only join runs, never split them (more evidence never turns
-        a trial shorter)."""
-        if part.kind != "MedicationRequest":
-            return False
-        breaks = [p.start for p in self.parts if p.exposure.renewal_breaks]
-        return any(
+def _renewed(earlier: Sequence[_Part], part: _Part) -> _Part | None:
+    """The earliest order of unknown length that `part` (an order) renews, among the
+    parts before it, whichever run they are in: a record added to a chart then only
+    ever joins runs (more evidence never turns a trial shorter), and a dispense or
+    statement written between two renewals does not split them."""
+    if part.kind != "MedicationRequest":
+        return None
+    breaks = [p.start for p in earlier if p.exposure.renewal_breaks]
+    for p in earlier:
+        if (
             p.kind == "MedicationRequest"
             and p.exposure.measured.end is None
             and not p.exposure.renewal_breaks
             and 0 <= (part.start - p.start).days <= RENEWAL_MAX_SPACING_DAYS
             # an order stopped for a reason (or on hold) after it ends the chain there
             and not any(p.start <= day <= part.start for day in breaks)
-            for p in self.parts
-        )
+        ):
+            return p
+    return None
+
+
+def _merge(runs: list[_Run], first: int) -> _Run:
+    merged = runs[first]
+    for run in runs[first + 1 :]:
+        merged.parts += run.parts
+        merged.end = max(merged.end, run.end)
+        merged.renewed = merged.renewed or run.renewed
+    del runs[first + 1 :]
+    return merged
 
 
 def _part(exposure: Exposure, as_of: date | None) -> _Part | None:
@@ -473,18 +485,17 @@ def therapy_runs(exposures: Iterable[Exposure], as_of: date | None) -> list[Ther
     out: list[TherapyRun] = []
     for drug, parts in sorted(by_drug.items()):
         parts.sort(key=lambda p: (p.start, p.end, p.exposure.record.ref))
-        current: _Run | None = None
-        for part in parts:
-            if current is None:
-                current = _Run([part], part.start, part.end)
-            elif current.renews(part):
+        runs: list[_Run] = []
+        for index, part in enumerate(parts):
+            renewed = _renewed(parts[:index], part)
+            if renewed is not None:
+                first = next(i for i, run in enumerate(runs) if renewed in run.parts)
+                current = _merge(runs, first)
                 current.renewed = True
                 current.add(part)
-            elif (part.start - current.end).days - 1 <= RUN_GAP_DAYS:
-                current.add(part)
+            elif runs and (part.start - runs[-1].end).days - 1 <= RUN_GAP_DAYS:
+                runs[-1].add(part)
             else:
-                out.append(_finish(drug, current, as_of))
-                current = _Run([part], part.start, part.end)
-        if current is not None:
-            out.append(_finish(drug, current, as_of))
+                runs.append(_Run([part], part.start, part.end))
+        out += [_finish(drug, run, as_of) for run in runs]
     return out

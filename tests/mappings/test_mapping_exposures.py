@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cds_service.policy.engine import evaluate, load_policy
 from cds_service.policy.model import Status
@@ -596,3 +598,47 @@ def test_dispense_quantity_over_dose_through_the_contained_medications_strength(
     handed["dosageInstruction"] = [weekly(15, "mg")]
     mtx = only_run(chart(handed))
     assert (mtx.days, mtx.certainty, mtx.open_ended) == (28, "estimated", False)
+
+
+# --------------------------------------------------------------------------- properties
+
+# Exposure evidence of every shape above: orders of unknown and known length, a renewal
+# pair, statements, dispenses, a claim line. (Orders stopped for a reason or on hold are
+# counter-evidence - they end a renewal chain - and are left out of the removal property.)
+_EVIDENCE: list[Res] = [
+    _order("p1", "2025-01-01"),
+    _order("p2", "2025-09-01", "active"),
+    _order("p3", "2024-06-01", dispenseRequest={"expectedSupplyDuration": supply(30)}),
+    _order(
+        "p4",
+        "2025-02-01",
+        "completed",
+        dispenseRequest={"expectedSupplyDuration": supply(30), "numberOfRepeatsAllowed": 2},
+    ),
+    statement("s1", MTX, start="2025-06-01", end="2025-07-30"),
+    statement("s2", MTX, status="completed", when="2025-10-01"),
+    statement("s3", MTX, status="active", start="2026-01-15"),
+    dispense("d1", MTX, "2025-08-01", 30),
+    dispense("d2", MTX, "2025-11-01", 60, prescription="MedicationRequest/p2"),
+    carin_pharmacy_eob("x1", "2025-12-01", 84),
+    carin_pharmacy_eob("x2", "2024-09-01", None),
+]
+_RANK = {Status.NOT_MET: 0, Status.UNKNOWN: 1, Status.MET: 2}
+
+
+@given(
+    chosen=st.lists(st.sampled_from(_EVIDENCE), min_size=1, max_size=7, unique_by=id),
+    data=st.data(),
+)
+@settings(max_examples=80, deadline=None, derandomize=True)
+def test_removing_exposure_evidence_never_turns_a_trial_into_met_and_order_does_not_matter(
+    chosen, data
+):
+    full = criterion(chart(*chosen), "I.A.4").status
+    shuffled = data.draw(st.permutations(chosen))
+    assert criterion(chart(*shuffled), "I.A.4").status is full
+    drop = data.draw(st.integers(0, len(chosen) - 1))
+    rest = chosen[:drop] + chosen[drop + 1 :]
+    if rest:
+        fewer = criterion(chart(*rest), "I.A.4").status
+        assert not (fewer is Status.MET and full is not Status.MET)
