@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
-from fhir_mappings import conditions, medications, observations, practitioner, r4
+from fhir_mappings import conditions, exposures, medications, observations, practitioner, r4
 from fhir_mappings.dosing import compute_dose
 from fhir_mappings.facts import OrderFacts, PolicyFacts, Ref
 from fhir_mappings.fields import get_map, get_str, maps, parse_date, reference
@@ -146,7 +146,7 @@ def build_facts(
             list(maps(data.get("dosageInstruction"))), weight, get_map(data, "dispenseRequest")
         )
         requester = reference(data.get("requester"))
-        records, entries = medications.history(
+        records, exposed = medications.history(
             parsed, evaluated_ref=ref, draft_orders=draft_pairs, weight=weight
         )
         # Medications whose drug cannot be told: concurrent therapy is unknown; never runs.
@@ -176,7 +176,7 @@ def build_facts(
                     requester, user_ref, parsed, patient_ref, data.get("requester")
                 ),
                 medications=tuple(records),
-                therapy_runs=tuple(medications.therapy_runs(entries, order_date)),
+                therapy_runs=tuple(exposures.therapy_runs(exposed, order_date)),
                 intolerances=tuple(conditions.intolerances(parsed, patient_ref)),
                 measurements=tuple(found_measurements),
                 genetic_results=tuple(genetics),

@@ -21,15 +21,26 @@ Rules (INTERPRETATION.md "Dose arithmetic", policy section V and Appendix E):
 - duration: boundsDuration, boundsPeriod (inclusive days) or count / administrations a day;
 - a text-only sig fills what doseAndRate / timing leave out, where it is unambiguous (see
   "text sig" below); `DoseFacts.from_text` says when it did.
+
+Supply arithmetic for any drug (`supply_amount`, `strength_of`, `days_from_quantity`): how
+many days a quantity lasts at the dose of the sig, when the quantity and the dose are in the
+same unit (tablets, capsules, syringes or pens, mL, mg), or in mg against tablets / capsules
+/ mL through the product's strength. The strength is read only where it cannot be
+mistaken: a Medication with one ingredient whose strength is mg per one tablet, capsule or
+mL, or a product name with exactly one strength ("methotrexate 2.5 MG Oral Tablet",
+"methotrexate 25 MG/ML Injectable Solution"); combination products, several strengths, as
+needed sigs, consecutive phases and unknown units give no estimate. A dose range or a
+"1 to 2 times a day" frequency is counted at its top, so the estimate is the shortest the
+supply can last (and is flagged as such).
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal
 
 from fhir_mappings.facts import DoseFacts, WeightFact
 from fhir_mappings.fields import Json, as_list, codings, get_map, get_num, get_str, maps, parse_date
@@ -636,3 +647,180 @@ def read_sig_text(text: str, weight: WeightFact | None = None) -> SigText:
     if value <= 0:
         return SigText(None, None, per_day, "the text sig's dose is not positive", freq_reason)
     return SigText(value, unit, per_day, "", freq_reason)
+
+
+SupplyUnit = Literal["mg", "ml", "tablet", "capsule", "syringe", "each"]
+
+_TABLET: Final = frozenset(
+    {"tab", "tabs", "tablet", "tablets", "tbl", "{tbl}", "{tab}", "{tablet}", "{tablets}"}
+)
+_CAPSULE: Final = frozenset(
+    {"cap", "caps", "capsule", "capsules", "{cap}", "{capsule}", "{capsules}"}
+)
+_PEN_OR_SYRINGE: Final = frozenset(
+    {
+        "{syringe}",
+        "syringe",
+        "syringes",
+        "pfs",
+        "prefilled syringe",
+        "prefilled syringes",
+        "pre-filled syringe",
+        "{prefilled syringe}",
+        "pen",
+        "pens",
+        "{pen}",
+        "auto-injector",
+        "autoinjector",
+        "{auto-injector}",
+    }
+)
+_EACH: Final = frozenset({"each", "ea", "{each}", "{pill}"})
+
+
+def supply_amount(quantity: Json | None) -> tuple[SupplyUnit, float] | None:
+    """(unit, amount) of a dose or supply Quantity: mass as mg, volume as mL, or a count
+    of tablets, capsules, syringes / pens or "each"; None when the unit is none of them."""
+    if quantity is None:
+        return None
+    value = get_num(quantity, "value")
+    if value is None or value <= 0:
+        return None
+    for key in unit_keys(quantity):
+        if key in _MASS_MG:
+            return "mg", value * _MASS_MG[key]
+        if key in _VOLUME_ML:
+            return "ml", value * _VOLUME_ML[key]
+        if key in _TABLET:
+            return "tablet", value
+        if key in _CAPSULE:
+            return "capsule", value
+        if key in _PEN_OR_SYRINGE:
+            return "syringe", value
+        if key in _EACH:
+            return "each", value
+    return None
+
+
+@dataclass(frozen=True)
+class Strength:
+    """mg of the drug in one tablet, one capsule or one mL of the product."""
+
+    mg: float
+    per: SupplyUnit
+
+
+_STRENGTH_IN_NAME: Final = re.compile(
+    r"(?<![\d.])(\d+(?:\.\d+)?)\s*(mg|mcg|g)(\s*/\s*ml)?\b", re.IGNORECASE
+)
+_TABLET_WORD: Final = re.compile(r"\btablets?\b|\btab\b", re.IGNORECASE)
+_CAPSULE_WORD: Final = re.compile(r"\bcapsules?\b|\bcap\b", re.IGNORECASE)
+
+
+def _strength_in_name(name: str) -> Strength | None:
+    found = _STRENGTH_IN_NAME.findall(name)
+    if len(found) != 1:
+        return None  # no strength, or a combination / several strengths
+    value, unit, per_ml = found[0]
+    mg = float(value) * _MASS_MG[unit.lower()]
+    if per_ml:
+        return Strength(mg, "ml")
+    tablet = bool(_TABLET_WORD.search(name))
+    capsule = bool(_CAPSULE_WORD.search(name))
+    if tablet == capsule:
+        return None
+    return Strength(mg, "tablet" if tablet else "capsule")
+
+
+def _strength_of_ingredients(ingredients: Sequence[Json]) -> Strength | None:
+    if len(ingredients) != 1:
+        return None
+    ratio = get_map(ingredients[0], "strength")
+    numerator = supply_amount(get_map(ratio, "numerator"))
+    denominator = supply_amount(get_map(ratio, "denominator"))
+    if numerator is None or denominator is None or numerator[0] != "mg":
+        return None
+    if denominator[0] not in {"tablet", "capsule", "ml"}:
+        return None
+    return Strength(numerator[1] / denominator[1], denominator[0])
+
+
+def strength_of(names: Iterable[str], ingredients: Sequence[Json] = ()) -> Strength | None:
+    """The product's strength when every source that states one agrees: a Medication's
+    single ingredient strength, and product names with exactly one strength in them."""
+    found: set[Strength] = set()
+    from_ingredients = _strength_of_ingredients(ingredients)
+    if from_ingredients is not None:
+        found.add(from_ingredients)
+    for name in names:
+        strength = _strength_in_name(name)
+        if strength is not None:
+            found.add(Strength(round(strength.mg, _ROUND), strength.per))
+    if len({(round(s.mg, _ROUND), s.per) for s in found}) != 1:
+        return None
+    return next(iter(found))
+
+
+@dataclass(frozen=True)
+class SupplyEstimate:
+    days: float
+    at_most: bool
+    """True when a dose range or a frequency range was counted at its top: the supply
+    lasts at least `days`, possibly longer."""
+
+
+def _daily_use(dosages: Sequence[Json]) -> tuple[SupplyUnit, float, bool] | None:
+    """(unit, amount a day, at_most) of the sig, or None when it cannot be told."""
+    if not dosages:
+        return None
+    sequences = {d.get("sequence") for d in dosages}
+    if len(sequences) > 1:
+        return None  # consecutive phases (a taper): no single daily use
+    unit: SupplyUnit | None = None
+    total = 0.0
+    at_most = False
+    for dosage in dosages:
+        if dosage.get("asNeededBoolean") is True or isinstance(
+            dosage.get("asNeededCodeableConcept"), Mapping
+        ):
+            return None
+        quantity, _ = _dose_quantity(dosage)
+        amount = supply_amount(quantity)
+        if amount is None or (unit is not None and amount[0] != unit):
+            return None
+        unit = amount[0]
+        timing = get_map(dosage, "timing")
+        per_day, _ = administrations_per_day(timing, as_needed=False)
+        if per_day is None:
+            return None
+        repeat = get_map(timing, "repeat")
+        if get_num(repeat, "frequencyMax") is not None:
+            at_most = True
+        if any(
+            get_map(entry, "doseQuantity") is None and get_map(entry, "doseRange") is not None
+            for entry in maps(dosage.get("doseAndRate"))
+        ):
+            at_most = True
+        total += amount[1] * per_day
+    if unit is None or total <= 0:
+        return None
+    return unit, total, at_most
+
+
+def days_from_quantity(
+    quantity: Json | None, dosages: Sequence[Json], strength: Strength | None
+) -> SupplyEstimate | None:
+    """How many days `quantity` lasts at the sig's daily use (see the module docstring),
+    or None when the two cannot be compared without guessing."""
+    supplied = supply_amount(quantity)
+    use = _daily_use(dosages)
+    if supplied is None or use is None:
+        return None
+    unit, per_day, at_most = use
+    amount = supplied[1]
+    if supplied[0] != unit:
+        if unit == "mg" and strength is not None and supplied[0] == strength.per:
+            amount = supplied[1] * strength.mg
+        else:
+            return None
+    return SupplyEstimate(amount / per_day, at_most)

@@ -140,13 +140,32 @@ class OrderFacts:
     """The draft MedicationRequest as received (never mutated; cards copy it)."""
 
 
+MedicationResourceType = Literal[
+    "MedicationRequest",
+    "MedicationStatement",
+    "MedicationDispense",
+    "Claim",
+    "ExplanationOfBenefit",
+]
+"""The resources a medication record comes from (claims lines are records like dispenses)."""
+
+Certainty = Literal["documented", "estimated", "unknown"]
+"""How sure a length of exposure is: "documented" when a record states it (a supply
+duration, an effective period, a days supply), "estimated" when it is worked out (quantity
+over the daily dose, orders renewing each other), "unknown" when nothing says how long."""
+
+
 @dataclass(frozen=True)
 class MedicationRecord:
-    """One MedicationRequest / MedicationStatement / MedicationDispense for a
-    drug in any known value set (anakinra included), other than the evaluated order."""
+    """One MedicationRequest / MedicationStatement / MedicationDispense, or one Claim /
+    ExplanationOfBenefit line, for a drug in any known value set (anakinra included),
+    other than the evaluated order.
+
+    A claim line's `status` is "completed" (a billed fill or administration); cancelled,
+    draft, entered-in-error, pre-authorization and rejected claims are no records."""
 
     ref: Ref
-    resource_type: Literal["MedicationRequest", "MedicationStatement", "MedicationDispense"]
+    resource_type: MedicationResourceType
     drug: str
     """Normalised ingredient name, e.g. "methotrexate", "adalimumab"."""
     valuesets: frozenset[str]
@@ -154,6 +173,8 @@ class MedicationRecord:
     status: str
     start: date | None
     end: date | None
+    """The last day of exposure the record establishes (documented or estimated, see
+    `length`); None when its length is unknown (never a prescription's validity window)."""
     is_draft_order: bool
     """True for another order in this request's draftOrders."""
     mg_per_day: float | None = None
@@ -165,12 +186,39 @@ class MedicationRecord:
     days_supply: float | None = None
     """MedicationDispense.daysSupply (days) as the record states it (a claims line's
     days supply likewise); None when not stated or not a dispense."""
+    length: Certainty = "unknown"
+    """How sure `start`..`end` is as a length of exposure."""
+
+
+@dataclass(frozen=True)
+class ExposureSource:
+    """One record's part in a therapy run."""
+
+    ref: Ref
+    resource_type: MedicationResourceType
+    start: date
+    end: date
+    """The last day the record establishes (its start when its length is unknown)."""
+    certainty: Certainty
+    basis: str
+    """How its length was found, in plain words, e.g. "days supply 90",
+    "quantity ordered lasts 30 days at the dose ordered, 3 refills", "no supply duration
+    or quantity"."""
+    open_ended: bool = False
+    """Its exposure may have gone on after `end` (its length is unknown, or a lower
+    bound)."""
 
 
 @dataclass(frozen=True)
 class TherapyRun:
-    """The longest consecutive run of one drug: records joined when the gap
-    between them is at most 14 days."""
+    """The longest consecutive run of one drug (ingredient): records joined when the
+    gap between them is at most 14 days, and orders renewing each other (see
+    `fhir_mappings.exposures`).
+
+    `start`..`end` (`days`, both ends counted) is what the records establish; when
+    `open_ended`, the last part of the run has an unknown length and the exposure may
+    have gone on after `end` (up to the order date): the run is then no proof that a
+    trial was short."""
 
     drug: str
     valuesets: frozenset[str]
@@ -178,6 +226,15 @@ class TherapyRun:
     end: date
     days: int
     refs: tuple[Ref, ...]
+    certainty: Certainty = "documented"
+    """"documented" when every length in the run is stated by its records, "estimated"
+    when any is worked out (quantity and dose, renewals), "unknown" when none of its
+    records says how long it lasted."""
+    open_ended: bool = False
+    sources: tuple[ExposureSource, ...] = ()
+    estimated_from: tuple[str, ...] = ()
+    """For an estimated run: what the estimate rests on, in plain words
+    ("the quantity and dose ordered", "renewed orders")."""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Which drug a medication resource is, its history records and therapy runs.
+"""Which drug a medication resource is, and its history records.
 
 Identity: `medicationCodeableConcept`, or `medicationReference` to a contained (`#id`)
 Medication or a Medication among the resources (sent, or fetched from the EHR by the
@@ -20,22 +20,13 @@ unknown orders and statements, dispenses not cancelled) are `MedicationRecord`s 
 `unidentified=True` (`unidentified_records`): concurrent therapy is then unknown, and they
 never enter therapy runs.
 
-Day ranges (both ends inclusive: a 90-day supply starting Jan 1 covers Jan 1 - Mar 31):
-- MedicationStatement: effectivePeriod start..end; an open end on an active / on-hold
-  statement runs to the order date (on a completed / stopped one it proves only the start
-  day); effectiveDateTime is one day (the statement only proves the drug was taken that day).
-- MedicationRequest: authoredOn + expectedSupplyDuration x (1 + numberOfRepeatsAllowed) - 1,
-  else dispenseRequest.validityPeriod, else the authored day alone.
-- MedicationDispense: whenHandedOver (or whenPrepared) + daysSupply - 1, else that day alone.
-
-Therapy runs (I.A.4, I.A.5): per drug, ranges sorted by start and joined when the days
-between them (not covered by either) are 14 or fewer; run days = first to last day
-inclusive (the allowed gaps count, as for any consecutive-therapy check). Ranges are cut at
-the order date (a supply not yet used up proves nothing beyond it) and ranges starting after
-it are left out. Kept out of runs: entered-in-error (no record at all), draft orders,
-intended / not-taken statements, cancelled or declined dispenses, and cancelled orders
-that were never dispensed (no completed dispense refers to them). The longest run per drug
-is kept (the latest when two are as long).
+History (`history`): a record for every MedicationRequest / Statement / Dispense, and every
+Claim / ExplanationOfBenefit line, of a value-set drug. What counts as exposure, for how
+long and how surely, and how records join into therapy runs is
+`fhir_mappings.exposures`. Kept out of exposure: entered-in-error (no record at all),
+draft orders, proposals, intended / not-taken statements, cancelled or declined
+dispenses, and cancelled orders that were never dispensed (no completed dispense refers
+to them).
 """
 
 from __future__ import annotations
@@ -45,14 +36,13 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Final, Literal
 
-from fhir_mappings import valuesets
+from fhir_mappings import exposures, valuesets
 from fhir_mappings.dosing import compute_dose, supply_days
-from fhir_mappings.facts import MatchedBy, MedicationRecord, Ref, TherapyRun, WeightFact
+from fhir_mappings.facts import MatchedBy, MedicationRecord, Ref, WeightFact
 from fhir_mappings.fields import (
     Json,
     codings,
     get_map,
-    get_num,
     get_str,
     maps,
     parse_date,
@@ -62,8 +52,6 @@ from fhir_mappings.fields import (
     texts,
 )
 from fhir_mappings.r4 import Parsed
-
-RunGapDays: Final = 14
 
 _RANK: Final[Mapping[str, int]] = {
     "ingredient-code": 0,
@@ -286,8 +274,8 @@ def _record_dates(kind: str, resource: Json) -> tuple[date | None, date | None, 
         )
         return start, end, days
     if kind == "MedicationStatement":
-        start, end = _statement_range(resource)
-        return start, end, None
+        measured = exposures.measure_statement(resource, status_code(resource, "status") or "")
+        return measured.start, measured.end, None
     return parse_date(resource.get("authoredOn")), None, None
 
 
@@ -351,47 +339,9 @@ def to_identities(found: Mapping[str, MatchedBy]) -> list[DrugIdentity]:
     ]
 
 
-def _request_range(resource: Json) -> tuple[date | None, date | None]:
-    start = parse_date(resource.get("authoredOn"))
-    request = get_map(resource, "dispenseRequest")
-    supply = supply_days(get_map(request, "expectedSupplyDuration"))
-    if start is not None and supply is not None:
-        repeats = get_num(request, "numberOfRepeatsAllowed") or 0.0
-        total = round(supply * (1 + max(repeats, 0.0)))
-        return start, start + timedelta(days=max(total, 1) - 1)
-    validity = get_map(request, "validityPeriod")
-    if validity is not None:
-        v_start = parse_date(validity.get("start")) or start
-        v_end = parse_date(validity.get("end"), end=True)
-        if v_start is not None and v_end is not None and v_end >= v_start:
-            return v_start, v_end
-    return start, None
-
-
-def _statement_range(resource: Json) -> tuple[date | None, date | None]:
-    period = get_map(resource, "effectivePeriod")
-    if period is not None:
-        return parse_date(period.get("start")), parse_date(period.get("end"), end=True)
-    day = parse_date(resource.get("effectiveDateTime"))
-    return day, day
-
-
-def _dispense_range(resource: Json) -> tuple[date | None, date | None]:
-    start = parse_date(resource.get("whenHandedOver")) or parse_date(resource.get("whenPrepared"))
-    days = supply_days(get_map(resource, "daysSupply"))
-    if start is not None and days is not None:
-        return start, start + timedelta(days=max(round(days), 1) - 1)
-    return start, start
-
-
 ResourceKind = Literal["MedicationRequest", "MedicationStatement", "MedicationDispense"]
-
-
-@dataclass(frozen=True)
-class _Entry:
-    record: MedicationRecord
-    countable: bool
-    open_ended: bool
+_CLAIM_KINDS: Final = ("Claim", "ExplanationOfBenefit")
+_NOT_ORDERS: Final = frozenset({"proposal", "option"})
 
 
 def _dispenses_by_request(parsed: Parsed) -> dict[str, list[Json]]:
@@ -406,14 +356,45 @@ def _dispenses_by_request(parsed: Parsed) -> dict[str, list[Json]]:
     return out
 
 
-def _countable(kind: ResourceKind, status: str, ref: str, dispensed: Callable[[str], bool]) -> bool:
+def _countable(
+    kind: ResourceKind, status: str, intent: str | None, ref: str, dispensed: Callable[[str], bool]
+) -> bool:
     if kind == "MedicationStatement":
         return status in {"active", "completed", "stopped", "on-hold", "unknown"}
     if kind == "MedicationDispense":
         return status in {"completed", "in-progress", "unknown"}
+    if intent in _NOT_ORDERS:
+        return False  # a suggestion, not an order: nobody was told to take it
     if status == "cancelled":
         return dispensed(ref)
     return status in {"active", "completed", "stopped", "on-hold", "unknown"}
+
+
+def _measure(kind: ResourceKind, res: Json, status: str, parsed: Parsed) -> exposures.Measured:
+    medication = _referenced_medication(res, reference(res.get("medicationReference")), parsed)
+    if kind == "MedicationRequest":
+        return exposures.measure_request(res, medication)
+    if kind == "MedicationDispense":
+        return exposures.measure_dispense(res, medication)
+    return exposures.measure_statement(res, status)
+
+
+def _record_range(
+    kind: ResourceKind, res: Json, measured: exposures.Measured
+) -> tuple[date | None, date | None]:
+    """The record's own start / end as the engine reads them (the pathway's "ended
+    within 60 days"): a statement keeps its stated dates (one date: that day); a
+    dispense ends on its last supplied day, or the day it was handed over; an order on
+    the last day of all the fills it allows, or never (its length is unknown)."""
+    if kind == "MedicationStatement":
+        period = get_map(res, "effectivePeriod")
+        if period is not None:
+            return parse_date(period.get("start")), parse_date(period.get("end"), end=True)
+        day = parse_date(res.get("effectiveDateTime"))
+        return day, day
+    if kind == "MedicationDispense":
+        return measured.start, measured.end or measured.start
+    return measured.start, measured.end
 
 
 def history(
@@ -422,9 +403,11 @@ def history(
     evaluated_ref: Ref,
     draft_orders: Sequence[tuple[Ref, Json]],
     weight: WeightFact | None,
-) -> tuple[list[MedicationRecord], list[_Entry]]:
-    """Records for every medication resource of a value-set drug, except the evaluated
-    order; draft orders of this request are records with `is_draft_order=True`."""
+) -> tuple[list[MedicationRecord], list[exposures.Exposure]]:
+    """Records for every medication resource (and claim line) of a value-set drug,
+    except the evaluated order; draft orders of this request are records with
+    `is_draft_order=True`. The second list is what counts as exposure, measured (see
+    `fhir_mappings.exposures`)."""
     by_request = _dispenses_by_request(parsed)
 
     def dispensed(request_ref: str) -> bool:
@@ -443,7 +426,8 @@ def history(
             if ref == evaluated_ref or ref in draft_refs:
                 continue
             sources.append((ref, kind, res, False))
-    entries: list[_Entry] = []
+    records: list[MedicationRecord] = []
+    found: list[exposures.Exposure] = []
     for ref, kind, candidate, is_draft in sources:
         status = status_code(candidate, "status") or "unknown"
         if status == "entered-in-error" or (
@@ -458,18 +442,12 @@ def history(
         if valid is None:
             continue
         res = valid
-        if kind == "MedicationRequest":
-            start, end = _request_range(res)
-        elif kind == "MedicationStatement":
-            start, end = _statement_range(res)
-        else:
-            start, end = _dispense_range(res)
-        open_ended = (
-            kind == "MedicationStatement"
-            and end is None
-            and start is not None
-            and status in {"active", "on-hold"}
+        countable = not is_draft and _countable(
+            kind, status, get_str(res, "intent"), ref, dispensed
         )
+        measured = _measure(kind, res, status, parsed)
+        start, end = _record_range(kind, res, measured)
+        breaks = kind == "MedicationRequest" and exposures.renewal_breaks(res, status)
         for identity in identities:
             mg_per_day: float | None = None
             if identity.drug == "anakinra":
@@ -492,57 +470,62 @@ def history(
                 is_draft_order=is_draft,
                 mg_per_day=mg_per_day,
                 days_supply=days_supply(res) if kind == "MedicationDispense" else None,
+                length=measured.certainty,
             )
-            countable = not is_draft and _countable(kind, status, ref, dispensed)
-            entries.append(_Entry(record, countable, open_ended))
-    return [e.record for e in entries], entries
+            records.append(record)
+            if countable:
+                found.append(exposures.Exposure(record, measured, breaks))
+    claim_records, claim_exposures = _claim_history(parsed)
+    return records + claim_records, found + claim_exposures
 
 
-def therapy_runs(entries: Sequence[_Entry], as_of: date | None) -> list[TherapyRun]:
-    """The longest run per drug (see the module docstring for the counting rules)."""
-    by_drug: dict[str, list[tuple[date, date, MedicationRecord]]] = {}
-    for entry in entries:
-        rec = entry.record
-        if not entry.countable or rec.start is None:
-            continue
-        if as_of is not None and rec.start > as_of:
-            continue
-        end = rec.end
-        if end is None:
-            end = as_of if entry.open_ended and as_of is not None else rec.start
-        if as_of is not None and end > as_of:
-            end = as_of
-        end = max(end, rec.start)
-        by_drug.setdefault(rec.drug, []).append((rec.start, end, rec))
-    runs: list[TherapyRun] = []
-    for drug, ranges in sorted(by_drug.items()):
-        ranges.sort(key=lambda r: (r[0], r[1]))
-        best: TherapyRun | None = None
-        cur_start, cur_end, cur_recs = ranges[0][0], ranges[0][1], [ranges[0][2]]
-        for start, end, rec in ranges[1:]:
-            if (start - cur_end).days - 1 <= RunGapDays:
-                cur_end = max(cur_end, end)
-                cur_recs.append(rec)
-            else:
-                best = _better(best, drug, cur_start, cur_end, cur_recs)
-                cur_start, cur_end, cur_recs = start, end, [rec]
-        best = _better(best, drug, cur_start, cur_end, cur_recs)
-        if best is not None:
-            runs.append(best)
-    return runs
+def _stated_days(measured: exposures.Measured) -> float | None:
+    """A claim line's days supply, when the line (or its claim) states one."""
+    if measured.certainty != "documented" or measured.start is None or measured.end is None:
+        return None
+    return float((measured.end - measured.start).days + 1)
 
 
-def _better(
-    best: TherapyRun | None,
-    drug: str,
-    start: date,
-    end: date,
-    records: Sequence[MedicationRecord],
-) -> TherapyRun:
-    days = (end - start).days + 1
-    sets: frozenset[str] = frozenset().union(*(r.valuesets for r in records))
-    refs = tuple(dict.fromkeys(r.ref for r in records))
-    run = TherapyRun(drug=drug, valuesets=sets, start=start, end=end, days=days, refs=refs)
-    if best is None or run.days >= best.days:
-        return run
-    return best
+def _claim_history(
+    parsed: Parsed,
+) -> tuple[list[MedicationRecord], list[exposures.Exposure]]:
+    """Claim / ExplanationOfBenefit lines whose product or service is a value-set drug:
+    records like dispenses, with status "completed" (a billed fill or administration)."""
+    records: list[MedicationRecord] = []
+    found: list[exposures.Exposure] = []
+    for kind in _CLAIM_KINDS:
+        for candidate in parsed.candidates(kind):
+            if not exposures.claim_counts(candidate):
+                continue
+            lines = [
+                (item, identify_concept(exposures.claim_drug_concept(item)))
+                for item in exposures.claim_items(candidate)
+            ]
+            if not any(identities for _, identities in lines):
+                continue
+            claim = parsed.accept(candidate)
+            if claim is None:
+                continue
+            ref = ref_of(claim)
+            for index, item in enumerate(exposures.claim_items(claim)):
+                identities = lines[index][1] if index < len(lines) else []
+                if not identities:
+                    continue
+                measured = exposures.measure_claim_item(claim, item)
+                for identity in identities:
+                    record = MedicationRecord(
+                        ref=ref,
+                        resource_type="Claim" if kind == "Claim" else "ExplanationOfBenefit",
+                        drug=identity.drug,
+                        valuesets=identity.valuesets,
+                        matched_by=identity.matched_by,
+                        status="completed",
+                        start=measured.start,
+                        end=measured.end or measured.start,
+                        is_draft_order=False,
+                        length=measured.certainty,
+                        days_supply=_stated_days(measured),
+                    )
+                    records.append(record)
+                    found.append(exposures.Exposure(record, measured))
+    return records, found

@@ -38,9 +38,11 @@ from typing import Any, Final
 
 from fhir.resources.R4B.allergyintolerance import AllergyIntolerance
 from fhir.resources.R4B.careteam import CareTeam
+from fhir.resources.R4B.claim import Claim
 from fhir.resources.R4B.condition import Condition
 from fhir.resources.R4B.coverage import Coverage
 from fhir.resources.R4B.encounter import Encounter
+from fhir.resources.R4B.explanationofbenefit import ExplanationOfBenefit
 from fhir.resources.R4B.medication import Medication
 from fhir.resources.R4B.medicationdispense import MedicationDispense
 from fhir.resources.R4B.medicationrequest import MedicationRequest
@@ -59,9 +61,11 @@ Json = Mapping[str, Any]
 _MODELS: Final[Mapping[str, Any]] = {
     "AllergyIntolerance": AllergyIntolerance,
     "CareTeam": CareTeam,
+    "Claim": Claim,
     "Condition": Condition,
     "Coverage": Coverage,
     "Encounter": Encounter,
+    "ExplanationOfBenefit": ExplanationOfBenefit,
     "Medication": Medication,
     "MedicationDispense": MedicationDispense,
     "MedicationRequest": MedicationRequest,
@@ -83,6 +87,10 @@ _LIST_FIELDS: Final[Mapping[str, tuple[str, ...]]] = {
     "PractitionerRole": ("specialty", "code"),
     "ServiceRequest": ("category", "reasonCode"),
     "AllergyIntolerance": ("category", "reaction"),
+    # Claims feeds send one-line lists as objects too; `item` and `supportingInfo` are
+    # the lists the medication history reads.
+    "Claim": ("item", "supportingInfo"),
+    "ExplanationOfBenefit": ("item", "supportingInfo", "total"),
 }
 
 _PLAIN: Final[Mapping[str, str]] = {

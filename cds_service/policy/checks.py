@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from types import MappingProxyType
-from typing import Any, Literal, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 from cds_service.policy.model import Pathway, Status
 from fhir_mappings.facts import (
@@ -28,6 +28,7 @@ from fhir_mappings.facts import (
     Measurement,
     MedicationRecord,
     PolicyFacts,
+    TherapyRun,
 )
 
 MET = Status.MET
@@ -675,16 +676,104 @@ def minimum_age(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalContext)
 # --------------------------------------------------------------------------- step therapy
 
 
-def _best_run(facts: PolicyFacts, valuesets: frozenset[str], on: date) -> tuple[int, Any]:
+@dataclass(frozen=True)
+class _Trials:
+    """What the therapy runs of some value sets show against a minimum length."""
+
+    best: TherapyRun | None
+    """The longest run whose length is known (documented or estimated)."""
+    open_run: TherapyRun | None
+    """The longest open-ended run that could reach the minimum through its unknown part
+    (set only when no known run reaches it)."""
+    any_run: TherapyRun | None
+    """The longest run of any kind (for the reason when nothing else is there)."""
+
+    @property
+    def days(self) -> int:
+        return self.best.days if self.best is not None else 0
+
+    def met(self, min_days: int) -> bool:
+        return self.best is not None and self.best.days >= min_days
+
+
+def _trials(facts: PolicyFacts, valuesets: frozenset[str], on: date, min_days: int) -> _Trials:
+    """Met only on a length known to reach `min_days`; a run whose length is unknown, or
+    that could reach it only through a part of unknown length (up to the order date),
+    makes the answer unknown, never short."""
     runs = [r for r in facts.therapy_runs if r.valuesets & valuesets and r.start <= on]
-    if not runs:
-        return 0, None
-    best = max(runs, key=lambda r: r.days)
-    return best.days, best
+    known = [r for r in runs if r.certainty != "unknown"]
+    best = max(known, key=lambda r: (r.days, r.end), default=None)
+    open_run: TherapyRun | None = None
+    if best is None or best.days < min_days:
+        could = [r for r in runs if r.open_ended and (on - r.start).days + 1 >= min_days]
+        open_run = max(could, key=lambda r: ((on - r.start).days, r.days), default=None)
+    any_run = max(runs, key=lambda r: (r.days, r.end), default=None)
+    return _Trials(best, open_run, any_run)
+
+
+def _how_known(run: TherapyRun) -> str:
+    if run.certainty == "estimated" and run.estimated_from:
+        return f"; estimated from {' and '.join(run.estimated_from)}"
+    return ""
+
+
+def _taken(run: TherapyRun) -> str:
+    return (
+        f"{run.drug} taken for {run.days} consecutive days ({run.start} to {run.end}"
+        f"{_how_known(run)})."
+    )
+
+
+def _at_most(run: TherapyRun, on: date, min_days: int) -> str:
+    """A run of unknown length that cannot reach the minimum before the order date."""
+    most = (on - run.start).days + 1
+    return (
+        f"{run.drug} first recorded on {run.start}: at most {most} days before the order "
+        f"date (needs {min_days})"
+    )
+
+
+_RECORD_WORDS: Final = {
+    "MedicationRequest": "order",
+    "MedicationStatement": "medication statement",
+    "MedicationDispense": "dispense",
+    "Claim": "claim",
+    "ExplanationOfBenefit": "claim",
+}
+
+
+def _open_reason(run: TherapyRun) -> str:
+    """Why an open-ended run's length is not known, e.g. "methotrexate from 2019-02-19
+    (MedicationRequest: no supply duration or quantity): how long it was taken is not
+    in the chart"."""
+    unknown = [s for s in run.sources if s.open_ended] or list(run.sources)
+    tail = max(unknown, key=lambda s: (s.end, s.start), default=None)
+    what = f" ({_RECORD_WORDS.get(tail.resource_type, 'record')}: {tail.basis})" if tail else ""
+    shown = (
+        f"{run.drug} from {run.start}{what}"
+        if run.days <= 1
+        else f"{run.drug} documented for {run.days} days ({run.start} to {run.end}), then{what}"
+    )
+    return f"{shown}: how long it was taken is not in the chart."
+
+
+def _trial_documentation(drug: str) -> str:
+    return (
+        f"The {drug} trial dates (start and end) and dose (the chart shows the trial but "
+        "not how long it lasted)."
+    )
 
 
 def _intolerances(facts: PolicyFacts, valuesets: frozenset[str]) -> list[Any]:
     return [i for i in facts.intolerances if i.valuesets & valuesets]
+
+
+_TRIAL_READS: Final = (
+    "MedicationRequest",
+    "MedicationStatement",
+    "MedicationDispense",
+    "AllergyIntolerance",
+)
 
 
 @_check(
@@ -698,29 +787,28 @@ def _intolerances(facts: PolicyFacts, valuesets: frozenset[str]) -> list[Any]:
     reachable=lambda p: frozenset(
         {MET, UNKNOWN} | ({NOT_MET} if p.get("short_trial_status") == "not-met" else set())
     ),
-    reads=("MedicationRequest", "MedicationStatement", "MedicationDispense", "AllergyIntolerance"),
+    reads=_TRIAL_READS,
     absence=(NOT_MET,),
 )
 def trial_or_intolerance(
     params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalContext
 ) -> Verdict:
     """A trial of `min_days` consecutive days of a drug in the value sets, or documented
-    intolerance / contraindication to them. A shorter trial with no intolerance is
-    `short_trial_status` (default `unknown`); no history is `unknown`."""
+    intolerance / contraindication to them. A trial known to be shorter, with no
+    intolerance, is `short_trial_status` (default `unknown`); a trial whose length the
+    chart does not give, or no history, is `unknown`."""
     wanted = _names(params, "valuesets")
     min_days = int(params["min_days"])
     label = "/".join(sorted(wanted))
-    days, run = _best_run(facts, wanted, ctx.order_date)
+    trials = _trials(facts, wanted, ctx.order_date, min_days)
+    run = trials.best
+    days = trials.days
     details: dict[str, Any] = {"best_trial_days": days, "min_days": min_days}
     if run is not None:
         details["best_trial_drug"] = run.drug
-    if run is not None and days >= min_days:
-        return Verdict(
-            MET,
-            f"{run.drug} taken for {days} consecutive days ({run.start} to {run.end}).",
-            run.refs,
-            details,
-        )
+        details["best_trial_certainty"] = run.certainty
+    if run is not None and trials.met(min_days):
+        return Verdict(MET, _taken(run), run.refs, details)
     intol = _intolerances(facts, wanted)
     if intol:
         return Verdict(
@@ -729,6 +817,16 @@ def trial_or_intolerance(
             _dedupe(r for i in intol for r in i.refs),
             details,
         )
+    if trials.open_run is not None:
+        details["trial_length_unknown"] = True
+        drug = trials.open_run.drug
+        return Verdict(
+            UNKNOWN,
+            _open_reason(trials.open_run),
+            _dedupe([*trials.open_run.refs, *(run.refs if run else ())]),
+            details,
+            documentation=_trial_documentation(drug),
+        )
     if run is not None:
         status = Status(params.get("short_trial_status", "unknown"))
         return Verdict(
@@ -736,6 +834,14 @@ def trial_or_intolerance(
             f"{run.drug} taken for only {days} consecutive days (needs {min_days}); "
             "no intolerance documented.",
             run.refs,
+            details,
+        )
+    if trials.any_run is not None:
+        status = Status(params.get("short_trial_status", "unknown"))
+        return Verdict(
+            status,
+            _at_most(trials.any_run, ctx.order_date, min_days) + "; no intolerance documented.",
+            trials.any_run.refs,
             details,
         )
     return Verdict(UNKNOWN, f"No trial of a {label} product is documented.", (), details)
@@ -752,37 +858,33 @@ def trial_or_intolerance(
         "alcohol_units_per_week_over": ParamSpec("number", required=False),
     },
     # "Trial too short and no intolerance" rests on the whole history and allergy list.
-    reads=(
-        "MedicationRequest",
-        "MedicationStatement",
-        "MedicationDispense",
-        "AllergyIntolerance",
-        "Condition",
-    ),
+    reads=(*_TRIAL_READS, "Condition"),
     absence=(NOT_MET,),
 )
 def first_line_step(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalContext) -> Verdict:
     """(a) a `min_days` trial of the first-line drug; or (b) intolerance / contraindication
     to it AND a `min_days` trial of one alternative (or intolerance to them).
 
-    A shorter first-line trial with no intolerance is `not-met`; no first-line history
-    (and no intolerance) is `unknown`. Contraindication: an intolerance record to the
-    drug, a Condition in `contraindication_valuesets`, or alcohol use above the weekly
-    limit (Appendix D: social drinking and child-bearing potential do not count).
+    Met only on a trial length known to reach `min_days`. A first-line trial known to be
+    shorter, with no intolerance, is `not-met`; a trial whose length the chart does not
+    give (or could reach the minimum only through a part of unknown length) is `unknown`,
+    asking for the trial dates and dose; no first-line history (and no intolerance) is
+    `unknown`. Contraindication: an intolerance record to the drug, a Condition in
+    `contraindication_valuesets`, or alcohol use above the weekly limit (Appendix D:
+    social drinking and child-bearing potential do not count).
     """
     first = str(params["first_line"])
     min_days = int(params["min_days"])
     alternatives = _names(params, "alternatives")
     on = ctx.order_date
-    days, run = _best_run(facts, frozenset({first}), on)
+    trials = _trials(facts, frozenset({first}), on, min_days)
+    run = trials.best
+    days = trials.days
     details: dict[str, Any] = {"first_line_days": days, "min_days": min_days}
-    if run is not None and days >= min_days:
-        return Verdict(
-            MET,
-            f"(a) {run.drug} taken for {days} consecutive days ({run.start} to {run.end}).",
-            run.refs,
-            details,
-        )
+    if run is not None:
+        details["first_line_certainty"] = run.certainty
+    if run is not None and trials.met(min_days):
+        return Verdict(MET, "(a) " + _taken(run), run.refs, details)
 
     reasons: list[str] = []
     refs: list[str] = []
@@ -799,19 +901,19 @@ def first_line_step(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalCont
         if alcohol.value > alcohol_limit:
             reasons.append(f"alcohol {_fmt(alcohol.value)} units/week (> {_fmt(alcohol_limit)})")
             refs.append(alcohol.ref)
-    if run is not None:
-        refs = [*run.refs, *refs]
+    first_runs = [r for r in (run, trials.open_run) if r is not None]
+    refs = [*(ref for r in first_runs for ref in r.refs), *refs]
 
     if reasons:
         details["first_line_contraindication"] = reasons
         why = "; ".join(reasons)
-        alt_days, alt_run = _best_run(facts, alternatives, on)
-        details["alternative_days"] = alt_days
-        if alt_run is not None and alt_days >= min_days:
+        alt = _trials(facts, alternatives, on, min_days)
+        alt_run = alt.best
+        details["alternative_days"] = alt.days
+        if alt_run is not None and alt.met(min_days):
             return Verdict(
                 MET,
-                f"(b) {first} not tolerated or contraindicated ({why}); {alt_run.drug} taken "
-                f"for {alt_days} consecutive days.",
+                f"(b) {first} not tolerated or contraindicated ({why}); " + _taken(alt_run),
                 _dedupe([*refs, *alt_run.refs]),
                 details,
             )
@@ -824,12 +926,31 @@ def first_line_step(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalCont
                 _dedupe([*refs, *(r for i in alt_intol for r in i.refs)]),
                 details,
             )
+        if alt.open_run is not None:
+            details["trial_length_unknown"] = True
+            return Verdict(
+                UNKNOWN,
+                f"(b) {first} not tolerated or contraindicated ({why}); "
+                + _open_reason(alt.open_run),
+                _dedupe([*refs, *alt.open_run.refs]),
+                details,
+                documentation=_trial_documentation(alt.open_run.drug),
+            )
         if alt_run is not None:
             return Verdict(
                 NOT_MET,
                 f"(b) {first} not tolerated or contraindicated ({why}), but {alt_run.drug} "
-                f"was taken for only {alt_days} consecutive days (needs {min_days}).",
+                f"was taken for only {alt.days} consecutive days (needs {min_days}).",
                 _dedupe([*refs, *alt_run.refs]),
+                details,
+            )
+        if alt.any_run is not None:
+            return Verdict(
+                NOT_MET,
+                f"(b) {first} not tolerated or contraindicated ({why}), but "
+                + _at_most(alt.any_run, on, min_days)
+                + ".",
+                _dedupe([*refs, *alt.any_run.refs]),
                 details,
             )
         return Verdict(
@@ -840,12 +961,30 @@ def first_line_step(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalCont
             details,
         )
 
+    if trials.open_run is not None:
+        details["trial_length_unknown"] = True
+        return Verdict(
+            UNKNOWN,
+            "(a) " + _open_reason(trials.open_run),
+            _dedupe(refs),
+            details,
+            documentation=_trial_documentation(first),
+        )
     if run is not None:
         return Verdict(
             NOT_MET,
             f"(a) {run.drug} taken for only {days} consecutive days (needs {min_days}); "
             "no intolerance or contraindication documented.",
             _dedupe(refs),
+            details,
+        )
+    if trials.any_run is not None:
+        return Verdict(
+            NOT_MET,
+            "(a) "
+            + _at_most(trials.any_run, on, min_days)
+            + "; no intolerance or contraindication documented.",
+            _dedupe([*trials.any_run.refs, *refs]),
             details,
         )
     return Verdict(

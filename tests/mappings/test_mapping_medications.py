@@ -271,10 +271,11 @@ def test_order_without_date_uses_as_of():
     assert mtx.end == date(2026, 1, 30)
 
 
-def test_effective_datetime_statement_is_one_day():
+def test_effective_datetime_statement_proves_its_day_and_an_unknown_length():
     mtx = run(facts_for(statement("s", MTX, status="completed", when="2025-06-01")), "methotrexate")
     assert mtx is not None
-    assert mtx.days == 1
+    # One day is all it proves, not all it shows: the run stays open (not a 1-day trial).
+    assert (mtx.days, mtx.certainty, mtx.open_ended) == (1, "unknown", True)
 
 
 def test_current_anakinra_dose_is_on_the_record():

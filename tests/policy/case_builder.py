@@ -234,7 +234,10 @@ class _Builder:
                     start=start,
                     end=end,
                     days=int(r.get("days", (end - start).days)),
-                    refs=(self.ref("MedicationStatement"),),
+                    refs=(self.ref(r.get("type", "MedicationStatement")),),
+                    certainty=r.get("certainty", "documented"),
+                    open_ended=bool(r.get("open_ended", False)),
+                    estimated_from=tuple(r.get("estimated_from", ())),
                 )
             )
         intolerances = tuple(

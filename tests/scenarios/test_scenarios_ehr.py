@@ -127,7 +127,7 @@ def test_ehr_request_is_answered_as_the_documents_say(client: FlaskClient, path:
 def test_ehr_scenario_files_are_well_formed() -> None:
     """Every expectation uses known words, and every known gap names an existing file."""
     for path, body, expect in harness.well_formed(
-        SCENARIO_FILES, KNOWN_GAPS, at_least=25, at_most=50
+        SCENARIO_FILES, KNOWN_GAPS, at_least=25, at_most=60
     ):
         assert body["hookInstance"] == f"ehr-{path.stem}", path.stem
         statuses = set(_as_list(expect.get("status", 200)))
