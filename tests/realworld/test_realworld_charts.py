@@ -19,44 +19,22 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime, time
 from typing import Any
 
 import pytest
 import requests
-from flask import Flask
 
-from cds_service import create_app
 from sandbox.fhir_sandbox import SandboxServer, install, start
-from tests.conftest import base_config
-from tests.realworld.cases import ALL_CASES, Prepared, prepare
+from tests.realworld.cases import ALL_CASES, prepare
 from tests.realworld.charts import FOLDERS, load_charts, samples_dir
-from tests.realworld.ehr import (
-    ORDER_REF,
-    SIGN_SERVICE,
-    as_transaction,
-    prefetch_request,
-    server_request,
-)
+from tests.realworld.ehr import ORDER_REF, as_transaction, prefetch_request, server_request
 from tests.realworld.expectations import CHART_CASES, CLASSES, OUTCOMES, STATUSES, Case
+from tests.realworld.service import post
 from tests.scenarios.harness import cards_for, evaluations_of
 
 Json = dict[str, Any]
 NAMES = [case.name for case in ALL_CASES]
 LOAD_TIMEOUT_S = 120
-
-
-def app_for(prepared: Prepared) -> Flask:
-    """The service with its clock on the order date (the day the order is signed)."""
-    now = datetime.combine(prepared.spec.order_date, time(15, 0), tzinfo=UTC)
-    return create_app(base_config(CLOCK=lambda: now, CDS_REQUEST_DEADLINE="30"))
-
-
-def post(prepared: Prepared, body: Json) -> tuple[int, Json]:
-    with app_for(prepared).test_client() as client:
-        response = client.post(f"/cds-services/{SIGN_SERVICE}", json=body)
-        data = response.get_json(silent=True)
-        return response.status_code, data if isinstance(data, dict) else {}
 
 
 class Answers:
