@@ -181,8 +181,16 @@ def _matches(resource: Mapping[str, Any], name: str, value: str) -> bool:
         return _token_match(_codings(resource.get("code")), value)
     if name == "category":
         return _token_match(_codings(resource.get("category")), value)
-    if name == "status":
-        return resource.get("status") in value.split(",")
+    if name in ("status", "intent"):
+        return resource.get(name) in value.split(",")
+    if name == "_id":
+        return resource.get("id") in value.split(",")
+    if name == "identifier":
+        return any(
+            _token_match([{"system": i.get("system"), "code": i.get("value")}], value)
+            for i in resource.get("identifier") or []
+            if isinstance(i, Mapping)
+        )
     raise ValueError(f"search parameter {name!r} is not answered by the test EHR")
 
 
@@ -209,7 +217,10 @@ def answer_query(chart: Chart, query: str) -> Json | None:
         return copy.deepcopy(found) if found is not None else None
     params = parse_qsl(raw, keep_blank_values=True)
     includes = [v for k, v in params if k == "_include"]
-    filters = [(k, v) for k, v in params if not k.startswith("_")]
+    filters = [(k, v) for k, v in params if not k.startswith("_") or k == "_id"]
+    unknown = {k for k, _ in params if k.startswith("_")} - {"_include", "_id", "_count", "_sort"}
+    if unknown:
+        raise ValueError(f"{sorted(unknown)} are not answered by the test EHR")
     matches = [
         r for r in chart.of_type(path) if all(_matches(r, name, value) for name, value in filters)
     ]

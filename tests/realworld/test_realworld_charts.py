@@ -24,10 +24,21 @@ from typing import Any
 import pytest
 import requests
 
+from sandbox.ehr import prefetch_as_ehr
 from sandbox.fhir_sandbox import SandboxServer, install, start
 from tests.realworld.cases import ALL_CASES, prepare
 from tests.realworld.charts import FOLDERS, load_charts, samples_dir
-from tests.realworld.ehr import ORDER_REF, as_transaction, prefetch_request, server_request
+from tests.realworld.ehr import (
+    ORDER_REF,
+    as_transaction,
+    draft_order,
+    hook_context,
+    prefetch_from_chart,
+    prefetch_request,
+    server_request,
+    sign_templates,
+    user_ids,
+)
 from tests.realworld.expectations import CHART_CASES, CLASSES, OUTCOMES, STATUSES, Case
 from tests.realworld.service import post
 from tests.scenarios.harness import cards_for, evaluations_of
@@ -221,3 +232,32 @@ def test_both_paths_reach_the_same_decision(answers: Answers, name: str) -> None
     assert decision(from_server) == decision(with_prefetch)
     cards = [(c["indicator"], c["summary"]) for c in with_prefetch["cards"]]
     assert [(c["indicator"], c["summary"]) for c in from_server["cards"]] == cards
+
+
+def _found(prefetch: Json, known_ids: set[str]) -> dict[str, set[tuple[str, str]] | None]:
+    """Per prefetch key, the (type, id) of what it carries; an id the chart does not have
+    (one the server gave a resource sent without id) reads as "?"."""
+    found: dict[str, set[tuple[str, str]] | None] = {}
+    for key, value in prefetch.items():
+        if value is None:
+            found[key] = None
+            continue
+        entries = value.get("entry", []) if value.get("resourceType") == "Bundle" else []
+        resources = [e["resource"] for e in entries] if entries else [value]
+        found[key] = {
+            (r["resourceType"], r["id"] if r.get("id") in known_ids else "?") for r in resources
+        }
+    return found
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_prefetch_answers_what_the_fhir_server_holds(fhir_server: str, name: str) -> None:
+    """The in-memory answer to each template is the FHIR sandbox's answer for the same chart:
+    the two paths start from the same records."""
+    prepared = prepare(name)
+    chart, spec = prepared.chart, prepared.spec
+    context = hook_context(chart, spec, draft_order(chart, spec))
+    known = {str(r["id"]) for r in chart.resources if r.get("id")}
+    from_chart = prefetch_from_chart(chart, context, spec)
+    from_server = prefetch_as_ehr(fhir_server, sign_templates(), context, user_ids(spec))
+    assert _found(from_chart, known) == _found(from_server, known)
