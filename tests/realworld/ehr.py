@@ -51,7 +51,8 @@ class OrderSpec:
     order_date: date
     """authoredOn: a fixed day near the chart's last activity (the service's `today` too)."""
     product: str = "rxnorm-sbd"
-    """`rxnorm-sbd` (727714, Kineret), `rxnorm-scd` (727711, generic) or `ndc` (66658-234-28)."""
+    """`rxnorm-sbd` (727714, Kineret), `rxnorm-scd` (727711, generic), `ndc` (66658-234-28,
+    with a name) or `ndc11` (66658023428: 11 digits, no hyphens, no name)."""
     requester: str | None = None
     """`Practitioner/<id>` of a practitioner in the chart; None: the chart has none."""
     encounter: str | None = None
@@ -82,6 +83,7 @@ PRODUCTS: Final[dict[str, Json]] = {
         "text": "anakinra 100 mg/0.67 mL syringe",
     },
     "ndc": {"coding": [{"system": NDC, "code": "66658-234-28"}], "text": "KINERET 100MG/0.67ML"},
+    "ndc11": {"coding": [{"system": NDC, "code": "66658023428"}]},
 }
 
 

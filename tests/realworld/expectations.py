@@ -60,8 +60,10 @@ CLASSES: Final = frozenset(
     }
 )
 
+NOT_EVALUATED: Final = "not-evaluated"
+"""The order could not be checked: a card must say so (no section, no criteria)."""
 OUTCOMES: Final = frozenset(
-    {"criteria-met", "criteria-not-met", "documentation-needed", "off-label-review"}
+    {"criteria-met", "criteria-not-met", "documentation-needed", "off-label-review", NOT_EVALUATED}
 )
 STATUSES: Final = frozenset({"met", "not-met", "unknown"})
 
@@ -106,6 +108,8 @@ class Case:
     """For a variant: the chart's resources in, the changed resources out."""
     edit_order: OrderEdit | None = field(default=None, compare=False)
     """For a variant: changes the draft order the EHR writes."""
+    shape: str | None = None
+    """The class of issue 12 the case exercises as a whole (a request shape), if any."""
     null_authorization: bool = False
     """Send `"fhirAuthorization": null` (and `"fhirServer": null` with prefetch), as the
     Da Vinci CRD client does."""
@@ -120,6 +124,8 @@ class Case:
         found = {e.klass for e in self.criteria.values() if e.klass is not None}
         if self.null_authorization:
             found.add(REQUEST_SHAPES)
+        if self.shape is not None:
+            found.add(self.shape)
         return frozenset(found)
 
 
@@ -386,7 +392,7 @@ CHART_CASES: Final[tuple[Case, ...]] = (
         name="davinci-test-ehr/pat015",
         chart="davinci-test-ehr/pat015",
         holds="Male, born 2015. COPD, hypoxemia, early-onset Alzheimer's (test data).",
-        spec=spec("2020-11-16", "pra1234", product="ndc"),
+        spec=spec("2020-11-16", "pra1234", product="ndc11"),
         section="I.E",
         outcome="off-label-review",
         why="Nothing on file is a covered indication.",
@@ -396,7 +402,7 @@ CHART_CASES: Final[tuple[Case, ...]] = (
         name="davinci-test-ehr/pat016",
         chart="davinci-test-ehr/pat016",
         holds="Female, born 1976. COPD, heart failure, lung disease; penicillin allergy.",
-        spec=spec("2020-11-16", "pra1234", product="ndc"),
+        spec=spec("2020-11-16", "pra1234", product="ndc11"),
         section="I.E",
         outcome="off-label-review",
         why="Nothing on file is a covered indication.",

@@ -23,7 +23,7 @@ from typing import Any, Final
 from tests.realworld.cases import ALL_CASES, Prepared, prepare
 from tests.realworld.charts import REPO_ROOT
 from tests.realworld.ehr import PRODUCTS, prefetch_request
-from tests.realworld.expectations import Case
+from tests.realworld.expectations import NOT_EVALUATED, Case
 from tests.realworld.service import kineret_evaluations, post
 
 DOC_PATH: Final = REPO_ROOT / "docs" / "real-world-data.md"
@@ -95,11 +95,18 @@ def _order_line(prepared: Prepared) -> str:
     return "; ".join(parts)
 
 
+def _decision_text(pathway: object, section: object, outcome: object) -> str:
+    if outcome == NOT_EVALUATED:
+        return f"**{NOT_EVALUATED}**"
+    return f"{pathway} {section}: **{outcome}**"
+
+
 def _decision_row(case: Case, answer: dict[str, Any]) -> str:
-    got = f"{answer.get('pathway')} {answer.get('section')}: **{answer.get('outcome')}**"
-    wanted = f"{case.pathway} {case.section}: **{case.outcome}**"
+    got = _decision_text(answer.get("pathway"), answer.get("section"), answer.get("outcome"))
+    wanted = _decision_text(case.pathway, case.section, case.outcome)
+    reason = answer.get("reason", "") if answer.get("outcome") == NOT_EVALUATED else ""
     pharmacist = SAME if got == wanted else f"{wanted}: {case.why}"
-    return f"| decision | {got} | | {_cell(pharmacist)} |"
+    return f"| decision | {got} | {_cell(reason)} | {_cell(pharmacist)} |"
 
 
 def case_section(case: Case, answer: dict[str, Any]) -> list[str]:

@@ -39,7 +39,14 @@ from tests.realworld.ehr import (
     sign_templates,
     user_ids,
 )
-from tests.realworld.expectations import CHART_CASES, CLASSES, OUTCOMES, STATUSES, Case
+from tests.realworld.expectations import (
+    CHART_CASES,
+    CLASSES,
+    NOT_EVALUATED,
+    OUTCOMES,
+    STATUSES,
+    Case,
+)
 from tests.realworld.service import post
 from tests.scenarios.harness import cards_for, evaluations_of
 
@@ -124,6 +131,15 @@ def decision(response: Json) -> Json:
 def differences(case: Case, response: Json) -> list[str]:
     """Everything the answer gets wrong against the case's expectation."""
     got = decision(response)
+    if case.outcome == NOT_EVALUATED or got["outcome"] == NOT_EVALUATED:
+        diffs = (
+            []
+            if got["outcome"] == case.outcome
+            else [f"outcome: got {got['outcome']!r}, expected {case.outcome!r}"]
+        )
+        if not cards_for(response, ORDER_REF):
+            diffs.append("no card for the Kineret order")
+        return diffs
     diffs = [
         f"{key}: got {got[key]!r}, expected {wanted!r}"
         for key, wanted in (

@@ -23,8 +23,10 @@ from tests.realworld.expectations import (
     MEDICATION_IDENTITY,
     NO_COMBINATION,
     NO_HYPERSENSITIVITY,
+    NOT_EVALUATED,
     RECORD_IDENTITY,
     RENEWALS,
+    REQUEST_SHAPES,
     ROLES,
     THERAPY_LENGTH,
     VALUE_SHAPES,
@@ -210,6 +212,11 @@ def _text_sig(order: Json) -> None:
     order["dosageInstruction"] = [{"text": "inject 100 mg under the skin once daily"}]
 
 
+def _r5_medication(order: Json) -> None:
+    """The order as an R5 client writes it: `medication` is a CodeableReference."""
+    order["medication"] = {"concept": order.pop("medicationCodeableConcept")}
+
+
 def _eua_course(order: Json) -> None:
     order["dispenseRequest"] = {
         "numberOfRepeatsAllowed": 0,
@@ -385,6 +392,19 @@ VARIANT_CASES: Final[tuple[Case, ...]] = (
         "An unambiguous text sig is read: 100 mg once daily.",
         edit_order=_text_sig,
         I_A_8=met("Text sig: 100 mg once daily; 28 syringes for 28 days.", VALUE_SHAPES),
+    ),
+    Case(
+        name="variant/hershel-r5-shaped-order",
+        chart=HERSHEL,
+        holds=f"{HERSHEL_HOLDS}; the Kineret order is R5-shaped (medication.concept).",
+        spec=HERSHEL_SPEC,
+        section="",
+        outcome=NOT_EVALUATED,
+        why="An order the service cannot read gets a card saying it was not checked, never none.",
+        criteria={},
+        edit_order=_r5_medication,
+        pathway="",
+        shape=REQUEST_SHAPES,
     ),
     Case(
         name="variant/asa-snomed-cirrhosis-cyclosporine",
