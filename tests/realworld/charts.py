@@ -52,13 +52,18 @@ class SamplesMissingError(RuntimeError):
     """The public sample charts cannot be found: the suite must fail, not skip."""
 
 
-def samples_dir() -> Path:
-    """Where the sample charts are (see the module docstring); raises `SamplesMissingError`."""
+def candidate_dirs() -> list[Path]:
+    """Where to look, in order: `CDS_FHIR_SAMPLES`, `../shared/fhir-samples`, the fallback."""
     candidates: list[Path] = []
     env = os.environ.get(ENV_VAR)
     if env:
         candidates.append(Path(env))
-    candidates += [REPO_ROOT.parent / "shared" / "fhir-samples", FALLBACK]
+    return [*candidates, REPO_ROOT.parent / "shared" / "fhir-samples", FALLBACK]
+
+
+def samples_dir() -> Path:
+    """Where the sample charts are (see the module docstring); raises `SamplesMissingError`."""
+    candidates = candidate_dirs()
     for candidate in candidates:
         if candidate.is_dir() and all((candidate / f).is_dir() for f in FOLDERS):
             return candidate

@@ -157,6 +157,7 @@ def _summary(cases: Sequence[Case], answers: dict[str, dict[str, Any]]) -> list[
     for case in cases:
         answer = answers[case.name]
         got = f"{answer['section']} {answer['outcome']}" if "outcome" in answer else "no evaluation"
+        wanted = f"{case.section} {case.outcome}".strip()
         statuses = {c["id"]: c["status"] for c in answer.get("criteria", [])}
         agree = (
             answer.get("section") == case.section
@@ -164,9 +165,7 @@ def _summary(cases: Sequence[Case], answers: dict[str, dict[str, Any]]) -> list[
             and answer.get("pathway") == case.pathway
             and statuses == {cid: e.status for cid, e in case.criteria.items()}
         )
-        lines.append(
-            f"| {case.name} | {got} | {case.section} {case.outcome} | {'yes' if agree else 'no'} |"
-        )
+        lines.append(f"| {case.name} | {got} | {wanted} | {'yes' if agree else 'no'} |")
     lines.append("")
     return lines
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,6 +27,7 @@ import requests
 
 from sandbox.ehr import prefetch_as_ehr
 from sandbox.fhir_sandbox import SandboxServer, install, start
+from tests.realworld import charts
 from tests.realworld.cases import ALL_CASES, prepare
 from tests.realworld.charts import FOLDERS, load_charts, samples_dir
 from tests.realworld.ehr import (
@@ -195,6 +197,24 @@ def answered(answers: Answers, name: str, path: str) -> Json:
 def test_the_sample_charts_are_found() -> None:
     root = samples_dir()
     assert all((root / folder).is_dir() for folder in FOLDERS)
+
+
+def test_missing_samples_fail_with_where_they_were_looked_for(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv(charts.ENV_VAR, str(tmp_path / "nowhere"))
+    monkeypatch.setattr(charts, "FALLBACK", tmp_path / "not-here-either")
+    monkeypatch.setattr(charts, "REPO_ROOT", tmp_path / "repo")
+    with pytest.raises(charts.SamplesMissingError, match="CDS_FHIR_SAMPLES") as raised:
+        charts.samples_dir()
+    assert str(tmp_path / "nowhere") in str(raised.value)
+
+
+def test_the_environment_variable_names_the_samples_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = samples_dir()
+    monkeypatch.setenv(charts.ENV_VAR, str(real))
+    assert charts.candidate_dirs()[0] == real
+    assert samples_dir() == real
 
 
 def test_every_sample_chart_has_an_expectation() -> None:
