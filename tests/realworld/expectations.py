@@ -110,6 +110,9 @@ class Case:
     """For a variant: changes the draft order the EHR writes."""
     shape: str | None = None
     """The class of issue 12 the case exercises as a whole (a request shape), if any."""
+    record_unreadable: bool = False
+    """The EHR sends no prefetch and its FHIR server cannot be reached: the record beyond the
+    draft order cannot be read."""
     null_authorization: bool = False
     """Send `"fhirAuthorization": null` (and `"fhirServer": null` with prefetch), as the
     Da Vinci CRD client does."""
@@ -122,7 +125,7 @@ class Case:
     def classes(self) -> frozenset[str]:
         """The classes of issue 12 this case exercises."""
         found = {e.klass for e in self.criteria.values() if e.klass is not None}
-        if self.null_authorization:
+        if self.null_authorization or self.record_unreadable:
             found.add(REQUEST_SHAPES)
         if self.shape is not None:
             found.add(self.shape)

@@ -22,9 +22,9 @@ from typing import Any, Final
 
 from tests.realworld.cases import ALL_CASES, Prepared, prepare
 from tests.realworld.charts import REPO_ROOT
-from tests.realworld.ehr import PRODUCTS, prefetch_request
+from tests.realworld.ehr import PRODUCTS
 from tests.realworld.expectations import NOT_EVALUATED, Case
-from tests.realworld.service import kineret_evaluations, post
+from tests.realworld.service import build_request, kineret_evaluations, post
 
 DOC_PATH: Final = REPO_ROOT / "docs" / "real-world-data.md"
 SAME: Final = "same"
@@ -60,17 +60,16 @@ def _cell(text: object) -> str:
 
 def service_answer(prepared: Prepared) -> dict[str, Any]:
     """The service's evaluation of the Kineret order in the prefetch path (or why none)."""
-    case = prepared.case
-    body = prefetch_request(
-        prepared.chart,
-        prepared.spec,
-        edit_order=case.edit_order,
-        null_authorization=case.null_authorization,
-    )
+    body = build_request(prepared, "prefetch")
     status, response = post(prepared, body)
     found = kineret_evaluations(response) if status == 200 else []
     if status != 200 or len(found) != 1:
-        message = response.get("message") or f"{len(found)} evaluations"
+        issues = response.get("issue") or [{}]
+        message = (
+            response.get("message")
+            or issues[0].get("details", {}).get("text")
+            or f"{len(found)} evaluations"
+        )
         return {"failed": f"HTTP {status}: {message}"}
     evaluation: dict[str, Any] = found[0]
     return evaluation
@@ -90,6 +89,8 @@ def _order_line(prepared: Prepared) -> str:
         parts.append(f"user {spec.user}")
     if prepared.case.null_authorization:
         parts.append("fhirAuthorization null")
+    if prepared.case.record_unreadable:
+        parts.append("no prefetch, FHIR server unreachable")
     if prepared.case.edit_order is not None:
         parts.append("order changed by the variant (see holds)")
     return "; ".join(parts)

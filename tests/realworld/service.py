@@ -11,10 +11,37 @@ from flask import Flask
 from cds_service import create_app
 from tests.conftest import base_config
 from tests.realworld.cases import Prepared
-from tests.realworld.ehr import ORDER_REF, SIGN_SERVICE
+from tests.realworld.ehr import ORDER_REF, SIGN_SERVICE, prefetch_request, server_request
 from tests.scenarios.harness import evaluations_of
 
 Json = dict[str, Any]
+UNREACHABLE_SERVER = "http://127.0.0.1:9/fhir"
+"""A FHIR server that refuses every connection (the discard port): the record is unreadable."""
+
+
+def build_request(prepared: Prepared, path: str, fhir_server: str | None = None) -> Json:
+    """The order-sign request of a case in `path` ("prefetch" or "fhir-server"). A case whose
+    record cannot be read gets no prefetch at all, and in the server path a FHIR server that
+    refuses connections."""
+    case = prepared.case
+    if path == "prefetch":
+        body = prefetch_request(
+            prepared.chart,
+            prepared.spec,
+            edit_order=case.edit_order,
+            null_authorization=case.null_authorization,
+        )
+        if case.record_unreadable:
+            del body["prefetch"]
+        return body
+    server = UNREACHABLE_SERVER if case.record_unreadable or fhir_server is None else fhir_server
+    return server_request(
+        prepared.chart,
+        prepared.spec,
+        server,
+        edit_order=case.edit_order,
+        null_authorization=case.null_authorization,
+    )
 
 
 def app_for(prepared: Prepared) -> Flask:

@@ -36,8 +36,6 @@ from tests.realworld.ehr import (
     draft_order,
     hook_context,
     prefetch_from_chart,
-    prefetch_request,
-    server_request,
     sign_templates,
     user_ids,
 )
@@ -49,7 +47,7 @@ from tests.realworld.expectations import (
     STATUSES,
     Case,
 )
-from tests.realworld.service import post
+from tests.realworld.service import build_request, post
 from tests.scenarios.harness import cards_for, evaluations_of
 
 Json = dict[str, Any]
@@ -67,22 +65,7 @@ class Answers:
     def get(self, name: str, path: str) -> tuple[int, Json]:
         if (name, path) not in self._cache:
             prepared = prepare(name)
-            case = prepared.case
-            if path == "prefetch":
-                body = prefetch_request(
-                    prepared.chart,
-                    prepared.spec,
-                    edit_order=case.edit_order,
-                    null_authorization=case.null_authorization,
-                )
-            else:
-                body = server_request(
-                    prepared.chart,
-                    prepared.spec,
-                    self.fhir_server,
-                    edit_order=case.edit_order,
-                    null_authorization=case.null_authorization,
-                )
+            body = build_request(prepared, path, self.fhir_server)
             self._cache[(name, path)] = post(prepared, body)
         return self._cache[(name, path)]
 

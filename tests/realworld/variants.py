@@ -407,6 +407,18 @@ VARIANT_CASES: Final[tuple[Case, ...]] = (
         shape=REQUEST_SHAPES,
     ),
     Case(
+        name="variant/hershel-record-unreadable",
+        chart=HERSHEL,
+        holds=f"{HERSHEL_HOLDS}; the EHR sends no prefetch and its FHIR server is down.",
+        spec=HERSHEL_SPEC,
+        section="",
+        outcome=NOT_EVALUATED,
+        why="The record cannot be read: a card says what could not be checked, not a bare 412.",
+        criteria={},
+        pathway="",
+        record_unreadable=True,
+    ),
+    Case(
         name="variant/asa-snomed-cirrhosis-cyclosporine",
         chart=ASA,
         holds=(
