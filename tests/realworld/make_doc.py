@@ -125,11 +125,11 @@ def case_section(case: Case, answer: dict[str, Any]) -> list[str]:
     if "failed" in answer:
         lines += [f"Service: no evaluation ({_cell(answer['failed'])}).", ""]
         if case.criteria:
-            wanted = _decision_text(case.pathway, case.section, case.outcome)
+            decided = _decision_text(case.pathway, case.section, case.outcome)
             lines += [
                 "| criterion | pharmacist | why |",
                 "|---|---|---|",
-                f"| decision | {wanted} | {_cell(case.why)} |",
+                f"| decision | {decided} | {_cell(case.why)} |",
             ]
             for cid, expected in case.criteria.items():
                 klass = f" [{expected.klass}]" if expected.klass else ""
