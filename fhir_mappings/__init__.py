@@ -120,6 +120,7 @@ def build_facts(
     found_measurements, genetics, obs_problems = observations.measurements(parsed, patient_ref)
     problems.extend(obs_problems)
     diagnoses = tuple(conditions.diagnoses(parsed, patient_ref))
+    conditions_on_file = conditions.conditions_on_file(parsed, patient_ref)
     patient = parsed.by_ref.get(patient_ref) if patient_ref else None
     birth_date = parse_date(patient.get("birthDate"), end=True) if patient else None
     encounter_id = context.get("encounterId")
@@ -172,6 +173,7 @@ def build_facts(
                 patient_ref=patient_ref or "",
                 birth_date=birth_date,
                 diagnoses=diagnoses,
+                conditions_on_file=conditions_on_file,
                 prescriber=practitioner.prescriber(
                     requester, user_ref, parsed, patient_ref, data.get("requester")
                 ),

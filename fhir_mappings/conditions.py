@@ -183,6 +183,17 @@ def diagnoses(parsed: Parsed, patient_ref: Ref | None) -> list[Diagnosis]:
     return out
 
 
+def conditions_on_file(parsed: Parsed, patient_ref: Ref | None) -> int:
+    """How many Conditions the patient's record holds, of any code and status but
+    entered-in-error (read unvalidated: only their subject and status are looked at)."""
+    return sum(
+        1
+        for condition in parsed.candidates("Condition")
+        if _for_patient(condition, patient_ref)
+        and status_code(condition, "verificationStatus") != "entered-in-error"
+    )
+
+
 def order_reasons(order: Json, order_ref: Ref, parsed: Parsed) -> list[Diagnosis]:
     """The order's reasonCode and reasonReference (to a Condition) as diagnoses."""
     out: list[Diagnosis] = []

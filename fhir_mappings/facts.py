@@ -315,3 +315,8 @@ class PolicyFacts:
     """Resource types the EHR could not give for this call (a prefetch key it answered
     with an OperationOutcome, an incomplete Bundle, or a FHIR read that failed): "nothing
     of that type was found" proves nothing, so answers resting on it are unknown."""
+    conditions_on_file: int = 0
+    """Conditions in the patient's record, of any code and status but entered-in-error:
+    none at all means the chart names no use for the drug, which is a diagnosis to ask for
+    rather than an off-label use (a refuted or resolved diagnosis was looked at, so a chart
+    holding only those is still read as off-label)."""

@@ -271,18 +271,22 @@ INDICATION_UNREAD = (
     "The diagnosis could not be decided: the EHR did not return the patient's conditions "
     "and the order names no reason."
 )
+NO_DIAGNOSIS = (
+    "No diagnosis is recorded: the patient's record holds no condition and the order names "
+    "no reason, so the use cannot be told to be covered or off-label."
+)
 INDICATION_DOCUMENTATION = "The diagnosis this Kineret order treats (ICD-10-CM or SNOMED CT)."
 
 
-def _indication_unread(decision: Decision) -> Decision:
-    """No covered indication was found, but the conditions were never read: that is not an
-    off-label request, it is a missing diagnosis (documentation needed, unless something
-    else is already not met)."""
+def _indication_unread(decision: Decision, reason: str = INDICATION_UNREAD) -> Decision:
+    """No covered indication was found, but the conditions were never read, or the record
+    holds none at all: that is not an off-label request, it is a missing diagnosis
+    (documentation needed, unless something else is already not met)."""
     criteria = tuple(
         replace(
             r,
             status=Status.UNKNOWN,
-            reason=INDICATION_UNREAD,
+            reason=reason,
             evidence=(),
             documentation=INDICATION_DOCUMENTATION,
         )
@@ -383,8 +387,13 @@ def evaluate(policy: Policy, facts: PolicyFacts, today: date) -> Decision:
         section = policy.off_label_section(pathway)
         ctx = replace(base, section=section.id, indication=OTHER_INDICATION)
         decision = _evaluate_section(policy, facts, section, ctx)
-        if DIAGNOSES_SOURCE in facts.unavailable and not deciding_reasons(policy, facts):
-            return _indication_unread(decision)
+        if not deciding_reasons(policy, facts):
+            if DIAGNOSES_SOURCE in facts.unavailable:
+                return _indication_unread(decision)
+            if not facts.diagnoses and not facts.conditions_on_file:
+                # A chart with no condition at all names no use to call off-label: a
+                # pharmacist asks for the diagnosis first.
+                return _indication_unread(decision, NO_DIAGNOSIS)
         return decision
 
     # An established indication wins over one claimed only by a working or uncoded

@@ -168,13 +168,17 @@ def _summary(cases: Sequence[Case], answers: dict[str, dict[str, Any]]) -> list[
     ]
     for case in cases:
         answer = answers[case.name]
-        got = f"{answer['section']} {answer['outcome']}" if "outcome" in answer else "no evaluation"
+        got = (
+            f"{answer.get('section', '')} {answer['outcome']}".strip()
+            if "outcome" in answer
+            else "no evaluation"
+        )
         wanted = f"{case.section} {case.outcome}".strip()
         statuses = {c["id"]: c["status"] for c in answer.get("criteria", [])}
         agree = (
-            answer.get("section") == case.section
+            (answer.get("section") or "") == (case.section or "")
             and answer.get("outcome") == case.outcome
-            and answer.get("pathway") == case.pathway
+            and (answer.get("pathway") or "") == (case.pathway or "")
             and statuses == {cid: e.status for cid, e in case.criteria.items()}
         )
         lines.append(f"| {case.name} | {got} | {wanted} | {'yes' if agree else 'no'} |")
