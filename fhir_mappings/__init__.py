@@ -148,12 +148,18 @@ def build_facts(
         )
         requester = reference(data.get("requester"))
         records, exposed = medications.history(
-            parsed, evaluated_ref=ref, draft_orders=draft_pairs, weight=weight
+            parsed,
+            evaluated_ref=ref,
+            draft_orders=draft_pairs,
+            weight=weight,
+            patient_ref=patient_ref,
         )
         # Medications whose drug cannot be told: concurrent therapy is unknown; never runs.
         records = [
             *records,
-            *medications.unidentified_records(parsed, evaluated_ref=ref, draft_orders=draft_pairs),
+            *medications.unidentified_records(
+                parsed, evaluated_ref=ref, draft_orders=draft_pairs, patient_ref=patient_ref
+            ),
         ]
         order = OrderFacts(
             ref=ref,

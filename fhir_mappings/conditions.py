@@ -47,6 +47,7 @@ from fhir_mappings.facts import Diagnosis, Intolerance, Ref
 from fhir_mappings.fields import (
     Json,
     codings,
+    for_patient,
     get_map,
     maps,
     parse_date,
@@ -119,11 +120,6 @@ def classify_concept(
     return frozenset(found), chosen[0], chosen[1], display, frozenset(suggested)
 
 
-def _for_patient(resource: Json, patient_ref: Ref | None, key: str = "subject") -> bool:
-    target = reference(resource.get(key))
-    return target is None or patient_ref is None or target == patient_ref
-
-
 def condition_counts(condition: Json) -> bool:
     """Active and confirmed (or statuses absent)."""
     clinical = status_code(condition, "clinicalStatus")
@@ -175,7 +171,7 @@ def _diagnosis(condition: Json, source: str, refs: tuple[Ref, ...]) -> Diagnosis
 def diagnoses(parsed: Parsed, patient_ref: Ref | None) -> list[Diagnosis]:
     out: list[Diagnosis] = []
     for condition in parsed.of_type("Condition"):
-        if not _for_patient(condition, patient_ref) or _diagnosis_counts(condition) is None:
+        if not for_patient(condition, patient_ref) or _diagnosis_counts(condition) is None:
             continue
         diagnosis = _diagnosis(condition, "condition", (ref_of(condition),))
         if diagnosis.valuesets - {"mtx-contraindication"}:
@@ -186,11 +182,13 @@ def diagnoses(parsed: Parsed, patient_ref: Ref | None) -> list[Diagnosis]:
 def conditions_on_file(parsed: Parsed, patient_ref: Ref | None) -> int:
     """How many Conditions the patient's record holds, of any code and status but
     entered-in-error (read unvalidated: only their subject and status are looked at)."""
-    return sum(
-        1
-        for condition in parsed.candidates("Condition")
-        if _for_patient(condition, patient_ref)
-        and status_code(condition, "verificationStatus") != "entered-in-error"
+    return len(
+        {
+            ref_of(condition)
+            for condition in parsed.candidates("Condition")
+            if for_patient(condition, patient_ref)
+            and status_code(condition, "verificationStatus") != "entered-in-error"
+        }
     )
 
 
@@ -235,7 +233,7 @@ def _allergy_counts(allergy: Json) -> bool:
 def intolerances(parsed: Parsed, patient_ref: Ref | None) -> list[Intolerance]:
     out: list[Intolerance] = []
     for allergy in parsed.of_type("AllergyIntolerance"):
-        if not _for_patient(allergy, patient_ref, "patient") or not _allergy_counts(allergy):
+        if not for_patient(allergy, patient_ref, "patient") or not _allergy_counts(allergy):
             continue
         kind: Literal["allergy", "intolerance"] = (
             "intolerance" if allergy.get("type") == "intolerance" else "allergy"
@@ -273,7 +271,7 @@ def intolerances(parsed: Parsed, patient_ref: Ref | None) -> list[Intolerance]:
                     )
                 )
     for condition in parsed.of_type("Condition"):
-        if not _for_patient(condition, patient_ref) or not condition_counts(condition):
+        if not for_patient(condition, patient_ref) or not condition_counts(condition):
             continue
         sets, _, code, display = classify(get_map(condition, "code"))
         if "mtx-contraindication" in sets:

@@ -201,3 +201,11 @@ def status_code(resource: Json, key: str) -> str | None:
         text = get_str(value, "text")
         return text.lower() if text else None
     return None
+
+
+def for_patient(resource: Json, patient_ref: str | None, key: str = "subject") -> bool:
+    """False only when `resource[key]` names a patient other than `patient_ref`: a record
+    of another patient never counts; one that names no patient is the call's own (the EHR
+    sent it for this patient)."""
+    target = reference(resource.get(key))
+    return target is None or patient_ref is None or target == patient_ref

@@ -42,6 +42,7 @@ from fhir_mappings.facts import MatchedBy, MedicationRecord, Ref, WeightFact
 from fhir_mappings.fields import (
     Json,
     codings,
+    for_patient,
     get_map,
     get_str,
     maps,
@@ -284,6 +285,7 @@ def unidentified_records(
     *,
     evaluated_ref: Ref,
     draft_orders: Sequence[tuple[Ref, Json]],
+    patient_ref: Ref | None = None,
 ) -> list[MedicationRecord]:
     """Records of medications whose drug cannot be told (`unidentified`) that may be
     current therapy: active / on-hold / draft / unknown orders, active / on-hold / intended
@@ -297,6 +299,8 @@ def unidentified_records(
     draft_refs = {ref for ref, _ in draft_orders}
     for kind in _RECORD_KINDS:
         for res in parsed.candidates(kind):
+            if not for_patient(res, patient_ref):
+                continue
             ref = ref_of(res)
             if ref != evaluated_ref and ref not in draft_refs:
                 sources.append((ref, kind, res, False))
@@ -403,6 +407,7 @@ def history(
     evaluated_ref: Ref,
     draft_orders: Sequence[tuple[Ref, Json]],
     weight: WeightFact | None,
+    patient_ref: Ref | None = None,
 ) -> tuple[list[MedicationRecord], list[exposures.Exposure]]:
     """Records for every medication resource (and claim line) of a value-set drug,
     except the evaluated order; draft orders of this request are records with
@@ -423,7 +428,7 @@ def history(
         # value-set drug (see below).
         for res in parsed.candidates(kind):
             ref = ref_of(res)
-            if ref == evaluated_ref or ref in draft_refs:
+            if ref == evaluated_ref or ref in draft_refs or not for_patient(res, patient_ref):
                 continue
             sources.append((ref, kind, res, False))
     records: list[MedicationRecord] = []
@@ -475,7 +480,7 @@ def history(
             records.append(record)
             if countable:
                 found.append(exposures.Exposure(record, measured, breaks))
-    claim_records, claim_exposures = _claim_history(parsed)
+    claim_records, claim_exposures = _claim_history(parsed, patient_ref)
     return records + claim_records, found + claim_exposures
 
 
@@ -487,7 +492,7 @@ def _stated_days(measured: exposures.Measured) -> float | None:
 
 
 def _claim_history(
-    parsed: Parsed,
+    parsed: Parsed, patient_ref: Ref | None
 ) -> tuple[list[MedicationRecord], list[exposures.Exposure]]:
     """Claim / ExplanationOfBenefit lines whose product or service is a value-set drug:
     records like dispenses, with status "completed" (a billed fill or administration)."""
@@ -495,7 +500,9 @@ def _claim_history(
     found: list[exposures.Exposure] = []
     for kind in _CLAIM_KINDS:
         for candidate in parsed.candidates(kind):
-            if not exposures.claim_counts(candidate):
+            if not for_patient(candidate, patient_ref, "patient") or not exposures.claim_counts(
+                candidate
+            ):
                 continue
             lines = [
                 (item, identify_concept(exposures.claim_drug_concept(item)))

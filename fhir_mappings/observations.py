@@ -37,6 +37,7 @@ from fhir_mappings.facts import GeneticResult, Measurement, Ref, WeightFact
 from fhir_mappings.fields import (
     Json,
     codings,
+    for_patient,
     get_map,
     get_num,
     get_str,
@@ -297,11 +298,6 @@ def _measurement(
     )
 
 
-def _for_patient(obs: Json, patient_ref: Ref | None) -> bool:
-    target = reference(obs.get("subject"))
-    return target is None or patient_ref is None or target == patient_ref
-
-
 def measurements(
     parsed: Parsed, patient_ref: Ref | None
 ) -> tuple[list[Measurement], list[GeneticResult], list[str]]:
@@ -314,7 +310,7 @@ def measurements(
     genetics: list[GeneticResult] = []
     problems: list[str] = []
     for obs in parsed.candidates("Observation"):
-        if obs.get("status") not in _FINAL or not _for_patient(obs, patient_ref):
+        if obs.get("status") not in _FINAL or not for_patient(obs, patient_ref):
             continue
         ref = ref_of(obs)
         effective = _effective(obs)

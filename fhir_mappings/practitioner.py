@@ -35,6 +35,7 @@ from fhir_mappings.facts import EncounterFacts, EncounterSetting, PrescriberFact
 from fhir_mappings.fields import (
     Json,
     codings,
+    for_patient,
     get_map,
     get_str,
     maps,
@@ -191,15 +192,10 @@ def prescriber(
     )
 
 
-def _for_patient(resource: Json, patient_ref: Ref | None) -> bool:
-    target = reference(resource.get("subject"))
-    return target is None or patient_ref is None or target == patient_ref
-
-
 def _care_team(parsed: Parsed, patient_ref: Ref | None) -> list[tuple[frozenset[str], Ref]]:
     out: list[tuple[frozenset[str], Ref]] = []
     for team in parsed.of_type("CareTeam"):
-        if team.get("status") not in {None, "active"} or not _for_patient(team, patient_ref):
+        if team.get("status") not in {None, "active"} or not for_patient(team, patient_ref):
             continue
         for participant in maps(team.get("participant")):
             role_concepts = list(maps(participant.get("role")))
@@ -220,7 +216,7 @@ def _referrals(parsed: Parsed, patient_ref: Ref | None) -> list[Referral]:
     for request in parsed.of_type("ServiceRequest"):
         if request.get("status") not in {"active", "completed"}:
             continue
-        if not _for_patient(request, patient_ref):
+        if not for_patient(request, patient_ref):
             continue
         concepts: list[Json | None] = [get_map(request, "code")]
         concepts += list(maps(request.get("performerType")))

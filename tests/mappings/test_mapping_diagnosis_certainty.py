@@ -82,9 +82,24 @@ def test_words_that_are_not_the_patients_ra_do_not_claim_it(text: str):
     assert decision.outcome is Outcome.OFF_LABEL_REVIEW
 
 
-@pytest.mark.parametrize("verification", ["refuted", "entered-in-error"])
-def test_refuted_and_entered_in_error_stay_ignored(verification: str):
-    decision = decide(condition("ra", RA_ICD, verification=verification))
+def test_a_refuted_diagnosis_is_ignored():
+    # RA was looked at and ruled out: the order treats something else (off-label review).
+    decision = decide(condition("ra", RA_ICD, verification="refuted"))
+    assert decision.outcome is Outcome.OFF_LABEL_REVIEW
+
+
+def test_an_entered_in_error_diagnosis_is_ignored_and_the_diagnosis_is_asked_for():
+    # The record is void: the chart holds no condition at all, so the diagnosis is asked
+    # for (documentation needed), never met and never read as RA.
+    decision = decide(condition("ra", RA_ICD, verification="entered-in-error"))
+    assert decision.outcome is Outcome.DOCUMENTATION_NEEDED
+    assert decision.section == "I.E"
+    assert any("No diagnosis is recorded" in r.reason for r in decision.criteria)
+
+
+def test_a_chart_with_only_unrelated_conditions_is_off_label_review():
+    hypertension = cc("http://hl7.org/fhir/sid/icd-10-cm", "I10", "Essential hypertension")
+    decision = decide(condition("htn", hypertension))
     assert decision.outcome is Outcome.OFF_LABEL_REVIEW
 
 

@@ -642,3 +642,21 @@ def test_removing_exposure_evidence_never_turns_a_trial_into_met_and_order_does_
     if rest:
         fewer = criterion(chart(*rest), "I.A.4").status
         assert not (fewer is Status.MET and full is not Status.MET)
+
+
+def test_another_patients_medication_records_never_count():
+    # A bundle or a careless FHIR search may carry someone else's records: a 180-day MTX
+    # statement and an adalimumab order of another patient say nothing about this one.
+    other = {"reference": "Patient/someone-else"}
+    mtx = statement("s-other", MTX, start="2025-01-01", end="2025-06-30")
+    ada = med_request("ada-other", medication=cc(RXNORM, "327361", "adalimumab"), status="active")
+    others = [dict(mtx, subject=other), dict(ada, subject=other)]
+    facts = chart(*others)
+    assert runs(facts) == []
+    assert [r.drug for r in facts.medications] == []
+    assert criterion(facts, "I.A.4").status is Status.UNKNOWN
+    assert criterion(facts, "III.B").status is Status.MET
+    # The same records of this patient do count.
+    own = chart(mtx, ada)
+    assert criterion(own, "I.A.4").status is Status.MET
+    assert criterion(own, "III.B").status is Status.NOT_MET
