@@ -65,7 +65,7 @@ _MASS_MG: Final[Mapping[str, float]] = {
     "micrograms": 0.001,
 }
 _VOLUME_ML: Final[Mapping[str, float]] = {"ml": 1.0, "milliliter": 1.0, "milliliters": 1.0}
-_SYRINGE: Final = frozenset(
+_SYRINGE_WORDS: Final = frozenset(
     {
         "{syringe}",
         "syringe",
@@ -74,15 +74,17 @@ _SYRINGE: Final = frozenset(
         "prefilled syringe",
         "prefilled syringes",
         "pre-filled syringe",
-        "{each}",
-        "each",
-        # The CDS Hooks sandbox codes every dose as UCUM {pill}: one unit of the chosen
-        # product, which for Kineret is one prefilled syringe.
-        "{pill}",
-        "ea",
         "{prefilled syringe}",
     }
 )
+_SYRINGE: Final = _SYRINGE_WORDS | {
+    "{each}",
+    "each",
+    # The CDS Hooks sandbox codes every dose as UCUM {pill}: one unit of the chosen
+    # product, which for Kineret is one prefilled syringe.
+    "{pill}",
+    "ea",
+}
 _MG_PER_KG: Final = frozenset({"mg/kg", "mg/kg{dose}", "milligram per kilogram"})
 
 _PERIOD_DAYS: Final[Mapping[str, float]] = {
@@ -657,24 +659,14 @@ _TABLET: Final = frozenset(
 _CAPSULE: Final = frozenset(
     {"cap", "caps", "capsule", "capsules", "{cap}", "{capsule}", "{capsules}"}
 )
-_PEN_OR_SYRINGE: Final = frozenset(
-    {
-        "{syringe}",
-        "syringe",
-        "syringes",
-        "pfs",
-        "prefilled syringe",
-        "prefilled syringes",
-        "pre-filled syringe",
-        "{prefilled syringe}",
-        "pen",
-        "pens",
-        "{pen}",
-        "auto-injector",
-        "autoinjector",
-        "{auto-injector}",
-    }
-)
+_PEN_OR_SYRINGE: Final = _SYRINGE_WORDS | {
+    "pen",
+    "pens",
+    "{pen}",
+    "auto-injector",
+    "autoinjector",
+    "{auto-injector}",
+}
 _EACH: Final = frozenset({"each", "ea", "{each}", "{pill}"})
 
 

@@ -167,6 +167,23 @@ def _need_str(obj: Mapping[str, Any], key: str, where: str) -> str:
     return value
 
 
+def _entry_key(entry: Mapping[str, Any], system: str, at: str, seen: set[tuple[str, str]]) -> str:
+    """The comparable code of one value-set or product entry, after checking the fields
+    every entry carries (code, display, source, confidence) and that it is not listed twice."""
+    code = _need_str(entry, "code", at)
+    _need_str(entry, "display", at)
+    _need_str(entry, "source", at)
+    if entry.get("confidence") not in {"high", "medium", "low"}:
+        raise ValueSetError(f"{at}: confidence must be high, medium or low")
+    key_code = normalise_code(system, code)
+    if key_code is None:
+        raise ValueSetError(f"{at}: code not in a comparable form")
+    if (system, key_code) in seen:
+        raise ValueSetError(f"{at}: duplicate entry")
+    seen.add((system, key_code))
+    return key_code
+
+
 @dataclass(frozen=True)
 class _Loaded:
     sets: Mapping[str, ValueSet]
@@ -237,17 +254,7 @@ def load(directory: Path = VALUESET_DIR) -> _Loaded:
             if not isinstance(entry, dict):
                 raise ValueSetError(f"{at}: must be an object")
             system = normalise_system(_need_str(entry, "system", at))
-            code = _need_str(entry, "code", at)
-            _need_str(entry, "display", at)
-            _need_str(entry, "source", at)
-            if entry.get("confidence") not in {"high", "medium", "low"}:
-                raise ValueSetError(f"{at}: confidence must be high, medium or low")
-            key_code = normalise_code(system, code)
-            if key_code is None:
-                raise ValueSetError(f"{at}: code not in a comparable form")
-            if (system, key_code) in seen:
-                raise ValueSetError(f"{at}: duplicate entry")
-            seen.add((system, key_code))
+            key_code = _entry_key(entry, system, at, seen)
             drug = entry.get("drug")
             if kind == "medication" and drug not in drugs:
                 raise ValueSetError(f"{at}: 'drug' must be one of the file's drugs")
@@ -365,17 +372,8 @@ def _load_products(
                 at = f"{where} {key}[{i}]"
                 if not isinstance(entry, dict):
                     raise ValueSetError(f"{at}: must be an object")
-                code = _need_str(entry, "code", at)
-                display = _need_str(entry, "display", at)
-                _need_str(entry, "source", at)
-                if entry.get("confidence") not in {"high", "medium", "low"}:
-                    raise ValueSetError(f"{at}: confidence must be high, medium or low")
-                key_code = normalise_code(system, code)
-                if key_code is None:
-                    raise ValueSetError(f"{at}: code not in a comparable form")
-                if (system, key_code) in seen:
-                    raise ValueSetError(f"{at}: duplicate entry")
-                seen.add((system, key_code))
+                key_code = _entry_key(entry, system, at, seen)
+                display = entry["display"]
                 held = exact.setdefault((system, key_code), [])
                 present = {c.valueset for c in held if c.drug == drug}
                 matched_by: MatchedBy = "ndc" if system == NDC else "product-code"
