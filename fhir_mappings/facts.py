@@ -14,7 +14,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from fhir_mappings.record import PatientRecord
 
 Ref = str
 """A FHIR reference in `ResourceType/id` form (or `#id` for a contained resource).
@@ -188,6 +191,12 @@ class MedicationRecord:
     days supply likewise); None when not stated or not a dispense."""
     length: Certainty = "unknown"
     """How sure `start`..`end` is as a length of exposure."""
+    dosages: tuple[Mapping[str, Any], ...] = field(
+        default=(), compare=False, hash=False, repr=False
+    )
+    """The record's sig as written (`dosageInstruction`, or a statement's `dosage`), for a
+    reader that works out a daily dose (the per-order view fills `mg_per_day` from it for
+    the ordered drug, at the order's body weight)."""
 
 
 @dataclass(frozen=True)
@@ -320,3 +329,6 @@ class PolicyFacts:
     none at all means the chart names no use for the drug, which is a diagnosis to ask for
     rather than an off-label use (a refuted or resolved diagnosis was looked at, so a chart
     holding only those is still read as off-label)."""
+    record: PatientRecord | None = field(default=None, compare=False, hash=False, repr=False)
+    """The policy-neutral patient record these facts are a view of (shared by every order
+    of the call); None for facts built by hand."""
