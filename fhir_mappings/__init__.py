@@ -32,7 +32,7 @@ from fhir_mappings.facts import MedicationRecord, OrderFacts, PolicyFacts, Ref, 
 from fhir_mappings.medications import DrugIdentity
 from fhir_mappings.record import OrderedDrug, PatientRecord, build_record
 
-__all__ = ["MappingResult", "PatientRecord", "build_facts", "build_record"]
+__all__ = ["MappingResult", "PatientRecord", "build_facts", "build_record", "order_view"]
 
 ENGINE_DRUG: Final = "anakinra"
 """The one drug the policy engine of today checks (routing by drug identity)."""

@@ -6,6 +6,15 @@ can say why. Coded facts carry the names of the value sets (files under
 `fhir_mappings/valuesets/`) their codes matched, so that the policy data can speak
 of value sets by name and never of FHIR codes.
 
+Neutral values and the engine's view: the value types that say what a chart holds
+(`Diagnosis`, `Intolerance`, `Measurement`, `GeneticResult`, `MedicationRecord`,
+`ExposureSource`, `TherapyRun`, `Referral`, `EncounterFacts`, `WeightFact`) are also the
+parts of the policy-neutral `record.PatientRecord`, built once per request. `PolicyFacts`,
+`OrderFacts`, `PrescriberFacts` and `DoseFacts` (its syringe counts) are the anakinra
+engine's per-order view of that record (`fhir_mappings.order_view`): the records other than
+the evaluated order, runs cut at its date, its prescriber. Policy packs (issue 13) will
+read the record and replace this view.
+
 Nothing here reads the clock or does I/O.
 """
 
@@ -301,7 +310,8 @@ class EncounterFacts:
 
 @dataclass(frozen=True)
 class PolicyFacts:
-    """Everything the policy engine may read for one anakinra order."""
+    """Everything the policy engine may read for one anakinra order: a per-order view of
+    the request's `PatientRecord` (`record`)."""
 
     order: OrderFacts
     patient_ref: Ref
