@@ -1,6 +1,12 @@
-"""FHIR R4 resources -> the policy's facts (`PolicyFacts`), one per anakinra draft order.
+"""FHIR R4 resources -> one patient record per request -> the policy engine's facts.
 
-    build_facts(context, resources) -> MappingResult
+    build_record(context, resources) -> PatientRecord   (policy-neutral, see `record`)
+    build_facts(context, resources) -> MappingResult    (`PolicyFacts` per anakinra order)
+
+`build_facts` builds the record once and, for every draft order routed to the engine by its
+drug identity (anakinra), a per-order view `PolicyFacts` of it (`order_view`): the records
+other than that order, the runs cut at its date, its prescriber. That view, and the routing
+by one drug name, are the anakinra engine's; policy packs (issue 13) will read the record.
 
 Pure: no I/O, no clock. `resources` is every resource from prefetch / FHIR reads, flattened;
 duplicates (same type/id) keep the newest version (id-less resources are read too, see
@@ -16,16 +22,20 @@ order date, open-ended statements); `OrderFacts.authored_on` stays None.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date
-from typing import Any
+from typing import Any, Final
 
-from fhir_mappings import conditions, exposures, medications, observations, practitioner, r4
+from fhir_mappings import practitioner
 from fhir_mappings.dosing import compute_dose
-from fhir_mappings.facts import OrderFacts, PolicyFacts, Ref
-from fhir_mappings.fields import get_map, get_str, maps, parse_date, reference
+from fhir_mappings.facts import MedicationRecord, OrderFacts, PolicyFacts, Ref, WeightFact
+from fhir_mappings.medications import DrugIdentity
+from fhir_mappings.record import OrderedDrug, PatientRecord, build_record
 
-__all__ = ["MappingResult", "build_facts"]
+__all__ = ["MappingResult", "PatientRecord", "build_facts", "build_record", "order_view"]
+
+ENGINE_DRUG: Final = "anakinra"
+"""The one drug the policy engine of today checks (routing by drug identity)."""
 
 
 @dataclass(frozen=True)
@@ -40,34 +50,60 @@ class MappingResult:
     """Resources left out and why, e.g. "Observation/7: valueQuantity.value: not a number"."""
     other_draft_orders: int
     """Draft orders that are recognisably not anakinra, or name no drug yet (ignored)."""
+    record: PatientRecord | None = field(default=None, compare=False, repr=False)
+    """The patient record the orders' facts were built from (one per call)."""
 
 
-def _draft_entries(context: Mapping[str, Any]) -> list[Any]:
-    draft = context.get("draftOrders")
-    if isinstance(draft, Mapping):
-        return [entry.get("resource") for entry in maps(draft.get("entry"))]
-    if isinstance(draft, list):
-        return list(draft)
-    return []
+def _routed(identities: Sequence[DrugIdentity]) -> DrugIdentity | None:
+    return next((i for i in identities if i.drug == ENGINE_DRUG), None)
 
 
-def _patient_ref(context: Mapping[str, Any]) -> Ref | None:
-    patient_id = context.get("patientId")
-    if not isinstance(patient_id, str) or not patient_id:
-        return None
-    return patient_id if patient_id.startswith("Patient/") else f"Patient/{patient_id}"
+def _with_dose(record: MedicationRecord, weight: WeightFact | None) -> MedicationRecord:
+    if not record.dosages:
+        return record
+    return replace(record, mg_per_day=compute_dose(list(record.dosages), weight).mg_per_day)
 
 
-def _user_ref(context: Mapping[str, Any]) -> Ref | None:
-    user = context.get("userId")
-    return user if isinstance(user, str) and "/" in user else None
-
-
-def _is_anakinra(resource: Mapping[str, Any], parsed: r4.Parsed) -> medications.DrugIdentity | None:
-    for identity in medications.identify(resource, parsed):
-        if identity.drug == "anakinra":
-            return identity
-    return None
+def order_view(record: PatientRecord, order: OrderedDrug, identity: DrugIdentity) -> PolicyFacts:
+    """The policy engine's facts for one order, from the record: the chart's medication
+    records other than this order (those of the ordered drug with a daily dose at the
+    order's body weight), runs cut at the order date (the record's today when the order
+    states none), and the prescriber of this order."""
+    medications = tuple(
+        _with_dose(r, order.weight) if r.drug == identity.drug else r
+        for r in record.medications_besides(order.ref)
+    )
+    return PolicyFacts(
+        order=OrderFacts(
+            ref=order.ref,
+            resource_id=order.resource_id,
+            authored_on=order.authored_on,
+            status=order.status,
+            intent=order.intent,
+            matched_by=identity.matched_by,
+            reasons=order.reasons,
+            dose=order.dose,
+            requester_ref=order.requester_ref,
+            resource=order.resource,
+        ),
+        patient_ref=record.patient_ref or "",
+        birth_date=record.birth_date,
+        diagnoses=record.diagnoses,
+        conditions_on_file=record.conditions_on_file,
+        prescriber=practitioner.prescriber(
+            order.requester_ref, record.user_ref, record.people, order.requester_npi
+        ),
+        medications=medications,
+        therapy_runs=record.runs(order.authored_on or record.as_of),
+        intolerances=record.intolerances,
+        measurements=record.measurements,
+        genetic_results=record.genetic_results,
+        encounter=record.encounter,
+        coverage_refs=record.coverage_refs,
+        unavailable=record.unavailable,
+        problems=record.problems,
+        record=record,
+    )
 
 
 def build_facts(
@@ -82,122 +118,30 @@ def build_facts(
 
     `unavailable`: resource types the EHR could not give for this call; carried into every
     order's facts so that the policy never reads "not found" as "not there"."""
-    parsed = r4.parse_resources(resources)
-    problems: list[str] = []  # the resources' own problems are added at the end
-    patient_ref = _patient_ref(context)
-    user_ref = _user_ref(context)
-
-    drafts: list[tuple[Ref, Mapping[str, Any], Mapping[str, Any]]] = []  # ref, data, original
-    failed: list[tuple[str, str]] = []
-    other = 0
-    for index, resource in enumerate(_draft_entries(context)):
-        if not isinstance(resource, Mapping) or resource.get("resourceType") != (
-            "MedicationRequest"
-        ):
+    record = build_record(context, resources, as_of=as_of, unavailable=unavailable)
+    failed: list[tuple[Ref, str]] = []
+    other = record.other_draft_resources
+    for unreadable in record.unreadable_orders:
+        if _routed(unreadable.identities) is not None:
+            fields = "; ".join(p.split(": ", 1)[-1] for p in unreadable.problems) or "invalid"
+            failed.append((unreadable.ref, f"the order could not be read: {fields}"))
+        elif unreadable.unidentified is not None:
+            failed.append((unreadable.ref, unreadable.unidentified))
+        else:
             other += 1
-            continue
-        rid = resource.get("id")
-        ref = (
-            f"MedicationRequest/{rid}"
-            if isinstance(rid, str) and rid
-            else (f"draftOrders[{index}]")
-        )
-        valid, found = r4.validate(resource)
-        problems.extend(found)
-        if valid is None:
-            normalised = r4.normalise(resource)
-            unknown = medications.unidentified_reason(normalised, parsed)
-            if _is_anakinra(normalised, parsed) is not None:
-                fields = "; ".join(p.split(": ", 1)[-1] for p in found) or "invalid"
-                failed.append((ref, f"the order could not be read: {fields}"))
-            elif unknown is not None:
-                failed.append((ref, unknown))
-            else:
-                other += 1
-            continue
-        drafts.append((ref, valid, resource))
-
-    found_measurements, genetics, obs_problems = observations.measurements(parsed, patient_ref)
-    problems.extend(obs_problems)
-    diagnoses = tuple(conditions.diagnoses(parsed, patient_ref))
-    conditions_on_file = conditions.conditions_on_file(parsed, patient_ref)
-    patient = parsed.by_ref.get(patient_ref) if patient_ref else None
-    birth_date = parse_date(patient.get("birthDate"), end=True) if patient else None
-    encounter_id = context.get("encounterId")
-    encounter = practitioner.encounter(
-        encounter_id if isinstance(encounter_id, str) else None, parsed
-    )
-    coverage = practitioner.coverage_refs(parsed, patient_ref)
-    draft_pairs = [(ref, data) for ref, data, _ in drafts]
-
     orders: list[PolicyFacts] = []
-    for ref, data, original in drafts:
-        identity = _is_anakinra(data, parsed)
-        if identity is None:
-            unknown = medications.unidentified_reason(data, parsed)
-            if unknown is not None:
-                failed.append((ref, unknown))
-            else:
-                other += 1
-            continue
-        authored = parse_date(data.get("authoredOn"))
-        order_date = authored or as_of
-        weight = observations.latest_weight(found_measurements, order_date)
-        dose = compute_dose(
-            list(maps(data.get("dosageInstruction"))), weight, get_map(data, "dispenseRequest")
-        )
-        requester = reference(data.get("requester"))
-        records, exposed = medications.history(
-            parsed,
-            evaluated_ref=ref,
-            draft_orders=draft_pairs,
-            weight=weight,
-            patient_ref=patient_ref,
-        )
-        # Medications whose drug cannot be told: concurrent therapy is unknown; never runs.
-        records = [
-            *records,
-            *medications.unidentified_records(
-                parsed, evaluated_ref=ref, draft_orders=draft_pairs, patient_ref=patient_ref
-            ),
-        ]
-        order = OrderFacts(
-            ref=ref,
-            resource_id=get_str(data, "id") or "",
-            authored_on=authored,
-            status=get_str(data, "status") or "",
-            intent=get_str(data, "intent") or "",
-            matched_by=identity.matched_by,
-            reasons=tuple(conditions.order_reasons(data, ref, parsed)),
-            dose=dose,
-            requester_ref=requester,
-            resource=original,
-        )
-        orders.append(
-            PolicyFacts(
-                order=order,
-                patient_ref=patient_ref or "",
-                birth_date=birth_date,
-                diagnoses=diagnoses,
-                conditions_on_file=conditions_on_file,
-                prescriber=practitioner.prescriber(
-                    requester, user_ref, parsed, patient_ref, data.get("requester")
-                ),
-                medications=tuple(records),
-                therapy_runs=tuple(exposures.therapy_runs(exposed, order_date)),
-                intolerances=tuple(conditions.intolerances(parsed, patient_ref)),
-                measurements=tuple(found_measurements),
-                genetic_results=tuple(genetics),
-                encounter=encounter,
-                coverage_refs=coverage,
-                unavailable=unavailable,
-            )
-        )
-    # Resources are validated as they are read: their problems are known only now.
-    all_problems = (*parsed.problems, *problems)
+    for order in record.orders:
+        identity = _routed(order.identities)
+        if identity is not None:
+            orders.append(order_view(record, order, identity))
+        elif order.unidentified is not None:
+            failed.append((order.ref, order.unidentified))
+        else:
+            other += 1
     return MappingResult(
-        orders=tuple(replace(facts, problems=all_problems) for facts in orders),
+        orders=tuple(orders),
         failed_orders=tuple(failed),
-        problems=all_problems,
+        problems=record.problems,
         other_draft_orders=other,
+        record=record,
     )

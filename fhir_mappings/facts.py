@@ -6,6 +6,15 @@ can say why. Coded facts carry the names of the value sets (files under
 `fhir_mappings/valuesets/`) their codes matched, so that the policy data can speak
 of value sets by name and never of FHIR codes.
 
+Neutral values and the engine's view: the value types that say what a chart holds
+(`Diagnosis`, `Intolerance`, `Measurement`, `GeneticResult`, `MedicationRecord`,
+`ExposureSource`, `TherapyRun`, `Referral`, `EncounterFacts`, `WeightFact`) are also the
+parts of the policy-neutral `record.PatientRecord`, built once per request. `PolicyFacts`,
+`OrderFacts`, `PrescriberFacts` and `DoseFacts` (its syringe counts) are the anakinra
+engine's per-order view of that record (`fhir_mappings.order_view`): the records other than
+the evaluated order, runs cut at its date, its prescriber. Policy packs (issue 13) will
+read the record and replace this view.
+
 Nothing here reads the clock or does I/O.
 """
 
@@ -14,7 +23,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from fhir_mappings.record import PatientRecord
 
 Ref = str
 """A FHIR reference in `ResourceType/id` form (or `#id` for a contained resource).
@@ -188,6 +200,12 @@ class MedicationRecord:
     days supply likewise); None when not stated or not a dispense."""
     length: Certainty = "unknown"
     """How sure `start`..`end` is as a length of exposure."""
+    dosages: tuple[Mapping[str, Any], ...] = field(
+        default=(), compare=False, hash=False, repr=False
+    )
+    """The record's sig as written (`dosageInstruction`, or a statement's `dosage`), for a
+    reader that works out a daily dose (the per-order view fills `mg_per_day` from it for
+    the ordered drug, at the order's body weight)."""
 
 
 @dataclass(frozen=True)
@@ -292,7 +310,8 @@ class EncounterFacts:
 
 @dataclass(frozen=True)
 class PolicyFacts:
-    """Everything the policy engine may read for one anakinra order."""
+    """Everything the policy engine may read for one anakinra order: a per-order view of
+    the request's `PatientRecord` (`record`)."""
 
     order: OrderFacts
     patient_ref: Ref
@@ -320,3 +339,6 @@ class PolicyFacts:
     none at all means the chart names no use for the drug, which is a diagnosis to ask for
     rather than an off-label use (a refuted or resolved diagnosis was looked at, so a chart
     holding only those is still read as off-label)."""
+    record: PatientRecord | None = field(default=None, compare=False, hash=False, repr=False)
+    """The policy-neutral patient record these facts are a view of (shared by every order
+    of the call); None for facts built by hand."""

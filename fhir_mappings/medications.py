@@ -37,8 +37,8 @@ from datetime import date, timedelta
 from typing import Final, Literal
 
 from fhir_mappings import exposures, valuesets
-from fhir_mappings.dosing import compute_dose, supply_days
-from fhir_mappings.facts import MatchedBy, MedicationRecord, Ref, WeightFact
+from fhir_mappings.dosing import supply_days
+from fhir_mappings.facts import MatchedBy, MedicationRecord, Ref
 from fhir_mappings.fields import (
     Json,
     codings,
@@ -143,6 +143,12 @@ def _referenced_medication(resource: Json, target: str | None, parsed: Parsed) -
     elif target and target.startswith("Medication/"):
         return parsed.by_ref.get(target)
     return None
+
+
+def medication_of(resource: Json, parsed: Parsed) -> Json | None:
+    """The Medication a record's `medicationReference` names (contained or among the
+    resources), or None."""
+    return _referenced_medication(resource, reference(resource.get("medicationReference")), parsed)
 
 
 NOT_IDENTIFIED: Final = (
@@ -283,18 +289,18 @@ def _record_dates(kind: str, resource: Json) -> tuple[date | None, date | None, 
 def unidentified_records(
     parsed: Parsed,
     *,
-    evaluated_ref: Ref,
     draft_orders: Sequence[tuple[Ref, Json]],
     patient_ref: Ref | None = None,
 ) -> list[MedicationRecord]:
     """Records of medications whose drug cannot be told (`unidentified`) that may be
     current therapy: active / on-hold / draft / unknown orders, active / on-hold / intended
     / unknown statements, and dispenses not cancelled or declined (the concurrent-therapy
-    check decides from the dates whether a dispense is current). Other draft orders of this
-    request are among them. `unidentified=True`, no value sets, `drug` is
-    `UNIDENTIFIED_DRUG`; they never enter therapy runs."""
+    check decides from the dates whether a dispense is current). The draft orders of this
+    request are among them (`is_draft_order`), and chart copies of them are not.
+    `unidentified=True`, no value sets, `drug` is `UNIDENTIFIED_DRUG`; they never enter
+    therapy runs."""
     sources: list[tuple[Ref, ResourceKind, Json, bool]] = [
-        (ref, "MedicationRequest", res, True) for ref, res in draft_orders if ref != evaluated_ref
+        (ref, "MedicationRequest", res, True) for ref, res in draft_orders
     ]
     draft_refs = {ref for ref, _ in draft_orders}
     for kind in _RECORD_KINDS:
@@ -302,7 +308,7 @@ def unidentified_records(
             if not for_patient(res, patient_ref):
                 continue
             ref = ref_of(res)
-            if ref != evaluated_ref and ref not in draft_refs:
+            if ref not in draft_refs:
                 sources.append((ref, kind, res, False))
     out: list[MedicationRecord] = []
     for ref, kind, candidate, is_draft in sources:
@@ -404,15 +410,17 @@ def _record_range(
 def history(
     parsed: Parsed,
     *,
-    evaluated_ref: Ref,
     draft_orders: Sequence[tuple[Ref, Json]],
-    weight: WeightFact | None,
     patient_ref: Ref | None = None,
 ) -> tuple[list[MedicationRecord], list[exposures.Exposure]]:
-    """Records for every medication resource (and claim line) of a value-set drug,
-    except the evaluated order; draft orders of this request are records with
-    `is_draft_order=True`. The second list is what counts as exposure, measured (see
-    `fhir_mappings.exposures`)."""
+    """Records for every medication resource (and claim line) of a value-set drug; the
+    draft orders of this request are records with `is_draft_order=True` (a chart copy of
+    one is not read again). The second list is what counts as exposure, measured (see
+    `fhir_mappings.exposures`); draft orders are never exposure.
+
+    Policy-neutral: `mg_per_day` is left None and each record keeps its sig as written
+    (`MedicationRecord.dosages`); a caller that needs a daily dose at a body weight works
+    it out (`dosing.compute_dose`)."""
     by_request = _dispenses_by_request(parsed)
 
     def dispensed(request_ref: str) -> bool:
@@ -421,14 +429,14 @@ def history(
 
     draft_refs = {ref for ref, _ in draft_orders}
     sources: list[tuple[Ref, ResourceKind, Json, bool]] = [
-        (ref, "MedicationRequest", res, True) for ref, res in draft_orders if ref != evaluated_ref
+        (ref, "MedicationRequest", res, True) for ref, res in draft_orders
     ]
     for kind in ("MedicationRequest", "MedicationStatement", "MedicationDispense"):
         # Unvalidated here: a record is validated only once it is known to be for a
         # value-set drug (see below).
         for res in parsed.candidates(kind):
             ref = ref_of(res)
-            if ref == evaluated_ref or ref in draft_refs or not for_patient(res, patient_ref):
+            if ref in draft_refs or not for_patient(res, patient_ref):
                 continue
             sources.append((ref, kind, res, False))
     records: list[MedicationRecord] = []
@@ -453,16 +461,10 @@ def history(
         measured = _measure(kind, res, status, parsed)
         start, end = _record_range(kind, res, measured)
         breaks = kind == "MedicationRequest" and exposures.renewal_breaks(res, status)
+        dosages = tuple(
+            maps(res.get("dosage" if kind == "MedicationStatement" else "dosageInstruction"))
+        )
         for identity in identities:
-            mg_per_day: float | None = None
-            if identity.drug == "anakinra":
-                dosages = list(
-                    maps(
-                        res.get("dosage" if kind == "MedicationStatement" else "dosageInstruction")
-                    )
-                )
-                if dosages:
-                    mg_per_day = compute_dose(dosages, weight).mg_per_day
             record = MedicationRecord(
                 ref=ref,
                 resource_type=kind,
@@ -473,9 +475,9 @@ def history(
                 start=start,
                 end=end,
                 is_draft_order=is_draft,
-                mg_per_day=mg_per_day,
                 days_supply=days_supply(res) if kind == "MedicationDispense" else None,
                 length=measured.certainty,
+                dosages=dosages,
             )
             records.append(record)
             if countable:

@@ -27,6 +27,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import unquote
 
@@ -121,65 +122,121 @@ def npis_of(resource: Json | None) -> frozenset[str]:
     )
 
 
-def roles_of(ref: Ref | None, parsed: Parsed, *, npi: str | None = None) -> list[Json]:
+@dataclass(frozen=True)
+class Role:
+    """One PractitionerRole of the chart, as the role look-ups read it."""
+
+    ref: Ref
+    practitioner: Ref | None
+    """`PractitionerRole.practitioner` as a reference, when it is one."""
+    practitioner_npi: str | None
+    """The NPI `PractitionerRole.practitioner` names by identifier or condition, if any."""
+    specialty_valuesets: frozenset[str]
+    """Value sets matched by the role's specialties and codes (`specialty_sets`)."""
+    specialty_codes: tuple[str, ...]
+    concepts: tuple[Json | None, ...] = field(compare=False, hash=False, repr=False)
+    """`specialty` then `code` as sent (a CareTeam participant's role is read with them)."""
+
+
+@dataclass(frozen=True)
+class People:
+    """The people and roles of one chart, read once per request: every PractitionerRole,
+    the NPIs of every Practitioner, the care team and the referrals. Who ordered is per
+    order (`prescriber`), looked up here."""
+
+    roles: tuple[Role, ...] = ()
+    practitioner_npis: tuple[tuple[Ref, frozenset[str]], ...] = ()
+    """(Practitioner reference, the NPIs among its identifiers) for every Practitioner."""
+    care_team: tuple[tuple[frozenset[str], Ref], ...] = ()
+    """As `PrescriberFacts.care_team`."""
+    referrals: tuple[Referral, ...] = ()
+
+
+def _role(role: Json) -> Role:
+    concepts = _role_concepts(role)
+    return Role(
+        ref=ref_of(role),
+        practitioner=reference(role.get("practitioner")),
+        practitioner_npi=npi_of_reference(role.get("practitioner")),
+        specialty_valuesets=specialty_sets(concepts),
+        specialty_codes=tuple(code for c in concepts for _, code, _ in codings(c) if code),
+        concepts=tuple(concepts),
+    )
+
+
+def people(parsed: Parsed, patient_ref: Ref | None) -> People:
+    """The chart's roles, practitioners' NPIs, care team and referrals (see the module
+    docstring)."""
+    index = People(
+        roles=tuple(_role(role) for role in parsed.of_type("PractitionerRole")),
+        practitioner_npis=tuple((ref_of(p), npis_of(p)) for p in parsed.of_type("Practitioner")),
+    )
+    return People(
+        roles=index.roles,
+        practitioner_npis=index.practitioner_npis,
+        care_team=tuple(_care_team(parsed, patient_ref, index)),
+        referrals=tuple(_referrals(parsed, patient_ref, index)),
+    )
+
+
+def roles_of(ref: Ref | None, index: People, *, npi: str | None = None) -> list[Role]:
     """PractitionerRoles for a PractitionerRole or Practitioner reference, or for the
     person an NPI names (`npi`, from an identifier or conditional reference).
 
     A role belongs to a Practitioner when its `practitioner` references it, or names by
     identifier an NPI that the Practitioner (or `npi`) carries."""
     if ref is not None and ref.startswith("PractitionerRole/"):
-        role = parsed.by_ref.get(ref)
-        return [role] if role is not None else []
-    people: set[str] = set()
+        return [role for role in index.roles if role.ref == ref][:1]
+    persons: set[str] = set()
     npis: set[str] = {npi} if npi else set()
     if ref is not None and ref.startswith("Practitioner/"):
-        people.add(ref)
-        npis |= npis_of(parsed.by_ref.get(ref))
+        persons.add(ref)
+        for person, found in index.practitioner_npis:
+            if person == ref:
+                npis |= found
+                break
     if npis:
-        people |= {ref_of(p) for p in parsed.of_type("Practitioner") if npis_of(p) & npis}
-    if not people and not npis:
+        persons |= {person for person, found in index.practitioner_npis if found & npis}
+    if not persons and not npis:
         return []
     return [
         role
-        for role in parsed.of_type("PractitionerRole")
-        if reference(role.get("practitioner")) in people
-        or npi_of_reference(role.get("practitioner")) in npis
+        for role in index.roles
+        if role.practitioner in persons or role.practitioner_npi in npis
     ]
 
 
-def _person_ref(npi: str | None, parsed: Parsed) -> Ref | None:
+def _person_ref(npi: str | None, index: People) -> Ref | None:
     """The Practitioner an NPI names, or a plain label for it when none was sent."""
     if npi is None:
         return None
-    for person in parsed.of_type("Practitioner"):
-        if npi in npis_of(person):
-            return ref_of(person)
+    for person, found in index.practitioner_npis:
+        if npi in found:
+            return person
     return f"Practitioner (NPI {npi})"
 
 
 def prescriber(
     requester_ref: Ref | None,
     user_ref: Ref | None,
-    parsed: Parsed,
-    patient_ref: Ref | None,
-    requester: Any = None,
+    index: People,
+    requester_npi: str | None = None,
 ) -> PrescriberFacts:
-    """`requester`: the order's requester Reference as sent, for a requester named by NPI
+    """Who ordered one order, from the chart's people (`people`). `requester_npi`: the NPI
+    the order's requester names (`npi_of_reference`), for a requester named by NPI
     (identifier or conditional reference) rather than by id."""
-    npi = npi_of_reference(requester)
+    npi = requester_npi
     if npi is not None and (requester_ref is None or "?" in requester_ref):
-        requester_ref = _person_ref(npi, parsed)
-    roles: dict[str, Json] = {}
+        requester_ref = _person_ref(npi, index)
+    roles: dict[str, Role] = {}
     for ref, ref_npi in ((requester_ref, npi), (user_ref, None)):
-        for role in roles_of(ref, parsed, npi=ref_npi):
-            roles.setdefault(ref_of(role), role)
+        for role in roles_of(ref, index, npi=ref_npi):
+            roles.setdefault(role.ref, role)
     sets: set[str] = set()
     codes: list[str] = []
     for role in roles.values():
-        concepts = _role_concepts(role)
-        sets |= specialty_sets(concepts)
-        for concept in concepts:
-            codes.extend(code for _, code, _ in codings(concept) if code)
+        sets |= role.specialty_valuesets
+        codes.extend(role.specialty_codes)
     refs = tuple(dict.fromkeys([*(r for r in (requester_ref,) if r), *roles]))
     return PrescriberFacts(
         requester_ref=requester_ref or user_ref,
@@ -187,12 +244,14 @@ def prescriber(
         specialty_codes=tuple(dict.fromkeys(codes)),
         has_role_data=bool(roles),
         refs=refs,
-        care_team=tuple(_care_team(parsed, patient_ref)),
-        referrals=tuple(_referrals(parsed, patient_ref)),
+        care_team=index.care_team,
+        referrals=index.referrals,
     )
 
 
-def _care_team(parsed: Parsed, patient_ref: Ref | None) -> list[tuple[frozenset[str], Ref]]:
+def _care_team(
+    parsed: Parsed, patient_ref: Ref | None, index: People
+) -> list[tuple[frozenset[str], Ref]]:
     out: list[tuple[frozenset[str], Ref]] = []
     for team in parsed.of_type("CareTeam"):
         if team.get("status") not in {None, "active"} or not for_patient(team, patient_ref):
@@ -201,17 +260,17 @@ def _care_team(parsed: Parsed, patient_ref: Ref | None) -> list[tuple[frozenset[
             role_concepts = list(maps(participant.get("role")))
             member_value = participant.get("member")
             member = reference(member_value)
-            member_roles = roles_of(member, parsed, npi=npi_of_reference(member_value))
+            member_roles = roles_of(member, index, npi=npi_of_reference(member_value))
             if member_roles:
                 for role in member_roles:
-                    sets = specialty_sets(role_concepts + _role_concepts(role))
-                    out.append((sets, ref_of(role)))
+                    sets = specialty_sets(role_concepts + list(role.concepts))
+                    out.append((sets, role.ref))
             elif role_concepts:
                 out.append((specialty_sets(role_concepts), ref_of(team)))
     return out
 
 
-def _referrals(parsed: Parsed, patient_ref: Ref | None) -> list[Referral]:
+def _referrals(parsed: Parsed, patient_ref: Ref | None, index: People) -> list[Referral]:
     out: list[Referral] = []
     for request in parsed.of_type("ServiceRequest"):
         if request.get("status") not in {"active", "completed"}:
@@ -224,11 +283,10 @@ def _referrals(parsed: Parsed, patient_ref: Ref | None) -> list[Referral]:
         sets = set(specialty_sets(concepts))
         refs = [ref_of(request)]
         for performer in maps(request.get("performer")):
-            for role in roles_of(reference(performer), parsed, npi=npi_of_reference(performer)):
-                role_sets = specialty_sets(_role_concepts(role))
-                if role_sets:
-                    sets |= role_sets
-                    refs.append(ref_of(role))
+            for role in roles_of(reference(performer), index, npi=npi_of_reference(performer)):
+                if role.specialty_valuesets:
+                    sets |= role.specialty_valuesets
+                    refs.append(role.ref)
         if sets:
             out.append(
                 Referral(frozenset(sets), parse_date(request.get("authoredOn")), tuple(refs))
