@@ -181,7 +181,12 @@ def build_facts(
                 diagnoses=diagnoses,
                 conditions_on_file=conditions_on_file,
                 prescriber=practitioner.prescriber(
-                    requester, user_ref, parsed, patient_ref, data.get("requester")
+                    requester,
+                    user_ref,
+                    parsed,
+                    patient_ref,
+                    data.get("requester"),
+                    as_of=order_date,
                 ),
                 medications=tuple(records),
                 therapy_runs=tuple(exposures.therapy_runs(exposed, order_date)),

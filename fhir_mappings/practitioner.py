@@ -11,9 +11,13 @@
   links people; other identifiers are local and may repeat across organisations. Specialty value
   sets come from PractitionerRole.specialty and .code (codes first, then the value set's
   names in their text). `has_role_data` is False when no role was found at all, so that the
-  policy can say "unknown" rather than "not a rheumatologist".
-- CareTeam (status active or absent): every participant whose role, or whose member's
-  PractitionerRole, is known.
+  policy can say "unknown" rather than "not a rheumatologist". A role marked `active: false`
+  or whose `period` ended before the order date is one the person no longer holds: it is
+  not read (a former rheumatology post does not make today's order a rheumatologist's).
+- CareTeam (status active or absent, its `period` not ended before the order date): every
+  participant whose role, or whose member's PractitionerRole, is known, unless the
+  participant's own `period` ended before the order date (a rheumatologist who left the
+  team years ago is no consultation for this order).
 - ServiceRequests (status active or completed, for the patient) whose code, performerType,
   reasonCode or performer role names a specialty value set are referrals.
 - Encounter.class (v3-ActCode): IMP / ACUTE / NONAC inpatient; AMB / VR / HH / FLD
@@ -27,6 +31,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import date
 from typing import Any, Final
 from urllib.parse import unquote
 
@@ -73,6 +78,17 @@ def specialty_sets(concepts: Iterable[Json | None]) -> frozenset[str]:
         all_texts = [t for c in concept_list for t in texts(c)]
         found = {hit.valueset for hit in valuesets.match_names(all_texts, _SPECIALTY)}
     return frozenset(found)
+
+
+def ended_before(resource: Json, as_of: date | None) -> bool:
+    """True when the resource's `period` ended before `as_of` (no date: never)."""
+    period = get_map(resource, "period")
+    end = parse_date(period.get("end"), end=True) if period is not None else None
+    return as_of is not None and end is not None and end < as_of
+
+
+def _role_current(role: Json, as_of: date | None) -> bool:
+    return role.get("active") is not False and not ended_before(role, as_of)
 
 
 def _role_concepts(role: Json) -> list[Json | None]:
@@ -163,16 +179,19 @@ def prescriber(
     parsed: Parsed,
     patient_ref: Ref | None,
     requester: Any = None,
+    as_of: date | None = None,
 ) -> PrescriberFacts:
     """`requester`: the order's requester Reference as sent, for a requester named by NPI
-    (identifier or conditional reference) rather than by id."""
+    (identifier or conditional reference) rather than by id. `as_of`: the order date (roles
+    and care-team memberships that ended before it are not read)."""
     npi = npi_of_reference(requester)
     if npi is not None and (requester_ref is None or "?" in requester_ref):
         requester_ref = _person_ref(npi, parsed)
     roles: dict[str, Json] = {}
     for ref, ref_npi in ((requester_ref, npi), (user_ref, None)):
         for role in roles_of(ref, parsed, npi=ref_npi):
-            roles.setdefault(ref_of(role), role)
+            if _role_current(role, as_of):
+                roles.setdefault(ref_of(role), role)
     sets: set[str] = set()
     codes: list[str] = []
     for role in roles.values():
@@ -187,21 +206,31 @@ def prescriber(
         specialty_codes=tuple(dict.fromkeys(codes)),
         has_role_data=bool(roles),
         refs=refs,
-        care_team=tuple(_care_team(parsed, patient_ref)),
+        care_team=tuple(_care_team(parsed, patient_ref, as_of)),
         referrals=tuple(_referrals(parsed, patient_ref)),
     )
 
 
-def _care_team(parsed: Parsed, patient_ref: Ref | None) -> list[tuple[frozenset[str], Ref]]:
+def _care_team(
+    parsed: Parsed, patient_ref: Ref | None, as_of: date | None
+) -> list[tuple[frozenset[str], Ref]]:
     out: list[tuple[frozenset[str], Ref]] = []
     for team in parsed.of_type("CareTeam"):
         if team.get("status") not in {None, "active"} or not for_patient(team, patient_ref):
             continue
+        if ended_before(team, as_of):
+            continue
         for participant in maps(team.get("participant")):
+            if ended_before(participant, as_of):
+                continue
             role_concepts = list(maps(participant.get("role")))
             member_value = participant.get("member")
             member = reference(member_value)
-            member_roles = roles_of(member, parsed, npi=npi_of_reference(member_value))
+            member_roles = [
+                role
+                for role in roles_of(member, parsed, npi=npi_of_reference(member_value))
+                if _role_current(role, as_of)
+            ]
             if member_roles:
                 for role in member_roles:
                     sets = specialty_sets(role_concepts + _role_concepts(role))

@@ -1,0 +1,131 @@
+"""Charts shaped as EHRs write them, found by an outside review (issue 12): each test takes the
+documented criteria-met request (`hooks/examples/order-sign-prefetch.json`), changes one
+thing the way an EHR writes it, and checks what the prescriber would see.
+
+Every case here answered wrongly before its fix; the decisions are the pharmacist's reading
+recorded in the module docstrings and the policy notes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+from tests.conftest import load_example
+
+Json = dict[str, Any]
+EVALUATION_KEY = "com.anakinra-cds.evaluation"
+NUCC = "http://nucc.org/provider-taxonomy"
+SCT = "http://snomed.info/sct"
+ACT = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+
+
+def chart() -> Json:
+    return load_example("order-sign-prefetch.json")
+
+
+def draft(body: Json) -> Json:
+    order: Json = body["context"]["draftOrders"]["entry"][0]["resource"]
+    return order
+
+
+def searchset(*resources: Json) -> Json:
+    return {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "entry": [{"resource": r} for r in resources],
+    }
+
+
+def sign(client: FlaskClient, body: Json) -> tuple[Json, list[Json]]:
+    """The evaluation of the Kineret order and the cards shown."""
+    response = client.post("/cds-services/anakinra-order-sign", json=body)
+    assert response.status_code == 200, response.get_data(as_text=True)[:300]
+    data = response.get_json()
+    evaluations = data["extension"][EVALUATION_KEY]
+    assert len(evaluations) == 1
+    assert data["cards"], "an order must never get an empty card list"
+    return evaluations[0], data["cards"]
+
+
+def criterion(evaluation: Json, cid: str) -> Json:
+    found: Json = next(c for c in evaluation["criteria"] if c["id"] == cid)
+    return found
+
+
+def test_the_base_chart_meets_the_criteria(client: FlaskClient) -> None:
+    evaluation, _ = sign(client, chart())
+    assert evaluation["outcome"] == "criteria-met"
+
+
+# --- people and roles -------------------------------------------------------------------------
+
+
+def _internist(body: Json) -> None:
+    body["prefetch"]["userRole"]["specialty"] = [
+        {"coding": [{"system": NUCC, "code": "207Q00000X", "display": "Family Medicine"}]}
+    ]
+
+
+def _care_team_rheumatologist(participant_period: Json | None) -> Callable[[Json], None]:
+    def change(body: Json) -> None:
+        _internist(body)
+        participant: Json = {
+            "role": [
+                {"coding": [{"system": SCT, "code": "45440000", "display": "Rheumatologist"}]}
+            ],
+            "member": {"reference": "Practitioner/pr-rheum-9", "display": "Dr. R"},
+        }
+        if participant_period is not None:
+            participant["period"] = participant_period
+        body["prefetch"]["careTeams"] = searchset(
+            {
+                "resourceType": "CareTeam",
+                "id": "ct-1",
+                "status": "active",
+                "subject": {"reference": "Patient/pt-ra-1001"},
+                "participant": [participant],
+            }
+        )
+
+    return change
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        (
+            lambda b: b["prefetch"]["userRole"].update(active=False),
+            "the prescriber's rheumatology role is marked inactive",
+        ),
+        (
+            lambda b: b["prefetch"]["userRole"].update(
+                period={"start": "2012-01-01", "end": "2019-06-30"}
+            ),
+            "the prescriber's rheumatology role ended in 2019",
+        ),
+        (
+            _care_team_rheumatologist({"start": "2010-02-01", "end": "2012-03-31"}),
+            "the rheumatologist left the care team in 2012",
+        ),
+    ],
+    ids=["role-inactive", "role-ended", "care-team-member-left"],
+)
+def test_a_role_or_care_team_membership_that_ended_is_no_rheumatologist(
+    client: FlaskClient, change: Callable[[Json], None], why: str
+) -> None:
+    body = chart()
+    change(body)
+    evaluation, cards = sign(client, body)
+    assert criterion(evaluation, "I.A.2")["status"] == "unknown", why
+    assert evaluation["outcome"] == "documentation-needed", why
+    assert any("I.A.2" in card["summary"] or "I.A.2" in card.get("detail", "") for card in cards)
+
+
+def test_a_current_care_team_rheumatologist_still_counts(client: FlaskClient) -> None:
+    body = chart()
+    _care_team_rheumatologist({"start": "2024-02-01"})(body)
+    evaluation, _ = sign(client, body)
+    assert criterion(evaluation, "I.A.2")["status"] == "met"
