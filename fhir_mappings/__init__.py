@@ -124,9 +124,6 @@ def build_facts(
     patient = parsed.by_ref.get(patient_ref) if patient_ref else None
     birth_date = parse_date(patient.get("birthDate"), end=True) if patient else None
     encounter_id = context.get("encounterId")
-    encounter = practitioner.encounter(
-        encounter_id if isinstance(encounter_id, str) else None, parsed
-    )
     coverage = practitioner.coverage_refs(parsed, patient_ref)
     draft_pairs = [(ref, data) for ref, data, _ in drafts]
 
@@ -142,6 +139,12 @@ def build_facts(
             continue
         authored = parse_date(data.get("authoredOn"))
         order_date = authored or as_of
+        encounter = practitioner.encounter(
+            encounter_id if isinstance(encounter_id, str) else None,
+            parsed,
+            patient_ref,
+            order_date,
+        )
         weight = observations.latest_weight(found_measurements, order_date)
         dose = compute_dose(
             list(maps(data.get("dosageInstruction"))), weight, get_map(data, "dispenseRequest")

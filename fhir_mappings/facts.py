@@ -288,6 +288,9 @@ class EncounterFacts:
     found: bool = True
     """False when the request names the encounter but its Encounter resource was neither
     sent nor readable: the setting is then unknown, not guessed."""
+    note: str | None = None
+    """Why a found Encounter's class is not read as the setting (another patient's, cancelled,
+    ended before the order date), in plain words; None when its class was read."""
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,10 @@
   ambulatory; EMER emergency; anything else (OBSENC, SS, PRENC, unknown codes) "unknown",
   never guessed as outpatient. An encounterId whose Encounter is not among the resources:
   "unknown" with `found` False. No encounterId: no encounter fact (None), which the policy
-  reads as "setting not known", never as outpatient.
+  reads as "setting not known", never as outpatient. An Encounter that is another
+  patient's, cancelled or entered in error, or finished before the order date says nothing
+  about where this order is given: "unknown", with the reason in `note` (a hospital stay
+  that ended is not a current admission).
 - Coverage: active Coverages of the patient (beneficiary or subscriber).
 """
 
@@ -265,7 +268,24 @@ def _referrals(parsed: Parsed, patient_ref: Ref | None) -> list[Referral]:
     return out
 
 
-def encounter(encounter_id: str | None, parsed: Parsed) -> EncounterFacts | None:
+def _not_this_stay(resource: Json, patient_ref: Ref | None, as_of: date | None) -> str | None:
+    """Why an Encounter cannot stand for the setting of today's order, or None."""
+    if not for_patient(resource, patient_ref):
+        return "The encounter sent with the order is not this patient's"
+    status = get_str(resource, "status")
+    if status in {"cancelled", "entered-in-error"}:
+        return f"The encounter sent with the order is {status.replace('-', ' ')}"
+    if status == "finished" and ended_before(resource, as_of):
+        return "The encounter sent with the order ended before the order date"
+    return None
+
+
+def encounter(
+    encounter_id: str | None,
+    parsed: Parsed,
+    patient_ref: Ref | None = None,
+    as_of: date | None = None,
+) -> EncounterFacts | None:
     """The setting of the encounter the order is placed in; None without an encounterId."""
     if not encounter_id:
         return None
@@ -276,6 +296,9 @@ def encounter(encounter_id: str | None, parsed: Parsed) -> EncounterFacts | None
     coding = get_map(resource, "class")
     code = coding.get("code") if coding is not None else None
     code_str = code if isinstance(code, str) else None
+    note = _not_this_stay(resource, patient_ref, as_of)
+    if note is not None:
+        return EncounterFacts(ref=ref, setting="unknown", class_code=code_str, note=note)
     setting = _SETTINGS.get((code_str or "").upper(), "unknown")
     return EncounterFacts(ref=ref, setting=setting, class_code=code_str)
 

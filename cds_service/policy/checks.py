@@ -1656,6 +1656,8 @@ def care_setting(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalContext
             known = "No encounter was sent with the order, so the care setting is not known"
         elif not enc.found:
             known = "The encounter could not be read from the EHR, so the care setting is not known"
+        elif enc.note is not None:
+            known = f"{enc.note}, so the care setting is not known"
         else:
             known = f"The encounter setting is {enc.setting}; hospital admission is not documented"
         details["confirm_setting"] = True

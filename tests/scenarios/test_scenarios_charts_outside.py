@@ -129,3 +129,48 @@ def test_a_current_care_team_rheumatologist_still_counts(client: FlaskClient) ->
     _care_team_rheumatologist({"start": "2024-02-01"})(body)
     evaluation, _ = sign(client, body)
     assert criterion(evaluation, "I.A.2")["status"] == "met"
+
+
+# --- setting ----------------------------------------------------------------------------------
+
+
+def _covid_inpatient(body: Json, **encounter: Any) -> None:
+    draft(body)["reasonCode"] = [
+        {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "U07.1"}]}
+    ]
+    body["prefetch"]["encounter"].update(
+        {"class": {"system": ACT, "code": "IMP", "display": "inpatient encounter"}, **encounter}
+    )
+
+
+def test_an_inpatient_covid_order_in_a_current_stay_meets_the_eua(client: FlaskClient) -> None:
+    body = chart()
+    _covid_inpatient(body)
+    evaluation, _ = sign(client, body)
+    assert criterion(evaluation, "I.D.1")["status"] == "met"
+
+
+@pytest.mark.parametrize(
+    ("encounter", "words"),
+    [
+        ({"subject": {"reference": "Patient/pt-other-7"}}, "not this patient's"),
+        ({"status": "cancelled"}, "cancelled"),
+        ({"status": "entered-in-error"}, "entered in error"),
+        (
+            {"status": "finished", "period": {"start": "2025-01-02", "end": "2025-01-09"}},
+            "ended before the order date",
+        ),
+    ],
+    ids=["another-patient", "cancelled", "entered-in-error", "finished-2025"],
+)
+def test_an_inpatient_encounter_that_is_not_this_stay_leaves_the_setting_unknown(
+    client: FlaskClient, encounter: Json, words: str
+) -> None:
+    body = chart()
+    _covid_inpatient(body, **encounter)
+    evaluation, cards = sign(client, body)
+    result = criterion(evaluation, "I.D.1")
+    assert result["status"] == "unknown"
+    assert words in result["reason"]
+    assert evaluation["outcome"] == "documentation-needed"
+    assert any("hospitalized" in card["summary"] for card in cards)
