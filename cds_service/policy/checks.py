@@ -1002,8 +1002,9 @@ def first_line_step(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalCont
 def score_documented(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalContext) -> Verdict:
     """A score of one of `kinds` dated on or before the order date (latest one shown,
     with its band). Observations without a date cannot be placed and do not count. A score
-    sent as text that is not one number (a range, ">20", "high") is not read; the reason
-    names it so the prescriber knows which record to correct."""
+    sent as text that is not one number (a range, ">20", "high"), or a value outside the
+    score's scale (a CDAI of 290), is not read; the reason names it so the prescriber knows
+    which record to correct."""
     kinds = list(params["kinds"])
     found = [m for kind in kinds if (m := _latest(facts.measurements, kind, ctx.order_date))]
     if not found:
@@ -1021,9 +1022,7 @@ def score_documented(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalCon
         return Verdict(
             UNKNOWN,
             f"No {' or '.join(k.upper() for k in kinds)} score dated on or before the order."
-            + (
-                f" A score is recorded as text that cannot be read as a number:{why}" if why else ""
-            ),
+            + (f" A score is on file but could not be read:{why}" if why else ""),
             tuple(dict.fromkeys(m.ref for m in unread)),
         )
     latest = max(found, key=lambda m: m.effective or date.min)

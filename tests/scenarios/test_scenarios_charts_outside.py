@@ -174,3 +174,47 @@ def test_an_inpatient_encounter_that_is_not_this_stay_leaves_the_setting_unknown
     assert words in result["reason"]
     assert evaluation["outcome"] == "documentation-needed"
     assert any("hospitalized" in card["summary"] for card in cards)
+
+
+# --- measurements -----------------------------------------------------------------------------
+
+
+def _score(body: Json, code: Json, value: float) -> None:
+    observations = body["prefetch"]["observations"]["entry"]
+    cdai = next(e["resource"] for e in observations if e["resource"]["id"] == "obs-cdai-1")
+    cdai["code"] = code
+    cdai["valueQuantity"] = {"value": value, "unit": "{score}"}
+
+
+CDAI: Json = {"coding": [{"system": "http://loinc.org", "code": "88982-4"}], "text": "CDAI"}
+RAPID3: Json = {  # an Epic flowsheet row: a local code and its name
+    "coding": [{"system": "urn:oid:1.2.840.114350.1.13.0.1.7.2.707679", "code": "3120"}],
+    "text": "RAPID3 score",
+}
+
+
+@pytest.mark.parametrize(
+    ("code", "value", "scale"),
+    [(CDAI, 290, "0-76"), (CDAI, -3, "0-76"), (RAPID3, 45, "0-30")],
+    ids=["cdai-290", "cdai-negative", "rapid3-45"],
+)
+def test_a_score_outside_its_scale_is_not_a_baseline_score(
+    client: FlaskClient, code: Json, value: float, scale: str
+) -> None:
+    body = chart()
+    _score(body, code, value)
+    evaluation, _ = sign(client, body)
+    result = criterion(evaluation, "I.A.6")
+    assert result["status"] == "unknown"
+    assert f"outside the score's {scale} scale" in result["reason"]
+    assert evaluation["outcome"] == "documentation-needed"
+
+
+@pytest.mark.parametrize(("code", "value"), [(CDAI, 76), (RAPID3, 30), (RAPID3, 0)])
+def test_a_score_at_the_ends_of_its_scale_is_read(
+    client: FlaskClient, code: Json, value: float
+) -> None:
+    body = chart()
+    _score(body, code, value)
+    evaluation, _ = sign(client, body)
+    assert criterion(evaluation, "I.A.6")["status"] == "met"
