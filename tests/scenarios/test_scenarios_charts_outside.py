@@ -218,3 +218,93 @@ def test_a_score_at_the_ends_of_its_scale_is_read(
     _score(body, code, value)
     evaluation, _ = sign(client, body)
     assert criterion(evaluation, "I.A.6")["status"] == "met"
+
+
+# --- diagnoses --------------------------------------------------------------------------------
+
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+
+
+def _short_mtx_then_sulfasalazine(body: Json, pregnancy: Json) -> None:
+    """A month of methotrexate, seven months of sulfasalazine, and a pregnancy on the
+    problem list written without clinicalStatus (as older feeds do): I.A.4 (b) rests on
+    whether the pregnancy still contraindicates methotrexate."""
+    prefetch = body["prefetch"]
+    prefetch["medicationRequests"] = searchset(
+        *(
+            e["resource"]
+            for e in prefetch["medicationRequests"]["entry"]
+            if e["resource"]["id"] != "rx-mtx-1"
+        )
+    )
+    statements = [
+        e["resource"]
+        for e in prefetch["medicationStatements"]["entry"]
+        if e["resource"]["id"] != "ms-mtx-1"
+    ]
+    for rid, code, name, start, end in (
+        ("ms-mtx-2", "6851", "methotrexate", "2021-04-01", "2021-05-01"),
+        ("ms-ssz-1", "9524", "sulfasalazine", "2021-06-01", "2022-01-15"),
+    ):
+        statements.append(
+            {
+                "resourceType": "MedicationStatement",
+                "id": rid,
+                "status": "completed",
+                "medicationCodeableConcept": {
+                    "coding": [{"system": RXNORM, "code": code, "display": name}]
+                },
+                "subject": {"reference": "Patient/pt-ra-1001"},
+                "effectivePeriod": {"start": start, "end": end},
+            }
+        )
+    prefetch["medicationStatements"] = searchset(*statements)
+    prefetch["conditions"] = searchset(
+        *(e["resource"] for e in prefetch["conditions"]["entry"]), pregnancy
+    )
+
+
+def _pregnancy(**abatement: Any) -> Json:
+    return {
+        "resourceType": "Condition",
+        "id": "cond-preg-1",
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/condition-category",
+                        "code": "problem-list-item",
+                    }
+                ]
+            }
+        ],
+        "code": {"coding": [{"system": SCT, "code": "77386006", "display": "Pregnancy"}]},
+        "subject": {"reference": "Patient/pt-ra-1001"},
+        "onsetDateTime": "2023-03-01",
+        **abatement,
+    }
+
+
+@pytest.mark.parametrize(
+    "abatement",
+    [{"abatementDateTime": "2023-11-20"}, {"abatementString": "delivered"}],
+    ids=["abatement-date", "abatement-text"],
+)
+def test_an_abated_condition_without_status_no_longer_contraindicates_methotrexate(
+    client: FlaskClient, abatement: Json
+) -> None:
+    body = chart()
+    _short_mtx_then_sulfasalazine(body, _pregnancy(**abatement))
+    evaluation, _ = sign(client, body)
+    result = criterion(evaluation, "I.A.4")
+    assert result["status"] == "not-met", result["reason"]
+    assert evaluation["outcome"] != "criteria-met"
+
+
+def test_a_current_condition_without_status_still_contraindicates_methotrexate(
+    client: FlaskClient,
+) -> None:
+    body = chart()
+    _short_mtx_then_sulfasalazine(body, _pregnancy())
+    evaluation, _ = sign(client, body)
+    assert criterion(evaluation, "I.A.4")["status"] == "met"
