@@ -123,6 +123,7 @@ def build_facts(
     conditions_on_file = conditions.conditions_on_file(parsed, patient_ref)
     patient = parsed.by_ref.get(patient_ref) if patient_ref else None
     birth_date = parse_date(patient.get("birthDate"), end=True) if patient else None
+    earliest_birth_date = parse_date(patient.get("birthDate")) if patient else None
     encounter_id = context.get("encounterId")
     coverage = practitioner.coverage_refs(parsed, patient_ref)
     draft_pairs = [(ref, data) for ref, data, _ in drafts]
@@ -181,6 +182,7 @@ def build_facts(
                 order=order,
                 patient_ref=patient_ref or "",
                 birth_date=birth_date,
+                earliest_birth_date=earliest_birth_date,
                 diagnoses=diagnoses,
                 conditions_on_file=conditions_on_file,
                 prescriber=practitioner.prescriber(

@@ -300,6 +300,8 @@ class PolicyFacts:
     order: OrderFacts
     patient_ref: Ref
     birth_date: date | None
+    """The latest day the recorded birthDate allows (a year-only "2008" is 2008-12-31), so
+    an age computed from it is never more than the patient's age."""
     diagnoses: tuple[Diagnosis, ...]
     """The patient's active Conditions in a diagnosis value set, confirmed or working
     (provisional / differential / unconfirmed, see `Diagnosis.verification`); refuted and
@@ -323,3 +325,6 @@ class PolicyFacts:
     none at all means the chart names no use for the drug, which is a diagnosis to ask for
     rather than an off-label use (a refuted or resolved diagnosis was looked at, so a chart
     holding only those is still read as off-label)."""
+    earliest_birth_date: date | None = None
+    """The earliest day the recorded birthDate allows (a year-only "2008" is 2008-01-01);
+    the same as `birth_date` for a full date."""

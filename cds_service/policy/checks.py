@@ -657,7 +657,12 @@ def prescriber_specialty(
 
 @_check("minimum-age", (MET, NOT_MET, UNKNOWN), {"years": ParamSpec("int")})
 def minimum_age(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalContext) -> Verdict:
-    """Age on the order date at least `years` (the birthday itself counts)."""
+    """Age on the order date at least `years` (the birthday itself counts).
+
+    A birth date recorded as a year or a year and month only (EHRs send "1990" or
+    "2008-11" when the day is not known) gives a youngest and an oldest possible age: met
+    only when the youngest reaches `years`, not-met only when the oldest does not; between
+    the two the age is unknown and the full birth date is asked for."""
     years = int(params["years"])
     if facts.birth_date is None:
         return Verdict(UNKNOWN, "The patient's birth date is not available.", (facts.patient_ref,))
@@ -665,6 +670,17 @@ def minimum_age(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalContext)
     details = {"age": age, "minimum": years}
     if age >= years:
         return Verdict(MET, f"Age {age} on the order date.", (facts.patient_ref,), details)
+    earliest = facts.earliest_birth_date
+    oldest = age_on(earliest, ctx.order_date) if earliest is not None else age
+    if oldest >= years:
+        return Verdict(
+            UNKNOWN,
+            f"The birth date is recorded without its day: the patient is {age} or {oldest} "
+            f"on the order date; the minimum is {years}.",
+            (facts.patient_ref,),
+            {**details, "oldest_age": oldest},
+            documentation="The patient's full date of birth.",
+        )
     return Verdict(
         NOT_MET,
         f"Age {age} on the order date; the minimum is {years}.",

@@ -308,3 +308,29 @@ def test_a_current_condition_without_status_still_contraindicates_methotrexate(
     _short_mtx_then_sulfasalazine(body, _pregnancy())
     evaluation, _ = sign(client, body)
     assert criterion(evaluation, "I.A.4")["status"] == "met"
+
+
+# --- people: age ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("birth", "status"),
+    [
+        ("2008", "unknown"),  # 17 or 18 on 2026-11-29
+        ("2008-11", "unknown"),  # 18 if born by 29 November
+        ("2008-12", "not-met"),  # 17 whatever the day
+        ("1990", "met"),
+        ("2008-11-29", "met"),  # the 18th birthday itself
+    ],
+)
+def test_a_birth_date_without_its_day_decides_age_only_when_every_day_agrees(
+    client: FlaskClient, birth: str, status: str
+) -> None:
+    body = chart()
+    body["prefetch"]["patient"]["birthDate"] = birth
+    evaluation, _ = sign(client, body)
+    result = criterion(evaluation, "I.A.3")
+    assert result["status"] == status, result["reason"]
+    if status == "unknown":
+        assert "without its day" in result["reason"]
+        assert evaluation["outcome"] == "documentation-needed"
