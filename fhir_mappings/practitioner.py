@@ -19,7 +19,10 @@
   participant's own `period` ended before the order date (a rheumatologist who left the
   team years ago is no consultation for this order).
 - ServiceRequests (status active or completed, for the patient) whose code, performerType,
-  reasonCode or performer role names a specialty value set are referrals.
+  reasonCode or performer role names a specialty value set are referrals. Only an actual
+  request counts (intent order, original-order, reflex-order, filler-order, instance-order
+  or absent): a `proposal` (a suggestion, e.g. from decision support) or a `plan` is not a
+  referral made, so no consultation rests on it.
 - Encounter.class (v3-ActCode): IMP / ACUTE / NONAC inpatient; AMB / VR / HH / FLD
   ambulatory; EMER emergency; anything else (OBSENC, SS, PRENC, unknown codes) "unknown",
   never guessed as outpatient. An encounterId whose Encounter is not among the resources:
@@ -243,10 +246,17 @@ def _care_team(
     return out
 
 
+_REFERRAL_INTENTS: Final = frozenset(
+    {None, "order", "original-order", "reflex-order", "filler-order", "instance-order"}
+)
+
+
 def _referrals(parsed: Parsed, patient_ref: Ref | None) -> list[Referral]:
     out: list[Referral] = []
     for request in parsed.of_type("ServiceRequest"):
         if request.get("status") not in {"active", "completed"}:
+            continue
+        if request.get("intent") not in _REFERRAL_INTENTS:
             continue
         if not for_patient(request, patient_ref):
             continue

@@ -131,6 +131,36 @@ def test_a_current_care_team_rheumatologist_still_counts(client: FlaskClient) ->
     assert criterion(evaluation, "I.A.2")["status"] == "met"
 
 
+def _referral(intent: str) -> Callable[[Json], None]:
+    def change(body: Json) -> None:
+        _internist(body)
+        body["prefetch"]["referrals"] = searchset(
+            {
+                "resourceType": "ServiceRequest",
+                "id": "sr-rheum-1",
+                "status": "active",
+                "intent": intent,
+                "code": {"text": "Ambulatory referral to Rheumatology"},
+                "subject": {"reference": "Patient/pt-ra-1001"},
+                "authoredOn": "2026-06-01",
+            }
+        )
+
+    return change
+
+
+@pytest.mark.parametrize(
+    ("intent", "status"), [("order", "met"), ("proposal", "unknown"), ("plan", "unknown")]
+)
+def test_only_a_referral_actually_ordered_is_a_rheumatology_consultation(
+    client: FlaskClient, intent: str, status: str
+) -> None:
+    body = chart()
+    _referral(intent)(body)
+    evaluation, _ = sign(client, body)
+    assert criterion(evaluation, "I.A.2")["status"] == status
+
+
 # --- setting ----------------------------------------------------------------------------------
 
 
