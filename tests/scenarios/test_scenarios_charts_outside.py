@@ -364,3 +364,41 @@ def test_a_birth_date_without_its_day_decides_age_only_when_every_day_agrees(
     if status == "unknown":
         assert "without its day" in result["reason"]
         assert evaluation["outcome"] == "documentation-needed"
+
+
+# --- request shapes ---------------------------------------------------------------------------
+
+
+def _outcome_entry(severity: str, text: str) -> Json:
+    return {
+        "resource": {
+            "resourceType": "OperationOutcome",
+            "issue": [{"severity": severity, "code": "processing", "details": {"text": text}}],
+        },
+        "search": {"mode": "outcome"},
+    }
+
+
+def test_an_epic_warning_outcome_beside_the_results_leaves_the_answer_whole(
+    client: FlaskClient,
+) -> None:
+    body = chart()
+    body["prefetch"]["medicationRequests"]["entry"].append(
+        _outcome_entry("warning", "Some information may be restricted.")
+    )
+    evaluation, _ = sign(client, body)
+    assert evaluation["outcome"] == "criteria-met"
+
+
+def test_an_error_outcome_in_a_searchset_means_the_list_is_not_whole(
+    client: FlaskClient,
+) -> None:
+    # Concurrent biologics (III.B) cannot be cleared from a search that failed part way.
+    body = chart()
+    body["prefetch"]["medicationRequests"]["entry"].append(
+        _outcome_entry("error", "An error occurred while retrieving some results.")
+    )
+    evaluation, cards = sign(client, body)
+    assert evaluation["outcome"] == "not-evaluated"
+    assert "sent incomplete with the call" in cards[0]["detail"]
+    assert cards[0]["indicator"] == "warning"
