@@ -402,3 +402,31 @@ def test_an_error_outcome_in_a_searchset_means_the_list_is_not_whole(
     assert evaluation["outcome"] == "not-evaluated"
     assert "sent incomplete with the call" in cards[0]["detail"]
     assert cards[0]["indicator"] == "warning"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda b: b["context"].update(patientId="Patient/pt-ra-1001"),
+        lambda b: b["context"].update(draftOrders=b["context"]["draftOrders"]["entry"]),
+        lambda b: b["context"].update(
+            draftOrders=[e["resource"] for e in b["context"]["draftOrders"]["entry"]]
+        ),
+    ],
+    ids=["patient-id-as-reference", "draft-orders-as-entry-list", "draft-orders-as-resource-list"],
+)
+def test_context_shapes_ehrs_send_still_get_the_decision(
+    client: FlaskClient, change: Callable[[Json], None]
+) -> None:
+    body = chart()
+    change(body)
+    evaluation, cards = sign(client, body)
+    assert evaluation["outcome"] == "criteria-met"
+    assert cards[0]["indicator"] == "info"
+
+
+def test_a_patient_reference_with_a_path_is_still_refused(client: FlaskClient) -> None:
+    body = chart()
+    body["context"]["patientId"] = "Patient/../Practitioner/x"
+    response = client.post("/cds-services/anakinra-order-sign", json=body)
+    assert response.status_code == 400
