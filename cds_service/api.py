@@ -347,6 +347,33 @@ def without_nulls(body: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def as_sent_by_ehrs(body: Any) -> Any:
+    """Two context shapes EHRs send that CDS Hooks writes otherwise, read as what they
+    mean before the request is validated (a 400 would leave the prescriber with no card):
+    `patientId` as a reference ("Patient/123": the id is the part after the type; what is
+    left must still pass the id pattern), and `draftOrders` as a list of resources or of
+    Bundle entries instead of a Bundle. Anything else is left for validation to judge."""
+    if not isinstance(body, Mapping) or not isinstance(body.get("context"), Mapping):
+        return body
+    context = dict(body["context"])
+    patient = context.get("patientId")
+    if isinstance(patient, str) and patient.startswith("Patient/"):
+        context["patientId"] = patient.removeprefix("Patient/")
+    drafts = context.get("draftOrders")
+    if isinstance(drafts, list) and drafts:  # an empty list carries no order: left as sent
+        context["draftOrders"] = {
+            "resourceType": "Bundle",
+            "type": "collection",
+            "entry": [
+                item
+                if isinstance(item, Mapping) and "resource" in item and "resourceType" not in item
+                else {"resource": item}
+                for item in drafts
+            ],
+        }
+    return {**body, "context": context}
+
+
 def from_medication_prescribe(body: Mapping[str, Any]) -> dict[str, Any]:
     """A pre-1.0 `medication-prescribe` request as the `order-select` request it became:
     `context.medications` (a Bundle or a list of MedicationRequests) are the draft orders,
@@ -417,7 +444,7 @@ def call_service(service_id: str) -> Response:
     if service is None:
         raise ApiError("no CDS service with this id; see GET /cds-services", 404)
     g.cds_service_id = service.id
-    body = g.cds_body
+    body = as_sent_by_ehrs(g.cds_body)
     validate_request(state.catalog, body)
     body = without_nulls(body)
     if body["hook"] == LEGACY_PRESCRIBE and service.hook == "order-select":

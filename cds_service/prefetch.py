@@ -364,11 +364,35 @@ EXTRA_PREFIX = "#"
 """Task keys of `also_read` references start with this (prefetch keys cannot)."""
 
 
+def _failed_outcome(entry: Mapping[str, Any]) -> bool:
+    """An OperationOutcome entry of a search Bundle with an `error` or `fatal` issue: the
+    server says the search did not run to the end (Epic and Cerner put such outcomes beside
+    the results). `warning` and `information` issues ("no results", "some data hidden by
+    the patient's consent") leave the answer whole."""
+    resource = entry.get("resource")
+    if not isinstance(resource, Mapping) or resource.get("resourceType") != "OperationOutcome":
+        return False
+    issues = resource.get("issue")
+    return any(
+        isinstance(issue, Mapping) and issue.get("severity") in {"error", "fatal"}
+        for issue in (issues if isinstance(issues, list) else [])
+    )
+
+
 def incomplete_bundle(value: Mapping[str, Any]) -> bool:
     """A search Bundle that says it has more matches than it carries, with no `next` link
-    to the rest (Bundle.total counts the matches): the list is not the whole answer, so it
-    is fetched again, or counted as missing, rather than read as complete."""
-    if value.get("resourceType") != "Bundle" or next_link(value) is not None:
+    to the rest (Bundle.total counts the matches), or that carries an OperationOutcome with
+    an error or fatal issue: the list is not the whole answer, so it is fetched again, or
+    counted as missing, rather than read as complete."""
+    if value.get("resourceType") != "Bundle":
+        return False
+    entries = value.get("entry")
+    if any(
+        isinstance(entry, Mapping) and _failed_outcome(entry)
+        for entry in (entries if isinstance(entries, list) else [])
+    ):
+        return True
+    if next_link(value) is not None:
         return False
     total = value.get("total")
     if not isinstance(total, int) or isinstance(total, bool):
@@ -487,8 +511,12 @@ def resolve_prefetch(
 
     if tasks:
         if base is None:
+            sent = request.get("prefetch")
+            sent = sent if isinstance(sent, Mapping) else {}
             for task in tasks:
-                failed[task.key] = FetchError("not-found", NO_SERVER)
+                value = sent.get(task.key)
+                partial = isinstance(value, Mapping) and value.get("resourceType") == "Bundle"
+                failed[task.key] = FetchError("not-found", INCOMPLETE if partial else NO_SERVER)
         elif not allowed:
             for task in tasks:
                 failed[task.key] = FetchError("forbidden", SERVER_NOT_ALLOWED)
@@ -543,6 +571,10 @@ def resolve_prefetch(
 
 
 NO_SERVER = "not sent with the call, and the EHR gave no FHIR server to read it from"
+INCOMPLETE = (
+    "sent incomplete with the call (the EHR's search reported an error, or fewer results "
+    "than it found), and the EHR gave no FHIR server to read the rest from"
+)
 SERVER_NOT_ALLOWED = (
     "not sent with the call, and the EHR's FHIR server is not one this service may read"
 )

@@ -69,6 +69,7 @@ def order_view(record: PatientRecord, order: OrderedDrug, identity: DrugIdentity
     records other than this order (those of the ordered drug with a daily dose at the
     order's body weight), runs cut at the order date (the record's today when the order
     states none), and the prescriber of this order."""
+    order_date = order.authored_on or record.as_of
     medications = tuple(
         _with_dose(r, order.weight) if r.drug == identity.drug else r
         for r in record.medications_besides(order.ref)
@@ -88,17 +89,22 @@ def order_view(record: PatientRecord, order: OrderedDrug, identity: DrugIdentity
         ),
         patient_ref=record.patient_ref or "",
         birth_date=record.birth_date,
+        earliest_birth_date=record.earliest_birth_date,
         diagnoses=record.diagnoses,
         conditions_on_file=record.conditions_on_file,
         prescriber=practitioner.prescriber(
-            order.requester_ref, record.user_ref, record.people, order.requester_npi
+            order.requester_ref,
+            record.user_ref,
+            record.people,
+            order.requester_npi,
+            as_of=order_date,
         ),
         medications=medications,
-        therapy_runs=record.runs(order.authored_on or record.as_of),
+        therapy_runs=record.runs(order_date),
         intolerances=record.intolerances,
         measurements=record.measurements,
         genetic_results=record.genetic_results,
-        encounter=record.encounter,
+        encounter=practitioner.ended_before_order(record.encounter, order_date),
         coverage_refs=record.coverage_refs,
         unavailable=record.unavailable,
         problems=record.problems,

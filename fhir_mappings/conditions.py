@@ -2,7 +2,11 @@
 
 Which Conditions count as the patient's diagnoses:
 - clinicalStatus active, recurrence, relapse or remission (a disease held in remission by
-  its treatment still stands), or absent;
+  its treatment still stands), or absent — unless the Condition has abated: with no
+  clinicalStatus, an `abatement[x]` (a date, age, period, range or text such as
+  "delivered") says the condition is over, as clinicalStatus resolved would (FHIR requires
+  an abated Condition to be inactive, remission or resolved). An explicit active status is
+  read as written;
 - verificationStatus: refuted and entered-in-error are out. Confirmed (or absent) establishes
   the diagnosis; unconfirmed / provisional / differential is kept as a working diagnosis
   (`Diagnosis.verification`): it claims the indication, so the request is not sent to
@@ -120,11 +124,28 @@ def classify_concept(
     return frozenset(found), chosen[0], chosen[1], display, frozenset(suggested)
 
 
-def condition_counts(condition: Json) -> bool:
-    """Active and confirmed (or statuses absent)."""
+_ABATEMENT: Final = (
+    "abatementDateTime",
+    "abatementAge",
+    "abatementPeriod",
+    "abatementRange",
+    "abatementString",
+    "abatementBoolean",  # written by STU3-era feeds
+)
+
+
+def _stands(condition: Json) -> bool:
+    """Its clinical status is one of a standing diagnosis, or absent and not abated."""
     clinical = status_code(condition, "clinicalStatus")
+    if clinical is not None:
+        return clinical in _ACTIVE
+    return not any(condition.get(key) not in (None, False, "", {}) for key in _ABATEMENT)
+
+
+def condition_counts(condition: Json) -> bool:
+    """Active and confirmed (or statuses absent, and not abated)."""
     verification = status_code(condition, "verificationStatus")
-    if clinical is not None and clinical not in _ACTIVE:
+    if not _stands(condition):
         return False
     return verification is None or verification in _CONFIRMED
 
@@ -142,10 +163,9 @@ def verification_of(condition: Json) -> str | None:
 
 
 def _diagnosis_counts(condition: Json) -> str | None:
-    """The verification of a Condition that stands as a diagnosis (clinical status active
-    or absent), or None."""
-    clinical = status_code(condition, "clinicalStatus")
-    if clinical is not None and clinical not in _ACTIVE:
+    """The verification of a Condition that stands as a diagnosis (clinical status active,
+    or absent and not abated), or None."""
+    if not _stands(condition):
         return None
     return verification_of(condition)
 

@@ -8,7 +8,9 @@ Rules (INTERPRETATION.md "Dose arithmetic", policy section V and Appendix E):
 - administrations per day from `timing.repeat` (frequency, default 1 — or frequencyMax when
   given, "1 to 2 times a day" is checked at 2, as a dose range is at its high end — over
   period x periodUnit, the shorter period of a range; h, d, wk, mo = 30 d, a = 365 d), from
-  `repeat.timeOfDay` / `repeat.when` counts, or from `timing.code` (v3-GTSAbbreviation);
+  `repeat.timeOfDay` / `repeat.when` counts (two times of day on a daily repeat are two
+  doses a day), or from `timing.code` (v3-GTSAbbreviation); a code and a repeat, or a
+  frequency and its times of day, that disagree make the frequency unknown;
 - several dosage lines add up; lines with different `sequence` numbers are consecutive
   phases, so the phase with the highest daily dose counts;
 - "as needed" without a frequency, no timing, an unknown unit or mg/kg without a weight give
@@ -193,14 +195,52 @@ def _dose_quantity(dosage: Json) -> tuple[Json | None, str]:
     return None, "no dose quantity in the dosage instruction"
 
 
+def _code_per_day(timing: Json) -> float | None:
+    """Administrations a day that `timing.code` names (a code, else its text), or None."""
+    concept = get_map(timing, "code")
+    for _, code, _ in codings(concept):
+        if code and code.upper() in TIMING_CODES:
+            return TIMING_CODES[code.upper()]
+    text = get_str(concept, "text")
+    if text and text.strip().upper() in TIMING_CODES:
+        return TIMING_CODES[text.strip().upper()]
+    return None
+
+
 def administrations_per_day(timing: Json | None, as_needed: bool) -> tuple[float | None, str]:
-    """Administrations a day from a Timing, or (None, reason)."""
+    """Administrations a day from a Timing, or (None, reason).
+
+    The structured repeat and `timing.code` state the same schedule twice; when both can be
+    read and they disagree ("BID" with a repeat of once a day), the sig is ambiguous and the
+    answer is unknown, never the smaller of the two."""
     if timing is None:
         if as_needed:
             return None, "dose is as needed without a frequency"
         return None, "no timing (frequency) in the dosage instruction"
+    per_day, why = _repeat_per_day(timing)
+    coded = _code_per_day(timing)
+    if per_day is not None and coded is not None and abs(per_day - coded) > 1e-6:
+        return None, "timing code and repeat state different frequencies"
+    if per_day is not None or why:
+        return per_day, why
+    if coded is not None:
+        return coded, ""
+    if as_needed:
+        return None, "dose is as needed without a frequency"
+    if get_map(timing, "code") is not None:
+        return None, "timing code is not one the service knows"
+    return None, "no timing (frequency) in the dosage instruction"
+
+
+def _repeat_per_day(timing: Json) -> tuple[float | None, str]:
+    """Administrations a day from `timing.repeat`: (None, "") when it states no frequency.
+
+    Times of day (`timeOfDay`, `when`: "MORN", "EVE") name the administrations of each day:
+    two of them on a daily repeat are two doses a day. A stated frequency that disagrees with
+    them (once a day at 08:00 and 20:00) is ambiguous: unknown."""
     repeat = get_map(timing, "repeat")
     if repeat is not None:
+        times = len(as_list(repeat.get("timeOfDay"))) or len(as_list(repeat.get("when")))
         frequency = get_num(repeat, "frequency")
         frequency_max = get_num(repeat, "frequencyMax")
         if frequency_max is not None and (frequency is None or frequency_max > frequency):
@@ -215,22 +255,17 @@ def administrations_per_day(timing: Json | None, as_needed: bool) -> tuple[float
                 return None, "timing period unit is shorter than an hour or unknown"
             if period <= 0 or (frequency is not None and frequency <= 0):
                 return None, "timing frequency or period is not positive"
-            return (frequency if frequency is not None else 1.0) / (period * _PERIOD_DAYS[unit]), ""
-        times = len(as_list(repeat.get("timeOfDay"))) or len(as_list(repeat.get("when")))
+            days = period * _PERIOD_DAYS[unit]
+            if times > 1 and abs(days - 1.0) < 1e-9:
+                if frequency is None:
+                    return float(times), ""
+                if frequency != times:
+                    return None, "timing frequency and its times of day disagree"
+            return (frequency if frequency is not None else 1.0) / days, ""
         if times:
             weekdays = len(as_list(repeat.get("dayOfWeek")))
             return times * (weekdays / 7 if weekdays else 1.0), ""
-    for _, code, _ in codings(get_map(timing, "code")):
-        if code and code.upper() in TIMING_CODES:
-            return TIMING_CODES[code.upper()], ""
-    text = get_str(get_map(timing, "code"), "text")
-    if text and text.strip().upper() in TIMING_CODES:
-        return TIMING_CODES[text.strip().upper()], ""
-    if as_needed:
-        return None, "dose is as needed without a frequency"
-    if get_map(timing, "code") is not None:
-        return None, "timing code is not one the service knows"
-    return None, "no timing (frequency) in the dosage instruction"
+    return None, ""
 
 
 def duration_days(timing: Json | None, per_day: float | None) -> int | None:

@@ -306,6 +306,11 @@ class EncounterFacts:
     found: bool = True
     """False when the request names the encounter but its Encounter resource was neither
     sent nor readable: the setting is then unknown, not guessed."""
+    note: str | None = None
+    """Why a found Encounter's class is not read as the setting (another patient's, cancelled,
+    ended before the order date), in plain words; None when its class was read."""
+    ended: date | None = None
+    """The last day of a finished Encounter's period (for the order-date check)."""
 
 
 @dataclass(frozen=True)
@@ -316,6 +321,8 @@ class PolicyFacts:
     order: OrderFacts
     patient_ref: Ref
     birth_date: date | None
+    """The latest day the recorded birthDate allows (a year-only "2008" is 2008-12-31), so
+    an age computed from it is never more than the patient's age."""
     diagnoses: tuple[Diagnosis, ...]
     """The patient's active Conditions in a diagnosis value set, confirmed or working
     (provisional / differential / unconfirmed, see `Diagnosis.verification`); refuted and
@@ -339,6 +346,9 @@ class PolicyFacts:
     none at all means the chart names no use for the drug, which is a diagnosis to ask for
     rather than an off-label use (a refuted or resolved diagnosis was looked at, so a chart
     holding only those is still read as off-label)."""
+    earliest_birth_date: date | None = None
+    """The earliest day the recorded birthDate allows (a year-only "2008" is 2008-01-01);
+    the same as `birth_date` for a full date."""
     record: PatientRecord | None = field(default=None, compare=False, hash=False, repr=False)
     """The policy-neutral patient record these facts are a view of (shared by every order
     of the call); None for facts built by hand."""

@@ -13,7 +13,9 @@ therapy, and IL1RN genetic results.
   and the measurement says why (`Measurement.note`, and a problem without the value).
   Body weight is converted to kg (kg, g, [lb_av], lb); alcohol use to units a week (a
   per-day amount x 7); symptom duration to weeks. A unit that cannot be converted leaves
-  the value out with a problem.
+  the value out with a problem. A score outside its scale (CDAI 0-76, RAPID3 0-30,
+  ACR/EULAR 2010 0-10) is not read: a CDAI of 290 or -3 is an entry error, not high
+  disease activity or remission.
 - Effective date: effectiveDateTime, effectivePeriod.start, effectiveInstant, else issued.
 - Body weight for dosing: the latest weight on or before the order date and at most 90
   days older than it.
@@ -198,6 +200,13 @@ def _interpretation(holder: Json) -> str | None:
     return _first_word_match(_holder_words(holder, concepts), _WORDS)
 
 
+_SCORE_SCALES: Final[Mapping[str, tuple[float, float]]] = {
+    "cdai": (0.0, 76.0),
+    "rapid3": (0.0, 30.0),
+    "acr-2010-score": (0.0, 10.0),
+}
+"""The range each score can take (CDAI 0-76, RAPID3 0-30, ACR/EULAR 2010 0-10): a value
+outside it is not that score (a unit or entry error), so it is left out, with the reason."""
 _TEXT_SCORES: Final = frozenset({"cdai", "rapid3", "acr-2010-score"})
 """Kinds whose valueString may carry the score: unitless, so one number is unambiguous."""
 _PLAIN_NUMBER: Final = re.compile(
@@ -267,6 +276,9 @@ def _convert(kind: str, value: float, unit: str | None) -> tuple[float | None, s
         if factor is None:
             return None, unit, "symptom duration unit not recognised"
         return round(value * factor, 3), "wk", ""
+    scale = _SCORE_SCALES.get(kind)
+    if scale is not None and not scale[0] <= value <= scale[1]:
+        return None, unit, f"value outside the score's {scale[0]:g}-{scale[1]:g} scale; not read"
     return value, unit, ""
 
 
@@ -280,6 +292,8 @@ def _measurement(
         value, unit, why = _convert(kind, value, unit)
         if why:
             problems.append(f"{ref}: {why}")
+            if kind in _SCORE_SCALES:
+                note = note or why
     kind = _REPORTED_AS.get(kind, kind)
     high: float | None = None
     for rng in maps(holder.get("referenceRange")):

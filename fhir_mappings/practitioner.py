@@ -11,23 +11,34 @@
   links people; other identifiers are local and may repeat across organisations. Specialty value
   sets come from PractitionerRole.specialty and .code (codes first, then the value set's
   names in their text). `has_role_data` is False when no role was found at all, so that the
-  policy can say "unknown" rather than "not a rheumatologist".
-- CareTeam (status active or absent): every participant whose role, or whose member's
-  PractitionerRole, is known.
+  policy can say "unknown" rather than "not a rheumatologist". A role marked `active: false`
+  or whose `period` ended before the order date is one the person no longer holds: it is
+  not read (a former rheumatology post does not make today's order a rheumatologist's).
+- CareTeam (status active or absent, its `period` not ended before the order date): every
+  participant whose role, or whose member's PractitionerRole, is known, unless the
+  participant's own `period` ended before the order date (a rheumatologist who left the
+  team years ago is no consultation for this order).
 - ServiceRequests (status active or completed, for the patient) whose code, performerType,
-  reasonCode or performer role names a specialty value set are referrals.
+  reasonCode or performer role names a specialty value set are referrals. Only an actual
+  request counts (intent order, original-order, reflex-order, filler-order, instance-order
+  or absent): a `proposal` (a suggestion, e.g. from decision support) or a `plan` is not a
+  referral made, so no consultation rests on it.
 - Encounter.class (v3-ActCode): IMP / ACUTE / NONAC inpatient; AMB / VR / HH / FLD
   ambulatory; EMER emergency; anything else (OBSENC, SS, PRENC, unknown codes) "unknown",
   never guessed as outpatient. An encounterId whose Encounter is not among the resources:
   "unknown" with `found` False. No encounterId: no encounter fact (None), which the policy
-  reads as "setting not known", never as outpatient.
+  reads as "setting not known", never as outpatient. An Encounter that is another
+  patient's, cancelled or entered in error, or finished before the order date says nothing
+  about where this order is given: "unknown", with the reason in `note` (a hospital stay
+  that ended is not a current admission).
 - Coverage: active Coverages of the patient (beneficiary or subscriber).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import date
 from typing import Any, Final
 from urllib.parse import unquote
 
@@ -136,6 +147,10 @@ class Role:
     specialty_codes: tuple[str, ...]
     concepts: tuple[Json | None, ...] = field(compare=False, hash=False, repr=False)
     """`specialty` then `code` as sent (a CareTeam participant's role is read with them)."""
+    active: bool = True
+    """False when the role is marked `active: false`: a post the person no longer holds."""
+    ended: date | None = None
+    """The last day of the role's `period`, when it states one."""
 
 
 @dataclass(frozen=True)
@@ -147,8 +162,10 @@ class People:
     roles: tuple[Role, ...] = ()
     practitioner_npis: tuple[tuple[Ref, frozenset[str]], ...] = ()
     """(Practitioner reference, the NPIs among its identifiers) for every Practitioner."""
-    care_team: tuple[tuple[frozenset[str], Ref], ...] = ()
-    """As `PrescriberFacts.care_team`."""
+    care_team: tuple[tuple[frozenset[str], Ref, date | None], ...] = ()
+    """As `PrescriberFacts.care_team`, each with the last day the membership holds (the
+    earliest end of the team's, the participant's and the member role's periods; None when
+    none ends): `prescriber` keeps those current on the order date."""
     referrals: tuple[Referral, ...] = ()
 
 
@@ -161,7 +178,24 @@ def _role(role: Json) -> Role:
         specialty_valuesets=specialty_sets(concepts),
         specialty_codes=tuple(code for c in concepts for _, code, _ in codings(c) if code),
         concepts=tuple(concepts),
+        active=role.get("active") is not False,
+        ended=period_end(role),
     )
+
+
+def period_end(resource: Json) -> date | None:
+    """The last day of the resource's `period`, when it states one."""
+    period = get_map(resource, "period")
+    return parse_date(period.get("end"), end=True) if period is not None else None
+
+
+def _current(ended: date | None, as_of: date | None) -> bool:
+    """Not ended before `as_of` (no end, or no date to compare with: current)."""
+    return ended is None or as_of is None or ended >= as_of
+
+
+def _role_current(role: Role, as_of: date | None) -> bool:
+    return role.active and _current(role.ended, as_of)
 
 
 def people(parsed: Parsed, patient_ref: Ref | None) -> People:
@@ -221,17 +255,20 @@ def prescriber(
     user_ref: Ref | None,
     index: People,
     requester_npi: str | None = None,
+    as_of: date | None = None,
 ) -> PrescriberFacts:
     """Who ordered one order, from the chart's people (`people`). `requester_npi`: the NPI
     the order's requester names (`npi_of_reference`), for a requester named by NPI
-    (identifier or conditional reference) rather than by id."""
+    (identifier or conditional reference) rather than by id. `as_of`: the order date (roles
+    and care-team memberships that ended before it are not read)."""
     npi = requester_npi
     if npi is not None and (requester_ref is None or "?" in requester_ref):
         requester_ref = _person_ref(npi, index)
     roles: dict[str, Role] = {}
     for ref, ref_npi in ((requester_ref, npi), (user_ref, None)):
         for role in roles_of(ref, index, npi=ref_npi):
-            roles.setdefault(role.ref, role)
+            if _role_current(role, as_of):
+                roles.setdefault(role.ref, role)
     sets: set[str] = set()
     codes: list[str] = []
     for role in roles.values():
@@ -244,36 +281,56 @@ def prescriber(
         specialty_codes=tuple(dict.fromkeys(codes)),
         has_role_data=bool(roles),
         refs=refs,
-        care_team=index.care_team,
+        care_team=tuple(
+            (sets, ref) for sets, ref, ended in index.care_team if _current(ended, as_of)
+        ),
         referrals=index.referrals,
     )
 
 
+def _earliest(*days: date | None) -> date | None:
+    known = [d for d in days if d is not None]
+    return min(known) if known else None
+
+
 def _care_team(
     parsed: Parsed, patient_ref: Ref | None, index: People
-) -> list[tuple[frozenset[str], Ref]]:
-    out: list[tuple[frozenset[str], Ref]] = []
+) -> list[tuple[frozenset[str], Ref, date | None]]:
+    out: list[tuple[frozenset[str], Ref, date | None]] = []
     for team in parsed.of_type("CareTeam"):
         if team.get("status") not in {None, "active"} or not for_patient(team, patient_ref):
             continue
+        team_end = period_end(team)
         for participant in maps(team.get("participant")):
+            member_end = _earliest(team_end, period_end(participant))
             role_concepts = list(maps(participant.get("role")))
             member_value = participant.get("member")
             member = reference(member_value)
-            member_roles = roles_of(member, index, npi=npi_of_reference(member_value))
+            member_roles = [
+                role
+                for role in roles_of(member, index, npi=npi_of_reference(member_value))
+                if role.active
+            ]
             if member_roles:
                 for role in member_roles:
                     sets = specialty_sets(role_concepts + list(role.concepts))
-                    out.append((sets, role.ref))
+                    out.append((sets, role.ref, _earliest(member_end, role.ended)))
             elif role_concepts:
-                out.append((specialty_sets(role_concepts), ref_of(team)))
+                out.append((specialty_sets(role_concepts), ref_of(team), member_end))
     return out
+
+
+_REFERRAL_INTENTS: Final = frozenset(
+    {None, "order", "original-order", "reflex-order", "filler-order", "instance-order"}
+)
 
 
 def _referrals(parsed: Parsed, patient_ref: Ref | None, index: People) -> list[Referral]:
     out: list[Referral] = []
     for request in parsed.of_type("ServiceRequest"):
         if request.get("status") not in {"active", "completed"}:
+            continue
+        if request.get("intent") not in _REFERRAL_INTENTS:
             continue
         if not for_patient(request, patient_ref):
             continue
@@ -294,8 +351,25 @@ def _referrals(parsed: Parsed, patient_ref: Ref | None, index: People) -> list[R
     return out
 
 
-def encounter(encounter_id: str | None, parsed: Parsed) -> EncounterFacts | None:
-    """The setting of the encounter the order is placed in; None without an encounterId."""
+def _not_this_stay(resource: Json, patient_ref: Ref | None) -> str | None:
+    """Why an Encounter cannot stand for the setting of this order, whatever its date, or
+    None (see `ended_before_order` for the date)."""
+    if not for_patient(resource, patient_ref):
+        return "The encounter sent with the order is not this patient's"
+    status = get_str(resource, "status")
+    if status in {"cancelled", "entered-in-error"}:
+        return f"The encounter sent with the order is {status.replace('-', ' ')}"
+    return None
+
+
+ENDED_BEFORE_ORDER: Final = "The encounter sent with the order ended before the order date"
+
+
+def encounter(
+    encounter_id: str | None, parsed: Parsed, patient_ref: Ref | None = None
+) -> EncounterFacts | None:
+    """The setting of the encounter the order is placed in; None without an encounterId.
+    A finished encounter keeps its end (`EncounterFacts.ended`) for `ended_before_order`."""
     if not encounter_id:
         return None
     ref = encounter_id if "/" in encounter_id else f"Encounter/{encounter_id}"
@@ -305,8 +379,24 @@ def encounter(encounter_id: str | None, parsed: Parsed) -> EncounterFacts | None
     coding = get_map(resource, "class")
     code = coding.get("code") if coding is not None else None
     code_str = code if isinstance(code, str) else None
+    note = _not_this_stay(resource, patient_ref)
+    if note is not None:
+        return EncounterFacts(ref=ref, setting="unknown", class_code=code_str, note=note)
     setting = _SETTINGS.get((code_str or "").upper(), "unknown")
-    return EncounterFacts(ref=ref, setting=setting, class_code=code_str)
+    ended = period_end(resource) if get_str(resource, "status") == "finished" else None
+    return EncounterFacts(ref=ref, setting=setting, class_code=code_str, ended=ended)
+
+
+def ended_before_order(
+    found: EncounterFacts | None, order_date: date | None
+) -> EncounterFacts | None:
+    """The encounter as the setting of an order of `order_date`: a stay that finished before
+    that day says nothing about where this order is given (setting unknown, with why)."""
+    if found is None or found.ended is None or order_date is None:
+        return found
+    if found.ended >= order_date or found.note is not None:
+        return found
+    return replace(found, setting="unknown", note=ENDED_BEFORE_ORDER)
 
 
 def coverage_refs(parsed: Parsed, patient_ref: Ref | None) -> tuple[Ref, ...]:

@@ -133,6 +133,9 @@ class PatientRecord:
     """`context.userId` when it is a reference (the user signing the orders)."""
     birth_date: date | None
     """The Patient's birthDate (a partial date read as its last possible day)."""
+    earliest_birth_date: date | None
+    """The first day a partial birthDate allows ("2008" is 2008-01-01); as `birth_date`
+    for a full date."""
     as_of: date | None
     """The caller's today (used for orders that state no date)."""
     diagnoses: tuple[Diagnosis, ...]
@@ -298,13 +301,14 @@ def build_record(
     intolerances = tuple(conditions.intolerances(parsed, patient_ref))
     people = practitioner.people(parsed, patient_ref)
     encounter = practitioner.encounter(
-        encounter_id if isinstance(encounter_id, str) else None, parsed
+        encounter_id if isinstance(encounter_id, str) else None, parsed, patient_ref
     )
     coverage = practitioner.coverage_refs(parsed, patient_ref)
     return PatientRecord(
         patient_ref=patient_ref,
         user_ref=_user_ref(context),
         birth_date=parse_date(patient.get("birthDate"), end=True) if patient else None,
+        earliest_birth_date=parse_date(patient.get("birthDate")) if patient else None,
         as_of=as_of,
         diagnoses=diagnoses,
         conditions_on_file=conditions_on_file,

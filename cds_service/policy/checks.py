@@ -657,7 +657,12 @@ def prescriber_specialty(
 
 @_check("minimum-age", (MET, NOT_MET, UNKNOWN), {"years": ParamSpec("int")})
 def minimum_age(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalContext) -> Verdict:
-    """Age on the order date at least `years` (the birthday itself counts)."""
+    """Age on the order date at least `years` (the birthday itself counts).
+
+    A birth date recorded as a year or a year and month only (EHRs send "1990" or
+    "2008-11" when the day is not known) gives a youngest and an oldest possible age: met
+    only when the youngest reaches `years`, not-met only when the oldest does not; between
+    the two the age is unknown and the full birth date is asked for."""
     years = int(params["years"])
     if facts.birth_date is None:
         return Verdict(UNKNOWN, "The patient's birth date is not available.", (facts.patient_ref,))
@@ -665,6 +670,17 @@ def minimum_age(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalContext)
     details = {"age": age, "minimum": years}
     if age >= years:
         return Verdict(MET, f"Age {age} on the order date.", (facts.patient_ref,), details)
+    earliest = facts.earliest_birth_date
+    oldest = age_on(earliest, ctx.order_date) if earliest is not None else age
+    if oldest >= years:
+        return Verdict(
+            UNKNOWN,
+            f"The birth date is recorded without its day: the patient is {age} or {oldest} "
+            f"on the order date; the minimum is {years}.",
+            (facts.patient_ref,),
+            {**details, "oldest_age": oldest},
+            documentation="The patient's full date of birth.",
+        )
     return Verdict(
         NOT_MET,
         f"Age {age} on the order date; the minimum is {years}.",
@@ -1002,8 +1018,9 @@ def first_line_step(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalCont
 def score_documented(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalContext) -> Verdict:
     """A score of one of `kinds` dated on or before the order date (latest one shown,
     with its band). Observations without a date cannot be placed and do not count. A score
-    sent as text that is not one number (a range, ">20", "high") is not read; the reason
-    names it so the prescriber knows which record to correct."""
+    sent as text that is not one number (a range, ">20", "high"), or a value outside the
+    score's scale (a CDAI of 290), is not read; the reason names it so the prescriber knows
+    which record to correct."""
     kinds = list(params["kinds"])
     found = [m for kind in kinds if (m := _latest(facts.measurements, kind, ctx.order_date))]
     if not found:
@@ -1021,9 +1038,7 @@ def score_documented(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalCon
         return Verdict(
             UNKNOWN,
             f"No {' or '.join(k.upper() for k in kinds)} score dated on or before the order."
-            + (
-                f" A score is recorded as text that cannot be read as a number:{why}" if why else ""
-            ),
+            + (f" A score is on file but could not be read:{why}" if why else ""),
             tuple(dict.fromkeys(m.ref for m in unread)),
         )
     latest = max(found, key=lambda m: m.effective or date.min)
@@ -1656,6 +1671,8 @@ def care_setting(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalContext
             known = "No encounter was sent with the order, so the care setting is not known"
         elif not enc.found:
             known = "The encounter could not be read from the EHR, so the care setting is not known"
+        elif enc.note is not None:
+            known = f"{enc.note}, so the care setting is not known"
         else:
             known = f"The encounter setting is {enc.setting}; hospital admission is not documented"
         details["confirm_setting"] = True

@@ -259,3 +259,44 @@ def test_a_frequency_range_is_checked_at_its_most():
     assert dose.administrations_per_day == 2
     assert dose.mg_per_day == 200
     assert dose.syringes_per_day == 2
+
+
+def test_morning_and_evening_on_a_daily_repeat_are_two_doses_a_day():
+    # A sig built as "100 mg every day, morning and evening" (repeat.when without a
+    # frequency): two injections a day, 200 mg, not 100 mg.
+    timing = {"repeat": {"period": 1, "periodUnit": "d", "when": ["MORN", "EVE"]}}
+    facts = compute_dose([dosage(100, timing=timing)], None)
+    assert facts.mg_per_day == 200
+    assert facts.syringes_per_day == 2
+
+
+def test_a_frequency_that_disagrees_with_its_times_of_day_is_unknown():
+    timing = {
+        "repeat": {
+            "frequency": 1,
+            "period": 1,
+            "periodUnit": "d",
+            "timeOfDay": ["08:00:00", "20:00:00"],
+        }
+    }
+    facts = compute_dose([dosage(100, timing=timing)], None)
+    assert facts.mg_per_day is None
+    assert "times of day disagree" in facts.unknown_reasons[0]
+
+
+def test_a_timing_code_that_disagrees_with_the_repeat_is_unknown():
+    # "BID" beside a repeat of once a day: the order says two things; never the smaller.
+    timing = {**every(1, 1, "d"), **timing_code("BID")}
+    facts = compute_dose([dosage(100, timing=timing)], None)
+    assert facts.mg_per_day is None
+    assert "timing code and repeat state different frequencies" in facts.unknown_reasons[0]
+
+
+@pytest.mark.parametrize(
+    ("code", "repeat"),
+    [("QD", every(1, 1, "d")), ("Q4H", every(1, 4, "h")), ("WK", every(1, 1, "wk"))],
+)
+def test_a_timing_code_that_agrees_with_the_repeat_is_read(code, repeat):
+    facts = compute_dose([dosage(100, timing={**repeat, **timing_code(code)})], None)
+    assert facts.mg_per_day is not None
+    assert facts.unknown_reasons == ()

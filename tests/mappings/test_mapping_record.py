@@ -137,7 +137,7 @@ def test_davinci_pat014_exposures_with_certainty_coverage_and_care_team() -> Non
     assert runs["azathioprine"].days == 191
     assert runs["methotrexate"].open_ended
     assert record.coverage_refs == ("Coverage/cov014",)
-    assert [ref for _, ref in record.people.care_team] == ["CareTeam/pat014-hhs-careteam"]
+    assert [ref for _, ref, _ in record.people.care_team] == ["CareTeam/pat014-hhs-careteam"]
     assert record.encounter is None  # the request names no encounter
     # Unknown fields are reported by resource and field, never by value.
     assert "PractitionerRole/prarol1234: organization : unknown field, ignored" in (record.problems)
@@ -159,7 +159,7 @@ def test_roles_linked_by_npi_are_in_the_record_and_found_for_the_order() -> None
 
 def test_care_team_rheumatologist_is_in_the_record() -> None:
     record, _ = _record("variant/hershel-careteam-rheumatologist")
-    assert [(sorted(sets), ref.split("/")[0]) for sets, ref in record.people.care_team] == [
+    assert [(sorted(sets), ref.split("/")[0]) for sets, ref, _ in record.people.care_team] == [
         (["rheumatology"], "CareTeam")
     ]
     assert record.people.referrals == ()
