@@ -144,6 +144,7 @@ MedicationResourceType = Literal[
     "MedicationRequest",
     "MedicationStatement",
     "MedicationDispense",
+    "MedicationAdministration",
     "Claim",
     "ExplanationOfBenefit",
 ]

@@ -481,7 +481,67 @@ def history(
             if countable:
                 found.append(exposures.Exposure(record, measured, breaks))
     claim_records, claim_exposures = _claim_history(parsed, patient_ref)
-    return records + claim_records, found + claim_exposures
+    given = administration_records(parsed, patient_ref)
+    return records + claim_records + given, found + claim_exposures
+
+
+_ADMINISTERED: Final[Mapping[str, str]] = {
+    "completed": "completed",
+    "in-progress": "in-progress",
+    "on-hold": "on-hold",
+    # Halted before the whole dose went in: part of it was given.
+    "stopped": "completed",
+    "unknown": "unknown",
+}
+
+
+def _administration_day(resource: Json) -> date | None:
+    """The day a dose was given: the end of its period (an infusion), else its start,
+    else `effectiveDateTime`."""
+    period = get_map(resource, "effectivePeriod")
+    if period is not None:
+        return parse_date(period.get("end"), end=True) or parse_date(period.get("start"))
+    return parse_date(resource.get("effectiveDateTime"))
+
+
+def administration_records(parsed: Parsed, patient_ref: Ref | None) -> list[MedicationRecord]:
+    """MedicationAdministration records of value-set drugs: a dose given in a clinic, an
+    infusion centre or a hospital (Epic, Oracle Health and Meditech send clinic-given
+    biologics this way; the order behind them may be absent or long completed). Read as a
+    clinical pharmacist reads a medication administration record: evidence that the drug is
+    current therapy for as long as one dose lasts (the concurrent-therapy check reads them
+    like a dispense with no days supply: an infliximab infusion 3 weeks ago is current) and,
+    for the policy's own drug, that the patient is receiving it. A stopped administration
+    gave part of the dose and counts as given; not-done and entered-in-error ones were not
+    given. They are not trial evidence (one dose says nothing of how long the drug was
+    taken), so they never enter therapy runs."""
+    records: list[MedicationRecord] = []
+    for candidate in parsed.candidates("MedicationAdministration"):
+        status = _ADMINISTERED.get(status_code(candidate, "status") or "unknown")
+        if status is None or not for_patient(candidate, patient_ref):
+            continue
+        identities = identify(candidate, parsed)
+        if not identities:
+            continue
+        res = parsed.accept(candidate)
+        if res is None:
+            continue
+        day = _administration_day(res)
+        for identity in identities:
+            records.append(
+                MedicationRecord(
+                    ref=ref_of(res),
+                    resource_type="MedicationAdministration",
+                    drug=identity.drug,
+                    valuesets=identity.valuesets,
+                    matched_by=identity.matched_by,
+                    status=status,
+                    start=day,
+                    end=day,
+                    is_draft_order=False,
+                )
+            )
+    return records
 
 
 def _stated_days(measured: exposures.Measured) -> float | None:

@@ -737,6 +737,7 @@ _RECORD_WORDS: Final = {
     "MedicationRequest": "order",
     "MedicationStatement": "medication statement",
     "MedicationDispense": "dispense",
+    "MedicationAdministration": "administration",
     "Claim": "claim",
     "ExplanationOfBenefit": "claim",
 }
@@ -1179,8 +1180,12 @@ _DISPENSE_STATUSES = frozenset(
 """Dispense statuses that hand (or are handing) the drug over (a claim or explanation of
 benefit line is "active"); cancelled, declined, stopped and entered-in-error ones say
 nothing about current therapy."""
-_SUPPLY_RECORDS = frozenset({"MedicationDispense", "Claim", "ExplanationOfBenefit"})
-"""Records of a supply handed over (start = the day, `days_supply`), read by their dates."""
+_SUPPLY_RECORDS = frozenset(
+    {"MedicationDispense", "MedicationAdministration", "Claim", "ExplanationOfBenefit"}
+)
+"""Records of a supply handed over or a dose given (start = the day, `days_supply`), read
+by their dates. An administration (a clinic infusion or injection) has no days supply: it
+lasts one usual dosing interval of its drug."""
 
 
 @dataclass(frozen=True)
@@ -1217,9 +1222,10 @@ def _dispense_currency(
     (`max_supply_days` + grace) it may be (unknown); older ones are history. A dispense of
     status unknown, or of an unidentified drug, is never more than unknown."""
     handed = rec.start
+    verb = "given" if rec.resource_type == "MedicationAdministration" else "dispensed"
     if handed is None:
-        return UNKNOWN, "dispensed, date not stated"
-    when = f"dispensed {handed.isoformat()}"
+        return UNKNOWN, f"{verb}, date not stated"
+    when = f"{verb} {handed.isoformat()}"
     if handed > on:
         return (UNKNOWN if rec.status == "unknown" else NOT_MET), when
     interval = (
@@ -1234,7 +1240,7 @@ def _dispense_currency(
         current = since <= covered - 1 + rule.grace_days
         status = NOT_MET if current else None
     else:
-        text = f"{when}, days supply not stated"
+        text = when if verb == "given" else f"{when}, days supply not stated"
         if since <= interval - 1 + rule.grace_days:
             status = NOT_MET
         elif since <= rule.max_supply_days - 1 + rule.grace_days:
@@ -1262,6 +1268,8 @@ def _dispense_currency(
         "dispense_grace_days": ParamSpec("int", required=False),
         "dispense_max_supply_days": ParamSpec("int", required=False),
     },
+    # MedicationAdministration is read when the EHR sends it, but its absence is no gap:
+    # clinic-given biologics are ordered too, and many EHRs do not share administrations.
     reads=("MedicationRequest", "MedicationStatement", "MedicationDispense"),
     absence=(MET,),
 )
@@ -1273,9 +1281,10 @@ def no_concurrent_therapy(
     entered-in-error orders and statements do not count; the status decides, not the end
     date. A record of `unknown_statuses` (e.g. "unknown") may be current: unknown.
 
-    With `dispense_intervals` (usual dosing interval in days per drug), dispenses and
-    claims lines (records of type MedicationDispense, Claim, ExplanationOfBenefit: start =
-    the day handed over / served, `days_supply`) count as evidence of current therapy by
+    With `dispense_intervals` (usual dosing interval in days per drug), dispenses,
+    administrations and claims lines (records of type MedicationDispense,
+    MedicationAdministration, Claim, ExplanationOfBenefit: start = the day handed over /
+    given / served, `days_supply`) count as evidence of current therapy by
     their dates (see `_dispense_currency`); without it they are history only.
 
     With `unidentified`, a record whose drug cannot be told (a Medication that was not sent
