@@ -1252,6 +1252,18 @@ def _dispense_currency(
     return status, text
 
 
+def _completed_through(rec: MedicationRecord, on: date) -> bool:
+    """A completed order or statement whose own dates reach the order date (an order's
+    supply duration x fills, a statement's effective period): "completed" says the course
+    is over, its dates say it is not. A stopped one was halted early and is not current."""
+    return (
+        rec.status.lower() == "completed"
+        and rec.start is not None
+        and rec.end is not None
+        and rec.start <= on <= rec.end
+    )
+
+
 @_check(
     "no-concurrent-therapy",
     (MET, NOT_MET, UNKNOWN),
@@ -1368,12 +1380,17 @@ def no_concurrent_therapy(
             conflicts.append(entry)
         elif status in unknown_statuses:
             uncertain.append(entry)
+        elif _completed_through(rec, ctx.order_date):
+            entry["through"] = f"{rec.status}, its dates run to {rec.end}"
+            uncertain.append(entry)
 
     def state(conflict: Mapping[str, Any]) -> str:
         if conflict.get("duplicate"):
             return "another draft order"
         if conflict.get("dispense"):
             return str(conflict["dispense"])
+        if conflict.get("through"):
+            return str(conflict["through"])
         return "draft order" if conflict["draft"] else f"status {conflict['status']}"
 
     if conflicts:
