@@ -20,6 +20,12 @@ One record:
   shorten the order's (the chart's fill list may be partial, and more evidence must never
   make a trial shorter). `dispenseRequest.validityPeriod` is how long the prescription
   may be filled, never how long the drug was taken: it is not read at all.
+  A stopped order (halted before its course ran out, on a day the order does not
+  state: Epic writes discontinued orders so) shows its first day and an unknown length
+  (`halted`): its supply is an upper bound, never the length taken; its dispenses, a
+  renewal or a statement show the rest. Completed, active and on-hold orders keep their
+  length. A later order renews a stopped one only when written before its supply (+14
+  days) ran out.
 - MedicationDispense, from `whenHandedOver` (else `whenPrepared`): `daysSupply`
   (documented), else its quantity over its own sig (estimated), else unknown.
 - MedicationStatement: `effectivePeriod` start..end (documented); an open end on an
@@ -119,6 +125,8 @@ class Measured:
     at_least: bool = False
     """The known length is a lower bound (a dose range counted at its top)."""
     estimated_from: tuple[str, ...] = ()
+    supply_end: date | None = None
+    """A stopped order's last day of supply: the most it can show (see `halted`)."""
 
     @property
     def open_ended(self) -> bool:
@@ -201,6 +209,25 @@ def measure_request(resource: Json, medication: Json | None) -> Measured:
         else "no supply duration or quantity"
     )
     return Measured(start, None, "unknown", why)
+
+
+def halted(measured: Measured) -> Measured:
+    """A stopped order (R4: halted "before all of the administrations occurred"): its
+    supply is the most it can show, not what was taken, and the day it was stopped is
+    not in the order. Its length is unknown: it proves the day ordered, and a later order
+    renews it only when written before its supply (+14 days) ran out (a reorder that
+    replaced it); one written after that follows a gap the stopped order cannot cover."""
+    if measured.start is None or measured.end is None:
+        return measured
+    days = (measured.end - measured.start).days + 1
+    return Measured(
+        measured.start,
+        None,
+        "unknown",
+        f"stopped before the end of the {_days_text(days)} ordered ({measured.basis}), "
+        "on a day not stated",
+        supply_end=measured.end,
+    )
 
 
 def measure_dispense(resource: Json, medication: Json | None) -> Measured:
@@ -399,11 +426,18 @@ def _renewed(earlier: Sequence[_Part], part: _Part) -> _Part | None:
             and p.exposure.measured.end is None
             and not p.exposure.renewal_breaks
             and 0 <= (part.start - p.start).days <= RENEWAL_MAX_SPACING_DAYS
+            and _within_supply(p.exposure.measured, part.start)
             # an order stopped for a reason (or on hold) after it ends the chain there
             and not any(p.start <= day <= part.start for day in breaks)
         ):
             return p
     return None
+
+
+def _within_supply(measured: Measured, day: date) -> bool:
+    """A stopped order's supply (+ the allowed gap) lasts to `day` (see `halted`)."""
+    end = measured.supply_end
+    return end is None or (day - end).days - 1 <= RUN_GAP_DAYS
 
 
 def _merge(runs: list[_Run], first: int) -> _Run:

@@ -452,6 +452,8 @@ def history(
         )
         measured = _measure(kind, res, status, parsed)
         start, end = _record_range(kind, res, measured)
+        if kind == "MedicationRequest" and status == "stopped":
+            measured = exposures.halted(measured)
         breaks = kind == "MedicationRequest" and exposures.renewal_breaks(res, status)
         for identity in identities:
             mg_per_day: float | None = None

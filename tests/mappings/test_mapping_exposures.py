@@ -220,12 +220,43 @@ def test_an_order_stopped_for_a_reason_or_on_hold_is_not_renewed(first):
 def test_an_order_of_known_length_is_not_bridged_by_a_renewal():
     thirty = {"expectedSupplyDuration": supply(30)}
     facts = chart(
-        _order("a", "2025-06-01", dispenseRequest=thirty),
+        _order("a", "2025-06-01", "completed", dispenseRequest=thirty),
         _order("b", "2025-10-01", "completed", dispenseRequest=thirty),
         authored="2026-03-01",
     )
     assert [(r.days, r.open_ended) for r in runs(facts)] == [(30, False), (30, False)]
     assert criterion(facts, "I.A.4").status is Status.NOT_MET
+
+
+def test_a_stopped_order_shows_its_start_not_its_whole_supply():
+    """R4 "stopped": halted before the course ran out, on a day the order does not
+    give (Epic writes discontinued orders so). A 90-day supply stopped, with one 30-day
+    dispense, is no 90-day trial: unknown, never met."""
+    ninety = {"expectedSupplyDuration": supply(90)}
+    facts = chart(
+        _order("a", "2025-01-10", dispenseRequest=ninety),
+        dispense("d1", MTX, "2025-01-10", 30, prescription="MedicationRequest/a"),
+    )
+    assert criterion(facts, "I.A.4").status is Status.UNKNOWN
+    assert "stopped before the end of the 90 days ordered" in criterion(facts, "I.A.4").reason
+
+
+def test_a_stopped_order_is_renewed_only_by_an_order_written_within_its_supply():
+    thirty = {"expectedSupplyDuration": supply(30)}
+    ninety = {"expectedSupplyDuration": supply(90)}
+    reordered = chart(
+        _order("a", "2025-06-01", dispenseRequest=thirty),
+        _order("b", "2025-06-20", "completed", dispenseRequest=ninety),
+        authored="2026-03-01",
+    )
+    assert criterion(reordered, "I.A.4").status is Status.MET
+    after_a_gap = chart(
+        _order("a", "2025-06-01", dispenseRequest=thirty),
+        _order("b", "2025-10-01", "completed", dispenseRequest=ninety),
+        authored="2026-03-01",
+    )
+    assert [(r.days, r.open_ended) for r in runs(after_a_gap)] == [(1, True), (90, False)]
+    assert criterion(after_a_gap, "I.A.4").status is Status.MET  # the 90 days of order b
 
 
 # --------------------------------------------------------------------------- validity
