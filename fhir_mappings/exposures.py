@@ -30,8 +30,9 @@ One record:
   (documented), else its quantity over its own sig (estimated), else unknown.
 - MedicationStatement: `effectivePeriod` start..end (documented); an open end on an
   active / on-hold statement runs to the order date (the patient is taking it now:
-  documented); an open end on any other status, or `effectiveDateTime` alone, proves the
-  start day and an unknown length.
+  documented); an open end on any other status proves the start day and an unknown
+  length; `effectiveDateTime` alone proves a day the drug was taken (it may have begun
+  before: a reconciliation date, not a start) and an unknown length.
 - Claim / ExplanationOfBenefit line (a pharmacy or medical claim whose
   `item.productOrService` names a value-set drug by an NDC, HCPCS or RxNorm coding -
   its code, or that coding's display; a CPT or SNOMED CT line naming a drug is a service,
@@ -127,6 +128,9 @@ class Measured:
     estimated_from: tuple[str, ...] = ()
     supply_end: date | None = None
     """A stopped order's last day of supply: the most it can show (see `halted`)."""
+    began_by: bool = False
+    """`start` is a day the drug was taken, not the day it began (a statement with one
+    date): it may have begun earlier."""
 
     @property
     def open_ended(self) -> bool:
@@ -270,7 +274,7 @@ def measure_statement(resource: Json, status: str) -> Measured:
     day = parse_date(resource.get("effectiveDateTime"))
     if day is None:
         return Measured(None, None, "unknown", "no date")
-    return Measured(day, None, "unknown", "one date, no period")
+    return Measured(day, None, "unknown", "one date, no period", began_by=True)
 
 
 # --------------------------------------------------------------------------- claims
@@ -506,6 +510,7 @@ def _finish(drug: str, run: _Run, as_of: date | None) -> TherapyRun:
             for p in run.parts
         ),
         estimated_from=tuple(dict.fromkeys(estimated)),
+        began_earlier=any(p.exposure.measured.began_by and p.start == run.start for p in run.parts),
     )
 
 

@@ -705,7 +705,11 @@ def _trials(facts: PolicyFacts, valuesets: frozenset[str], on: date, min_days: i
     best = max(known, key=lambda r: (r.days, r.end), default=None)
     open_run: TherapyRun | None = None
     if best is None or best.days < min_days:
-        could = [r for r in runs if r.open_ended and (on - r.start).days + 1 >= min_days]
+        could = [
+            r
+            for r in runs
+            if r.open_ended and ((on - r.start).days + 1 >= min_days or r.began_earlier)
+        ]
         open_run = max(could, key=lambda r: ((on - r.start).days, r.days), default=None)
     any_run = max(runs, key=lambda r: (r.days, r.end), default=None)
     return _Trials(best, open_run, any_run)

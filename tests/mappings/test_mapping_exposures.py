@@ -259,6 +259,15 @@ def test_a_stopped_order_is_renewed_only_by_an_order_written_within_its_supply()
     assert criterion(after_a_gap, "I.A.4").status is Status.MET  # the 90 days of order b
 
 
+def test_a_statement_with_one_recent_date_is_no_proof_of_a_short_trial():
+    """An active MTX statement whose only date (effectiveDateTime) is 4 weeks before the
+    order: the day the list was reconciled, not the day MTX began. Unknown, not short."""
+    one_date = chart(statement("s1", MTX, status="active", when="2026-02-01"))
+    assert criterion(one_date, "I.A.4").status is Status.UNKNOWN
+    started = chart(statement("s1", MTX, status="active", start="2026-02-01"))
+    assert criterion(started, "I.A.4").status is Status.NOT_MET  # a stated start
+
+
 # --------------------------------------------------------------------------- validity
 
 
