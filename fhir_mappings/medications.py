@@ -304,7 +304,7 @@ def unidentified_records(
             ref = ref_of(res)
             if ref != evaluated_ref and ref not in draft_refs:
                 sources.append((ref, kind, res, False))
-    out: list[MedicationRecord] = []
+    out: list[MedicationRecord] = _unidentified_claim_lines(parsed, patient_ref)
     for ref, kind, candidate, is_draft in sources:
         status = "draft" if is_draft else (status_code(candidate, "status") or "unknown")
         if status not in _CURRENT_STATUSES[kind] or unidentified(candidate, parsed) is None:
@@ -328,6 +328,71 @@ def unidentified_records(
                 days_supply=days,
             )
         )
+    return out
+
+
+_PRODUCT_SYSTEM_WORDS: Final = (
+    "/ndc",
+    "rxnorm",
+    "2.16.840.1.113883.6.69",  # NDC
+    "2.16.840.1.113883.6.88",  # RxNorm
+)
+
+
+def _product_coded(concept: Json) -> bool:
+    """Coded by an NDC or RxNorm product: a drug, whatever it is (a HCPCS code may be a
+    supply or a service)."""
+    return any(
+        code and system and any(w in system.lower() for w in _PRODUCT_SYSTEM_WORDS)
+        for system, code, _ in codings(concept)
+    )
+
+
+def _unidentified_claim_lines(parsed: Parsed, patient_ref: Ref | None) -> list[MedicationRecord]:
+    """Claim / ExplanationOfBenefit lines for a drug nobody here can name: an NDC or RxNorm
+    product code no product file holds, and no display (CARIN Blue Button pharmacy claims
+    are coded by NDC alone). Read like a dispense of an unidentified drug: a recent one
+    leaves concurrent therapy unknown (an adalimumab pen billed by an NDC the product files
+    lack may be one)."""
+    out: list[MedicationRecord] = []
+    for kind in _CLAIM_KINDS:
+        for candidate in parsed.candidates(kind):
+            if not for_patient(candidate, patient_ref, "patient") or not exposures.claim_counts(
+                candidate
+            ):
+                continue
+            lines = []
+            for item in exposures.claim_items(candidate):
+                concept = exposures.claim_drug_concept(item)
+                if (
+                    concept is not None
+                    and _product_coded(concept)
+                    and not _named(get_map(item, "productOrService"))
+                    and not identify_concept(concept)
+                ):
+                    lines.append(item)
+            if not lines:
+                continue
+            claim = parsed.accept(candidate)
+            if claim is None:
+                continue
+            for item in lines:
+                measured = exposures.measure_claim_item(claim, item)
+                out.append(
+                    MedicationRecord(
+                        ref=ref_of(claim),
+                        resource_type="Claim" if kind == "Claim" else "ExplanationOfBenefit",
+                        drug=UNIDENTIFIED_DRUG,
+                        valuesets=frozenset(),
+                        matched_by="none",
+                        status="completed",
+                        start=measured.start,
+                        end=measured.end or measured.start,
+                        is_draft_order=False,
+                        unidentified=True,
+                        days_supply=_stated_days(measured),
+                    )
+                )
     return out
 
 

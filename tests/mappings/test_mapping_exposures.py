@@ -543,6 +543,24 @@ def test_claims_that_are_not_standing_payment_claims_are_no_fills(extra):
     assert runs(facts) == []
 
 
+def test_a_recent_pharmacy_claim_for_an_ndc_nobody_here_knows_leaves_iii_b_unknown():
+    """CARIN Blue Button pharmacy EOBs code the drug by NDC alone. A fill two weeks before
+    the order of an NDC no product file holds (the adalimumab file has no NDCs) may be a
+    biologic: III.B unknown, asking for the drug, never met. A line whose display names
+    another drug is that drug."""
+    unknown_ndc = cc(NDC, "00074055402")
+    facts = chart(carin_pharmacy_eob("e1", "2026-02-15", 28, product=unknown_ndc))
+    iii_b = criterion(facts, "III.B")
+    assert iii_b.status is Status.UNKNOWN
+    assert "ExplanationOfBenefit/e1" in iii_b.reason
+    assert runs(facts) == []
+    named = cc(NDC, "00074055402", "lisinopril 10 MG Oral Tablet")
+    assert (
+        criterion(chart(carin_pharmacy_eob("e1", "2026-02-15", 28, product=named)), "III.B").status
+        is Status.MET
+    )
+
+
 def test_claim_with_rxnorm_line_and_linked_days_supply():
     claim = carin_pharmacy_eob("c1", "2025-06-01", None, product=cc(RXNORM, "6851"))
     claim["resourceType"] = "Claim"
