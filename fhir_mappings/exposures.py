@@ -27,7 +27,7 @@ One record:
   length. A later order renews a stopped one only when written before its supply (+14
   days) ran out.
 - MedicationDispense, from `whenHandedOver` (else `whenPrepared`): `daysSupply`
-  (documented), else its quantity over its own sig (estimated), else unknown.
+  (documented; a bare number is days), else its quantity over its own sig (estimated), else unknown.
 - MedicationStatement: `effectivePeriod` start..end (documented); an open end on an
   active / on-hold statement runs to the order date (the patient is taking it now:
   documented); an open end on any other status proves the start day and an unknown
@@ -82,7 +82,13 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Final
 
-from fhir_mappings.dosing import Strength, days_from_quantity, strength_of, supply_days
+from fhir_mappings.dosing import (
+    Strength,
+    days_from_quantity,
+    days_supplied,
+    strength_of,
+    supply_days,
+)
 from fhir_mappings.facts import (
     Certainty,
     ExposureSource,
@@ -238,7 +244,7 @@ def measure_dispense(resource: Json, medication: Json | None) -> Measured:
     start = parse_date(resource.get("whenHandedOver")) or parse_date(resource.get("whenPrepared"))
     if start is None:
         return Measured(None, None, "unknown", "no date handed over")
-    supply = supply_days(get_map(resource, "daysSupply"))
+    supply = days_supplied(get_map(resource, "daysSupply"))
     if supply is not None:
         days = max(round(supply), 1)
         return Measured(start, _ending(start, days), "documented", f"days supply {days}")

@@ -37,7 +37,7 @@ from datetime import date, timedelta
 from typing import Final, Literal
 
 from fhir_mappings import exposures, valuesets
-from fhir_mappings.dosing import compute_dose, supply_days
+from fhir_mappings.dosing import compute_dose, days_supplied
 from fhir_mappings.facts import MatchedBy, MedicationRecord, Ref, WeightFact
 from fhir_mappings.fields import (
     Json,
@@ -250,7 +250,7 @@ _CURRENT_STATUSES: Final[Mapping[str, frozenset[str]]] = {
 
 def days_supply(dispense: Json) -> float | None:
     """MedicationDispense.daysSupply in days as stated; None when absent or unreadable."""
-    return supply_days(get_map(dispense, "daysSupply"))
+    return days_supplied(get_map(dispense, "daysSupply"))
 
 
 _RECORD_KINDS: Final[tuple[ResourceKind, ...]] = (

@@ -543,6 +543,21 @@ def test_claims_that_are_not_standing_payment_claims_are_no_fills(extra):
     assert runs(facts) == []
 
 
+def test_a_days_supply_sent_as_a_bare_number_is_days():
+    """Cerner and claims-fed dispenses send `daysSupply: {"value": 30}` with no unit."""
+    fills = [
+        dispense(f"d{i}", MTX, day, 30)
+        for i, day in enumerate(("2025-06-01", "2025-07-01", "2025-07-31"))
+    ]
+    for fill in fills:
+        fill["daysSupply"] = {"value": 30}
+    facts = chart(*fills)
+    assert (only_run(facts).days, only_run(facts).certainty) == (90, "documented")
+    assert criterion(facts, "I.A.4").status is Status.MET
+    fills[0]["daysSupply"] = {"value": 30, "unit": "tablets"}  # a count, not days
+    assert criterion(chart(*fills), "I.A.4").status is Status.UNKNOWN
+
+
 def test_a_recent_pharmacy_claim_for_an_ndc_nobody_here_knows_leaves_iii_b_unknown():
     """CARIN Blue Button pharmacy EOBs code the drug by NDC alone. A fill two weeks before
     the order of an NDC no product file holds (the adalimumab file has no NDCs) may be a
