@@ -788,6 +788,7 @@ _TRIAL_READS: Final = (
         "valuesets": ParamSpec("valuesets"),
         "min_days": ParamSpec("int"),
         "short_trial_status": ParamSpec("status", required=False),
+        "label": ParamSpec("str", required=False),
     },
     reachable=lambda p: frozenset(
         {MET, UNKNOWN} | ({NOT_MET} if p.get("short_trial_status") == "not-met" else set())
@@ -804,7 +805,9 @@ def trial_or_intolerance(
     chart does not give, or no history, is `unknown`."""
     wanted = _names(params, "valuesets")
     min_days = int(params["min_days"])
-    label = "/".join(sorted(wanted))
+    # The words the prescriber reads ("preferred product (tocilizumab, ...)"), else the
+    # value set names.
+    label = str(params.get("label") or "/".join(sorted(wanted)) + " product")
     trials = _trials(facts, wanted, ctx.order_date, min_days)
     run = trials.best
     days = trials.days
@@ -849,7 +852,7 @@ def trial_or_intolerance(
             trials.any_run.refs,
             details,
         )
-    return Verdict(UNKNOWN, f"No trial of a {label} product is documented.", (), details)
+    return Verdict(UNKNOWN, f"No trial of a {label} is documented.", (), details)
 
 
 @_check(

@@ -543,6 +543,14 @@ def test_claims_that_are_not_standing_payment_claims_are_no_fills(extra):
     assert runs(facts) == []
 
 
+def test_no_preferred_product_trial_names_the_products_to_document():
+    """The prescriber reads which products count, not a value set's file name."""
+    i_a_5 = criterion(chart(statement("s1", MTX, start="2025-01-01", end="2025-06-30")), "I.A.5")
+    assert i_a_5.status is Status.UNKNOWN
+    assert "tocilizumab, an adalimumab product, tofacitinib" in i_a_5.reason
+    assert "preferred-ra-product" not in i_a_5.reason
+
+
 def test_a_days_supply_sent_as_a_bare_number_is_days():
     """Cerner and claims-fed dispenses send `daysSupply: {"value": 30}` with no unit."""
     fills = [
