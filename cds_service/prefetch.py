@@ -578,7 +578,9 @@ INCOMPLETE = (
 SERVER_NOT_ALLOWED = (
     "not sent with the call, and the EHR's FHIR server is not one this service may read"
 )
-_MEDICATION_HOLDERS = frozenset({"MedicationRequest", "MedicationStatement", "MedicationDispense"})
+_MEDICATION_HOLDERS = frozenset(
+    {"MedicationRequest", "MedicationStatement", "MedicationDispense", "MedicationAdministration"}
+)
 
 
 def medication_references(resources: Iterable[Mapping[str, Any]]) -> list[str]:

@@ -477,6 +477,19 @@ def supply_days(value: Json | None) -> float | None:
     return amount * factor
 
 
+def days_supplied(value: Json | None) -> float | None:
+    """MedicationDispense.daysSupply in days: as `supply_days`, and a bare number with no
+    unit and no code is days too (the element's name says so, as the pharmacy's days
+    supply field does; Cerner and claims-fed dispenses send `{"value": 30}`)."""
+    days = supply_days(value)
+    if days is not None or value is None:
+        return days
+    amount = get_num(value, "value")
+    if amount is None or amount <= 0 or value.get("unit") or value.get("code"):
+        return None
+    return amount
+
+
 def quantity_per_syringe(quantity: Json) -> float | None:
     """How much of a dispense quantity's unit one syringe is: 1 for syringe units, 0.67 for
     mL; None for any other unit."""

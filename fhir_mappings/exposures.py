@@ -20,12 +20,19 @@ One record:
   shorten the order's (the chart's fill list may be partial, and more evidence must never
   make a trial shorter). `dispenseRequest.validityPeriod` is how long the prescription
   may be filled, never how long the drug was taken: it is not read at all.
+  A stopped order (halted before its course ran out, on a day the order does not
+  state: Epic writes discontinued orders so) shows its first day and an unknown length
+  (`halted`): its supply is an upper bound, never the length taken; its dispenses, a
+  renewal or a statement show the rest. Completed, active and on-hold orders keep their
+  length. A later order renews a stopped one only when written before its supply (+14
+  days) ran out.
 - MedicationDispense, from `whenHandedOver` (else `whenPrepared`): `daysSupply`
-  (documented), else its quantity over its own sig (estimated), else unknown.
+  (documented; a bare number is days), else its quantity over its own sig (estimated), else unknown.
 - MedicationStatement: `effectivePeriod` start..end (documented); an open end on an
   active / on-hold statement runs to the order date (the patient is taking it now:
-  documented); an open end on any other status, or `effectiveDateTime` alone, proves the
-  start day and an unknown length.
+  documented); an open end on any other status proves the start day and an unknown
+  length; `effectiveDateTime` alone proves a day the drug was taken (it may have begun
+  before: a reconciliation date, not a start) and an unknown length.
 - Claim / ExplanationOfBenefit line (a pharmacy or medical claim whose
   `item.productOrService` names a value-set drug by an NDC, HCPCS or RxNorm coding -
   its code, or that coding's display; a CPT or SNOMED CT line naming a drug is a service,
@@ -75,7 +82,13 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Final
 
-from fhir_mappings.dosing import Strength, days_from_quantity, strength_of, supply_days
+from fhir_mappings.dosing import (
+    Strength,
+    days_from_quantity,
+    days_supplied,
+    strength_of,
+    supply_days,
+)
 from fhir_mappings.facts import (
     Certainty,
     ExposureSource,
@@ -119,6 +132,11 @@ class Measured:
     at_least: bool = False
     """The known length is a lower bound (a dose range counted at its top)."""
     estimated_from: tuple[str, ...] = ()
+    supply_end: date | None = None
+    """A stopped order's last day of supply: the most it can show (see `halted`)."""
+    began_by: bool = False
+    """`start` is a day the drug was taken, not the day it began (a statement with one
+    date): it may have begun earlier."""
 
     @property
     def open_ended(self) -> bool:
@@ -203,11 +221,30 @@ def measure_request(resource: Json, medication: Json | None) -> Measured:
     return Measured(start, None, "unknown", why)
 
 
+def halted(measured: Measured) -> Measured:
+    """A stopped order (R4: halted "before all of the administrations occurred"): its
+    supply is the most it can show, not what was taken, and the day it was stopped is
+    not in the order. Its length is unknown: it proves the day ordered, and a later order
+    renews it only when written before its supply (+14 days) ran out (a reorder that
+    replaced it); one written after that follows a gap the stopped order cannot cover."""
+    if measured.start is None or measured.end is None:
+        return measured
+    days = (measured.end - measured.start).days + 1
+    return Measured(
+        measured.start,
+        None,
+        "unknown",
+        f"stopped before the end of the {_days_text(days)} ordered ({measured.basis}), "
+        "on a day not stated",
+        supply_end=measured.end,
+    )
+
+
 def measure_dispense(resource: Json, medication: Json | None) -> Measured:
     start = parse_date(resource.get("whenHandedOver")) or parse_date(resource.get("whenPrepared"))
     if start is None:
         return Measured(None, None, "unknown", "no date handed over")
-    supply = supply_days(get_map(resource, "daysSupply"))
+    supply = days_supplied(get_map(resource, "daysSupply"))
     if supply is not None:
         days = max(round(supply), 1)
         return Measured(start, _ending(start, days), "documented", f"days supply {days}")
@@ -243,7 +280,7 @@ def measure_statement(resource: Json, status: str) -> Measured:
     day = parse_date(resource.get("effectiveDateTime"))
     if day is None:
         return Measured(None, None, "unknown", "no date")
-    return Measured(day, None, "unknown", "one date, no period")
+    return Measured(day, None, "unknown", "one date, no period", began_by=True)
 
 
 # --------------------------------------------------------------------------- claims
@@ -399,11 +436,18 @@ def _renewed(earlier: Sequence[_Part], part: _Part) -> _Part | None:
             and p.exposure.measured.end is None
             and not p.exposure.renewal_breaks
             and 0 <= (part.start - p.start).days <= RENEWAL_MAX_SPACING_DAYS
+            and _within_supply(p.exposure.measured, part.start)
             # an order stopped for a reason (or on hold) after it ends the chain there
             and not any(p.start <= day <= part.start for day in breaks)
         ):
             return p
     return None
+
+
+def _within_supply(measured: Measured, day: date) -> bool:
+    """A stopped order's supply (+ the allowed gap) lasts to `day` (see `halted`)."""
+    end = measured.supply_end
+    return end is None or (day - end).days - 1 <= RUN_GAP_DAYS
 
 
 def _merge(runs: list[_Run], first: int) -> _Run:
@@ -472,6 +516,7 @@ def _finish(drug: str, run: _Run, as_of: date | None) -> TherapyRun:
             for p in run.parts
         ),
         estimated_from=tuple(dict.fromkeys(estimated)),
+        began_earlier=any(p.exposure.measured.began_by and p.start == run.start for p in run.parts),
     )
 
 

@@ -156,6 +156,7 @@ MedicationResourceType = Literal[
     "MedicationRequest",
     "MedicationStatement",
     "MedicationDispense",
+    "MedicationAdministration",
     "Claim",
     "ExplanationOfBenefit",
 ]
@@ -253,6 +254,10 @@ class TherapyRun:
     estimated_from: tuple[str, ...] = ()
     """For an estimated run: what the estimate rests on, in plain words
     ("the quantity and dose ordered", "renewed orders")."""
+    began_earlier: bool = False
+    """Its first record shows the drug taken on `start` without saying it began then (a
+    medication statement with one date): the run may have begun before `start`, so the
+    time to the order date is no limit on its length."""
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from datetime import date, timedelta
 from typing import Final, Literal
 
 from fhir_mappings import exposures, valuesets
-from fhir_mappings.dosing import supply_days
+from fhir_mappings.dosing import days_supplied
 from fhir_mappings.facts import MatchedBy, MedicationRecord, Ref
 from fhir_mappings.fields import (
     Json,
@@ -256,7 +256,7 @@ _CURRENT_STATUSES: Final[Mapping[str, frozenset[str]]] = {
 
 def days_supply(dispense: Json) -> float | None:
     """MedicationDispense.daysSupply in days as stated; None when absent or unreadable."""
-    return supply_days(get_map(dispense, "daysSupply"))
+    return days_supplied(get_map(dispense, "daysSupply"))
 
 
 _RECORD_KINDS: Final[tuple[ResourceKind, ...]] = (
@@ -310,7 +310,7 @@ def unidentified_records(
             ref = ref_of(res)
             if ref not in draft_refs:
                 sources.append((ref, kind, res, False))
-    out: list[MedicationRecord] = []
+    out: list[MedicationRecord] = _unidentified_claim_lines(parsed, patient_ref)
     for ref, kind, candidate, is_draft in sources:
         status = "draft" if is_draft else (status_code(candidate, "status") or "unknown")
         if status not in _CURRENT_STATUSES[kind] or unidentified(candidate, parsed) is None:
@@ -334,6 +334,71 @@ def unidentified_records(
                 days_supply=days,
             )
         )
+    return out
+
+
+_PRODUCT_SYSTEM_WORDS: Final = (
+    "/ndc",
+    "rxnorm",
+    "2.16.840.1.113883.6.69",  # NDC
+    "2.16.840.1.113883.6.88",  # RxNorm
+)
+
+
+def _product_coded(concept: Json) -> bool:
+    """Coded by an NDC or RxNorm product: a drug, whatever it is (a HCPCS code may be a
+    supply or a service)."""
+    return any(
+        code and system and any(w in system.lower() for w in _PRODUCT_SYSTEM_WORDS)
+        for system, code, _ in codings(concept)
+    )
+
+
+def _unidentified_claim_lines(parsed: Parsed, patient_ref: Ref | None) -> list[MedicationRecord]:
+    """Claim / ExplanationOfBenefit lines for a drug nobody here can name: an NDC or RxNorm
+    product code no product file holds, and no display (CARIN Blue Button pharmacy claims
+    are coded by NDC alone). Read like a dispense of an unidentified drug: a recent one
+    leaves concurrent therapy unknown (an adalimumab pen billed by an NDC the product files
+    lack may be one)."""
+    out: list[MedicationRecord] = []
+    for kind in _CLAIM_KINDS:
+        for candidate in parsed.candidates(kind):
+            if not for_patient(candidate, patient_ref, "patient") or not exposures.claim_counts(
+                candidate
+            ):
+                continue
+            lines = []
+            for item in exposures.claim_items(candidate):
+                concept = exposures.claim_drug_concept(item)
+                if (
+                    concept is not None
+                    and _product_coded(concept)
+                    and not _named(get_map(item, "productOrService"))
+                    and not identify_concept(concept)
+                ):
+                    lines.append(item)
+            if not lines:
+                continue
+            claim = parsed.accept(candidate)
+            if claim is None:
+                continue
+            for item in lines:
+                measured = exposures.measure_claim_item(claim, item)
+                out.append(
+                    MedicationRecord(
+                        ref=ref_of(claim),
+                        resource_type="Claim" if kind == "Claim" else "ExplanationOfBenefit",
+                        drug=UNIDENTIFIED_DRUG,
+                        valuesets=frozenset(),
+                        matched_by="none",
+                        status="completed",
+                        start=measured.start,
+                        end=measured.end or measured.start,
+                        is_draft_order=False,
+                        unidentified=True,
+                        days_supply=_stated_days(measured),
+                    )
+                )
     return out
 
 
@@ -460,6 +525,8 @@ def history(
         )
         measured = _measure(kind, res, status, parsed)
         start, end = _record_range(kind, res, measured)
+        if kind == "MedicationRequest" and status == "stopped":
+            measured = exposures.halted(measured)
         breaks = kind == "MedicationRequest" and exposures.renewal_breaks(res, status)
         dosages = tuple(
             maps(res.get("dosage" if kind == "MedicationStatement" else "dosageInstruction"))
@@ -483,7 +550,67 @@ def history(
             if countable:
                 found.append(exposures.Exposure(record, measured, breaks))
     claim_records, claim_exposures = _claim_history(parsed, patient_ref)
-    return records + claim_records, found + claim_exposures
+    given = administration_records(parsed, patient_ref)
+    return records + claim_records + given, found + claim_exposures
+
+
+_ADMINISTERED: Final[Mapping[str, str]] = {
+    "completed": "completed",
+    "in-progress": "in-progress",
+    "on-hold": "on-hold",
+    # Halted before the whole dose went in: part of it was given.
+    "stopped": "completed",
+    "unknown": "unknown",
+}
+
+
+def _administration_day(resource: Json) -> date | None:
+    """The day a dose was given: the end of its period (an infusion), else its start,
+    else `effectiveDateTime`."""
+    period = get_map(resource, "effectivePeriod")
+    if period is not None:
+        return parse_date(period.get("end"), end=True) or parse_date(period.get("start"))
+    return parse_date(resource.get("effectiveDateTime"))
+
+
+def administration_records(parsed: Parsed, patient_ref: Ref | None) -> list[MedicationRecord]:
+    """MedicationAdministration records of value-set drugs: a dose given in a clinic, an
+    infusion centre or a hospital (Epic, Oracle Health and Meditech send clinic-given
+    biologics this way; the order behind them may be absent or long completed). Read as a
+    clinical pharmacist reads a medication administration record: evidence that the drug is
+    current therapy for as long as one dose lasts (the concurrent-therapy check reads them
+    like a dispense with no days supply: an infliximab infusion 3 weeks ago is current) and,
+    for the policy's own drug, that the patient is receiving it. A stopped administration
+    gave part of the dose and counts as given; not-done and entered-in-error ones were not
+    given. They are not trial evidence (one dose says nothing of how long the drug was
+    taken), so they never enter therapy runs."""
+    records: list[MedicationRecord] = []
+    for candidate in parsed.candidates("MedicationAdministration"):
+        status = _ADMINISTERED.get(status_code(candidate, "status") or "unknown")
+        if status is None or not for_patient(candidate, patient_ref):
+            continue
+        identities = identify(candidate, parsed)
+        if not identities:
+            continue
+        res = parsed.accept(candidate)
+        if res is None:
+            continue
+        day = _administration_day(res)
+        for identity in identities:
+            records.append(
+                MedicationRecord(
+                    ref=ref_of(res),
+                    resource_type="MedicationAdministration",
+                    drug=identity.drug,
+                    valuesets=identity.valuesets,
+                    matched_by=identity.matched_by,
+                    status=status,
+                    start=day,
+                    end=day,
+                    is_draft_order=False,
+                )
+            )
+    return records
 
 
 def _stated_days(measured: exposures.Measured) -> float | None:

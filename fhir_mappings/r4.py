@@ -44,6 +44,7 @@ from fhir.resources.R4B.coverage import Coverage
 from fhir.resources.R4B.encounter import Encounter
 from fhir.resources.R4B.explanationofbenefit import ExplanationOfBenefit
 from fhir.resources.R4B.medication import Medication
+from fhir.resources.R4B.medicationadministration import MedicationAdministration
 from fhir.resources.R4B.medicationdispense import MedicationDispense
 from fhir.resources.R4B.medicationrequest import MedicationRequest
 from fhir.resources.R4B.medicationstatement import MedicationStatement
@@ -67,6 +68,7 @@ _MODELS: Final[Mapping[str, Any]] = {
     "Encounter": Encounter,
     "ExplanationOfBenefit": ExplanationOfBenefit,
     "Medication": Medication,
+    "MedicationAdministration": MedicationAdministration,
     "MedicationDispense": MedicationDispense,
     "MedicationRequest": MedicationRequest,
     "MedicationStatement": MedicationStatement,

@@ -721,7 +721,11 @@ def _trials(facts: PolicyFacts, valuesets: frozenset[str], on: date, min_days: i
     best = max(known, key=lambda r: (r.days, r.end), default=None)
     open_run: TherapyRun | None = None
     if best is None or best.days < min_days:
-        could = [r for r in runs if r.open_ended and (on - r.start).days + 1 >= min_days]
+        could = [
+            r
+            for r in runs
+            if r.open_ended and ((on - r.start).days + 1 >= min_days or r.began_earlier)
+        ]
         open_run = max(could, key=lambda r: ((on - r.start).days, r.days), default=None)
     any_run = max(runs, key=lambda r: (r.days, r.end), default=None)
     return _Trials(best, open_run, any_run)
@@ -753,6 +757,7 @@ _RECORD_WORDS: Final = {
     "MedicationRequest": "order",
     "MedicationStatement": "medication statement",
     "MedicationDispense": "dispense",
+    "MedicationAdministration": "administration",
     "Claim": "claim",
     "ExplanationOfBenefit": "claim",
 }
@@ -799,6 +804,7 @@ _TRIAL_READS: Final = (
         "valuesets": ParamSpec("valuesets"),
         "min_days": ParamSpec("int"),
         "short_trial_status": ParamSpec("status", required=False),
+        "label": ParamSpec("str", required=False),
     },
     reachable=lambda p: frozenset(
         {MET, UNKNOWN} | ({NOT_MET} if p.get("short_trial_status") == "not-met" else set())
@@ -815,7 +821,9 @@ def trial_or_intolerance(
     chart does not give, or no history, is `unknown`."""
     wanted = _names(params, "valuesets")
     min_days = int(params["min_days"])
-    label = "/".join(sorted(wanted))
+    # The words the prescriber reads ("preferred product (tocilizumab, ...)"), else the
+    # value set names.
+    label = str(params.get("label") or "/".join(sorted(wanted)) + " product")
     trials = _trials(facts, wanted, ctx.order_date, min_days)
     run = trials.best
     days = trials.days
@@ -860,7 +868,7 @@ def trial_or_intolerance(
             trials.any_run.refs,
             details,
         )
-    return Verdict(UNKNOWN, f"No trial of a {label} product is documented.", (), details)
+    return Verdict(UNKNOWN, f"No trial of a {label} is documented.", (), details)
 
 
 @_check(
@@ -1194,8 +1202,12 @@ _DISPENSE_STATUSES = frozenset(
 """Dispense statuses that hand (or are handing) the drug over (a claim or explanation of
 benefit line is "active"); cancelled, declined, stopped and entered-in-error ones say
 nothing about current therapy."""
-_SUPPLY_RECORDS = frozenset({"MedicationDispense", "Claim", "ExplanationOfBenefit"})
-"""Records of a supply handed over (start = the day, `days_supply`), read by their dates."""
+_SUPPLY_RECORDS = frozenset(
+    {"MedicationDispense", "MedicationAdministration", "Claim", "ExplanationOfBenefit"}
+)
+"""Records of a supply handed over or a dose given (start = the day, `days_supply`), read
+by their dates. An administration (a clinic infusion or injection) has no days supply: it
+lasts one usual dosing interval of its drug."""
 
 
 @dataclass(frozen=True)
@@ -1232,9 +1244,10 @@ def _dispense_currency(
     (`max_supply_days` + grace) it may be (unknown); older ones are history. A dispense of
     status unknown, or of an unidentified drug, is never more than unknown."""
     handed = rec.start
+    verb = "given" if rec.resource_type == "MedicationAdministration" else "dispensed"
     if handed is None:
-        return UNKNOWN, "dispensed, date not stated"
-    when = f"dispensed {handed.isoformat()}"
+        return UNKNOWN, f"{verb}, date not stated"
+    when = f"{verb} {handed.isoformat()}"
     if handed > on:
         return (UNKNOWN if rec.status == "unknown" else NOT_MET), when
     interval = (
@@ -1249,7 +1262,7 @@ def _dispense_currency(
         current = since <= covered - 1 + rule.grace_days
         status = NOT_MET if current else None
     else:
-        text = f"{when}, days supply not stated"
+        text = when if verb == "given" else f"{when}, days supply not stated"
         if since <= interval - 1 + rule.grace_days:
             status = NOT_MET
         elif since <= rule.max_supply_days - 1 + rule.grace_days:
@@ -1259,6 +1272,18 @@ def _dispense_currency(
     if status is NOT_MET and (rec.unidentified or rec.status == "unknown"):
         status = UNKNOWN
     return status, text
+
+
+def _completed_through(rec: MedicationRecord, on: date) -> bool:
+    """A completed order or statement whose own dates reach the order date (an order's
+    supply duration x fills, a statement's effective period): "completed" says the course
+    is over, its dates say it is not. A stopped one was halted early and is not current."""
+    return (
+        rec.status.lower() == "completed"
+        and rec.start is not None
+        and rec.end is not None
+        and rec.start <= on <= rec.end
+    )
 
 
 @_check(
@@ -1277,6 +1302,8 @@ def _dispense_currency(
         "dispense_grace_days": ParamSpec("int", required=False),
         "dispense_max_supply_days": ParamSpec("int", required=False),
     },
+    # MedicationAdministration is read when the EHR sends it, but its absence is no gap:
+    # clinic-given biologics are ordered too, and many EHRs do not share administrations.
     reads=("MedicationRequest", "MedicationStatement", "MedicationDispense"),
     absence=(MET,),
 )
@@ -1288,9 +1315,10 @@ def no_concurrent_therapy(
     entered-in-error orders and statements do not count; the status decides, not the end
     date. A record of `unknown_statuses` (e.g. "unknown") may be current: unknown.
 
-    With `dispense_intervals` (usual dosing interval in days per drug), dispenses and
-    claims lines (records of type MedicationDispense, Claim, ExplanationOfBenefit: start =
-    the day handed over / served, `days_supply`) count as evidence of current therapy by
+    With `dispense_intervals` (usual dosing interval in days per drug), dispenses,
+    administrations and claims lines (records of type MedicationDispense,
+    MedicationAdministration, Claim, ExplanationOfBenefit: start = the day handed over /
+    given / served, `days_supply`) count as evidence of current therapy by
     their dates (see `_dispense_currency`); without it they are history only.
 
     With `unidentified`, a record whose drug cannot be told (a Medication that was not sent
@@ -1374,12 +1402,17 @@ def no_concurrent_therapy(
             conflicts.append(entry)
         elif status in unknown_statuses:
             uncertain.append(entry)
+        elif _completed_through(rec, ctx.order_date):
+            entry["through"] = f"{rec.status}, its dates run to {rec.end}"
+            uncertain.append(entry)
 
     def state(conflict: Mapping[str, Any]) -> str:
         if conflict.get("duplicate"):
             return "another draft order"
         if conflict.get("dispense"):
             return str(conflict["dispense"])
+        if conflict.get("through"):
+            return str(conflict["through"])
         return "draft order" if conflict["draft"] else f"status {conflict['status']}"
 
     if conflicts:

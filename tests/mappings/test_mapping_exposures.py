@@ -220,12 +220,52 @@ def test_an_order_stopped_for_a_reason_or_on_hold_is_not_renewed(first):
 def test_an_order_of_known_length_is_not_bridged_by_a_renewal():
     thirty = {"expectedSupplyDuration": supply(30)}
     facts = chart(
-        _order("a", "2025-06-01", dispenseRequest=thirty),
+        _order("a", "2025-06-01", "completed", dispenseRequest=thirty),
         _order("b", "2025-10-01", "completed", dispenseRequest=thirty),
         authored="2026-03-01",
     )
     assert [(r.days, r.open_ended) for r in runs(facts)] == [(30, False), (30, False)]
     assert criterion(facts, "I.A.4").status is Status.NOT_MET
+
+
+def test_a_stopped_order_shows_its_start_not_its_whole_supply():
+    """R4 "stopped": halted before the course ran out, on a day the order does not
+    give (Epic writes discontinued orders so). A 90-day supply stopped, with one 30-day
+    dispense, is no 90-day trial: unknown, never met."""
+    ninety = {"expectedSupplyDuration": supply(90)}
+    facts = chart(
+        _order("a", "2025-01-10", dispenseRequest=ninety),
+        dispense("d1", MTX, "2025-01-10", 30, prescription="MedicationRequest/a"),
+    )
+    assert criterion(facts, "I.A.4").status is Status.UNKNOWN
+    assert "stopped before the end of the 90 days ordered" in criterion(facts, "I.A.4").reason
+
+
+def test_a_stopped_order_is_renewed_only_by_an_order_written_within_its_supply():
+    thirty = {"expectedSupplyDuration": supply(30)}
+    ninety = {"expectedSupplyDuration": supply(90)}
+    reordered = chart(
+        _order("a", "2025-06-01", dispenseRequest=thirty),
+        _order("b", "2025-06-20", "completed", dispenseRequest=ninety),
+        authored="2026-03-01",
+    )
+    assert criterion(reordered, "I.A.4").status is Status.MET
+    after_a_gap = chart(
+        _order("a", "2025-06-01", dispenseRequest=thirty),
+        _order("b", "2025-10-01", "completed", dispenseRequest=ninety),
+        authored="2026-03-01",
+    )
+    assert [(r.days, r.open_ended) for r in runs(after_a_gap)] == [(1, True), (90, False)]
+    assert criterion(after_a_gap, "I.A.4").status is Status.MET  # the 90 days of order b
+
+
+def test_a_statement_with_one_recent_date_is_no_proof_of_a_short_trial():
+    """An active MTX statement whose only date (effectiveDateTime) is 4 weeks before the
+    order: the day the list was reconciled, not the day MTX began. Unknown, not short."""
+    one_date = chart(statement("s1", MTX, status="active", when="2026-02-01"))
+    assert criterion(one_date, "I.A.4").status is Status.UNKNOWN
+    started = chart(statement("s1", MTX, status="active", start="2026-02-01"))
+    assert criterion(started, "I.A.4").status is Status.NOT_MET  # a stated start
 
 
 # --------------------------------------------------------------------------- validity
@@ -501,6 +541,47 @@ def test_claims_that_are_not_standing_payment_claims_are_no_fills(extra):
     facts = chart(carin_pharmacy_eob("e1", "2025-06-01", 90, **extra))
     assert facts.medications == ()
     assert runs(facts) == []
+
+
+def test_no_preferred_product_trial_names_the_products_to_document():
+    """The prescriber reads which products count, not a value set's file name."""
+    i_a_5 = criterion(chart(statement("s1", MTX, start="2025-01-01", end="2025-06-30")), "I.A.5")
+    assert i_a_5.status is Status.UNKNOWN
+    assert "tocilizumab, an adalimumab product, tofacitinib" in i_a_5.reason
+    assert "preferred-ra-product" not in i_a_5.reason
+
+
+def test_a_days_supply_sent_as_a_bare_number_is_days():
+    """Cerner and claims-fed dispenses send `daysSupply: {"value": 30}` with no unit."""
+    fills = [
+        dispense(f"d{i}", MTX, day, 30)
+        for i, day in enumerate(("2025-06-01", "2025-07-01", "2025-07-31"))
+    ]
+    for fill in fills:
+        fill["daysSupply"] = {"value": 30}
+    facts = chart(*fills)
+    assert (only_run(facts).days, only_run(facts).certainty) == (90, "documented")
+    assert criterion(facts, "I.A.4").status is Status.MET
+    fills[0]["daysSupply"] = {"value": 30, "unit": "tablets"}  # a count, not days
+    assert criterion(chart(*fills), "I.A.4").status is Status.UNKNOWN
+
+
+def test_a_recent_pharmacy_claim_for_an_ndc_nobody_here_knows_leaves_iii_b_unknown():
+    """CARIN Blue Button pharmacy EOBs code the drug by NDC alone. A fill two weeks before
+    the order of an NDC no product file holds (the adalimumab file has no NDCs) may be a
+    biologic: III.B unknown, asking for the drug, never met. A line whose display names
+    another drug is that drug."""
+    unknown_ndc = cc(NDC, "00074055402")
+    facts = chart(carin_pharmacy_eob("e1", "2026-02-15", 28, product=unknown_ndc))
+    iii_b = criterion(facts, "III.B")
+    assert iii_b.status is Status.UNKNOWN
+    assert "ExplanationOfBenefit/e1" in iii_b.reason
+    assert runs(facts) == []
+    named = cc(NDC, "00074055402", "lisinopril 10 MG Oral Tablet")
+    assert (
+        criterion(chart(carin_pharmacy_eob("e1", "2026-02-15", 28, product=named)), "III.B").status
+        is Status.MET
+    )
 
 
 def test_claim_with_rxnorm_line_and_linked_days_supply():

@@ -102,6 +102,7 @@ def serve_everything(mock: responses.RequestsMock) -> None:
         "MedicationRequest",
         "MedicationStatement",
         "MedicationDispense",
+        "MedicationAdministration",
         "AllergyIntolerance",
         "Observation",
         "CareTeam",
