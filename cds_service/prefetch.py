@@ -379,6 +379,30 @@ def _failed_outcome(entry: Mapping[str, Any]) -> bool:
     )
 
 
+def _errors_reported(bundle: Mapping[str, Any]) -> bool:
+    entries = bundle.get("entry")
+    return any(
+        isinstance(entry, Mapping) and _failed_outcome(entry)
+        for entry in (entries if isinstance(entries, list) else [])
+    )
+
+
+def _carried(bundle: Mapping[str, Any]) -> int:
+    """Entries of a search Bundle that are not search outcomes."""
+    entries = bundle.get("entry")
+    return sum(
+        1
+        for entry in (entries if isinstance(entries, list) else [])
+        if isinstance(entry, Mapping)
+        and (entry.get("search") or {}).get("mode", "match") != "outcome"
+    )
+
+
+def _total(bundle: Mapping[str, Any]) -> int | None:
+    total = bundle.get("total")
+    return total if isinstance(total, int) and not isinstance(total, bool) else None
+
+
 def incomplete_bundle(value: Mapping[str, Any]) -> bool:
     """A search Bundle that says it has more matches than it carries, with no `next` link
     to the rest (Bundle.total counts the matches), or that carries an OperationOutcome with
@@ -386,27 +410,17 @@ def incomplete_bundle(value: Mapping[str, Any]) -> bool:
     counted as missing, rather than read as complete."""
     if value.get("resourceType") != "Bundle":
         return False
-    entries = value.get("entry")
-    if any(
-        isinstance(entry, Mapping) and _failed_outcome(entry)
-        for entry in (entries if isinstance(entries, list) else [])
-    ):
+    if _errors_reported(value):
         return True
     if next_link(value) is not None:
         return False
-    total = value.get("total")
-    if not isinstance(total, int) or isinstance(total, bool):
-        return False
-    entries = value.get("entry")
+    total = _total(value)
     # Bundle.total counts matches only; some servers count their include entries too, so
     # only a total above every non-outcome entry shows that data is missing.
-    carried = sum(
-        1
-        for entry in (entries if isinstance(entries, list) else [])
-        if isinstance(entry, Mapping)
-        and (entry.get("search") or {}).get("mode", "match") != "outcome"
-    )
-    return total > carried
+    return total is not None and total > _carried(value)
+
+
+INCOMPLETE_SEARCH = "the FHIR server's search reported an error or fewer results than it found"
 
 
 def _plan(
@@ -667,6 +681,8 @@ def _run_task(
         )
     url = task.url
     first = pages == 0
+    carried = len(task.initial)
+    largest: int | None = None
     while url is not None:
         target = join_url(base, url) if first else url
         if not first and not same_base(target, base):
@@ -681,6 +697,15 @@ def _run_task(
             raise FetchError("structure", "the FHIR server's answer is not a FHIR resource")
         if body["resourceType"] == "OperationOutcome":
             raise FetchError("processing", "the FHIR server answered with an OperationOutcome")
+        if body["resourceType"] == "Bundle":
+            # Read as the whole list only when the server does not say otherwise: an error
+            # outcome on any page, or a total above what all the pages carried.
+            if _errors_reported(body):
+                raise FetchError("incomplete", INCOMPLETE_SEARCH)
+            carried += _carried(body)
+            total = _total(body)
+            if total is not None:
+                largest = max(largest or 0, total)
         resources.extend(flatten(body))
         url = next_link(body)
         if url is not None and pages >= limits.max_next_pages:
@@ -689,4 +714,6 @@ def _run_task(
             )
         pages += 1
         first = False
+    if largest is not None and largest > carried:
+        raise FetchError("incomplete", INCOMPLETE_SEARCH)
     return resources

@@ -1,0 +1,131 @@
+"""The service querying the EHR's FHIR server itself (no prefetch sent), against answers
+real FHIR servers give: an answer the server says is not whole, or that is not what was
+asked for, is data that could not be read, never "nothing there"."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import pytest
+import responses
+from flask.testing import FlaskClient
+
+from tests.conftest import load_example
+
+SIGN = "/cds-services/anakinra-order-sign"
+BASE = "http://127.0.0.1:9999/fhir"
+PATIENT = "Patient/pt-ra-1001"
+STATEMENTS = re.compile(re.escape(f"{BASE}/MedicationStatement?") + ".*")
+MTX = {"text": "methotrexate 15 mg tablet"}
+
+
+@pytest.fixture
+def fhir() -> Iterator[responses.RequestsMock]:
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        for kind in ("MedicationDispense", "MedicationAdministration"):
+            mock.get(re.compile(re.escape(f"{BASE}/{kind}?") + ".*"), json=searchset())
+        yield mock
+
+
+def statement(ident: str, medication: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "resourceType": "MedicationStatement",
+        "id": ident,
+        "status": "active",
+        **medication,
+        "subject": {"reference": PATIENT},
+        "effectivePeriod": {"start": "2026-06-01"},
+    }
+
+
+def searchset(
+    *resources: Mapping[str, Any],
+    total: int | None = None,
+    next_url: str | None = None,
+    outcome: str | None = None,
+) -> dict[str, Any]:
+    bundle: dict[str, Any] = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "entry": [{"resource": r, "search": {"mode": "match"}} for r in resources],
+    }
+    if total is not None:
+        bundle["total"] = total
+    if next_url is not None:
+        bundle["link"] = [{"relation": "next", "url": next_url}]
+    if outcome is not None:  # as Epic puts it beside the results
+        bundle["entry"].append(
+            {
+                "resource": {
+                    "resourceType": "OperationOutcome",
+                    "issue": [{"severity": outcome, "code": "processing"}],
+                },
+                "search": {"mode": "outcome"},
+            }
+        )
+    return bundle
+
+
+def sign(client: FlaskClient, *fetched: str) -> dict[str, Any]:
+    """The RA example (criteria met from its prefetch), with `fetched` keys left to the
+    FHIR server; the evaluation of its anakinra order."""
+    body = load_example("order-sign-prefetch.json")
+    body["fhirServer"] = BASE
+    body["fhirAuthorization"] = {"access_token": "server-answers-token", "token_type": "Bearer"}
+    for key in (*fetched, "medicationDispenses", "medicationAdministrations"):
+        del body["prefetch"][key]
+    response = client.post(SIGN, json=body)
+    assert response.status_code == 200
+    [evaluation] = response.get_json()["extension"]["com.anakinra-cds.evaluation"]
+    return dict(evaluation)
+
+
+def status(evaluation: Mapping[str, Any], criterion: str) -> str:
+    return str(next(c["status"] for c in evaluation["criteria"] if c["id"] == criterion))
+
+
+def missing_keys(evaluation: Mapping[str, Any]) -> list[str]:
+    return [m["prefetchKey"] for m in evaluation.get("missingData") or []]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param(searchset(outcome="error"), id="error-outcome-entry"),
+        pytest.param(searchset(total=3), id="total-above-entries-no-next"),
+    ],
+)
+def test_a_searchset_the_server_says_is_not_whole_is_not_read_as_no_biologic(
+    client: FlaskClient, fhir: responses.RequestsMock, answer: dict[str, Any]
+) -> None:
+    fhir.get(STATEMENTS, json=answer)
+    evaluation = sign(client, "medicationStatements")
+    assert status(evaluation, "III.B") == "unknown"
+    assert evaluation["outcome"] != "criteria-met"
+    assert missing_keys(evaluation) == ["medicationStatements"]
+
+
+def test_pages_that_together_carry_the_total_are_the_whole_list(
+    client: FlaskClient, fhir: responses.RequestsMock
+) -> None:
+    page_2 = f"{BASE}/MedicationStatement?_getpages=abc&_page=2"
+    fhir.get(page_2, json=searchset(statement("ms-2", {"medicationCodeableConcept": MTX}), total=2))
+    fhir.get(
+        STATEMENTS,
+        json=searchset(
+            statement("ms-1", {"medicationCodeableConcept": MTX}), total=2, next_url=page_2
+        ),
+    )
+    evaluation = sign(client, "medicationStatements")
+    assert missing_keys(evaluation) == []
+    assert status(evaluation, "III.B") == "met"
+
+
+def test_a_warning_outcome_leaves_the_list_whole(
+    client: FlaskClient, fhir: responses.RequestsMock
+) -> None:
+    fhir.get(STATEMENTS, json=searchset(outcome="warning"))
+    evaluation = sign(client, "medicationStatements")
+    assert missing_keys(evaluation) == []
