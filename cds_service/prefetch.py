@@ -14,7 +14,8 @@ For every prefetch key of the service:
   whose medication is a reference): read only when not already in the data, and a
   failure there is not a missing key (the caller decides what an unread one means);
 - then every `Medication/<id>` that a MedicationRequest, MedicationStatement or
-  MedicationDispense of the data refers to and that is neither contained nor in the
+  MedicationDispense of the data refers to (relative, or absolute under the `fhirServer`
+  base) and that is neither contained nor in the
   data is read by reference (at most `FetchLimits.max_medication_reads`, concurrently);
   one that cannot be read stays unresolved (`PrefetchResult.unread`): the mapping then
   reads its record as an unidentified medication, never as "no drug";
@@ -41,7 +42,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import requests
 
@@ -465,8 +466,11 @@ def _plan(
     present = {
         f"{r['resourceType']}/{r.get('id')}" for values in ready.values() for r in values
     } | {f"{r['resourceType']}/{r.get('id')}" for task in tasks for r in task.initial}
-    for ref in dict.fromkeys(also_read):
-        if ref not in present and _READ_REF.match(ref):
+    server = request.get("fhirServer")
+    base = server if isinstance(server, str) and server else None
+    targets = (medication_target(ref, base) for ref in also_read)
+    for ref in dict.fromkeys(ref for ref in targets if ref is not None):
+        if ref not in present:
             tasks.append(_Task(EXTRA_PREFIX + ref, [], ref))
     return ready, tasks, failed
 
@@ -541,7 +545,7 @@ def resolve_prefetch(
     tried = {key.removeprefix(EXTRA_PREFIX) for key in (*results, *failed)}
     wanted = [
         ref
-        for ref in medication_references(r for values in results.values() for r in values)
+        for ref in medication_references((r for values in results.values() for r in values), base)
         if ref not in tried
     ]
     not_tried: list[str] = []
@@ -597,18 +601,43 @@ _MEDICATION_HOLDERS = frozenset(
 )
 
 
-def medication_references(resources: Iterable[Mapping[str, Any]]) -> list[str]:
+def medication_target(target: str, base: str | None = None) -> str | None:
+    """The `Medication/<id>` to read for a `medicationReference.reference`: a relative one
+    as it is (a `_history/<version>` suffix dropped: the current version names the same
+    drug), an absolute one only when it lies under `base`, the FHIR server being read (EHRs
+    such as Cerner write full URLs). A reference to another server, a contained (`#id`) or
+    conditional one is never read."""
+    target = target.strip()
+    if target.startswith(("http://", "https://")):
+        if base is None or not same_base(target, base):
+            return None
+        parts = urlsplit(target)
+        if parts.query:
+            return None
+        target = parts.path[len(urlsplit(base).path.rstrip("/")) :].lstrip("/")
+    kind, _, rest = target.partition("/")
+    ident, _, history = rest.partition("/_history/")
+    if history and not history.isalnum():
+        return None
+    target = f"{kind}/{ident}"
+    return target if kind == "Medication" and _READ_REF.match(target) else None
+
+
+def medication_references(
+    resources: Iterable[Mapping[str, Any]], base: str | None = None
+) -> list[str]:
     """`Medication/<id>` targets of the `medicationReference` of MedicationRequests,
-    MedicationStatements and MedicationDispenses, in order, once each. Contained
-    (`#id`) and absolute references are not read."""
+    MedicationStatements, MedicationDispenses and MedicationAdministrations, in order, once
+    each (see `medication_target`)."""
     refs: dict[str, None] = {}
     for resource in resources:
         if resource.get("resourceType") not in _MEDICATION_HOLDERS:
             continue
         reference = resource.get("medicationReference")
         target = reference.get("reference") if isinstance(reference, Mapping) else None
-        if isinstance(target, str) and target.startswith("Medication/") and _READ_REF.match(target):
-            refs[target] = None
+        found = medication_target(target, base) if isinstance(target, str) else None
+        if found is not None:
+            refs[found] = None
     return list(refs)
 
 

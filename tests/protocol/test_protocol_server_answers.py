@@ -129,3 +129,46 @@ def test_a_warning_outcome_leaves_the_list_whole(
     fhir.get(STATEMENTS, json=searchset(outcome="warning"))
     evaluation = sign(client, "medicationStatements")
     assert missing_keys(evaluation) == []
+
+
+ADALIMUMAB = {
+    "resourceType": "Medication",
+    "id": "med-ada",
+    "code": {
+        "coding": [
+            {
+                "system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                "code": "327361",
+                "display": "adalimumab",
+            }
+        ]
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("reference", "read", "concurrent"),
+    [
+        (f"{BASE}/Medication/med-ada", True, "not-met"),
+        ("Medication/med-ada/_history/3", True, "not-met"),
+        ("https://other-ehr.example.org/fhir/Medication/med-ada", False, "unknown"),
+    ],
+)
+def test_medications_referred_to_by_full_url_are_read_only_from_the_server_in_use(
+    client: FlaskClient,
+    fhir: responses.RequestsMock,
+    reference: str,
+    read: bool,
+    concurrent: str,
+) -> None:
+    fhir.get(f"{BASE}/Medication/med-ada", json=ADALIMUMAB)
+    fhir.get(
+        STATEMENTS,
+        json=searchset(statement("ms-ada", {"medicationReference": {"reference": reference}})),
+    )
+    evaluation = sign(client, "medicationStatements")
+    reads = [
+        str(call.request.url) for call in fhir.calls if "/Medication/" in str(call.request.url)
+    ]
+    assert reads == ([f"{BASE}/Medication/med-ada"] if read else [])
+    assert status(evaluation, "III.B") == concurrent
