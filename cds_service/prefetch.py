@@ -726,6 +726,9 @@ def _run_task(
             raise FetchError("structure", "the FHIR server's answer is not a FHIR resource")
         if body["resourceType"] == "OperationOutcome":
             raise FetchError("processing", "the FHIR server answered with an OperationOutcome")
+        if body["resourceType"] != "Bundle" and (not first or "?" in url):
+            # One resource is no search result: nothing says it is the whole list.
+            raise FetchError("structure", "the FHIR server answered a search without a Bundle")
         if body["resourceType"] == "Bundle":
             # Read as the whole list only when the server does not say otherwise: an error
             # outcome on any page, or a total above what all the pages carried.

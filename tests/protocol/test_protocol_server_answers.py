@@ -172,3 +172,12 @@ def test_medications_referred_to_by_full_url_are_read_only_from_the_server_in_us
     ]
     assert reads == ([f"{BASE}/Medication/med-ada"] if read else [])
     assert status(evaluation, "III.B") == concurrent
+
+
+def test_a_search_answered_with_a_single_resource_is_not_the_whole_list(
+    client: FlaskClient, fhir: responses.RequestsMock
+) -> None:
+    fhir.get(STATEMENTS, json=statement("ms-1", {"medicationCodeableConcept": MTX}))
+    evaluation = sign(client, "medicationStatements")
+    assert missing_keys(evaluation) == ["medicationStatements"]
+    assert status(evaluation, "III.B") == "unknown"
