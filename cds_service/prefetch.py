@@ -541,6 +541,15 @@ def resolve_prefetch(
         else:
             run(tasks)
 
+    for key, values in list(results.items()):
+        if (
+            key in templates
+            and templates[key].startswith("Patient/")
+            and any(replaced(r) for r in values)
+        ):
+            failed[key] = FetchError("not-found", REPLACED)
+            del results[key]
+
     # Medications the records refer to and nobody sent: read them by reference.
     tried = {key.removeprefix(EXTRA_PREFIX) for key in (*results, *failed)}
     wanted = [
@@ -585,6 +594,24 @@ def resolve_prefetch(
         unread=tuple(unread),
         required_missing=required_missing,
         reasons={key: failed[key].reason for key in (*required_missing, *missing)},
+    )
+
+
+REPLACED = (
+    "the patient record is marked as replaced by another (merged): the chart under it may "
+    "not be whole; check the order from the patient's current record"
+)
+
+
+def replaced(resource: Mapping[str, Any]) -> bool:
+    """A Patient whose `link` says it is replaced by another record (a merge): FHIR says
+    it must no longer be used; its history may have moved to the surviving record."""
+    if resource.get("resourceType") != "Patient":
+        return False
+    links = resource.get("link")
+    return any(
+        isinstance(link, Mapping) and link.get("type") == "replaced-by"
+        for link in (links if isinstance(links, list) else [])
     )
 
 

@@ -181,3 +181,27 @@ def test_a_search_answered_with_a_single_resource_is_not_the_whole_list(
     evaluation = sign(client, "medicationStatements")
     assert missing_keys(evaluation) == ["medicationStatements"]
     assert status(evaluation, "III.B") == "unknown"
+
+
+def test_a_merged_patient_record_is_not_evaluated_as_if_whole(
+    client: FlaskClient, fhir: responses.RequestsMock
+) -> None:
+    fhir.get(
+        f"{BASE}/Patient/pt-ra-1001",
+        json={
+            "resourceType": "Patient",
+            "id": "pt-ra-1001",
+            "active": False,
+            "birthDate": "1971-04-12",
+            "link": [{"type": "replaced-by", "other": {"reference": "Patient/pt-ra-2002"}}],
+        },
+    )
+    body = load_example("order-sign-prefetch.json")
+    body["fhirServer"] = BASE
+    del body["prefetch"]["patient"]
+    response = client.post(SIGN, json=body)
+    assert response.status_code == 200
+    [evaluation] = response.get_json()["extension"]["com.anakinra-cds.evaluation"]
+    assert evaluation["outcome"] == "not-evaluated"
+    [card] = response.get_json()["cards"]
+    assert "replaced by another (merged)" in card["detail"]
