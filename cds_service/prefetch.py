@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 import requests
 
@@ -740,7 +740,8 @@ def _run_task(
     carried = len(task.initial)
     largest: int | None = None
     while url is not None:
-        target = join_url(base, url) if first else url
+        # A next link should be absolute; some servers write it relative to their base.
+        target = join_url(base, url) if first else urljoin(base.rstrip("/") + "/", url)
         if not first and not same_base(target, base):
             raise FetchError("processing", "a next link leaves the FHIR server's base URL")
         remaining = deadline - monotonic()

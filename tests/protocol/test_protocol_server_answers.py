@@ -205,3 +205,16 @@ def test_a_merged_patient_record_is_not_evaluated_as_if_whole(
     assert evaluation["outcome"] == "not-evaluated"
     [card] = response.get_json()["cards"]
     assert "replaced by another (merged)" in card["detail"]
+
+
+def test_a_next_link_relative_to_the_server_base_is_followed(
+    client: FlaskClient, fhir: responses.RequestsMock
+) -> None:
+    fhir.get(
+        f"{BASE}/MedicationStatement?_getpages=abc&_page=2",
+        json=searchset(statement("ms-2", {"medicationCodeableConcept": MTX})),
+    )
+    fhir.get(STATEMENTS, json=searchset(next_url="MedicationStatement?_getpages=abc&_page=2"))
+    evaluation = sign(client, "medicationStatements")
+    assert missing_keys(evaluation) == []
+    assert any("MedicationStatement/ms-2" in c["evidence"] for c in evaluation["criteria"])
