@@ -62,10 +62,12 @@ USER_TOKEN_TYPES = {
 class FetchError(Exception):
     """A prefetch key could not be obtained. `code` is a FHIR issue type."""
 
-    def __init__(self, code: str, reason: str) -> None:
+    def __init__(self, code: str, reason: str, retry_after: float | None = None) -> None:
         super().__init__(reason)
         self.code = code
         self.reason = reason
+        self.retry_after = retry_after
+        """Seconds the server asked to wait before trying again (429 / 503 Retry-After)."""
 
 
 class NotApplicableError(Exception):
@@ -163,7 +165,11 @@ class RequestsFhirClient:
             ) as response:
                 status = response.status_code
                 if not 200 <= status < 300 or status == 204:
-                    raise FetchError(_status_code(status), f"the FHIR server answered {status}")
+                    raise FetchError(
+                        _status_code(status),
+                        f"the FHIR server answered {status}",
+                        _retry_after(status, response.headers.get("Retry-After")),
+                    )
                 size = 0
                 for chunk in response.iter_content(chunk_size=65536):
                     size += len(chunk)
@@ -181,6 +187,13 @@ class RequestsFhirClient:
     def close(self) -> None:
         if not self._shared_pool:
             self.session.close()
+
+
+def _retry_after(status: int, value: str | None) -> float | None:
+    """The wait a busy server (429, 503) asks for, in seconds; an HTTP date is not used."""
+    if status not in (429, 503) or value is None or not value.strip().isdigit():
+        return None
+    return float(value.strip())
 
 
 def _status_code(status: int) -> str:
@@ -747,9 +760,7 @@ def _run_task(
         remaining = deadline - monotonic()
         if remaining <= 0:
             raise FetchError("timeout", "the FHIR server did not answer in time")
-        budget.take()
-        timeout = (min(limits.connect_timeout, remaining), min(limits.read_timeout, remaining))
-        body = client.get(target, headers, timeout, deadline, limits.max_response_bytes)
+        body = _get(target, headers, client, limits, deadline, monotonic, budget)
         if not is_resource(body):
             raise FetchError("structure", "the FHIR server's answer is not a FHIR resource")
         if body["resourceType"] == "OperationOutcome":
@@ -777,3 +788,31 @@ def _run_task(
     if largest is not None and largest > carried:
         raise FetchError("incomplete", INCOMPLETE_SEARCH)
     return resources
+
+
+def _get(
+    url: str,
+    headers: Mapping[str, str],
+    client: FhirClient,
+    limits: FetchLimits,
+    deadline: float,
+    monotonic: Callable[[], float],
+    budget: _Budget,
+) -> Any:
+    """One GET; asked to wait by a busy server (429 / 503 with Retry-After), tried once
+    more when the wait is under half the time left before the deadline."""
+    retried = False
+    while True:
+        remaining = deadline - monotonic()
+        if remaining <= 0:
+            raise FetchError("timeout", "the FHIR server did not answer in time")
+        budget.take()
+        timeout = (min(limits.connect_timeout, remaining), min(limits.read_timeout, remaining))
+        try:
+            return client.get(url, headers, timeout, deadline, limits.max_response_bytes)
+        except FetchError as error:
+            wait = error.retry_after
+            if retried or wait is None or wait >= (deadline - monotonic()) / 2:
+                raise
+            retried = True
+            time.sleep(wait)

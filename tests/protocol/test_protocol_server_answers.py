@@ -218,3 +218,23 @@ def test_a_next_link_relative_to_the_server_base_is_followed(
     evaluation = sign(client, "medicationStatements")
     assert missing_keys(evaluation) == []
     assert any("MedicationStatement/ms-2" in c["evidence"] for c in evaluation["criteria"])
+
+
+@pytest.mark.parametrize(("busy", "retry_after"), [(429, "0"), (503, "0")])
+def test_a_busy_server_asking_to_retry_now_is_asked_again_once(
+    client: FlaskClient, fhir: responses.RequestsMock, busy: int, retry_after: str
+) -> None:
+    fhir.get(STATEMENTS, status=busy, headers={"Retry-After": retry_after})
+    fhir.get(STATEMENTS, json=searchset(statement("ms-2", {"medicationCodeableConcept": MTX})))
+    evaluation = sign(client, "medicationStatements")
+    assert missing_keys(evaluation) == []
+    assert any("MedicationStatement/ms-2" in c["evidence"] for c in evaluation["criteria"])
+
+
+def test_a_busy_server_asking_for_a_long_wait_leaves_the_data_unread(
+    client: FlaskClient, fhir: responses.RequestsMock
+) -> None:
+    fhir.get(STATEMENTS, status=429, headers={"Retry-After": "120"})
+    evaluation = sign(client, "medicationStatements")
+    assert missing_keys(evaluation) == ["medicationStatements"]
+    assert status(evaluation, "III.B") == "unknown"
