@@ -48,7 +48,7 @@ import requests
 
 from cds_service.auth import same_base
 from cds_service.hooks import TOKEN
-from fhir_mappings.fields import compare_versions
+from fhir_mappings.fields import compare_versions, reference
 
 _FHIR_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.")
 USER_TOKEN_TYPES = {
@@ -554,6 +554,13 @@ def resolve_prefetch(
         else:
             run(tasks)
 
+    context = request.get("context")
+    patient = context.get("patientId") if isinstance(context, Mapping) else None
+    if isinstance(patient, str) and patient:
+        own = patient if patient.startswith("Patient/") else f"Patient/{patient}"
+        for key, values in list(results.items()):
+            if key in templates and _PATIENT_SEARCH in templates[key]:
+                results[key] = kept_to_patient(values, templates[key].split("?", 1)[0], own)
     for key, values in list(results.items()):
         if (
             key in templates
@@ -608,6 +615,33 @@ def resolve_prefetch(
         required_missing=required_missing,
         reasons={key: failed[key].reason for key in (*required_missing, *missing)},
     )
+
+
+_PATIENT_SEARCH = "patient={{context.patientId}}"
+_PATIENT_FIELDS = ("subject", "patient", "beneficiary")
+
+
+def kept_to_patient(
+    resources: Sequence[Mapping[str, Any]], searched: str, patient_ref: str
+) -> list[Mapping[str, Any]]:
+    """The answer to a search by patient, as far as it is this patient's. A record naming
+    no patient counts as the patient's only while the answer keeps to the patient: when it
+    holds records of the searched type naming other patients, the server ignored the
+    patient filter, and a record naming nobody may be anyone's (an organisation's care
+    team with a rheumatologist on it), so it is left out. Included records of other types
+    (Medications, Practitioners) stay."""
+
+    def named(resource: Mapping[str, Any]) -> str | None:
+        for key in _PATIENT_FIELDS:
+            target = reference(resource.get(key))
+            if target is not None:
+                return target
+        return None
+
+    ours = [r for r in resources if r.get("resourceType") == searched]
+    if not any((named(r) or patient_ref) != patient_ref for r in ours):
+        return list(resources)
+    return [r for r in resources if r.get("resourceType") != searched or named(r) == patient_ref]
 
 
 REPLACED = (

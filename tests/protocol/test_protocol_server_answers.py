@@ -238,3 +238,47 @@ def test_a_busy_server_asking_for_a_long_wait_leaves_the_data_unread(
     evaluation = sign(client, "medicationStatements")
     assert missing_keys(evaluation) == ["medicationStatements"]
     assert status(evaluation, "III.B") == "unknown"
+
+
+def care_team(ident: str, patient: str | None) -> dict[str, Any]:
+    team: dict[str, Any] = {
+        "resourceType": "CareTeam",
+        "id": ident,
+        "status": "active",
+        "participant": [
+            {
+                "role": [{"coding": [{"system": "http://snomed.info/sct", "code": "45440000"}]}],
+                "member": {"reference": "Practitioner/pr-rheum-9"},
+            }
+        ],
+    }
+    if patient is not None:
+        team["subject"] = {"reference": patient}
+    return team
+
+
+@pytest.mark.parametrize(
+    ("teams", "consultation"),
+    [
+        # The server ignored patient=: a team naming no patient may be anyone's.
+        ([care_team("ct-other", "Patient/someone-else"), care_team("ct-any", None)], "unknown"),
+        # A server that filtered: a team naming no patient is this patient's.
+        ([care_team("ct-any", None)], "met"),
+        ([care_team("ct-other", "Patient/someone-else"), care_team("ct-own", PATIENT)], "met"),
+    ],
+)
+def test_records_naming_no_patient_count_only_from_a_search_that_kept_to_the_patient(
+    client: FlaskClient,
+    fhir: responses.RequestsMock,
+    teams: list[dict[str, Any]],
+    consultation: str,
+) -> None:
+    fhir.get(re.compile(re.escape(f"{BASE}/CareTeam?") + ".*"), json=searchset(*teams))
+    body = load_example("order-sign-prefetch.json")
+    body["fhirServer"] = BASE
+    family = {"coding": [{"system": "http://nucc.org/provider-taxonomy", "code": "207Q00000X"}]}
+    body["prefetch"]["userRole"]["specialty"] = [family]
+    del body["prefetch"]["careTeams"]
+    response = client.post(SIGN, json=body)
+    [evaluation] = response.get_json()["extension"]["com.anakinra-cds.evaluation"]
+    assert status(evaluation, "I.A.2") == consultation
