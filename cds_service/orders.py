@@ -295,11 +295,12 @@ def anakinra_or_unknown(context: Mapping[str, Any], hook: str) -> list[DraftOrde
 
 
 def medication_reads(context: Mapping[str, Any], hook: str) -> list[str]:
-    """`Medication/<id>` references of relevant draft orders, to read when not sent."""
+    """Medication references of relevant draft orders, to read when not sent (which of
+    them can be read is `cds_service.prefetch.medication_target`'s decision)."""
     refs: list[str] = []
     for order in draft_medication_requests(context, hook):
         reference = order.resource.get("medicationReference")
         target = reference.get("reference") if isinstance(reference, Mapping) else None
-        if isinstance(target, str) and target.startswith("Medication/"):
+        if isinstance(target, str):
             refs.append(target)
     return refs

@@ -14,7 +14,8 @@ For every prefetch key of the service:
   whose medication is a reference): read only when not already in the data, and a
   failure there is not a missing key (the caller decides what an unread one means);
 - then every `Medication/<id>` that a MedicationRequest, MedicationStatement or
-  MedicationDispense of the data refers to and that is neither contained nor in the
+  MedicationDispense of the data refers to (relative, or absolute under the `fhirServer`
+  base) and that is neither contained nor in the
   data is read by reference (at most `FetchLimits.max_medication_reads`, concurrently);
   one that cannot be read stays unresolved (`PrefetchResult.unread`): the mapping then
   reads its record as an unidentified medication, never as "no drug";
@@ -41,13 +42,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from urllib.parse import quote
+from urllib.parse import quote, urljoin, urlsplit
 
 import requests
 
 from cds_service.auth import same_base
 from cds_service.hooks import TOKEN
-from fhir_mappings.fields import compare_versions
+from fhir_mappings.fields import compare_versions, reference
 
 _FHIR_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.")
 USER_TOKEN_TYPES = {
@@ -61,10 +62,12 @@ USER_TOKEN_TYPES = {
 class FetchError(Exception):
     """A prefetch key could not be obtained. `code` is a FHIR issue type."""
 
-    def __init__(self, code: str, reason: str) -> None:
+    def __init__(self, code: str, reason: str, retry_after: float | None = None) -> None:
         super().__init__(reason)
         self.code = code
         self.reason = reason
+        self.retry_after = retry_after
+        """Seconds the server asked to wait before trying again (429 / 503 Retry-After)."""
 
 
 class NotApplicableError(Exception):
@@ -162,7 +165,11 @@ class RequestsFhirClient:
             ) as response:
                 status = response.status_code
                 if not 200 <= status < 300 or status == 204:
-                    raise FetchError(_status_code(status), f"the FHIR server answered {status}")
+                    raise FetchError(
+                        _status_code(status),
+                        f"the FHIR server answered {status}",
+                        _retry_after(status, response.headers.get("Retry-After")),
+                    )
                 size = 0
                 for chunk in response.iter_content(chunk_size=65536):
                     size += len(chunk)
@@ -180,6 +187,13 @@ class RequestsFhirClient:
     def close(self) -> None:
         if not self._shared_pool:
             self.session.close()
+
+
+def _retry_after(status: int, value: str | None) -> float | None:
+    """The wait a busy server (429, 503) asks for, in seconds; an HTTP date is not used."""
+    if status not in (429, 503) or value is None or not value.strip().isdigit():
+        return None
+    return float(value.strip())
 
 
 def _status_code(status: int) -> str:
@@ -379,6 +393,30 @@ def _failed_outcome(entry: Mapping[str, Any]) -> bool:
     )
 
 
+def _errors_reported(bundle: Mapping[str, Any]) -> bool:
+    entries = bundle.get("entry")
+    return any(
+        isinstance(entry, Mapping) and _failed_outcome(entry)
+        for entry in (entries if isinstance(entries, list) else [])
+    )
+
+
+def _carried(bundle: Mapping[str, Any]) -> int:
+    """Entries of a search Bundle that are not search outcomes."""
+    entries = bundle.get("entry")
+    return sum(
+        1
+        for entry in (entries if isinstance(entries, list) else [])
+        if isinstance(entry, Mapping)
+        and (entry.get("search") or {}).get("mode", "match") != "outcome"
+    )
+
+
+def _total(bundle: Mapping[str, Any]) -> int | None:
+    total = bundle.get("total")
+    return total if isinstance(total, int) and not isinstance(total, bool) else None
+
+
 def incomplete_bundle(value: Mapping[str, Any]) -> bool:
     """A search Bundle that says it has more matches than it carries, with no `next` link
     to the rest (Bundle.total counts the matches), or that carries an OperationOutcome with
@@ -386,27 +424,17 @@ def incomplete_bundle(value: Mapping[str, Any]) -> bool:
     counted as missing, rather than read as complete."""
     if value.get("resourceType") != "Bundle":
         return False
-    entries = value.get("entry")
-    if any(
-        isinstance(entry, Mapping) and _failed_outcome(entry)
-        for entry in (entries if isinstance(entries, list) else [])
-    ):
+    if _errors_reported(value):
         return True
     if next_link(value) is not None:
         return False
-    total = value.get("total")
-    if not isinstance(total, int) or isinstance(total, bool):
-        return False
-    entries = value.get("entry")
+    total = _total(value)
     # Bundle.total counts matches only; some servers count their include entries too, so
     # only a total above every non-outcome entry shows that data is missing.
-    carried = sum(
-        1
-        for entry in (entries if isinstance(entries, list) else [])
-        if isinstance(entry, Mapping)
-        and (entry.get("search") or {}).get("mode", "match") != "outcome"
-    )
-    return total > carried
+    return total is not None and total > _carried(value)
+
+
+INCOMPLETE_SEARCH = "the FHIR server's search reported an error or fewer results than it found"
 
 
 def _plan(
@@ -451,8 +479,11 @@ def _plan(
     present = {
         f"{r['resourceType']}/{r.get('id')}" for values in ready.values() for r in values
     } | {f"{r['resourceType']}/{r.get('id')}" for task in tasks for r in task.initial}
-    for ref in dict.fromkeys(also_read):
-        if ref not in present and _READ_REF.match(ref):
+    server = request.get("fhirServer")
+    base = server if isinstance(server, str) and server else None
+    targets = (medication_target(ref, base) for ref in also_read)
+    for ref in dict.fromkeys(ref for ref in targets if ref is not None):
+        if ref not in present:
             tasks.append(_Task(EXTRA_PREFIX + ref, [], ref))
     return ready, tasks, failed
 
@@ -523,11 +554,27 @@ def resolve_prefetch(
         else:
             run(tasks)
 
+    context = request.get("context")
+    patient = context.get("patientId") if isinstance(context, Mapping) else None
+    if isinstance(patient, str) and patient:
+        own = patient if patient.startswith("Patient/") else f"Patient/{patient}"
+        for key, values in list(results.items()):
+            if key in templates and _PATIENT_SEARCH in templates[key]:
+                results[key] = kept_to_patient(values, templates[key].split("?", 1)[0], own)
+    for key, values in list(results.items()):
+        if (
+            key in templates
+            and templates[key].startswith("Patient/")
+            and any(replaced(r) for r in values)
+        ):
+            failed[key] = FetchError("not-found", REPLACED)
+            del results[key]
+
     # Medications the records refer to and nobody sent: read them by reference.
     tried = {key.removeprefix(EXTRA_PREFIX) for key in (*results, *failed)}
     wanted = [
         ref
-        for ref in medication_references(r for values in results.values() for r in values)
+        for ref in medication_references((r for values in results.values() for r in values), base)
         if ref not in tried
     ]
     not_tried: list[str] = []
@@ -570,6 +617,51 @@ def resolve_prefetch(
     )
 
 
+_PATIENT_SEARCH = "patient={{context.patientId}}"
+_PATIENT_FIELDS = ("subject", "patient", "beneficiary")
+
+
+def kept_to_patient(
+    resources: Sequence[Mapping[str, Any]], searched: str, patient_ref: str
+) -> list[Mapping[str, Any]]:
+    """The answer to a search by patient, as far as it is this patient's. A record naming
+    no patient counts as the patient's only while the answer keeps to the patient: when it
+    holds records of the searched type naming other patients, the server ignored the
+    patient filter, and a record naming nobody may be anyone's (an organisation's care
+    team with a rheumatologist on it), so it is left out. Included records of other types
+    (Medications, Practitioners) stay."""
+
+    def named(resource: Mapping[str, Any]) -> str | None:
+        for key in _PATIENT_FIELDS:
+            target = reference(resource.get(key))
+            if target is not None:
+                return target
+        return None
+
+    ours = [r for r in resources if r.get("resourceType") == searched]
+    if not any((named(r) or patient_ref) != patient_ref for r in ours):
+        return list(resources)
+    return [r for r in resources if r.get("resourceType") != searched or named(r) == patient_ref]
+
+
+REPLACED = (
+    "the patient record is marked as replaced by another (merged): the chart under it may "
+    "not be whole; check the order from the patient's current record"
+)
+
+
+def replaced(resource: Mapping[str, Any]) -> bool:
+    """A Patient whose `link` says it is replaced by another record (a merge): FHIR says
+    it must no longer be used; its history may have moved to the surviving record."""
+    if resource.get("resourceType") != "Patient":
+        return False
+    links = resource.get("link")
+    return any(
+        isinstance(link, Mapping) and link.get("type") == "replaced-by"
+        for link in (links if isinstance(links, list) else [])
+    )
+
+
 NO_SERVER = "not sent with the call, and the EHR gave no FHIR server to read it from"
 INCOMPLETE = (
     "sent incomplete with the call (the EHR's search reported an error, or fewer results "
@@ -583,18 +675,43 @@ _MEDICATION_HOLDERS = frozenset(
 )
 
 
-def medication_references(resources: Iterable[Mapping[str, Any]]) -> list[str]:
+def medication_target(target: str, base: str | None = None) -> str | None:
+    """The `Medication/<id>` to read for a `medicationReference.reference`: a relative one
+    as it is (a `_history/<version>` suffix dropped: the current version names the same
+    drug), an absolute one only when it lies under `base`, the FHIR server being read (EHRs
+    such as Cerner write full URLs). A reference to another server, a contained (`#id`) or
+    conditional one is never read."""
+    target = target.strip()
+    if target.startswith(("http://", "https://")):
+        if base is None or not same_base(target, base):
+            return None
+        parts = urlsplit(target)
+        if parts.query:
+            return None
+        target = parts.path[len(urlsplit(base).path.rstrip("/")) :].lstrip("/")
+    kind, _, rest = target.partition("/")
+    ident, _, history = rest.partition("/_history/")
+    if history and not history.isalnum():
+        return None
+    target = f"{kind}/{ident}"
+    return target if kind == "Medication" and _READ_REF.match(target) else None
+
+
+def medication_references(
+    resources: Iterable[Mapping[str, Any]], base: str | None = None
+) -> list[str]:
     """`Medication/<id>` targets of the `medicationReference` of MedicationRequests,
-    MedicationStatements and MedicationDispenses, in order, once each. Contained
-    (`#id`) and absolute references are not read."""
+    MedicationStatements, MedicationDispenses and MedicationAdministrations, in order, once
+    each (see `medication_target`)."""
     refs: dict[str, None] = {}
     for resource in resources:
         if resource.get("resourceType") not in _MEDICATION_HOLDERS:
             continue
         reference = resource.get("medicationReference")
         target = reference.get("reference") if isinstance(reference, Mapping) else None
-        if isinstance(target, str) and target.startswith("Medication/") and _READ_REF.match(target):
-            refs[target] = None
+        found = medication_target(target, base) if isinstance(target, str) else None
+        if found is not None:
+            refs[found] = None
     return list(refs)
 
 
@@ -667,20 +784,33 @@ def _run_task(
         )
     url = task.url
     first = pages == 0
+    carried = len(task.initial)
+    largest: int | None = None
     while url is not None:
-        target = join_url(base, url) if first else url
+        # A next link should be absolute; some servers write it relative to their base.
+        target = join_url(base, url) if first else urljoin(base.rstrip("/") + "/", url)
         if not first and not same_base(target, base):
             raise FetchError("processing", "a next link leaves the FHIR server's base URL")
         remaining = deadline - monotonic()
         if remaining <= 0:
             raise FetchError("timeout", "the FHIR server did not answer in time")
-        budget.take()
-        timeout = (min(limits.connect_timeout, remaining), min(limits.read_timeout, remaining))
-        body = client.get(target, headers, timeout, deadline, limits.max_response_bytes)
+        body = _get(target, headers, client, limits, deadline, monotonic, budget)
         if not is_resource(body):
             raise FetchError("structure", "the FHIR server's answer is not a FHIR resource")
         if body["resourceType"] == "OperationOutcome":
             raise FetchError("processing", "the FHIR server answered with an OperationOutcome")
+        if body["resourceType"] != "Bundle" and (not first or "?" in url):
+            # One resource is no search result: nothing says it is the whole list.
+            raise FetchError("structure", "the FHIR server answered a search without a Bundle")
+        if body["resourceType"] == "Bundle":
+            # Read as the whole list only when the server does not say otherwise: an error
+            # outcome on any page, or a total above what all the pages carried.
+            if _errors_reported(body):
+                raise FetchError("incomplete", INCOMPLETE_SEARCH)
+            carried += _carried(body)
+            total = _total(body)
+            if total is not None:
+                largest = max(largest or 0, total)
         resources.extend(flatten(body))
         url = next_link(body)
         if url is not None and pages >= limits.max_next_pages:
@@ -689,4 +819,34 @@ def _run_task(
             )
         pages += 1
         first = False
+    if largest is not None and largest > carried:
+        raise FetchError("incomplete", INCOMPLETE_SEARCH)
     return resources
+
+
+def _get(
+    url: str,
+    headers: Mapping[str, str],
+    client: FhirClient,
+    limits: FetchLimits,
+    deadline: float,
+    monotonic: Callable[[], float],
+    budget: _Budget,
+) -> Any:
+    """One GET; asked to wait by a busy server (429 / 503 with Retry-After), tried once
+    more when the wait is under half the time left before the deadline."""
+    retried = False
+    while True:
+        remaining = deadline - monotonic()
+        if remaining <= 0:
+            raise FetchError("timeout", "the FHIR server did not answer in time")
+        budget.take()
+        timeout = (min(limits.connect_timeout, remaining), min(limits.read_timeout, remaining))
+        try:
+            return client.get(url, headers, timeout, deadline, limits.max_response_bytes)
+        except FetchError as error:
+            wait = error.retry_after
+            if retried or wait is None or wait >= (deadline - monotonic()) / 2:
+                raise
+            retried = True
+            time.sleep(wait)
