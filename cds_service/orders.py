@@ -94,14 +94,6 @@ def draft_medication_requests(context: Mapping[str, Any], hook: str) -> Iterator
         yield DraftOrder(ref, resource)
 
 
-def relevant_medication_requests(
-    context: Mapping[str, Any], hook: str
-) -> Iterator[Mapping[str, Any]]:
-    """The draft MedicationRequest resources of the call (see `draft_medication_requests`)."""
-    for order in draft_medication_requests(context, hook):
-        yield order.resource
-
-
 def _named(concept: Any) -> bool:
     """A concept with a drug name (coding display or text)."""
     if not isinstance(concept, Mapping):

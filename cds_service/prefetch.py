@@ -765,6 +765,10 @@ def _wait_all(
     wait(list(futures), timeout=max(0.0, deadline - monotonic()))
 
 
+def _too_many_pages(limits: FetchLimits) -> FetchError:
+    return FetchError("too-costly", f"more than {limits.max_next_pages} further pages of results")
+
+
 def _run_task(
     task: _Task,
     base: str,
@@ -779,9 +783,7 @@ def _run_task(
     resources = list(task.initial)
     pages = task.pages_used
     if pages > limits.max_next_pages:
-        raise FetchError(
-            "too-costly", f"more than {limits.max_next_pages} further pages of results"
-        )
+        raise _too_many_pages(limits)
     url = task.url
     first = pages == 0
     carried = len(task.initial)
@@ -814,9 +816,7 @@ def _run_task(
         resources.extend(flatten(body))
         url = next_link(body)
         if url is not None and pages >= limits.max_next_pages:
-            raise FetchError(
-                "too-costly", f"more than {limits.max_next_pages} further pages of results"
-            )
+            raise _too_many_pages(limits)
         pages += 1
         first = False
     if largest is not None and largest > carried:

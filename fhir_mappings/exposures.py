@@ -182,6 +182,16 @@ def _ending(start: date, days: int) -> date:
     return start + timedelta(days=days - 1)
 
 
+def supply_ending(start: date, days: float) -> date:
+    """The last day a supply of `days` (rounded, at least one) starting on `start` covers."""
+    return _ending(start, max(round(days), 1))
+
+
+def dispense_day(resource: Json) -> date | None:
+    """When a dispense was handed over (else prepared)."""
+    return parse_date(resource.get("whenHandedOver")) or parse_date(resource.get("whenPrepared"))
+
+
 def measure_request(resource: Json, medication: Json | None) -> Measured:
     """A MedicationRequest (see the module docstring)."""
     start = parse_date(resource.get("authoredOn"))
@@ -241,7 +251,7 @@ def halted(measured: Measured) -> Measured:
 
 
 def measure_dispense(resource: Json, medication: Json | None) -> Measured:
-    start = parse_date(resource.get("whenHandedOver")) or parse_date(resource.get("whenPrepared"))
+    start = dispense_day(resource)
     if start is None:
         return Measured(None, None, "unknown", "no date handed over")
     supply = days_supplied(get_map(resource, "daysSupply"))
@@ -317,6 +327,13 @@ def _claim_days_supply(claim: Json, item: Json, only_item: bool) -> float | None
     return None
 
 
+def claim_line_days(claim: Json, item: Json) -> float | None:
+    """The whole days of supply a claim line (or its only-line claim) states; None when
+    none is stated."""
+    supply = _claim_days_supply(claim, item, len(claim_items(claim)) == 1)
+    return None if supply is None else float(max(round(supply), 1))
+
+
 def claim_counts(claim: Json) -> bool:
     """A claim for payment that stands (not cancelled, a draft, entered in error, a
     pre-authorization or predetermination, or rejected)."""
@@ -372,9 +389,9 @@ def measure_claim_item(claim: Json, item: Json) -> Measured:
     )
     if start is None:
         return Measured(None, None, "unknown", "no date of service")
-    supply = _claim_days_supply(claim, item, len(claim_items(claim)) == 1)
+    supply = claim_line_days(claim, item)
     if supply is not None:
-        days = max(round(supply), 1)
+        days = int(supply)
         return Measured(start, _ending(start, days), "documented", f"days supply {days}")
     return Measured(start, None, "unknown", "no days supply")
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from typing import Final, Literal
 
 from fhir_mappings import exposures, valuesets
@@ -270,15 +270,9 @@ def _record_dates(kind: str, resource: Json) -> tuple[date | None, date | None, 
     """(start, end, days supply) of an unidentified record: what the record itself says,
     nothing derived (such records never enter therapy runs)."""
     if kind == "MedicationDispense":
-        start = parse_date(resource.get("whenHandedOver")) or parse_date(
-            resource.get("whenPrepared")
-        )
+        start = exposures.dispense_day(resource)
         days = days_supply(resource)
-        end = (
-            start + timedelta(days=max(round(days), 1) - 1)
-            if start is not None and days is not None
-            else None
-        )
+        end = exposures.supply_ending(start, days) if start and days is not None else None
         return start, end, days
     if kind == "MedicationStatement":
         measured = exposures.measure_statement(resource, status_code(resource, "status") or "")
@@ -396,7 +390,7 @@ def _unidentified_claim_lines(parsed: Parsed, patient_ref: Ref | None) -> list[M
                         end=measured.end or measured.start,
                         is_draft_order=False,
                         unidentified=True,
-                        days_supply=_stated_days(measured),
+                        days_supply=exposures.claim_line_days(claim, item),
                     )
                 )
     return out
@@ -613,13 +607,6 @@ def administration_records(parsed: Parsed, patient_ref: Ref | None) -> list[Medi
     return records
 
 
-def _stated_days(measured: exposures.Measured) -> float | None:
-    """A claim line's days supply, when the line (or its claim) states one."""
-    if measured.certainty != "documented" or measured.start is None or measured.end is None:
-        return None
-    return float((measured.end - measured.start).days + 1)
-
-
 def _claim_history(
     parsed: Parsed, patient_ref: Ref | None
 ) -> tuple[list[MedicationRecord], list[exposures.Exposure]]:
@@ -660,7 +647,7 @@ def _claim_history(
                         end=measured.end or measured.start,
                         is_draft_order=False,
                         length=measured.certainty,
-                        days_supply=_stated_days(measured),
+                        days_supply=exposures.claim_line_days(claim, item),
                     )
                     records.append(record)
                     found.append(exposures.Exposure(record, measured))
