@@ -22,7 +22,8 @@ from cds_service.policy.checks import CHECKS, Band, ParamSpec
 from cds_service.policy.model import Pathway, Status
 from fhir_mappings.valuesets import valueset_names
 
-DEFAULT_POLICY_PATH = Path(__file__).with_name("NH.PHAR.244.yaml")
+PACKS_DIR = Path(__file__).resolve().parent.parent / "packs"
+DEFAULT_POLICY_PATH = PACKS_DIR / "NH.PHAR.244" / "policy.yaml"
 
 
 class PolicyFileError(ValueError):

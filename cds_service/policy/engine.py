@@ -61,7 +61,7 @@ def _load_cached(path: Path) -> Policy:
 
 
 def load_policy(path: Path | None = None) -> Policy:
-    """The policy from `path` (default: the packaged NH.PHAR.244.yaml), validated.
+    """The policy from `path` (default: the packaged NH.PHAR.244 pack), validated.
 
     Raises `PolicyFileError` naming the file and the place in it when it does not fit.
     Loads are cached by resolved path (policy files do not change while serving).
