@@ -230,8 +230,18 @@ def cmd_policy_show(args: argparse.Namespace) -> int:
 
 
 def cmd_policy_checks(args: argparse.Namespace) -> int:
-    from cds_service.policy.show import check_catalogue
+    from cds_service.policy.show import check_catalogue, replace_catalogue
 
+    if args.write_into:
+        path = Path(args.write_into)
+        try:
+            text = replace_catalogue(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            print(f"cds-service policy checks: {path}: {exc}", file=sys.stderr)
+            return 1
+        path.write_text(text, encoding="utf-8")
+        print(f"{path}: check catalogue regenerated")
+        return 0
     print(check_catalogue(args.format), end="")
     return 0
 
@@ -260,6 +270,12 @@ def _add_policy_commands(commands: Any) -> None:
     show.set_defaults(handler=cmd_policy_show)
     checks = sub.add_parser("checks", help="the check kinds, their parameters and statuses")
     checks.add_argument("--format", choices=formats, default="text")
+    checks.add_argument(
+        "--write-into",
+        metavar="FILE",
+        help="replace the Markdown catalogue between the checks:begin / checks:end markers "
+        "of FILE (docs/policy-packs.md)",
+    )
     checks.set_defaults(handler=cmd_policy_checks)
 
 

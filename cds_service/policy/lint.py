@@ -661,15 +661,18 @@ def _optional(module: str, name: str) -> Callable[..., Any] | None:
     return function if callable(function) else None
 
 
-def cards_findings(path: Path, policy: Policy | None) -> list[Finding]:
-    """cards.yaml read by the service's own loader: any problem it raises is an error."""
+def cards_findings(folder: Path) -> list[Finding]:
+    """cards.yaml read by the service's own loader (`load_card_texts(pack folder)`, which
+    checks it against the policy): the problem it raises is an error at its place."""
     loader = _optional(*CARD_LOADER)
     if loader is None:
         return [_warning(CARDS, "(file)", "not checked: this version has no card text loader")]
     try:
-        loader(path)
+        loader(folder)
     except Exception as exc:  # the loader's own errors name file and place
-        return [_error(CARDS, "(file)", str(exc).removeprefix(f"{path}: "))]
+        text = str(exc).removeprefix(f"{folder / CARDS}: ")
+        place, _, message = text.partition(": ")
+        return [_error(CARDS, place, message) if message else _error(CARDS, "(file)", text)]
     return []
 
 
@@ -750,7 +753,7 @@ def lint_pack(folder: Path) -> list[Finding]:
     if policy is not None:
         found.extend(reachability_findings(policy))
     if (folder / CARDS).is_file():
-        found.extend(cards_findings(folder / CARDS, policy))
+        found.extend(cards_findings(folder))
     if policy is not None and (folder / CASES_DIR).is_dir():
         found.extend(cases_findings(folder, policy))
     return sorted(_unique_findings(found), key=lambda f: (f.severity != "error",))

@@ -274,4 +274,25 @@ def check_catalogue(fmt: Format = "text", checks: Mapping[str, CheckDef] = CHECK
     return checks_markdown(checks) if fmt == "markdown" else checks_text(checks)
 
 
-__all__: Sequence[str] = ["check_catalogue", "param_text", "params_text", "show"]
+BEGIN_MARK: Final = "<!-- checks:begin"
+END_MARK: Final = "<!-- checks:end -->"
+
+
+def replace_catalogue(document: str, checks: Mapping[str, CheckDef] = CHECKS) -> str:
+    """`document` with the Markdown catalogue between its begin / end marker lines made
+    anew from the registry (docs/policy-packs.md keeps it there)."""
+    start = document.find(BEGIN_MARK)
+    end = document.find(END_MARK)
+    if start < 0 or end < start:
+        raise ValueError(f"no {BEGIN_MARK} ... {END_MARK} markers")
+    body_start = document.index("\n", start) + 1
+    return document[:body_start] + checks_markdown(checks).rstrip() + "\n" + document[end:]
+
+
+__all__: Sequence[str] = [
+    "check_catalogue",
+    "param_text",
+    "params_text",
+    "replace_catalogue",
+    "show",
+]
