@@ -491,16 +491,35 @@ def clause_findings(
     for clause_id, place in sorted({**listed, **undecidable}.items()):
         if clause_id not in in_text:
             found.append(_error(POLICY, place, f"clause {clause_id} is not in {source}"))
-    for item_id, place in sorted({**sections, **own}.items()):
-        if item_id not in in_text:
+    for item_id, place, implemented in _named_items(data):
+        if item_id not in in_text and not implemented & in_text:
             found.append(
                 _warning(
                     POLICY,
                     place,
-                    f"{item_id} names no clause of {source}: a reader cannot find its words",
+                    f"{item_id} names no clause of {source} and implements none: a reader "
+                    f"cannot find its words (name the clauses it implements in `clauses`)",
                 )
             )
     return found
+
+
+def _named_items(data: Mapping[str, Any]) -> Iterator[tuple[str, str, frozenset[str]]]:
+    """(id, place, the clauses it implements) of every section and criterion: a criterion
+    implements its `clauses`, a section what its criteria implement (their ids too)."""
+    for where, criterion in _criteria_raw(data):
+        if isinstance(criterion.get("id"), str):
+            listed = frozenset(str(c) for c in criterion.get("clauses") or [])
+            yield criterion["id"], f"{where}.id", listed
+    for s, section in enumerate(data.get("sections") or []):
+        if not (isinstance(section, Mapping) and isinstance(section.get("id"), str)):
+            continue
+        implemented: set[str] = set()
+        for criterion in section.get("criteria") or []:
+            if isinstance(criterion, Mapping):
+                implemented.add(str(criterion.get("id")))
+                implemented.update(str(c) for c in criterion.get("clauses") or [])
+        yield section["id"], f"sections[{s}].id", frozenset(implemented)
 
 
 def _short(text: str, size: int = 60) -> str:
