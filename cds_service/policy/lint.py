@@ -519,6 +519,8 @@ def _named_items(data: Mapping[str, Any]) -> Iterator[tuple[str, str, frozenset[
             if isinstance(criterion, Mapping):
                 implemented.add(str(criterion.get("id")))
                 implemented.update(str(c) for c in criterion.get("clauses") or [])
+        if section["id"] in implemented:
+            continue  # its criterion of the same id is reported, once
         yield section["id"], f"sections[{s}].id", frozenset(implemented)
 
 
