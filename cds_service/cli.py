@@ -5,6 +5,9 @@
     cds-service evaluate FILE [--order F] [--today D] [--json]
                                                             evaluate a saved request offline
     cds-service audit [--limit N]                           recent decisions, override rates
+    cds-service policy lint PACK [PACK ...]                 check policy packs, exit 1 on errors
+    cds-service policy show PACK [--format markdown]        a pack's decision tree
+    cds-service policy checks [--format markdown]           the check kinds and their parameters
 
 Each subcommand is a function `cmd_<name>(args) -> int` registered in `build_parser`.
 """
@@ -193,6 +196,89 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_policy_lint(args: argparse.Namespace) -> int:
+    from cds_service.policy.lint import has_errors, lint_pack
+
+    failed = False
+    for folder in args.packs:
+        path = Path(folder)
+        if not path.is_dir():
+            print(f"error: {folder}: not a folder", file=sys.stderr)
+            failed = True
+            continue
+        findings = lint_pack(path)
+        for finding in findings:
+            print(f"{path.name}: {finding.line()}")
+        errors = sum(1 for f in findings if f.severity == "error")
+        warnings = len(findings) - errors
+        print(f"{path.name}: {errors} error(s), {warnings} warning(s)")
+        failed = failed or has_errors(findings)
+    return 1 if failed else 0
+
+
+def cmd_policy_show(args: argparse.Namespace) -> int:
+    from cds_service.policy.definition import PolicyFileError, read_policy_file
+    from cds_service.policy.show import show
+
+    try:
+        policy = read_policy_file(Path(args.pack) / "policy.yaml")
+    except PolicyFileError as exc:
+        print(f"cds-service policy show: {exc} (run cds-service policy lint)", file=sys.stderr)
+        return 1
+    print(show(policy, args.format), end="")
+    return 0
+
+
+def cmd_policy_checks(args: argparse.Namespace) -> int:
+    from cds_service.policy.show import check_catalogue, replace_catalogue
+
+    if args.write_into:
+        path = Path(args.write_into)
+        try:
+            text = replace_catalogue(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            print(f"cds-service policy checks: {path}: {exc}", file=sys.stderr)
+            return 1
+        path.write_text(text, encoding="utf-8")
+        print(f"{path}: check catalogue regenerated")
+        return 0
+    print(check_catalogue(args.format), end="")
+    return 0
+
+
+def _add_policy_commands(commands: Any) -> None:
+    policy = commands.add_parser(
+        "policy",
+        help="policy pack authoring: lint, show, checks",
+        description="Tools for writing policy packs (see docs/policy-packs.md).",
+    )
+    sub = policy.add_subparsers(dest="policy_command", required=True)
+    lint = sub.add_parser(
+        "lint",
+        help="check packs: schemas, codes, value sets, clauses, reachability, cards, cases",
+        description=(
+            "Check policy pack folders and print one finding a line (severity: file: place: "
+            "problem). Exit 1 when any pack has an error."
+        ),
+    )
+    lint.add_argument("packs", nargs="+", metavar="PACK", help="a pack folder")
+    lint.set_defaults(handler=cmd_policy_lint)
+    formats = ("text", "markdown")
+    show = sub.add_parser("show", help="the pack's decision tree as a readable table")
+    show.add_argument("pack", metavar="PACK", help="a pack folder")
+    show.add_argument("--format", choices=formats, default="text")
+    show.set_defaults(handler=cmd_policy_show)
+    checks = sub.add_parser("checks", help="the check kinds, their parameters and statuses")
+    checks.add_argument("--format", choices=formats, default="text")
+    checks.add_argument(
+        "--write-into",
+        metavar="FILE",
+        help="replace the Markdown catalogue between the checks:begin / checks:end markers "
+        "of FILE (docs/policy-packs.md)",
+    )
+    checks.set_defaults(handler=cmd_policy_checks)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cds-service",
@@ -233,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit = commands.add_parser("audit", help="recent decisions and override rates")
     audit.add_argument("--limit", type=int, default=20, help="decisions to list (default 20)")
     audit.set_defaults(handler=cmd_audit)
+    _add_policy_commands(commands)
     return parser
 
 

@@ -51,6 +51,9 @@ class CriterionDef:
     by_indication: Mapping[str, CriterionVariant] = field(default_factory=dict)
     sections: tuple[str, ...] = ()
     """For a common criterion: the sections it applies to (empty: every section)."""
+    clauses: tuple[str, ...] = ()
+    """Numbered clauses of the source text this criterion implements besides its own id
+    (its id covers its own clause and the clause's sub-items); checked by the linter."""
 
     def applies_to(self, section_id: str) -> bool:
         return not self.sections or section_id in self.sections
@@ -148,6 +151,9 @@ class Policy:
     scales: Mapping[str, tuple[Band, ...]]
     source: str = ""
     order_reasons: ReasonRules = ReasonRules()
+    not_decidable: tuple[tuple[str, str], ...] = ()
+    """(clause, reason): numbered clauses of the source text that no criterion decides
+    from FHIR data, with the reason; checked by the linter."""
 
     def section(self, section_id: str) -> SectionDef:
         for section in self.sections:
@@ -173,6 +179,8 @@ class Policy:
 # --------------------------------------------------------------------------- schema
 
 _CRITERION_ID = r"^(I|II|III|IV)\.[A-Z](\.[0-9]+)?$"
+CLAUSE_ID = r"^(I|II|III|IV)\.[A-Z](\.[0-9]+)?(\.[a-z])?(\.[ivx]+)?$"
+"""A numbered clause of the source text: I.A, I.A.4, I.A.4.b, II.A.2.a.ii, III.B."""
 _VARIANT = {
     "type": "object",
     "additionalProperties": False,
@@ -197,6 +205,7 @@ _CRITERION = {
         "note": {"type": "string"},
         "by_indication": {"type": "object", "additionalProperties": _VARIANT, "minProperties": 1},
         "sections": {"type": "array", "items": {"type": "string"}},
+        "clauses": {"type": "array", "items": {"type": "string", "pattern": CLAUSE_ID}},
     },
     "oneOf": [{"required": ["check"]}, {"required": ["by_indication"]}],
 }
@@ -314,6 +323,18 @@ POLICY_SCHEMA: Mapping[str, Any] = {
             },
         },
         "common_criteria": {"type": "array", "items": _CRITERION},
+        "not_decidable": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["clause", "reason"],
+                "properties": {
+                    "clause": {"type": "string", "pattern": CLAUSE_ID},
+                    "reason": {"type": "string", "minLength": 1},
+                },
+            },
+        },
     },
 }
 
@@ -431,6 +452,7 @@ class _Validator:
             note=raw.get("note"),
             by_indication=MappingProxyType(by_indication),
             sections=tuple(raw.get("sections", [])),
+            clauses=tuple(raw.get("clauses", [])),
         )
 
 
@@ -547,6 +569,9 @@ def parse_policy(data: Any, source: str = "<policy>") -> Policy:
                 for rule in (data.get("order_reasons") or {}).get("not_a_diagnosis", [])
             ),
             tuple((data.get("order_reasons") or {}).get("complete_systems", [])),
+        ),
+        not_decidable=tuple(
+            (entry["clause"], entry["reason"].strip()) for entry in data.get("not_decidable", [])
         ),
     )
 
