@@ -259,9 +259,10 @@ def test_splitting_a_daily_dose_never_lowers_the_syringe_count(daily, n, parts):
     assert fewer.syringes_per_day is not None
     assert more.syringes_per_day is not None
     assert more.syringes_per_day >= fewer.syringes_per_day
-    assert weight_based(more) is not None
-    assert weight_based(fewer) is not None
-    assert weight_based(more) >= weight_based(fewer)
+    banded_more, banded_fewer = weight_based(more), weight_based(fewer)
+    assert banded_more is not None
+    assert banded_fewer is not None
+    assert banded_more >= banded_fewer
     assert more.syringes_per_day >= n * parts
 
 

@@ -12,9 +12,8 @@ from hypothesis import strategies as st
 
 from cds_service.policy.engine import evaluate, load_policy
 from cds_service.policy.model import Decision, Status
-from fhir_mappings import build_facts
 from cds_service.policy.units import unit_of
-from fhir_mappings import dosing
+from fhir_mappings import build_facts, dosing
 from fhir_mappings.dosing import read_sig_text
 from fhir_mappings.facts import DoseFacts, PolicyFacts
 from tests.mappings.mapping_builders import (
