@@ -33,6 +33,7 @@ from cds_service.cards import (
 )
 from cds_service.policy.definition import Policy
 from cds_service.policy.engine import evaluate, load_policy
+from cds_service.policy.units import pack_units
 from fhir_mappings import build_facts
 
 log = logging.getLogger(__name__)
@@ -110,7 +111,11 @@ def evaluate_call(
     today = call.now.date()
     try:
         mapped = build_facts(
-            call.context, resources, as_of=today, unavailable=call.unavailable_types
+            call.context,
+            resources,
+            as_of=today,
+            unavailable=call.unavailable_types,
+            units=pack_units(),
         )
     except Exception as exc:
         _log_failure("mapping", exc)

@@ -30,6 +30,7 @@ from fhir_mappings import practitioner
 from fhir_mappings.dosing import compute_dose
 from fhir_mappings.facts import MedicationRecord, OrderFacts, PolicyFacts, Ref, WeightFact
 from fhir_mappings.medications import DrugIdentity
+from fhir_mappings.product_unit import ProductUnit
 from fhir_mappings.record import OrderedDrug, PatientRecord, build_record
 
 __all__ = ["MappingResult", "PatientRecord", "build_facts", "build_record", "order_view"]
@@ -58,10 +59,13 @@ def _routed(identities: Sequence[DrugIdentity]) -> DrugIdentity | None:
     return next((i for i in identities if i.drug == ENGINE_DRUG), None)
 
 
-def _with_dose(record: MedicationRecord, weight: WeightFact | None) -> MedicationRecord:
+def _with_dose(
+    record: MedicationRecord, weight: WeightFact | None, unit: ProductUnit | None
+) -> MedicationRecord:
     if not record.dosages:
         return record
-    return replace(record, mg_per_day=compute_dose(list(record.dosages), weight).mg_per_day)
+    dose = compute_dose(list(record.dosages), weight, product=unit)
+    return replace(record, mg_per_day=dose.mg_per_day)
 
 
 def order_view(record: PatientRecord, order: OrderedDrug, identity: DrugIdentity) -> PolicyFacts:
@@ -71,7 +75,7 @@ def order_view(record: PatientRecord, order: OrderedDrug, identity: DrugIdentity
     states none), and the prescriber of this order."""
     order_date = order.authored_on or record.as_of
     medications = tuple(
-        _with_dose(r, order.weight) if r.drug == identity.drug else r
+        _with_dose(r, order.weight, order.dose.unit) if r.drug == identity.drug else r
         for r in record.medications_besides(order.ref)
     )
     return PolicyFacts(
@@ -118,13 +122,16 @@ def build_facts(
     *,
     as_of: date | None = None,
     unavailable: frozenset[str] = frozenset(),
+    units: Mapping[str, ProductUnit] | None = None,
 ) -> MappingResult:
     """Facts for every anakinra MedicationRequest in `context["draftOrders"]`; orders that
     are anakinra but unreadable, or whose drug cannot be told, go to `failed_orders`.
 
     `unavailable`: resource types the EHR could not give for this call; carried into every
-    order's facts so that the policy never reads "not found" as "not there"."""
-    record = build_record(context, resources, as_of=as_of, unavailable=unavailable)
+    order's facts so that the policy never reads "not found" as "not there".
+    `units`: each product's unit by ingredient name (the packs' drug.json), for the dose
+    arithmetic (see `build_record`)."""
+    record = build_record(context, resources, as_of=as_of, unavailable=unavailable, units=units)
     failed: list[tuple[Ref, str]] = []
     other = record.other_draft_resources
     for unreadable in record.unreadable_orders:

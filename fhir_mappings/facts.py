@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Any, Literal
 
+from fhir_mappings.product_unit import ProductUnit
+
 if TYPE_CHECKING:
     from fhir_mappings.record import PatientRecord
 
@@ -109,29 +111,56 @@ class WeightFact:
 
 
 @dataclass(frozen=True)
+class DoseLine:
+    """One dosageInstruction line as read: mg per administration and administrations a day
+    (None when unknown), its `sequence` and its `timing.repeat.count`."""
+
+    mg: float | None
+    per_day: float | None
+    sequence: int | None = None
+    count: int | None = None
+
+
+@dataclass(frozen=True)
 class DoseFacts:
-    """Daily-dose arithmetic for one MedicationRequest. A value is None when it
-    cannot be derived without guessing; `unknown_reasons` then says why."""
+    """Dose arithmetic for one MedicationRequest. A value is None when it cannot be
+    derived without guessing; `unknown_reasons` then says why."""
 
     mg_per_day: float | None
     administrations_per_day: float | None
     mg_per_administration: tuple[float, ...]
     """One entry per dosageInstruction line (after unit conversion)."""
     syringes_per_day: float | None
-    """Each administration takes ceil(dose / 100 mg) syringes (fixed dosing)."""
+    """Units of the product a day: each administration takes ceil(dose / deliverable mg)."""
     weight_based_syringes_per_day: float | None
-    """Each administration takes the Appendix E count: floor(dose_mg / 105) + 1."""
+    """Units a day counted in a policy's bands, when the caller gave them (the dose
+    arithmetic leaves it None: see `dosing.banded_units_per_day`)."""
     mg_per_kg_per_day: float | None
     weight: WeightFact | None
     """The latest body weight within 90 days of the order, when there is one."""
     dispense_syringes_per_day: float | None
-    """dispenseRequest.quantity (in syringes) / expectedSupplyDuration (in days)."""
+    """dispenseRequest.quantity (in units of the product) / expectedSupplyDuration (days)."""
     duration_days: int | None
     """Intended treatment length (boundsDuration / boundsPeriod / count), if stated."""
     unknown_reasons: tuple[str, ...] = ()
     from_text: bool = False
     """True when the dose or the frequency was read from the text sig (dosageInstruction
     .text) because the coded fields left it out."""
+    lines: tuple[DoseLine, ...] = ()
+    unit: ProductUnit | None = None
+    """The product's unit the arithmetic used (from the pack's drug.json), if known."""
+    loading_mg: float | None = None
+    """mg of the single loading dose, when the order starts with one (see `dosing`)."""
+    maintenance_mg: float | None = None
+    """mg per maintenance administration (the highest of the maintenance lines)."""
+    interval_days: float | None = None
+    """Days between maintenance administrations (once weekly = 7)."""
+    schedule_reasons: tuple[str, ...] = ()
+    """Why the loading dose, the maintenance dose or the interval is not known."""
+    dispense_units: float | None = None
+    """dispenseRequest.quantity in units of the product (over `dispense_days`)."""
+    dispense_days: float | None = None
+    """dispenseRequest.expectedSupplyDuration in days (with `dispense_units`)."""
 
 
 @dataclass(frozen=True)

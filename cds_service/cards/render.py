@@ -32,7 +32,7 @@ in one place (`serialize.prune`); only the required `cards` list may be empty.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -50,13 +50,17 @@ from cds_service.cards.dose import (
     dose_limit,
     excess,
     fmt,
+    product_unit,
     suggest_dispense,
     suggest_dose,
     suggest_eua_regimen,
+    suggest_schedule,
 )
 from cds_service.cards.model import CardSettings, Evaluation, MissingData, NotEvaluated
 from cds_service.cards.serialize import evaluation_to_json, not_evaluated_to_json, prune
+from cds_service.policy.checks_dose import interval_words
 from cds_service.policy.model import CriterionResult, Decision, Outcome, Status
+from fhir_mappings.product_unit import ProductUnit
 
 SUMMARY_LIMIT = 140
 """CDS Hooks: the summary SHOULD be under 140 characters."""
@@ -479,9 +483,10 @@ class _Builder:
             regimen = f"{fmt(regimen_mg)} mg once daily for {fmt(regimen_days)} days"
             dose_over = ordered_mg is not None and ordered_mg > regimen_mg
             days_over = ordered_days is not None and ordered_days > regimen_days
-            if dose_over or days_over:
+            unit = product_unit(evaluation.facts, evaluation.decision.policy_id)
+            if (dose_over or days_over) and unit is not None:
                 suggestion = suggest_eua_regimen(
-                    evaluation.facts.order.resource, regimen_mg, int(regimen_days)
+                    evaluation.facts.order.resource, regimen_mg, int(regimen_days), unit
                 )
                 if suggestion is not None:
                     suggestions.append(self._update_order(suggestion))
@@ -500,12 +505,19 @@ class _Builder:
 
     def _dose_card(self, evaluation: Evaluation, result: CriterionResult) -> dict[str, Any]:
         facts, decision = evaluation.facts, evaluation.decision
+        if result.details.get("schedule"):
+            return self._schedule_dose_card(evaluation, result)
         limit = dose_limit(facts, decision.indication, result)
         over = excess(limit)
         if over == "dispense":
             return self._dispense_card(evaluation, result, limit)
-        suggestion = suggest_dose(
-            facts.order.resource, limit, facts.order.dose.administrations_per_day
+        unit = product_unit(facts, decision.policy_id)
+        suggestion = (
+            suggest_dose(
+                facts.order.resource, limit, facts.order.dose.administrations_per_day, unit
+            )
+            if unit is not None
+            else None
         )
         if over == "syringes":
             ordered = f"{fmt(limit.ordered_syringes_per_day or 0)} syringes a day"
@@ -538,6 +550,47 @@ class _Builder:
             suggestions=suggestions,
         )
 
+    def _schedule_dose_card(
+        self, evaluation: Evaluation, result: CriterionResult
+    ) -> dict[str, Any]:
+        """A dose checked per administration and schedule (loading, maintenance, interval,
+        quantity): the card names the product's unit and the schedule, and suggests a copy
+        of the order within the limits."""
+        facts, details = evaluation.facts, result.details
+        unit = product_unit(facts, evaluation.decision.policy_id)
+        proposal = (
+            suggest_schedule(facts.order.resource, details, unit) if unit is not None else None
+        )
+        suggestions: list[dict[str, Any]] = []
+        if proposal is not None and proposal.label:
+            action = f"change to {proposal.label}"
+            if proposal.quantity_words:
+                action += f"; dispense {proposal.quantity_words}"
+            summary = _fit(
+                f"Dose is over the plan limit: {action}",
+                f"Dose is over the plan limit: change to {proposal.label}",
+                "Dose is over the plan limit: lower the dose",
+            )
+            suggestions.append(self._update(f"Change to {proposal.label}", proposal.resource))
+        elif proposal is not None:
+            action = f"dispense {proposal.quantity_words}"
+            summary = _fit(
+                f"Dispense quantity is over the plan limit: keep the dose; {action}",
+                "Dispense quantity is over the plan limit: lower the quantity",
+            )
+            suggestions.append(self._update(f"Keep the dose; {action}", proposal.resource))
+        elif list(details.get("excess") or ()) == ["quantity"]:
+            summary = "Dispense quantity is over the plan limit: lower the quantity"
+        else:
+            summary = "Dose is over the plan limit: lower the dose"
+        return self._dose_limit_card(
+            evaluation,
+            result,
+            _schedule_table(details, unit),
+            summary=summary,
+            suggestions=suggestions,
+        )
+
     def _dispense_card(
         self, evaluation: Evaluation, result: CriterionResult, limit: DoseLimit
     ) -> dict[str, Any]:
@@ -548,7 +601,12 @@ class _Builder:
             if limit.ordered_syringes_per_day is not None
             else limit.limit_syringes_per_day
         ) or 1.0
-        proposal = suggest_dispense(evaluation.facts.order.resource, needed)
+        unit = product_unit(evaluation.facts, evaluation.decision.policy_id)
+        proposal = (
+            suggest_dispense(evaluation.facts.order.resource, needed, unit)
+            if unit is not None
+            else None
+        )
         suggestions: list[dict[str, Any]] = []
         action = "lower the dispense quantity"
         if proposal is not None:
@@ -781,6 +839,55 @@ def _dose_table(limit: DoseLimit, suggestion: DoseSuggestion | None) -> str:
         text += (
             f"\n\nThe dispense request supplies {fmt(limit.dispense_syringes_per_day)} "
             "syringes a day."
+        )
+    return text
+
+
+def _schedule_table(details: Mapping[str, Any], unit: ProductUnit | None) -> str:
+    """Ordered / allowed per administration, interval and quantity (schedule limits)."""
+
+    def number(key: str) -> float | None:
+        value = details.get(key)
+        return None if isinstance(value, bool) or not isinstance(value, int | float) else value
+
+    def mg(key: str) -> str:
+        value = number(key)
+        return "-" if value is None else f"{fmt(value)} mg"
+
+    rows = ["| | Ordered | Allowed |", "|---|---|---|"]
+    if number("ordered_loading_mg") is not None:
+        allowed = (
+            "none (no new loading dose)"
+            if details.get("loading_not_allowed")
+            else mg("limit_loading_mg")
+        )
+        rows.append(f"| Loading dose | {mg('ordered_loading_mg')} | {allowed} |")
+    rows.append(f"| Each dose | {mg('ordered_maintenance_mg')} | {mg('limit_maintenance_mg')} |")
+    ordered_every, allowed_every = number("ordered_interval_days"), number("limit_interval_days")
+    if ordered_every is not None or allowed_every is not None:
+        rows.append(
+            "| How often | "
+            + (interval_words(ordered_every) if ordered_every else "-")
+            + " | "
+            + (f"at most {interval_words(allowed_every)}" if allowed_every else "-")
+            + " |"
+        )
+    units, days = number("dispense_units"), number("dispense_days")
+    limit_units = number("limit_dispense_units")
+    if unit is not None and units is not None and days is not None:
+        rows.append(
+            f"| Dispensed for {fmt(days)} days | {unit.count(units)} | "
+            + (unit.count(limit_units) if limit_units is not None else "-")
+            + " |"
+        )
+    text = "\n".join(rows)
+    weight = number("weight_kg")
+    if weight is not None:
+        text += f"\n\nWeight used: {fmt(weight)} kg."
+    if unit is not None:
+        text += (
+            f"\n\nEach dose takes ceil(dose / {fmt(unit.deliverable_mg)} mg) {unit.plural} "
+            f"({fmt(unit.deliverable_mg)} mg a {unit.name} at most)."
         )
     return text
 

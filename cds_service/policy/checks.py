@@ -81,8 +81,21 @@ class Verdict:
 
 CheckFn = Callable[[Mapping[str, Any], PolicyFacts, EvalContext], Verdict]
 ParamKind = Literal[
-    "valueset", "valuesets", "number", "int", "str", "strs", "bool", "status", "int_map"
+    "valueset",
+    "valuesets",
+    "number",
+    "int",
+    "str",
+    "strs",
+    "bool",
+    "status",
+    "int_map",
+    "dose",
+    "dose_bands",
+    "quantity",
 ]
+"""`dose`, `dose_bands`, `quantity`: the dose-limit schedule parameters, validated by
+`checks_dose.param_problem`."""
 
 
 @dataclass(frozen=True)
@@ -1465,175 +1478,6 @@ def no_concurrent_therapy(
     )
 
 
-# --------------------------------------------------------------------------- dose
-
-
-_DOSE_PARAMS: Mapping[str, ParamSpec] = {
-    "mg_per_day": ParamSpec("number", required=False),
-    "syringes_per_day": ParamSpec("number", required=False),
-    "mg_per_kg_per_day": ParamSpec("number", required=False),
-    "weight_based_syringes": ParamSpec("bool", required=False),
-    "syringe_mg": ParamSpec("number", required=False),
-    "syringe_band_mg": ParamSpec("number", required=False),
-    "weight_max_age_days": ParamSpec("int", required=False),
-}
-
-
-def _dose_verdict(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalContext) -> Verdict:
-    dose = facts.order.dose
-    ref = facts.order.ref
-    limit_mg = _num(params, "mg_per_day")
-    limit_syr = _num(params, "syringes_per_day")
-    limit_mgkg = _num(params, "mg_per_kg_per_day")
-    weight_based = bool(params.get("weight_based_syringes", False))
-    band_mg = _num(params, "syringe_band_mg") or 105.0
-    syringe_mg = _num(params, "syringe_mg") or 100.0
-    max_age = int(params.get("weight_max_age_days", 90))
-
-    over: list[str] = []
-    unknown: list[str] = []
-    evidence = [ref]
-    details: dict[str, Any] = {
-        "ordered_mg_per_day": dose.mg_per_day,
-        "administrations_per_day": dose.administrations_per_day,
-        "dispense_syringes_per_day": dose.dispense_syringes_per_day,
-    }
-
-    mg_day = dose.mg_per_day
-    if mg_day is None:
-        unknown.append("; ".join(dose.unknown_reasons) or "the daily dose cannot be derived")
-
-    if limit_mg is not None:
-        details["limit_mg_per_day"] = limit_mg
-        if mg_day is not None and not _le(mg_day, limit_mg):
-            over.append(f"{_fmt(mg_day)} mg/day exceeds {_fmt(limit_mg)} mg/day")
-
-    weight = dose.weight
-    if (
-        weight is not None
-        and weight.effective is not None
-        and ((ctx.order_date - weight.effective).days > max_age)
-    ):
-        weight = None
-    if limit_mgkg is not None:
-        details["limit_mg_per_kg_per_day"] = limit_mgkg
-        if weight is None or weight.kg <= 0:
-            unknown.append(f"no body weight recorded within {max_age} days of the order")
-        else:
-            evidence.append(weight.ref)
-            details["weight_kg"] = weight.kg
-            limit_for_weight = limit_mgkg * weight.kg
-            details["limit_mg_per_day"] = round(limit_for_weight, 2)
-            details["limit_syringes_per_dose_at_limit"] = appendix_e_syringes(
-                limit_for_weight, band_mg
-            )
-            if mg_day is not None:
-                mgkg = mg_day / weight.kg
-                details["ordered_mg_per_kg_per_day"] = round(mgkg, 4)
-                if not _le(mgkg, limit_mgkg):
-                    over.append(
-                        f"{_fmt(mgkg)} mg/kg/day ({_fmt(mg_day)} mg/day at "
-                        f"{_fmt(weight.kg)} kg) exceeds {_fmt(limit_mgkg)} mg/kg/day"
-                    )
-
-    if weight_based:
-        per_admin = dose.mg_per_administration
-        allowed: float | None = dose.weight_based_syringes_per_day
-        if len(per_admin) == 1 and dose.administrations_per_day is not None:
-            allowed = appendix_e_syringes(per_admin[0], band_mg) * dose.administrations_per_day
-        details["ordered_syringes_per_day"] = allowed
-        details["limit_syringes_per_day"] = allowed
-        dispense = dose.dispense_syringes_per_day
-        if dispense is not None and allowed is not None and not _le(dispense, allowed):
-            over.append(
-                f"dispensing {_fmt(dispense)} syringes/day exceeds the Appendix E quantity "
-                f"of {_fmt(allowed)}/day"
-            )
-    elif limit_syr is not None:
-        details["limit_syringes_per_day"] = limit_syr
-        syringes = dose.syringes_per_day
-        if (
-            syringes is None
-            and dose.administrations_per_day is not None
-            and len(dose.mg_per_administration) == 1
-        ):
-            syringes = (
-                math.ceil(round(dose.mg_per_administration[0] / syringe_mg, 9))
-                * dose.administrations_per_day
-            )
-        details["ordered_syringes_per_day"] = syringes
-        if syringes is None:
-            unknown.append("syringes per day cannot be derived")
-        elif not _le(syringes, limit_syr):
-            over.append(f"{_fmt(syringes)} syringes/day exceeds {_fmt(limit_syr)}/day")
-        dispense = dose.dispense_syringes_per_day
-        if dispense is not None and not _le(dispense, limit_syr):
-            over.append(f"dispensing {_fmt(dispense)} syringes/day exceeds {_fmt(limit_syr)}/day")
-
-    details["over_limit"] = over
-    if "limit_mg_per_day" in details:
-        details["suggested_mg_per_day"] = (
-            math.floor(details["limit_mg_per_day"] + _EPSILON)
-            if limit_mgkg is not None
-            else details["limit_mg_per_day"]
-        )
-    if over:
-        return Verdict(NOT_MET, _sentence(over), tuple(evidence), details)
-    if unknown:
-        return Verdict(UNKNOWN, _sentence(unknown), tuple(evidence), details)
-    parts = [f"{_fmt(mg_day or 0)} mg/day"]
-    if "ordered_mg_per_kg_per_day" in details:
-        parts.append(f"{_fmt(details['ordered_mg_per_kg_per_day'])} mg/kg/day")
-    if details.get("ordered_syringes_per_day") is not None:
-        parts.append(f"{_fmt(details['ordered_syringes_per_day'])} syringe(s)/day")
-    return Verdict(MET, "Within the limit: " + ", ".join(parts) + ".", tuple(evidence), details)
-
-
-@_check("dose-limit", (MET, NOT_MET, UNKNOWN), _DOSE_PARAMS)
-def dose_limit(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalContext) -> Verdict:
-    """Daily dose within mg/day, mg/kg/day and syringes/day limits.
-
-    Fixed dosing: each administration takes ceil(dose / syringe_mg) syringes. Weight-based
-    dosing (`weight_based_syringes`): each administration takes the Appendix E count
-    (floor(dose / 105 mg) + 1); the dispensed syringes per day may not exceed it. The
-    weight is the order's body weight, if recorded within `weight_max_age_days`.
-    `details` carry the ordered and allowed values and a suggested daily dose.
-    """
-    return _dose_verdict(params, facts, ctx)
-
-
-@_check("dose-increase-limit", (MET, NOT_MET, UNKNOWN), _DOSE_PARAMS)
-def dose_increase_limit(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalContext) -> Verdict:
-    """Only a dose increase is held to the limits: a new daily dose not higher than the
-    current one is met ("no dose increase"). When the current dose is not known, the new
-    dose is held to the limits (met within them, not-met above them)."""
-    new = facts.order.dose.mg_per_day
-    current = [r.mg_per_day for r in ctx.current_drug_records if r.mg_per_day is not None]
-    current_mg = max(current) if current else None
-    if new is None:
-        return _dose_verdict(params, facts, ctx)
-    if current_mg is not None and _le(new, current_mg):
-        refs = tuple(r.ref for r in ctx.current_drug_records if r.mg_per_day is not None)
-        return Verdict(
-            MET,
-            f"No dose increase: {_fmt(new)} mg/day ordered, {_fmt(current_mg)} mg/day current.",
-            (facts.order.ref, *refs),
-            {"ordered_mg_per_day": new, "current_mg_per_day": current_mg, "increase": False},
-        )
-    verdict = _dose_verdict(params, facts, ctx)
-    prefix = (
-        f"Dose increase from {_fmt(current_mg)} mg/day. "
-        if current_mg is not None
-        else "Current dose not documented. "
-    )
-    return Verdict(
-        verdict.status,
-        prefix + verdict.reason,
-        verdict.evidence,
-        {**verdict.details, "current_mg_per_day": current_mg, "increase": current_mg is not None},
-    )
-
-
 # --------------------------------------------------------------------------- safety
 
 
@@ -1776,6 +1620,8 @@ def refer_to_policy(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalCont
     policies = list(params["policies"])
     return Verdict(UNKNOWN, str(params["reason"]), (), {"policies": policies})
 
+
+# The dose checks live in their own module and register through `_check` too.
 
 CHECKS: Mapping[str, CheckDef] = MappingProxyType(_REGISTRY)
 """Every check by name."""

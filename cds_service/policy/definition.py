@@ -18,6 +18,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from cds_service.policy import checks_dose
 from cds_service.policy.checks import CHECKS, Band, ParamSpec
 from cds_service.policy.model import Pathway, Status
 from fhir_mappings.valuesets import valueset_names
@@ -407,6 +408,10 @@ class _Validator:
         elif kind == "int":
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise self.fail(where, "expected a whole number >= 0")
+        elif kind in ("dose", "dose_bands", "quantity"):
+            problem = checks_dose.param_problem(kind, value)
+            if problem:
+                raise self.fail(where, problem)
         elif kind == "int_map":
             if not (
                 isinstance(value, Mapping)
