@@ -424,11 +424,12 @@ class _Builder:
         return cards
 
     def care_setting_cards(self, evaluation: Evaluation) -> list[dict[str, Any]]:
-        """Outpatient COVID-19 use (a documented ambulatory encounter): critical. Setting
-        not known (no encounter, one that could not be read, emergency): a warning that
-        asks to confirm the patient is hospitalized. Inpatient use beyond the EUA regimen
-        (dose or days): a warning, with a suggestion that sets the dose to the EUA's when
-        it is the dose that is over."""
+        """A use authorized for inpatients only, ordered for an outpatient (a documented
+        ambulatory encounter): critical. Setting not known (no encounter, one that could
+        not be read, emergency): a warning that asks to confirm the patient is
+        hospitalized. Inpatient use beyond the authorized regimen (dose or days): a
+        warning, with a suggestion that sets the dose to the regimen's when it is the dose
+        that is over."""
         texts = self.texts
         cards = [
             self._result_card(
@@ -448,7 +449,7 @@ class _Builder:
         ]
         for result in _not_met(evaluation.decision, "care-setting"):
             if result.details.get("setting") == "inpatient":
-                cards.append(self._eua_regimen_card(evaluation, result))
+                cards.append(self._regimen_card(evaluation, result))
                 continue
             cards.append(
                 self._stop_card(
@@ -462,7 +463,7 @@ class _Builder:
             )
         return cards
 
-    def _eua_regimen_card(self, evaluation: Evaluation, result: CriterionResult) -> dict[str, Any]:
+    def _regimen_card(self, evaluation: Evaluation, result: CriterionResult) -> dict[str, Any]:
 
         def number(key: str) -> float | None:
             value = result.details.get(key)
