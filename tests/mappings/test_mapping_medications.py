@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from fhir_mappings import build_facts
 from fhir_mappings.facts import PolicyFacts
 from tests.mappings.mapping_builders import (
     ADALIMUMAB,
@@ -21,6 +20,7 @@ from tests.mappings.mapping_builders import (
     med_request,
     statement,
 )
+from tests.routed import build_facts
 
 
 def facts_for(*resources, order=None, **kwargs) -> PolicyFacts:

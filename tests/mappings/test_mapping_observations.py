@@ -6,7 +6,6 @@ from datetime import date
 
 import pytest
 
-from fhir_mappings import build_facts
 from fhir_mappings.facts import PolicyFacts
 from tests.mappings.mapping_builders import (
     LOINC,
@@ -20,6 +19,7 @@ from tests.mappings.mapping_builders import (
     timing_code,
     weight,
 )
+from tests.routed import build_facts
 
 HGNC = "http://www.genenames.org/geneId"
 

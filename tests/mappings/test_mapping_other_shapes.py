@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 
 from cds_service.policy.engine import evaluate, load_policy
 from cds_service.policy.model import Decision, Status
-from fhir_mappings import build_facts
 from fhir_mappings.dosing import compute_dose, read_sig_text
 from fhir_mappings.facts import PolicyFacts
 from tests.mappings.mapping_builders import (
@@ -27,6 +26,7 @@ from tests.mappings.mapping_builders import (
     med_request,
     observation,
 )
+from tests.routed import build_facts
 
 Res = dict[str, Any]
 CDAI = cc(LOINC, "88982-4", "Rheumatoid arthritis disease activity level [CDAI]", text="CDAI")
