@@ -148,6 +148,13 @@ class Policy:
     scales: Mapping[str, tuple[Band, ...]]
     source: str = ""
     order_reasons: ReasonRules = ReasonRules()
+    drug_label: str = ""
+    """The drug's name on cards and reasons (its pack's brand, `drug.json`); empty when the
+    policy is read without its pack: `drug` is used."""
+
+    @property
+    def drug_name(self) -> str:
+        return self.drug_label or self.drug
 
     def section(self, section_id: str) -> SectionDef:
         for section in self.sections:

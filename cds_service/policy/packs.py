@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
@@ -275,6 +275,7 @@ def load_pack(directory: Path) -> Pack:
             f"{drug_path}: ingredient.name: {drug.ingredient!r} differs from {POLICY_FILE}'s "
             f"drug {policy.drug!r}"
         )
+    policy = replace(policy, drug_label=drug.brand)
     return Pack(directory, MappingProxyType(dict(manifest)), policy, drug)
 
 
