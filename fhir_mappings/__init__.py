@@ -43,6 +43,7 @@ __all__ = [
     "routed_identity",
 ]
 
+
 @dataclass(frozen=True)
 class MappingResult:
     orders: tuple[PolicyFacts, ...]
