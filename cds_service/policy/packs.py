@@ -28,7 +28,7 @@ import json
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
@@ -156,7 +156,7 @@ class Registry:
     by_code: Mapping[tuple[str, str], Pack]
     """(system, code) -> pack; system "rxnorm" / "ndc" / "hcpcs", NDCs as 11 digits."""
 
-    @property
+    @cached_property
     def ingredients(self) -> frozenset[str]:
         """The ingredient names some pack decides (the drugs orders are routed for)."""
         return frozenset(self.by_ingredient)
