@@ -1,7 +1,7 @@
 """`cds-service` command line.
 
     cds-service serve [--host H] [--port P] [--workers N]   run under gunicorn
-    cds-service check                                       validate hook files and settings
+    cds-service check                                       validate hook files, settings, packs
     cds-service evaluate FILE [--order F] [--today D] [--json]
                                                             evaluate a saved request offline
     cds-service audit [--limit N]                           recent decisions, override rates
@@ -72,12 +72,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gunicorn.glogging import Logger as GunicornLogger
 
     from cds_service import create_app
+    from cds_service.policy.definition import PolicyFileError
 
     try:
         settings = load_settings(os.environ)
         configure_logging(settings.log_level)
         app = create_app()
-    except (SettingsError, HookFileError) as exc:
+    except (SettingsError, HookFileError, PolicyFileError) as exc:
         print(f"cds-service: cannot start: {exc}", file=sys.stderr)
         return 2
 
@@ -130,11 +131,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from cds_service.policy.packs import PolicyFileError, load_packs
+
     try:
         settings = load_settings(os.environ)
         catalog = load_catalog(settings.hooks_dir)
         issuers = load_trusted_issuers(settings)
-    except (SettingsError, HookFileError) as exc:
+        registry = load_packs(settings.policy_packs_dir)
+    except (SettingsError, HookFileError, PolicyFileError) as exc:
         print(f"cds-service check: FAILED\n{exc}", file=sys.stderr)
         return 1
     print(f"settings: ok (auth {settings.auth}, hooks in {settings.hooks_dir})")
@@ -155,11 +159,14 @@ def cmd_check(args: argparse.Namespace) -> int:
             f"(required: {required})"
         )
     print(f"schemas: {', '.join(sorted(catalog.schemas))}")
+    for pack in registry.packs.values():
+        print(f"policy pack {pack.id} version {pack.version}: {pack.title} ({pack.directory})")
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from cds_service.evaluate_file import InputError, evaluate_file
+    from cds_service.policy.definition import PolicyFileError
 
     try:
         today = date.fromisoformat(args.today) if args.today else date.today()
@@ -170,9 +177,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(os.environ)
         report = evaluate_file(
-            Path(args.file), Path(args.order) if args.order else None, today, settings.hooks_dir
+            Path(args.file),
+            Path(args.order) if args.order else None,
+            today,
+            settings.hooks_dir,
+            settings.policy_packs_dir,
         )
-    except (InputError, SettingsError, HookFileError) as exc:
+    except (InputError, SettingsError, HookFileError, PolicyFileError) as exc:
         print(f"cds-service evaluate: {exc}", file=sys.stderr)
         return 2
     print(report.to_json() if args.json else report.to_text())
@@ -282,7 +293,7 @@ def _add_policy_commands(commands: Any) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cds-service",
-        description="CDS Hooks service for health plan drug policy NH.PHAR.244 (anakinra).",
+        description="CDS Hooks service for health plan drug policies (policy packs).",
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -294,7 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(handler=cmd_serve)
 
-    check = commands.add_parser("check", help="validate the hook files and settings")
+    check = commands.add_parser(
+        "check", help="validate the hook files, the settings and the policy packs"
+    )
     check.set_defaults(handler=cmd_check)
 
     evaluate = commands.add_parser(

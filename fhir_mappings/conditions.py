@@ -66,8 +66,8 @@ from fhir_mappings.r4 import Parsed
 _DIAGNOSIS: Final = frozenset({"diagnosis"})
 _ACTIVE: Final = frozenset({"active", "recurrence", "relapse", "remission"})
 """Clinical statuses of a diagnosis that still stands. Remission counts: a disease held in
-remission by its treatment (NOMID on anakinra) is the indication being continued; inactive
-and resolved do not."""
+remission by its treatment (NOMID on an IL-1 blocker) is the indication being continued;
+inactive and resolved do not."""
 _CONFIRMED: Final = frozenset({"confirmed"})
 _NOT_TRUE: Final = frozenset({"refuted", "entered-in-error"})
 _WORKING: Final = frozenset({"provisional", "differential", "unconfirmed"})

@@ -10,10 +10,9 @@ Neutral values and the engine's view: the value types that say what a chart hold
 (`Diagnosis`, `Intolerance`, `Measurement`, `GeneticResult`, `MedicationRecord`,
 `ExposureSource`, `TherapyRun`, `Referral`, `EncounterFacts`, `WeightFact`) are also the
 parts of the policy-neutral `record.PatientRecord`, built once per request. `PolicyFacts`,
-`OrderFacts`, `PrescriberFacts` and `DoseFacts` (its syringe counts) are the anakinra
-engine's per-order view of that record (`fhir_mappings.order_view`): the records other than
-the evaluated order, runs cut at its date, its prescriber. Policy packs (issue 13) will
-read the record and replace this view.
+`OrderFacts`, `PrescriberFacts` and `DoseFacts` (its unit counts) are the policy engine's
+per-order view of that record (`fhir_mappings.order_view`), for an order routed to a policy
+pack: the records other than the evaluated order, runs cut at its date, its prescriber.
 
 Nothing here reads the clock or does I/O.
 """
@@ -165,7 +164,7 @@ class DoseFacts:
 
 @dataclass(frozen=True)
 class OrderFacts:
-    """The anakinra order being evaluated (one draft MedicationRequest)."""
+    """The order being evaluated (one draft MedicationRequest of a policy pack's drug)."""
 
     ref: Ref
     resource_id: str
@@ -200,7 +199,7 @@ over the daily dose, orders renewing each other), "unknown" when nothing says ho
 @dataclass(frozen=True)
 class MedicationRecord:
     """One MedicationRequest / MedicationStatement / MedicationDispense, or one Claim /
-    ExplanationOfBenefit line, for a drug in any known value set (anakinra included),
+    ExplanationOfBenefit line, for a drug in any known value set (the ordered drug included),
     other than the evaluated order.
 
     A claim line's `status` is "completed" (a billed fill or administration); cancelled,
@@ -220,7 +219,7 @@ class MedicationRecord:
     is_draft_order: bool
     """True for another order in this request's draftOrders."""
     mg_per_day: float | None = None
-    """Daily dose when derivable (used for the current anakinra dose)."""
+    """Daily dose when derivable (used for the current dose of the ordered drug)."""
     unidentified: bool = False
     """The drug cannot be told (a reference to a Medication neither contained, sent nor
     fetched; only unknown codes and no name): `drug` is "unidentified medication" and
@@ -294,8 +293,7 @@ class Intolerance:
     """Intolerance, allergy or contraindication to a drug or substance."""
 
     valuesets: frozenset[str]
-    """Value sets of the substance, e.g. {"methotrexate"}, {"anakinra"},
-    {"e-coli-derived-proteins"}."""
+    """Value sets of the substance, e.g. {"methotrexate"}, {"e-coli-derived-proteins"}."""
     kind: Literal["allergy", "intolerance", "contraindication"]
     substance: str
     reason: str
@@ -349,7 +347,7 @@ class EncounterFacts:
 
 @dataclass(frozen=True)
 class PolicyFacts:
-    """Everything the policy engine may read for one anakinra order: a per-order view of
+    """Everything the policy engine may read for one routed order: a per-order view of
     the request's `PatientRecord` (`record`)."""
 
     order: OrderFacts

@@ -48,7 +48,6 @@ from cds_service.cards.codes import UCUM
 from cds_service.policy.checks import appendix_e_syringes
 from cds_service.policy.checks_dose import interval_words
 from cds_service.policy.model import CriterionResult
-from cds_service.policy.units import unit_of_pack
 from fhir_mappings.dosing import quantity_per_unit, supply_days
 from fhir_mappings.facts import PolicyFacts
 from fhir_mappings.product_unit import ProductUnit
@@ -386,7 +385,12 @@ def suggest_eua_regimen(
 def product_unit(facts: PolicyFacts, policy_id: str) -> ProductUnit | None:
     """The unit of the ordered product: the one the dose arithmetic used, else the one in
     the deciding pack's drug.json."""
-    return facts.order.dose.unit or unit_of_pack(policy_id)
+    if facts.order.dose.unit is not None:
+        return facts.order.dose.unit
+    from cds_service.policy.packs import default_registry  # the registry loads card texts
+
+    pack = default_registry().packs.get(policy_id)
+    return pack.drug.unit if pack is not None else None
 
 
 # --------------------------------------------------------------------------- schedules

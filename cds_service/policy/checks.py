@@ -58,13 +58,15 @@ class EvalContext:
     claim: tuple[Diagnosis, ...]
     """The diagnoses (order reasons or Conditions) that claim the indication."""
     drug_valueset: str
-    """The value set of the drug the policy is about, e.g. "anakinra"."""
+    """The value set of the drug the policy is about (its pack's ingredient name)."""
     current_drug_records: tuple[MedicationRecord, ...]
     """Records showing the patient currently receives the drug (continued pathway)."""
     first_drug_date: date | None
     """The earliest start of the drug in the patient's history (baseline for response)."""
     scales: Mapping[str, tuple[Band, ...]] = field(default_factory=dict)
     """Score interpretation tables by measurement kind, e.g. "cdai" -> Appendix G."""
+    drug_label: str = ""
+    """The drug's name for people (its pack's brand); empty: `drug_valueset`."""
 
 
 @dataclass(frozen=True)
@@ -1340,7 +1342,7 @@ def no_concurrent_therapy(
     inhibitor.
 
     With `duplicate_drafts`, another draft order for the evaluated drug itself (a second
-    Kineret order signed together with this one) conflicts too: duplicate therapy. The
+    order of it signed together with this one) conflicts too: duplicate therapy. The
     drug's own active records never do (they are the therapy being continued).
     """
     wanted = _names(params, "valuesets")
@@ -1555,7 +1557,8 @@ def care_setting(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalContext
         details["confirm_setting"] = True
         return Verdict(
             UNKNOWN,
-            f"{known}. Confirm the patient is hospitalized: the EUA authorizes Kineret for "
+            f"{known}. Confirm the patient is hospitalized: the EUA authorizes "
+            f"{ctx.drug_label or ctx.drug_valueset} for "
             "COVID-19 only in hospitalized patients; outpatient use is not authorized.",
             (enc.ref,) if enc else (),
             details,

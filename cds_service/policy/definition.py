@@ -155,6 +155,13 @@ class Policy:
     not_decidable: tuple[tuple[str, str], ...] = ()
     """(clause, reason): numbered clauses of the source text that no criterion decides
     from FHIR data, with the reason; checked by the linter."""
+    drug_label: str = ""
+    """The drug's name on cards and reasons (its pack's brand, `drug.json`); empty when the
+    policy is read without its pack: `drug` is used."""
+
+    @property
+    def drug_name(self) -> str:
+        return self.drug_label or self.drug
 
     def section(self, section_id: str) -> SectionDef:
         for section in self.sections:

@@ -9,14 +9,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cds_service.policy.units import unit_of
+from cds_service.policy.packs import default_registry
 from fhir_mappings import dosing
 from fhir_mappings.dosing import banded_units, banded_units_per_day
 from fhir_mappings.facts import DoseFacts, WeightFact
 from fhir_mappings.fields import Json
 from tests.mappings.mapping_builders import GTS, dosage, every, qty, timing_code
 
-UNIT = unit_of("anakinra")  # the product's unit from its pack's drug.json
+UNIT = default_registry().units["anakinra"]  # the product's unit from its pack's drug.json
 APPENDIX_E_BAND_MG = 105.0  # NH.PHAR.244 Appendix E (the policy's syringe_band_mg)
 
 

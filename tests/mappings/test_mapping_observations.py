@@ -6,7 +6,6 @@ from datetime import date
 
 import pytest
 
-from fhir_mappings import build_facts
 from fhir_mappings.dosing import banded_units_per_day
 from fhir_mappings.facts import PolicyFacts
 from tests.mappings.mapping_builders import (
@@ -21,6 +20,7 @@ from tests.mappings.mapping_builders import (
     timing_code,
     weight,
 )
+from tests.routed import build_facts
 
 HGNC = "http://www.genenames.org/geneId"
 

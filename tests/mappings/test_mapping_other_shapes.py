@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from cds_service.policy.engine import evaluate, load_policy
 from cds_service.policy.model import Decision, Status
-from cds_service.policy.units import unit_of
-from fhir_mappings import build_facts, dosing
+from cds_service.policy.packs import default_registry
+from fhir_mappings import dosing
 from fhir_mappings.dosing import read_sig_text
 from fhir_mappings.facts import DoseFacts, PolicyFacts
 from tests.mappings.mapping_builders import (
@@ -28,6 +28,7 @@ from tests.mappings.mapping_builders import (
     med_request,
     observation,
 )
+from tests.routed import build_facts
 
 Res = dict[str, Any]
 CDAI = cc(LOINC, "88982-4", "Rheumatoid arthritis disease activity level [CDAI]", text="CDAI")
@@ -42,7 +43,7 @@ def score(value_string: str, code: Res | None = None) -> Res:
 
 def compute_dose(dosages: list[Res], weight: None) -> DoseFacts:
     """The dose arithmetic with the product's unit (a syringe) from its pack's drug.json."""
-    return dosing.compute_dose(dosages, weight, product=unit_of("anakinra"))
+    return dosing.compute_dose(dosages, weight, product=default_registry().units["anakinra"])
 
 
 def facts_for(*resources: Res, order: Res | None = None) -> PolicyFacts:

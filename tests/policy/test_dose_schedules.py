@@ -85,7 +85,7 @@ def facts_for(
     resources: list[Res] = [{**PATIENT_RES, "birthDate": birth}]
     if kg is not None:
         resources.append(weight_obs("w", kg, "kg", "kg", "2026-02-20"))
-    mapped = build_facts(context(order), resources, units={"anakinra": VIAL})
+    mapped = build_facts(context(order), resources, drugs={"anakinra"}, units={"anakinra": VIAL})
     return mapped.orders[0]
 
 
