@@ -339,8 +339,9 @@ def episode_while_on_drug(
     least `min_days` consecutive days (failure of that drug), and, with `also_valuesets`,
     another drug was taken too.
 
-    Parameters: episode parameters as `condition-episodes`; `drug_valuesets` (e.g.
-    [colchicine]) and `min_days` (e.g. 90); `also_valuesets` (e.g. [nsaid, aspirin]),
+    Parameters: episode parameters as `condition-episodes`; `drug_valuesets` (the first-line
+    drug's value sets) and `min_days` (e.g. 90); `also_valuesets` (the value sets of the
+    other drugs, any one of which counts),
     `also_min_days` (e.g. 7), `also_during_episode` (default true: those days fall within
     an episode), `also_excused_by_intolerance` (default true: an intolerance or
     contraindication recorded to every one of `also_valuesets` stands in for it).

@@ -88,6 +88,6 @@ def test_bad_nested_checks_name_the_place(checks, where, what):
     ],
 )
 def test_bad_thresholds(thresholds, what):
-    with pytest.raises(PolicyFileError, match="params.thresholds") as error:
+    with pytest.raises(PolicyFileError, match=r"params\.thresholds") as error:
         parse_policy(_with("lab-threshold", {**CRP, "thresholds": thresholds}))
     assert what in str(error.value)
