@@ -34,6 +34,21 @@ def _days_of(rec: MedicationRecord) -> list[date]:
     return [d for d in (rec.start, rec.end) if d is not None]
 
 
+def _first_of_current_run(
+    facts: PolicyFacts, wanted: frozenset[str], window_start: date, recent: list[MedicationRecord]
+) -> date | None:
+    """The first day of the therapy that reaches the window: the start of the therapy runs
+    (records joined across gaps of up to 14 days) that reach it, else of the records in it.
+    An earlier course that stopped before a restart does not count."""
+    runs = [
+        r
+        for r in facts.therapy_runs
+        if r.valuesets & wanted and (r.end >= window_start or r.open_ended)
+    ]
+    starts = [r.start for r in runs] or [r.start for r in recent if r.start is not None]
+    return min(starts) if starts else None
+
+
 @_check(
     "drug-received-recently",
     (MET, NOT_MET, UNKNOWN),
@@ -50,7 +65,9 @@ def drug_received_recently(
 ) -> Verdict:
     """A drug in `valuesets` ordered, dispensed, given or taken within `within_days` before
     the order (a record dated in that time: its start, or its end when its exposure reaches
-    into it), and with `min_days`, first received at least `min_days` before the order.
+    into it), and with `min_days`, received for at least `min_days` before the order: the
+    therapy that reaches the window (its therapy runs, else its records there) began at
+    least `min_days` before the order.
 
     Records of a status that never shows the drug was given (cancelled, entered in error,
     not taken, draft) and other draft orders do not count. `met` when both hold; `not-met`
@@ -90,11 +107,7 @@ def drug_received_recently(
         )
     refs = _dedupe(r.ref for r in recent)
     latest = max((d for r in recent for d in _days_of(r) if d <= on), default=None)
-    first = (
-        min(r.start for r in records if r.start is not None)
-        if any(r.start for r in records)
-        else None
-    )
+    first = _first_of_current_run(facts, wanted, window_start, recent)
     details: dict[str, Any] = {
         "latest": latest.isoformat() if latest else None,
         "first": first.isoformat() if first else None,

@@ -29,7 +29,8 @@ def anakinra(**over: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("meds", "expected"),
     [
-        ([anakinra(start=-200), anakinra(start=-20)], MET),
+        ([anakinra(start=-60), anakinra(start=-20)], MET),
+        ([anakinra(start=-200), anakinra(start=-20)], NOT_MET),  # a gap, no run joins them
         ([anakinra(start=-20)], NOT_MET),  # first received 20 days ago: needs 28
         ([anakinra(start=-200, end=-150)], NOT_MET),  # nothing in the last 90 days
         ([anakinra(start=-20, status="entered-in-error")], NOT_MET),
@@ -229,3 +230,20 @@ def test_combinator_statuses_follow_their_sub_checks():
     assert CHECKS["any-of"].statuses_for({"checks": [never_met]}) == {NOT_MET}
     findings = {"check": "findings-count", "params": SYMPTOMS}
     assert CHECKS["any-of"].statuses_for({"checks": [findings, WEIGHT]}) == {MET, UNKNOWN}
+
+
+def test_a_course_stopped_long_before_a_recent_restart_does_not_count_as_four_weeks():
+    meds = [anakinra(start=-700, end=-600), anakinra(start=-10)]
+    runs = [
+        {"drug": "anakinra", "start": -700, "end": -600},
+        {"drug": "anakinra", "start": -10, "end": -3},
+    ]
+    assert (
+        status("drug-received-recently", RECENT, {"medications": meds, "therapy_runs": runs})
+        is NOT_MET
+    )
+    continuous = [{"drug": "anakinra", "start": -120, "end": -3}]
+    assert (
+        status("drug-received-recently", RECENT, {"medications": meds, "therapy_runs": continuous})
+        is MET
+    )
