@@ -128,6 +128,7 @@ def order_view(record: PatientRecord, order: OrderedDrug, identity: DrugIdentity
         unavailable=record.unavailable,
         problems=record.problems,
         record=record,
+        condition_history=record.condition_history,
     )
 
 

@@ -315,11 +315,14 @@ class Measurement:
     ref: Ref
     reference_high: float | None = None
     interpretation: str | None = None
-    """Lower-case code or text: "high", "normal", "positive", "negative",
+    """Lower-case code or text: "high", "normal", "positive", "negative", "indeterminate",
     "improved", "worse", "unchanged"."""
     note: str | None = None
     """Why a value sent in another shape was not read, e.g. "valueString is a range, not
     one value; not read as a score" (never the value itself)."""
+    reference_unit: str | None = None
+    """The unit of `reference_high` as the result states it (referenceRange.high code or
+    unit); None when not stated (then read in the value's unit)."""
 
 
 @dataclass(frozen=True)
@@ -343,6 +346,55 @@ class EncounterFacts:
     ended before the order date), in plain words; None when its class was read."""
     ended: date | None = None
     """The last day of a finished Encounter's period (for the order-date check)."""
+
+
+ConditionSource = Literal["problem-list", "encounter-diagnosis", "condition", "observation"]
+"""Where a recorded condition comes from: a Condition on the problem list, a Condition
+recorded as an encounter diagnosis (its category, or named by an Encounter.diagnosis), a
+Condition of another or no category, or an Observation whose code or value is a finding
+(a symptom recorded as an observation)."""
+
+
+@dataclass(frozen=True)
+class ConditionRecord:
+    """One recorded condition in a diagnosis value set, whatever its clinical status:
+    active, recurrence, relapse, remission, inactive or resolved (a past episode). Refuted
+    and entered-in-error Conditions are never records. The history of a recurring
+    condition is read from these (episodes, findings)."""
+
+    valuesets: frozenset[str]
+    system: str
+    code: str
+    display: str
+    ref: Ref
+    source: ConditionSource
+    onset: date | None
+    """The first day the onset allows (onsetDateTime, onsetPeriod.start; a partial date
+    "2024-03" is 2024-03-01); for an encounter diagnosis with no onset, the encounter's
+    first day. None when not stated as a date."""
+    onset_latest: date | None
+    """The last day the onset allows ("2024-03" is 2024-03-31); as `onset` for a full date."""
+    abatement: date | None
+    """The last day the abatement allows (abatementDateTime, abatementPeriod end or start);
+    None when not stated as a date."""
+    abatement_earliest: date | None
+    """The first day the abatement allows; as `abatement` for a full date."""
+    abated: bool
+    """An abatement is recorded (a date, or only words / true / an age): the condition
+    ended, even when `abatement` cannot say when."""
+    clinical_status: str | None
+    """Lower-case clinicalStatus code ("active", "resolved", ...); None when not stated."""
+    verification: str = "confirmed"
+    """As `Diagnosis.verification`."""
+    recorded: date | None = None
+    """recordedDate (for an Observation: its effective date)."""
+
+    @property
+    def standing(self) -> bool:
+        """Still stands: active, recurrence or relapse, or no status and not abated."""
+        if self.clinical_status is not None:
+            return self.clinical_status in ("active", "recurrence", "relapse")
+        return not self.abated
 
 
 @dataclass(frozen=True)
@@ -384,3 +436,7 @@ class PolicyFacts:
     record: PatientRecord | None = field(default=None, compare=False, hash=False, repr=False)
     """The policy-neutral patient record these facts are a view of (shared by every order
     of the call); None for facts built by hand."""
+    condition_history: tuple[ConditionRecord, ...] = ()
+    """Every recorded condition in a diagnosis value set, of any clinical status (resolved
+    and inactive ones too), with onset and abatement dates: problem-list Conditions,
+    encounter diagnoses and findings recorded as Observations (`ConditionRecord`)."""

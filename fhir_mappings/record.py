@@ -37,6 +37,7 @@ from typing import Any
 from fhir_mappings import conditions, exposures, medications, observations, practitioner, r4
 from fhir_mappings.dosing import compute_dose, supply_days
 from fhir_mappings.facts import (
+    ConditionRecord,
     Diagnosis,
     DoseFacts,
     EncounterFacts,
@@ -174,6 +175,10 @@ class PatientRecord:
     problems: tuple[str, ...]
     """Resources left out or fields ignored, and why (never a value): the resources' own
     problems in input order, then the draft orders', then the measurements'."""
+    condition_history: tuple[ConditionRecord, ...] = ()
+    """Every Condition in a diagnosis value set of any clinical status (resolved ones too),
+    with onset / abatement dates, encounter diagnoses, and findings recorded as
+    Observations (`conditions.condition_history`)."""
 
     def runs(self, as_of: date | None) -> tuple[TherapyRun, ...]:
         """Therapy runs per ingredient, cut at `as_of` (an order's date)."""
@@ -305,6 +310,7 @@ def build_record(
         for ref, data, original in drafts
     )
     diagnoses = tuple(conditions.diagnoses(parsed, patient_ref))
+    history = tuple(conditions.condition_history(parsed, patient_ref))
     conditions_on_file = conditions.conditions_on_file(parsed, patient_ref)
     intolerances = tuple(conditions.intolerances(parsed, patient_ref))
     people = practitioner.people(parsed, patient_ref)
@@ -334,4 +340,5 @@ def build_record(
         unavailable=unavailable,
         # Resources are validated as they are read (above): their problems are known now.
         problems=(*parsed.problems, *problems),
+        condition_history=history,
     )

@@ -95,9 +95,12 @@ ParamKind = Literal[
     "dose",
     "dose_bands",
     "quantity",
+    "checks",
+    "thresholds",
 ]
 """`dose`, `dose_bands`, `quantity`: the dose-limit schedule parameters, validated by
-`checks_dose.param_problem`."""
+`checks_dose.param_problem`; `checks`: a list of `{check, params}` sub-checks (validated like
+criteria); `thresholds`: value set name -> `{value, unit}`."""
 
 
 @dataclass(frozen=True)
@@ -1316,6 +1319,7 @@ def _completed_through(rec: MedicationRecord, on: date) -> bool:
         "dispense_default_interval_days": ParamSpec("int", required=False),
         "dispense_grace_days": ParamSpec("int", required=False),
         "dispense_max_supply_days": ParamSpec("int", required=False),
+        "switch_from": ParamSpec("valuesets", required=False),
     },
     # MedicationAdministration is read when the EHR sends it, but its absence is no gap:
     # clinic-given biologics are ordered too, and many EHRs do not share administrations.
@@ -1344,6 +1348,11 @@ def no_concurrent_therapy(
     With `duplicate_drafts`, another draft order for the evaluated drug itself (a second
     order of it signed together with this one) conflicts too: duplicate therapy. The
     drug's own active records never do (they are the therapy being continued).
+
+    With `switch_from` (value sets), records of a drug the new one replaces are no conflict
+    (another draft order of it still is): they are listed in `details["switch_from"]` and
+    the reason tells the prescriber to stop that drug when the new one starts, at the time
+    of its next dose.
     """
     wanted = _names(params, "valuesets")
     duplicates = bool(params.get("duplicate_drafts", False))
@@ -1353,6 +1362,8 @@ def no_concurrent_therapy(
     record_types = _names(params, "record_types")
     check_unidentified = bool(params.get("unidentified", False))
     rule = _dispense_rule(params)
+    replaced = _names(params, "switch_from")
+    switching: list[dict[str, Any]] = []
     conflicts: list[dict[str, Any]] = []
     uncertain: list[dict[str, Any]] = []
     for rec in facts.medications:
@@ -1393,6 +1404,10 @@ def no_concurrent_therapy(
             continue
         if not rec.valuesets & wanted or own_drug:
             continue
+        if rec.valuesets & replaced and not rec.is_draft_order:
+            if rec.resource_type in _SUPPLY_RECORDS or status in statuses | unknown_statuses:
+                switching.append({"drug": rec.drug, "ref": rec.ref, "status": rec.status})
+            continue
         specific = sorted(rec.valuesets & labels) or sorted(rec.valuesets & wanted)
         entry = {
             "drug": rec.drug,
@@ -1432,11 +1447,14 @@ def no_concurrent_therapy(
 
     if conflicts:
         names = ", ".join(f"{c['drug']} ({state(c)})" for c in conflicts)
-        return Verdict(
-            NOT_MET,
-            f"Combination with {names}: additive immunosuppression and serious infection risk.",
-            _dedupe(c["ref"] for c in conflicts),
-            {"conflicts": conflicts, "uncertain": uncertain},
+        return _with_switch(
+            switching,
+            Verdict(
+                NOT_MET,
+                f"Combination with {names}: additive immunosuppression and serious infection risk.",
+                _dedupe(c["ref"] for c in conflicts),
+                {"conflicts": conflicts, "uncertain": uncertain},
+            ),
         )
     if uncertain:
         unknown_drug = [c for c in uncertain if c.get("unidentified")]
@@ -1463,20 +1481,46 @@ def no_concurrent_therapy(
             asks.append(
                 f"confirmation that {' and '.join(drugs)} has been discontinued (stop date)"
             )
-        return Verdict(
-            UNKNOWN,
-            "A current biologic DMARD or JAK inhibitor cannot be ruled out: "
-            + "; ".join(parts)
-            + ".",
-            _dedupe(c["ref"] for c in uncertain),
-            {"conflicts": [], "uncertain": uncertain},
-            documentation=_sentence(asks),
+        return _with_switch(
+            switching,
+            Verdict(
+                UNKNOWN,
+                "A current biologic DMARD or JAK inhibitor cannot be ruled out: "
+                + "; ".join(parts)
+                + ".",
+                _dedupe(c["ref"] for c in uncertain),
+                {"conflicts": [], "uncertain": uncertain},
+                documentation=_sentence(asks),
+            ),
         )
+    return _with_switch(
+        switching,
+        Verdict(
+            MET,
+            "No current biologic DMARD or JAK inhibitor found.",
+            (),
+            {"conflicts": [], "uncertain": []},
+        ),
+    )
+
+
+def _with_switch(switching: Sequence[Mapping[str, Any]], verdict: Verdict) -> Verdict:
+    """`verdict` with the records of a drug being replaced (`switch_from`) named: the
+    prescriber stops that drug when the new one starts, at the time of its next dose."""
+    if not switching:
+        return verdict
+    drugs = sorted({str(c["drug"]) for c in switching})
+    refs = ", ".join(str(c["ref"]) for c in switching)
+    note = (
+        f" {' and '.join(drugs)} ({refs}) is the drug being replaced, not a combination: "
+        f"stop {' and '.join(drugs)} when the new drug starts (at the time of its next dose)."
+    )
     return Verdict(
-        MET,
-        "No current biologic DMARD or JAK inhibitor found.",
-        (),
-        {"conflicts": [], "uncertain": []},
+        verdict.status,
+        verdict.reason + note,
+        verdict.evidence,
+        {**verdict.details, "switch_from": [dict(c) for c in switching]},
+        verdict.documentation,
     )
 
 
@@ -1651,3 +1695,7 @@ __all__ = [
     "months_before",
     "run_check",
 ]
+
+
+# The check kinds of the other modules register themselves into `CHECKS` on import.
+from cds_service.policy import checks_combinators, checks_episodes, checks_labs, checks_records  # noqa: E402, F401

@@ -429,8 +429,44 @@ class _Validator:
                 )
             ):
                 raise self.fail(where, "expected a mapping of names to whole numbers > 0")
+        elif kind == "checks":
+            self.sub_checks(where, value)
+        elif kind == "thresholds":
+            self.thresholds(where, value)
         elif isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
             raise self.fail(where, "expected a number >= 0")
+
+    def sub_checks(self, where: str, value: Any) -> None:
+        """A combinator's `checks`: each `{check, params}` validated like a criterion's."""
+        if not (isinstance(value, list) and value):
+            raise self.fail(where, "expected a non-empty list of {check, params}")
+        for index, sub in enumerate(value):
+            at = f"{where}[{index}]"
+            if not (
+                isinstance(sub, Mapping)
+                and isinstance(sub.get("check"), str)
+                and set(sub) <= {"check", "params"}
+                and isinstance(sub.get("params") or {}, Mapping)
+            ):
+                raise self.fail(at, "expected {check: <kind>, params: {...}}")
+            self.params(at, sub["check"], sub.get("params") or {})
+
+    def thresholds(self, where: str, value: Any) -> None:
+        """Value set name -> `{value: number >= 0, unit: text}`."""
+        if not (isinstance(value, Mapping) and value):
+            raise self.fail(where, "expected a mapping of value set names to {value, unit}")
+        self.names(where, [str(k) for k in value])
+        for name, limit in value.items():
+            number = limit.get("value") if isinstance(limit, Mapping) else None
+            if not (
+                isinstance(limit, Mapping)
+                and set(limit) <= {"value", "unit"}
+                and isinstance(number, int | float)
+                and not isinstance(number, bool)
+                and number >= 0
+                and isinstance(limit.get("unit"), str)
+            ):
+                raise self.fail(f"{where}.{name}", "expected {value: number >= 0, unit: text}")
 
     def criterion(
         self, where: str, raw: Mapping[str, Any], indications: frozenset[str]

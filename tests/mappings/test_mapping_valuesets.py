@@ -49,6 +49,10 @@ BRIEF_NAMES = {
     "uncovered-arthritis",
     "treatment-response",
     "il1rn-genetic",
+    # IL1.RIL.01 laboratory tests (lane checks)
+    "saa",
+    "tb-skin-test",
+    "tb-igra",
 }
 
 
