@@ -53,7 +53,7 @@ ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 DOC = ROOT / "docs" / "benchmarks.md"
 PLOT = ROOT / "docs" / "latency-vs-prefetch.png"
-SERVICE_PATH = "/cds-services/anakinra-order-sign"
+SERVICE_PATH = "/cds-services/prior-auth-order-sign"
 START_MARK = "<!-- results:start -->"
 END_MARK = "<!-- results:end -->"
 INSTALL_HINT = ".venv/bin/pip install -e '.[test,bench]'"
@@ -278,7 +278,7 @@ def time_queries(
     `CDS_MAX_CONCURRENT_QUERIES` default), each on its own keep-alive connection."""
     import requests
 
-    templates = json.loads((ROOT / "hooks/services/anakinra-order-sign.json").read_text())[
+    templates = json.loads((ROOT / "hooks/services/prior-auth-order-sign.json").read_text())[
         "prefetch"
     ]
     values = token_values(context, {})

@@ -55,7 +55,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from cds_service.auth import Authenticator, StoreReplayGuard
     from cds_service.config import auth_warning, load_settings, load_trusted_issuers
     from cds_service.feedback import feedback_blueprint
-    from cds_service.hooks import load_catalog
+    from cds_service.hooks import for_packs, load_catalog
     from cds_service.pipeline import build_engine, plan_card_settings
     from cds_service.policy.packs import default_registry
     from cds_service.store import AuditStore
@@ -65,8 +65,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     overrides = dict(config or {})
     injected_authenticator = overrides.get("AUTHENTICATOR")
     issuers = None if injected_authenticator is not None else load_trusted_issuers(settings)
-    catalog = load_catalog(settings.hooks_dir)
     registry = default_registry(settings.policy_packs_dir)  # validated: a bad pack stops start-up
+    catalog = for_packs(load_catalog(settings.hooks_dir), registry)  # discovery names the packs
     engine = build_engine(
         registry,
         lambda pack: plan_card_settings(
@@ -104,7 +104,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         settings=settings, catalog=catalog, engine=engine, store=store, **state_kwargs
     )
     app.extensions["audit_store"] = store
-    app.config["CDS_SERVICE_IDS"] = frozenset(catalog.services)
+    app.config["CDS_SERVICE_IDS"] = catalog.ids  # aliases take feedback too
     app.config["CDS_HOOKS_DIR"] = str(settings.hooks_dir)
 
     warning = auth_warning(settings)

@@ -6,7 +6,7 @@ Every request to discovery, a service or feedback (not CORS preflights) first pa
   -> for POST: the body, at most `CDS_MAX_BODY_BYTES` (413), JSON (400) nested at most
      `CDS_MAX_JSON_DEPTH` deep (400)
 
-POST /cds-services/<id>
+POST /cds-services/<id>   (a published id, or an older id kept as an alias: same answer)
   unknown id (404) -> schema (400) -> `null` optional fields dropped (they mean absent)
   -> hook matches the service (400)
   -> at most `CDS_MAX_DRAFT_ORDERS` draft orders (400 `too-many-draft-orders`)
@@ -442,10 +442,12 @@ def fhir_server_check(state: ServiceState, principal: Principal | None) -> Calla
 @bp.post("/cds-services/<service_id>")
 def call_service(service_id: str) -> Response:
     state = get_state()
-    service = state.catalog.services.get(service_id)
+    service = state.catalog.service(service_id)  # its id, or an older id kept as an alias
     if service is None:
         raise ApiError("no CDS service with this id; see GET /cds-services", 404)
-    g.cds_service_id = service.id
+    # The id as called: the audit record and feedback sent to the same URL then agree, and
+    # the audit shows which EHRs still call an alias.
+    g.cds_service_id = service_id
     body = as_sent_by_ehrs(g.cds_body)
     validate_request(state.catalog, body)
     body = without_nulls(body)
@@ -457,7 +459,7 @@ def call_service(service_id: str) -> Response:
         g.cds_hook_instance = hook_instance
     if body["hook"] != service.hook:
         raise ApiError(
-            f"service '{service.id}' answers the '{service.hook}' hook only",
+            f"service '{service_id}' answers the '{service.hook}' hook only",
             error="wrong-hook",
             details=[{"pointer": "/hook", "message": f'must be "{service.hook}"'}],
         )
@@ -490,7 +492,7 @@ def call_service(service_id: str) -> Response:
         g.cds_medications_unread = len(result.unread)
 
     call = pipeline.CallContext(
-        service_id=service.id,
+        service_id=service_id,
         hook=service.hook,
         hook_instance=hook_instance,
         context=context,

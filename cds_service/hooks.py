@@ -3,19 +3,40 @@
 `load_catalog(hooks_dir)` reads every `services/*.json` file and the schemas, checks
 them, and raises `HookFileError` listing every problem: the service refuses to start
 on an invalid file rather than answer with a half-understood definition.
+
+A service file is one service per hook, for every policy pack: its title, description
+and usageRequirements may hold `{policies}` (each pack's id and title: "<id> <title>; ...") and
+`{policy_titles}` (the titles: "<title>, ..."), filled at start-up by `for_packs` from the
+packs loaded. Its `aliases` are older ids the service still answers (EHRs configured with
+them keep working) but does not publish in discovery.
+
+`for_packs` also compares the prefetch with what the packs read: every LOINC code of an
+observation value set a pack's policy names (nested checks included) must be asked for by
+an Observation query, and a value set with no code needs an Observation query by category.
+A gap is logged as a warning at start-up (`prefetch-gap`): the service still starts, but
+the EHR will not send that data, so those criteria come out unknown
+(documentation-needed) instead of being decided.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
+
+if TYPE_CHECKING:
+    from cds_service.policy.packs import Registry
+
+log = logging.getLogger("cds_service.hooks")
 
 SCHEMA_NAMES = ("request", "response", "feedback", "service-definition", "discovery")
 SUPPORTED_HOOKS = frozenset({"order-sign", "order-select"})
@@ -31,6 +52,14 @@ USER_TOKENS = frozenset(
     {"userPractitionerId", "userPractitionerRoleId", "userPatientId", "userRelatedPersonId"}
 )
 """CDS Hooks 2.0.1 user tokens, taken from the type and id in `context.userId`."""
+
+TEXT_FIELDS = ("title", "description", "usageRequirements")
+"""Discovery texts that may name the policies of the loaded packs."""
+PLACEHOLDERS = frozenset({"policies", "policy_titles"})
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_]*)\}")
+PRIVATE_KEYS = frozenset({"requiredPrefetch", "aliases"})
+"""Keys of a service file that are ours and are not published in discovery."""
+LOINC = "http://loinc.org"
 
 
 class HookFileError(Exception):
@@ -50,6 +79,8 @@ class ServiceDefinition:
     prefetch: Mapping[str, str]
     required_prefetch: frozenset[str]
     source: Path
+    aliases: tuple[str, ...] = ()
+    """Older ids this service still answers; not published in discovery."""
 
     def resource_types(self, keys: Iterable[str]) -> frozenset[str]:
         """The resource types the prefetch templates of `keys` read
@@ -64,11 +95,23 @@ class ServiceDefinition:
 @dataclass(frozen=True)
 class Catalog:
     services: Mapping[str, ServiceDefinition]
+    """By the id published in discovery."""
     schemas: Mapping[str, Mapping[str, Any]]
     validators: Mapping[str, Draft202012Validator]
+    aliases: Mapping[str, str] = field(default_factory=dict)
+    """Older id -> the id of the service that answers it."""
 
     def discovery(self) -> dict[str, Any]:
         return {"services": [dict(self.services[key].discovery) for key in sorted(self.services)]}
+
+    def service(self, service_id: str) -> ServiceDefinition | None:
+        """The service answering `service_id`: its own id or one of its aliases."""
+        return self.services.get(self.aliases.get(service_id, service_id))
+
+    @property
+    def ids(self) -> frozenset[str]:
+        """Every id answered: published ids and aliases."""
+        return frozenset(self.services) | frozenset(self.aliases)
 
 
 def template_tokens(template: str) -> list[str]:
@@ -152,7 +195,14 @@ def _load_service(
     for key in required:
         if key not in prefetch:
             problems.append(f"{where}: requiredPrefetch '{key}' is not a prefetch key")
-    discovery = {k: v for k, v in data.items() if k != "requiredPrefetch"}
+    for text_field in TEXT_FIELDS:
+        for name in _PLACEHOLDER.findall(str(data.get(text_field, ""))):
+            if name not in PLACEHOLDERS:
+                known = ", ".join(f"{{{p}}}" for p in sorted(PLACEHOLDERS))
+                problems.append(
+                    f"{where} /{text_field}: unknown placeholder '{{{name}}}' ({known})"
+                )
+    discovery = {k: v for k, v in data.items() if k not in PRIVATE_KEYS}
     return ServiceDefinition(
         id=service_id,
         hook=hook,
@@ -160,6 +210,7 @@ def _load_service(
         prefetch=dict(prefetch),
         required_prefetch=frozenset(required),
         source=path,
+        aliases=tuple(str(alias) for alias in data.get("aliases") or ()),
     )
 
 
@@ -182,10 +233,169 @@ def load_catalog(hooks_dir: Path) -> Catalog:
             problems.append(f"services/{path.name}: duplicate id '{service.id}'")
             continue
         services[service.id] = service
+    aliases: dict[str, str] = {}
+    for service in services.values():
+        for alias in service.aliases:
+            if alias in services or alias in aliases:
+                problems.append(
+                    f"services/{service.source.name}: alias '{alias}' is already the id or "
+                    "an alias of a service"
+                )
+                continue
+            aliases[alias] = service.id
     if "discovery" in validators and services:
         catalog_preview = {"services": [dict(s.discovery) for s in services.values()]}
         for error in validators["discovery"].iter_errors(catalog_preview):
             problems.append(f"discovery: {error.message}")
     if problems:
         raise HookFileError(problems)
-    return Catalog(services=services, schemas=schemas, validators=validators)
+    return Catalog(
+        services=services,
+        schemas=schemas,
+        validators=validators,
+        aliases=MappingProxyType(aliases),
+    )
+
+
+# --- the policies of the loaded packs -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PolicyName:
+    """How discovery names one loaded policy pack."""
+
+    id: str
+    title: str
+
+
+def policy_texts(policies: Sequence[PolicyName]) -> dict[str, str]:
+    """The values of the discovery placeholders for `policies` (in the order given)."""
+    if not policies:
+        return {"policies": "no policy loaded", "policy_titles": "no policy loaded"}
+    return {
+        "policies": "; ".join(f"{p.id} {p.title}" for p in policies),
+        "policy_titles": ", ".join(p.title for p in policies),
+    }
+
+
+def fill_text(text: str, values: Mapping[str, str]) -> str:
+    return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), text)
+
+
+def describe(catalog: Catalog, policies: Sequence[PolicyName]) -> Catalog:
+    """`catalog` with its discovery texts naming `policies`."""
+    values = policy_texts(policies)
+    services = {
+        key: replace(
+            service,
+            discovery={
+                k: fill_text(v, values) if k in TEXT_FIELDS and isinstance(v, str) else v
+                for k, v in service.discovery.items()
+            },
+        )
+        for key, service in catalog.services.items()
+    }
+    return replace(catalog, services=services)
+
+
+# --- what the prefetch asks for and what the packs read ------------------------------
+
+
+@dataclass(frozen=True)
+class ObservationNeed:
+    """One observation value set a pack's policy names, with its LOINC codes (none: the
+    value set is matched by the test's name only)."""
+
+    pack: str
+    valueset: str
+    codes: frozenset[str]
+
+
+def _query(template: str) -> tuple[str, dict[str, list[str]]]:
+    parts = urlsplit(template)
+    return parts.path.split("/", 1)[0], parse_qs(parts.query)
+
+
+def observation_queries(service: ServiceDefinition) -> tuple[frozenset[str], bool, bool]:
+    """(LOINC codes asked for by code, whether some Observation query is not by code
+    (category or everything), whether some Observation query asks for every one)."""
+    codes: set[str] = set()
+    uncoded = every = False
+    for template in service.prefetch.values():
+        resource_type, params = _query(template)
+        if resource_type != "Observation" or "?" not in template:
+            continue
+        if "code" not in params:
+            uncoded = True
+            every = every or "category" not in params
+            continue
+        for value in ",".join(params["code"]).split(","):
+            system, _, code = value.rpartition("|")
+            if system in ("", LOINC):
+                codes.add(code)
+    return frozenset(codes), uncoded, every
+
+
+def prefetch_gaps(service: ServiceDefinition, needs: Iterable[ObservationNeed]) -> list[str]:
+    """What `needs` reads that the service's prefetch does not ask for, one line each."""
+    asked, uncoded, every = observation_queries(service)
+    if every:
+        return []
+    gaps = []
+    for need in needs:
+        missing = sorted(need.codes - asked)
+        if missing:
+            gaps.append(
+                f"{service.id}: pack {need.pack} reads value set {need.valueset}, but no "
+                f"Observation prefetch asks for LOINC {', '.join(missing)}"
+            )
+        elif not need.codes and not uncoded:
+            gaps.append(
+                f"{service.id}: pack {need.pack} reads value set {need.valueset} (no code: "
+                "matched by name), but no Observation prefetch asks by category"
+            )
+    return gaps
+
+
+def _loinc_codes(valueset: Mapping[str, Any]) -> frozenset[str]:
+    return frozenset(
+        str(concept["code"])
+        for concept in valueset.get("concepts") or ()
+        if isinstance(concept, Mapping) and concept.get("system") == LOINC
+    )
+
+
+def observation_needs(registry: Registry) -> tuple[ObservationNeed, ...]:
+    """Every observation value set some loaded pack's policy names (criteria, nested
+    any-of / all-of checks, scales), with its LOINC codes."""
+    import yaml
+
+    from cds_service.policy.lint import valueset_uses
+    from fhir_mappings.valuesets import VALUESET_DIR, valueset_kind, valueset_names
+
+    known = valueset_names()
+    needs: list[ObservationNeed] = []
+    for pack in sorted(registry.packs.values(), key=lambda p: p.id):
+        data = yaml.safe_load((pack.directory / "policy.yaml").read_text(encoding="utf-8"))
+        names = sorted({name for _, name in valueset_uses(data)})
+        for name in names:
+            if name in known and valueset_kind(name) == "observation":
+                file = json.loads((VALUESET_DIR / f"{name}.json").read_text(encoding="utf-8"))
+                needs.append(ObservationNeed(pack.id, name, _loinc_codes(file)))
+    return tuple(needs)
+
+
+def policy_names(registry: Registry) -> tuple[PolicyName, ...]:
+    """The loaded packs, longest-standing first (effective date, then id)."""
+    packs = sorted(registry.packs.values(), key=lambda p: (p.effective, p.id))
+    return tuple(PolicyName(p.id, p.title) for p in packs)
+
+
+def for_packs(catalog: Catalog, registry: Registry) -> Catalog:
+    """The catalog as published for the packs of `registry`: texts naming their policies;
+    every prefetch gap is logged as a warning (see the module docstring)."""
+    needs = observation_needs(registry)
+    for service in catalog.services.values():
+        for gap in prefetch_gaps(service, needs):
+            log.warning(gap, extra={"event": "prefetch-gap"})
+    return describe(catalog, policy_names(registry))

@@ -4,7 +4,7 @@
 
 Installs the FHIR sandbox when needed (`npm ci` in sandbox/), starts it, loads the synthetic
 patients, starts the CDS service under gunicorn with authentication OFF (a local demo only),
-calls `anakinra-order-sign` for each patient's draft anakinra order without prefetch (the
+calls `prior-auth-order-sign` for each patient's draft anakinra order without prefetch (the
 service reads the sandbox itself, with the bearer token the "EHR" hands it), prints one
 compact block per patient and stops both servers (also on Ctrl-C or an error).
 
@@ -45,7 +45,7 @@ from sandbox.fhir_sandbox import (  # noqa: E402
 from sandbox.scenarios import Scenario, load_order, load_scenarios  # noqa: E402
 from sandbox.service import ServiceError, ServiceProcess, start_service  # noqa: E402
 
-SIGN_SERVICE: Final = "anakinra-order-sign"
+SIGN_SERVICE: Final = "prior-auth-order-sign"
 DEMO_TOKEN: Final = "local-demo-token"  # noqa: S105 - the local sandbox's fixed token
 
 

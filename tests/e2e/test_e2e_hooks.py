@@ -35,8 +35,8 @@ from sandbox.fhir_sandbox import SandboxServer, npm_available
 from sandbox.scenarios import load_order, load_scenarios
 from sandbox.service import REPO_ROOT
 
-SIGN = "anakinra-order-sign"
-SELECT = "anakinra-order-select"
+SIGN = "prior-auth-order-sign"
+SELECT = "prior-auth-order-select"
 TIMEOUT = 60
 SCENARIOS = {scenario.name: scenario for scenario in load_scenarios()}
 NAMES = list(SCENARIOS)

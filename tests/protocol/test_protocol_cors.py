@@ -15,7 +15,7 @@ ORIGIN = "https://sandbox.cds-hooks.org"
 
 @pytest.mark.parametrize(
     ("path", "method"),
-    [("/cds-services", "GET"), ("/cds-services/anakinra-order-sign", "POST")],
+    [("/cds-services", "GET"), ("/cds-services/prior-auth-order-sign", "POST")],
 )
 def test_preflight_allows_authorization_and_content_type(
     client: FlaskClient, path: str, method: str
@@ -39,14 +39,14 @@ def test_preflight_allows_authorization_and_content_type(
 def test_responses_and_errors_carry_cors_headers(client: FlaskClient) -> None:
     headers = {"Origin": ORIGIN}
     ok = client.post(
-        "/cds-services/anakinra-order-sign",
+        "/cds-services/prior-auth-order-sign",
         json=load_example("order-sign-prefetch.json"),
         headers=headers,
     )
     assert ok.status_code == 200
     assert ok.headers["Access-Control-Allow-Origin"] in ("*", ORIGIN)
     for response in (
-        client.post("/cds-services/anakinra-order-sign", data="{", headers=headers),
+        client.post("/cds-services/prior-auth-order-sign", data="{", headers=headers),
         client.post("/cds-services/unknown", json={}, headers=headers),
         client.get("/cds-services", headers=headers),
     ):

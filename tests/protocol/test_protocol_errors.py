@@ -17,8 +17,8 @@ from cds_service.auth import AuthError, Principal
 from cds_service.config import SettingsError
 from tests.conftest import base_config, load_example
 
-SIGN = "/cds-services/anakinra-order-sign"
-SELECT = "/cds-services/anakinra-order-select"
+SIGN = "/cds-services/prior-auth-order-sign"
+SELECT = "/cds-services/prior-auth-order-select"
 
 
 def _error(response: Any, status: int) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from jsonschema import Draft202012Validator
 from tests.conftest import HOOKS_DIR
 
 SPEC = Path(__file__).resolve().parent / "fixtures" / "cds-hooks-examples"
-SERVICES = ("anakinra-order-sign", "anakinra-order-select")
+SERVICES = ("prior-auth-order-sign", "prior-auth-order-select")
 
 
 def _validator(name: str) -> Draft202012Validator:
@@ -93,7 +93,7 @@ def test_our_examples_are_answered(client: FlaskClient) -> None:
 def test_order_select_before_a_drug_is_chosen_has_no_cards(client: FlaskClient) -> None:
     body = _json(HOOKS_DIR / "examples" / "order-select-no-drug.json")
     # The sandbox sends a fhirServer we may not read and no prefetch at all.
-    response = client.post("/cds-services/anakinra-order-select", json=body)
+    response = client.post("/cds-services/prior-auth-order-select", json=body)
     assert response.status_code == 200
     assert response.get_json() == {"cards": []}
 
@@ -108,7 +108,7 @@ def test_order_sign_without_medication_says_the_order_could_not_be_checked(
     order = body["context"]["draftOrders"]["entry"][0]["resource"]
     del order["medicationCodeableConcept"]
     del body["prefetch"]
-    response = client.post("/cds-services/anakinra-order-sign", json=body)
+    response = client.post("/cds-services/prior-auth-order-sign", json=body)
     assert response.status_code == 200
     answer = response.get_json()
     [card] = answer["cards"]

@@ -90,12 +90,12 @@ def test_clock_and_ids_reach_the_pipeline(make_app: Any, monkeypatch: pytest.Mon
     monkeypatch.setattr(pipeline, "run", fake_run)
     app = make_app(UUID_FACTORY=lambda: "fixed-id")
     body = load_example("order-sign-prefetch.json")
-    response = app.test_client().post("/cds-services/anakinra-order-sign", json=body)
+    response = app.test_client().post("/cds-services/prior-auth-order-sign", json=body)
     assert response.status_code == 200
     (call,) = seen
     assert call.now == PINNED_NOW
     assert call.uuid_factory() == "fixed-id"
-    assert call.service_id == "anakinra-order-sign"
+    assert call.service_id == "prior-auth-order-sign"
     assert call.hook_instance == body["hookInstance"]
     assert call.fhir_server_used is False
 
@@ -122,11 +122,17 @@ def _edit_service(hooks: Path, name: str, change: Any) -> None:
         (lambda d: d.update(id="other-id"), "does not match the file name"),
         (lambda d: d.update(hook="patient-view"), "/hook"),
         (lambda d: d.pop("description"), "description"),
+        (lambda d: d.update(title="Check for {drug}"), "unknown placeholder '{drug}'"),
+        (
+            lambda d: d.update(aliases=["prior-auth-order-select"]),
+            "alias 'prior-auth-order-select' is already the id",
+        ),
+        (lambda d: d.update(aliases=["Bad Id"]), "/aliases/0"),
     ],
 )
 def test_invalid_service_file_stops_start_up(tmp_path: Path, change: Any, expected: str) -> None:
     hooks = _copy_hooks(tmp_path)
-    _edit_service(hooks, "anakinra-order-sign.json", change)
+    _edit_service(hooks, "prior-auth-order-sign.json", change)
     with pytest.raises(HookFileError) as caught:
         create_app(base_config(CDS_HOOKS_DIR=str(hooks)))
     assert any(expected in problem for problem in caught.value.problems)
@@ -134,12 +140,12 @@ def test_invalid_service_file_stops_start_up(tmp_path: Path, change: Any, expect
 
 def test_unreadable_json_and_broken_schema_stop_start_up(tmp_path: Path) -> None:
     hooks = _copy_hooks(tmp_path)
-    (hooks / "services" / "anakinra-order-select.json").write_text("{not json")
+    (hooks / "services" / "prior-auth-order-select.json").write_text("{not json")
     (hooks / "schemas" / "response.schema.json").write_text('{"type": 12}')
     with pytest.raises(HookFileError) as caught:
         load_catalog(hooks)
     text = "\n".join(caught.value.problems)
-    assert "anakinra-order-select.json: cannot read JSON" in text
+    assert "prior-auth-order-select.json: cannot read JSON" in text
     assert "response.schema.json: not a valid 2020-12 schema" in text
 
 
@@ -171,11 +177,11 @@ def test_check_command(
     assert main(["check"]) == 0
     out = capsys.readouterr().out
     assert "WARNING: CDS_AUTH=disabled" in out
-    assert "service anakinra-order-sign: hook order-sign" in out
+    assert "service prior-auth-order-sign: hook order-sign" in out
     assert "required: medicationRequests, patient" in out
 
     hooks = _copy_hooks(tmp_path)
-    _edit_service(hooks, "anakinra-order-sign.json", lambda d: d.update(hook="nope"))
+    _edit_service(hooks, "prior-auth-order-sign.json", lambda d: d.update(hook="nope"))
     monkeypatch.setenv("CDS_HOOKS_DIR", str(hooks))
     assert main(["check"]) == 1
     assert "FAILED" in capsys.readouterr().err

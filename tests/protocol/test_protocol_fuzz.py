@@ -12,7 +12,7 @@ from cds_service import create_app
 from tests.conftest import base_config, load_example
 
 APP = create_app(base_config())
-SIGN = "/cds-services/anakinra-order-sign"
+SIGN = "/cds-services/prior-auth-order-sign"
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),

@@ -20,7 +20,7 @@ from cds_service import pipeline
 from cds_service.prefetch import FetchError, FetchLimits, medication_references, resolve_prefetch
 from tests.conftest import load_example
 
-SIGN = "/cds-services/anakinra-order-sign"
+SIGN = "/cds-services/prior-auth-order-sign"
 BASE = "http://127.0.0.1:9999/fhir"
 TOKEN = "medication-read-token"
 PATIENT = "Patient/pt-ra-1001"

@@ -33,7 +33,7 @@ from cds_service.prefetch import (
 )
 from tests.conftest import load_example
 
-SIGN = "/cds-services/anakinra-order-sign"
+SIGN = "/cds-services/prior-auth-order-sign"
 BASE = "http://127.0.0.1:9999/fhir"
 TOKEN = "secret-token-abc123"
 PATIENT_ID = "pt-ra-1001"
@@ -595,7 +595,7 @@ def test_logs_one_event_without_token_or_patient_data(
     events = [r for r in caplog.records if r.name == "cds_service.access"]
     assert len(events) == 1
     event = events[0].__dict__
-    assert event["service"] == "anakinra-order-sign"
+    assert event["service"] == "prior-auth-order-sign"
     assert event["hookInstance"] == body["hookInstance"]
     assert event["status"] == 200
     assert event["fhirQueries"] == len(fhir.calls)

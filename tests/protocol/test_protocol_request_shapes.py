@@ -15,8 +15,8 @@ from flask.testing import FlaskClient
 
 from tests.conftest import ROOT, load_example
 
-SIGN = "/cds-services/anakinra-order-sign"
-SELECT = "/cds-services/anakinra-order-select"
+SIGN = "/cds-services/prior-auth-order-sign"
+SELECT = "/cds-services/prior-auth-order-select"
 EVALUATION = "com.anakinra-cds.evaluation"
 ASSOCIATED = "davinci-crd.associated-resource"
 ORDER = "MedicationRequest/draft-anakinra-1"

@@ -22,8 +22,8 @@ def test_serve_runs_gunicorn_and_answers_discovery(tmp_path: Path) -> None:
     ) as service:
         body = requests.get(service.discovery_url, timeout=5).json()
         assert {s["id"] for s in body["services"]} == {
-            "anakinra-order-sign",
-            "anakinra-order-select",
+            "prior-auth-order-sign",
+            "prior-auth-order-select",
         }
     # The command's own output (stdout and stderr, in one log): where it listens, then
     # gunicorn's and the app's JSON log lines.

@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 
 from tests.conftest import load_example
 
-SIGN = "/cds-services/anakinra-order-sign"
+SIGN = "/cds-services/prior-auth-order-sign"
 BASE = "http://127.0.0.1:9999/fhir"
 PATIENT = "Patient/pt-ra-1001"
 STATEMENTS = re.compile(re.escape(f"{BASE}/MedicationStatement?") + ".*")

@@ -2,7 +2,7 @@
 prefetch answered from the chart, and the chart as a transaction for the FHIR sandbox.
 
 Prefetch is answered the way a FHIR server answers each template of
-`hooks/services/anakinra-order-sign.json` (one searchset Bundle per search key, the resource
+`hooks/services/prior-auth-order-sign.json` (one searchset Bundle per search key, the resource
 for a read, `null` when nothing matches, the key left out when a token has no value), but
 from the chart in memory, so that the prefetch path does not depend on the sandbox. The
 search parameters the templates use are understood here; an unknown one raises, so a new
@@ -26,7 +26,7 @@ from sandbox.ehr import fill_template, token_values
 from tests.conftest import HOOKS_DIR
 from tests.realworld.charts import NDC, RXNORM, SNOMED, UCUM, Chart, Json
 
-SIGN_SERVICE: Final = "anakinra-order-sign"
+SIGN_SERVICE: Final = "prior-auth-order-sign"
 DRAFT_ID: Final = "draft-kineret-realworld"
 ORDER_REF: Final = f"MedicationRequest/{DRAFT_ID}"
 PATIENT_FIELDS: Final = ("subject", "patient", "beneficiary")
