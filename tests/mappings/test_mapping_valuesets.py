@@ -49,6 +49,26 @@ BRIEF_NAMES = {
     "uncovered-arthritis",
     "treatment-response",
     "il1rn-genetic",
+    # IL1.RIL.01 (rilonacept)
+    "pericarditis",
+    "recurrent-pericarditis",
+    "urticarial-rash",
+    "cold-triggered-episodes",
+    "sensorineural-hearing-loss",
+    "musculoskeletal-pain",
+    "aseptic-meningitis",
+    "bone-overgrowth",
+    "serious-infection",
+    "latent-tb",
+    "colchicine",
+    "nsaid",
+    "aspirin",
+    "latent-tb-treatment",
+    "allergy-immunology",
+    "immunology",
+    "dermatology",
+    "medical-genetics",
+    "cardiology",
 }
 
 
