@@ -69,6 +69,7 @@ BRIEF_NAMES = {
     "dermatology",
     "medical-genetics",
     "cardiology",
+    "rilonacept",
 }
 
 
