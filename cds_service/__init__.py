@@ -1,4 +1,4 @@
-"""CDS Hooks service for health plan drug policy NH.PHAR.244 (anakinra / Kineret)."""
+"""CDS Hooks service for health plan drug policies, each a policy pack (`cds_service/packs/`)."""
 
 from __future__ import annotations
 
@@ -38,6 +38,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     worker); `AUTHENTICATOR` replaces it (tests). `CDS_AUTH=disabled` is logged as a
     warning.
 
+    Policy packs are read from `CDS_POLICY_PACKS_DIR` (default: the packaged ones) and
+    validated; a bad pack raises `cds_service.policy.definition.PolicyFileError` naming
+    the file, the place in it and the problem.
+
     Raises `cds_service.hooks.HookFileError` when the hook files are invalid and
     `cds_service.config.SettingsError` when a setting is (including a missing or bad
     trusted-issuers file with auth enabled): the service does not start.
@@ -49,12 +53,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from cds_service import errors
     from cds_service.api import EXTENSION_KEY, ServiceState, bp
     from cds_service.auth import Authenticator, StoreReplayGuard
-    from cds_service.cards import CardSettings
     from cds_service.config import auth_warning, load_settings, load_trusted_issuers
     from cds_service.feedback import feedback_blueprint
     from cds_service.hooks import load_catalog
-    from cds_service.pipeline import Engine
-    from cds_service.policy.engine import load_policy
+    from cds_service.pipeline import build_engine, plan_card_settings
+    from cds_service.policy.packs import default_registry
     from cds_service.store import AuditStore
 
     source: Mapping[str, Any] = config if config is not None else os.environ
@@ -63,12 +66,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     injected_authenticator = overrides.get("AUTHENTICATOR")
     issuers = None if injected_authenticator is not None else load_trusted_issuers(settings)
     catalog = load_catalog(settings.hooks_dir)
-    policy = load_policy()  # validated: a bad policy file stops start-up
-    engine = Engine(
-        policy=policy,
-        card_settings=CardSettings(
+    registry = default_registry(settings.policy_packs_dir)  # validated: a bad pack stops start-up
+    engine = build_engine(
+        registry,
+        lambda pack: plan_card_settings(
+            pack,
             plan_name=settings.plan_name,
-            policy_label=f"{policy.id} {policy.title}, {settings.plan_name}",
             policy_url=settings.policy_url or None,
             documentation_form_url=settings.documentation_form_url or None,
             smart_app_url=settings.smart_app_url or None,

@@ -10,13 +10,14 @@ POST /cds-services/<id>
   unknown id (404) -> schema (400) -> `null` optional fields dropped (they mean absent)
   -> hook matches the service (400)
   -> at most `CDS_MAX_DRAFT_ORDERS` draft orders (400 `too-many-draft-orders`)
-  -> no order that could be anakinra and none the service cannot read: {"cards": []}
-     (see `cds_service.orders`)
+  -> no order that could be for a drug of a policy pack and none the service cannot
+     read: {"cards": []} (see `cds_service.orders`)
   -> prefetch, fetching what is missing from a FHIR server this caller may make us read,
-     when some order is anakinra or only the data can tell its drug
-  -> pipeline.run -> response checked against the response schema -> 200
+     when some order is for a pack's drug or only the data can tell its drug
+  -> pipeline.run (each order by its own pack) -> response checked against the response
+     schema -> 200
 
-Every order that may be anakinra gets a card: when the patient's record cannot be read
+Every order that may be for a pack's drug gets a card: when the patient's record cannot be read
 (required prefetch missing and the FHIR server absent, not allowed, unreachable, slow or
 refusing), the card says what could not be read and why, and the evaluation extension
 lists it (`missingData`); an order whose drug cannot be read gets a could-not-check
@@ -83,7 +84,7 @@ class RequestAuthenticator(Protocol):
 
 OrderFilter = Callable[[Mapping[str, Any], str], bool]
 """(context, hook) -> does this call carry an order the service should check (one that
-could be anakinra, or one it cannot read)?"""
+could be for a drug of a policy pack, or one it cannot read)?"""
 
 
 def _utc_now() -> datetime:
@@ -107,7 +108,8 @@ class ServiceState:
     monotonic: Callable[[], float] = time.monotonic
     fhir_client_factory: Callable[[], FhirClient] | None = None
     authenticator: RequestAuthenticator | None = None
-    order_filter: OrderFilter = orders.needs_checking
+    order_filter: OrderFilter | None = None
+    """Default: `orders.needs_checking` for the drugs of the engine's packs."""
     limits: FetchLimits = field(init=False)
     _pool: HTTPAdapter | None = field(default=None, init=False, repr=False)
     _pool_pid: int = field(default=0, init=False, repr=False)
@@ -461,12 +463,14 @@ def call_service(service_id: str) -> Response:
         )
     context: Mapping[str, Any] = body["context"]
     check_draft_order_count(context, state.settings.max_draft_orders)
-    if not state.order_filter(context, service.hook):
+    drugs = state.engine.drugs
+    checks = state.order_filter or (lambda c, h: orders.needs_checking(c, h, drugs))
+    if not checks(context, service.hook):
         g.cds_outcome = "no-medication-order"
         return jsonify({"cards": []})
 
     started: float = g.get("cds_started", state.monotonic())
-    if orders.needs_data(context, service.hook):
+    if orders.needs_data(context, service.hook, drugs):
         result = resolve_prefetch(
             service.prefetch,
             service.required_prefetch,

@@ -1,10 +1,13 @@
 """`cds-service` command line.
 
     cds-service serve [--host H] [--port P] [--workers N]   run under gunicorn
-    cds-service check                                       validate hook files and settings
+    cds-service check                                       validate hook files, settings, packs
     cds-service evaluate FILE [--order F] [--today D] [--json]
                                                             evaluate a saved request offline
     cds-service audit [--limit N]                           recent decisions, override rates
+    cds-service policy lint PACK [PACK ...]                 check policy packs, exit 1 on errors
+    cds-service policy show PACK [--format markdown]        a pack's decision tree
+    cds-service policy checks [--format markdown]           the check kinds and their parameters
 
 Each subcommand is a function `cmd_<name>(args) -> int` registered in `build_parser`.
 """
@@ -69,12 +72,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gunicorn.glogging import Logger as GunicornLogger
 
     from cds_service import create_app
+    from cds_service.policy.definition import PolicyFileError
 
     try:
         settings = load_settings(os.environ)
         configure_logging(settings.log_level)
         app = create_app()
-    except (SettingsError, HookFileError) as exc:
+    except (SettingsError, HookFileError, PolicyFileError) as exc:
         print(f"cds-service: cannot start: {exc}", file=sys.stderr)
         return 2
 
@@ -127,11 +131,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from cds_service.policy.packs import PolicyFileError, load_packs
+
     try:
         settings = load_settings(os.environ)
         catalog = load_catalog(settings.hooks_dir)
         issuers = load_trusted_issuers(settings)
-    except (SettingsError, HookFileError) as exc:
+        registry = load_packs(settings.policy_packs_dir)
+    except (SettingsError, HookFileError, PolicyFileError) as exc:
         print(f"cds-service check: FAILED\n{exc}", file=sys.stderr)
         return 1
     print(f"settings: ok (auth {settings.auth}, hooks in {settings.hooks_dir})")
@@ -152,11 +159,14 @@ def cmd_check(args: argparse.Namespace) -> int:
             f"(required: {required})"
         )
     print(f"schemas: {', '.join(sorted(catalog.schemas))}")
+    for pack in registry.packs.values():
+        print(f"policy pack {pack.id} version {pack.version}: {pack.title} ({pack.directory})")
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from cds_service.evaluate_file import InputError, evaluate_file
+    from cds_service.policy.definition import PolicyFileError
 
     try:
         today = date.fromisoformat(args.today) if args.today else date.today()
@@ -167,9 +177,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(os.environ)
         report = evaluate_file(
-            Path(args.file), Path(args.order) if args.order else None, today, settings.hooks_dir
+            Path(args.file),
+            Path(args.order) if args.order else None,
+            today,
+            settings.hooks_dir,
+            settings.policy_packs_dir,
         )
-    except (InputError, SettingsError, HookFileError) as exc:
+    except (InputError, SettingsError, HookFileError, PolicyFileError) as exc:
         print(f"cds-service evaluate: {exc}", file=sys.stderr)
         return 2
     print(report.to_json() if args.json else report.to_text())
@@ -193,10 +207,93 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_policy_lint(args: argparse.Namespace) -> int:
+    from cds_service.policy.lint import has_errors, lint_pack
+
+    failed = False
+    for folder in args.packs:
+        path = Path(folder)
+        if not path.is_dir():
+            print(f"error: {folder}: not a folder", file=sys.stderr)
+            failed = True
+            continue
+        findings = lint_pack(path)
+        for finding in findings:
+            print(f"{path.name}: {finding.line()}")
+        errors = sum(1 for f in findings if f.severity == "error")
+        warnings = len(findings) - errors
+        print(f"{path.name}: {errors} error(s), {warnings} warning(s)")
+        failed = failed or has_errors(findings)
+    return 1 if failed else 0
+
+
+def cmd_policy_show(args: argparse.Namespace) -> int:
+    from cds_service.policy.definition import PolicyFileError, read_policy_file
+    from cds_service.policy.show import show
+
+    try:
+        policy = read_policy_file(Path(args.pack) / "policy.yaml")
+    except PolicyFileError as exc:
+        print(f"cds-service policy show: {exc} (run cds-service policy lint)", file=sys.stderr)
+        return 1
+    print(show(policy, args.format), end="")
+    return 0
+
+
+def cmd_policy_checks(args: argparse.Namespace) -> int:
+    from cds_service.policy.show import check_catalogue, replace_catalogue
+
+    if args.write_into:
+        path = Path(args.write_into)
+        try:
+            text = replace_catalogue(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            print(f"cds-service policy checks: {path}: {exc}", file=sys.stderr)
+            return 1
+        path.write_text(text, encoding="utf-8")
+        print(f"{path}: check catalogue regenerated")
+        return 0
+    print(check_catalogue(args.format), end="")
+    return 0
+
+
+def _add_policy_commands(commands: Any) -> None:
+    policy = commands.add_parser(
+        "policy",
+        help="policy pack authoring: lint, show, checks",
+        description="Tools for writing policy packs (see docs/policy-packs.md).",
+    )
+    sub = policy.add_subparsers(dest="policy_command", required=True)
+    lint = sub.add_parser(
+        "lint",
+        help="check packs: schemas, codes, value sets, clauses, reachability, cards, cases",
+        description=(
+            "Check policy pack folders and print one finding a line (severity: file: place: "
+            "problem). Exit 1 when any pack has an error."
+        ),
+    )
+    lint.add_argument("packs", nargs="+", metavar="PACK", help="a pack folder")
+    lint.set_defaults(handler=cmd_policy_lint)
+    formats = ("text", "markdown")
+    show = sub.add_parser("show", help="the pack's decision tree as a readable table")
+    show.add_argument("pack", metavar="PACK", help="a pack folder")
+    show.add_argument("--format", choices=formats, default="text")
+    show.set_defaults(handler=cmd_policy_show)
+    checks = sub.add_parser("checks", help="the check kinds, their parameters and statuses")
+    checks.add_argument("--format", choices=formats, default="text")
+    checks.add_argument(
+        "--write-into",
+        metavar="FILE",
+        help="replace the Markdown catalogue between the checks:begin / checks:end markers "
+        "of FILE (docs/policy-packs.md)",
+    )
+    checks.set_defaults(handler=cmd_policy_checks)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cds-service",
-        description="CDS Hooks service for health plan drug policy NH.PHAR.244 (anakinra).",
+        description="CDS Hooks service for health plan drug policies (policy packs).",
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -208,7 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(handler=cmd_serve)
 
-    check = commands.add_parser("check", help="validate the hook files and settings")
+    check = commands.add_parser(
+        "check", help="validate the hook files, the settings and the policy packs"
+    )
     check.set_defaults(handler=cmd_check)
 
     evaluate = commands.add_parser(
@@ -233,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit = commands.add_parser("audit", help="recent decisions and override rates")
     audit.add_argument("--limit", type=int, default=20, help="decisions to list (default 20)")
     audit.set_defaults(handler=cmd_audit)
+    _add_policy_commands(commands)
     return parser
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
 from cds_service.auth import ConfigError, TrustedIssuers, is_loopback_host
@@ -22,6 +22,10 @@ AuthMode = Literal["enabled", "disabled"]
 
 class SettingsError(ValueError):
     """A setting has a value the service cannot use; the message names it."""
+
+
+PACKAGED_PACKS_DIR: Final = Path(__file__).resolve().parent / "packs"
+"""The policy packs shipped with the service."""
 
 
 def _default_hooks_dir() -> Path:
@@ -84,6 +88,9 @@ class Settings:
     hosts only. With auth enabled, each trusted issuer's `fhir_servers` decide instead."""
     hooks_dir: Path = Path()
     """Folder holding `services/`, `schemas/` and `examples/`. Empty: the default."""
+    policy_packs_dir: Path = Path()
+    """Folder of policy packs (one subfolder per pack, each with a `pack.json`). Empty:
+    the packs packaged with the service (`cds_service/packs/`)."""
     log_level: str = "INFO"
     plan_name: str = "Example Health Plan"
     """The plan's name, shown on every card's source label."""
@@ -99,6 +106,8 @@ class Settings:
             object.__setattr__(self, "database_url", _default_database_url())
         if self.hooks_dir == Path():
             object.__setattr__(self, "hooks_dir", _default_hooks_dir())
+        if self.policy_packs_dir == Path():
+            object.__setattr__(self, "policy_packs_dir", PACKAGED_PACKS_DIR)
         for name in (
             "fhir_connect_timeout",
             "fhir_read_timeout",

@@ -10,8 +10,9 @@ Two inputs are understood:
   the context is built from them (patient from the order's subject or the Bundle's only
   Patient, user from the order's requester, encounter from the order's encounter).
 
-The same mapping, policy and serialiser as the service are used, so what this prints
-is what the service would decide for the same data on the same day.
+The same mapping, policy packs and serialiser as the service are used (each order by the
+pack of its drug), so what this prints is what the service would decide for the same data
+on the same day.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from cds_service.cards.serialize import not_evaluated_to_json
 from cds_service.config import Settings
 from cds_service.hooks import load_catalog
 from cds_service.pipeline import CallContext, evaluate_orders
-from cds_service.policy.engine import load_policy
+from cds_service.policy.packs import Registry, default_registry
 from cds_service.policy.report import decision_to_json, format_table
 from cds_service.prefetch import flatten, unanswered_keys
 
@@ -41,6 +42,8 @@ class InputError(ValueError):
 class EvaluationReport:
     items: tuple[Evaluation | NotEvaluated, ...]
     other_orders: int
+    drugs: tuple[str, ...] = ()
+    """The ingredients the packs decide (what an order must be for to be evaluated)."""
 
     def to_json(self) -> str:
         out: list[dict[str, Any]] = []
@@ -53,8 +56,9 @@ class EvaluationReport:
 
     def to_text(self) -> str:
         if not self.items:
+            names = " / ".join(self.drugs) or "policy pack drug"
             return (
-                "No anakinra order found in the draft orders "
+                f"No {names} order found in the draft orders "
                 f"({self.other_orders} other order(s) ignored)."
             )
         blocks = []
@@ -149,7 +153,9 @@ def evaluate_inputs(
     today: date,
     hook: str = "order-sign",
     unavailable: frozenset[str] = frozenset(),
+    registry: Registry | None = None,
 ) -> EvaluationReport:
+    registry = registry if registry is not None else default_registry()
     call = CallContext(
         service_id="cli",
         hook=hook,
@@ -159,16 +165,27 @@ def evaluate_inputs(
         uuid_factory=lambda: "cli",
         unavailable_types=unavailable,
     )
-    items = evaluate_orders(load_policy(), call, resources)
+    items = [routed.item for routed in evaluate_orders(registry, call, resources)]
     draft = context.get("draftOrders")
     entries = draft.get("entry") if isinstance(draft, Mapping) else None
     total = len(entries) if isinstance(entries, list) else 0
-    return EvaluationReport(items=tuple(items), other_orders=max(0, total - len(items)))
+    return EvaluationReport(
+        items=tuple(items),
+        other_orders=max(0, total - len(items)),
+        drugs=tuple(sorted(registry.ingredients)),
+    )
 
 
 def evaluate_file(
-    path: Path, order_path: Path | None, today: date, hooks_dir: Path | None = None
+    path: Path,
+    order_path: Path | None,
+    today: date,
+    hooks_dir: Path | None = None,
+    packs_dir: Path | None = None,
 ) -> EvaluationReport:
+    """Evaluate a saved request (or a Bundle plus `order_path`) with the packs of
+    `packs_dir` (default: `CDS_POLICY_PACKS_DIR`, else the packaged ones)."""
+    registry = default_registry(packs_dir)
     data = _read_json(path)
     if not isinstance(data, Mapping):
         raise InputError(f"{path} holds no JSON object")
@@ -179,7 +196,7 @@ def evaluate_file(
         if not isinstance(order, Mapping):
             raise InputError(f"{order_path} holds no JSON object")
         built, record = context_from_bundle(data, order)
-        return evaluate_inputs(built, record, today)
+        return evaluate_inputs(built, record, today, registry=registry)
     if data.get("resourceType") == "Bundle":
         raise InputError("FILE is a FHIR Bundle: name the draft order with --order ORDER.json")
     if "context" not in data:
@@ -187,4 +204,4 @@ def evaluate_file(
     context, resources = request_inputs(data)
     hook = data.get("hook") if data.get("hook") in ("order-sign", "order-select") else "order-sign"
     missing = unavailable_types(data, hooks_dir or Settings().hooks_dir)
-    return evaluate_inputs(context, resources, today, str(hook), missing)
+    return evaluate_inputs(context, resources, today, str(hook), missing, registry)

@@ -4,8 +4,11 @@ Read before any data is fetched (to skip calls about other drugs, and to know wh
 read), and again after the mapping (to find the orders it passed over that the service
 could not read). Pure: no I/O.
 
+Which drugs are checked is the caller's: `drugs`, the ingredient names the policy packs
+decide (`cds_service.policy.packs.Registry.ingredients`). Nothing here names a drug.
+
 What a draft MedicationRequest is for (`MedicationKind`):
-- `anakinra`: coded or named as anakinra;
+- `covered`: coded or named as a drug of `drugs` (some pack decides it);
 - `other`: recognisably another drug: an RxNorm or NDC code, or a name (coding display,
   text, the reference's display, a contained Medication that names a drug);
 - `unknown`: a `medicationReference` to a Medication that is not contained: its drug is
@@ -14,31 +17,32 @@ What a draft MedicationRequest is for (`MedicationKind`):
   `medicationReference`, and no R5 `medication`);
 - `unreadable`: the order gives a drug in a form the service cannot read: the FHIR R5
   `medication` element (a CodeableReference: `medication.concept` / `.reference`) that
-  names neither another drug nor anakinra, a `medicationCodeableConcept` /
+  names neither another drug nor a covered one, a `medicationCodeableConcept` /
   `medicationReference` that is not an object, or codes only in code systems no drug can
   be told from (a local code, SNOMED CT) with no name.
 
-An R5 order coded or named as anakinra is `unreadable` too: the order is for Kineret,
-but its dose, supply and reasons are not read from an R5 resource, so it cannot be
+An R5 order coded or named as a covered drug is `unreadable` too: the order is for that
+drug, but its dose, supply and reasons are not read from an R5 resource, so it cannot be
 checked. An R5 order recognisably for another drug is `other`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from fhir_mappings.medications import identify_concept
 from fhir_mappings.valuesets import NDC, RXNORM, normalise_system
 
-ANAKINRA: Final = "anakinra"
+Drugs = Collection[str]
+"""Ingredient names (value set names of the shared terminology) that a policy decides."""
 
-MedicationKind = Literal["anakinra", "other", "unknown", "none", "unreadable"]
+MedicationKind = Literal["covered", "other", "unknown", "none", "unreadable"]
 
 IDENTIFYING_SYSTEMS: Final = frozenset({RXNORM, NDC})
 """Code systems whose codes tell the drug without a name: a code from them that is not
-anakinra's is another drug. A code in any other system (a local code, SNOMED CT, whose
+a covered drug's is another drug. A code in any other system (a local code, SNOMED CT, whose
 medicinal product lists are not kept here) tells nothing without a display or text."""
 
 R5_SHAPE: Final = (
@@ -128,12 +132,12 @@ def _has_code(concept: Any) -> bool:
     )
 
 
-def kind_of_concepts(concepts: Sequence[Any]) -> MedicationKind:
-    """anakinra when any concept names it; other when some concept tells a drug (an
-    identifying code or a name); unreadable when they carry codes no drug can be told
-    from; none when they carry nothing at all."""
-    if any(ANAKINRA in {i.drug for i in identify_concept(c)} for c in concepts if c):
-        return "anakinra"
+def kind_of_concepts(concepts: Sequence[Any], drugs: Drugs) -> MedicationKind:
+    """covered when any concept names a drug of `drugs`; other when some concept tells a
+    drug (an identifying code or a name); unreadable when they carry codes no drug can be
+    told from; none when they carry nothing at all."""
+    if any(any(i.drug in drugs for i in identify_concept(c)) for c in concepts if c):
+        return "covered"
     if any(_named(c) or _identifying_code(c) for c in concepts):
         return "other"
     if any(_has_code(c) for c in concepts):
@@ -141,7 +145,7 @@ def kind_of_concepts(concepts: Sequence[Any]) -> MedicationKind:
     return "none"
 
 
-def _medication_kind(medication: Mapping[str, Any]) -> MedicationKind:
+def _medication_kind(medication: Mapping[str, Any], drugs: Drugs) -> MedicationKind:
     """A Medication resource: its code and its ingredients' codes."""
     concepts: list[Any] = [medication.get("code")]
     ingredients = medication.get("ingredient")
@@ -151,18 +155,20 @@ def _medication_kind(medication: Mapping[str, Any]) -> MedicationKind:
             item = ingredient.get("itemReference")
             if isinstance(item, Mapping) and isinstance(item.get("display"), str):
                 concepts.append({"text": item["display"]})
-    return kind_of_concepts(concepts)
+    return kind_of_concepts(concepts, drugs)
 
 
-def _reference_kind(resource: Mapping[str, Any], reference: Mapping[str, Any]) -> MedicationKind:
+def _reference_kind(
+    resource: Mapping[str, Any], reference: Mapping[str, Any], drugs: Drugs
+) -> MedicationKind:
     """A `medicationReference`: its display, a contained Medication, else unknown."""
     display = reference.get("display")
     if (
         isinstance(display, str)
         and display.strip()
-        and kind_of_concepts([{"text": display}]) == "anakinra"
+        and kind_of_concepts([{"text": display}], drugs) == "covered"
     ):
-        return "anakinra"
+        return "covered"
     target = reference.get("reference")
     if isinstance(target, str) and target.startswith("#"):
         contained = resource.get("contained")
@@ -172,7 +178,7 @@ def _reference_kind(resource: Mapping[str, Any], reference: Mapping[str, Any]) -
                 and item.get("resourceType") == "Medication"
                 and item.get("id") == target[1:]
             ):
-                found = _medication_kind(item)
+                found = _medication_kind(item, drugs)
                 if found != "none":
                     return found
     if reference.get("reference") or reference.get("identifier"):
@@ -182,22 +188,22 @@ def _reference_kind(resource: Mapping[str, Any], reference: Mapping[str, Any]) -
     return "none"
 
 
-def _r5_kind(resource: Mapping[str, Any], medication: Any) -> MedicationKind:
+def _r5_kind(resource: Mapping[str, Any], medication: Any, drugs: Drugs) -> MedicationKind:
     """The R5 `medication` element (CodeableReference): another drug stays `other`;
-    anything else (anakinra included) is `unreadable`."""
+    anything else (a covered drug included) is `unreadable`."""
     if not isinstance(medication, Mapping):
         return "unreadable"
     found: MedicationKind = "none"
     concept = medication.get("concept")
     if concept is not None:
-        found = kind_of_concepts([concept])
+        found = kind_of_concepts([concept], drugs)
     reference = medication.get("reference")
     if found in ("none", "unreadable") and isinstance(reference, Mapping):
-        found = _reference_kind(resource, reference)
+        found = _reference_kind(resource, reference, drugs)
     return "other" if found == "other" else "unreadable"
 
 
-def medication_kind(resource: Mapping[str, Any]) -> MedicationKind:
+def medication_kind(resource: Mapping[str, Any], drugs: Drugs) -> MedicationKind:
     """What a draft MedicationRequest is for (see the module docstring), from the order
     alone, before any data is read: a reference to a Medication that is not contained is
     `unknown` unless its display names a drug (the mapping tells it once the data is
@@ -206,25 +212,25 @@ def medication_kind(resource: Mapping[str, Any]) -> MedicationKind:
     reference = resource.get("medicationReference")
     if concept is None and reference is None:
         if "medication" in resource:
-            return _r5_kind(resource, resource.get("medication"))
+            return _r5_kind(resource, resource.get("medication"), drugs)
         return "none"
     if concept is not None:
         if not isinstance(concept, Mapping):
             return "unreadable"
-        return kind_of_concepts([concept])
+        return kind_of_concepts([concept], drugs)
     if not isinstance(reference, Mapping):
         return "unreadable"
-    return _reference_kind(resource, reference)
+    return _reference_kind(resource, reference, drugs)
 
 
-def unreadable_reason(resource: Mapping[str, Any], hook: str) -> str | None:
+def unreadable_reason(resource: Mapping[str, Any], hook: str, drugs: Drugs) -> str | None:
     """Why a draft order that is not recognisably another drug cannot be checked at all,
     from the order alone; None when it can be read (or is another drug).
 
     An order with no drug yet is unreadable at order-sign (the order is being signed)
     but not at order-select, where the CDS Hooks sandbox and EHRs fire the hook before
     the prescriber has chosen a drug."""
-    kind = medication_kind(resource)
+    kind = medication_kind(resource, drugs)
     if kind == "none":
         return NO_MEDICATION if hook == "order-sign" else None
     if kind != "unreadable":
@@ -242,47 +248,98 @@ def unreadable_reason(resource: Mapping[str, Any], hook: str) -> str | None:
     return UNIDENTIFIABLE_CODES
 
 
-def names_anakinra(resource: Mapping[str, Any]) -> bool:
-    """True when the order names anakinra, in the R4 or the R5 form (code, name, the
-    reference's display, a contained Medication)."""
-    if medication_kind(resource) == "anakinra":
+def named_drugs(concepts: Sequence[Any], drugs: Drugs) -> list[str]:
+    """The drugs of `drugs` the concepts name, in the order found."""
+    found: dict[str, None] = {}
+    for concept in concepts:
+        if concept:
+            found.update((i.drug, None) for i in identify_concept(concept) if i.drug in drugs)
+    return list(found)
+
+
+def _order_concepts(resource: Mapping[str, Any]) -> list[Any]:
+    """Every concept an order names its drug with: the code (R4 or R5), the reference's
+    display, the code and ingredients of a contained Medication it refers to."""
+    concepts: list[Any] = [resource.get("medicationCodeableConcept")]
+    references: list[Any] = [resource.get("medicationReference")]
+    medication = resource.get("medication")
+    if isinstance(medication, Mapping):
+        concepts.append(medication.get("concept"))
+        references.append(medication.get("reference"))
+    for reference in references:
+        if not isinstance(reference, Mapping):
+            continue
+        display = reference.get("display")
+        if isinstance(display, str) and display.strip():
+            concepts.append({"text": display})
+        target = reference.get("reference")
+        contained = resource.get("contained")
+        if isinstance(target, str) and target.startswith("#"):
+            for item in contained if isinstance(contained, list) else []:
+                if (
+                    isinstance(item, Mapping)
+                    and item.get("resourceType") == "Medication"
+                    and item.get("id") == target[1:]
+                ):
+                    concepts.append(item.get("code"))
+                    ingredients = item.get("ingredient")
+                    for ing in ingredients if isinstance(ingredients, list) else []:
+                        if isinstance(ing, Mapping):
+                            concepts.append(ing.get("itemCodeableConcept"))
+    return [c for c in concepts if isinstance(c, Mapping)]
+
+
+def covered_drug(resource: Mapping[str, Any], drugs: Drugs) -> str | None:
+    """The drug of `drugs` the order names, in the R4 or the R5 form (code, name, the
+    reference's display, a contained Medication); None when it names none."""
+    found = named_drugs(_order_concepts(resource), drugs)
+    return found[0] if found else None
+
+
+def names_covered_drug(resource: Mapping[str, Any], drugs: Drugs) -> bool:
+    """True when the order names a drug of `drugs`, in the R4 or the R5 form (code, name,
+    the reference's display, a contained Medication)."""
+    if medication_kind(resource, drugs) == "covered":
         return True
     medication = resource.get("medication")
     if not isinstance(medication, Mapping):
         return False
     reference = medication.get("reference")
-    return kind_of_concepts([medication.get("concept")]) == "anakinra" or (
-        isinstance(reference, Mapping) and _reference_kind(resource, reference) == "anakinra"
+    return kind_of_concepts([medication.get("concept")], drugs) == "covered" or (
+        isinstance(reference, Mapping) and _reference_kind(resource, reference, drugs) == "covered"
     )
 
 
-def needs_checking(context: Mapping[str, Any], hook: str) -> bool:
-    """True when some relevant draft order could be for anakinra, or cannot be read.
+def needs_checking(context: Mapping[str, Any], hook: str, drugs: Drugs) -> bool:
+    """True when some relevant draft order could be for a drug of `drugs`, or cannot be
+    read.
 
     The call is skipped (no data read, `{"cards": []}`) only when every relevant order is
     recognisably another drug, or (at order-select) names no drug yet."""
     return any(
-        medication_kind(order.resource) in ("anakinra", "unknown")
-        or unreadable_reason(order.resource, hook) is not None
+        medication_kind(order.resource, drugs) in ("covered", "unknown")
+        or unreadable_reason(order.resource, hook, drugs) is not None
         for order in draft_medication_requests(context, hook)
     )
 
 
-def needs_data(context: Mapping[str, Any], hook: str) -> bool:
-    """True when some relevant order is anakinra or can be told only from the data (a
-    reference to a Medication that was not sent with it): only then is the chart read."""
+def needs_data(context: Mapping[str, Any], hook: str, drugs: Drugs) -> bool:
+    """True when some relevant order is for a drug of `drugs` or can be told only from the
+    data (a reference to a Medication that was not sent with it): only then is the chart
+    read."""
     return any(
-        medication_kind(order.resource) in ("anakinra", "unknown")
+        medication_kind(order.resource, drugs) in ("covered", "unknown")
         for order in draft_medication_requests(context, hook)
     )
 
 
-def anakinra_or_unknown(context: Mapping[str, Any], hook: str) -> list[DraftOrder]:
-    """The relevant orders that are anakinra, or whose drug the data would tell."""
+def covered_or_unknown(context: Mapping[str, Any], hook: str, drugs: Drugs) -> list[DraftOrder]:
+    """The relevant orders that are for a drug of `drugs`, or whose drug the data would
+    tell."""
     return [
         order
         for order in draft_medication_requests(context, hook)
-        if medication_kind(order.resource) in ("anakinra", "unknown")
+        if medication_kind(order.resource, drugs) in ("covered", "unknown")
     ]
 
 

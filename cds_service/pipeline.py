@@ -1,15 +1,21 @@
 """One CDS Hooks call after the protocol layer: resources in, response body out.
 
-    build_facts(context, resources) -> evaluate(policy, facts, today) -> render(...)
+    build_facts(context, resources, drugs) -> evaluate(pack.policy, facts, today) per order
+    -> render(...) per pack
 
 The protocol layer (`api.py`) validates the request, resolves prefetch and calls
 `run`. Everything here is pure apart from the injected clock and uuid factory.
 
-No order that may be for anakinra ends in silence:
+Routing: each draft order goes to the policy pack of its drug (`Engine.registry`, by
+ingredient); several orders of one call may go to several packs, each decided by its own
+pack's policy and answered with its own cards and coverage information. An order for a
+drug no pack decides gets no card.
+
+No order that may be for a drug of some pack ends in silence:
 - when the patient's record could not be read (`CallContext.record_unreadable`: the
-  required prefetch is missing and the FHIR server could not give it), every anakinra
-  order, and every order whose drug only the record could tell, gets a could-not-check
-  card naming the data that could not be read and why;
+  required prefetch is missing and the FHIR server could not give it), every such order,
+  and every order whose drug only the record could tell, gets a could-not-check card
+  naming the data that could not be read and why;
 - a draft order the service cannot read at all (the FHIR R5 `medication` element, codes
   no drug can be told from, no drug at order-sign; see `cds_service.orders`) gets one
   too, whatever the mapping made of it.
@@ -19,8 +25,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any
 
 from cds_service import orders
@@ -31,8 +38,8 @@ from cds_service.cards import (
     NotEvaluated,
     render_response,
 )
-from cds_service.policy.definition import Policy
-from cds_service.policy.engine import evaluate, load_policy
+from cds_service.policy.engine import evaluate
+from cds_service.policy.packs import Pack, Registry, default_registry
 from fhir_mappings import build_facts
 
 log = logging.getLogger(__name__)
@@ -62,22 +69,71 @@ class CallContext:
     evaluation extension and the could-not-check card)."""
     record_unreadable: bool = False
     """A required key (the patient, the medication orders) could not be had: no order
-    can be evaluated, each anakinra order gets a card saying what could not be read."""
+    can be evaluated, each order of a pack's drug gets a card saying what could not be
+    read."""
 
 
 @dataclass(frozen=True)
 class Engine:
-    """What every call shares: the policy (validated at start-up) and the card settings."""
+    """What every call shares: the policy packs (validated at start-up) and the card
+    settings of each pack."""
 
-    policy: Policy
-    card_settings: CardSettings
+    registry: Registry
+    card_settings: Mapping[str, CardSettings] = field(default_factory=dict)
+    """Per pack id; a pack without an entry gets `default_card_settings`."""
+
+    @property
+    def drugs(self) -> frozenset[str]:
+        """The ingredient names orders are routed for."""
+        return self.registry.ingredients
+
+    def settings_for(self, pack: Pack) -> CardSettings:
+        found = self.card_settings.get(pack.id)
+        return found if found is not None else default_card_settings(pack)
 
 
-def default_card_settings(policy: Policy) -> CardSettings:
+def default_card_settings(pack: Pack) -> CardSettings:
     return CardSettings(
         plan_name="Example Health Plan",
-        policy_label=f"{policy.id} {policy.title}",
+        policy_label=f"{pack.policy.id} {pack.policy.title}",
     )
+
+
+def plan_card_settings(
+    pack: Pack,
+    *,
+    plan_name: str,
+    policy_url: str | None = None,
+    documentation_form_url: str | None = None,
+    smart_app_url: str | None = None,
+) -> CardSettings:
+    """The card settings of one pack under the plan's settings. `policy_url` may hold
+    `{policy_id}`, replaced by the pack's id (one published page per policy)."""
+    return CardSettings(
+        plan_name=plan_name,
+        policy_label=f"{pack.policy.id} {pack.policy.title}, {plan_name}",
+        policy_url=policy_url.replace("{policy_id}", pack.id) if policy_url else None,
+        documentation_form_url=documentation_form_url,
+        smart_app_url=smart_app_url,
+    )
+
+
+def build_engine(registry: Registry, settings_of: Callable[[Pack], CardSettings]) -> Engine:
+    """An engine for every pack of `registry`, each with the card settings `settings_of`
+    gives it."""
+    return Engine(
+        registry=registry,
+        card_settings=MappingProxyType({p.id: settings_of(p) for p in registry.packs.values()}),
+    )
+
+
+@dataclass(frozen=True)
+class Routed:
+    """An item of the answer and the pack it is answered under."""
+
+    item: Evaluation | NotEvaluated
+    pack: Pack | None
+    """None: the order's drug could not be told (answered under the call's first pack)."""
 
 
 INTERNAL_FAILURE = (
@@ -98,9 +154,10 @@ def _draft_medication_refs(context: Mapping[str, Any]) -> list[str]:
 
 
 def evaluate_call(
-    policy: Policy, call: CallContext, resources: Sequence[Mapping[str, Any]]
-) -> list[Evaluation | NotEvaluated]:
-    """Facts and a decision for every anakinra draft order of the call.
+    registry: Registry, call: CallContext, resources: Sequence[Mapping[str, Any]]
+) -> list[Routed]:
+    """Facts and a decision for every draft order of the call whose drug a pack decides,
+    each by its own pack's policy.
 
     A failure inside the mapping or the engine is a bug, but the prescriber must still
     learn that the order was not checked: it becomes a `NotEvaluated` item (a card
@@ -110,25 +167,38 @@ def evaluate_call(
     today = call.now.date()
     try:
         mapped = build_facts(
-            call.context, resources, as_of=today, unavailable=call.unavailable_types
+            call.context,
+            resources,
+            drugs=registry.ingredients,
+            as_of=today,
+            unavailable=call.unavailable_types,
+            units=registry.units,
         )
     except Exception as exc:
         _log_failure("mapping", exc)
-        return [NotEvaluated(ref, INTERNAL_FAILURE) for ref in _draft_medication_refs(call.context)]
-    evaluations: list[Evaluation | NotEvaluated] = []
-    for facts in mapped.orders:
+        return [
+            Routed(NotEvaluated(ref, INTERNAL_FAILURE), None)
+            for ref in _draft_medication_refs(call.context)
+        ]
+    evaluations: list[Routed] = []
+    for facts, drug in zip(mapped.orders, mapped.order_drugs, strict=True):
+        pack = registry.by_ingredient[drug]
         try:
-            evaluations.append(Evaluation(facts=facts, decision=evaluate(policy, facts, today)))
+            decision = evaluate(pack.policy, facts, today)
+            evaluations.append(Routed(Evaluation(facts=facts, decision=decision), pack))
         except Exception as exc:
             _log_failure("policy", exc)
-            evaluations.append(NotEvaluated(facts.order.ref, INTERNAL_FAILURE))
+            evaluations.append(Routed(NotEvaluated(facts.order.ref, INTERNAL_FAILURE), pack))
     drafts = {o.ref: o.resource for o in orders.draft_medication_requests(call.context, call.hook)}
-    for order_ref, reason in mapped.failed_orders:
-        # Failed orders are either anakinra orders that could not be read, or orders whose
-        # drug could not be identified: only the first may be called Kineret on the card.
+    for (order_ref, reason), routed in zip(mapped.failed_orders, mapped.failed_drugs, strict=True):
+        # Failed orders are either orders of a pack's drug that could not be read, or
+        # orders whose drug could not be identified: only the first may be named on the card.
         draft = drafts.get(order_ref)
-        known = draft is None or orders.names_anakinra(draft)
-        evaluations.append(NotEvaluated(order_ref=order_ref, reason=reason, drug_known=known))
+        known = draft is None or orders.names_covered_drug(draft, registry.ingredients)
+        if routed is None and draft is not None:
+            routed = orders.covered_drug(draft, registry.ingredients)
+        item = NotEvaluated(order_ref=order_ref, reason=reason, drug_known=known)
+        evaluations.append(Routed(item, registry.for_ingredient(routed) if routed else None))
     return evaluations
 
 
@@ -160,55 +230,83 @@ def record_unreadable_reason(missing: Sequence[MissingData]) -> str:
     return "the patient's record could not be read from the EHR: " + "; ".join(parts or ["no data"])
 
 
-def record_unreadable(call: CallContext) -> list[Evaluation | NotEvaluated]:
-    """A could-not-check item for every order that may be for anakinra, when the record
-    could not be read (see `CallContext.record_unreadable`)."""
+def record_unreadable(call: CallContext, registry: Registry) -> list[Routed]:
+    """A could-not-check item for every order that may be for a pack's drug, when the
+    record could not be read (see `CallContext.record_unreadable`)."""
     reason = record_unreadable_reason(
         [m for m in call.missing_data if m.required] or call.missing_data
     )
-    items: list[Evaluation | NotEvaluated] = []
-    for order in orders.anakinra_or_unknown(call.context, call.hook):
-        known = orders.medication_kind(order.resource) == "anakinra"
+    items: list[Routed] = []
+    drugs = registry.ingredients
+    for order in orders.covered_or_unknown(call.context, call.hook, drugs):
+        known = orders.medication_kind(order.resource, drugs) == "covered"
         text = (
             reason
             if known
             else "the drug of this order could not be identified (its Medication resource "
             "was not sent), and " + reason
         )
-        items.append(NotEvaluated(order.ref, text, call.missing_data, drug_known=known))
+        drug = orders.covered_drug(order.resource, drugs) if known else None
+        items.append(
+            Routed(
+                NotEvaluated(order.ref, text, call.missing_data, drug_known=known),
+                registry.for_ingredient(drug) if drug else None,
+            )
+        )
     return items
 
 
 def unreadable_orders(
-    call: CallContext, handled: frozenset[str]
-) -> list[Evaluation | NotEvaluated]:
+    call: CallContext, handled: frozenset[str], registry: Registry
+) -> list[Routed]:
     """A could-not-check item for every relevant draft order, not already answered for,
     that the service cannot read (see `cds_service.orders.unreadable_reason`)."""
-    items: list[Evaluation | NotEvaluated] = []
+    items: list[Routed] = []
+    drugs = registry.ingredients
     for order in orders.draft_medication_requests(call.context, call.hook):
         if order.ref in handled:
             continue
-        reason = orders.unreadable_reason(order.resource, call.hook)
+        reason = orders.unreadable_reason(order.resource, call.hook, drugs)
         if reason is not None:
-            known = orders.names_anakinra(order.resource)
-            items.append(NotEvaluated(order.ref, reason, drug_known=known))
+            known = orders.names_covered_drug(order.resource, drugs)
+            drug = orders.covered_drug(order.resource, drugs) if known else None
+            items.append(
+                Routed(
+                    NotEvaluated(order.ref, reason, drug_known=known),
+                    registry.for_ingredient(drug) if drug else None,
+                )
+            )
     return items
 
 
 def evaluate_orders(
-    policy: Policy, call: CallContext, resources: Sequence[Mapping[str, Any]]
-) -> list[Evaluation | NotEvaluated]:
-    """An item for every order of the call that may be for anakinra: evaluated, or not
-    evaluated with the reason (record unreadable, order unreadable, internal failure)."""
+    registry: Registry, call: CallContext, resources: Sequence[Mapping[str, Any]]
+) -> list[Routed]:
+    """An item for every order of the call that may be for a pack's drug, with its pack:
+    evaluated, or not evaluated with the reason (record unreadable, order unreadable,
+    internal failure)."""
     if call.record_unreadable:
-        evaluations = record_unreadable(call)
+        evaluations = record_unreadable(call, registry)
     else:
-        evaluations = evaluate_call(policy, call, resources)
-    handled = frozenset(
-        item.order_ref if isinstance(item, NotEvaluated) else item.facts.order.ref
-        for item in evaluations
-    )
-    return evaluations + unreadable_orders(call, handled)
+        evaluations = evaluate_call(registry, call, resources)
+    handled = frozenset(_order_ref(r.item) for r in evaluations)
+    return evaluations + unreadable_orders(call, handled, registry)
+
+
+def _order_ref(item: Evaluation | NotEvaluated) -> str:
+    return item.order_ref if isinstance(item, NotEvaluated) else item.facts.order.ref
+
+
+def by_pack(routed: Sequence[Routed], registry: Registry) -> list[tuple[Pack, list[Routed]]]:
+    """The items grouped by the pack they are answered under, packs in the order their
+    first item comes. An item whose drug could not be told goes with the call's first
+    pack (the registry's `fallback` when no order of the call has one)."""
+    first = next((r.pack for r in routed if r.pack is not None), None) or registry.fallback
+    groups: dict[str, tuple[Pack, list[Routed]]] = {}
+    for item in routed:
+        pack = item.pack or first
+        groups.setdefault(pack.id, (pack, []))[1].append(item)
+    return list(groups.values())
 
 
 def _log_failure(stage: str, exc: Exception) -> None:
@@ -228,23 +326,48 @@ def _log_failure(stage: str, exc: Exception) -> None:
     )
 
 
+def merge_responses(responses: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One response body from the responses of each pack: cards, system actions and
+    evaluation entries in turn (one pack: that response unchanged)."""
+    if len(responses) == 1:
+        return dict(responses[0])
+    merged: dict[str, Any] = {"cards": [c for r in responses for c in r.get("cards", [])]}
+    actions = [a for r in responses for a in r.get("systemActions", [])]
+    if actions:
+        merged["systemActions"] = actions
+    extension: dict[str, list[Any]] = {}
+    for response in responses:
+        for key, value in response.get("extension", {}).items():
+            extension.setdefault(key, []).extend(value)
+    if extension:
+        merged["extension"] = extension
+    return merged
+
+
 def run(
     call: CallContext, resources: Sequence[Mapping[str, Any]], engine: Engine | None = None
 ) -> dict[str, Any]:
-    """Evaluate every anakinra draft order in the call and return the response body.
+    """Evaluate every draft order of the call whose drug a pack decides, each by its own
+    pack, and return the response body.
 
-    Orders for other drugs get no card; an order that may be for anakinra and cannot be
-    evaluated gets a card that says so (never silence).
+    Orders for other drugs get no card; an order that may be for a pack's drug and cannot
+    be evaluated gets a card that says so (never silence).
     """
     if engine is None:
-        policy = load_policy()
-        engine = Engine(policy=policy, card_settings=default_card_settings(policy))
-    evaluations = evaluate_orders(engine.policy, call, resources)
-    return render_response(
-        call.hook,
-        evaluations,
-        settings=engine.card_settings,
-        uuid_factory=call.uuid_factory,
-        now=call.now,
-        missing_data=call.missing_data,
-    )
+        engine = Engine(registry=default_registry())
+    routed = evaluate_orders(engine.registry, call, resources)
+    if not routed:
+        return {"cards": []}
+    responses = [
+        render_response(
+            call.hook,
+            [r.item for r in items],
+            settings=engine.settings_for(pack),
+            card_texts=engine.registry.texts_for,
+            uuid_factory=call.uuid_factory,
+            now=call.now,
+            missing_data=call.missing_data,
+        )
+        for pack, items in by_pack(routed, engine.registry)
+    ]
+    return merge_responses(responses)

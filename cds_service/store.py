@@ -2,8 +2,9 @@
 
 What is stored, and what never is:
 - per call: hookInstance, service id, hook, time, the patient REFERENCE
-  (`Patient/<id>`), timings in ms; per order: its reference, policy id/version,
-  section and outcome; per card: uuid, order, indicator, CRD topic and the
+  (`Patient/<id>`), timings in ms; per order: its reference, the id and version of the
+  policy pack that decided it, section and outcome (a card, and the feedback on it, is
+  counted under the pack of its order); per card: uuid, order, indicator, CRD topic and the
   uuids of its suggestions; per order: the CRD coverage-assertion-ids;
 - per feedback item: card uuid, outcome, outcomeTimestamp, accepted suggestion
   ids, the override reason Coding (system / code / display) and only WHETHER
@@ -285,6 +286,9 @@ class DecisionRow:
     outcome: str
     section: str | None
     cards: int
+    policy_id: str | None = None
+    """The policy pack that decided the order (None: the order was not evaluated)."""
+    policy_version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -294,6 +298,9 @@ class OverrideRate:
     shown: int
     accepted: int
     overridden: int
+    policy_id: str | None = None
+    """The pack that decided the card's order (None: no evaluated order)."""
+    policy_version: str | None = None
 
     @property
     def override_rate(self) -> float | None:
@@ -314,6 +321,10 @@ def _normal_timestamp(value: str) -> str:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+_RateKey = tuple[str | None, str | None, str | None, str]
+"""(policy id, policy version, CRD topic, indicator)."""
 
 
 class AuditStore:
@@ -525,45 +536,65 @@ class AuditStore:
                 order_outcomes.c.outcome,
                 order_outcomes.c.section,
                 card_count.label("cards"),
+                order_outcomes.c.policy_id,
+                order_outcomes.c.policy_version,
             )
             .join(order_outcomes, order_outcomes.c.invocation_id == invocations.c.id)
             .order_by(invocations.c.received_at.desc(), order_outcomes.c.id.desc())
             .limit(limit)
         )
         with self.engine.connect() as conn:
-            return [DecisionRow(*row) for row in conn.execute(stmt)]
+            return [DecisionRow(**row._asdict()) for row in conn.execute(stmt)]
 
     def override_rates(self) -> list[OverrideRate]:
-        """Cards shown, accepted and overridden, per CRD topic and indicator.
+        """Cards shown, accepted and overridden, per policy pack (id and version of the
+        pack that decided the card's order), CRD topic and indicator.
 
         A card counts once per outcome, however many times its feedback was sent."""
+        pack = (
+            select(
+                order_outcomes.c.invocation_id,
+                order_outcomes.c.order_ref,
+                func.max(order_outcomes.c.policy_id).label("policy_id"),
+                func.max(order_outcomes.c.policy_version).label("policy_version"),
+            )
+            .group_by(order_outcomes.c.invocation_id, order_outcomes.c.order_ref)
+            .subquery()
+        )
+        carded = cards.outerjoin(
+            pack,
+            (pack.c.invocation_id == cards.c.invocation_id)
+            & (pack.c.order_ref == cards.c.order_ref),
+        )
+        keys = (pack.c.policy_id, pack.c.policy_version, cards.c.topic, cards.c.indicator)
         with self.engine.connect() as conn:
-            shown = {
-                (topic, indicator): count
-                for topic, indicator, count in conn.execute(
-                    select(cards.c.topic, cards.c.indicator, func.count()).group_by(
-                        cards.c.topic, cards.c.indicator
-                    )
+            shown: dict[_RateKey, int] = {
+                (policy, version, topic, indicator): count
+                for policy, version, topic, indicator, count in conn.execute(
+                    select(*keys, func.count()).select_from(carded).group_by(*keys)
                 )
             }
             answered = select(feedback.c.card_uuid, feedback.c.outcome).distinct().subquery()
-            counts: dict[tuple[str | None, str], dict[str, int]] = {}
-            for topic, indicator, outcome, count in conn.execute(
-                select(cards.c.topic, cards.c.indicator, answered.c.outcome, func.count())
-                .join(answered, answered.c.card_uuid == cards.c.card_uuid)
-                .group_by(cards.c.topic, cards.c.indicator, answered.c.outcome)
+            counts: dict[_RateKey, dict[str, int]] = {}
+            for policy, version, topic, indicator, outcome, count in conn.execute(
+                select(*keys, answered.c.outcome, func.count())
+                .select_from(carded.join(answered, answered.c.card_uuid == cards.c.card_uuid))
+                .group_by(*keys, answered.c.outcome)
             ):
-                counts.setdefault((topic, indicator), {})[outcome] = count
+                counts.setdefault((policy, version, topic, indicator), {})[outcome] = count
         return [
             OverrideRate(
-                topic=topic,
-                indicator=indicator,
+                topic=key[2],
+                indicator=key[3],
                 shown=total,
-                accepted=counts.get((topic, indicator), {}).get("accepted", 0),
-                overridden=counts.get((topic, indicator), {}).get("overridden", 0),
+                accepted=counts.get(key, {}).get("accepted", 0),
+                overridden=counts.get(key, {}).get("overridden", 0),
+                policy_id=key[0],
+                policy_version=key[1],
             )
-            for (topic, indicator), total in sorted(
-                shown.items(), key=lambda kv: (kv[0][0] or "", kv[0][1])
+            for key, total in sorted(
+                shown.items(),
+                key=lambda kv: (kv[0][0] or "", kv[0][1] or "", kv[0][2] or "", kv[0][3]),
             )
         ]
 
@@ -579,6 +610,13 @@ class AuditStore:
             return [(code, display, int(count)) for code, display, count in conn.execute(stmt)]
 
 
+def _pack_label(policy_id: str | None, version: str | None) -> str:
+    """ "policy NH.PHAR.244 version 2025.04-1", or "policy -" when no pack decided."""
+    if not policy_id:
+        return "policy -"
+    return f"policy {policy_id}" + (f" version {version}" if version else "")
+
+
 def format_audit_report(store: AuditStore, limit: int = 20) -> str:
     """A plain-text read-out for operators: recent decisions and override rates."""
     lines = [f"Recent decisions (latest {limit})"]
@@ -590,16 +628,18 @@ def format_audit_report(store: AuditStore, limit: int = 20) -> str:
             f"  {d.received_at.isoformat(timespec='seconds')}  {d.service_id}  {d.hook}  "
             f"{d.order_ref}  {d.outcome}"
             + (f" ({d.section})" if d.section else "")
+            + f"  {_pack_label(d.policy_id, d.policy_version)}"
             + f"  cards={d.cards}  hookInstance={d.hook_instance}"
         )
-    lines += ["", "Card feedback by topic"]
+    lines += ["", "Card feedback by policy pack and topic"]
     rates = store.override_rates()
     if not rates:
         lines.append("  no cards recorded")
     for r in rates:
         rate = "-" if r.override_rate is None else f"{r.override_rate:.0%}"
         lines.append(
-            f"  {r.topic or '-'} / {r.indicator}: shown={r.shown} accepted={r.accepted} "
+            f"  {_pack_label(r.policy_id, r.policy_version)}  "
+            f"{r.topic or '-'} / {r.indicator}: shown={r.shown} accepted={r.accepted} "
             f"overridden={r.overridden} override-rate={rate}"
         )
     reasons = store.override_reasons()

@@ -1,12 +1,14 @@
 """FHIR R4 resources -> one patient record per request -> the policy engine's facts.
 
     build_record(context, resources) -> PatientRecord   (policy-neutral, see `record`)
-    build_facts(context, resources) -> MappingResult    (`PolicyFacts` per anakinra order)
+    build_facts(context, resources, drugs=...) -> MappingResult
+                                                 (`PolicyFacts` per order of a routed drug)
 
-`build_facts` builds the record once and, for every draft order routed to the engine by its
-drug identity (anakinra), a per-order view `PolicyFacts` of it (`order_view`): the records
-other than that order, the runs cut at its date, its prescriber. That view, and the routing
-by one drug name, are the anakinra engine's; policy packs (issue 13) will read the record.
+`build_facts` builds the record once and, for every draft order routed to a policy by its
+drug identity (its ingredient is one of `drugs`: the ingredient value set names the policy
+packs decide, given by the caller), a per-order view `PolicyFacts` of it (`order_view`):
+the records other than that order, the runs cut at its date, its prescriber. Which drugs
+have a policy is the caller's knowledge: nothing here names one.
 
 Pure: no I/O, no clock. `resources` is every resource from prefetch / FHIR reads, flattened;
 duplicates (same type/id) keep the newest version (id-less resources are read too, see
@@ -21,47 +23,64 @@ order date, open-ended statements); `OrderFacts.authored_on` stays None.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
-from typing import Any, Final
+from typing import Any
 
 from fhir_mappings import practitioner
 from fhir_mappings.dosing import compute_dose
 from fhir_mappings.facts import MedicationRecord, OrderFacts, PolicyFacts, Ref, WeightFact
 from fhir_mappings.medications import DrugIdentity
+from fhir_mappings.product_unit import ProductUnit
 from fhir_mappings.record import OrderedDrug, PatientRecord, build_record
 
-__all__ = ["MappingResult", "PatientRecord", "build_facts", "build_record", "order_view"]
-
-ENGINE_DRUG: Final = "anakinra"
-"""The one drug the policy engine of today checks (routing by drug identity)."""
+__all__ = [
+    "MappingResult",
+    "PatientRecord",
+    "build_facts",
+    "build_record",
+    "order_view",
+    "routed_identity",
+]
 
 
 @dataclass(frozen=True)
 class MappingResult:
     orders: tuple[PolicyFacts, ...]
-    """One per anakinra order in context["draftOrders"]."""
+    """One per order in context["draftOrders"] whose drug is a routed one."""
     failed_orders: tuple[tuple[str, str], ...]
-    """(order ref, reason) for anakinra orders that could not be mapped at all, and for
-    orders whose drug cannot be identified with all the data (a `medicationReference` to a
-    Medication that is not there): either may be for Kineret, so neither is ignored."""
+    """(order ref, reason) for orders of a routed drug that could not be mapped at all, and
+    for orders whose drug cannot be identified with all the data (a `medicationReference`
+    to a Medication that is not there): either may be for a routed drug, so neither is
+    ignored."""
     problems: tuple[str, ...]
     """Resources left out and why, e.g. "Observation/7: valueQuantity.value: not a number"."""
     other_draft_orders: int
-    """Draft orders that are recognisably not anakinra, or name no drug yet (ignored)."""
+    """Draft orders that are recognisably for no routed drug, or name no drug yet (ignored)."""
     record: PatientRecord | None = field(default=None, compare=False, repr=False)
     """The patient record the orders' facts were built from (one per call)."""
+    order_drugs: tuple[str, ...] = ()
+    """The routed ingredient of each of `orders`, in the same order."""
+    failed_drugs: tuple[str | None, ...] = ()
+    """For each of `failed_orders`: the routed ingredient the order names, None when its
+    drug could not be told."""
 
 
-def _routed(identities: Sequence[DrugIdentity]) -> DrugIdentity | None:
-    return next((i for i in identities if i.drug == ENGINE_DRUG), None)
+def routed_identity(
+    identities: Sequence[DrugIdentity], drugs: Collection[str]
+) -> DrugIdentity | None:
+    """The order's first identity whose drug is routed (in `drugs`), if any."""
+    return next((i for i in identities if i.drug in drugs), None)
 
 
-def _with_dose(record: MedicationRecord, weight: WeightFact | None) -> MedicationRecord:
+def _with_dose(
+    record: MedicationRecord, weight: WeightFact | None, unit: ProductUnit | None
+) -> MedicationRecord:
     if not record.dosages:
         return record
-    return replace(record, mg_per_day=compute_dose(list(record.dosages), weight).mg_per_day)
+    dose = compute_dose(list(record.dosages), weight, product=unit)
+    return replace(record, mg_per_day=dose.mg_per_day)
 
 
 def order_view(record: PatientRecord, order: OrderedDrug, identity: DrugIdentity) -> PolicyFacts:
@@ -71,7 +90,7 @@ def order_view(record: PatientRecord, order: OrderedDrug, identity: DrugIdentity
     states none), and the prescriber of this order."""
     order_date = order.authored_on or record.as_of
     medications = tuple(
-        _with_dose(r, order.weight) if r.drug == identity.drug else r
+        _with_dose(r, order.weight, order.dose.unit) if r.drug == identity.drug else r
         for r in record.medications_besides(order.ref)
     )
     return PolicyFacts(
@@ -109,6 +128,7 @@ def order_view(record: PatientRecord, order: OrderedDrug, identity: DrugIdentity
         unavailable=record.unavailable,
         problems=record.problems,
         record=record,
+        condition_history=record.condition_history,
     )
 
 
@@ -116,32 +136,44 @@ def build_facts(
     context: Mapping[str, Any],
     resources: Sequence[Mapping[str, Any]],
     *,
+    drugs: Collection[str],
     as_of: date | None = None,
     unavailable: frozenset[str] = frozenset(),
+    units: Mapping[str, ProductUnit] | None = None,
 ) -> MappingResult:
-    """Facts for every anakinra MedicationRequest in `context["draftOrders"]`; orders that
-    are anakinra but unreadable, or whose drug cannot be told, go to `failed_orders`.
+    """Facts for every MedicationRequest in `context["draftOrders"]` whose drug is one of
+    `drugs` (ingredient value set names); orders of such a drug that are unreadable, and
+    orders whose drug cannot be told, go to `failed_orders`.
 
     `unavailable`: resource types the EHR could not give for this call; carried into every
-    order's facts so that the policy never reads "not found" as "not there"."""
-    record = build_record(context, resources, as_of=as_of, unavailable=unavailable)
+    order's facts so that the policy never reads "not found" as "not there".
+    `units`: each product's unit by ingredient name (the packs' drug.json), for the dose
+    arithmetic (see `build_record`)."""
+    record = build_record(context, resources, as_of=as_of, unavailable=unavailable, units=units)
     failed: list[tuple[Ref, str]] = []
+    failed_drugs: list[str | None] = []
     other = record.other_draft_resources
     for unreadable in record.unreadable_orders:
-        if _routed(unreadable.identities) is not None:
+        routed = routed_identity(unreadable.identities, drugs)
+        if routed is not None:
             fields = "; ".join(p.split(": ", 1)[-1] for p in unreadable.problems) or "invalid"
             failed.append((unreadable.ref, f"the order could not be read: {fields}"))
+            failed_drugs.append(routed.drug)
         elif unreadable.unidentified is not None:
             failed.append((unreadable.ref, unreadable.unidentified))
+            failed_drugs.append(None)
         else:
             other += 1
     orders: list[PolicyFacts] = []
+    order_drugs: list[str] = []
     for order in record.orders:
-        identity = _routed(order.identities)
+        identity = routed_identity(order.identities, drugs)
         if identity is not None:
             orders.append(order_view(record, order, identity))
+            order_drugs.append(identity.drug)
         elif order.unidentified is not None:
             failed.append((order.ref, order.unidentified))
+            failed_drugs.append(None)
         else:
             other += 1
     return MappingResult(
@@ -150,4 +182,6 @@ def build_facts(
         problems=record.problems,
         other_draft_orders=other,
         record=record,
+        order_drugs=tuple(order_drugs),
+        failed_drugs=tuple(failed_drugs),
     )

@@ -44,10 +44,11 @@ Intolerances:
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Final, Literal
 
 from fhir_mappings import valuesets
-from fhir_mappings.facts import Diagnosis, Intolerance, Ref
+from fhir_mappings.facts import ConditionRecord, ConditionSource, Diagnosis, Intolerance, Ref
 from fhir_mappings.fields import (
     Json,
     codings,
@@ -66,8 +67,8 @@ from fhir_mappings.r4 import Parsed
 _DIAGNOSIS: Final = frozenset({"diagnosis"})
 _ACTIVE: Final = frozenset({"active", "recurrence", "relapse", "remission"})
 """Clinical statuses of a diagnosis that still stands. Remission counts: a disease held in
-remission by its treatment (NOMID on anakinra) is the indication being continued; inactive
-and resolved do not."""
+remission by its treatment (NOMID on an IL-1 blocker) is the indication being continued;
+inactive and resolved do not."""
 _CONFIRMED: Final = frozenset({"confirmed"})
 _NOT_TRUE: Final = frozenset({"refuted", "entered-in-error"})
 _WORKING: Final = frozenset({"provisional", "differential", "unconfirmed"})
@@ -304,4 +305,177 @@ def intolerances(parsed: Parsed, patient_ref: Ref | None) -> list[Intolerance]:
                     refs=(ref_of(condition),),
                 )
             )
+    return out
+
+
+# --------------------------------------------------------------------------- history
+
+_FINAL_OBSERVATION: Final = frozenset({"final", "amended", "corrected", "preliminary"})
+_ABSENT_WORDS: Final = ("absent", "not present", "negative", "denies", "no ", "none")
+_ABSENT_CODES: Final = frozenset({"260385009", "2667000", "272519000", "la32-8", "n", "neg"})
+"""Values that say a finding is absent (SNOMED negative / absent / no evidence of, LOINC
+answer No, v3 normal / negative)."""
+
+
+def _encounter_days(parsed: Parsed, patient_ref: Ref | None) -> dict[Ref, date | None]:
+    """Conditions named by an Encounter.diagnosis, with the encounter's first day."""
+    out: dict[Ref, date | None] = {}
+    for candidate in parsed.candidates("Encounter"):
+        if not candidate.get("diagnosis") or not for_patient(candidate, patient_ref):
+            continue
+        encounter = parsed.accept(candidate)
+        if encounter is None:
+            continue
+        start = parse_date((get_map(encounter, "period") or {}).get("start"))
+        for entry in maps(encounter.get("diagnosis")):
+            target = reference(entry.get("condition"))
+            if target and target.startswith("Condition/"):
+                known = out.get(target)
+                out[target] = start if known is None else known
+    return out
+
+
+def _categories(condition: Json) -> set[str]:
+    return {
+        (code or "").lower()
+        for concept in maps(condition.get("category"))
+        for _, code, _ in codings(concept)
+    }
+
+
+def _abatement(condition: Json) -> tuple[date | None, date | None, bool]:
+    """(earliest, latest) days of a dated abatement, and whether any abatement is stated."""
+    value = condition.get("abatementDateTime")
+    if isinstance(value, str):
+        return parse_date(value), parse_date(value, end=True), True
+    period = get_map(condition, "abatementPeriod")
+    if period is not None:
+        last = period.get("end") or period.get("start")
+        return parse_date(last), parse_date(last, end=True), True
+    abated = any(condition.get(key) not in (None, False, "", {}) for key in _ABATEMENT)
+    return None, None, abated
+
+
+def _onset(condition: Json) -> tuple[date | None, date | None]:
+    value = condition.get("onsetDateTime")
+    if not isinstance(value, str):
+        value = (get_map(condition, "onsetPeriod") or {}).get("start")
+    return parse_date(value), parse_date(value, end=True)
+
+
+def condition_history(parsed: Parsed, patient_ref: Ref | None) -> list[ConditionRecord]:
+    """Every Condition of the patient in a diagnosis value set, of any clinical status
+    (refuted and entered-in-error left out), with its onset and abatement; then findings
+    recorded as Observations (see `observed_findings`).
+
+    Source: an `encounter-diagnosis` category or a Condition an Encounter.diagnosis names
+    is an encounter diagnosis (with no onset, its encounter's first day is its onset, else
+    its recordedDate); a `problem-list-item` category is the problem list."""
+    out: list[ConditionRecord] = []
+    encounter_days = _encounter_days(parsed, patient_ref)
+    for condition in parsed.of_type("Condition"):
+        if not for_patient(condition, patient_ref):
+            continue
+        verification = verification_of(condition)
+        if verification is None:
+            continue
+        sets, system, code, display, _ = classify_concept(get_map(condition, "code"))
+        if not sets:
+            continue
+        ref = ref_of(condition)
+        categories = _categories(condition)
+        recorded = parse_date(condition.get("recordedDate"))
+        onset, onset_latest = _onset(condition)
+        source: ConditionSource = "condition"
+        if "encounter-diagnosis" in categories or ref in encounter_days:
+            source = "encounter-diagnosis"
+            if onset is None:
+                onset = onset_latest = encounter_days.get(ref) or recorded
+        elif "problem-list-item" in categories:
+            source = "problem-list"
+        abatement_earliest, abatement, abated = _abatement(condition)
+        out.append(
+            ConditionRecord(
+                valuesets=sets,
+                system=system,
+                code=code,
+                display=display,
+                ref=ref,
+                source=source,
+                onset=onset,
+                onset_latest=onset_latest,
+                abatement=abatement,
+                abatement_earliest=abatement_earliest,
+                abated=abated,
+                clinical_status=status_code(condition, "clinicalStatus"),
+                verification=verification,
+                recorded=recorded,
+            )
+        )
+    out.extend(observed_findings(parsed, patient_ref))
+    return out
+
+
+def _says_absent(observation: Json) -> bool:
+    if observation.get("valueBoolean") is False:
+        return True
+    concepts = [
+        get_map(observation, "valueCodeableConcept"),
+        *maps(observation.get("interpretation")),
+    ]
+    for concept in concepts:
+        for _, code, _ in codings(concept):
+            if code and code.lower() in _ABSENT_CODES:
+                return True
+    words = [t.lower() for c in concepts for t in texts(c)]
+    value = observation.get("valueString")
+    if isinstance(value, str):
+        words.append(value.lower())
+    return any(w.startswith(_ABSENT_WORDS) or w in ("no", "false") for w in words)
+
+
+def observed_findings(parsed: Parsed, patient_ref: Ref | None) -> list[ConditionRecord]:
+    """Observations whose code (or coded value) is a finding in a diagnosis value set (a
+    symptom charted as an observation: "urticarial rash", "hearing loss"), dated by their
+    effective date, unless the value says the finding is absent ("no", "absent", false)."""
+    out: list[ConditionRecord] = []
+    for observation in parsed.candidates("Observation"):
+        if observation.get("status") not in _FINAL_OBSERVATION:
+            continue
+        if not for_patient(observation, patient_ref):
+            continue
+        sets, system, code, display, _ = classify_concept(get_map(observation, "code"))
+        if not sets:
+            sets, system, code, display, _ = classify_concept(
+                get_map(observation, "valueCodeableConcept")
+            )
+        elif _says_absent(observation):
+            continue
+        if not sets:
+            continue
+        # Validation keeps the fields read above as they are (it only drops unknown ones).
+        if parsed.accept(observation) is None:
+            continue
+        effective = observation.get("effectiveDateTime")
+        if not isinstance(effective, str):
+            effective = (get_map(observation, "effectivePeriod") or {}).get("start")
+        if not isinstance(effective, str):
+            effective = observation.get("issued")
+        out.append(
+            ConditionRecord(
+                valuesets=sets,
+                system=system,
+                code=code,
+                display=display,
+                ref=ref_of(observation),
+                source="observation",
+                onset=parse_date(effective),
+                onset_latest=parse_date(effective, end=True),
+                abatement=None,
+                abatement_earliest=None,
+                abated=False,
+                clinical_status=None,
+                recorded=parse_date(effective),
+            )
+        )
     return out

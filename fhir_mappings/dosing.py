@@ -1,10 +1,14 @@
-"""Daily-dose arithmetic for anakinra (Kineret 100 mg / 0.67 mL prefilled syringe).
+"""Dose arithmetic of an order's sig, for any product and any schedule.
 
-Rules (INTERPRETATION.md "Dose arithmetic", policy section V and Appendix E):
+The product's unit (a prefilled syringe, a vial: `ProductUnit`, from the policy pack's
+drug.json) is passed in by the caller; nothing here names a drug.
+
+Rules (INTERPRETATION.md "Dose arithmetic"):
 - dose per administration from `doseAndRate[].doseQuantity` (an entry typed "ordered" is
-  preferred) or `doseRange.high`; mg, g, mcg directly; mL through 100 mg / 0.67 mL; a syringe
-  count ("{syringe}", "syringe", "PFS", "{Syringe}", and "each"/"{each}"/"{pill}", since the
-  product is the single-use syringe) through 100 mg a syringe; mg/kg times the body weight;
+  preferred) or `doseRange.high`; mg, g, mcg directly; mL through the product's content per
+  mL (content_mg / content_ml); a count of the product's units (its name, plural, UCUM code
+  or aliases, and "each"/"{each}"/"{pill}", one unit of the chosen product) through its
+  deliverable mg per unit; mg/kg times the body weight;
 - administrations per day from `timing.repeat` (frequency, default 1 — or frequencyMax when
   given, "1 to 2 times a day" is checked at 2, as a dose range is at its high end — over
   period x periodUnit, the shorter period of a range; h, d, wk, mo = 30 d, a = 365 d), from
@@ -13,13 +17,15 @@ Rules (INTERPRETATION.md "Dose arithmetic", policy section V and Appendix E):
   frequency and its times of day, that disagree make the frequency unknown;
 - several dosage lines add up; lines with different `sequence` numbers are consecutive
   phases, so the phase with the highest daily dose counts;
+- the schedule: a loading dose is the first of several lines given once (`repeat.count` 1);
+  the other lines are maintenance, given every 1 / (administrations a day) days (weekly: 7);
 - "as needed" without a frequency, no timing, an unknown unit or mg/kg without a weight give
   None with a plain reason in `unknown_reasons` — never a guess;
-- syringes: fixed dosing takes ceil(dose / 100 mg) per administration, weight-based dosing
-  the Appendix E count floor(dose / 105 mg) + 1 per administration (a new syringe for each
-  split dose); both times administrations per day;
-- dispense: quantity (syringes, or mL / 0.67) over expectedSupplyDuration (d, wk, mo = 30 d);
-  a reason is recorded only when the order states one of the two but it cannot be used;
+- units: each administration takes ceil(dose / deliverable mg) of the product's units; a
+  policy that counts units in bands of a weight-based dose uses `banded_units_per_day`;
+- dispense: quantity (units of the product, or mL / content_ml) over expectedSupplyDuration
+  (d, wk, mo = 30 d); a reason is recorded only when the order states one of the two but it
+  cannot be used;
 - duration: boundsDuration, boundsPeriod (inclusive days) or count / administrations a day;
 - a text-only sig fills what doseAndRate / timing leave out, where it is unambiguous (see
   "text sig" below); `DoseFacts.from_text` says when it did.
@@ -44,13 +50,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from fhir_mappings.facts import DoseFacts, WeightFact
+from fhir_mappings.facts import DoseFacts, DoseLine, WeightFact
 from fhir_mappings.fields import Json, as_list, codings, get_map, get_num, get_str, maps, parse_date
+from fhir_mappings.product_unit import ProductUnit as ProductUnit
+from fhir_mappings.product_unit import ProductUnitError as ProductUnitError
 
-MG_PER_SYRINGE: Final = 100.0
-ML_PER_SYRINGE: Final = 0.67
-MG_PER_ML: Final = MG_PER_SYRINGE / ML_PER_SYRINGE
-APPENDIX_E_STEP_MG: Final = 105.0
 _ROUND: Final = 6  # decimals kept before ceil/floor so 0.67 mL is exactly one syringe
 
 _MASS_MG: Final[Mapping[str, float]] = {
@@ -79,14 +83,7 @@ _SYRINGE_WORDS: Final = frozenset(
         "{prefilled syringe}",
     }
 )
-_SYRINGE: Final = _SYRINGE_WORDS | {
-    "{each}",
-    "each",
-    # The CDS Hooks sandbox codes every dose as UCUM {pill}: one unit of the chosen
-    # product, which for Kineret is one prefilled syringe.
-    "{pill}",
-    "ea",
-}
+"""Device words for the supply arithmetic of any drug (a count of syringes or pens)."""
 _MG_PER_KG: Final = frozenset({"mg/kg", "mg/kg{dose}", "milligram per kilogram"})
 
 _PERIOD_DAYS: Final[Mapping[str, float]] = {
@@ -145,11 +142,13 @@ TIMING_CODES: Final[Mapping[str, float]] = {
 class _Line:
     mg: float | None
     per_day: float | None
-    syringes_per_admin: int | None
-    appendix_e_per_admin: int | None
+    units_per_admin: int | None
     duration_days: int | None
     sequence: int | None
+    count: int | None
     from_text: bool = False
+    dose_reason: str = ""
+    timing_reason: str = ""
 
 
 def unit_key(quantity: Json) -> str:
@@ -163,14 +162,19 @@ def unit_keys(quantity: Json) -> tuple[str, ...]:
     return tuple(dict.fromkeys(k.strip().lower() for k in keys if k))
 
 
-def dose_to_mg(value: float, unit: str, weight: WeightFact | None) -> tuple[float | None, str]:
-    """mg for one dose, or (None, reason)."""
+def dose_to_mg(
+    value: float, unit: str, weight: WeightFact | None, product: ProductUnit | None = None
+) -> tuple[float | None, str]:
+    """mg for one dose, or (None, reason). A volume or a count of the product's units
+    ("1 syringe", "2 vials") needs the product's unit (its content per mL and per unit)."""
     if unit in _MASS_MG:
         return value * _MASS_MG[unit], ""
     if unit in _VOLUME_ML:
-        return value * _VOLUME_ML[unit] * MG_PER_ML, ""
-    if unit in _SYRINGE or unit.endswith(" syringe") or unit.endswith(" syringes"):
-        return value * MG_PER_SYRINGE, ""
+        if product is None:
+            return None, "dose is in mL and the product's concentration is not known"
+        return value * _VOLUME_ML[unit] * product.mg_per_ml, ""
+    if product is not None and product.means_unit(unit):
+        return value * product.deliverable_mg, ""
     if unit in _MG_PER_KG:
         if weight is None:
             return None, "dose is in mg/kg and no body weight within 90 days of the order"
@@ -291,17 +295,43 @@ def duration_days(timing: Json | None, per_day: float | None) -> int | None:
     return None
 
 
-def fixed_syringes(mg: float) -> int:
-    """Syringes for one fixed dose: ceil(dose / 100 mg)."""
-    return math.ceil(round(mg / MG_PER_SYRINGE, _ROUND))
+def banded_units(mg: float, band_mg: float) -> int:
+    """Units for one dose counted in bands (a policy's table, e.g. a new syringe every
+    `band_mg` of a weight-based dose): floor(dose / band_mg) + 1."""
+    return math.floor(round(mg / band_mg, _ROUND)) + 1
 
 
-def appendix_e_syringes(mg: float) -> int:
-    """Appendix E syringes for one weight-based dose: floor(dose / 105 mg) + 1."""
-    return math.floor(round(mg / APPENDIX_E_STEP_MG, _ROUND)) + 1
+def banded_units_per_day(dose: DoseFacts, band_mg: float) -> float | None:
+    """Units a day when each administration takes `banded_units`: the dosage lines of a
+    phase add up, and the phase with the most counts (as for the daily dose). None when a
+    line's dose or frequency is not known, or when the facts carry no lines."""
+    if not dose.lines:
+        return None
+    phases: dict[int | None, list[DoseLine]] = {}
+    for line in dose.lines:
+        phases.setdefault(line.sequence, []).append(line)
+    totals = [
+        _sum(
+            [
+                banded_units(ln.mg, band_mg) * ln.per_day if ln.mg and ln.per_day else None
+                for ln in phase
+            ]
+        )
+        for phase in phases.values()
+    ]
+    if any(t is None for t in totals):
+        return None
+    return max(t for t in totals if t is not None)
 
 
-def _line(dosage: Json, weight: WeightFact | None, n: int) -> tuple[_Line, list[str]]:
+def _count(timing: Json | None) -> int | None:
+    value = get_num(get_map(timing, "repeat"), "count")
+    return int(value) if value is not None and value == int(value) else None
+
+
+def _line(
+    dosage: Json, weight: WeightFact | None, n: int, product: ProductUnit | None
+) -> tuple[_Line, list[str]]:
     reasons: list[str] = []
     label = f"dosage line {n + 1}: "
     quantity, dose_why = _dose_quantity(dosage)
@@ -312,7 +342,7 @@ def _line(dosage: Json, weight: WeightFact | None, n: int) -> tuple[_Line, list[
     per_day, timing_why = administrations_per_day(timing, as_needed)
     text = get_str(dosage, "text") or get_str(dosage, "patientInstruction")
     sig = (
-        read_sig_text(text, weight)
+        read_sig_text(text, weight, product)
         if text and (quantity is None or timing is None) and not as_needed
         else None
     )
@@ -320,7 +350,7 @@ def _line(dosage: Json, weight: WeightFact | None, n: int) -> tuple[_Line, list[
     mg: float | None = None
     if quantity is None:
         if sig is not None and sig.amount is not None and sig.unit is not None:
-            mg, why = dose_to_mg(sig.amount, sig.unit, weight)
+            mg, why = dose_to_mg(sig.amount, sig.unit, weight, product)
             from_text = mg is not None
             if mg is None:
                 reasons.append(label + why + " (dose read from the text sig)")
@@ -334,64 +364,86 @@ def _line(dosage: Json, weight: WeightFact | None, n: int) -> tuple[_Line, list[
         else:
             why = "dose has no unit"
             for key in unit_keys(quantity):
-                mg, why = dose_to_mg(value, key, weight)
+                mg, why = dose_to_mg(value, key, weight, product)
                 if mg is not None:
                     break
             if mg is None:
                 reasons.append(label + why)
+    dose_reason = "; ".join(r[len(label) :] for r in reasons)
+    timing_reason = ""
     if per_day is None:
         extra = ""
         if timing is None and sig is not None:
             if sig.per_day is None:
                 extra = f"; {sig.frequency_reason}"
-            elif quantity is not None and not _text_agrees(sig, mg, weight):
+            elif quantity is not None and not _text_agrees(sig, mg, weight, product):
                 extra = "; the text sig's dose differs from the coded dose"
             else:
                 per_day, from_text = sig.per_day, True
         if per_day is None:
-            reasons.append(label + timing_why + extra)
+            timing_reason = timing_why + extra
+            reasons.append(label + timing_reason)
     sequence = dosage.get("sequence")
     return (
         _Line(
             mg=mg,
             per_day=per_day,
-            syringes_per_admin=fixed_syringes(mg) if mg is not None else None,
-            appendix_e_per_admin=appendix_e_syringes(mg) if mg is not None else None,
+            units_per_admin=product.units_for(mg) if mg is not None and product else None,
             duration_days=duration_days(timing, per_day),
             sequence=sequence if isinstance(sequence, int) else None,
+            count=_count(timing),
             from_text=from_text,
+            dose_reason=dose_reason,
+            timing_reason=timing_reason,
         ),
         reasons,
     )
 
 
-def _text_agrees(sig: SigText, coded_mg: float | None, weight: WeightFact | None) -> bool:
+def _text_agrees(
+    sig: SigText, coded_mg: float | None, weight: WeightFact | None, product: ProductUnit | None
+) -> bool:
     """The text's amount (if it states one) is the coded dose: only then may the text add
     the frequency the coded fields leave out."""
     if sig.amount is None or sig.unit is None:
         return True
-    text_mg = dose_to_mg(sig.amount, sig.unit, weight)[0]
+    text_mg = dose_to_mg(sig.amount, sig.unit, weight, product)[0]
     return text_mg is not None and coded_mg is not None and abs(text_mg - coded_mg) < 0.01
 
 
-def _dispense(request: Json | None) -> tuple[float | None, list[str]]:
+@dataclass(frozen=True)
+class _Dispense:
+    units: float | None = None
+    days: float | None = None
+    reasons: tuple[str, ...] = ()
+
+    @property
+    def per_day(self) -> float | None:
+        return self.units / self.days if self.units is not None and self.days else None
+
+
+def _dispense(request: Json | None, product: ProductUnit | None) -> _Dispense:
     if request is None:
-        return None, []
+        return _Dispense()
     quantity = get_map(request, "quantity")
     supply = get_map(request, "expectedSupplyDuration")
     if quantity is None and supply is None:
-        return None, []
+        return _Dispense()
     if quantity is None or supply is None:
-        return None, ["dispense quantity or expected supply duration is missing"]
+        return _Dispense(reasons=("dispense quantity or expected supply duration is missing",))
     amount = get_num(quantity, "value")
-    per_syringe = quantity_per_syringe(quantity)
-    if amount is None or amount <= 0 or per_syringe is None:
-        return None, ["dispense quantity unit is not syringes or mL"]
-    syringes = round(amount / per_syringe, 2)
+    per_unit = quantity_per_unit(quantity, product)
+    if amount is None or amount <= 0 or per_unit is None:
+        plural = product.plural if product is not None else "units of the product"
+        return _Dispense(reasons=(f"dispense quantity unit is not {plural} or mL",))
+    units = round(amount / per_unit, 2)
     days = supply_days(supply)
     if days is None:
-        return None, ["expected supply duration is not in days, weeks or months"]
-    return syringes / days, []
+        return _Dispense(
+            units=units,
+            reasons=("expected supply duration is not in days, weeks or months",),
+        )
+    return _Dispense(units=units, days=days)
 
 
 def _sum(values: Sequence[float | None]) -> float | None:
@@ -400,16 +452,65 @@ def _sum(values: Sequence[float | None]) -> float | None:
     return float(sum(v for v in values if v is not None))
 
 
+@dataclass(frozen=True)
+class _Schedule:
+    loading_mg: float | None = None
+    maintenance_mg: float | None = None
+    interval_days: float | None = None
+    reasons: tuple[str, ...] = ()
+
+
+def _schedule(lines: Sequence[_Line]) -> _Schedule:
+    """A single loading dose (the first of several lines, given once: repeat.count 1, or the
+    only line given once), then maintenance: the highest amount of the other lines, given
+    every 1 / (administrations a day) days (consecutive phases: the most frequent)."""
+    if not lines:
+        return _Schedule(reasons=("no dosage instruction",))
+    reasons: list[str] = []
+    loading: _Line | None = None
+    maintenance = list(lines)
+    if lines[0].count == 1 and (len(lines) > 1 or lines[0].per_day is None):
+        loading, maintenance = lines[0], list(lines[1:])
+        if loading.mg is None:
+            reasons.append(f"loading dose: {loading.dose_reason}")
+    for n, line in enumerate(maintenance, start=2 if loading is not None else 1):
+        if line.mg is None:
+            reasons.append(f"dosage line {n}: {line.dose_reason}")
+        if line.per_day is None:
+            reasons.append(f"dosage line {n}: {line.timing_reason}")
+    amounts = [ln.mg for ln in maintenance]
+    phases: dict[int | None, list[float | None]] = {}
+    for line in maintenance:
+        phases.setdefault(line.sequence, []).append(line.per_day)
+    per_day = [_sum(p) for p in phases.values()]
+    interval = None
+    if per_day and all(p is not None and p > 0 for p in per_day):
+        interval = round(1 / max(p for p in per_day if p is not None), _ROUND)
+    return _Schedule(
+        loading_mg=round(loading.mg, _ROUND) if loading and loading.mg is not None else None,
+        maintenance_mg=(
+            round(max(a for a in amounts if a is not None), _ROUND)
+            if amounts and all(a is not None for a in amounts)
+            else None
+        ),
+        interval_days=interval,
+        reasons=tuple(reasons),
+    )
+
+
 def compute_dose(
     dosages: Sequence[Json],
     weight: WeightFact | None,
     dispense_request: Json | None = None,
+    product: ProductUnit | None = None,
 ) -> DoseFacts:
-    """Dose facts for one order or statement (its dosage lines and dispense request)."""
+    """Dose facts for one order or statement (its dosage lines and dispense request).
+    `product`: the unit of the ordered product (drug.json `unit`), needed to read doses in
+    mL or in units of the product and to count units; without it those stay unknown."""
     reasons: list[str] = []
     lines: list[_Line] = []
     for n, dosage in enumerate(dosages):
-        line, why = _line(dosage, weight, n)
+        line, why = _line(dosage, weight, n, product)
         lines.append(line)
         reasons.extend(why)
     if not lines:
@@ -417,25 +518,17 @@ def compute_dose(
     phases: dict[int | None, list[_Line]] = {}
     for line in lines:
         phases.setdefault(line.sequence, []).append(line)
-    phase_values: list[tuple[float | None, float | None, float | None, float | None]] = []
+    phase_values: list[tuple[float | None, float | None, float | None]] = []
     for phase in phases.values():
         mg_day = _sum([(ln.mg * ln.per_day) if ln.mg and ln.per_day else None for ln in phase])
         per_day = _sum([ln.per_day for ln in phase])
-        fixed = _sum(
+        units = _sum(
             [
-                ln.syringes_per_admin * ln.per_day if ln.syringes_per_admin and ln.per_day else None
+                ln.units_per_admin * ln.per_day if ln.units_per_admin and ln.per_day else None
                 for ln in phase
             ]
         )
-        weighted = _sum(
-            [
-                ln.appendix_e_per_admin * ln.per_day
-                if ln.appendix_e_per_admin and ln.per_day
-                else None
-                for ln in phase
-            ]
-        )
-        phase_values.append((mg_day, per_day, fixed, weighted))
+        phase_values.append((mg_day, per_day, units))
 
     def highest(i: int) -> float | None:
         values = [p[i] for p in phase_values]
@@ -444,25 +537,42 @@ def compute_dose(
         return max(v for v in values if v is not None)
 
     mg_per_day = highest(0)
-    dispense, why = _dispense(dispense_request)
-    reasons.extend(why)
+    dispense = _dispense(dispense_request, product)
+    reasons.extend(dispense.reasons)
+    schedule = _schedule(lines)
     durations = [ln.duration_days for ln in lines if ln.duration_days is not None]
     return DoseFacts(
         mg_per_day=round(mg_per_day, _ROUND) if mg_per_day is not None else None,
         administrations_per_day=highest(1),
         mg_per_administration=tuple(round(ln.mg, _ROUND) for ln in lines if ln.mg is not None),
         syringes_per_day=highest(2),
-        weight_based_syringes_per_day=highest(3),
+        weight_based_syringes_per_day=None,
         mg_per_kg_per_day=(
             round(mg_per_day / weight.kg, _ROUND)
             if mg_per_day is not None and weight is not None and weight.kg > 0
             else None
         ),
         weight=weight,
-        dispense_syringes_per_day=dispense,
+        dispense_syringes_per_day=dispense.per_day,
         duration_days=max(durations) if durations else None,
         unknown_reasons=tuple(reasons),
         from_text=any(ln.from_text for ln in lines),
+        lines=tuple(
+            DoseLine(
+                mg=round(ln.mg, _ROUND) if ln.mg is not None else None,
+                per_day=ln.per_day,
+                sequence=ln.sequence,
+                count=ln.count,
+            )
+            for ln in lines
+        ),
+        unit=product,
+        loading_mg=schedule.loading_mg,
+        maintenance_mg=schedule.maintenance_mg,
+        interval_days=schedule.interval_days,
+        schedule_reasons=schedule.reasons,
+        dispense_units=dispense.units if dispense.days is not None else None,
+        dispense_days=dispense.days if dispense.units is not None else None,
     )
 
 
@@ -490,14 +600,16 @@ def days_supplied(value: Json | None) -> float | None:
     return amount
 
 
-def quantity_per_syringe(quantity: Json) -> float | None:
-    """How much of a dispense quantity's unit one syringe is: 1 for syringe units, 0.67 for
-    mL; None for any other unit."""
+def quantity_per_unit(quantity: Json, product: ProductUnit | None) -> float | None:
+    """How much of a dispense quantity's unit one unit of the product is: 1 for the
+    product's own unit (syringes, vials), its content in mL for mL; None otherwise."""
+    if product is None:
+        return None
     for unit in unit_keys(quantity):
-        if unit in _SYRINGE or unit.endswith(" syringe") or unit.endswith(" syringes"):
+        if product.means_unit(unit):
             return 1.0
         if unit in _VOLUME_ML:
-            return ML_PER_SYRINGE / _VOLUME_ML[unit]
+            return product.content_ml / _VOLUME_ML[unit]
     return None
 
 
@@ -517,7 +629,7 @@ _NUMBER_WORDS: Final[Mapping[str, float]] = {"one": 1.0, "two": 2.0, "three": 3.
 _NUM: Final = r"(\d+(?:\.\d+)?|\.\d+|one|two|three|four)"
 _SIG_UNIT: Final = (
     r"(mg/kg|mg|milligrams?|mcg|micrograms?|g|grams?|ml|mls|milliliters?|millilitres?|"
-    r"(?:pre-?filled\s+)?syringes?|pfs)"
+    r"(?:pre-?filled\s+)?syringes?|pfs|vials?)"
 )
 _AMOUNT: Final = re.compile(rf"(?<![\w.]){_NUM}\s*{_SIG_UNIT}(?![\w/])", re.IGNORECASE)
 _RANGE: Final = re.compile(
@@ -618,7 +730,8 @@ class SigText:
 
     amount: float | None
     unit: str | None
-    """Lower-case unit as the dose arithmetic knows it ("mg", "ml", "syringe", "mg/kg")."""
+    """Lower-case unit as the dose arithmetic knows it ("mg", "ml", "mg/kg", or a unit of
+    the product as written: "syringe", "vials")."""
     per_day: float | None
     dose_reason: str = ""
     """Why no amount was read ("" when one was)."""
@@ -638,7 +751,7 @@ def _sig_unit(word: str) -> str:
         return "g"
     if w.startswith("ml") or w.startswith("milli"):
         return "ml"
-    return "syringe"
+    return w  # a unit of the product ("syringe", "pfs", "vials"): the product tells its mg
 
 
 def _number(text: str) -> float:
@@ -670,7 +783,9 @@ def _frequency(text: str) -> tuple[float | None, str]:
     return found[0], ""
 
 
-def read_sig_text(text: str, weight: WeightFact | None = None) -> SigText:
+def read_sig_text(
+    text: str, weight: WeightFact | None = None, product: ProductUnit | None = None
+) -> SigText:
     """Read a free-text sig (see the section comment): amount, unit and administrations a
     day, each None with the reason when the text does not say it unambiguously."""
     for pattern, why in _REFUSE:
@@ -685,10 +800,15 @@ def read_sig_text(text: str, weight: WeightFact | None = None) -> SigText:
     )
     if not amounts:
         return SigText(
-            None, None, per_day, "the text sig states no dose in mg, mL or syringes", freq_reason
+            None,
+            None,
+            per_day,
+            "the text sig states no dose in mg, mL or "
+            + (product.plural if product else "units of the product"),
+            freq_reason,
         )
     if len(amounts) > 1:
-        in_mg = [dose_to_mg(value, unit, weight)[0] for value, unit in amounts]
+        in_mg = [dose_to_mg(value, unit, weight, product)[0] for value, unit in amounts]
         if any(mg is None for mg in in_mg) or len({round(mg or 0, 3) for mg in in_mg}) > 1:
             return SigText(
                 None, None, per_day, "the text sig gives more than one dose amount", freq_reason

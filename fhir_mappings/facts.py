@@ -10,10 +10,9 @@ Neutral values and the engine's view: the value types that say what a chart hold
 (`Diagnosis`, `Intolerance`, `Measurement`, `GeneticResult`, `MedicationRecord`,
 `ExposureSource`, `TherapyRun`, `Referral`, `EncounterFacts`, `WeightFact`) are also the
 parts of the policy-neutral `record.PatientRecord`, built once per request. `PolicyFacts`,
-`OrderFacts`, `PrescriberFacts` and `DoseFacts` (its syringe counts) are the anakinra
-engine's per-order view of that record (`fhir_mappings.order_view`): the records other than
-the evaluated order, runs cut at its date, its prescriber. Policy packs (issue 13) will
-read the record and replace this view.
+`OrderFacts`, `PrescriberFacts` and `DoseFacts` (its unit counts) are the policy engine's
+per-order view of that record (`fhir_mappings.order_view`), for an order routed to a policy
+pack: the records other than the evaluated order, runs cut at its date, its prescriber.
 
 Nothing here reads the clock or does I/O.
 """
@@ -24,6 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Any, Literal
+
+from fhir_mappings.product_unit import ProductUnit
 
 if TYPE_CHECKING:
     from fhir_mappings.record import PatientRecord
@@ -109,34 +110,61 @@ class WeightFact:
 
 
 @dataclass(frozen=True)
+class DoseLine:
+    """One dosageInstruction line as read: mg per administration and administrations a day
+    (None when unknown), its `sequence` and its `timing.repeat.count`."""
+
+    mg: float | None
+    per_day: float | None
+    sequence: int | None = None
+    count: int | None = None
+
+
+@dataclass(frozen=True)
 class DoseFacts:
-    """Daily-dose arithmetic for one MedicationRequest. A value is None when it
-    cannot be derived without guessing; `unknown_reasons` then says why."""
+    """Dose arithmetic for one MedicationRequest. A value is None when it cannot be
+    derived without guessing; `unknown_reasons` then says why."""
 
     mg_per_day: float | None
     administrations_per_day: float | None
     mg_per_administration: tuple[float, ...]
     """One entry per dosageInstruction line (after unit conversion)."""
     syringes_per_day: float | None
-    """Each administration takes ceil(dose / 100 mg) syringes (fixed dosing)."""
+    """Units of the product a day: each administration takes ceil(dose / deliverable mg)."""
     weight_based_syringes_per_day: float | None
-    """Each administration takes the Appendix E count: floor(dose_mg / 105) + 1."""
+    """Units a day counted in a policy's bands, when the caller gave them (the dose
+    arithmetic leaves it None: see `dosing.banded_units_per_day`)."""
     mg_per_kg_per_day: float | None
     weight: WeightFact | None
     """The latest body weight within 90 days of the order, when there is one."""
     dispense_syringes_per_day: float | None
-    """dispenseRequest.quantity (in syringes) / expectedSupplyDuration (in days)."""
+    """dispenseRequest.quantity (in units of the product) / expectedSupplyDuration (days)."""
     duration_days: int | None
     """Intended treatment length (boundsDuration / boundsPeriod / count), if stated."""
     unknown_reasons: tuple[str, ...] = ()
     from_text: bool = False
     """True when the dose or the frequency was read from the text sig (dosageInstruction
     .text) because the coded fields left it out."""
+    lines: tuple[DoseLine, ...] = ()
+    unit: ProductUnit | None = None
+    """The product's unit the arithmetic used (from the pack's drug.json), if known."""
+    loading_mg: float | None = None
+    """mg of the single loading dose, when the order starts with one (see `dosing`)."""
+    maintenance_mg: float | None = None
+    """mg per maintenance administration (the highest of the maintenance lines)."""
+    interval_days: float | None = None
+    """Days between maintenance administrations (once weekly = 7)."""
+    schedule_reasons: tuple[str, ...] = ()
+    """Why the loading dose, the maintenance dose or the interval is not known."""
+    dispense_units: float | None = None
+    """dispenseRequest.quantity in units of the product (over `dispense_days`)."""
+    dispense_days: float | None = None
+    """dispenseRequest.expectedSupplyDuration in days (with `dispense_units`)."""
 
 
 @dataclass(frozen=True)
 class OrderFacts:
-    """The anakinra order being evaluated (one draft MedicationRequest)."""
+    """The order being evaluated (one draft MedicationRequest of a policy pack's drug)."""
 
     ref: Ref
     resource_id: str
@@ -171,7 +199,7 @@ over the daily dose, orders renewing each other), "unknown" when nothing says ho
 @dataclass(frozen=True)
 class MedicationRecord:
     """One MedicationRequest / MedicationStatement / MedicationDispense, or one Claim /
-    ExplanationOfBenefit line, for a drug in any known value set (anakinra included),
+    ExplanationOfBenefit line, for a drug in any known value set (the ordered drug included),
     other than the evaluated order.
 
     A claim line's `status` is "completed" (a billed fill or administration); cancelled,
@@ -191,7 +219,7 @@ class MedicationRecord:
     is_draft_order: bool
     """True for another order in this request's draftOrders."""
     mg_per_day: float | None = None
-    """Daily dose when derivable (used for the current anakinra dose)."""
+    """Daily dose when derivable (used for the current dose of the ordered drug)."""
     unidentified: bool = False
     """The drug cannot be told (a reference to a Medication neither contained, sent nor
     fetched; only unknown codes and no name): `drug` is "unidentified medication" and
@@ -265,8 +293,7 @@ class Intolerance:
     """Intolerance, allergy or contraindication to a drug or substance."""
 
     valuesets: frozenset[str]
-    """Value sets of the substance, e.g. {"methotrexate"}, {"anakinra"},
-    {"e-coli-derived-proteins"}."""
+    """Value sets of the substance, e.g. {"methotrexate"}, {"e-coli-derived-proteins"}."""
     kind: Literal["allergy", "intolerance", "contraindication"]
     substance: str
     reason: str
@@ -288,11 +315,14 @@ class Measurement:
     ref: Ref
     reference_high: float | None = None
     interpretation: str | None = None
-    """Lower-case code or text: "high", "normal", "positive", "negative",
+    """Lower-case code or text: "high", "normal", "positive", "negative", "indeterminate",
     "improved", "worse", "unchanged"."""
     note: str | None = None
     """Why a value sent in another shape was not read, e.g. "valueString is a range, not
     one value; not read as a score" (never the value itself)."""
+    reference_unit: str | None = None
+    """The unit of `reference_high` as the result states it (referenceRange.high code or
+    unit); None when not stated (then read in the value's unit)."""
 
 
 @dataclass(frozen=True)
@@ -318,9 +348,58 @@ class EncounterFacts:
     """The last day of a finished Encounter's period (for the order-date check)."""
 
 
+ConditionSource = Literal["problem-list", "encounter-diagnosis", "condition", "observation"]
+"""Where a recorded condition comes from: a Condition on the problem list, a Condition
+recorded as an encounter diagnosis (its category, or named by an Encounter.diagnosis), a
+Condition of another or no category, or an Observation whose code or value is a finding
+(a symptom recorded as an observation)."""
+
+
+@dataclass(frozen=True)
+class ConditionRecord:
+    """One recorded condition in a diagnosis value set, whatever its clinical status:
+    active, recurrence, relapse, remission, inactive or resolved (a past episode). Refuted
+    and entered-in-error Conditions are never records. The history of a recurring
+    condition is read from these (episodes, findings)."""
+
+    valuesets: frozenset[str]
+    system: str
+    code: str
+    display: str
+    ref: Ref
+    source: ConditionSource
+    onset: date | None
+    """The first day the onset allows (onsetDateTime, onsetPeriod.start; a partial date
+    "2024-03" is 2024-03-01); for an encounter diagnosis with no onset, the encounter's
+    first day. None when not stated as a date."""
+    onset_latest: date | None
+    """The last day the onset allows ("2024-03" is 2024-03-31); as `onset` for a full date."""
+    abatement: date | None
+    """The last day the abatement allows (abatementDateTime, abatementPeriod end or start);
+    None when not stated as a date."""
+    abatement_earliest: date | None
+    """The first day the abatement allows; as `abatement` for a full date."""
+    abated: bool
+    """An abatement is recorded (a date, or only words / true / an age): the condition
+    ended, even when `abatement` cannot say when."""
+    clinical_status: str | None
+    """Lower-case clinicalStatus code ("active", "resolved", ...); None when not stated."""
+    verification: str = "confirmed"
+    """As `Diagnosis.verification`."""
+    recorded: date | None = None
+    """recordedDate (for an Observation: its effective date)."""
+
+    @property
+    def standing(self) -> bool:
+        """Still stands: active, recurrence or relapse, or no status and not abated."""
+        if self.clinical_status is not None:
+            return self.clinical_status in ("active", "recurrence", "relapse")
+        return not self.abated
+
+
 @dataclass(frozen=True)
 class PolicyFacts:
-    """Everything the policy engine may read for one anakinra order: a per-order view of
+    """Everything the policy engine may read for one routed order: a per-order view of
     the request's `PatientRecord` (`record`)."""
 
     order: OrderFacts
@@ -357,3 +436,7 @@ class PolicyFacts:
     record: PatientRecord | None = field(default=None, compare=False, hash=False, repr=False)
     """The policy-neutral patient record these facts are a view of (shared by every order
     of the call); None for facts built by hand."""
+    condition_history: tuple[ConditionRecord, ...] = ()
+    """Every recorded condition in a diagnosis value set, of any clinical status (resolved
+    and inactive ones too), with onset and abatement dates: problem-list Conditions,
+    encounter diagnoses and findings recorded as Observations (`ConditionRecord`)."""

@@ -234,8 +234,8 @@ def unidentified(resource: Json, parsed: Parsed) -> Unidentified | None:
 def unidentified_reason(order: Json, parsed: Parsed) -> str | None:
     """Why the drug of a MedicationRequest cannot be told at all (see `unidentified`), in
     words for the card; None when it is identified, named as another drug, or names no drug
-    yet. Such an order may be for Kineret, so the caller reports it as not evaluated rather
-    than passing over it in silence."""
+    yet. Such an order may be for a policy's drug, so the caller reports it as not evaluated
+    rather than passing over it in silence."""
     why = unidentified(order, parsed)
     return None if why is None else _ORDER_REASONS[why]
 

@@ -106,8 +106,17 @@ _INTERPRETATION: Final[Mapping[str, str]] = {
     "260385009": "negative",
     "260373001": "positive",
     "260415000": "negative",
+    "ind": "indeterminate",
+    "419984006": "indeterminate",
+    "82334004": "indeterminate",
+    "la11884-6": "indeterminate",
+    "la6576-8": "positive",
+    "la6577-6": "negative",
 }
 _WORDS: Final = (
+    ("indeterminate", "indeterminate"),
+    ("inconclusive", "indeterminate"),
+    ("equivocal", "indeterminate"),
     ("not detected", "negative"),
     ("negative", "negative"),
     ("positive", "positive"),
@@ -296,9 +305,12 @@ def _measurement(
                 note = note or why
     kind = _REPORTED_AS.get(kind, kind)
     high: float | None = None
+    high_unit: str | None = None
     for rng in maps(holder.get("referenceRange")):
-        high = get_num(get_map(rng, "high"), "value")
+        bound = get_map(rng, "high")
+        high = get_num(bound, "value")
         if high is not None:
+            high_unit = get_str(bound, "code") or get_str(bound, "unit")
             break
     return Measurement(
         kind=kind,
@@ -309,6 +321,7 @@ def _measurement(
         reference_high=high,
         interpretation=_interpretation(holder),
         note=note or None,
+        reference_unit=high_unit,
     )
 
 

@@ -10,9 +10,10 @@ by the order date", "who ordered this one") are answered from it by the caller
 way); a policy reads the record through its value sets, which the readers below have
 already matched (`valuesets`, `kind`, `drug` fields hold value-set names, never codes).
 
-Neutral parts (kept as they are when policies come as packs): everything in
-`PatientRecord` and `OrderedDrug` except `OrderedDrug.dose`, whose `DoseFacts` still count
-syringes of one product (the pack work moves that arithmetic to the pack).
+Neutral parts: everything in `PatientRecord` and `OrderedDrug`. `OrderedDrug.dose` is
+worked out with the unit of the ordered product (a syringe, a vial), which the caller passes
+as data (`units`: ingredient name -> `ProductUnit`, from each policy pack's drug.json); an
+order of a drug with no unit given reads doses in mg, g, mcg and mg/kg only.
 
 Each draft order becomes an `OrderedDrug`: what drug (every value-set drug it is for, and
 how it was recognised, or why the drug cannot be told), the sig as dose facts, the
@@ -36,6 +37,7 @@ from typing import Any
 from fhir_mappings import conditions, exposures, medications, observations, practitioner, r4
 from fhir_mappings.dosing import compute_dose, supply_days
 from fhir_mappings.facts import (
+    ConditionRecord,
     Diagnosis,
     DoseFacts,
     EncounterFacts,
@@ -50,6 +52,7 @@ from fhir_mappings.facts import (
 from fhir_mappings.fields import get_map, get_num, get_str, maps, parse_date, reference
 from fhir_mappings.medications import DrugIdentity
 from fhir_mappings.practitioner import People, Role
+from fhir_mappings.product_unit import ProductUnit
 
 __all__ = [
     "DrugIdentity",
@@ -81,9 +84,9 @@ class OrderedDrug:
     weight: WeightFact | None
     """The latest body weight within 90 days before the order date."""
     dose: DoseFacts
-    """The sig worked out at `weight` (`dosing.compute_dose`): amounts, administrations per
-    day, intended length (schedule). Its syringe counts are the one product-specific part
-    of the record (see the module docstring)."""
+    """The sig worked out at `weight` (`dosing.compute_dose`) with the unit of the ordered
+    product: amounts, administrations per day, loading / maintenance doses and interval,
+    units of the product, intended length."""
     quantity: float | None
     quantity_unit: str | None
     """`dispenseRequest.quantity` as stated (unit code, else unit text)."""
@@ -172,6 +175,10 @@ class PatientRecord:
     problems: tuple[str, ...]
     """Resources left out or fields ignored, and why (never a value): the resources' own
     problems in input order, then the draft orders', then the measurements'."""
+    condition_history: tuple[ConditionRecord, ...] = ()
+    """Every Condition in a diagnosis value set of any clinical status (resolved ones too),
+    with onset / abatement dates, encounter diagnoses, and findings recorded as
+    Observations (`conditions.condition_history`)."""
 
     def runs(self, as_of: date | None) -> tuple[TherapyRun, ...]:
         """Therapy runs per ingredient, cut at `as_of` (an order's date)."""
@@ -210,22 +217,25 @@ def _ordered_drug(
     parsed: r4.Parsed,
     found_measurements: Sequence[Measurement],
     as_of: date | None,
+    units: Mapping[str, ProductUnit],
 ) -> OrderedDrug:
     authored = parse_date(data.get("authoredOn"))
     weight = observations.latest_weight(found_measurements, authored or as_of)
     request = get_map(data, "dispenseRequest")
     quantity = get_map(request, "quantity")
     requester = data.get("requester")
+    identities = tuple(medications.identify(data, parsed))
+    product = next((units[i.drug] for i in identities if i.drug in units), None)
     return OrderedDrug(
         ref=ref,
         resource_id=get_str(data, "id") or "",
         authored_on=authored,
         status=get_str(data, "status") or "",
         intent=get_str(data, "intent") or "",
-        identities=tuple(medications.identify(data, parsed)),
+        identities=identities,
         unidentified=medications.unidentified_reason(data, parsed),
         weight=weight,
-        dose=compute_dose(list(maps(data.get("dosageInstruction"))), weight, request),
+        dose=compute_dose(list(maps(data.get("dosageInstruction"))), weight, request, product),
         quantity=get_num(quantity, "value"),
         quantity_unit=get_str(quantity, "code") or get_str(quantity, "unit"),
         expected_supply_days=supply_days(get_map(request, "expectedSupplyDuration")),
@@ -244,10 +254,13 @@ def build_record(
     *,
     as_of: date | None = None,
     unavailable: frozenset[str] = frozenset(),
+    units: Mapping[str, ProductUnit] | None = None,
 ) -> PatientRecord:
     """The patient record of one request: `context` (patientId, userId, encounterId,
     draftOrders) and every resource from prefetch / FHIR reads, flattened (duplicates keep
-    the newest version, see `r4`). Nothing raises for bad FHIR data."""
+    the newest version, see `r4`). `units`: the unit of each product by ingredient name
+    (drug.json `unit` of the policy packs), for the dose arithmetic of the draft orders.
+    Nothing raises for bad FHIR data."""
     parsed = r4.parse_resources(resources)
     problems: list[str] = []  # the resources' own problems are added at the end
     patient_ref = _patient_ref(context)
@@ -293,10 +306,11 @@ def build_record(
         parsed, draft_orders=draft_pairs, patient_ref=patient_ref
     )
     orders = tuple(
-        _ordered_drug(ref, data, original, parsed, found_measurements, as_of)
+        _ordered_drug(ref, data, original, parsed, found_measurements, as_of, units or {})
         for ref, data, original in drafts
     )
     diagnoses = tuple(conditions.diagnoses(parsed, patient_ref))
+    history = tuple(conditions.condition_history(parsed, patient_ref))
     conditions_on_file = conditions.conditions_on_file(parsed, patient_ref)
     intolerances = tuple(conditions.intolerances(parsed, patient_ref))
     people = practitioner.people(parsed, patient_ref)
@@ -326,4 +340,5 @@ def build_record(
         unavailable=unavailable,
         # Resources are validated as they are read (above): their problems are known now.
         problems=(*parsed.problems, *problems),
+        condition_history=history,
     )

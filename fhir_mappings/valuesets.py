@@ -346,8 +346,8 @@ def _load_products(
 ) -> None:
     """Add every product file's codes to the value sets that list its drug (in place).
 
-    A code a value set already holds (e.g. the anakinra product RxCUIs in anakinra.json)
-    is not added twice to that set."""
+    A code a value set already holds (e.g. product RxCUIs a drug's own value set file
+    lists) is not added twice to that set."""
     if not directory.is_dir():
         return
     seen_drugs: set[str] = set()

@@ -44,13 +44,14 @@ def topic(code: str) -> dict[str, str]:
 
 
 # Our own override reasons. The system is configurable (CardSettings); the codes
-# and displays are fixed here so that feedback can be counted per reason.
+# and displays are fixed here so that feedback can be counted per reason. A display
+# may name `{product}`: the renderer fills it with the deciding pack's product name.
 OVERRIDE_REASONS: Final[dict[str, str]] = {
     "documentation-on-file": "Documentation is in the chart and will be sent with the request",
     "prior-auth-in-place": "Prior authorization already requested or approved",
     "data-out-of-date": "The patient record shown is out of date or wrong",
     "clinically-justified": "Clinically justified: will request medical necessity review",
-    "switching-therapy": "The other therapy is being stopped (switching to Kineret)",
+    "switching-therapy": "The other therapy is being stopped (switching to {product})",
     "benefit-outweighs-risk": "Benefit outweighs the risk for this patient",
     "patient-hospitalized": "Patient is hospitalized: the encounter shown is wrong",
 }

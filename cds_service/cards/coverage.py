@@ -1,11 +1,14 @@
 """The Da Vinci CRD coverage-information system action (CRD STU 2.1).
 
-For every evaluated anakinra order whose facts name a Coverage, the response
-carries one `update` system action: a deep copy of the draft order with one
+For every evaluated order whose facts name a Coverage, the response carries one
+`update` system action: a deep copy of the draft order with one
 `ext-coverage-information` extension per Coverage (earlier ones of ours are
-replaced, never stacked). Kineret needs prior authorization under the plan;
-the service never issues an authorization number, so it never answers
+replaced, never stacked). The policy's drug needs prior authorization under the
+plan; the service never issues an authorization number, so it never answers
 `satisfied` (which would need `satisfied-pa-id`, invariant crd-ci-q5).
+
+The reason and description texts are the deciding pack's (`coverage` in its
+cards.yaml).
 
 Mapping (outcome -> sub-extensions):
 
@@ -20,7 +23,7 @@ Mapping (outcome -> sub-extensions):
   no doc-needed; reason lists every criterion not met; detail allowed-quantity.
 - off-label-review: covered=conditional, pa-needed=auth-needed,
   doc-needed=clinical, doc-purpose=withpa, info-needed=OTH (crd-ci-q3); reason
-  names the off-label policy CP.PMN.53 (crd-ci-q6).
+  names the off-label use policy (crd-ci-q6).
 
 Invariants honoured: q2 (not-covered has no pa-needed), q3 (info-needed iff
 something is conditional), q4 (withpa only with auth-needed), q5 (no
@@ -40,10 +43,9 @@ from typing import Any
 from cds_service.cards.codes import COVERAGE_INFORMATION_URL, CRD_TEMP, UCUM
 from cds_service.cards.dose import DoseLimit, dose_limit, fmt, whole
 from cds_service.cards.model import Evaluation
+from cds_service.cards.texts import CardTexts
 from cds_service.policy.model import Decision, Outcome, Status
 from fhir_mappings.facts import PolicyFacts
-
-DEFAULT_OFF_LABEL_POLICIES = ("CP.PMN.53", "CP.PMN.255", "CP.PMN.16")
 
 
 def add_months(start: date, months: int) -> date:
@@ -71,9 +73,9 @@ def _detail(code: str, value_key: str, value: Any, qualification: str | None) ->
     return {"url": "detail", "extension": parts}
 
 
-def _quantity_details(limit: DoseLimit) -> list[dict[str, Any]]:
+def _quantity_details(limit: DoseLimit, texts: CardTexts) -> list[dict[str, Any]]:
     if limit.kind == "weight" and limit.limit_mg_per_kg_per_day is not None:
-        qualification = "Weight-based dosing; see Appendix E of the policy for syringe rounding"
+        qualification = texts.text("coverage", "weight_qualification")
         if limit.limit_mg_per_day is not None and limit.weight_kg is not None:
             qualification = (
                 f"{fmt(limit.limit_mg_per_day)} mg per day at the recorded weight of "
@@ -103,41 +105,49 @@ def _quantity_details(limit: DoseLimit) -> list[dict[str, Any]]:
             "code": "{syringe}/d",
         }
         details.append(
-            _detail("allowed-quantity", "valueQuantity", quantity, "100 mg/0.67 mL syringes")
+            _detail(
+                "allowed-quantity",
+                "valueQuantity",
+                quantity,
+                texts.text("coverage", "unit_qualification"),
+            )
         )
     return details
 
 
-def _reason(decision: Decision) -> str:
-    section = f"NH.PHAR.244 section {decision.section}"
+def _reason(decision: Decision, texts: CardTexts) -> str:
+    where = {"policy_id": decision.policy_id, "section": decision.section}
     if decision.outcome is Outcome.CRITERIA_MET:
         months = decision.approval_months
-        duration = f" Approval duration: {months} months." if months else ""
-        return (
-            f"The chart documents every criterion of {section}. Send the prior authorization "
-            f"request with this documentation.{duration}"
-        )
+        if months:
+            return texts.text("coverage", "criteria_met_with_duration", months=months, **where)
+        return texts.text("coverage", "criteria_met", **where)
     if decision.outcome is Outcome.DOCUMENTATION_NEEDED:
         needed = [
             f"{r.id}: {r.documentation or r.reason}"
             for r in decision.criteria
             if r.status is Status.UNKNOWN
         ]
-        return f"Prior authorization under {section} needs documentation of: " + "; ".join(needed)
+        return texts.text("coverage", "documentation_needed", needed="; ".join(needed), **where)
     if decision.outcome is Outcome.CRITERIA_NOT_MET:
         failed = [f"{r.id}: {r.reason}" for r in decision.criteria if r.status is Status.NOT_MET]
-        return f"Not covered as ordered under {section}: " + "; ".join(failed)
-    policies = decision.policy_references or DEFAULT_OFF_LABEL_POLICIES
-    return (
-        "This use is not addressed by NH.PHAR.244; it is reviewed under the off-label use "
-        f"policy {policies[0]}"
-        + (f" (recent label changes: {' / '.join(policies[1:])})" if len(policies) > 1 else "")
-        + ". Send a prior authorization request with supporting documentation."
-    )
+        return texts.text("coverage", "criteria_not_met", failed="; ".join(failed), **where)
+    policies = decision.policy_references or texts.off_label_references
+    names = {"policy_id": decision.policy_id, "off_label_policy": policies[0]}
+    if len(policies) > 1:
+        others = " / ".join(policies[1:])
+        return texts.text("coverage", "off_label_with_others", other_policies=others, **names)
+    return texts.text("coverage", "off_label", **names)
 
 
 def coverage_information(
-    facts: PolicyFacts, decision: Decision, *, coverage_ref: str, assertion_id: str, today: date
+    facts: PolicyFacts,
+    decision: Decision,
+    *,
+    coverage_ref: str,
+    assertion_id: str,
+    today: date,
+    texts: CardTexts,
 ) -> dict[str, Any]:
     """One `ext-coverage-information` extension (see the module table)."""
     outcome = decision.outcome
@@ -156,10 +166,10 @@ def coverage_information(
         ]
         if outcome is Outcome.OFF_LABEL_REVIEW:
             parts.append({"url": "info-needed", "valueCode": "OTH"})
-    parts.append({"url": "reason", "valueCodeableConcept": {"text": _reason(decision)}})
+    parts.append({"url": "reason", "valueCodeableConcept": {"text": _reason(decision, texts)}})
     limit = policy_limit(facts, decision) if outcome is not Outcome.OFF_LABEL_REVIEW else None
     if limit is not None:
-        parts += _quantity_details(limit)
+        parts += _quantity_details(limit, texts)
     expiry = None
     if outcome is Outcome.CRITERIA_MET and decision.approval_months:
         expiry = add_months(today, decision.approval_months)
@@ -176,18 +186,18 @@ def coverage_information(
     return {"url": COVERAGE_INFORMATION_URL, "extension": parts}
 
 
-def _description(decision: Decision) -> str:
+def _description(decision: Decision, texts: CardTexts) -> str:
     words = {
         Outcome.CRITERIA_MET: "criteria met, prior authorization request needed",
         Outcome.DOCUMENTATION_NEEDED: "prior authorization needs documentation",
         Outcome.CRITERIA_NOT_MET: "not covered as ordered",
         Outcome.OFF_LABEL_REVIEW: "off-label review needed",
     }
-    return f"Record the plan's coverage information on the Kineret order: {words[decision.outcome]}"
+    return texts.text("coverage", "description", outcome=words[decision.outcome])
 
 
 def coverage_system_action(
-    evaluation: Evaluation, *, uuid_factory: Callable[[], str], today: date
+    evaluation: Evaluation, *, uuid_factory: Callable[[], str], today: date, texts: CardTexts
 ) -> dict[str, Any] | None:
     """The `update` system action for one order, or None when no Coverage is known."""
     facts, decision = evaluation.facts, evaluation.decision
@@ -202,8 +212,17 @@ def coverage_system_action(
     for coverage_ref in facts.coverage_refs:
         kept.append(
             coverage_information(
-                facts, decision, coverage_ref=coverage_ref, assertion_id=uuid_factory(), today=today
+                facts,
+                decision,
+                coverage_ref=coverage_ref,
+                assertion_id=uuid_factory(),
+                today=today,
+                texts=texts,
             )
         )
     resource["extension"] = kept
-    return {"type": "update", "description": _description(decision), "resource": resource}
+    return {
+        "type": "update",
+        "description": _description(decision, texts),
+        "resource": resource,
+    }

@@ -45,15 +45,12 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from cds_service.cards.codes import UCUM
+from cds_service.policy.checks import appendix_e_syringes
+from cds_service.policy.checks_dose import interval_words
 from cds_service.policy.model import CriterionResult
-from fhir_mappings.dosing import (
-    MG_PER_SYRINGE,
-    appendix_e_syringes,
-    fixed_syringes,
-    quantity_per_syringe,
-    supply_days,
-)
+from fhir_mappings.dosing import quantity_per_unit, supply_days
 from fhir_mappings.facts import PolicyFacts
+from fhir_mappings.product_unit import ProductUnit
 
 FIXED_LIMIT_MG_PER_DAY = 100.0
 FIXED_LIMIT_SYRINGES_PER_DAY = 1.0
@@ -217,7 +214,9 @@ def _frequency_words(per_day: float) -> str:
     return words.get(per_day, f"{fmt(per_day)} times a day")
 
 
-def _cap_dispense(resource: dict[str, Any], syringes_per_day: float) -> str | None:
+def _cap_dispense(
+    resource: dict[str, Any], syringes_per_day: float, unit: ProductUnit
+) -> str | None:
     """Lower the dispense quantity to what `syringes_per_day` needs over the expected
     supply duration; plain words for the new quantity, or None when nothing changed."""
     dispense = resource.get("dispenseRequest")
@@ -229,7 +228,7 @@ def _cap_dispense(resource: dict[str, Any], syringes_per_day: float) -> str | No
     if not isinstance(quantity, dict) or days is None:
         return None
     value = quantity.get("value")
-    per_syringe = quantity_per_syringe(quantity)
+    per_syringe = quantity_per_unit(quantity, unit)
     if isinstance(value, bool) or not isinstance(value, int | float) or per_syringe is None:
         return None
     syringes = math.ceil(syringes_per_day * days - EPSILON)
@@ -237,20 +236,25 @@ def _cap_dispense(resource: dict[str, Any], syringes_per_day: float) -> str | No
     if value <= needed + EPSILON:
         return None
     quantity["value"] = needed
-    unit = "syringes" if per_syringe == 1.0 else f"mL ({syringes} syringes)"
-    return f"{fmt(float(needed))} {unit} for {fmt(days)} days"
+    words = unit.plural if per_syringe == 1.0 else f"mL ({syringes} {unit.plural})"
+    return f"{fmt(float(needed))} {words} for {fmt(days)} days"
 
 
-def _syringes_per_administration(mg: float, kind: Literal["fixed", "weight"]) -> int:
-    """Syringes for one administration: Appendix E bands for weight-based dosing, whole
-    100 mg syringes (at least one) for fixed dosing."""
+def _syringes_per_administration(
+    mg: float, kind: Literal["fixed", "weight"], unit: ProductUnit
+) -> int:
+    """Units for one administration: the policy's bands for weight-based dosing, whole
+    units of the product (at least one) for fixed dosing."""
     if kind == "weight":
         return appendix_e_syringes(mg)
-    return max(1, fixed_syringes(mg))
+    return max(1, unit.units_for(mg))
 
 
 def suggest_dose(
-    resource: Mapping[str, Any], limit: DoseLimit, administrations_per_day: float | None
+    resource: Mapping[str, Any],
+    limit: DoseLimit,
+    administrations_per_day: float | None,
+    unit: ProductUnit,
 ) -> DoseSuggestion | None:
     """A deep copy of the draft order with the dose set within the limit."""
     lines = resource.get("dosageInstruction")
@@ -262,7 +266,7 @@ def suggest_dose(
             return None
         per_dose = limit.limit_mg_per_day
         if limit.limit_syringes_per_day is not None:
-            per_dose = min(per_dose, limit.limit_syringes_per_day * MG_PER_SYRINGE)
+            per_dose = min(per_dose, limit.limit_syringes_per_day * unit.deliverable_mg)
         if limit.ordered_mg_per_day is not None and limit.ordered_mg_per_day > 0:
             per_dose = min(per_dose, limit.ordered_mg_per_day)  # never more than ordered
         line = copy.deepcopy(dict(lines[0]))
@@ -279,8 +283,8 @@ def suggest_dose(
         label = f"{fmt(per_dose)} mg once daily"
         line["text"] = label
         suggested["dosageInstruction"] = [line]
-        syringes = float(_syringes_per_administration(per_dose, "fixed"))
-        _cap_dispense(suggested, syringes)
+        syringes = float(_syringes_per_administration(per_dose, "fixed", unit))
+        _cap_dispense(suggested, syringes, unit)
         return DoseSuggestion(label, suggested, per_dose, syringes)
     if limit.limit_mg_per_day is None or not administrations_per_day:
         return None
@@ -310,23 +314,25 @@ def suggest_dose(
     if len(new_lines) == 1:
         new_lines[0]["text"] = label
     suggested["dosageInstruction"] = new_lines
-    syringes = float(_syringes_per_administration(per_dose, "weight")) * administrations_per_day
-    _cap_dispense(suggested, syringes)
+    syringes = (
+        float(_syringes_per_administration(per_dose, "weight", unit)) * administrations_per_day
+    )
+    _cap_dispense(suggested, syringes, unit)
     return DoseSuggestion(label, suggested, per_dose * administrations_per_day, syringes)
 
 
 def suggest_dispense(
-    resource: Mapping[str, Any], syringes_per_day: float
+    resource: Mapping[str, Any], syringes_per_day: float, unit: ProductUnit
 ) -> tuple[str, dict[str, Any]] | None:
     """A deep copy of the draft order with only the dispense quantity lowered to what
     the ordered dose needs: (plain words for the new quantity, the copy), or None."""
     suggested: dict[str, Any] = copy.deepcopy(dict(resource))
-    words = _cap_dispense(suggested, syringes_per_day)
+    words = _cap_dispense(suggested, syringes_per_day, unit)
     return None if words is None else (words, suggested)
 
 
 def suggest_eua_regimen(
-    resource: Mapping[str, Any], mg_per_day: float, max_days: int
+    resource: Mapping[str, Any], mg_per_day: float, max_days: int, unit: ProductUnit
 ) -> DoseSuggestion | None:
     """A deep copy of the draft order set to the COVID-19 EUA regimen: one dosage line,
     `mg_per_day` once daily for `max_days` days (route and site kept, other bounds and
@@ -349,7 +355,7 @@ def suggest_eua_regimen(
     line.pop("patientInstruction", None)
     line["text"] = label
     suggested["dosageInstruction"] = [line]
-    syringes = float(_syringes_per_administration(mg_per_day, "fixed"))
+    syringes = float(_syringes_per_administration(mg_per_day, "fixed", unit))
     dispense = suggested.get("dispenseRequest")
     if isinstance(dispense, dict):
         duration = dispense.get("expectedSupplyDuration")
@@ -362,7 +368,7 @@ def suggest_eua_regimen(
                 "code": "d",
             }
         quantity = dispense.get("quantity")
-        per_syringe = quantity_per_syringe(quantity) if isinstance(quantity, dict) else None
+        per_syringe = quantity_per_unit(quantity, unit) if isinstance(quantity, dict) else None
         value = quantity.get("value") if isinstance(quantity, dict) else None
         if (
             isinstance(quantity, dict)
@@ -374,3 +380,162 @@ def suggest_eua_regimen(
             if value > course + EPSILON:
                 quantity["value"] = course
     return DoseSuggestion(label, suggested, mg_per_day, syringes)
+
+
+def product_unit(facts: PolicyFacts, policy_id: str) -> ProductUnit | None:
+    """The unit of the ordered product: the one the dose arithmetic used, else the one in
+    the deciding pack's drug.json."""
+    if facts.order.dose.unit is not None:
+        return facts.order.dose.unit
+    from cds_service.policy.packs import default_registry  # the registry loads card texts
+
+    pack = default_registry().packs.get(policy_id)
+    return pack.drug.unit if pack is not None else None
+
+
+# --------------------------------------------------------------------------- schedules
+#
+# A `dose-limit` checked per administration and schedule (details["schedule"]): loading
+# dose, maintenance dose, interval between doses, units dispensed. The suggestion edits a
+# copy of the order: the loading line (dropped when no new loading dose is allowed), the
+# maintenance lines' amount (in the order's own unit where the new amount can be written in
+# it: whole units of the product, or mL), the interval, the dispense quantity.
+
+
+@dataclass(frozen=True)
+class ScheduleSuggestion:
+    label: str
+    """Plain words for the new dose, e.g. "88 mg once weekly"; "" when only the quantity
+    changed."""
+    quantity_words: str
+    """Plain words for the new dispense quantity ("4 vials for 28 days"), "" if unchanged."""
+    resource: dict[str, Any]
+
+
+def _keys(quantity: Mapping[str, Any]) -> list[str]:
+    return [
+        str(v).strip().lower()
+        for v in (quantity.get("code"), quantity.get("unit"))
+        if isinstance(v, str) and v.strip()
+    ]
+
+
+def _amount_like(old: Any, mg: float, unit: ProductUnit) -> dict[str, Any]:
+    """`mg` written in the unit of the old dose quantity where it can be, else in mg."""
+    if isinstance(old, Mapping):
+        keys = _keys(old)
+        if any(unit.means_unit(k) for k in keys):
+            count = mg / unit.deliverable_mg
+            if abs(count - round(count)) < 1e-9 and round(count) > 0:
+                return {**copy.deepcopy(dict(old)), "value": round(count)}
+        if any(k in {"ml", "milliliter", "milliliters"} for k in keys):
+            return {**copy.deepcopy(dict(old)), "value": whole(round(mg / unit.mg_per_ml, 2))}
+    return _mg(whole(mg))
+
+
+def _set_amount(line: dict[str, Any], mg: float, unit: ProductUnit) -> None:
+    old = None
+    for entry in line.get("doseAndRate") or []:
+        if isinstance(entry, Mapping) and isinstance(entry.get("doseQuantity"), Mapping):
+            old = entry["doseQuantity"]
+            break
+    line["doseAndRate"] = [{"doseQuantity": _amount_like(old, mg, unit)}]
+    line.pop("patientInstruction", None)
+    line.pop("text", None)
+
+
+def _set_interval(line: dict[str, Any], days: float) -> None:
+    timing = line.get("timing") if isinstance(line.get("timing"), Mapping) else {}
+    repeat = dict(timing.get("repeat") or {}) if isinstance(timing, Mapping) else {}
+    for key in ("frequency", "frequencyMax", "period", "periodMax", "periodUnit", "timeOfDay"):
+        repeat.pop(key, None)
+    weeks = days / 7
+    if abs(weeks - round(weeks)) < 1e-9:
+        repeat.update({"frequency": 1, "period": round(weeks), "periodUnit": "wk"})
+    else:
+        repeat.update({"frequency": 1, "period": whole(days), "periodUnit": "d"})
+    line["timing"] = {"repeat": repeat}
+    line.pop("patientInstruction", None)
+    line.pop("text", None)
+
+
+def _set_quantity(resource: dict[str, Any], units: float, unit: ProductUnit) -> str | None:
+    dispense = resource.get("dispenseRequest")
+    if not isinstance(dispense, dict) or not isinstance(dispense.get("quantity"), dict):
+        return None
+    quantity = dispense["quantity"]
+    per_unit = quantity_per_unit(quantity, unit)
+    duration = dispense.get("expectedSupplyDuration")
+    days = supply_days(duration) if isinstance(duration, Mapping) else None
+    if per_unit is None or days is None:
+        return None
+    quantity["value"] = whole(round(units * per_unit, 2))
+    words = unit.count(units) if per_unit == 1.0 else f"{fmt(units * per_unit)} mL"
+    return f"{words} for {fmt(days)} days"
+
+
+def suggest_schedule(
+    resource: Mapping[str, Any], details: Mapping[str, Any], unit: ProductUnit
+) -> ScheduleSuggestion | None:
+    """A deep copy of the draft order within a schedule limit (see the section comment);
+    None when nothing can be changed without a guess."""
+    lines = resource.get("dosageInstruction")
+    if not isinstance(lines, list) or not lines or not all(isinstance(x, Mapping) for x in lines):
+        return None
+    suggested: dict[str, Any] = copy.deepcopy(dict(resource))
+    new_lines = [copy.deepcopy(dict(x)) for x in lines]
+    excess = set(details.get("excess") or ())
+    has_loading = _number(details, "ordered_loading_mg") is not None
+    loading_line = new_lines[0] if has_loading else None
+    maintenance_lines = new_lines[1:] if has_loading else new_lines
+    changed = False
+    words: list[str] = []
+
+    ordered_loading = _number(details, "ordered_loading_mg")
+    new_loading = ordered_loading
+    if loading_line is not None and details.get("loading_not_allowed"):
+        new_lines = maintenance_lines
+        loading_line, new_loading, changed = None, None, True
+    elif loading_line is not None and ordered_loading is not None:
+        limit = _number(details, "limit_loading_mg")
+        target = _number(details, "suggested_loading_mg")
+        if limit is not None and target is not None and ordered_loading > limit + EPSILON:
+            _set_amount(loading_line, target, unit)
+            new_loading, changed = target, True
+    if new_loading is not None:
+        words.append(f"a loading dose of {fmt(new_loading)} mg")
+
+    ordered_maint = _number(details, "ordered_maintenance_mg")
+    new_maint = ordered_maint
+    limit = _number(details, "limit_maintenance_mg")
+    target = _number(details, "suggested_maintenance_mg")
+    if (
+        ordered_maint is not None
+        and limit is not None
+        and target is not None
+        and ordered_maint > limit + EPSILON
+    ):
+        for line in maintenance_lines:
+            _set_amount(line, target, unit)
+        new_maint, changed = target, True
+    interval = _number(details, "ordered_interval_days")
+    limit_interval = _number(details, "limit_interval_days")
+    if "interval" in excess and limit_interval is not None:
+        for line in maintenance_lines:
+            _set_interval(line, limit_interval)
+        interval, changed = limit_interval, True
+    if "dose" in excess and not changed:
+        return None  # over in a way the arithmetic cannot fix (no band for the age)
+    if new_maint is not None:
+        words.append(f"{fmt(new_maint)} mg" + (f" {interval_words(interval)}" if interval else ""))
+    label = ", then ".join(words) if changed else ""
+    if changed and len(maintenance_lines) == 1 and loading_line is None:
+        maintenance_lines[0]["text"] = label
+    suggested["dosageInstruction"] = new_lines
+    quantity_words = ""
+    units = _number(details, "suggested_dispense_units")
+    if units is not None and "quantity" in excess:
+        quantity_words = _set_quantity(suggested, units, unit) or ""
+    if not changed and not quantity_words:
+        return None
+    return ScheduleSuggestion(label, quantity_words, suggested)

@@ -11,7 +11,7 @@ from fhir_mappings.facts import PolicyFacts
 
 @dataclass(frozen=True)
 class Evaluation:
-    """One anakinra order that was evaluated: its facts and the policy's decision."""
+    """One drug order that was evaluated: its facts and the deciding policy's decision."""
 
     facts: PolicyFacts
     decision: Decision
@@ -46,8 +46,8 @@ class MissingData:
 
 @dataclass(frozen=True)
 class NotEvaluated:
-    """An order that may be for anakinra and could not be evaluated (never rendered as
-    silence)."""
+    """An order that may be for a policy's drug and could not be evaluated (never rendered
+    as silence)."""
 
     order_ref: str
     """`MedicationRequest/<id>` of the draft order."""
@@ -57,6 +57,9 @@ class NotEvaluated:
     """The record data that could not be read, when that is why."""
     drug_known: bool = True
     """False when the order's drug itself could not be told (it may be another drug)."""
+    policy_id: str | None = None
+    """The policy (pack) the order would have gone to, when known: its card texts are
+    used. None: the call's first evaluated order's policy, else the default pack."""
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,7 @@ class CardSettings:
 
     plan_name: str
     policy_label: str
-    """E.g. "NH.PHAR.244 Anakinra (Kineret) — Example Health Plan"."""
+    """E.g. "<policy id> <policy title> — <plan name>"."""
     policy_url: str | None = None
     """Where the plan publishes the policy; no policy link when unset."""
     documentation_form_url: str | None = None

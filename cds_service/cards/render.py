@@ -1,25 +1,30 @@
 """Cards and the response body, from decisions alone (pure: no I/O, no clock).
 
-Per evaluated anakinra order (the first four at both hooks):
+The words that name the drug or a clause of the policy come from the deciding pack's
+`cards.yaml` (`texts.CardTexts`, kind in brackets below); this module picks the card.
+Per evaluated order (the first four at both hooks):
 
-- combination (critical, topic contraindication; duplicate-therapy when the
-  conflict is anakinra itself): a `no-concurrent-therapy` criterion not met; ONE
-  card per conflict set however many section copies (I.A.7, III.B ...) repeat it;
-  suggestions: delete a conflicting draft order, or delete this Kineret order.
-- hypersensitivity (critical, contraindication): `hypersensitivity` not met (IV.C).
-- COVID-19 setting (critical, coverage-info): `care-setting` not met; a warning asking
-  to confirm the patient is hospitalized when the setting is not known (no encounter,
-  one that could not be read, emergency).
-- dose (warning, limits): `dose-limit` or `dose-increase-limit` (II.A.4) not met,
+- combination (critical, topic contraindication; duplicate-therapy when every
+  conflict is another draft order of the same drug) [combination, duplicate]: a
+  `no-concurrent-therapy` criterion not met; ONE card per conflict set however many
+  section copies of the criterion repeat it; suggestions: delete a conflicting draft
+  order, or delete this order.
+- hypersensitivity (critical, contraindication) [hypersensitivity]: `hypersensitivity`
+  not met.
+- care setting (critical, coverage-info) [care_setting]: `care-setting` not met; a
+  warning asking to confirm the patient is hospitalized when the setting is not known
+  (no encounter, one that could not be read, emergency).
+- dose (warning, limits): `dose-limit` or `dose-increase-limit` not met,
   with a suggestion that lowers the dose to the limit, or, when only the dispense
-  request supplies too many syringes, one that lowers the dispense quantity and
+  request supplies too many units, one that lowers the dispense quantity and
   keeps the dose.
-- other criteria not met (warning; therapy-alternatives-req when I.A.4 / I.A.5
-  fail, else coverage-info): order-sign only.
-- documentation needed (warning, coverage-info): order-sign only.
-- criteria met (info, coverage-info): order-sign only.
-- off-label I.E / II.C (info, coverage-info): order-sign only.
-- could not evaluate (warning, coverage-info): a `NotEvaluated` order, both hooks.
+- other criteria not met (warning; therapy-alternatives-req when a criterion of the
+  pack's `step_therapy_criteria` fails, else coverage-info) [not_met]: order-sign only.
+- documentation needed (warning, coverage-info) [documentation_needed]: order-sign only.
+- criteria met (info, coverage-info) [criteria_met]: order-sign only.
+- off-label (info, coverage-info) [off_label]: order-sign only.
+- could not evaluate (warning, coverage-info) [could_not_check]: a `NotEvaluated`
+  order, both hooks.
 
 Every card has a uuid, a summary under 140 characters that says what to do (long
 lists of names shrink to "and N more"; a summary is never cut mid-word), a
@@ -32,7 +37,7 @@ in one place (`serialize.prune`); only the required `cards` list may be empty.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -43,20 +48,26 @@ from cds_service.cards.codes import (
     OVERRIDE_SETS,
     topic,
 )
-from cds_service.cards.coverage import DEFAULT_OFF_LABEL_POLICIES, coverage_system_action
+from cds_service.cards.coverage import coverage_system_action
 from cds_service.cards.dose import (
     DoseLimit,
     DoseSuggestion,
     dose_limit,
     excess,
     fmt,
+    product_unit,
     suggest_dispense,
     suggest_dose,
     suggest_eua_regimen,
+    suggest_schedule,
 )
 from cds_service.cards.model import CardSettings, Evaluation, MissingData, NotEvaluated
 from cds_service.cards.serialize import evaluation_to_json, not_evaluated_to_json, prune
+from cds_service.cards.texts import CardTexts, texts_for
+from cds_service.policy.checks_dose import interval_words
+from cds_service.policy.definition import DEFAULT_POLICY_PATH
 from cds_service.policy.model import CriterionResult, Decision, Outcome, Status
+from fhir_mappings.product_unit import ProductUnit
 
 SUMMARY_LIMIT = 140
 """CDS Hooks: the summary SHOULD be under 140 characters."""
@@ -65,12 +76,16 @@ DOSE_CHECKS = frozenset({"dose-limit", "dose-increase-limit"})
 SPECIAL_CHECKS = frozenset({"no-concurrent-therapy", "hypersensitivity", "care-setting"}) | (
     DOSE_CHECKS
 )
-STEP_THERAPY_CRITERIA = frozenset({"I.A.4", "I.A.5"})
 QUOTE_LIMIT = 100
 """Policy wording longer than this is not quoted on a card (the policy link has it)."""
 STATUS_WORDS = {Status.MET: "met", Status.NOT_MET: "**not met**", Status.UNKNOWN: "unknown"}
 
 UuidFactory = Callable[[], str]
+TextsLookup = Callable[[str], CardTexts]
+"""Policy id -> the card texts of its pack."""
+DEFAULT_POLICY_ID = DEFAULT_POLICY_PATH.parent.name
+"""The pack whose texts an order that could not be evaluated gets when the call names
+no other."""
 
 
 def _fit(*candidates: str) -> str:
@@ -148,18 +163,24 @@ def _join_names(names: Sequence[str], limit: int = 3) -> str:
 
 
 class _Builder:
-    """Builds the cards of one response; holds only the settings and uuid factory."""
+    """Builds the cards of one order; holds the settings, the uuid factory of the
+    response and the card texts of the order's pack."""
 
-    def __init__(self, settings: CardSettings, uuid_factory: UuidFactory) -> None:
+    def __init__(self, settings: CardSettings, uuid_factory: UuidFactory, texts: CardTexts) -> None:
         self.settings = settings
         self.uuid = uuid_factory
+        self.texts = texts
 
     # -- shared pieces -------------------------------------------------------------
 
     def _override_reasons(self, kind: str) -> list[dict[str, str]]:
         system = self.settings.override_reason_system
         return [
-            {"system": system, "code": code, "display": OVERRIDE_REASONS[code]}
+            {
+                "system": system,
+                "code": code,
+                "display": OVERRIDE_REASONS[code].format(product=self.texts.product),
+            }
             for code in OVERRIDE_SETS[kind]
         ]
 
@@ -297,10 +318,10 @@ class _Builder:
             "actions": [{"type": "update", "description": label, "resource": resource}],
         }
 
-    @classmethod
-    def _update_order(cls, suggestion: DoseSuggestion) -> dict[str, Any]:
+    def _update_order(self, suggestion: DoseSuggestion) -> dict[str, Any]:
         """The suggestion that replaces the draft order by its copy with the new dose."""
-        return cls._update(f"Change the Kineret dose to {suggestion.label}", suggestion.resource)
+        label = self.texts.text("actions", "change_dose", dose=suggestion.label)
+        return self._update(label, suggestion.resource)
 
     @staticmethod
     def _remove_order(order_ref: str, label: str) -> dict[str, Any]:
@@ -311,9 +332,8 @@ class _Builder:
             ],
         }
 
-    @classmethod
-    def _remove_this_order(cls, order_ref: str) -> dict[str, Any]:
-        return cls._remove_order(order_ref, "Remove this Kineret order")
+    def _remove_this_order(self, order_ref: str) -> dict[str, Any]:
+        return self._remove_order(order_ref, self.texts.text("actions", "remove_order"))
 
     # -- per-kind cards ------------------------------------------------------------
 
@@ -332,42 +352,37 @@ class _Builder:
                 key = tuple(sorted(("", ref) for ref in result.evidence))
             groups.setdefault(key, []).append(result)
             conflicts_of.setdefault(key, conflicts)
+        texts = self.texts
         cards = []
         for key, results in groups.items():
             conflicts = conflicts_of[key]
             drugs = sorted({str(c["drug"]) for c in conflicts if c.get("drug")})
             refs = sorted({ref for _, ref in key if ref})
             ids = ", ".join(r.id for r in results)
-            drug_words = _join_names(drugs) if drugs else "another biologic or JAK inhibitor"
+            drug_words = _join_names(drugs) if drugs else texts.text("combination", "other_drugs")
             suggestions = []
             for conflict in conflicts:
                 ref = str(conflict.get("ref", ""))
                 if conflict.get("draft") and ref.startswith("MedicationRequest/"):
-                    suggestions.append(
-                        self._remove_order(
-                            ref, f"Remove the draft {conflict.get('drug', 'other')} order"
-                        )
+                    label = texts.text(
+                        "combination", "remove_draft", drug=conflict.get("drug", "other")
                     )
+                    suggestions.append(self._remove_order(ref, label))
             suggestions.append(self._remove_this_order(order_ref))
-            is_duplicate = bool(drugs) and all(d == "anakinra" for d in drugs)
+            # Another draft order of the evaluated drug itself (the check marks it).
+            is_duplicate = bool(conflicts) and all(c.get("duplicate") for c in conflicts)
             lines = [
-                f"Kineret must not be combined with {drug_words} (criteria {ids}; policy section "
-                "III.B): the combination adds immunosuppression and raises the risk of "
-                "neutropenia and serious infections, and it is not covered.",
+                texts.text("combination", "detail", drugs=drug_words, criteria=ids),
                 "Conflicting records: " + ", ".join(f"`{ref}`" for ref in refs) if refs else "",
                 "\n".join(f"- {r.id}: {r.reason}" for r in results),
             ]
             summary = (
-                "Two Kineret orders at once: duplicate therapy, not covered. Keep one order"
+                texts.text("duplicate", "summary")
                 if is_duplicate
                 else _fit_names(
-                    lambda words: (
-                        f"Kineret with {words}: combination not covered, infection "
-                        "risk. Remove one of the therapies"
-                    ),
+                    lambda words: texts.text("combination", "summary", drugs=words),
                     drugs,
-                    "Kineret with another biologic or JAK inhibitor: not covered, infection "
-                    "risk. Remove one of the therapies",
+                    texts.text("combination", "summary_short"),
                 )
             )
             cards.append(
@@ -397,18 +412,14 @@ class _Builder:
                 self._stop_card(
                     evaluation,
                     result,
-                    "Kineret is contraindicated in patients with known hypersensitivity to "
-                    "E. coli-derived proteins, anakinra or any component of the product "
-                    "(policy Appendix C).",
+                    self.texts.text("hypersensitivity", "detail"),
                     f"Recorded in: {refs}" if refs else "",
                     summary=_fit_names(
-                        lambda words: (
-                            f"Kineret is contraindicated: recorded hypersensitivity "
-                            f"to {words}. Do not sign this order"
+                        lambda words: self.texts.text(
+                            "hypersensitivity", "summary", substances=words
                         ),
                         names,
-                        "Kineret is contraindicated: recorded hypersensitivity. "
-                        "Do not sign this order",
+                        self.texts.text("hypersensitivity", "summary_short"),
                     ),
                     topic_code="contraindication",
                     override_kind="hypersensitivity",
@@ -417,22 +428,19 @@ class _Builder:
         return cards
 
     def care_setting_cards(self, evaluation: Evaluation) -> list[dict[str, Any]]:
-        """Outpatient COVID-19 use (a documented ambulatory encounter): critical. Setting
-        not known (no encounter, one that could not be read, emergency): a warning that
-        asks to confirm the patient is hospitalized. Inpatient use beyond the EUA regimen
-        (dose or days): a warning, with a suggestion that sets the dose to the EUA's when
-        it is the dose that is over."""
+        """A use authorized for inpatients only, ordered for an outpatient (a documented
+        ambulatory encounter): critical. Setting not known (no encounter, one that could
+        not be read, emergency): a warning that asks to confirm the patient is
+        hospitalized. Inpatient use beyond the authorized regimen (dose or days): a
+        warning, with a suggestion that sets the dose to the regimen's when it is the dose
+        that is over."""
+        texts = self.texts
         cards = [
             self._result_card(
                 evaluation,
                 result,
-                "Under the FDA emergency use authorization Kineret treats COVID-19 only in "
-                "hospitalized adults (100 mg subcutaneously once daily for 10 days); "
-                "outpatient initiation or continuation is not authorized (policy I.D / II.B, "
-                "Appendix I). Document the admission, or do not sign the order if the patient "
-                "is not hospitalized.",
-                summary="Kineret for COVID-19: confirm the patient is hospitalized "
-                "(outpatient use is not authorized)",
+                texts.text("care_setting", "confirm_detail"),
+                summary=texts.text("care_setting", "confirm_summary"),
                 indicator="warning",
                 topic_code="coverage-info",
                 override_kind="care-setting",
@@ -445,25 +453,21 @@ class _Builder:
         ]
         for result in _not_met(evaluation.decision, "care-setting"):
             if result.details.get("setting") == "inpatient":
-                cards.append(self._eua_regimen_card(evaluation, result))
+                cards.append(self._regimen_card(evaluation, result))
                 continue
             cards.append(
                 self._stop_card(
                     evaluation,
                     result,
-                    "Under the FDA emergency use authorization Kineret treats COVID-19 only "
-                    "in hospitalized adults (100 mg subcutaneously once daily for 10 days); "
-                    "outpatient initiation or continuation is not authorized (policy I.D / "
-                    "II.B, Appendix I).",
-                    summary="Kineret for COVID-19 is authorized only for hospitalized patients: "
-                    "do not start or continue it as an outpatient",
+                    texts.text("care_setting", "outpatient_detail"),
+                    summary=texts.text("care_setting", "outpatient_summary"),
                     topic_code="coverage-info",
                     override_kind="care-setting",
                 )
             )
         return cards
 
-    def _eua_regimen_card(self, evaluation: Evaluation, result: CriterionResult) -> dict[str, Any]:
+    def _regimen_card(self, evaluation: Evaluation, result: CriterionResult) -> dict[str, Any]:
 
         def number(key: str) -> float | None:
             value = result.details.get(key)
@@ -474,23 +478,25 @@ class _Builder:
         regimen_mg, regimen_days = number("regimen_mg_per_day"), number("regimen_max_days")
         ordered_mg, ordered_days = number("ordered_mg_per_day"), number("ordered_days")
         suggestions: list[dict[str, Any]] = []
-        regimen = "the EUA regimen"
+        regimen = self.texts.text("care_setting", "regimen_unknown")
         if regimen_mg is not None and regimen_days is not None:
-            regimen = f"{fmt(regimen_mg)} mg once daily for {fmt(regimen_days)} days"
+            regimen = self.texts.text(
+                "care_setting", "regimen", mg=fmt(regimen_mg), days=fmt(regimen_days)
+            )
             dose_over = ordered_mg is not None and ordered_mg > regimen_mg
             days_over = ordered_days is not None and ordered_days > regimen_days
-            if dose_over or days_over:
+            unit = product_unit(evaluation.facts, evaluation.decision.policy_id)
+            if (dose_over or days_over) and unit is not None:
                 suggestion = suggest_eua_regimen(
-                    evaluation.facts.order.resource, regimen_mg, int(regimen_days)
+                    evaluation.facts.order.resource, regimen_mg, int(regimen_days), unit
                 )
                 if suggestion is not None:
                     suggestions.append(self._update_order(suggestion))
         return self._dose_limit_card(
             evaluation,
             result,
-            "Under the FDA emergency use authorization Kineret treats hospitalized adults "
-            f"with COVID-19 at {regimen} (policy I.D / II.B, Appendix I).",
-            summary=f"Kineret for COVID-19 is beyond the EUA regimen: change to {regimen}",
+            self.texts.text("care_setting", "regimen_detail", regimen=regimen),
+            summary=self.texts.text("care_setting", "regimen_summary", regimen=regimen),
             suggestions=suggestions,
         )
 
@@ -500,12 +506,19 @@ class _Builder:
 
     def _dose_card(self, evaluation: Evaluation, result: CriterionResult) -> dict[str, Any]:
         facts, decision = evaluation.facts, evaluation.decision
+        if result.details.get("schedule"):
+            return self._schedule_dose_card(evaluation, result)
         limit = dose_limit(facts, decision.indication, result)
         over = excess(limit)
         if over == "dispense":
             return self._dispense_card(evaluation, result, limit)
-        suggestion = suggest_dose(
-            facts.order.resource, limit, facts.order.dose.administrations_per_day
+        unit = product_unit(facts, decision.policy_id)
+        suggestion = (
+            suggest_dose(
+                facts.order.resource, limit, facts.order.dose.administrations_per_day, unit
+            )
+            if unit is not None
+            else None
         )
         if over == "syringes":
             ordered = f"{fmt(limit.ordered_syringes_per_day or 0)} syringes a day"
@@ -538,6 +551,47 @@ class _Builder:
             suggestions=suggestions,
         )
 
+    def _schedule_dose_card(
+        self, evaluation: Evaluation, result: CriterionResult
+    ) -> dict[str, Any]:
+        """A dose checked per administration and schedule (loading, maintenance, interval,
+        quantity): the card names the product's unit and the schedule, and suggests a copy
+        of the order within the limits."""
+        facts, details = evaluation.facts, result.details
+        unit = product_unit(facts, evaluation.decision.policy_id)
+        proposal = (
+            suggest_schedule(facts.order.resource, details, unit) if unit is not None else None
+        )
+        suggestions: list[dict[str, Any]] = []
+        if proposal is not None and proposal.label:
+            action = f"change to {proposal.label}"
+            if proposal.quantity_words:
+                action += f"; dispense {proposal.quantity_words}"
+            summary = _fit(
+                f"Dose is over the plan limit: {action}",
+                f"Dose is over the plan limit: change to {proposal.label}",
+                "Dose is over the plan limit: lower the dose",
+            )
+            suggestions.append(self._update(f"Change to {proposal.label}", proposal.resource))
+        elif proposal is not None:
+            action = f"dispense {proposal.quantity_words}"
+            summary = _fit(
+                f"Dispense quantity is over the plan limit: keep the dose; {action}",
+                "Dispense quantity is over the plan limit: lower the quantity",
+            )
+            suggestions.append(self._update(f"Keep the dose; {action}", proposal.resource))
+        elif list(details.get("excess") or ()) == ["quantity"]:
+            summary = "Dispense quantity is over the plan limit: lower the quantity"
+        else:
+            summary = "Dose is over the plan limit: lower the dose"
+        return self._dose_limit_card(
+            evaluation,
+            result,
+            _schedule_table(details, unit),
+            summary=summary,
+            suggestions=suggestions,
+        )
+
     def _dispense_card(
         self, evaluation: Evaluation, result: CriterionResult, limit: DoseLimit
     ) -> dict[str, Any]:
@@ -548,7 +602,12 @@ class _Builder:
             if limit.ordered_syringes_per_day is not None
             else limit.limit_syringes_per_day
         ) or 1.0
-        proposal = suggest_dispense(evaluation.facts.order.resource, needed)
+        unit = product_unit(evaluation.facts, evaluation.decision.policy_id)
+        proposal = (
+            suggest_dispense(evaluation.facts.order.resource, needed, unit)
+            if unit is not None
+            else None
+        )
         suggestions: list[dict[str, Any]] = []
         action = "lower the dispense quantity"
         if proposal is not None:
@@ -584,7 +643,7 @@ class _Builder:
         if not failed:
             return []
         ids = [r.id for r in failed]
-        step = any(r.id in STEP_THERAPY_CRITERIA for r in failed)
+        step = any(r.id in self.texts.step_therapy_criteria for r in failed)
         listing = "\n".join(
             f"- **{r.id}**: {_cell(r.reason).rstrip('.')}."
             + (f" Policy: {_cell(r.text)}" if len(r.text) <= QUOTE_LIMIT else "")
@@ -594,12 +653,9 @@ class _Builder:
             self._card(
                 order_ref=evaluation.facts.order.ref,
                 summary=_fit_names(
-                    lambda words: (
-                        f"Kineret not covered as ordered: criteria {words} not met. "
-                        "Review before signing"
-                    ),
+                    lambda words: self.texts.text("not_met", "summary", criteria=words),
                     ids,
-                    "Kineret not covered as ordered: criteria not met. Review before signing",
+                    self.texts.text("not_met", "summary_short"),
                 ),
                 indicator="warning",
                 detail=_detail(decision, "Criteria not met:", listing),
@@ -623,15 +679,14 @@ class _Builder:
         return self._card(
             order_ref=evaluation.facts.order.ref,
             summary=_fit_names(
-                lambda words: f"Kineret needs prior authorization: send documentation for {words}",
+                lambda words: self.texts.text("documentation_needed", "summary", criteria=words),
                 ids,
-                "Kineret needs prior authorization: send the documentation listed below",
+                self.texts.text("documentation_needed", "summary_short"),
             ),
             indicator="warning",
             detail=_detail(
                 decision,
-                "The chart does not show these criteria. Send the documentation with the prior "
-                "authorization request:",
+                self.texts.text("documentation_needed", "detail"),
                 "\n".join(lines),
             ),
             topic_code="coverage-info",
@@ -642,18 +697,22 @@ class _Builder:
     def criteria_met_card(self, evaluation: Evaluation) -> dict[str, Any]:
         decision = evaluation.decision
         months = decision.approval_months
-        duration = f"; approval for {months} months" if months else ""
+        section = decision.section
+        if months:
+            summary = self.texts.text(
+                "criteria_met", "summary_with_duration", section=section, months=months
+            )
+            paragraph = self.texts.text(
+                "criteria_met", "detail_with_duration", section=section, months=months
+            )
+        else:
+            summary = self.texts.text("criteria_met", "summary", section=section)
+            paragraph = self.texts.text("criteria_met", "detail", section=section)
         return self._card(
             order_ref=evaluation.facts.order.ref,
-            summary=f"Kineret meets plan criteria ({decision.section}): send the prior "
-            f"authorization request{duration}",
+            summary=summary,
             indicator="info",
-            detail=_detail(
-                decision,
-                f"Every criterion of section {decision.section} is documented in the chart. "
-                f"Send the prior authorization request with this documentation"
-                + (f"; the approval duration is {months} months." if months else "."),
-            ),
+            detail=_detail(decision, paragraph),
             topic_code="coverage-info",
             override_kind=None,
             links=self._links(evaluation.facts.order.ref, decision.policy_id),
@@ -661,47 +720,40 @@ class _Builder:
 
     def off_label_card(self, evaluation: Evaluation) -> dict[str, Any]:
         decision = evaluation.decision
-        policies = decision.policy_references or DEFAULT_OFF_LABEL_POLICIES
-        off_label = next((p for p in policies if p.endswith("53")), policies[0])
+        texts = self.texts
+        policies = decision.policy_references or texts.off_label_references
+        off_label = texts.off_label_policy if texts.off_label_policy in policies else policies[0]
         others = [p for p in policies if p != off_label]
+        names = {"policy_id": decision.policy_id, "off_label_policy": off_label}
+        paragraph = (
+            texts.text(
+                "off_label",
+                "detail_with_others",
+                section=decision.section,
+                other_policies=" or ".join(others),
+                **names,
+            )
+            if others
+            else texts.text("off_label", "detail", section=decision.section, **names)
+        )
         return self._card(
             order_ref=evaluation.facts.order.ref,
-            summary=f"Kineret use not covered by NH.PHAR.244: request review under off-label "
-            f"policy {off_label}",
+            summary=texts.text("off_label", "summary", **names),
             indicator="info",
-            detail=_detail(
-                decision,
-                f"The diagnosis or use is not one that NH.PHAR.244 addresses (section "
-                f"{decision.section}). The request is reviewed under the off-label use policy "
-                f"{off_label}"
-                + (
-                    f"; if the drug's label changed in the last 6 months, under "
-                    f"{' or '.join(others)} instead."
-                    if others
-                    else "."
-                ),
-            ),
+            detail=_detail(decision, paragraph),
             topic_code="coverage-info",
             override_kind=None,
             links=self._links(evaluation.facts.order.ref, decision.policy_id),
         )
 
     def not_evaluated_card(self, item: NotEvaluated, policy_id: str) -> dict[str, Any]:
+        texts = self.texts
         if item.drug_known:
-            summary = "Could not complete the Kineret coverage check: submit for manual review"
-            advice = (
-                "No coverage decision was made for this order. Submit the prior authorization "
-                "request with documentation for manual review."
-            )
+            summary = texts.text("could_not_check", "summary")
+            advice = texts.text("could_not_check", "advice")
         else:
-            summary = (
-                "Could not check this order against the Kineret policy: its drug could not be read"
-            )
-            advice = (
-                "No coverage decision was made for this order. If it is for Kineret "
-                "(anakinra), correct the order's drug and sign again, or submit the prior "
-                "authorization request with documentation for manual review."
-            )
+            summary = texts.text("could_not_check", "summary_unknown_drug")
+            advice = texts.text("could_not_check", "advice_unknown_drug")
         missing = "\n".join(
             f"- {_cell(m.resource_type)} (prefetch `{_cell(m.prefetch_key)}`): {_cell(m.reason)}"
             for m in item.missing_data
@@ -713,7 +765,7 @@ class _Builder:
             detail="\n\n".join(
                 part
                 for part in (
-                    f"Could not complete the Kineret coverage check: {item.reason}.",
+                    texts.text("could_not_check", "detail", reason=item.reason),
                     f"Not read:\n{missing}" if missing else "",
                     advice,
                 )
@@ -785,6 +837,55 @@ def _dose_table(limit: DoseLimit, suggestion: DoseSuggestion | None) -> str:
     return text
 
 
+def _schedule_table(details: Mapping[str, Any], unit: ProductUnit | None) -> str:
+    """Ordered / allowed per administration, interval and quantity (schedule limits)."""
+
+    def number(key: str) -> float | None:
+        value = details.get(key)
+        return None if isinstance(value, bool) or not isinstance(value, int | float) else value
+
+    def mg(key: str) -> str:
+        value = number(key)
+        return "-" if value is None else f"{fmt(value)} mg"
+
+    rows = ["| | Ordered | Allowed |", "|---|---|---|"]
+    if number("ordered_loading_mg") is not None:
+        allowed = (
+            "none (no new loading dose)"
+            if details.get("loading_not_allowed")
+            else mg("limit_loading_mg")
+        )
+        rows.append(f"| Loading dose | {mg('ordered_loading_mg')} | {allowed} |")
+    rows.append(f"| Each dose | {mg('ordered_maintenance_mg')} | {mg('limit_maintenance_mg')} |")
+    ordered_every, allowed_every = number("ordered_interval_days"), number("limit_interval_days")
+    if ordered_every is not None or allowed_every is not None:
+        rows.append(
+            "| How often | "
+            + (interval_words(ordered_every) if ordered_every else "-")
+            + " | "
+            + (f"at most {interval_words(allowed_every)}" if allowed_every else "-")
+            + " |"
+        )
+    units, days = number("dispense_units"), number("dispense_days")
+    limit_units = number("limit_dispense_units")
+    if unit is not None and units is not None and days is not None:
+        rows.append(
+            f"| Dispensed for {fmt(days)} days | {unit.count(units)} | "
+            + (unit.count(limit_units) if limit_units is not None else "-")
+            + " |"
+        )
+    text = "\n".join(rows)
+    weight = number("weight_kg")
+    if weight is not None:
+        text += f"\n\nWeight used: {fmt(weight)} kg."
+    if unit is not None:
+        text += (
+            f"\n\nEach dose takes ceil(dose / {fmt(unit.deliverable_mg)} mg) {unit.plural} "
+            f"({fmt(unit.deliverable_mg)} mg a {unit.name} at most)."
+        )
+    return text
+
+
 def _order_cards(builder: _Builder, evaluation: Evaluation, hook: str) -> list[dict[str, Any]]:
     cards = (
         builder.combination_cards(evaluation)
@@ -814,31 +915,40 @@ def render_response(
     uuid_factory: UuidFactory,
     now: datetime,
     missing_data: Sequence[MissingData] = (),
+    card_texts: TextsLookup = texts_for,
 ) -> dict[str, Any]:
     """The CDS Hooks response body for one call.
 
     `order-select` gets the clinical cards only (combination, hypersensitivity,
-    COVID-19 setting, dose) and the could-not-evaluate card; `order-sign` gets
+    care setting, dose) and the could-not-evaluate card; `order-sign` gets
     every card. Both get the CRD coverage-information system actions and the
-    `com.anakinra-cds.evaluation` extension; `missing_data` (record data that could not
-    be read for the call) is listed in each evaluated order's entry.
+    evaluation extension (`codes.EVALUATION_EXTENSION_KEY`); `missing_data` (record
+    data that could not be read for the call) is listed in each evaluated order's entry.
+    Each order's words come from `card_texts(policy id)`, the deciding pack's texts; an
+    order that could not be evaluated gets those of the pack it names, else of the
+    call's first evaluated order, else of the default pack.
     """
-    builder = _Builder(settings, uuid_factory)
     cards: list[dict[str, Any]] = []
     actions: list[dict[str, Any]] = []
     evaluations_json: list[dict[str, Any]] = []
-    policy_id = next(
-        (e.decision.policy_id for e in evaluations if isinstance(e, Evaluation)), "NH.PHAR.244"
+    call_policy_id = next(
+        (e.decision.policy_id for e in evaluations if isinstance(e, Evaluation)),
+        DEFAULT_POLICY_ID,
     )
     for item in evaluations:
         if isinstance(item, NotEvaluated):
+            policy_id = item.policy_id or call_policy_id
+            builder = _Builder(settings, uuid_factory, card_texts(policy_id))
             cards.append(builder.not_evaluated_card(item, policy_id))
             evaluations_json.append(
                 not_evaluated_to_json(item.order_ref, item.reason, item.missing_data)
             )
             continue
-        cards += _order_cards(builder, item, hook)
-        action = coverage_system_action(item, uuid_factory=uuid_factory, today=now.date())
+        texts = card_texts(item.decision.policy_id)
+        cards += _order_cards(_Builder(settings, uuid_factory, texts), item, hook)
+        action = coverage_system_action(
+            item, uuid_factory=uuid_factory, today=now.date(), texts=texts
+        )
         if action is not None:
             actions.append(prune(action))
         evaluations_json.append(evaluation_to_json(item.decision, missing_data))

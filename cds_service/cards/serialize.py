@@ -1,6 +1,6 @@
 """Machine-readable evaluations and the one place where empty values are removed.
 
-`evaluation_to_json` is what the response extension `com.anakinra-cds.evaluation`
+`evaluation_to_json` is what the response extension `codes.EVALUATION_EXTENSION_KEY`
 carries for each evaluated order: the policy layer's `decision_to_json` without
 empty values, plus `missingData` when some of the record could not be read (the
 criteria that would rest on it are unknown). `not_evaluated_to_json` is the entry of

@@ -58,13 +58,15 @@ class EvalContext:
     claim: tuple[Diagnosis, ...]
     """The diagnoses (order reasons or Conditions) that claim the indication."""
     drug_valueset: str
-    """The value set of the drug the policy is about, e.g. "anakinra"."""
+    """The value set of the drug the policy is about (its pack's ingredient name)."""
     current_drug_records: tuple[MedicationRecord, ...]
     """Records showing the patient currently receives the drug (continued pathway)."""
     first_drug_date: date | None
     """The earliest start of the drug in the patient's history (baseline for response)."""
     scales: Mapping[str, tuple[Band, ...]] = field(default_factory=dict)
     """Score interpretation tables by measurement kind, e.g. "cdai" -> Appendix G."""
+    drug_label: str = ""
+    """The drug's name for people (its pack's brand); empty: `drug_valueset`."""
 
 
 @dataclass(frozen=True)
@@ -81,8 +83,24 @@ class Verdict:
 
 CheckFn = Callable[[Mapping[str, Any], PolicyFacts, EvalContext], Verdict]
 ParamKind = Literal[
-    "valueset", "valuesets", "number", "int", "str", "strs", "bool", "status", "int_map"
+    "valueset",
+    "valuesets",
+    "number",
+    "int",
+    "str",
+    "strs",
+    "bool",
+    "status",
+    "int_map",
+    "dose",
+    "dose_bands",
+    "quantity",
+    "checks",
+    "thresholds",
 ]
+"""`dose`, `dose_bands`, `quantity`: the dose-limit schedule parameters, validated by
+`checks_dose.param_problem`; `checks`: a list of `{check, params}` sub-checks (validated like
+criteria); `thresholds`: value set name -> `{value, unit}`."""
 
 
 @dataclass(frozen=True)
@@ -1301,6 +1319,7 @@ def _completed_through(rec: MedicationRecord, on: date) -> bool:
         "dispense_default_interval_days": ParamSpec("int", required=False),
         "dispense_grace_days": ParamSpec("int", required=False),
         "dispense_max_supply_days": ParamSpec("int", required=False),
+        "switch_from": ParamSpec("valuesets", required=False),
     },
     # MedicationAdministration is read when the EHR sends it, but its absence is no gap:
     # clinic-given biologics are ordered too, and many EHRs do not share administrations.
@@ -1327,8 +1346,13 @@ def no_concurrent_therapy(
     inhibitor.
 
     With `duplicate_drafts`, another draft order for the evaluated drug itself (a second
-    Kineret order signed together with this one) conflicts too: duplicate therapy. The
+    order of it signed together with this one) conflicts too: duplicate therapy. The
     drug's own active records never do (they are the therapy being continued).
+
+    With `switch_from` (value sets), records of a drug the new one replaces are no conflict
+    (another draft order of it still is): they are listed in `details["switch_from"]` and
+    the reason tells the prescriber to stop that drug when the new one starts, at the time
+    of its next dose.
     """
     wanted = _names(params, "valuesets")
     duplicates = bool(params.get("duplicate_drafts", False))
@@ -1338,6 +1362,8 @@ def no_concurrent_therapy(
     record_types = _names(params, "record_types")
     check_unidentified = bool(params.get("unidentified", False))
     rule = _dispense_rule(params)
+    replaced = _names(params, "switch_from")
+    switching: list[dict[str, Any]] = []
     conflicts: list[dict[str, Any]] = []
     uncertain: list[dict[str, Any]] = []
     for rec in facts.medications:
@@ -1378,6 +1404,10 @@ def no_concurrent_therapy(
             continue
         if not rec.valuesets & wanted or own_drug:
             continue
+        if rec.valuesets & replaced and not rec.is_draft_order:
+            if rec.resource_type in _SUPPLY_RECORDS or status in statuses | unknown_statuses:
+                switching.append({"drug": rec.drug, "ref": rec.ref, "status": rec.status})
+            continue
         specific = sorted(rec.valuesets & labels) or sorted(rec.valuesets & wanted)
         entry = {
             "drug": rec.drug,
@@ -1417,11 +1447,14 @@ def no_concurrent_therapy(
 
     if conflicts:
         names = ", ".join(f"{c['drug']} ({state(c)})" for c in conflicts)
-        return Verdict(
-            NOT_MET,
-            f"Combination with {names}: additive immunosuppression and serious infection risk.",
-            _dedupe(c["ref"] for c in conflicts),
-            {"conflicts": conflicts, "uncertain": uncertain},
+        return _with_switch(
+            switching,
+            Verdict(
+                NOT_MET,
+                f"Combination with {names}: additive immunosuppression and serious infection risk.",
+                _dedupe(c["ref"] for c in conflicts),
+                {"conflicts": conflicts, "uncertain": uncertain},
+            ),
         )
     if uncertain:
         unknown_drug = [c for c in uncertain if c.get("unidentified")]
@@ -1448,189 +1481,46 @@ def no_concurrent_therapy(
             asks.append(
                 f"confirmation that {' and '.join(drugs)} has been discontinued (stop date)"
             )
-        return Verdict(
-            UNKNOWN,
-            "A current biologic DMARD or JAK inhibitor cannot be ruled out: "
-            + "; ".join(parts)
-            + ".",
-            _dedupe(c["ref"] for c in uncertain),
-            {"conflicts": [], "uncertain": uncertain},
-            documentation=_sentence(asks),
+        return _with_switch(
+            switching,
+            Verdict(
+                UNKNOWN,
+                "A current biologic DMARD or JAK inhibitor cannot be ruled out: "
+                + "; ".join(parts)
+                + ".",
+                _dedupe(c["ref"] for c in uncertain),
+                {"conflicts": [], "uncertain": uncertain},
+                documentation=_sentence(asks),
+            ),
         )
-    return Verdict(
-        MET,
-        "No current biologic DMARD or JAK inhibitor found.",
-        (),
-        {"conflicts": [], "uncertain": []},
+    return _with_switch(
+        switching,
+        Verdict(
+            MET,
+            "No current biologic DMARD or JAK inhibitor found.",
+            (),
+            {"conflicts": [], "uncertain": []},
+        ),
     )
 
 
-# --------------------------------------------------------------------------- dose
-
-
-_DOSE_PARAMS: Mapping[str, ParamSpec] = {
-    "mg_per_day": ParamSpec("number", required=False),
-    "syringes_per_day": ParamSpec("number", required=False),
-    "mg_per_kg_per_day": ParamSpec("number", required=False),
-    "weight_based_syringes": ParamSpec("bool", required=False),
-    "syringe_mg": ParamSpec("number", required=False),
-    "syringe_band_mg": ParamSpec("number", required=False),
-    "weight_max_age_days": ParamSpec("int", required=False),
-}
-
-
-def _dose_verdict(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalContext) -> Verdict:
-    dose = facts.order.dose
-    ref = facts.order.ref
-    limit_mg = _num(params, "mg_per_day")
-    limit_syr = _num(params, "syringes_per_day")
-    limit_mgkg = _num(params, "mg_per_kg_per_day")
-    weight_based = bool(params.get("weight_based_syringes", False))
-    band_mg = _num(params, "syringe_band_mg") or 105.0
-    syringe_mg = _num(params, "syringe_mg") or 100.0
-    max_age = int(params.get("weight_max_age_days", 90))
-
-    over: list[str] = []
-    unknown: list[str] = []
-    evidence = [ref]
-    details: dict[str, Any] = {
-        "ordered_mg_per_day": dose.mg_per_day,
-        "administrations_per_day": dose.administrations_per_day,
-        "dispense_syringes_per_day": dose.dispense_syringes_per_day,
-    }
-
-    mg_day = dose.mg_per_day
-    if mg_day is None:
-        unknown.append("; ".join(dose.unknown_reasons) or "the daily dose cannot be derived")
-
-    if limit_mg is not None:
-        details["limit_mg_per_day"] = limit_mg
-        if mg_day is not None and not _le(mg_day, limit_mg):
-            over.append(f"{_fmt(mg_day)} mg/day exceeds {_fmt(limit_mg)} mg/day")
-
-    weight = dose.weight
-    if (
-        weight is not None
-        and weight.effective is not None
-        and ((ctx.order_date - weight.effective).days > max_age)
-    ):
-        weight = None
-    if limit_mgkg is not None:
-        details["limit_mg_per_kg_per_day"] = limit_mgkg
-        if weight is None or weight.kg <= 0:
-            unknown.append(f"no body weight recorded within {max_age} days of the order")
-        else:
-            evidence.append(weight.ref)
-            details["weight_kg"] = weight.kg
-            limit_for_weight = limit_mgkg * weight.kg
-            details["limit_mg_per_day"] = round(limit_for_weight, 2)
-            details["limit_syringes_per_dose_at_limit"] = appendix_e_syringes(
-                limit_for_weight, band_mg
-            )
-            if mg_day is not None:
-                mgkg = mg_day / weight.kg
-                details["ordered_mg_per_kg_per_day"] = round(mgkg, 4)
-                if not _le(mgkg, limit_mgkg):
-                    over.append(
-                        f"{_fmt(mgkg)} mg/kg/day ({_fmt(mg_day)} mg/day at "
-                        f"{_fmt(weight.kg)} kg) exceeds {_fmt(limit_mgkg)} mg/kg/day"
-                    )
-
-    if weight_based:
-        per_admin = dose.mg_per_administration
-        allowed: float | None = dose.weight_based_syringes_per_day
-        if len(per_admin) == 1 and dose.administrations_per_day is not None:
-            allowed = appendix_e_syringes(per_admin[0], band_mg) * dose.administrations_per_day
-        details["ordered_syringes_per_day"] = allowed
-        details["limit_syringes_per_day"] = allowed
-        dispense = dose.dispense_syringes_per_day
-        if dispense is not None and allowed is not None and not _le(dispense, allowed):
-            over.append(
-                f"dispensing {_fmt(dispense)} syringes/day exceeds the Appendix E quantity "
-                f"of {_fmt(allowed)}/day"
-            )
-    elif limit_syr is not None:
-        details["limit_syringes_per_day"] = limit_syr
-        syringes = dose.syringes_per_day
-        if (
-            syringes is None
-            and dose.administrations_per_day is not None
-            and len(dose.mg_per_administration) == 1
-        ):
-            syringes = (
-                math.ceil(round(dose.mg_per_administration[0] / syringe_mg, 9))
-                * dose.administrations_per_day
-            )
-        details["ordered_syringes_per_day"] = syringes
-        if syringes is None:
-            unknown.append("syringes per day cannot be derived")
-        elif not _le(syringes, limit_syr):
-            over.append(f"{_fmt(syringes)} syringes/day exceeds {_fmt(limit_syr)}/day")
-        dispense = dose.dispense_syringes_per_day
-        if dispense is not None and not _le(dispense, limit_syr):
-            over.append(f"dispensing {_fmt(dispense)} syringes/day exceeds {_fmt(limit_syr)}/day")
-
-    details["over_limit"] = over
-    if "limit_mg_per_day" in details:
-        details["suggested_mg_per_day"] = (
-            math.floor(details["limit_mg_per_day"] + _EPSILON)
-            if limit_mgkg is not None
-            else details["limit_mg_per_day"]
-        )
-    if over:
-        return Verdict(NOT_MET, _sentence(over), tuple(evidence), details)
-    if unknown:
-        return Verdict(UNKNOWN, _sentence(unknown), tuple(evidence), details)
-    parts = [f"{_fmt(mg_day or 0)} mg/day"]
-    if "ordered_mg_per_kg_per_day" in details:
-        parts.append(f"{_fmt(details['ordered_mg_per_kg_per_day'])} mg/kg/day")
-    if details.get("ordered_syringes_per_day") is not None:
-        parts.append(f"{_fmt(details['ordered_syringes_per_day'])} syringe(s)/day")
-    return Verdict(MET, "Within the limit: " + ", ".join(parts) + ".", tuple(evidence), details)
-
-
-@_check("dose-limit", (MET, NOT_MET, UNKNOWN), _DOSE_PARAMS)
-def dose_limit(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalContext) -> Verdict:
-    """Daily dose within mg/day, mg/kg/day and syringes/day limits.
-
-    Fixed dosing: each administration takes ceil(dose / syringe_mg) syringes. Weight-based
-    dosing (`weight_based_syringes`): each administration takes the Appendix E count
-    (floor(dose / 105 mg) + 1); the dispensed syringes per day may not exceed it. The
-    weight is the order's body weight, if recorded within `weight_max_age_days`.
-    `details` carry the ordered and allowed values and a suggested daily dose.
-    """
-    return _dose_verdict(params, facts, ctx)
-
-
-@_check("dose-increase-limit", (MET, NOT_MET, UNKNOWN), _DOSE_PARAMS)
-def dose_increase_limit(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalContext) -> Verdict:
-    """Only a dose increase is held to the limits: a new daily dose not higher than the
-    current one is met ("no dose increase"). When the current dose is not known, the new
-    dose is held to the limits (met within them, not-met above them)."""
-    new = facts.order.dose.mg_per_day
-    current = [r.mg_per_day for r in ctx.current_drug_records if r.mg_per_day is not None]
-    current_mg = max(current) if current else None
-    if new is None:
-        return _dose_verdict(params, facts, ctx)
-    if current_mg is not None and _le(new, current_mg):
-        refs = tuple(r.ref for r in ctx.current_drug_records if r.mg_per_day is not None)
-        return Verdict(
-            MET,
-            f"No dose increase: {_fmt(new)} mg/day ordered, {_fmt(current_mg)} mg/day current.",
-            (facts.order.ref, *refs),
-            {"ordered_mg_per_day": new, "current_mg_per_day": current_mg, "increase": False},
-        )
-    verdict = _dose_verdict(params, facts, ctx)
-    prefix = (
-        f"Dose increase from {_fmt(current_mg)} mg/day. "
-        if current_mg is not None
-        else "Current dose not documented. "
+def _with_switch(switching: Sequence[Mapping[str, Any]], verdict: Verdict) -> Verdict:
+    """`verdict` with the records of a drug being replaced (`switch_from`) named: the
+    prescriber stops that drug when the new one starts, at the time of its next dose."""
+    if not switching:
+        return verdict
+    drugs = sorted({str(c["drug"]) for c in switching})
+    refs = ", ".join(str(c["ref"]) for c in switching)
+    note = (
+        f" {' and '.join(drugs)} ({refs}) is the drug being replaced, not a combination: "
+        f"stop {' and '.join(drugs)} when the new drug starts (at the time of its next dose)."
     )
     return Verdict(
         verdict.status,
-        prefix + verdict.reason,
+        verdict.reason + note,
         verdict.evidence,
-        {**verdict.details, "current_mg_per_day": current_mg, "increase": current_mg is not None},
+        {**verdict.details, "switch_from": [dict(c) for c in switching]},
+        verdict.documentation,
     )
 
 
@@ -1711,7 +1601,8 @@ def care_setting(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalContext
         details["confirm_setting"] = True
         return Verdict(
             UNKNOWN,
-            f"{known}. Confirm the patient is hospitalized: the EUA authorizes Kineret for "
+            f"{known}. Confirm the patient is hospitalized: the EUA authorizes "
+            f"{ctx.drug_label or ctx.drug_valueset} for "
             "COVID-19 only in hospitalized patients; outpatient use is not authorized.",
             (enc.ref,) if enc else (),
             details,
@@ -1777,6 +1668,8 @@ def refer_to_policy(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalCont
     return Verdict(UNKNOWN, str(params["reason"]), (), {"policies": policies})
 
 
+# The dose checks live in their own module and register through `_check` too.
+
 CHECKS: Mapping[str, CheckDef] = MappingProxyType(_REGISTRY)
 """Every check by name."""
 
@@ -1802,3 +1695,7 @@ __all__ = [
     "months_before",
     "run_check",
 ]
+
+
+# The check kinds of the other modules register themselves into `CHECKS` on import.
+from cds_service.policy import checks_combinators, checks_episodes, checks_labs, checks_records  # noqa: E402, F401

@@ -18,6 +18,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from cds_service.policy import checks_dose
 from cds_service.policy.checks import CHECKS, Band, ParamSpec
 from cds_service.policy.model import Pathway, Status
 from fhir_mappings.valuesets import valueset_names
@@ -51,6 +52,9 @@ class CriterionDef:
     by_indication: Mapping[str, CriterionVariant] = field(default_factory=dict)
     sections: tuple[str, ...] = ()
     """For a common criterion: the sections it applies to (empty: every section)."""
+    clauses: tuple[str, ...] = ()
+    """Numbered clauses of the source text this criterion implements besides its own id
+    (its id covers its own clause and the clause's sub-items); checked by the linter."""
 
     def applies_to(self, section_id: str) -> bool:
         return not self.sections or section_id in self.sections
@@ -148,6 +152,16 @@ class Policy:
     scales: Mapping[str, tuple[Band, ...]]
     source: str = ""
     order_reasons: ReasonRules = ReasonRules()
+    not_decidable: tuple[tuple[str, str], ...] = ()
+    """(clause, reason): numbered clauses of the source text that no criterion decides
+    from FHIR data, with the reason; checked by the linter."""
+    drug_label: str = ""
+    """The drug's name on cards and reasons (its pack's brand, `drug.json`); empty when the
+    policy is read without its pack: `drug` is used."""
+
+    @property
+    def drug_name(self) -> str:
+        return self.drug_label or self.drug
 
     def section(self, section_id: str) -> SectionDef:
         for section in self.sections:
@@ -173,6 +187,8 @@ class Policy:
 # --------------------------------------------------------------------------- schema
 
 _CRITERION_ID = r"^(I|II|III|IV)\.[A-Z](\.[0-9]+)?$"
+CLAUSE_ID = r"^(I|II|III|IV)\.[A-Z](\.[0-9]+)?(\.[a-z])?(\.[ivx]+)?$"
+"""A numbered clause of the source text: I.A, I.A.4, I.A.4.b, II.A.2.a.ii, III.B."""
 _VARIANT = {
     "type": "object",
     "additionalProperties": False,
@@ -197,6 +213,7 @@ _CRITERION = {
         "note": {"type": "string"},
         "by_indication": {"type": "object", "additionalProperties": _VARIANT, "minProperties": 1},
         "sections": {"type": "array", "items": {"type": "string"}},
+        "clauses": {"type": "array", "items": {"type": "string", "pattern": CLAUSE_ID}},
     },
     "oneOf": [{"required": ["check"]}, {"required": ["by_indication"]}],
 }
@@ -314,6 +331,18 @@ POLICY_SCHEMA: Mapping[str, Any] = {
             },
         },
         "common_criteria": {"type": "array", "items": _CRITERION},
+        "not_decidable": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["clause", "reason"],
+                "properties": {
+                    "clause": {"type": "string", "pattern": CLAUSE_ID},
+                    "reason": {"type": "string", "minLength": 1},
+                },
+            },
+        },
     },
 }
 
@@ -386,6 +415,10 @@ class _Validator:
         elif kind == "int":
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise self.fail(where, "expected a whole number >= 0")
+        elif kind in ("dose", "dose_bands", "quantity"):
+            problem = checks_dose.param_problem(kind, value)
+            if problem:
+                raise self.fail(where, problem)
         elif kind == "int_map":
             if not (
                 isinstance(value, Mapping)
@@ -396,8 +429,44 @@ class _Validator:
                 )
             ):
                 raise self.fail(where, "expected a mapping of names to whole numbers > 0")
+        elif kind == "checks":
+            self.sub_checks(where, value)
+        elif kind == "thresholds":
+            self.thresholds(where, value)
         elif isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
             raise self.fail(where, "expected a number >= 0")
+
+    def sub_checks(self, where: str, value: Any) -> None:
+        """A combinator's `checks`: each `{check, params}` validated like a criterion's."""
+        if not (isinstance(value, list) and value):
+            raise self.fail(where, "expected a non-empty list of {check, params}")
+        for index, sub in enumerate(value):
+            at = f"{where}[{index}]"
+            if not (
+                isinstance(sub, Mapping)
+                and isinstance(sub.get("check"), str)
+                and set(sub) <= {"check", "params"}
+                and isinstance(sub.get("params") or {}, Mapping)
+            ):
+                raise self.fail(at, "expected {check: <kind>, params: {...}}")
+            self.params(at, sub["check"], sub.get("params") or {})
+
+    def thresholds(self, where: str, value: Any) -> None:
+        """Value set name -> `{value: number >= 0, unit: text}`."""
+        if not (isinstance(value, Mapping) and value):
+            raise self.fail(where, "expected a mapping of value set names to {value, unit}")
+        self.names(where, [str(k) for k in value])
+        for name, limit in value.items():
+            number = limit.get("value") if isinstance(limit, Mapping) else None
+            if not (
+                isinstance(limit, Mapping)
+                and set(limit) <= {"value", "unit"}
+                and isinstance(number, int | float)
+                and not isinstance(number, bool)
+                and number >= 0
+                and isinstance(limit.get("unit"), str)
+            ):
+                raise self.fail(f"{where}.{name}", "expected {value: number >= 0, unit: text}")
 
     def criterion(
         self, where: str, raw: Mapping[str, Any], indications: frozenset[str]
@@ -431,6 +500,7 @@ class _Validator:
             note=raw.get("note"),
             by_indication=MappingProxyType(by_indication),
             sections=tuple(raw.get("sections", [])),
+            clauses=tuple(raw.get("clauses", [])),
         )
 
 
@@ -547,6 +617,9 @@ def parse_policy(data: Any, source: str = "<policy>") -> Policy:
                 for rule in (data.get("order_reasons") or {}).get("not_a_diagnosis", [])
             ),
             tuple((data.get("order_reasons") or {}).get("complete_systems", [])),
+        ),
+        not_decidable=tuple(
+            (entry["clause"], entry["reason"].strip()) for entry in data.get("not_decidable", [])
         ),
     )
 

@@ -57,11 +57,17 @@ _OUTCOME_RANK = {
 
 @lru_cache(maxsize=8)
 def _load_cached(path: Path) -> Policy:
+    from cds_service.policy.packs import MANIFEST_FILE, POLICY_FILE, load_pack
+
+    if path.name == POLICY_FILE and (path.parent / MANIFEST_FILE).is_file():
+        return load_pack(path.parent).policy
     return read_policy_file(path)
 
 
 def load_policy(path: Path | None = None) -> Policy:
-    """The policy from `path` (default: the packaged NH.PHAR.244 pack), validated.
+    """The policy from `path` (default: the packaged NH.PHAR.244 pack), validated. A
+    policy file inside a pack folder (beside a pack.json) is loaded with its pack (the
+    drug's name comes from drug.json); any other file on its own.
 
     Raises `PolicyFileError` naming the file and the place in it when it does not fit.
     Loads are cached by resolved path (policy files do not change while serving).
@@ -275,10 +281,10 @@ NO_DIAGNOSIS = (
     "No diagnosis is recorded: the patient's record holds no condition and the order names "
     "no reason, so the use cannot be told to be covered or off-label."
 )
-INDICATION_DOCUMENTATION = "The diagnosis this Kineret order treats (ICD-10-CM or SNOMED CT)."
+INDICATION_DOCUMENTATION = "The diagnosis this {drug} order treats (ICD-10-CM or SNOMED CT)."
 
 
-def _indication_unread(decision: Decision, reason: str = INDICATION_UNREAD) -> Decision:
+def _indication_unread(decision: Decision, drug: str, reason: str = INDICATION_UNREAD) -> Decision:
     """No covered indication was found, but the conditions were never read, or the record
     holds none at all: that is not an off-label request, it is a missing diagnosis
     (documentation needed, unless something else is already not met)."""
@@ -288,7 +294,7 @@ def _indication_unread(decision: Decision, reason: str = INDICATION_UNREAD) -> D
             status=Status.UNKNOWN,
             reason=reason,
             evidence=(),
-            documentation=INDICATION_DOCUMENTATION,
+            documentation=INDICATION_DOCUMENTATION.format(drug=drug),
         )
         if r.check == "refer-to-policy"
         else r
@@ -329,7 +335,8 @@ def _working_diagnosis(
         status=Status.UNKNOWN,
         reason=verdict.reason,
         evidence=verdict.evidence,
-        documentation=verdict.documentation or INDICATION_DOCUMENTATION,
+        documentation=verdict.documentation
+        or INDICATION_DOCUMENTATION.format(drug=ctx.drug_label or ctx.drug_valueset),
         details=verdict.details,
     )
     criteria = (result, *decision.criteria)
@@ -369,6 +376,7 @@ def evaluate(policy: Policy, facts: PolicyFacts, today: date) -> Decision:
         current_drug_records=current,
         first_drug_date=_first_drug_date(policy, facts, order_date),
         scales=policy.scales,
+        drug_label=policy.drug_name,
     )
 
     decisions: list[Decision] = []
@@ -389,11 +397,11 @@ def evaluate(policy: Policy, facts: PolicyFacts, today: date) -> Decision:
         decision = _evaluate_section(policy, facts, section, ctx)
         if not deciding_reasons(policy, facts):
             if DIAGNOSES_SOURCE in facts.unavailable:
-                return _indication_unread(decision)
+                return _indication_unread(decision, policy.drug_name)
             if not facts.diagnoses and not facts.conditions_on_file:
                 # A chart with no condition at all names no use to call off-label: a
                 # pharmacist asks for the diagnosis first.
-                return _indication_unread(decision, NO_DIAGNOSIS)
+                return _indication_unread(decision, policy.drug_name, NO_DIAGNOSIS)
         return decision
 
     # An established indication wins over one claimed only by a working or uncoded

@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from fhir_mappings import build_facts
 from tests.mappings.mapping_builders import (
     NUCC,
     PATIENT_RES,
@@ -18,6 +17,7 @@ from tests.mappings.mapping_builders import (
     med_request,
     timing_code,
 )
+from tests.routed import build_facts
 
 ACT = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 

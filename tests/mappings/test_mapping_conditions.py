@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 
-from fhir_mappings import build_facts
 from fhir_mappings.facts import PolicyFacts
 from tests.mappings.mapping_builders import (
     ICD,
@@ -21,6 +20,7 @@ from tests.mappings.mapping_builders import (
     observation,
     qty,
 )
+from tests.routed import build_facts
 
 
 def facts_for(*resources, order=None) -> PolicyFacts:

@@ -10,7 +10,6 @@ import pytest
 
 from cds_service.policy.engine import evaluate, load_policy
 from cds_service.policy.model import Decision, Outcome, Status
-from fhir_mappings import build_facts
 from tests.mappings.mapping_builders import (
     ICD,
     PATIENT_RES,
@@ -20,6 +19,7 @@ from tests.mappings.mapping_builders import (
     context,
     med_request,
 )
+from tests.routed import build_facts
 
 Res = dict[str, Any]
 RA_ICD = cc(ICD, "M05.79", "Rheumatoid arthritis with rheumatoid factor of multiple sites")

@@ -9,9 +9,35 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fhir_mappings.dosing import appendix_e_syringes, compute_dose, fixed_syringes
-from fhir_mappings.facts import WeightFact
+from cds_service.policy.packs import default_registry
+from fhir_mappings import dosing
+from fhir_mappings.dosing import banded_units, banded_units_per_day
+from fhir_mappings.facts import DoseFacts, WeightFact
+from fhir_mappings.fields import Json
 from tests.mappings.mapping_builders import GTS, dosage, every, qty, timing_code
+
+UNIT = default_registry().units["anakinra"]  # the product's unit from its pack's drug.json
+APPENDIX_E_BAND_MG = 105.0  # NH.PHAR.244 Appendix E (the policy's syringe_band_mg)
+
+
+def compute_dose(
+    dosages: list[Json], weight: WeightFact | None, request: Json | None = None
+) -> DoseFacts:
+    return dosing.compute_dose(dosages, weight, request, UNIT)
+
+
+def appendix_e_syringes(mg: float) -> int:
+    return banded_units(mg, APPENDIX_E_BAND_MG)
+
+
+def fixed_syringes(mg: float) -> int:
+    assert UNIT is not None
+    return UNIT.units_for(mg)
+
+
+def weight_based(facts: DoseFacts) -> float | None:
+    return banded_units_per_day(facts, APPENDIX_E_BAND_MG)
+
 
 W20 = WeightFact(kg=20.0, effective=date(2026, 2, 1), ref="Observation/w")
 
@@ -121,7 +147,7 @@ def test_weight_based_split_dose_uses_a_syringe_per_dose():
     # 8 mg/kg/day for 20 kg split BID: 80 mg twice, a new syringe each time.
     facts = compute_dose([dosage(80, timing=timing_code("BID"))], W20)
     assert facts.mg_per_kg_per_day == pytest.approx(8)
-    assert facts.weight_based_syringes_per_day == 2
+    assert weight_based(facts) == 2
     assert facts.syringes_per_day == 2
 
 
@@ -233,9 +259,10 @@ def test_splitting_a_daily_dose_never_lowers_the_syringe_count(daily, n, parts):
     assert fewer.syringes_per_day is not None
     assert more.syringes_per_day is not None
     assert more.syringes_per_day >= fewer.syringes_per_day
-    assert more.weight_based_syringes_per_day is not None
-    assert fewer.weight_based_syringes_per_day is not None
-    assert more.weight_based_syringes_per_day >= fewer.weight_based_syringes_per_day
+    banded_more, banded_fewer = weight_based(more), weight_based(fewer)
+    assert banded_more is not None
+    assert banded_fewer is not None
+    assert banded_more >= banded_fewer
     assert more.syringes_per_day >= n * parts
 
 

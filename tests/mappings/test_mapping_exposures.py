@@ -19,7 +19,6 @@ from hypothesis import strategies as st
 
 from cds_service.policy.engine import evaluate, load_policy
 from cds_service.policy.model import Status
-from fhir_mappings import build_facts
 from fhir_mappings.facts import PolicyFacts, TherapyRun
 from tests.mappings.mapping_builders import (
     ICD,
@@ -36,6 +35,7 @@ from tests.mappings.mapping_builders import (
     qty,
     statement,
 )
+from tests.routed import build_facts
 
 Res = dict[str, Any]
 

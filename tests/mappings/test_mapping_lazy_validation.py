@@ -4,7 +4,7 @@ left out; a malformed one it cannot use costs nothing and is not reported."""
 
 from __future__ import annotations
 
-from fhir_mappings import build_facts, r4
+from fhir_mappings import r4
 from tests.mappings.mapping_builders import (
     LOINC,
     MTX,
@@ -18,6 +18,7 @@ from tests.mappings.mapping_builders import (
     statement,
     weight,
 )
+from tests.routed import build_facts
 
 HEART_RATE = cc(LOINC, "8867-4", "Heart rate")
 PREDNISONE = cc(RXNORM, "8640", "prednisone")

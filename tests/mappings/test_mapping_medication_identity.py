@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from fhir_mappings import build_facts, medications, valuesets
+from fhir_mappings import medications, valuesets
 from fhir_mappings.facts import PolicyFacts
 from tests.mappings.mapping_builders import (
     NDC,
@@ -29,6 +29,7 @@ from tests.mappings.mapping_builders import (
     med_request,
     statement,
 )
+from tests.routed import build_facts
 
 SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "fhir-samples"
 if not SAMPLES.is_dir():

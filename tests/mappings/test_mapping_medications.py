@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from fhir_mappings import build_facts
+from cds_service.policy.packs import default_registry
 from fhir_mappings.facts import PolicyFacts
 from tests.mappings.mapping_builders import (
     ADALIMUMAB,
@@ -21,6 +21,7 @@ from tests.mappings.mapping_builders import (
     med_request,
     statement,
 )
+from tests.routed import build_facts
 
 
 def facts_for(*resources, order=None, **kwargs) -> PolicyFacts:
@@ -290,7 +291,9 @@ def test_current_anakinra_dose_is_on_the_record():
             }
         ],
     )
-    facts = facts_for(current)
+    facts = facts_for(
+        current, units=default_registry().units
+    )  # "1 syringe" needs the product's unit
     record = facts.medications[0]
     assert (record.drug, record.status, record.is_draft_order) == ("anakinra", "active", False)
     assert record.mg_per_day == 100

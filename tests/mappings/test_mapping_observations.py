@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from fhir_mappings import build_facts
+from fhir_mappings.dosing import banded_units_per_day
 from fhir_mappings.facts import PolicyFacts
 from tests.mappings.mapping_builders import (
     LOINC,
@@ -20,6 +20,7 @@ from tests.mappings.mapping_builders import (
     timing_code,
     weight,
 )
+from tests.routed import build_facts
 
 HGNC = "http://www.genenames.org/geneId"
 
@@ -65,7 +66,7 @@ def test_weight_based_order_uses_the_latest_weight():
     assert dose.weight is not None
     assert dose.weight.ref == "Observation/b"
     assert dose.mg_per_kg_per_day == pytest.approx(8, rel=1e-3)
-    assert dose.weight_based_syringes_per_day == 2
+    assert banded_units_per_day(dose, 105) == 2  # Appendix E band of NH.PHAR.244
 
 
 def test_weight_with_unknown_unit_is_a_problem_not_a_weight():

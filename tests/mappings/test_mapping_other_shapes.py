@@ -12,9 +12,10 @@ from hypothesis import strategies as st
 
 from cds_service.policy.engine import evaluate, load_policy
 from cds_service.policy.model import Decision, Status
-from fhir_mappings import build_facts
-from fhir_mappings.dosing import compute_dose, read_sig_text
-from fhir_mappings.facts import PolicyFacts
+from cds_service.policy.packs import default_registry
+from fhir_mappings import dosing
+from fhir_mappings.dosing import read_sig_text
+from fhir_mappings.facts import DoseFacts, PolicyFacts
 from tests.mappings.mapping_builders import (
     ICD,
     LOINC,
@@ -27,6 +28,7 @@ from tests.mappings.mapping_builders import (
     med_request,
     observation,
 )
+from tests.routed import build_facts
 
 Res = dict[str, Any]
 CDAI = cc(LOINC, "88982-4", "Rheumatoid arthritis disease activity level [CDAI]", text="CDAI")
@@ -37,6 +39,11 @@ def score(value_string: str, code: Res | None = None) -> Res:
     obs = observation("s1", code or CDAI, when="2026-02-20")
     obs["valueString"] = value_string
     return obs
+
+
+def compute_dose(dosages: list[Res], weight: None) -> DoseFacts:
+    """The dose arithmetic with the product's unit (a syringe) from its pack's drug.json."""
+    return dosing.compute_dose(dosages, weight, product=default_registry().units["anakinra"])
 
 
 def facts_for(*resources: Res, order: Res | None = None) -> PolicyFacts:

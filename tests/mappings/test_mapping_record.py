@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import fhir_mappings
-from fhir_mappings import build_facts, build_record, medications
+from fhir_mappings import build_record, medications
 from fhir_mappings.record import PatientRecord
 from tests.mappings.mapping_builders import (
     RXNORM,
@@ -32,6 +32,7 @@ from tests.mappings.mapping_builders import (
 from tests.realworld.cases import prepare
 from tests.realworld.ehr import ORDER_REF, draft_order, hook_context
 from tests.realworld.variants import SYNTHEA3_ROLE
+from tests.routed import build_facts
 
 ASA = "synthea-v2/Asa_Hermiston"
 ASA_PATIENT = "Patient/c79b748f-a792-4aea-bca5-c7c9c5b188cd"

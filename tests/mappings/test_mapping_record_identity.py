@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cds_service.prefetch import deduplicate
-from fhir_mappings import build_facts, r4
+from fhir_mappings import r4
 from fhir_mappings.facts import PolicyFacts
 from fhir_mappings.fields import compare_versions, ref_of
 from tests.mappings.mapping_builders import (
@@ -24,6 +24,7 @@ from tests.mappings.mapping_builders import (
     statement,
     weight,
 )
+from tests.routed import build_facts
 
 Res = dict[str, Any]
 

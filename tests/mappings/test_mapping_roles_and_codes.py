@@ -13,7 +13,6 @@ import pytest
 
 from cds_service.policy.engine import evaluate, load_policy
 from cds_service.policy.model import Status
-from fhir_mappings import build_facts
 from fhir_mappings.facts import PolicyFacts
 from tests.mappings.mapping_builders import (
     ICD,
@@ -26,6 +25,7 @@ from tests.mappings.mapping_builders import (
     context,
     med_request,
 )
+from tests.routed import build_facts
 
 Res = dict[str, Any]
 NPI = "http://hl7.org/fhir/sid/us-npi"

@@ -70,6 +70,10 @@ BRIEF_NAMES = {
     "medical-genetics",
     "cardiology",
     "rilonacept",
+    # IL1.RIL.01 laboratory tests (lane checks)
+    "saa",
+    "tb-skin-test",
+    "tb-igra",
 }
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from fhir_mappings.facts import (
+    ConditionRecord,
     Diagnosis,
     DoseFacts,
     EncounterFacts,
@@ -141,6 +142,30 @@ class _Builder:
             text_only=frozenset(raw.get("text_only", ())),
         )
 
+    def condition_record(self, raw: Any) -> ConditionRecord:
+        """A recorded condition: `valuesets`, `onset` / `onset_latest`, `abatement` /
+        `abatement_earliest` (dates or day offsets), `abated` (default: an abatement is
+        given), `status` (clinical status), `source`, `verification`, `code`, `display`."""
+        sets = raw.get("valuesets", [])
+        onset = self.when(raw.get("onset"))
+        abatement = self.when(raw.get("abatement"))
+        return ConditionRecord(
+            valuesets=frozenset(sets),
+            system=raw.get("system", "http://snomed.info/sct"),
+            code=raw.get("code", "X"),
+            display=raw.get("display", sets[0] if sets else "Other"),
+            ref=raw.get("ref") or self.ref("Condition"),
+            source=raw.get("source", "problem-list"),
+            onset=onset,
+            onset_latest=self.when(raw.get("onset_latest")) or onset,
+            abatement=abatement,
+            abatement_earliest=self.when(raw.get("abatement_earliest")) or abatement,
+            abated=bool(raw.get("abated", abatement is not None)),
+            clinical_status=raw.get("status"),
+            verification=raw.get("verification", "confirmed"),
+            recorded=self.when(raw.get("recorded")),
+        )
+
     def dose(self, raw: Mapping[str, Any]) -> DoseFacts:
         weight = None
         if raw.get("weight"):
@@ -261,6 +286,7 @@ class _Builder:
                 ref=self.ref("Observation"),
                 reference_high=m.get("ref_high"),
                 interpretation=m.get("interpretation"),
+                reference_unit=m.get("ref_unit"),
             )
             for m in s.get("measurements", [])
         )
@@ -294,6 +320,9 @@ class _Builder:
             encounter=encounter,
             coverage_refs=("Coverage/c1",),
             unavailable=frozenset(s.get("unavailable", [])),
+            condition_history=tuple(
+                self.condition_record(c) for c in s.get("condition_history", [])
+            ),
         )
 
 

@@ -29,11 +29,11 @@ from hypothesis import strategies as st
 
 from cds_service.policy.engine import evaluate, load_policy
 from cds_service.prefetch import flatten
-from fhir_mappings import build_facts
 from tests.realworld.cases import ALL_CASES, prepare
 from tests.realworld.charts import Json, load_charts
 from tests.realworld.ehr import draft_order, hook_context, prefetch_from_chart
 from tests.realworld.expectations import NOT_EVALUATED
+from tests.routed import build_facts
 
 View = tuple[Any, ...]
 

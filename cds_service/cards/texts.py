@@ -1,0 +1,261 @@
+"""The words of a pack's cards: `cards.yaml`, loaded and checked once.
+
+Card code knows no drug and no policy clause. Every text that names them lives in the
+pack's `cards.yaml` (format: `cds_service/packs/cards.schema.json`) as a template with
+named placeholders (`{product}`, `{criteria}` ...). At load:
+
+- the file must fit the schema (the error names the file and the place in it);
+- every template may use only `{product}` and the names its schema entry lists under
+  `x-placeholders`; a positional `{}`, an attribute or index (`{a.b}`, `{a[0]}`), a
+  conversion or format spec, or an unmatched brace is an error naming the file and key;
+- a card kind the pack's policy can trigger must have its texts (`TRIGGERS`); a kind it
+  never triggers may be left out;
+- `not_met.step_therapy_criteria` must name criteria of the policy.
+
+`texts_for(policy_id)` is the one seam the renderer uses to find a pack's texts.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import string
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import jsonschema
+import yaml
+
+from cds_service.policy import definition
+from cds_service.policy.definition import PolicyFileError
+
+CARDS_FILE = "cards.yaml"
+POLICY_FILE = "policy.yaml"
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "packs" / "cards.schema.json"
+GLOBAL_PLACEHOLDERS = frozenset({"product"})
+"""Names every template may use; the renderer fills them from the pack itself."""
+
+TRIGGERS: Mapping[str, str] = MappingProxyType(
+    {
+        "combination": "a criterion uses the check no-concurrent-therapy",
+        "duplicate": "a no-concurrent-therapy criterion sets duplicate_drafts",
+        "hypersensitivity": "a criterion uses the check hypersensitivity",
+        "care_setting": "a criterion uses the check care-setting",
+        "off_label": "a section is off-label",
+    }
+)
+"""Card kinds a pack needs only when its policy can trigger them, and when that is."""
+
+
+class CardTextsError(PolicyFileError):
+    """A cards.yaml that cannot be used; the message names the file and the place in it."""
+
+
+@dataclass(frozen=True)
+class CardTexts:
+    """One pack's card texts.
+
+    `text(kind, key, **values)` fills one template; it must be given exactly the
+    placeholders the schema lists for that key (`{product}` is filled here)."""
+
+    source: str
+    """The cards.yaml file, for messages."""
+    product: str
+    """The drug's name on cards, the value of `{product}`."""
+    templates: Mapping[str, Mapping[str, str]]
+    """kind -> key -> template."""
+    placeholders: Mapping[str, Mapping[str, frozenset[str]]]
+    """kind -> key -> the placeholder names the template may use (besides `product`)."""
+    step_therapy_criteria: frozenset[str] = frozenset()
+    """Criteria whose failure asks for another therapy first."""
+    off_label_policy: str | None = None
+    """The off-label use policy the off-label card names, when the decision lists it."""
+    off_label_references: tuple[str, ...] = ()
+    """The policies named when an off-label decision lists none."""
+
+    def has(self, kind: str) -> bool:
+        return kind in self.templates
+
+    def text(self, kind: str, key: str, **values: object) -> str:
+        try:
+            template = self.templates[kind][key]
+        except KeyError:
+            raise CardTextsError(f"{self.source}: {kind}.{key}: no such text") from None
+        expected = self.placeholders[kind][key]
+        if set(values) != expected:
+            raise TypeError(
+                f"text {kind}.{key} takes {sorted(expected)}, was given {sorted(values)}"
+            )
+        return template.format(product=self.product, **values)
+
+
+@functools.cache
+def _schema() -> Mapping[str, Any]:
+    loaded: dict[str, Any] = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    jsonschema.Draft202012Validator.check_schema(loaded)
+    return loaded
+
+
+def _where(path: Iterator[Any] | list[Any]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _template_names(template: str, source: str, where: str) -> set[str]:
+    """The placeholder names of one template; anything but a plain `{name}` is an error."""
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise CardTextsError(f"{source}: {where}: not a valid template: {exc}") from exc
+    names = set()
+    for _, field, spec, conversion in parsed:
+        if field is None:
+            continue
+        if not field.isidentifier():
+            raise CardTextsError(
+                f"{source}: {where}: placeholder {{{field}}} is not a plain name; write "
+                "{name}, or {{ and }} for a literal brace"
+            )
+        if spec or conversion:
+            raise CardTextsError(
+                f"{source}: {where}: placeholder {{{field}}} takes no conversion or format"
+            )
+        names.add(field)
+    return names
+
+
+def _policy_triggers(policy: Any) -> tuple[dict[str, str], set[str]]:
+    """The card kinds a policy document can trigger (kind -> why) and its criterion ids.
+
+    Read from the raw policy.yaml: every `check` outside a check's own `params` (nested
+    checks of a combining check never get a card of their own)."""
+    triggered: dict[str, str] = {}
+    ids: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, list):
+            for item in node:
+                walk(item)
+            return
+        if not isinstance(node, dict):
+            return
+        check = node.get("check")
+        if isinstance(check, str):
+            if isinstance(node.get("id"), str):
+                ids.add(node["id"])
+            params = node.get("params")
+            kind = {
+                "no-concurrent-therapy": "combination",
+                "hypersensitivity": "hypersensitivity",
+                "care-setting": "care_setting",
+            }.get(check)
+            if kind is not None:
+                triggered[kind] = TRIGGERS[kind]
+            if (
+                check == "no-concurrent-therapy"
+                and isinstance(params, dict)
+                and params.get("duplicate_drafts") is True
+            ):
+                triggered["duplicate"] = TRIGGERS["duplicate"]
+        if node.get("off_label") is True:
+            triggered["off_label"] = TRIGGERS["off_label"]
+        for key, value in node.items():
+            if key != "params":
+                walk(value)
+
+    walk(policy)
+    return triggered, ids
+
+
+def parse_card_texts(data: Any, source: str = "<cards>", policy: Any | None = None) -> CardTexts:
+    """Validate a loaded cards.yaml document (against `policy`, the raw policy.yaml
+    document of the same pack, when given) and build its `CardTexts`."""
+    schema = _schema()
+    errors = sorted(
+        jsonschema.Draft202012Validator(schema).iter_errors(data),
+        key=lambda e: list(map(str, e.absolute_path)),
+    )
+    if errors:
+        first = errors[0]
+        raise CardTextsError(f"{source}: {_where(list(first.absolute_path))}: {first.message}")
+    templates: dict[str, Mapping[str, str]] = {}
+    placeholders: dict[str, Mapping[str, frozenset[str]]] = {}
+    for kind, kind_schema in schema["properties"].items():
+        if kind not in data or kind_schema.get("type") != "object":
+            continue
+        texts: dict[str, str] = {}
+        names: dict[str, frozenset[str]] = {}
+        for key, key_schema in kind_schema["properties"].items():
+            if "x-placeholders" not in key_schema:
+                continue
+            allowed = frozenset(key_schema["x-placeholders"])
+            template = data[kind][key]
+            unknown = _template_names(template, source, f"{kind}.{key}") - (
+                allowed | GLOBAL_PLACEHOLDERS
+            )
+            if unknown:
+                known = ", ".join(f"{{{n}}}" for n in sorted(allowed | GLOBAL_PLACEHOLDERS))
+                raise CardTextsError(
+                    f"{source}: {kind}.{key}: unknown placeholder "
+                    f"{', '.join(f'{{{n}}}' for n in sorted(unknown))} (this text may use "
+                    f"{known})"
+                )
+            texts[key] = template
+            names[key] = allowed
+        templates[kind] = MappingProxyType(texts)
+        placeholders[kind] = MappingProxyType(names)
+    step = data.get("not_met", {}).get("step_therapy_criteria", [])
+    if policy is not None:
+        triggered, ids = _policy_triggers(policy)
+        for kind, why in triggered.items():
+            if kind not in data:
+                raise CardTextsError(
+                    f"{source}: {kind}: missing; the policy needs these texts ({why})"
+                )
+        strangers = [c for c in step if c not in ids]
+        if strangers:
+            raise CardTextsError(
+                f"{source}: not_met.step_therapy_criteria: not criteria of the policy: "
+                f"{', '.join(strangers)}"
+            )
+    off_label = data.get("off_label", {})
+    return CardTexts(
+        source=source,
+        product=data["product"],
+        templates=MappingProxyType(templates),
+        placeholders=MappingProxyType(placeholders),
+        step_therapy_criteria=frozenset(step),
+        off_label_policy=off_label.get("policy"),
+        off_label_references=tuple(off_label.get("references", ())),
+    )
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CardTextsError(f"{path}: cannot read: {exc.strerror}") from exc
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise CardTextsError(f"{path}: not valid YAML: {exc}") from exc
+
+
+def load_card_texts(pack_dir: Path) -> CardTexts:
+    """The card texts of the pack in `pack_dir`, checked against its policy.yaml (when
+    the folder has one) for the card kinds the policy can trigger."""
+    policy_path = pack_dir / POLICY_FILE
+    policy = _read_yaml(policy_path) if policy_path.is_file() else None
+    cards_path = pack_dir / CARDS_FILE
+    return parse_card_texts(_read_yaml(cards_path), str(cards_path), policy)
+
+
+@functools.cache
+def texts_for(policy_id: str) -> CardTexts:
+    """The card texts of the pack that holds policy `policy_id` (read once)."""
+    return load_card_texts(definition.PACKS_DIR / policy_id)
