@@ -515,12 +515,30 @@ def _quantity(
     units, days = dose.dispense_units, dose.dispense_days
     if units is None or days is None:
         return
+    # A schedule that could not be read may hold an allowed loading dose: its first week's
+    # allowance is then possible, not certain.
+    loading_maybe = allow_loading and loading_units is None and bool(dose.schedule_reasons)
     week = first_week if allow_loading and loading_units is not None else None
     with_loading = week is not None
     exact = per_28 * days / _DAYS_PER_QUANTITY_PERIOD
+    week_extra = (
+        (first_week or 0) - per_28 * _FIRST_WEEK_DAYS / _DAYS_PER_QUANTITY_PERIOD
+        if first_week is not None
+        else 0.0
+    )
     if week is not None:
-        exact += week - per_28 * _FIRST_WEEK_DAYS / _DAYS_PER_QUANTITY_PERIOD
+        exact += week_extra
     allowed = math.floor(exact + 1e-6)
+    if loading_maybe and week_extra > 0 and not _le(units, allowed):
+        with_loading_allowed = math.floor(exact + week_extra + 1e-6)
+        if _le(units, with_loading_allowed):
+            details["limit_dispense_units"] = with_loading_allowed
+            unknown.append(
+                f"dispensing {unit.count(units)} for {_fmt(days)} days is within the limit "
+                "only if the order starts with a loading dose, which could not be read"
+            )
+            return
+        allowed, with_loading = with_loading_allowed, True
     details["limit_dispense_units"] = allowed
     need = None
     if maint_units is not None and every:

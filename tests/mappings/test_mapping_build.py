@@ -132,7 +132,7 @@ def test_care_team_and_referral_to_rheumatology():
         "status": "active",
         "intent": "order",
         "subject": {"reference": "Patient/p1"},
-        "code": cc(text="Referral to cardiology"),
+        "code": cc(text="Referral to ophthalmology"),
     }
     facts = build_facts(
         context(med_request()), [team, referral, unrelated, role("rr", "Practitioner/5", RHEUM)]

@@ -39,6 +39,11 @@ ASA_PATIENT = "Patient/c79b748f-a792-4aea-bca5-c7c9c5b188cd"
 ASA_RA = "Condition/81f2012b-7bea-4b0c-a16b-dbeec26e6732"
 ASA_MTX = "MedicationRequest/4249567c-78a8-4054-8717-4ffec60b040a"
 ASA_CYCLOSPORINE = "MedicationRequest/6f69ee56-2498-4109-a630-e083d82685a6"
+ASA_NAPROXEN = (
+    "MedicationRequest/54940f35-8bdc-4953-94b2-4b8ab294b8f9",
+    "MedicationRequest/f711808c-9cb9-4c31-a589-9cfc9f34b7c4",
+    "MedicationRequest/d7a184e3-8edc-49cf-9b3b-4a2067e5c297",
+)
 PAT014 = "davinci-test-ehr/pat014"
 
 Json = dict[str, Any]
@@ -80,14 +85,24 @@ def test_synthea_ra_chart_record_holds_the_patient_diagnosis_and_orders() -> Non
 def test_synthea_ra_chart_medications_and_exposures_per_ingredient() -> None:
     record, order_date = _record(ASA)
     chart_records = {(m.ref, m.drug) for m in record.medications if not m.is_draft_order}
-    assert chart_records == {(ASA_MTX, "methotrexate"), (ASA_CYCLOSPORINE, "cyclosporine")}
+    # Naproxen is in a value set too (NSAIDs, read by the rilonacept pack's pericarditis
+    # criteria): its three orders are records of the chart, not of the anakinra policy.
+    assert chart_records == {
+        (ASA_MTX, "methotrexate"),
+        (ASA_CYCLOSPORINE, "cyclosporine"),
+        *((ref, "naproxen") for ref in ASA_NAPROXEN),
+    }
     # The draft order is in the record, marked as one; it is never exposure.
     drafts = [m for m in record.medications if m.is_draft_order]
     assert [(m.ref, m.drug) for m in drafts] == [(ORDER_REF, "anakinra")]
     assert all(m.mg_per_day is None for m in record.medications)
     # Synthea writes no supply fields: the length of each order is unknown, never one day.
     exposures = {(e.record.drug, e.measured.certainty) for e in record.exposures}
-    assert exposures == {("methotrexate", "unknown"), ("cyclosporine", "unknown")}
+    assert exposures == {
+        ("methotrexate", "unknown"),
+        ("cyclosporine", "unknown"),
+        ("naproxen", "unknown"),
+    }
     runs = {r.drug: r for r in record.runs(order_date)}
     assert runs["methotrexate"].certainty == "unknown"
     assert runs["methotrexate"].open_ended
