@@ -514,19 +514,19 @@ class _Builder:
     def _dose_summary(self, ordered: str | None, allowed: str | None, *actions: str) -> str:
         """The dose card's summary: the ordered and the allowed amount and what to do,
         shorter until it fits (`actions` from the fullest to the plainest)."""
+        texts = self.texts
         candidates = []
-        for action in actions:
-            if ordered is not None and allowed is not None:
-                candidates.append(
-                    self.texts.text(
-                        "dose", "summary", ordered=ordered, allowed=allowed, action=action
-                    )
-                )
-            if allowed is not None:
-                candidates.append(
-                    self.texts.text("dose", "summary_unmeasured", allowed=allowed, action=action)
-                )
-        candidates += [self.texts.text("dose", "summary_short", action=a) for a in actions]
+        if ordered is not None and allowed is not None:
+            candidates += [
+                texts.text("dose", "summary", ordered=ordered, allowed=allowed, action=action)
+                for action in actions
+            ]
+        if allowed is not None:
+            candidates += [
+                texts.text("dose", "summary_unmeasured", allowed=allowed, action=action)
+                for action in actions
+            ]
+        candidates += [texts.text("dose", "summary_short", action=action) for action in actions]
         return _fit(*candidates)
 
     def _dose_card(self, evaluation: Evaluation, result: CriterionResult) -> dict[str, Any]:
@@ -1075,13 +1075,13 @@ def _schedule_table(
     weight = number("weight_kg")
     if weight is not None:
         text += f"\n\nWeight used: {fmt(weight)} kg."
-    if unit is not None:
+    if texts is not None and texts.has("dose"):
+        text += "\n\n" + texts.text("dose", "units_note")
+    elif unit is not None:
         text += (
             f"\n\nEach dose takes ceil(dose / {fmt(unit.deliverable_mg)} mg) {unit.plural} "
             f"({fmt(unit.deliverable_mg)} mg a {unit.name} at most)."
         )
-    if texts is not None and texts.has("dose"):
-        text += "\n\n" + texts.text("dose", "units_note")
     return text
 
 
