@@ -41,11 +41,12 @@ from datetime import date
 from typing import Any
 
 from cds_service.cards.codes import COVERAGE_INFORMATION_URL, CRD_TEMP, UCUM
-from cds_service.cards.dose import DoseLimit, dose_limit, fmt, whole
+from cds_service.cards.dose import DoseLimit, dose_limit, fmt, product_unit, whole
 from cds_service.cards.model import Evaluation
 from cds_service.cards.texts import CardTexts
 from cds_service.policy.model import Decision, Outcome, Status
 from fhir_mappings.facts import PolicyFacts
+from fhir_mappings.product_unit import ProductUnit
 
 
 def add_months(start: date, months: int) -> date:
@@ -59,7 +60,7 @@ def policy_limit(facts: PolicyFacts, decision: Decision) -> DoseLimit | None:
     """The dose limit of the evaluated section, when the section has one."""
     for result in decision.criteria:
         if result.check in {"dose-limit", "dose-increase-limit"}:
-            return dose_limit(facts, decision.indication, result)
+            return dose_limit(facts, result)
     return None
 
 
@@ -73,7 +74,9 @@ def _detail(code: str, value_key: str, value: Any, qualification: str | None) ->
     return {"url": "detail", "extension": parts}
 
 
-def _quantity_details(limit: DoseLimit, texts: CardTexts) -> list[dict[str, Any]]:
+def _quantity_details(
+    limit: DoseLimit, texts: CardTexts, unit: ProductUnit | None
+) -> list[dict[str, Any]]:
     if limit.kind == "weight" and limit.limit_mg_per_kg_per_day is not None:
         qualification = texts.text("coverage", "weight_qualification")
         if limit.limit_mg_per_day is not None and limit.weight_kg is not None:
@@ -97,12 +100,12 @@ def _quantity_details(limit: DoseLimit, texts: CardTexts) -> list[dict[str, Any]
             "code": "mg/d",
         }
         details.append(_detail("allowed-quantity", "valueQuantity", quantity, None))
-    if limit.limit_syringes_per_day is not None:
+    if limit.limit_units_per_day is not None and unit is not None:
         quantity = {
-            "value": whole(limit.limit_syringes_per_day),
-            "unit": "syringe/day",
+            "value": whole(limit.limit_units_per_day),
+            "unit": f"{unit.name}/day",
             "system": UCUM,
-            "code": "{syringe}/d",
+            "code": f"{unit.ucum}/d",
         }
         details.append(
             _detail(
@@ -169,7 +172,7 @@ def coverage_information(
     parts.append({"url": "reason", "valueCodeableConcept": {"text": _reason(decision, texts)}})
     limit = policy_limit(facts, decision) if outcome is not Outcome.OFF_LABEL_REVIEW else None
     if limit is not None:
-        parts += _quantity_details(limit, texts)
+        parts += _quantity_details(limit, texts, product_unit(facts, decision.policy_id))
     expiry = None
     if outcome is Outcome.CRITERIA_MET and decision.approval_months:
         expiry = add_months(today, decision.approval_months)

@@ -1,39 +1,38 @@
 """Dose-limit arithmetic for the dose card and the dose suggestion.
 
-The numbers come from the `dose-limit` criterion's `details` when the policy
-engine supplies them, else from the order's `DoseFacts` and the indication:
+Every limit comes from the `dose-limit` / `dose-increase-limit` criterion's `details` (the
+check writes them from the policy's parameters); the card code holds no policy number. The
+ordered amounts come from the details too, else from the order's `DoseFacts`:
 
 - `ordered_mg_per_day`: else `facts.order.dose.mg_per_day`;
-- `limit_mg_per_day`: else 100 for fixed dosing (RA, COVID-19), and for
-  weight-based dosing floor(limit mg/kg x weight) in whole mg;
+- `limit_mg_per_day`: for a weight-based limit without it, floor(limit mg/kg x weight);
+- `limit_mg_per_kg_per_day`: its presence makes the limit weight-based;
 - `ordered_mg_per_kg_per_day`: else `facts.order.dose.mg_per_kg_per_day`;
-- `limit_mg_per_kg_per_day`: else 8 when the indication is NOMID / CAPS / DIRA
-  (its presence makes the limit weight-based);
 - `weight_kg`: else `facts.order.dose.weight.kg`;
-- `ordered_syringes_per_day`: else `syringes_per_day` (fixed) or
-  `weight_based_syringes_per_day` (weight-based);
-- `limit_syringes_per_day`: else 1 for fixed dosing, none for weight-based.
+- `ordered_syringes_per_day` (units of the product a day): else the order's units a day;
+- `limit_syringes_per_day`: the units a day allowed (none when the details have none);
+- `syringe_band_mg`: a weight-based dose counts one unit more for every band of this many
+  mg (a policy's table); without it a dose takes ceil(mg / deliverable mg) units.
 
 The suggested order is a deep copy of the draft MedicationRequest, never the
 draft itself:
-- fixed dosing (RA): one dosage line, the limit (100 mg) once daily; the line's
-  route, site and bounds are kept, its free text is replaced so that it cannot
-  contradict the new dose;
-- weight-based dosing (NOMID / DIRA): the frequency is kept and every
-  administration becomes floor(floor(8 mg/kg x weight) / administrations per day)
-  whole mg, so the day's total stays within the limit;
-- a dispense quantity (in syringes, or in mL at 0.67 mL a syringe) above what the
-  new dose needs for the expected supply duration (days, weeks, months of 30 days)
-  is lowered to that need;
+- fixed dosing: one dosage line, the limit once daily (at most the units a day allowed,
+  never more than ordered); the line's route, site and bounds are kept, its free text is
+  replaced so that it cannot contradict the new dose;
+- weight-based dosing: the frequency is kept and every administration becomes
+  floor(limit mg a day / administrations per day) whole mg, so the day's total stays within
+  the limit;
+- a dispense quantity (in units of the product, or in mL) above what the new dose needs for
+  the expected supply duration (days, weeks, months of 30 days) is lowered to that need;
 - when the dose itself is within the limit and only the dispense request supplies
-  more syringes a day than the dose needs (`excess` is "dispense"), the dose is
+  more units a day than the dose needs (`excess` is "dispense"), the dose is
   kept and only the dispense quantity is lowered (`suggest_dispense`): a card
   never suggests a dose higher than the one ordered.
-No suggestion is made when the arithmetic would need a guess (no weight, no
-administrations per day, no dosage line, a dispense unit other than syringes or mL).
+No suggestion is made when the arithmetic would need a guess (no limit, no weight, no
+administrations per day, no dosage line, a dispense unit other than the product's or mL).
 
-COVID-19 in hospital (`suggest_eua_regimen`): the EUA regimen, 100 mg once daily
-for at most 10 days, with the dispense request capped at 10 syringes.
+A regimen authorized for a setting (`suggest_regimen`): its dose once daily for at most
+its days, with the dispense request capped at the units of that course.
 """
 
 from __future__ import annotations
@@ -45,19 +44,15 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from cds_service.cards.codes import UCUM
-from cds_service.policy.checks import appendix_e_syringes
+from cds_service.policy.checks import appendix_e_syringes as banded_units
 from cds_service.policy.checks_dose import interval_words
 from cds_service.policy.model import CriterionResult
 from fhir_mappings.dosing import quantity_per_unit, supply_days
 from fhir_mappings.facts import PolicyFacts
 from fhir_mappings.product_unit import ProductUnit
 
-FIXED_LIMIT_MG_PER_DAY = 100.0
-FIXED_LIMIT_SYRINGES_PER_DAY = 1.0
-WEIGHT_LIMIT_MG_PER_KG_PER_DAY = 8.0
-WEIGHT_BASED_INDICATIONS = frozenset({"nomid", "nomid-pending", "caps", "dira"})
 EPSILON = 1e-6
-Excess = Literal["dose", "syringes", "dispense"]
+Excess = Literal["dose", "units", "dispense"]
 
 
 @dataclass(frozen=True)
@@ -69,9 +64,11 @@ class DoseLimit:
     limit_mg_per_kg_per_day: float | None
     weight_kg: float | None
     weight_ref: str | None
-    ordered_syringes_per_day: float | None
-    limit_syringes_per_day: float | None
-    dispense_syringes_per_day: float | None
+    ordered_units_per_day: float | None
+    limit_units_per_day: float | None
+    dispense_units_per_day: float | None
+    band_mg: float | None = None
+    """A weight-based dose takes one unit more for every band of this many mg."""
 
 
 @dataclass(frozen=True)
@@ -81,7 +78,7 @@ class DoseSuggestion:
     resource: dict[str, Any]
     """The deep copy of the draft order with the new dose."""
     mg_per_day: float
-    syringes_per_day: float
+    units_per_day: float
 
 
 def fmt(value: float) -> str:
@@ -98,15 +95,12 @@ def _number(details: Mapping[str, Any], key: str) -> float | None:
     return float(value)
 
 
-def dose_limit(facts: PolicyFacts, indication: str, criterion: CriterionResult) -> DoseLimit:
+def dose_limit(facts: PolicyFacts, criterion: CriterionResult) -> DoseLimit:
     """The ordered and allowed daily dose for the dose card (see module table)."""
     details = criterion.details
     dose = facts.order.dose
     limit_mg_kg = _number(details, "limit_mg_per_kg_per_day")
     limit_mg = _number(details, "limit_mg_per_day")
-    weight_based = limit_mg_kg is not None or (
-        limit_mg is None and indication in WEIGHT_BASED_INDICATIONS
-    )
     weight = _number(details, "weight_kg")
     weight_ref = None
     if dose.weight is not None:
@@ -116,9 +110,8 @@ def dose_limit(facts: PolicyFacts, indication: str, criterion: CriterionResult) 
     ordered_mg = _number(details, "ordered_mg_per_day")
     if ordered_mg is None:
         ordered_mg = dose.mg_per_day
-    ordered_syringes = _number(details, "ordered_syringes_per_day")
-    if weight_based:
-        limit_mg_kg = limit_mg_kg if limit_mg_kg is not None else WEIGHT_LIMIT_MG_PER_KG_PER_DAY
+    ordered_units = _number(details, "ordered_syringes_per_day")
+    if limit_mg_kg is not None:
         if limit_mg is None and weight is not None:
             limit_mg = float(math.floor(limit_mg_kg * weight + 1e-9))
         ordered_mg_kg = _number(details, "ordered_mg_per_kg_per_day")
@@ -126,8 +119,8 @@ def dose_limit(facts: PolicyFacts, indication: str, criterion: CriterionResult) 
             ordered_mg_kg = dose.mg_per_kg_per_day
         if ordered_mg_kg is None and ordered_mg is not None and weight:
             ordered_mg_kg = ordered_mg / weight
-        if ordered_syringes is None:
-            ordered_syringes = dose.weight_based_syringes_per_day
+        if ordered_units is None:
+            ordered_units = dose.weight_based_syringes_per_day
         return DoseLimit(
             kind="weight",
             ordered_mg_per_day=ordered_mg,
@@ -136,32 +129,30 @@ def dose_limit(facts: PolicyFacts, indication: str, criterion: CriterionResult) 
             limit_mg_per_kg_per_day=limit_mg_kg,
             weight_kg=weight,
             weight_ref=weight_ref,
-            ordered_syringes_per_day=ordered_syringes,
-            limit_syringes_per_day=_number(details, "limit_syringes_per_day"),
-            dispense_syringes_per_day=dose.dispense_syringes_per_day,
+            ordered_units_per_day=ordered_units,
+            limit_units_per_day=_number(details, "limit_syringes_per_day"),
+            dispense_units_per_day=dose.dispense_syringes_per_day,
+            band_mg=_number(details, "syringe_band_mg"),
         )
-    limit_syringes = _number(details, "limit_syringes_per_day")
-    if ordered_syringes is None:
-        ordered_syringes = dose.syringes_per_day
+    if ordered_units is None:
+        ordered_units = dose.syringes_per_day
     return DoseLimit(
         kind="fixed",
         ordered_mg_per_day=ordered_mg,
-        limit_mg_per_day=limit_mg if limit_mg is not None else FIXED_LIMIT_MG_PER_DAY,
+        limit_mg_per_day=limit_mg,
         ordered_mg_per_kg_per_day=None,
         limit_mg_per_kg_per_day=None,
         weight_kg=None,
         weight_ref=None,
-        ordered_syringes_per_day=ordered_syringes,
-        limit_syringes_per_day=(
-            limit_syringes if limit_syringes is not None else FIXED_LIMIT_SYRINGES_PER_DAY
-        ),
-        dispense_syringes_per_day=dose.dispense_syringes_per_day,
+        ordered_units_per_day=ordered_units,
+        limit_units_per_day=_number(details, "limit_syringes_per_day"),
+        dispense_units_per_day=dose.dispense_syringes_per_day,
     )
 
 
 def excess(limit: DoseLimit) -> Excess | None:
-    """What the order exceeds: the daily dose, the syringes a day of the dose, or only
-    the syringes a day the dispense request supplies (None: nothing found over)."""
+    """What the order exceeds: the daily dose, the units a day of the dose, or only
+    the units a day the dispense request supplies (None: nothing found over)."""
     if limit.kind == "weight":
         if (
             limit.ordered_mg_per_kg_per_day is not None
@@ -182,20 +173,20 @@ def excess(limit: DoseLimit) -> Excess | None:
     ):
         return "dose"
     if (
-        limit.ordered_syringes_per_day is not None
-        and limit.limit_syringes_per_day is not None
-        and limit.ordered_syringes_per_day > limit.limit_syringes_per_day + EPSILON
+        limit.ordered_units_per_day is not None
+        and limit.limit_units_per_day is not None
+        and limit.ordered_units_per_day > limit.limit_units_per_day + EPSILON
     ):
-        return "syringes"
+        return "units"
     needed = (
-        limit.ordered_syringes_per_day
-        if limit.ordered_syringes_per_day is not None
-        else limit.limit_syringes_per_day
+        limit.ordered_units_per_day
+        if limit.ordered_units_per_day is not None
+        else limit.limit_units_per_day
     )
     if (
-        limit.dispense_syringes_per_day is not None
+        limit.dispense_units_per_day is not None
         and needed is not None
-        and limit.dispense_syringes_per_day > needed + EPSILON
+        and limit.dispense_units_per_day > needed + EPSILON
     ):
         return "dispense"
     return None
@@ -214,10 +205,8 @@ def _frequency_words(per_day: float) -> str:
     return words.get(per_day, f"{fmt(per_day)} times a day")
 
 
-def _cap_dispense(
-    resource: dict[str, Any], syringes_per_day: float, unit: ProductUnit
-) -> str | None:
-    """Lower the dispense quantity to what `syringes_per_day` needs over the expected
+def _cap_dispense(resource: dict[str, Any], units_per_day: float, unit: ProductUnit) -> str | None:
+    """Lower the dispense quantity to what `units_per_day` needs over the expected
     supply duration; plain words for the new quantity, or None when nothing changed."""
     dispense = resource.get("dispenseRequest")
     if not isinstance(dispense, dict):
@@ -228,25 +217,23 @@ def _cap_dispense(
     if not isinstance(quantity, dict) or days is None:
         return None
     value = quantity.get("value")
-    per_syringe = quantity_per_unit(quantity, unit)
-    if isinstance(value, bool) or not isinstance(value, int | float) or per_syringe is None:
+    per_unit = quantity_per_unit(quantity, unit)
+    if isinstance(value, bool) or not isinstance(value, int | float) or per_unit is None:
         return None
-    syringes = math.ceil(syringes_per_day * days - EPSILON)
-    needed = whole(round(syringes * per_syringe, 2))
+    units = math.ceil(units_per_day * days - EPSILON)
+    needed = whole(round(units * per_unit, 2))
     if value <= needed + EPSILON:
         return None
     quantity["value"] = needed
-    words = unit.plural if per_syringe == 1.0 else f"mL ({syringes} {unit.plural})"
+    words = unit.plural if per_unit == 1.0 else f"mL ({units} {unit.plural})"
     return f"{fmt(float(needed))} {words} for {fmt(days)} days"
 
 
-def _syringes_per_administration(
-    mg: float, kind: Literal["fixed", "weight"], unit: ProductUnit
-) -> int:
-    """Units for one administration: the policy's bands for weight-based dosing, whole
-    units of the product (at least one) for fixed dosing."""
-    if kind == "weight":
-        return appendix_e_syringes(mg)
+def _units_per_administration(mg: float, band_mg: float | None, unit: ProductUnit) -> int:
+    """Units for one administration: the policy's bands when the limit has them (a
+    weight-based dose), else whole units of the product (at least one)."""
+    if band_mg is not None:
+        return banded_units(mg, band_mg)
     return max(1, unit.units_for(mg))
 
 
@@ -265,8 +252,8 @@ def suggest_dose(
         if limit.limit_mg_per_day is None:
             return None
         per_dose = limit.limit_mg_per_day
-        if limit.limit_syringes_per_day is not None:
-            per_dose = min(per_dose, limit.limit_syringes_per_day * unit.deliverable_mg)
+        if limit.limit_units_per_day is not None:
+            per_dose = min(per_dose, limit.limit_units_per_day * unit.deliverable_mg)
         if limit.ordered_mg_per_day is not None and limit.ordered_mg_per_day > 0:
             per_dose = min(per_dose, limit.ordered_mg_per_day)  # never more than ordered
         line = copy.deepcopy(dict(lines[0]))
@@ -283,9 +270,9 @@ def suggest_dose(
         label = f"{fmt(per_dose)} mg once daily"
         line["text"] = label
         suggested["dosageInstruction"] = [line]
-        syringes = float(_syringes_per_administration(per_dose, "fixed", unit))
-        _cap_dispense(suggested, syringes, unit)
-        return DoseSuggestion(label, suggested, per_dose, syringes)
+        units = float(_units_per_administration(per_dose, None, unit))
+        _cap_dispense(suggested, units, unit)
+        return DoseSuggestion(label, suggested, per_dose, units)
     if limit.limit_mg_per_day is None or not administrations_per_day:
         return None
     if (
@@ -314,29 +301,30 @@ def suggest_dose(
     if len(new_lines) == 1:
         new_lines[0]["text"] = label
     suggested["dosageInstruction"] = new_lines
-    syringes = (
-        float(_syringes_per_administration(per_dose, "weight", unit)) * administrations_per_day
+    units = (
+        float(_units_per_administration(per_dose, limit.band_mg, unit)) * administrations_per_day
     )
-    _cap_dispense(suggested, syringes, unit)
-    return DoseSuggestion(label, suggested, per_dose * administrations_per_day, syringes)
+    _cap_dispense(suggested, units, unit)
+    return DoseSuggestion(label, suggested, per_dose * administrations_per_day, units)
 
 
 def suggest_dispense(
-    resource: Mapping[str, Any], syringes_per_day: float, unit: ProductUnit
+    resource: Mapping[str, Any], units_per_day: float, unit: ProductUnit
 ) -> tuple[str, dict[str, Any]] | None:
     """A deep copy of the draft order with only the dispense quantity lowered to what
     the ordered dose needs: (plain words for the new quantity, the copy), or None."""
     suggested: dict[str, Any] = copy.deepcopy(dict(resource))
-    words = _cap_dispense(suggested, syringes_per_day, unit)
+    words = _cap_dispense(suggested, units_per_day, unit)
     return None if words is None else (words, suggested)
 
 
-def suggest_eua_regimen(
+def suggest_regimen(
     resource: Mapping[str, Any], mg_per_day: float, max_days: int, unit: ProductUnit
 ) -> DoseSuggestion | None:
-    """A deep copy of the draft order set to the COVID-19 EUA regimen: one dosage line,
-    `mg_per_day` once daily for `max_days` days (route and site kept, other bounds and
-    counts replaced), the dispense request capped at `max_days` syringes and days."""
+    """A deep copy of the draft order set to an authorized regimen (e.g. an emergency use
+    authorization's): one dosage line, `mg_per_day` once daily for `max_days` days (route and
+    site kept, other bounds and counts replaced), the dispense request capped at `max_days`
+    days and the units of that course."""
     lines = resource.get("dosageInstruction")
     if not isinstance(lines, list) or not lines or not isinstance(lines[0], Mapping):
         return None
@@ -355,7 +343,7 @@ def suggest_eua_regimen(
     line.pop("patientInstruction", None)
     line["text"] = label
     suggested["dosageInstruction"] = [line]
-    syringes = float(_syringes_per_administration(mg_per_day, "fixed", unit))
+    units = float(_units_per_administration(mg_per_day, None, unit))
     dispense = suggested.get("dispenseRequest")
     if isinstance(dispense, dict):
         duration = dispense.get("expectedSupplyDuration")
@@ -368,18 +356,18 @@ def suggest_eua_regimen(
                 "code": "d",
             }
         quantity = dispense.get("quantity")
-        per_syringe = quantity_per_unit(quantity, unit) if isinstance(quantity, dict) else None
+        per_unit = quantity_per_unit(quantity, unit) if isinstance(quantity, dict) else None
         value = quantity.get("value") if isinstance(quantity, dict) else None
         if (
             isinstance(quantity, dict)
-            and per_syringe is not None
+            and per_unit is not None
             and isinstance(value, int | float)
             and not isinstance(value, bool)
         ):
-            course = whole(round(math.ceil(syringes * max_days) * per_syringe, 2))
+            course = whole(round(math.ceil(units * max_days) * per_unit, 2))
             if value > course + EPSILON:
                 quantity["value"] = course
-    return DoseSuggestion(label, suggested, mg_per_day, syringes)
+    return DoseSuggestion(label, suggested, mg_per_day, units)
 
 
 def product_unit(facts: PolicyFacts, policy_id: str) -> ProductUnit | None:

@@ -2,7 +2,7 @@
 
 The words that name the drug or a clause of the policy come from the deciding pack's
 `cards.yaml` (`texts.CardTexts`, kind in brackets below); this module picks the card.
-Per evaluated order (the first four at both hooks):
+Per evaluated order (the first six at both hooks):
 
 - combination (critical, topic contraindication; duplicate-therapy when every
   conflict is another draft order of the same drug) [combination, duplicate]: a
@@ -14,10 +14,17 @@ Per evaluated order (the first four at both hooks):
 - care setting (critical, coverage-info) [care_setting]: `care-setting` not met; a
   warning asking to confirm the patient is hospitalized when the setting is not known
   (no encounter, one that could not be read, emergency).
-- dose (warning, limits): `dose-limit` or `dose-increase-limit` not met,
+- not covered (warning, coverage-info) [not_covered]: a `not-covered` criterion (a use
+  the policy excludes); the summary states the criterion's reason; suggestion: delete
+  this order.
+- dose (warning, limits) [dose]: `dose-limit` or `dose-increase-limit` not met,
   with a suggestion that lowers the dose to the limit, or, when only the dispense
   request supplies too many units, one that lowers the dispense quantity and
-  keeps the dose.
+  keeps the dose. Every number comes from the criterion's details (the check's), the
+  unit words from the pack's drug.json `unit`.
+- switch (info, duplicate-therapy) [switch]: a `no-concurrent-therapy` criterion whose
+  details list `switch_from` records (the drug the ordered one replaces), whatever its
+  status: stop that drug when the new one starts, at the time of its next dose.
 - other criteria not met (warning; therapy-alternatives-req when a criterion of the
   pack's `step_therapy_criteria` fails, else coverage-info) [not_met]: order-sign only.
 - documentation needed (warning, coverage-info) [documentation_needed]: order-sign only.
@@ -58,7 +65,7 @@ from cds_service.cards.dose import (
     product_unit,
     suggest_dispense,
     suggest_dose,
-    suggest_eua_regimen,
+    suggest_regimen,
     suggest_schedule,
 )
 from cds_service.cards.model import CardSettings, Evaluation, MissingData, NotEvaluated
@@ -73,9 +80,9 @@ SUMMARY_LIMIT = 140
 """CDS Hooks: the summary SHOULD be under 140 characters."""
 
 DOSE_CHECKS = frozenset({"dose-limit", "dose-increase-limit"})
-SPECIAL_CHECKS = frozenset({"no-concurrent-therapy", "hypersensitivity", "care-setting"}) | (
-    DOSE_CHECKS
-)
+SPECIAL_CHECKS = frozenset(
+    {"no-concurrent-therapy", "hypersensitivity", "care-setting", "not-covered"}
+) | (DOSE_CHECKS)
 QUOTE_LIMIT = 100
 """Policy wording longer than this is not quoted on a card (the policy link has it)."""
 STATUS_WORDS = {Status.MET: "met", Status.NOT_MET: "**not met**", Status.UNKNOWN: "unknown"}
@@ -487,7 +494,7 @@ class _Builder:
             days_over = ordered_days is not None and ordered_days > regimen_days
             unit = product_unit(evaluation.facts, evaluation.decision.policy_id)
             if (dose_over or days_over) and unit is not None:
-                suggestion = suggest_eua_regimen(
+                suggestion = suggest_regimen(
                     evaluation.facts.order.resource, regimen_mg, int(regimen_days), unit
                 )
                 if suggestion is not None:
@@ -504,15 +511,33 @@ class _Builder:
         over = _not_met(evaluation.decision, *DOSE_CHECKS)
         return [self._dose_card(evaluation, over[0])] if over else []
 
+    def _dose_summary(self, ordered: str | None, allowed: str | None, *actions: str) -> str:
+        """The dose card's summary: the ordered and the allowed amount and what to do,
+        shorter until it fits (`actions` from the fullest to the plainest)."""
+        texts = self.texts
+        candidates = []
+        if ordered is not None and allowed is not None:
+            candidates += [
+                texts.text("dose", "summary", ordered=ordered, allowed=allowed, action=action)
+                for action in actions
+            ]
+        if allowed is not None:
+            candidates += [
+                texts.text("dose", "summary_unmeasured", allowed=allowed, action=action)
+                for action in actions
+            ]
+        candidates += [texts.text("dose", "summary_short", action=action) for action in actions]
+        return _fit(*candidates)
+
     def _dose_card(self, evaluation: Evaluation, result: CriterionResult) -> dict[str, Any]:
         facts, decision = evaluation.facts, evaluation.decision
         if result.details.get("schedule"):
             return self._schedule_dose_card(evaluation, result)
-        limit = dose_limit(facts, decision.indication, result)
+        limit = dose_limit(facts, result)
         over = excess(limit)
-        if over == "dispense":
-            return self._dispense_card(evaluation, result, limit)
         unit = product_unit(facts, decision.policy_id)
+        if over == "dispense":
+            return self._dispense_card(evaluation, result, limit, unit)
         suggestion = (
             suggest_dose(
                 facts.order.resource, limit, facts.order.dose.administrations_per_day, unit
@@ -520,33 +545,31 @@ class _Builder:
             if unit is not None
             else None
         )
-        if over == "syringes":
-            ordered = f"{fmt(limit.ordered_syringes_per_day or 0)} syringes a day"
-            allowed = f"{fmt(limit.limit_syringes_per_day or 1)} a day"
+        ordered: str | None = None
+        allowed: str | None = None
+        if over == "units":
+            ordered = f"{fmt(limit.ordered_units_per_day or 0)} {_plural(unit)} a day"
+            if limit.limit_units_per_day is not None:
+                allowed = f"{fmt(limit.limit_units_per_day)} a day"
         elif limit.kind == "weight":
-            ordered = (
-                f"{fmt(limit.ordered_mg_per_kg_per_day)} mg/kg/day"
-                if limit.ordered_mg_per_kg_per_day is not None
-                else "the ordered dose"
-            )
-            allowed = f"{fmt(limit.limit_mg_per_kg_per_day or 8)} mg/kg/day"
+            if limit.ordered_mg_per_kg_per_day is not None:
+                ordered = f"{fmt(limit.ordered_mg_per_kg_per_day)} mg/kg/day"
+            if limit.limit_mg_per_kg_per_day is not None:
+                allowed = f"{fmt(limit.limit_mg_per_kg_per_day)} mg/kg/day"
         else:
-            ordered = (
-                f"{fmt(limit.ordered_mg_per_day)} mg/day"
-                if limit.ordered_mg_per_day is not None
-                else "the ordered dose"
-            )
-            allowed = f"{fmt(limit.limit_mg_per_day or 100)} mg/day"
-        action = f"change to {suggestion.label}" if suggestion else "lower the dose"
+            if limit.ordered_mg_per_day is not None:
+                ordered = f"{fmt(limit.ordered_mg_per_day)} mg/day"
+            if limit.limit_mg_per_day is not None:
+                allowed = f"{fmt(limit.limit_mg_per_day)} mg/day"
         if over is None:  # the policy layer found it over; the card cannot say by how much
-            summary = f"Kineret dose is over the plan limit of {allowed}: {action}"
-        else:
-            summary = f"Kineret {ordered} is over the plan limit of {allowed}: {action}"
+            ordered = None
+        actions = (f"change to {suggestion.label}",) if suggestion else ()
+        summary = self._dose_summary(ordered, allowed, *actions, "lower the dose")
         suggestions = [self._update_order(suggestion)] if suggestion is not None else []
         return self._dose_limit_card(
             evaluation,
             result,
-            _dose_table(limit, suggestion),
+            _dose_table(limit, suggestion, unit, self.texts),
             summary=summary,
             suggestions=suggestions,
         )
@@ -563,75 +586,176 @@ class _Builder:
             suggest_schedule(facts.order.resource, details, unit) if unit is not None else None
         )
         suggestions: list[dict[str, Any]] = []
-        if proposal is not None and proposal.label:
-            action = f"change to {proposal.label}"
-            if proposal.quantity_words:
-                action += f"; dispense {proposal.quantity_words}"
-            summary = _fit(
-                f"Dose is over the plan limit: {action}",
-                f"Dose is over the plan limit: change to {proposal.label}",
-                "Dose is over the plan limit: lower the dose",
+        only_quantity = list(details.get("excess") or ()) == ["quantity"]
+        if only_quantity or (proposal is not None and not proposal.label):
+            supplied, allowed = _dispense_words(details, unit)
+            actions = ["lower the quantity"]
+            if proposal is not None and proposal.quantity_words:
+                action = f"keep the dose; dispense {proposal.quantity_words}"
+                actions.insert(0, action)
+                suggestions.append(
+                    self._update(
+                        f"Keep the dose; dispense {proposal.quantity_words}", proposal.resource
+                    )
+                )
+            candidates = (
+                [
+                    self.texts.text(
+                        "dose", "quantity_summary", supplied=supplied, allowed=allowed, action=a
+                    )
+                    for a in actions
+                ]
+                if supplied is not None and allowed is not None
+                else []
             )
-            suggestions.append(self._update(f"Change to {proposal.label}", proposal.resource))
-        elif proposal is not None:
-            action = f"dispense {proposal.quantity_words}"
-            summary = _fit(
-                f"Dispense quantity is over the plan limit: keep the dose; {action}",
-                "Dispense quantity is over the plan limit: lower the quantity",
-            )
-            suggestions.append(self._update(f"Keep the dose; {action}", proposal.resource))
-        elif list(details.get("excess") or ()) == ["quantity"]:
-            summary = "Dispense quantity is over the plan limit: lower the quantity"
+            summary = _fit(*candidates, self.texts.text("dose", "dispense_summary_unmeasured"))
         else:
-            summary = "Dose is over the plan limit: lower the dose"
+            ordered, allowed = _schedule_words(details, unit)
+            actions = ["lower the dose"]
+            if proposal is not None:
+                actions = [f"change to {proposal.label}", *actions]
+                if proposal.quantity_words:
+                    actions.insert(
+                        0, f"change to {proposal.label}; dispense {proposal.quantity_words}"
+                    )
+                suggestions.append(self._update(f"Change to {proposal.label}", proposal.resource))
+            summary = self._dose_summary(ordered, allowed, *actions)
         return self._dose_limit_card(
             evaluation,
             result,
-            _schedule_table(details, unit),
+            _schedule_table(details, unit, self.texts),
             summary=summary,
             suggestions=suggestions,
         )
 
     def _dispense_card(
-        self, evaluation: Evaluation, result: CriterionResult, limit: DoseLimit
+        self,
+        evaluation: Evaluation,
+        result: CriterionResult,
+        limit: DoseLimit,
+        unit: ProductUnit | None,
     ) -> dict[str, Any]:
-        """The dose is within the limit; the dispense request supplies more syringes a day
+        """The dose is within the limit; the dispense request supplies more units a day
         than the dose needs. The suggestion keeps the dose and lowers the quantity."""
         needed = (
-            limit.ordered_syringes_per_day
-            if limit.ordered_syringes_per_day is not None
-            else limit.limit_syringes_per_day
-        ) or 1.0
-        unit = product_unit(evaluation.facts, evaluation.decision.policy_id)
-        proposal = (
-            suggest_dispense(evaluation.facts.order.resource, needed, unit)
-            if unit is not None
-            else None
+            limit.ordered_units_per_day
+            if limit.ordered_units_per_day is not None
+            else limit.limit_units_per_day
         )
         suggestions: list[dict[str, Any]] = []
         action = "lower the dispense quantity"
-        if proposal is not None:
-            words, resource = proposal
-            action = f"dispense {words}"
-            suggestions.append(self._update(f"Keep the dose; dispense {words}", resource))
-        supplied = fmt(limit.dispense_syringes_per_day or 0)
-        summary = _fit(
-            f"Kineret dispense of {supplied} syringes a day is more than the {fmt(needed)} a day "
-            f"the dose needs: {action}",
-            f"Kineret dispense is more than the {fmt(needed)} syringes a day the dose needs: "
-            f"{action}",
-            "Kineret dispense quantity is more than the dose needs: lower the quantity",
-        )
+        if unit is not None and needed is not None:
+            proposal = suggest_dispense(evaluation.facts.order.resource, needed, unit)
+            if proposal is not None:
+                words, resource = proposal
+                action = f"dispense {words}"
+                suggestions.append(self._update(f"Keep the dose; dispense {words}", resource))
+        units = _plural(unit)
+        texts = self.texts
+        supplied = fmt(limit.dispense_units_per_day or 0)
+        if needed is None:
+            summary = texts.text("dose", "dispense_summary_unmeasured")
+            paragraph = ""
+        else:
+            summary = _fit(
+                texts.text(
+                    "dose",
+                    "dispense_summary",
+                    supplied=supplied,
+                    needed=fmt(needed),
+                    units=units,
+                    action=action,
+                ),
+                texts.text(
+                    "dose", "dispense_summary_short", needed=fmt(needed), units=units, action=action
+                ),
+                texts.text("dose", "dispense_summary_unmeasured"),
+            )
+            paragraph = texts.text(
+                "dose", "dispense_detail", supplied=supplied, needed=fmt(needed), units=units
+            )
         return self._dose_limit_card(
             evaluation,
             result,
-            f"The ordered dose is within the plan limit, but the dispense request supplies "
-            f"{supplied} syringes a day and the dose needs {fmt(needed)} a day (Appendix E "
-            "for weight-based dosing; one 100 mg/0.67 mL syringe a day for RA).",
-            _dose_table(limit, None),
+            paragraph,
+            _dose_table(limit, None, unit, texts),
             summary=summary,
             suggestions=suggestions,
         )
+
+    def switch_cards(self, evaluation: Evaluation) -> list[dict[str, Any]]:
+        """The drug the ordered one replaces (`no-concurrent-therapy` with `switch_from`,
+        whatever its status): one info card per set of records, telling the prescriber to
+        stop that drug when the new one starts, at the time of its next dose."""
+        decision = evaluation.decision
+        groups: dict[tuple[str, ...], list[CriterionResult]] = {}
+        entries_of: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
+        for result in decision.criteria:
+            if result.check != "no-concurrent-therapy":
+                continue
+            raw = result.details.get("switch_from")
+            entries = (
+                [e for e in raw if isinstance(e, Mapping)] if isinstance(raw, list | tuple) else []
+            )
+            if not entries:
+                continue
+            key = tuple(sorted({str(e.get("ref", "")) for e in entries}))
+            groups.setdefault(key, []).append(result)
+            entries_of.setdefault(key, entries)
+        cards = []
+        texts = self.texts
+        for key, results in groups.items():
+            drugs = sorted({str(e["drug"]) for e in entries_of[key] if e.get("drug")})
+            refs = [ref for ref in key if ref]
+            paragraph = texts.text(
+                "switch",
+                "detail",
+                drugs=_join_names(drugs) if drugs else "the drug being replaced",
+                criteria=", ".join(r.id for r in results),
+            )
+            cards.append(
+                self._card(
+                    order_ref=evaluation.facts.order.ref,
+                    summary=_fit_names(
+                        lambda words: texts.text("switch", "summary", drugs=words),
+                        drugs,
+                        texts.text("switch", "summary_short"),
+                    ),
+                    indicator="info",
+                    detail=_detail(
+                        decision,
+                        paragraph,
+                        "Records of the drug being replaced: "
+                        + ", ".join(f"`{ref}`" for ref in refs)
+                        if refs
+                        else "",
+                    ),
+                    topic_code="duplicate-therapy",
+                    override_kind=None,
+                )
+            )
+        return cards
+
+    def not_covered_cards(self, evaluation: Evaluation) -> list[dict[str, Any]]:
+        """A use the policy excludes (`not-covered` not met): a warning whose summary states
+        the criterion's reason; its suggestion removes the order."""
+        texts = self.texts
+        return [
+            self._result_card(
+                evaluation,
+                result,
+                texts.text("not_covered", "detail"),
+                summary=_fit(
+                    texts.text("not_covered", "summary", reason=result.reason.rstrip(". ")),
+                    texts.text("not_covered", "summary_short"),
+                ),
+                indicator="warning",
+                topic_code="coverage-info",
+                override_kind="not-met",
+                suggestions=[self._remove_this_order(evaluation.facts.order.ref)],
+            )
+            for result in _not_met(evaluation.decision, "not-covered")
+        ]
 
     def not_met_card(self, evaluation: Evaluation) -> list[dict[str, Any]]:
         decision = evaluation.decision
@@ -777,7 +901,17 @@ class _Builder:
         )
 
 
-def _dose_table(limit: DoseLimit, suggestion: DoseSuggestion | None) -> str:
+def _plural(unit: ProductUnit | None) -> str:
+    """The product's unit in the plural ("syringes", "vials"): drug.json `unit.plural`."""
+    return unit.plural if unit is not None else "units"
+
+
+def _dose_table(
+    limit: DoseLimit,
+    suggestion: DoseSuggestion | None,
+    unit: ProductUnit | None,
+    texts: CardTexts,
+) -> str:
     """Ordered / allowed (/ suggested, when there is a dose suggestion) per day."""
 
     def value(number: float | None, unit: str) -> str:
@@ -792,7 +926,7 @@ def _dose_table(limit: DoseLimit, suggestion: DoseSuggestion | None) -> str:
     else:
         rows = ["| | Ordered | Allowed |", "|---|---|---|"]
     new_mg = suggestion.mg_per_day if suggestion else None
-    new_syringes = suggestion.syringes_per_day if suggestion else None
+    new_units = suggestion.units_per_day if suggestion else None
     rows.append(
         row(
             "Daily dose",
@@ -813,10 +947,10 @@ def _dose_table(limit: DoseLimit, suggestion: DoseSuggestion | None) -> str:
         )
     rows.append(
         row(
-            "Syringes a day",
-            value(limit.ordered_syringes_per_day, ""),
-            value(limit.limit_syringes_per_day, ""),
-            value(new_syringes, ""),
+            f"{_plural(unit).capitalize()} a day",
+            value(limit.ordered_units_per_day, ""),
+            value(limit.limit_units_per_day, ""),
+            value(new_units, ""),
         )
     )
     text = "\n".join(rows)
@@ -824,25 +958,88 @@ def _dose_table(limit: DoseLimit, suggestion: DoseSuggestion | None) -> str:
         weight = (
             f"Weight used: {fmt(limit.weight_kg)} kg"
             + (f" (`{limit.weight_ref}`)" if limit.weight_ref else "")
-            + ". Syringes follow the policy's Appendix E rounding (100 mg/0.67 mL syringes)."
+            + ". "
+            + texts.text("dose", "units_note")
             if limit.weight_kg is not None
-            else "No body weight within 90 days of the order: record a current weight."
+            else texts.text("dose", "no_weight")
         )
         text += "\n\n" + weight
-    if limit.dispense_syringes_per_day is not None:
+    if limit.dispense_units_per_day is not None:
         text += (
-            f"\n\nThe dispense request supplies {fmt(limit.dispense_syringes_per_day)} "
-            "syringes a day."
+            f"\n\nThe dispense request supplies {fmt(limit.dispense_units_per_day)} "
+            f"{_plural(unit)} a day."
         )
     return text
 
 
-def _schedule_table(details: Mapping[str, Any], unit: ProductUnit | None) -> str:
+def _number_in(details: Mapping[str, Any], key: str) -> float | None:
+    value = details.get(key)
+    return None if isinstance(value, bool) or not isinstance(value, int | float) else value
+
+
+def _amount_words(mg: float | None, unit: ProductUnit | None, units: float | None = None) -> str:
+    """ "320 mg (2 vials)": the amount, with the units of the product it takes."""
+    if mg is None:
+        return ""
+    if units is None and unit is not None:
+        units = unit.units_for(mg)
+    return f"{fmt(mg)} mg" + (f" ({unit.count(units)})" if unit is not None and units else "")
+
+
+def _schedule_words(
+    details: Mapping[str, Any], unit: ProductUnit | None
+) -> tuple[str | None, str | None]:
+    """(the ordered schedule, the allowed one) in words, e.g. "320 mg (2 vials) once
+    weekly" and "160 mg (1 vial) once weekly"; None where the details do not tell."""
+
+    def schedule(loading: str, maintenance: str, every: float | None) -> str | None:
+        if not maintenance:
+            return None
+        words = maintenance + (f" {interval_words(every)}" if every else "")
+        return f"a loading dose of {loading}, then {words}" if loading else words
+
+    ordered_loading = _number_in(details, "ordered_loading_mg")
+    ordered = schedule(
+        _amount_words(ordered_loading, unit, _number_in(details, "loading_units")),
+        _amount_words(
+            _number_in(details, "ordered_maintenance_mg"),
+            unit,
+            _number_in(details, "maintenance_units"),
+        ),
+        _number_in(details, "ordered_interval_days"),
+    )
+    loading_allowed = ""
+    if ordered_loading is not None and not details.get("loading_not_allowed"):
+        loading_allowed = _amount_words(_number_in(details, "limit_loading_mg"), unit)
+    allowed = schedule(
+        loading_allowed,
+        _amount_words(_number_in(details, "limit_maintenance_mg"), unit),
+        _number_in(details, "limit_interval_days"),
+    )
+    if allowed is not None and details.get("loading_not_allowed"):
+        allowed += ", no new loading dose"
+    return ordered, allowed
+
+
+def _dispense_words(
+    details: Mapping[str, Any], unit: ProductUnit | None
+) -> tuple[str | None, str | None]:
+    """(what the dispense request supplies, what the limit allows) in units of the
+    product, e.g. "8 vials for 28 days" and "4 vials"."""
+    units, days = _number_in(details, "dispense_units"), _number_in(details, "dispense_days")
+    limit = _number_in(details, "limit_dispense_units")
+    if unit is None or units is None or days is None or limit is None:
+        return None, None
+    return f"{unit.count(units)} for {fmt(days)} days", unit.count(limit)
+
+
+def _schedule_table(
+    details: Mapping[str, Any], unit: ProductUnit | None, texts: CardTexts | None = None
+) -> str:
     """Ordered / allowed per administration, interval and quantity (schedule limits)."""
 
     def number(key: str) -> float | None:
-        value = details.get(key)
-        return None if isinstance(value, bool) or not isinstance(value, int | float) else value
+        return _number_in(details, key)
 
     def mg(key: str) -> str:
         value = number(key)
@@ -878,7 +1075,9 @@ def _schedule_table(details: Mapping[str, Any], unit: ProductUnit | None) -> str
     weight = number("weight_kg")
     if weight is not None:
         text += f"\n\nWeight used: {fmt(weight)} kg."
-    if unit is not None:
+    if texts is not None and texts.has("dose"):
+        text += "\n\n" + texts.text("dose", "units_note")
+    elif unit is not None:
         text += (
             f"\n\nEach dose takes ceil(dose / {fmt(unit.deliverable_mg)} mg) {unit.plural} "
             f"({fmt(unit.deliverable_mg)} mg a {unit.name} at most)."
@@ -891,7 +1090,9 @@ def _order_cards(builder: _Builder, evaluation: Evaluation, hook: str) -> list[d
         builder.combination_cards(evaluation)
         + builder.hypersensitivity_cards(evaluation)
         + builder.care_setting_cards(evaluation)
+        + builder.not_covered_cards(evaluation)
         + builder.dose_cards(evaluation)
+        + builder.switch_cards(evaluation)
     )
     if hook == "order-select":
         return cards
@@ -920,8 +1121,8 @@ def render_response(
     """The CDS Hooks response body for one call.
 
     `order-select` gets the clinical cards only (combination, hypersensitivity,
-    care setting, dose) and the could-not-evaluate card; `order-sign` gets
-    every card. Both get the CRD coverage-information system actions and the
+    care setting, not covered, dose, switch) and the could-not-evaluate card;
+    `order-sign` gets every card. Both get the CRD coverage-information system actions and the
     evaluation extension (`codes.EVALUATION_EXTENSION_KEY`); `missing_data` (record
     data that could not be read for the call) is listed in each evaluated order's entry.
     Each order's words come from `card_texts(policy id)`, the deciding pack's texts; an

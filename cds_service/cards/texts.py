@@ -44,6 +44,9 @@ TRIGGERS: Mapping[str, str] = MappingProxyType(
         "duplicate": "a no-concurrent-therapy criterion sets duplicate_drafts",
         "hypersensitivity": "a criterion uses the check hypersensitivity",
         "care_setting": "a criterion uses the check care-setting",
+        "dose": "a criterion uses the check dose-limit or dose-increase-limit",
+        "switch": "a no-concurrent-therapy criterion sets switch_from",
+        "not_covered": "a criterion uses the check not-covered",
         "off_label": "a section is off-label",
     }
 )
@@ -153,6 +156,9 @@ def _policy_triggers(policy: Any) -> tuple[dict[str, str], set[str]]:
                 "no-concurrent-therapy": "combination",
                 "hypersensitivity": "hypersensitivity",
                 "care-setting": "care_setting",
+                "dose-limit": "dose",
+                "dose-increase-limit": "dose",
+                "not-covered": "not_covered",
             }.get(check)
             if kind is not None:
                 triggered[kind] = TRIGGERS[kind]
@@ -162,6 +168,12 @@ def _policy_triggers(policy: Any) -> tuple[dict[str, str], set[str]]:
                 and params.get("duplicate_drafts") is True
             ):
                 triggered["duplicate"] = TRIGGERS["duplicate"]
+            if (
+                check == "no-concurrent-therapy"
+                and isinstance(params, dict)
+                and params.get("switch_from")
+            ):
+                triggered["switch"] = TRIGGERS["switch"]
         if node.get("off_label") is True:
             triggered["off_label"] = TRIGGERS["off_label"]
         for key, value in node.items():

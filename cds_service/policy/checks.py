@@ -212,8 +212,10 @@ def months_before(day: date, months: int) -> date:
     return date(year, month, 28)  # pragma: no cover - 28 always exists
 
 
-def appendix_e_syringes(mg: float, band_mg: float = 105.0) -> int:
-    """Appendix E: syringes of 100 mg for one weight-based dose (<= 104.99 mg: 1, ...)."""
+def appendix_e_syringes(mg: float, band_mg: float) -> int:
+    """Units of the product for one weight-based dose counted by a policy's table of bands
+    (`syringe_band_mg`): one unit, and one more for every full band (NH.PHAR.244 Appendix E,
+    bands of 105 mg: <= 104.99 mg: 1, ...)."""
     if mg <= 0:
         return 0
     return math.floor(round(mg / band_mg, 9)) + 1

@@ -206,6 +206,8 @@ def _dose_verdict(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalContex
             allowed = units * dose.administrations_per_day if units is not None else None
         details["ordered_syringes_per_day"] = allowed
         details["limit_syringes_per_day"] = allowed
+        if band_mg is not None:
+            details["syringe_band_mg"] = band_mg
         dispense = dose.dispense_syringes_per_day
         if dispense is not None and allowed is not None and not _le(dispense, allowed):
             over.append(

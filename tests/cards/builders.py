@@ -196,7 +196,12 @@ RA_MET = (
     criterion(
         "I.A.7", check="no-concurrent-therapy", reason="No concurrent biologic or JAK inhibitor"
     ),
-    criterion("I.A.8", check="dose-limit", reason="100 mg/day, 1 syringe/day"),
+    criterion(
+        "I.A.8",
+        check="dose-limit",
+        reason="100 mg/day, 1 syringe/day",
+        details={"limit_mg_per_day": 100, "limit_syringes_per_day": 1},
+    ),
     criterion(
         "III.B", check="no-concurrent-therapy", reason="No concurrent biologic or JAK inhibitor"
     ),

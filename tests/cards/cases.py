@@ -50,7 +50,11 @@ def dose_over_ra() -> Case:
             Status.NOT_MET,
             check="dose-limit",
             reason="200 mg/day and 2 syringes/day ordered; the limit is 100 mg and 1 syringe a day",
-            details={"ordered_mg_per_day": 200, "limit_mg_per_day": 100},
+            details={
+                "ordered_mg_per_day": 200,
+                "limit_mg_per_day": 100,
+                "limit_syringes_per_day": 1,
+            },
         ),
     )
     return "order-sign", [
@@ -73,7 +77,7 @@ NOMID_CRITERIA = (
         check="dose-limit",
         reason="10 mg/kg/day ordered at 20 kg; the limit is 8 mg/kg/day",
         evidence=("Observation/weight-1",),
-        details={"limit_mg_per_kg_per_day": 8, "weight_kg": 20.0},
+        details={"limit_mg_per_kg_per_day": 8, "weight_kg": 20.0, "syringe_band_mg": 105},
     ),
     criterion("III.B", check="no-concurrent-therapy", reason="No concurrent biologic"),
 )

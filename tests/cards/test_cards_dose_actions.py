@@ -47,6 +47,7 @@ def _dispensed(resource: dict[str, Any], syringes_per_day: float) -> Evaluation:
                 "ordered_mg_per_kg_per_day": 3.4997,
                 "ordered_syringes_per_day": 1.0,
                 "limit_syringes_per_day": 1.0,
+                "syringe_band_mg": 105.0,
             },
         ),
     )
@@ -85,7 +86,12 @@ def test_a_dose_suggestion_never_raises_the_dose() -> None:
             Status.NOT_MET,
             check="dose-limit",
             reason="2 syringes/day ordered; the limit is 1 syringe a day",
-            details={"ordered_mg_per_day": 60, "limit_mg_per_day": 100},
+            details={
+                "ordered_mg_per_day": 60,
+                "limit_mg_per_day": 100,
+                "ordered_syringes_per_day": 2,
+                "limit_syringes_per_day": 1,
+            },
         ),
     )
     evaluation = Evaluation(

@@ -122,7 +122,15 @@ def test_no_weight_means_no_dose_guess() -> None:
         decision(
             Outcome.CRITERIA_NOT_MET,
             tuple(
-                c if c.check != "dose-limit" else type(c)(**{**c.__dict__, "details": {}})
+                # no weight: the check gives the limit per kg, not per day
+                c
+                if c.check != "dose-limit"
+                else type(c)(
+                    **{
+                        **c.__dict__,
+                        "details": {"limit_mg_per_kg_per_day": 8, "syringe_band_mg": 105},
+                    }
+                )
                 for c in item.decision.criteria
             ),
             order_ref=item.decision.order_ref,

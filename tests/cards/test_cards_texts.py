@@ -161,11 +161,14 @@ def test_a_kind_the_policy_triggers_without_its_texts_fails(tmp_path: Path) -> N
         ("off_label", policy_with("diagnosis", off_label=True)),
         ("care_setting", policy_with("care-setting")),
         ("combination", policy_with("no-concurrent-therapy")),
+        ("dose", policy_with("dose-limit")),
+        ("dose", policy_with("dose-increase-limit")),
+        ("not_covered", policy_with("not-covered")),
     ],
 )
 def test_each_triggered_kind_is_required(tmp_path: Path, kind: str, policy: Any) -> None:
     cards = nh_cards()
-    del cards[kind]
+    cards.pop(kind, None)
     folder = write_pack(tmp_path / OTHER_ID, cards, policy)
     with pytest.raises(CardTextsError, match=f"{kind}: missing"):
         load_card_texts(folder)
@@ -183,6 +186,17 @@ def test_duplicate_texts_are_required_only_when_duplicate_drafts_are_checked(
     drafts["sections"][0]["criteria"][0]["params"] = {"duplicate_drafts": True}
     with pytest.raises(CardTextsError, match="duplicate: missing"):
         load_card_texts(write_pack(tmp_path / "b", cards, drafts))
+
+
+def test_switch_texts_are_required_only_when_a_switch_is_checked(tmp_path: Path) -> None:
+    cards = nh_cards()
+    cards["not_met"]["step_therapy_criteria"] = []
+    plain = policy_with("no-concurrent-therapy")
+    assert not load_card_texts(write_pack(tmp_path / "a", cards, plain)).has("switch")
+    switching = copy.deepcopy(plain)
+    switching["sections"][0]["criteria"][0]["params"] = {"switch_from": ["anakinra"]}
+    with pytest.raises(CardTextsError, match="switch: missing"):
+        load_card_texts(write_pack(tmp_path / "b", cards, switching))
 
 
 def test_kinds_a_policy_never_triggers_may_be_left_out(tmp_path: Path) -> None:
@@ -253,10 +267,7 @@ def arcalyst(tmp_path: Path) -> CardTexts:
     return load_card_texts(write_pack(tmp_path / OTHER_ID, arcalyst_cards(), policy))
 
 
-@pytest.mark.parametrize(
-    "case",
-    [name for name in sorted(CASES) if not name.startswith("dose_")],
-)
+@pytest.mark.parametrize("case", sorted(CASES))
 def test_another_pack_renders_its_own_product_name(arcalyst: CardTexts, case: str) -> None:
     response = render(case, arcalyst)
     words = all_words(response)
