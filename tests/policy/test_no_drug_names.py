@@ -19,11 +19,7 @@ _NOT_YET_CLEAN: Final = frozenset(
         # lane `cards`: card texts move into cds_service/packs/<id>/cards.yaml
         "cds_service/cards/render.py",
         # lane `dosing`: units per administration come from drug.json
-        # synthetic patients, demo and benchmark calls written for one drug (lane
-        # `rilonacept` rewrites the sandbox patients and scripts/demo.py for both packs)
-        "sandbox/make_patients.py",
-        "sandbox/scenarios.py",
-        "scripts/demo.py",
+        # benchmark calls written for one drug (lane `demo`)
         "benchmarks/floor.py",
         "benchmarks/run.py",
         "benchmarks/workload.py",
