@@ -113,7 +113,8 @@ def test_the_combination_card_and_its_suggestion_are_printed(demo_run: tuple[str
 
 def test_patients_can_be_chosen_one_by_one() -> None:
     spec = importlib.util.spec_from_file_location("demo_script", DEMO)
-    assert spec and spec.loader
+    assert spec
+    assert spec.loader
     demo = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(demo)
     names = [s.name for s in SCENARIOS]

@@ -19,10 +19,6 @@ _NOT_YET_CLEAN: Final = frozenset(
         # lane `cards`: card texts move into cds_service/packs/<id>/cards.yaml
         "cds_service/cards/render.py",
         # lane `dosing`: units per administration come from drug.json
-        # benchmark calls written for one drug (lane `demo`)
-        "benchmarks/floor.py",
-        "benchmarks/run.py",
-        "benchmarks/workload.py",
     }
 )
 """Files still naming a drug, each being rewritten by another lane; the lead removes an
