@@ -358,6 +358,13 @@ def measure_main(args: argparse.Namespace) -> None:
         f"difference of the medians: {difference * 1000:+.2f} ms "
         f"({difference / stats[few_label]['p50']:+.1%})"
     )
+    paired = [b - a for a, b in zip(times[few_label], times[many_label], strict=True)]
+    slower = sum(d > 0 for d in paired) / len(paired)
+    print(
+        f"call by call ({many_label} minus {few_label}, same round): median "
+        f"{statistics.median(paired) * 1000:+.2f} ms; {many_label} slower in {slower:.0%} "
+        "of the rounds (about 50% when there is no difference)"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
