@@ -16,7 +16,7 @@ FIXED_CARD: dict[str, Any] = {
     "cards": [
         {
             "uuid": "00000000-0000-4000-8000-000000000000",
-            "summary": "Kineret meets plan criteria: send the prior authorization request",
+            "summary": "Product meets plan criteria: send the prior authorization request",
             "indicator": "info",
             "source": {"label": "Example Health Plan"},
         }

@@ -53,7 +53,19 @@ ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 DOC = ROOT / "docs" / "benchmarks.md"
 PLOT = ROOT / "docs" / "latency-vs-prefetch.png"
-SERVICE_PATH = "/cds-services/prior-auth-order-sign"
+HOOK = "order-sign"
+
+
+def _service_definition(hook: str = HOOK) -> dict[str, Any]:
+    """The service definition (hooks/services/*.json) of the order-sign hook."""
+    for path in sorted((ROOT / "hooks" / "services").glob("*.json")):
+        definition: dict[str, Any] = json.loads(path.read_text())
+        if definition.get("hook") == hook:
+            return definition
+    raise RuntimeError(f"no service definition for {hook} in hooks/services/")
+
+
+SERVICE_PATH = f"/cds-services/{_service_definition()['id']}"
 START_MARK = "<!-- results:start -->"
 END_MARK = "<!-- results:end -->"
 INSTALL_HINT = ".venv/bin/pip install -e '.[test,bench]'"
@@ -278,9 +290,7 @@ def time_queries(
     `CDS_MAX_CONCURRENT_QUERIES` default), each on its own keep-alive connection."""
     import requests
 
-    templates = json.loads((ROOT / "hooks/services/prior-auth-order-sign.json").read_text())[
-        "prefetch"
-    ]
+    templates = _service_definition()["prefetch"]
     values = token_values(context, {})
     paths = {
         key: path for key, t in templates.items() if (path := fill_template(t, values)) is not None
@@ -369,7 +379,10 @@ def measure_latency(server: Server, bodies: dict[int, bytes], budget_s: float) -
 def check_answer(body: bytes, what: str) -> None:
     answer = json.loads(body)
     summaries = [c.get("summary", "") for c in answer.get("cards", [])]
-    if not any(s.startswith("Kineret meets plan criteria") for s in summaries):
+    from benchmarks.workload import order_drug
+
+    expected = f"{order_drug().brand} meets plan criteria"
+    if not any(s.startswith(expected) for s in summaries):
         raise RuntimeError(f"{what}: unexpected answer {summaries}")
 
 

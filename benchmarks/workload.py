@@ -29,6 +29,7 @@ from typing import Any, Final
 
 from sandbox.make_patients import (
     ADALIMUMAB_ADAZ,
+    FIRST_PACK,
     LOINC,
     MTX,
     OBS_CATEGORY,
@@ -36,7 +37,9 @@ from sandbox.make_patients import (
     SNOMED,
     Chart,
     Drug,
+    PackDrug,
     concept,
+    pack_drug,
     prescriber_resources,
     qty,
     ra_chart,
@@ -57,6 +60,11 @@ _OTHER_CONDITIONS: Final = (
     ("396275006", "Osteoarthritis"),
     ("55822004", "Hyperlipidemia"),
 )
+
+
+def order_drug() -> PackDrug:
+    """The drug of the benchmark's draft order (the first pack's, as `ra_order` orders)."""
+    return pack_drug(FIRST_PACK)
 
 
 def _base() -> Chart:
@@ -119,7 +127,8 @@ def _history(c: Chart) -> Iterator[None]:
 
 
 def chart(n: int) -> tuple[list[Json], Json]:
-    """(exactly `n` resources of the patient's chart, the draft anakinra order)."""
+    """(exactly `n` resources of the patient's chart, the draft order of the first pack's
+    drug)."""
     c = _base()
     shared = prescriber_resources(RHEUMATOLOGIST)
     fixed = len(c.resources) + len(shared)

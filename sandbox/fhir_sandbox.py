@@ -194,10 +194,11 @@ def start(
 
 
 def patient_bundles(directory: Path = PATIENTS_DIR) -> list[Path]:
-    """The transaction Bundle files of `directory` (not the `.order.json` drafts)."""
+    """The transaction Bundle files of `directory` and its subfolders (one per policy pack),
+    not the `.order.json` drafts."""
     return sorted(
         p
-        for p in directory.glob("*.json")
+        for p in [*directory.glob("*.json"), *directory.glob("*/*.json")]
         if not p.name.endswith(".order.json") and p.name != "scenarios.json"
     )
 

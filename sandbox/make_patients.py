@@ -5,10 +5,14 @@ a test checks that it is up to date. For every scenario it writes:
 
 - `<name>.json`: a FHIR R4 transaction Bundle with the patient's chart. Every entry is a
   PUT to a fixed id, so loading a file twice leaves the server as it was.
-- `<name>.order.json`: the draft anakinra MedicationRequest the EHR would sign
-  (authored 2026-11-20; all histories are dated relative to that day).
+- `<name>.order.json`: the draft MedicationRequest the EHR would sign, for the drug of the
+  scenario's policy pack (authored 2026-11-20; all histories are dated relative to that day).
 - `scenarios.json` and `README.md`: patient, scenario, expected outcome, and the criteria
   expected `not-met` / `unknown`.
+
+One set of patients per policy pack: the first pack's in `patients/`, every other pack's in
+`patients/<ingredient>/`. Drug codes, names and units come from each pack's `drug.json` (and
+the ingredient's value set in `fhir_mappings/valuesets/`), never from this file.
 
 Codes come from /work/shared/reference/codes.md and `fhir_mappings/valuesets/`. Three codes are
 not in codes.md and are only used for prescribers who are *not* rheumatologists (NUCC
@@ -24,8 +28,11 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from functools import cache
 from pathlib import Path
 from typing import Any, Final
+
+from cds_service.policy.packs import packs_dir
 
 Json = dict[str, Any]
 
@@ -42,6 +49,7 @@ NUCC: Final = "http://nucc.org/provider-taxonomy"
 HGNC: Final = "http://www.genenames.org/geneId"
 ACT_CODE: Final = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 OBS_CATEGORY: Final = "http://terminology.hl7.org/CodeSystem/observation-category"
+OBS_INTERPRETATION: Final = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
 COND_CLINICAL: Final = "http://terminology.hl7.org/CodeSystem/condition-clinical"
 COND_VERIFICATION: Final = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
 COND_CATEGORY: Final = "http://terminology.hl7.org/CodeSystem/condition-category"
@@ -52,6 +60,9 @@ ALLERGY_VERIFICATION: Final = (
 SUBCUTANEOUS: Final = {
     "coding": [{"system": SNOMED, "code": "34206005", "display": "Subcutaneous route"}]
 }
+ROUTES: Final = {"subcutaneous": ("SC", "subcutaneously", SUBCUTANEOUS)}
+"""drug.json `route` -> (dosage text abbreviation, order text adverb, FHIR route)."""
+VALUESETS_DIR: Final = Path(__file__).resolve().parent.parent / "fhir_mappings" / "valuesets"
 
 
 def day(days_before_order: int) -> str:
@@ -118,14 +129,90 @@ ETANERCEPT = Drug(
 TOCILIZUMAB = Drug(
     "612865", "tocilizumab", "tocilizumab (Actemra) 162 mg/0.9 mL syringe", 162, "wk", "SC"
 )
-ANAKINRA = Drug(
-    "727711",
-    "0.67 ML anakinra 149 MG/ML Prefilled Syringe",
-    "Kineret (anakinra) 100 mg/0.67 mL prefilled syringe",
-    100,
-    "d",
-    "SC",
-)
+COLCHICINE = Drug("2683", "colchicine", "colchicine 0.6 mg oral tablet, twice daily", 0.6, "bid")
+
+
+@dataclass(frozen=True)
+class PackDrug:
+    """The drug of one policy pack, as its `drug.json` names it."""
+
+    policy_id: str
+    ingredient: str
+    rxnorm: str
+    brand: str
+    products: tuple[Json, ...]
+    unit: Json
+    route: str
+
+    @classmethod
+    def read(cls, policy_id: str, packs: Path | None = None) -> PackDrug:
+        data = json.loads(
+            ((packs or packs_dir()) / policy_id / "drug.json").read_text(encoding="utf-8")
+        )
+        return cls(
+            policy_id=policy_id,
+            ingredient=data["ingredient"]["name"],
+            rxnorm=data["ingredient"]["rxnorm"],
+            brand=data["brand"],
+            products=tuple(data["products"]),
+            unit=data["unit"],
+            route=data["route"],
+        )
+
+    def product(self, system: str = "rxnorm", tty: str | None = None) -> Json:
+        """The pack's first product code of `system` (and term type): the one EHRs order."""
+        return next(
+            p
+            for p in self.products
+            if p["system"] == system and (tty is None or p.get("tty") == tty)
+        )
+
+    @property
+    def text(self) -> str:
+        """How an EHR labels the product, e.g. "Brand (ingredient) 100 mg/0.5 mL syringe"."""
+        u = self.unit
+        return (
+            f"{self.brand} ({self.ingredient}) {u['content_mg']:g} mg/{u['content_ml']:g} mL "
+            f"{u['name']}"
+        )
+
+    def medication(self) -> Json:
+        product = self.product()
+        return concept(RXNORM, product["code"], product["display"], self.text)
+
+    def history(self, dose_mg: float, per: str) -> Drug:
+        """The drug as a past or current order of the patient's chart."""
+        product = self.product()
+        route = ROUTES[self.route][0]
+        return Drug(product["code"], product["display"], self.text, dose_mg, per, route)
+
+    def substance(self) -> Json:
+        """The ingredient as an allergy record codes it: the substance concepts of the
+        ingredient's value set, then the RxNorm ingredient."""
+        valueset = json.loads(
+            (VALUESETS_DIR / f"{self.ingredient}.json").read_text(encoding="utf-8")
+        )
+        substances = [
+            {"system": c["system"], "code": c["code"], "display": c["display"]}
+            for c in valueset["concepts"]
+            if c.get("tty") == "substance"
+        ]
+        return {
+            "coding": [
+                *substances,
+                {"system": RXNORM, "code": self.rxnorm, "display": self.ingredient},
+            ],
+            "text": f"{self.ingredient.capitalize()} ({self.brand})",
+        }
+
+
+FIRST_PACK: Final = "NH.PHAR.244"
+SECOND_PACK: Final = "IL1.RIL.01"
+
+
+@cache
+def pack_drug(policy_id: str) -> PackDrug:
+    return PackDrug.read(policy_id)
 
 
 # ----- shared practitioners and payer ---------------------------------------------------------
@@ -172,6 +259,22 @@ HOSPITALIST: Final = Prescriber(
     "Claire",
     "1999000045",
     concept(NUCC, "208M00000X", "Hospitalist", "Hospital medicine"),
+)
+ALLERGIST: Final = Prescriber(
+    "pr-allergy-1",
+    "prrole-allergy-1",
+    "Varga",
+    "Ilona",
+    "1999000052",
+    concept(NUCC, "207K00000X", "Allergy & Immunology", "Allergy and immunology"),
+)
+CARDIOLOGIST: Final = Prescriber(
+    "pr-cardio-1",
+    "prrole-cardio-1",
+    "Adeyemi",
+    "Tunde",
+    "1999000060",
+    concept(NUCC, "207RC0000X", "Internal Medicine, Cardiovascular Disease", "Cardiology"),
 )
 
 
@@ -310,13 +413,20 @@ class Chart:
 
     # -- clinical content --
 
-    def condition(self, codes: list[Json], text: str, onset_days: int, **extra: Any) -> str:
+    def condition(
+        self,
+        codes: list[Json],
+        text: str,
+        onset_days: int,
+        clinical: str = "active",
+        **extra: Any,
+    ) -> str:
         cid = self.new_id("cond")
         self.add(
             {
                 "resourceType": "Condition",
                 "id": cid,
-                "clinicalStatus": concept(COND_CLINICAL, "active", "Active"),
+                "clinicalStatus": concept(COND_CLINICAL, clinical, clinical.capitalize()),
                 "verificationStatus": concept(COND_VERIFICATION, "confirmed", "Confirmed"),
                 "category": [concept(COND_CATEGORY, "problem-list-item", "Problem List Item")],
                 "code": {"coding": codes, "text": text},
@@ -375,12 +485,46 @@ class Chart:
             {"valueQuantity": qty(kg, "kg")},
         )
 
-    def lab(self, code: str, display: str, days_before: int, value: float, unit: str) -> str:
+    def lab(
+        self,
+        code: str,
+        display: str,
+        days_before: int,
+        value: float,
+        unit: str,
+        high: float | None = None,
+    ) -> str:
+        """A lab value; `high` adds the upper limit of the reference range."""
+        extra: Json = {} if high is None else {"referenceRange": [{"high": qty(high, unit)}]}
         return self.observation(
             concept(LOINC, code, display),
             "laboratory",
             days_before,
             {"valueQuantity": qty(value, unit)},
+            **extra,
+        )
+
+    def crp(self, days_before: int, mg_per_l: float, high: float | None = None) -> str:
+        return self.lab(
+            "1988-5",
+            "C reactive protein [Mass/volume] in Serum or Plasma",
+            days_before,
+            mg_per_l,
+            "mg/L",
+            high,
+        )
+
+    def negative_igra(self, days_before: int) -> str:
+        return self.observation(
+            concept(
+                LOINC,
+                "71773-6",
+                "Mycobacterium tuberculosis stimulated gamma interferon [Presence] in Blood",
+            ),
+            "laboratory",
+            days_before,
+            {"valueCodeableConcept": concept(SNOMED, "260385009", "Negative")},
+            interpretation=[concept(OBS_INTERPRETATION, "NEG", "Negative")],
         )
 
     def statement(
@@ -546,42 +690,66 @@ RA_SEROPOSITIVE_CODES: Final = [
 # ----- the draft order ----------------------------------------------------------------------
 
 
+PERIODS: Final = {"d": "daily", "wk": "weekly"}
+
+
 def draft_order(
     chart: Chart,
     dose_mg: float,
     reason: list[Json],
     reason_text: str,
     *,
-    syringes_per_day: int = 1,
+    drug: PackDrug | None = None,
+    per: str = "d",
+    loading_mg: float | None = None,
+    units_per_day: int = 1,
+    quantity: int | None = None,
     days: int = 28,
     bounds_days: int | None = None,
 ) -> Json:
-    repeat: Json = {"frequency": 1, "period": 1, "periodUnit": "d"}
+    """The draft order of the pack's product (the first pack's unless `drug` is given): an
+    optional single loading dose, then `dose_mg` once per `per` ("d" or "wk"); `quantity`
+    units per `days` (default: `units_per_day` a day)."""
+    drug = drug or pack_drug(FIRST_PACK)
+    _, adverb, route = ROUTES[drug.route]
+    repeat: Json = {"frequency": 1, "period": 1, "periodUnit": per}
     if bounds_days is not None:
         repeat["boundsDuration"] = qty(bounds_days, "days", "d")
+    lines: list[Json] = []
+    if loading_mg is not None:
+        lines.append(
+            {
+                "text": f"Inject {loading_mg:g} mg {adverb} once (loading dose)",
+                "timing": {"repeat": {"count": 1}},
+            }
+        )
+        lines[-1].update(route=route, doseAndRate=[{"doseQuantity": qty(loading_mg, "mg")}])
+    lines.append(
+        {
+            "text": f"Inject {dose_mg:g} mg {adverb} once {PERIODS[per]}",
+            "timing": {"repeat": repeat},
+            "route": route,
+            "doseAndRate": [{"doseQuantity": qty(dose_mg, "mg")}],
+        }
+    )
     return {
         "resourceType": "MedicationRequest",
         "id": f"draft-{chart.key}",
         "status": "draft",
         "intent": "order",
-        "medicationCodeableConcept": ANAKINRA.medication(),
+        "medicationCodeableConcept": drug.medication(),
         "subject": chart.patient_ref,
         "encounter": {"reference": f"Encounter/{chart.encounter_id}"},
         "authoredOn": ORDER_DATE.isoformat(),
         "requester": {"reference": f"PractitionerRole/{chart.prescriber.role_id}"},
         "reasonCode": [{"coding": reason, "text": reason_text}],
-        "dosageInstruction": [
-            {
-                "sequence": 1,
-                "text": f"Inject {dose_mg:g} mg subcutaneously once daily",
-                "timing": {"repeat": repeat},
-                "route": SUBCUTANEOUS,
-                "doseAndRate": [{"doseQuantity": qty(dose_mg, "mg")}],
-            }
-        ],
+        "dosageInstruction": [{"sequence": n, **line} for n, line in enumerate(lines, start=1)],
         "dispenseRequest": {
             "numberOfRepeatsAllowed": 0 if bounds_days else 5,
-            "quantity": {"value": days * syringes_per_day, "unit": "syringe"},
+            "quantity": {
+                "value": days * units_per_day if quantity is None else quantity,
+                "unit": drug.unit["name"],
+            },
             "expectedSupplyDuration": qty(days, "days", "d"),
         },
     }
@@ -656,13 +824,13 @@ def ra_chart(
     return c
 
 
-def ra_order(c: Chart, dose_mg: float = 100, syringes_per_day: int = 1) -> Json:
+def ra_order(c: Chart, dose_mg: float = 100, units_per_day: int = 1) -> Json:
     return draft_order(
         c,
         dose_mg,
         RA_SEROPOSITIVE_CODES[:1],
         "Rheumatoid arthritis",
-        syringes_per_day=syringes_per_day,
+        units_per_day=units_per_day,
     )
 
 
@@ -740,8 +908,8 @@ def ra_active_adalimumab() -> Built:
     return Built(
         Scenario(
             "ra-active-adalimumab",
-            "RA on adalimumab-adaz for 10 months, active order: anakinra would be combination "
-            "therapy with a TNF blocker",
+            f"RA on adalimumab-adaz for 10 months, active order: {pack_drug(FIRST_PACK).ingredient}"
+            " would be combination therapy with a TNF blocker",
             "criteria-not-met",
             not_met=("I.A.7", "III.B"),
         ),
@@ -760,7 +928,7 @@ def ra_dose_200() -> Built:
             not_met=("I.A.8",),
         ),
         c,
-        ra_order(c, 200, syringes_per_day=2),
+        ra_order(c, 200, units_per_day=2),
     )
 
 
@@ -873,24 +1041,19 @@ def ra_ecoli_allergy() -> Built:
     )
 
 
-def ra_anakinra_allergy() -> Built:
+def ra_drug_allergy() -> Built:
+    drug = pack_drug(FIRST_PACK)
     c = ra_chart("ra-akr-allergy", "Sage", "Lindgren", birth_date="1977-12-05")
     c.allergy(
-        {
-            "coding": [
-                {"system": SNOMED, "code": "385549000", "display": "Anakinra (substance)"},
-                {"system": RXNORM, "code": "72435", "display": "anakinra"},
-            ],
-            "text": "Anakinra (Kineret)",
-        },
+        drug.substance(),
         "allergy",
-        "Anaphylaxis after the first Kineret injection",
+        f"Anaphylaxis after the first {drug.brand} injection",
         700,
     )
     return Built(
         Scenario(
-            "ra-hypersensitivity-anakinra",
-            "Complete RA request; active allergy to anakinra (Appendix C)",
+            f"ra-hypersensitivity-{drug.ingredient}",
+            f"Complete RA request; active allergy to {drug.ingredient} (Appendix C)",
             "criteria-not-met",
             not_met=("IV.C",),
         ),
@@ -905,29 +1068,32 @@ def continued(key: str, given: str, family: str, baseline: float, latest: float)
     c.cdai(95, (baseline + latest) / 2)
     c.cdai(10, latest)
     # The EHR's current order points at a Medication resource (NDC + RxNorm), as many do.
+    drug = pack_drug(FIRST_PACK)
+    current = drug.history(100, "d")
+    medication_id = f"{key}-med-{drug.brand.lower()}"
     c.add(
         {
             "resourceType": "Medication",
-            "id": f"{key}-med-kineret",
+            "id": medication_id,
             "code": {
                 "coding": [
-                    {"system": NDC, "code": "66658-234-28", "display": "Kineret 28 syringes"},
-                    {
-                        "system": RXNORM,
-                        "code": "727714",
-                        "display": "0.67 ML anakinra 149 MG/ML Prefilled Syringe [Kineret]",
-                    },
+                    {"system": NDC, **_code(drug.product("ndc"))},
+                    {"system": RXNORM, **_code(drug.product("rxnorm", "SBD"))},
                 ],
-                "text": "Kineret 100 mg/0.67 mL prefilled syringe",
+                "text": drug.text,
             },
-            "form": {"text": "prefilled syringe"},
+            "form": {"text": drug.unit["name"]},
         }
     )
-    rid = c.request(ANAKINRA, 182, "active", 28, repeats=5, medication_id=f"{key}-med-kineret")
+    rid = c.request(current, 182, "active", 28, repeats=5, medication_id=medication_id)
     for n in range(7):
-        c.dispense(ANAKINRA, 182 - 28 * n, 28, rid)
-    c.statement(ANAKINRA, 182, None, "active")
+        c.dispense(current, 182 - 28 * n, 28, rid)
+    c.statement(current, 182, None, "active")
     return c
+
+
+def _code(product: Json) -> Json:
+    return {"code": product["code"], "display": product["display"]}
 
 
 def ra_continued_improving() -> Built:
@@ -935,7 +1101,8 @@ def ra_continued_improving() -> Built:
     return Built(
         Scenario(
             "ra-continued-improving",
-            "On anakinra 100 mg daily for 6 months; CDAI 31 at baseline, 12 now (renewal)",
+            f"On {pack_drug(FIRST_PACK).ingredient} 100 mg daily for 6 months; CDAI 31 at "
+            "baseline, 12 now (renewal)",
             "criteria-met",
         ),
         c,
@@ -948,7 +1115,8 @@ def ra_continued_worsening() -> Built:
     return Built(
         Scenario(
             "ra-continued-worsening",
-            "On anakinra 100 mg daily for 6 months; CDAI 24 at baseline, 33 now (renewal)",
+            f"On {pack_drug(FIRST_PACK).ingredient} 100 mg daily for 6 months; CDAI 24 at "
+            "baseline, 33 now (renewal)",
             "criteria-not-met",
             not_met=("II.A.2",),
         ),
@@ -1272,6 +1440,142 @@ def long_history() -> Built:
     )
 
 
+# ----- the second pack's patients -----------------------------------------------------------
+
+MWS_CODES: Final = [
+    {"system": ICD10, "code": "M04.2", "display": "Cryopyrin-associated periodic syndromes"},
+    {"system": SNOMED, "code": "402417009", "display": "Muckle-Wells syndrome"},
+]
+PERICARDITIS_CODES: Final = [
+    {"system": ICD10, "code": "I30.0", "display": "Acute nonspecific idiopathic pericarditis"},
+    {"system": SNOMED, "code": "3238004", "display": "Pericarditis"},
+]
+
+
+def second_order(c: Chart, dose_mg: float, reason: list[Json], text: str, **kw: Any) -> Json:
+    """A weekly order of the second pack's product, 28 days a fill."""
+    return draft_order(c, dose_mg, reason, text, drug=pack_drug(SECOND_PACK), per="wk", **kw)
+
+
+def caps_mws_met() -> Built:
+    c = Chart("ril-caps-mws", "Henrik", "Solberg", "male", "1984-02-11", prescriber=ALLERGIST)
+    c.start()
+    c.condition(MWS_CODES, "Muckle-Wells syndrome (CAPS)", 1200)
+    c.condition(
+        [{"system": ICD10, "code": "L50.2", "display": "Urticaria due to cold and heat"}],
+        "Recurrent urticaria-like rash",
+        1500,
+    )
+    c.condition(
+        [{"system": ICD10, "code": "H90.3", "display": "Sensorineural hearing loss, bilateral"}],
+        "Bilateral sensorineural hearing loss",
+        700,
+    )
+    c.crp(45, 34, high=10.0)
+    c.negative_igra(40)
+    c.weight(30, 82.0)
+    return Built(
+        Scenario(
+            "ril-caps-mws-criteria-met",
+            "Muckle-Wells syndrome (M04.2 + SNOMED MWS), allergist / immunologist, age 42, "
+            "CRP 34 mg/L (ref. < 10), urticaria and sensorineural hearing loss, negative IGRA "
+            "40 days ago; 320 mg loading then 160 mg weekly, "
+            f"5 {pack_drug(SECOND_PACK).unit['plural']} / 28 days",
+            "criteria-met",
+        ),
+        c,
+        second_order(c, 160, MWS_CODES, "Muckle-Wells syndrome", loading_mg=320, quantity=5),
+    )
+
+
+def dira_switch() -> Built:
+    previous = pack_drug(FIRST_PACK)
+    c = Chart(
+        "ril-dira-switch",
+        "Yara",
+        "Haddad",
+        "female",
+        "2015-08-19",
+        prescriber=PEDIATRIC_RHEUMATOLOGIST,
+    )
+    c.start()
+    c.condition(DIRA_CODES, DIRA_TEXT, 2900)
+    il1rn_observation(c, 2800)
+    c.weight(12, 32.0)
+    c.crp(14, 1.8, high=5.0)
+    c.negative_igra(60)
+    current = previous.history(100, "d")
+    rid = c.request(current, 200, "active", 30, repeats=11)
+    c.dispense(current, 25, 30, rid)
+    return Built(
+        Scenario(
+            f"ril-dira-switch-from-{previous.ingredient}",
+            "DIRA with a homozygous pathogenic IL1RN variant, 32 kg, in remission on "
+            f"{previous.ingredient} (active order, dispensed 25 days ago; CRP 1.8 mg/L), "
+            "pediatric rheumatologist; 140 mg (4.4 mg/kg) weekly. The "
+            f"{previous.ingredient} is the switch, not a combination: the card says to stop it "
+            "at its next dose",
+            "criteria-met",
+        ),
+        c,
+        second_order(c, 140, DIRA_CODES, DIRA_TEXT, quantity=4),
+    )
+
+
+def pericarditis_needs_nsaid() -> Built:
+    c = Chart(
+        "ril-rp-colchicine", "Marta", "Kowalczyk", "female", "1976-11-02", prescriber=CARDIOLOGIST
+    )
+    c.start()
+    c.condition(
+        PERICARDITIS_CODES,
+        "Acute idiopathic pericarditis",
+        330,
+        clinical="resolved",
+        abatementDateTime=day(300),
+    )
+    c.condition(PERICARDITIS_CODES, "Recurrent pericarditis, second episode", 45)
+    c.statement(COLCHICINE, 290, None, "active")
+    c.negative_igra(90)
+    return Built(
+        Scenario(
+            "ril-rp-colchicine-failure-needs-nsaid",
+            "Recurrent pericarditis: episodes 330 and 45 days ago (4+ weeks apart), the second "
+            "after 245 days of colchicine; cardiologist; no NSAID or aspirin course on file and "
+            "no NSAID intolerance: I.C.4 asks for the NSAID / aspirin course",
+            "documentation-needed",
+            unknown=("I.C.4",),
+        ),
+        c,
+        second_order(
+            c, 160, PERICARDITIS_CODES[:1], "Recurrent pericarditis", loading_mg=320, quantity=5
+        ),
+    )
+
+
+def nomid_not_covered() -> Built:
+    codes = [NOMID_CODES[1], NOMID_CODES[0]]
+    c = Chart(
+        "ril-nomid", "Leo", "Martins", "male", "2012-04-03", prescriber=PEDIATRIC_RHEUMATOLOGIST
+    )
+    c.start()
+    c.condition(codes, "Neonatal-onset multisystem inflammatory disease (NOMID)", 4000)
+    c.weight(10, 48.0)
+    c.crp(10, 22, high=10.0)
+    return Built(
+        Scenario(
+            "ril-nomid-not-covered",
+            "NOMID / CINCA (SNOMED CINCA + M04.2), age 14, 48 kg: not an "
+            f"{pack_drug(SECOND_PACK).brand} indication (III.B); "
+            f"{pack_drug(FIRST_PACK).ingredient} is ({FIRST_PACK})",
+            "criteria-not-met",
+            not_met=("III.B",),
+        ),
+        c,
+        second_order(c, 105, codes, "NOMID / CINCA", loading_mg=211, quantity=5),
+    )
+
+
 BUILDERS: Final[tuple[Callable[[], Built], ...]] = (
     ra_met,
     ra_documentation,
@@ -1284,7 +1588,7 @@ BUILDERS: Final[tuple[Callable[[], Built], ...]] = (
     ra_biologic_stopped,
     ra_biologic_active,
     ra_ecoli_allergy,
-    ra_anakinra_allergy,
+    ra_drug_allergy,
     ra_continued_improving,
     ra_continued_worsening,
     nomid_met,
@@ -1299,7 +1603,34 @@ BUILDERS: Final[tuple[Callable[[], Built], ...]] = (
 )
 
 
+SECOND_BUILDERS: Final[tuple[Callable[[], Built], ...]] = (
+    caps_mws_met,
+    dira_switch,
+    pericarditis_needs_nsaid,
+    nomid_not_covered,
+)
+
+
+@dataclass(frozen=True)
+class PatientSet:
+    """The patients of one policy pack and the folder (under `patients/`) they are written to."""
+
+    policy_id: str
+    folder: str
+    """"" for `patients/` itself."""
+    builders: tuple[Callable[[], Built], ...]
+
+
+def patient_sets() -> tuple[PatientSet, ...]:
+    """The first pack's patients in `patients/`, the second's in `patients/<ingredient>/`."""
+    return (
+        PatientSet(FIRST_PACK, "", BUILDERS),
+        PatientSet(SECOND_PACK, pack_drug(SECOND_PACK).ingredient, SECOND_BUILDERS),
+    )
+
+
 def build_all() -> list[Built]:
+    """The first pack's patients."""
     return [build() for build in BUILDERS]
 
 
@@ -1333,7 +1664,7 @@ Generated by `python -m sandbox.make_patients` (do not edit by hand; change the 
 2026-11-20 and every history is dated relative to that day.
 
 Per scenario: `<name>.json` is a transaction Bundle (PUT entries with fixed ids, so loading it
-again changes nothing), `<name>.order.json` the draft anakinra MedicationRequest to send as
+again changes nothing), `<name>.order.json` the draft {drug} MedicationRequest to send as
 `context.draftOrders`. `scenarios.json` has the same table with the patient, encounter and
 PractitionerRole ids for hook requests. Prescribers: `PractitionerRole/prrole-rheum-1`
 (NUCC 207RR0500X rheumatology), `prrole-pedrheum-1` (2080P0216X pediatric rheumatology),
@@ -1341,36 +1672,56 @@ PractitionerRole ids for hook requests. Prescribers: `PractitionerRole/prrole-rh
 
 Expected outcomes are those INTERPRETATION.md gives; "not-met" / "unknown" list the criteria
 expected with that status (others `met` or not applicable).
+"""
 
+SUBSET_README_HEAD: Final = """# Synthetic {drug} ({brand}) patients for the FHIR sandbox \
+(policy {policy_id})
+
+Generated by `python -m sandbox.make_patients` with the chart builder of the patients one
+folder up (do not edit by hand). Same shapes: a transaction Bundle per patient, the draft
+{brand} MedicationRequest authored 2026-11-20, and `scenarios.json`. Everything is invented.
+Extra prescribers: `PractitionerRole/prrole-allergy-1` (NUCC 207K00000X allergy & immunology)
+and `prrole-cardio-1` (207RC0000X cardiovascular disease). Expected outcomes are those of the
+pack's INTERPRETATION.md.
+"""
+
+TABLE_HEAD: Final = """
 | patient | scenario | expected outcome | not-met | unknown |
 |---|---|---|---|---|
 """
 
 
-def readme(built: list[Built]) -> str:
+def readme(built: list[Built], patients: PatientSet | None = None) -> str:
+    patients = patients or patient_sets()[0]
+    drug = pack_drug(patients.policy_id)
+    template = SUBSET_README_HEAD if patients.folder else README_HEAD
+    head = template.format(drug=drug.ingredient, brand=drug.brand, policy_id=drug.policy_id)
     rows = [
         f"| `{b.chart.patient_id}` (`{b.scenario.name}`) | {b.scenario.description} | "
         f"{b.scenario.outcome} | {', '.join(b.scenario.not_met) or '-'} | "
         f"{', '.join(b.scenario.unknown) or '-'} |"
         for b in built
     ]
-    return README_HEAD + "\n".join(rows) + "\n"
+    return head + TABLE_HEAD + "\n".join(rows) + "\n"
 
 
 def rendered_files() -> Iterator[tuple[str, str]]:
-    """(file name, content) for every file this script owns under `patients/`."""
-    built = build_all()
-    for b in built:
-        yield f"{b.scenario.name}.json", dumps(b.chart.bundle())
-        yield f"{b.scenario.name}.order.json", dumps(b.order)
-    yield "scenarios.json", dumps(manifest(built))
-    yield "README.md", readme(built)
+    """(path under `patients/`, content) for every file this script owns."""
+    for patients in patient_sets():
+        prefix = f"{patients.folder}/" if patients.folder else ""
+        built = [build() for build in patients.builders]
+        for b in built:
+            yield f"{prefix}{b.scenario.name}.json", dumps(b.chart.bundle())
+            yield f"{prefix}{b.scenario.name}.order.json", dumps(b.order)
+        yield f"{prefix}scenarios.json", dumps(manifest(built))
+        yield f"{prefix}README.md", readme(built, patients)
 
 
 def main() -> None:
-    PATIENTS_DIR.mkdir(parents=True, exist_ok=True)
     for name, content in rendered_files():
-        (PATIENTS_DIR / name).write_text(content, encoding="utf-8")
+        path = PATIENTS_DIR / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content, encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -1,14 +1,16 @@
-"""The scenarios of the synthetic patients, as `sandbox/patients/scenarios.json` lists them.
+"""The scenarios of the synthetic patients, as `sandbox/patients/scenarios.json` lists them
+(the first policy pack's patients) and `sandbox/patients/<folder>/scenarios.json` (another
+pack's patients each).
 
-`python -m sandbox.make_patients` writes that file; this module only reads it (and the draft
-orders beside it) for the demo and the end-to-end tests.
+`python -m sandbox.make_patients` writes those files; this module only reads them (and the
+draft orders beside them) for the demo and the end-to-end tests.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +20,13 @@ from sandbox.fhir_sandbox import PATIENTS_DIR
 @dataclass(frozen=True)
 class Scenario:
     """One row of `scenarios.json`: the patient, the prescriber, and what the service should
-    decide for the patient's draft anakinra order."""
+    decide for the patient's draft order."""
 
     name: str
     bundle: str
     """File name of the patient's transaction Bundle."""
     order: str
-    """File name of the draft anakinra MedicationRequest."""
+    """File name of the draft MedicationRequest."""
     patient_id: str
     encounter_id: str
     role_id: str
@@ -34,9 +36,11 @@ class Scenario:
     expected_outcome: str
     expected_not_met: frozenset[str]
     expected_unknown: frozenset[str]
+    directory: Path = field(default=PATIENTS_DIR, compare=False)
+    """The folder of the scenario's files."""
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Scenario:
+    def from_row(cls, row: Mapping[str, Any], directory: Path = PATIENTS_DIR) -> Scenario:
         return cls(
             name=row["name"],
             bundle=row["bundle"],
@@ -49,7 +53,12 @@ class Scenario:
             expected_outcome=row["expectedOutcome"],
             expected_not_met=frozenset(row["expectedNotMet"]),
             expected_unknown=frozenset(row["expectedUnknown"]),
+            directory=directory,
         )
+
+    @property
+    def bundle_path(self) -> Path:
+        return self.directory / self.bundle
 
     def user_ids(self) -> dict[str, str]:
         """The prefetch user tokens an EHR knows for this prescriber."""
@@ -60,12 +69,23 @@ class Scenario:
 
 
 def load_scenarios(directory: Path = PATIENTS_DIR) -> list[Scenario]:
-    """Every scenario, in the file's order."""
+    """Every scenario of `directory`'s `scenarios.json`, in the file's order."""
     rows = json.loads((directory / "scenarios.json").read_text(encoding="utf-8"))
-    return [Scenario.from_row(row) for row in rows]
+    return [Scenario.from_row(row, directory) for row in rows]
 
 
-def load_order(scenario: Scenario, directory: Path = PATIENTS_DIR) -> dict[str, Any]:
-    """The scenario's draft anakinra MedicationRequest (a fresh copy on every call)."""
-    order: dict[str, Any] = json.loads((directory / scenario.order).read_text(encoding="utf-8"))
+def scenario_dirs(directory: Path = PATIENTS_DIR) -> list[Path]:
+    """`directory` and each subfolder with a `scenarios.json` (one per policy pack)."""
+    return [directory, *sorted(p.parent for p in directory.glob("*/scenarios.json"))]
+
+
+def load_all_scenarios(directory: Path = PATIENTS_DIR) -> list[Scenario]:
+    """The scenarios of every patient set: `directory`'s first, then each subfolder's."""
+    return [s for folder in scenario_dirs(directory) for s in load_scenarios(folder)]
+
+
+def load_order(scenario: Scenario) -> dict[str, Any]:
+    """The scenario's draft MedicationRequest (a fresh copy on every call)."""
+    path = scenario.directory / scenario.order
+    order: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return order

@@ -1,12 +1,14 @@
-"""Local demo: the anakinra CDS service reading the synthetic patients of the FHIR sandbox.
+"""Local demo: the CDS service reading the synthetic patients of the FHIR sandbox.
 
-    .venv/bin/python scripts/demo.py [--patient NAME] [--keep-running]
+    .venv/bin/python scripts/demo.py [--patient NAME ...] [--keep-running]
 
 Installs the FHIR sandbox when needed (`npm ci` in sandbox/), starts it, loads the synthetic
-patients, starts the CDS service under gunicorn with authentication OFF (a local demo only),
-calls `prior-auth-order-sign` for each patient's draft anakinra order without prefetch (the
-service reads the sandbox itself, with the bearer token the "EHR" hands it), prints one
-compact block per patient and stops both servers (also on Ctrl-C or an error).
+patients of every policy pack (`sandbox/patients/` and its subfolders), starts the CDS service
+under gunicorn with authentication OFF (a local demo only), calls the order-sign service of
+its discovery document for each patient's draft order without prefetch (the service reads
+the sandbox itself, with the bearer token the "EHR" hands it), prints one compact block per
+patient, naming the policy pack that decided, and stops both servers (also on Ctrl-C or an
+error).
 
 `--keep-running` leaves both servers up, prints their URLs and a sample `curl`, and stops
 them on Ctrl-C (or SIGTERM). Everything printed is synthetic data; the service's own logs go to a
@@ -35,17 +37,16 @@ import requests  # noqa: E402
 
 from sandbox.ehr import evaluations, hook_request, post_hook, suggestion_labels  # noqa: E402
 from sandbox.fhir_sandbox import (  # noqa: E402
-    PATIENTS_DIR,
     SandboxError,
     SandboxServer,
     install,
     load_patients,
     start,
 )
-from sandbox.scenarios import Scenario, load_order, load_scenarios  # noqa: E402
+from sandbox.scenarios import Scenario, load_all_scenarios, load_order  # noqa: E402
 from sandbox.service import ServiceError, ServiceProcess, start_service  # noqa: E402
 
-SIGN_SERVICE: Final = "prior-auth-order-sign"
+SIGN_HOOK: Final = "order-sign"
 DEMO_TOKEN: Final = "local-demo-token"  # noqa: S105 - the local sandbox's fixed token
 
 
@@ -53,14 +54,22 @@ class DemoError(RuntimeError):
     """The service did not answer a demo call."""
 
 
+def _pack_of(evaluation: Mapping[str, Any]) -> str:
+    policy = evaluation.get("policy") or {}
+    return f"{policy.get('id', '?')} version {policy.get('version', '?')}"
+
+
 def describe_response(scenario: Scenario, response: Mapping[str, Any]) -> list[str]:
-    """The compact block printed for one patient: scenario, outcome, cards, suggestions."""
+    """The compact block printed for one patient: scenario, the pack that decided, outcome,
+    cards, suggestions."""
     found = evaluations(response)
     outcomes = ", ".join(str(e.get("outcome")) for e in found) or "no evaluation"
     sections = ", ".join(f"{e.get('pathway')} {e.get('section')}" for e in found if e)
+    packs = ", ".join(dict.fromkeys(_pack_of(e) for e in found)) or "none"
     lines = [
         f"== {scenario.name} (Patient/{scenario.patient_id})",
         f"   scenario: {scenario.description}",
+        f"   pack:     {packs}",
         f"   outcome:  {outcomes}  [{sections}]  (expected {scenario.expected_outcome})",
     ]
     for evaluation in found:
@@ -98,7 +107,7 @@ def running_servers(
         install()
         sandbox = stack.enter_context(start(require_token=DEMO_TOKEN))
         count = load_patients(
-            sandbox.base_url, [PATIENTS_DIR / s.bundle for s in scenarios], token=DEMO_TOKEN
+            sandbox.base_url, [s.bundle_path for s in scenarios], token=DEMO_TOKEN
         )
         print(f"FHIR sandbox at {sandbox.base_url}: {count} resources loaded", flush=True)
         print(
@@ -116,8 +125,19 @@ def running_servers(
         yield sandbox, service
 
 
+def sign_service_id(service: ServiceProcess) -> str:
+    """The id of the service's order-sign hook service, from its discovery document."""
+    resp = requests.get(service.discovery_url, timeout=30)
+    if resp.status_code != 200:
+        raise DemoError(f"discovery answered HTTP {resp.status_code}")
+    for entry in resp.json().get("services", []):
+        if entry.get("hook") == SIGN_HOOK:
+            return str(entry["id"])
+    raise DemoError(f"discovery lists no {SIGN_HOOK} service")
+
+
 def call_order_sign(
-    service: ServiceProcess, sandbox: SandboxServer, scenario: Scenario
+    service: ServiceProcess, sandbox: SandboxServer, scenario: Scenario, service_id: str
 ) -> dict[str, Any]:
     body = hook_request(
         scenario,
@@ -125,14 +145,16 @@ def call_order_sign(
         fhir_server=sandbox.base_url,
         access_token=DEMO_TOKEN,
     )
-    resp = post_hook(service.base_url, SIGN_SERVICE, body)
+    resp = post_hook(service.base_url, service_id, body)
     if resp.status_code != 200:
         raise DemoError(f"{scenario.name}: the service answered HTTP {resp.status_code}")
     answer: dict[str, Any] = resp.json()
     return answer
 
 
-def sample_curl(service: ServiceProcess, sandbox: SandboxServer, scenario: Scenario) -> str:
+def sample_curl(
+    service: ServiceProcess, sandbox: SandboxServer, scenario: Scenario, service_id: str
+) -> str:
     body = hook_request(
         scenario,
         [load_order(scenario)],
@@ -141,7 +163,7 @@ def sample_curl(service: ServiceProcess, sandbox: SandboxServer, scenario: Scena
         access_token=DEMO_TOKEN,
     )
     return (
-        f"curl -s -X POST {service.discovery_url}/{SIGN_SERVICE} "
+        f"curl -s -X POST {service.discovery_url}/{service_id} "
         f"-H 'Content-Type: application/json' -d '{json.dumps(body, separators=(',', ':'))}'"
     )
 
@@ -156,9 +178,15 @@ def wait_for_interrupt(sandbox: SandboxServer, service: ServiceProcess, out: Tex
 def parse_args(argv: Sequence[str] | None, names: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="scripts/demo.py",
-        description="Local demo of the anakinra CDS service against the FHIR sandbox.",
+        description="Local demo of the CDS service against the FHIR sandbox.",
     )
-    parser.add_argument("--patient", choices=names, metavar="NAME", help="one scenario only")
+    parser.add_argument(
+        "--patient",
+        action="append",
+        choices=names,
+        metavar="NAME",
+        help="only this scenario (may be repeated)",
+    )
     parser.add_argument(
         "--keep-running", action="store_true", help="leave both servers up until Ctrl-C"
     )
@@ -171,25 +199,27 @@ def _stop_on_signal(signum: int, frame: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    scenarios = load_scenarios()
+    scenarios = load_all_scenarios()
     args = parse_args(argv, [s.name for s in scenarios])
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _stop_on_signal)
-    chosen = [s for s in scenarios if args.patient in (None, s.name)]
+    chosen = [s for s in scenarios if args.patient is None or s.name in args.patient]
     try:
         with (
-            tempfile.TemporaryDirectory(prefix="anakinra-demo-") as tmp,
+            tempfile.TemporaryDirectory(prefix="cds-demo-") as tmp,
             running_servers(chosen, Path(tmp)) as (sandbox, service),
         ):
+            service_id = sign_service_id(service)
             print(flush=True)
             for scenario in chosen:
-                block = describe_response(scenario, call_order_sign(service, sandbox, scenario))
+                answer = call_order_sign(service, sandbox, scenario, service_id)
+                block = describe_response(scenario, answer)
                 print("\n".join(block) + "\n", flush=True)
             if args.keep_running:
                 print(f"FHIR sandbox:  {sandbox.base_url} (Bearer {DEMO_TOKEN} required)")
                 print(f"CDS service:   {service.discovery_url} (authentication OFF)")
                 print(f"service log:   {service.log_path}")
-                print("sample call:\n" + sample_curl(service, sandbox, chosen[0]))
+                print("sample call:\n" + sample_curl(service, sandbox, chosen[0], service_id))
                 print("Ctrl-C stops both servers.", flush=True)
                 wait_for_interrupt(sandbox, service, sys.stderr)
     except KeyboardInterrupt:

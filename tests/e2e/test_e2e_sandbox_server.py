@@ -8,8 +8,10 @@ from typing import Any
 import pytest
 import requests
 
+from cds_service.policy.packs import default_registry
 from sandbox import make_patients
 from sandbox.fhir_sandbox import PATIENTS_DIR, SandboxServer, load_patients, patient_bundles
+from sandbox.scenarios import load_scenarios
 
 FHIR_JSON = "application/fhir+json"
 TIMEOUT = 30
@@ -69,8 +71,13 @@ def test_reads_the_resources_the_service_reads(fhir_sandbox: SandboxServer) -> N
     encounter = get(fhir_sandbox, "Encounter/covid-inpt-enc").json()
     assert encounter["class"]["code"] == "IMP"
 
-    medication = get(fhir_sandbox, "Medication/ra-cont-better-med-kineret").json()
-    assert {c["code"] for c in medication["code"]["coding"]} == {"66658-234-28", "727714"}
+    drug = make_patients.pack_drug(make_patients.FIRST_PACK)
+    medication_id = f"ra-cont-better-med-{drug.brand.lower()}"
+    medication = get(fhir_sandbox, f"Medication/{medication_id}").json()
+    assert {c["code"] for c in medication["code"]["coding"]} == {
+        drug.product("ndc")["code"],
+        drug.product("rxnorm", "SBD")["code"],
+    }
 
     missing = get(fhir_sandbox, "Patient/no-such-patient")
     assert missing.status_code == 404
@@ -222,7 +229,25 @@ def test_required_token_is_enforced(fhir_sandbox_with_token: tuple[SandboxServer
     assert ok.json()["id"] == PATIENT
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in PATIENTS_DIR.glob("*.order.json")))
+ORDER_FILES = sorted(
+    p.relative_to(PATIENTS_DIR).as_posix()
+    for p in [*PATIENTS_DIR.glob("*.order.json"), *PATIENTS_DIR.glob("*/*.order.json")]
+)
+
+
+def test_every_pack_has_sandbox_patients_and_the_sandbox_loads_them() -> None:
+    registry = default_registry()
+    sets = make_patients.patient_sets()
+    assert {patients.policy_id for patients in sets} == set(registry.packs)
+    loaded = {path.relative_to(PATIENTS_DIR).as_posix() for path in patient_bundles()}
+    for patients in sets:
+        prefix = f"{patients.folder}/" if patients.folder else ""
+        for scenario in load_scenarios(PATIENTS_DIR / patients.folder):
+            assert f"{prefix}{scenario.bundle}" in loaded
+            assert f"{prefix}{scenario.order}" in ORDER_FILES
+
+
+@pytest.mark.parametrize("name", ORDER_FILES)
 def test_each_draft_order_points_at_loaded_resources(
     fhir_sandbox: SandboxServer, name: str
 ) -> None:

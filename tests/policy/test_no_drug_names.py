@@ -14,23 +14,6 @@ from cds_service.policy.packs import PACKS_DIR
 ROOT: Final = Path(__file__).resolve().parents[2]
 SKIPPED_DIRS: Final = (ROOT / "cds_service" / "packs", ROOT / "tests")
 
-_NOT_YET_CLEAN: Final = frozenset(
-    {
-        # lane `dosing`: units per administration come from drug.json
-        # synthetic patients, demo and benchmark calls written for one drug (lane
-        # `rilonacept` rewrites the sandbox patients and scripts/demo.py for both packs)
-        "sandbox/make_patients.py",
-        "sandbox/scenarios.py",
-        "scripts/demo.py",
-        "benchmarks/floor.py",
-        "benchmarks/run.py",
-        "benchmarks/workload.py",
-    }
-)
-"""Files still naming a drug, each being rewritten by another lane; the lead removes an
-entry when its lane lands. A file on this list that names no drug fails the test too, so
-the list only shrinks."""
-
 PRODUCT_NAMES: Final = ("anakinra-cds",)
 """The product's own name (the first policy it served), not a drug policy: it stays in the
 evaluation extension key `com.anakinra-cds.evaluation` and the override-reason code system
@@ -72,23 +55,8 @@ def _pattern() -> re.Pattern[str]:
 
 def test_no_python_file_outside_packs_and_tests_names_a_drug() -> None:
     pattern = _pattern()
-    hits = [
-        hit
-        for path in _python_files()
-        if path.relative_to(ROOT).as_posix() not in _NOT_YET_CLEAN
-        for hit in _hits(path, pattern)
-    ]
+    hits = [hit for path in _python_files() for hit in _hits(path, pattern)]
     assert not hits, "drug names outside the policy packs:\n" + "\n".join(hits)
-
-
-def test_every_file_not_yet_clean_still_names_a_drug() -> None:
-    pattern = _pattern()
-    clean = sorted(
-        name
-        for name in _NOT_YET_CLEAN
-        if (ROOT / name).is_file() and not _hits(ROOT / name, pattern)
-    )
-    assert not clean, f"take these off _NOT_YET_CLEAN, they name no drug now: {clean}"
 
 
 def test_the_grep_finds_a_drug_word() -> None:
