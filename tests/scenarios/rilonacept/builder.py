@@ -161,15 +161,16 @@ def pericarditis_episode(
     text: str = "Acute pericarditis",
 ) -> Json:
     """One episode of pericarditis: resolved (with its abatement date) when it has ended."""
+    at_visit = category == "encounter-diagnosis"
     return condition(
         cid,
         [code, PERICARDITIS_SCT] if code[0] == ICD10 else [code],
         text,
         clinical="resolved" if abatement is not None else "active",
-        onset=onset,
-        abatement=abatement,
+        onset=f"{onset}T10:20:00-05:00" if at_visit and onset else onset,
+        abatement=f"{abatement}T16:45:00-05:00" if at_visit and abatement else abatement,
         category=category,
-        encounter=f"enc-{cid}" if category == "encounter-diagnosis" else None,
+        encounter=f"enc-{cid}" if at_visit else None,
     )
 
 
@@ -253,6 +254,34 @@ def saa(oid: str, effective: str, value: float, unit: str = "mg/L", **kw: Any) -
     return lab(oid, SAA, effective, value, unit, text="Serum amyloid A", **kw)
 
 
+def below_detection(oid: str, code: Code, effective: str, limit: float, unit: str) -> Json:
+    """A result under the assay's reporting limit, sent as a quantity with comparator '<'."""
+    out = lab(oid, code, effective, limit, unit, text="CRP")
+    out["valueQuantity"]["comparator"] = "<"
+    return out
+
+
+def with_range_text(observation: Json, text: str) -> Json:
+    """The same result whose reference range is only the laboratory's printed text."""
+    out = copy.deepcopy(observation)
+    out["referenceRange"] = [{"text": text}]
+    return out
+
+
+def igra_text(oid: str, effective: str, word: str) -> Json:
+    """An IGRA result sent as the laboratory's printed word (valueString), no coding."""
+    return {
+        "resourceType": "Observation",
+        "id": oid,
+        "status": "final",
+        "category": [concept(OBS_CATEGORY, "laboratory", "Laboratory")],
+        "code": concept(*IGRA, text="QuantiFERON-TB Gold Plus"),
+        "subject": PATIENT_REF,
+        "effectiveDateTime": f"{effective}T09:00:00-05:00",
+        "valueString": word,
+    }
+
+
 def igra(oid: str, effective: str, result: str) -> Json:
     """A QuantiFERON-TB Gold Plus result: the qualitative answer as SNOMED CT plus the
     v3 interpretation code, as reference laboratories send it."""
@@ -289,7 +318,8 @@ def skin_test(oid: str, read_on: str, induration_mm: float, flag: str | None = N
     return out
 
 
-def weight(oid: str, effective: str, kg: float) -> Json:
+def weight(oid: str, effective: str, kg: float, unit: str = "kg") -> Json:
+    """A body weight vital sign; US EHRs often send pounds ([lb_av])."""
     return {
         "resourceType": "Observation",
         "id": oid,
@@ -298,7 +328,8 @@ def weight(oid: str, effective: str, kg: float) -> Json:
         "code": concept(*BODY_WEIGHT),
         "subject": PATIENT_REF,
         "effectiveDateTime": effective,
-        "valueQuantity": _quantity(kg, "kg"),
+        "valueQuantity": {"value": kg, "unit": "lb" if unit == "[lb_av]" else unit,
+                          "system": UCUM, "code": unit},
     }
 
 
@@ -487,6 +518,22 @@ def arcalyst_draft(
     if supply_days is not None:
         dispense["expectedSupplyDuration"] = ra.supply(supply_days)
     out["dispenseRequest"] = dispense
+    return out
+
+
+def contained_medication(draft: Json, med: Code) -> Json:
+    """The draft order pointing at a contained Medication resource (as EHRs that keep a
+    medication catalogue send it) instead of a medicationCodeableConcept."""
+    out = copy.deepcopy(draft)
+    del out["medicationCodeableConcept"]
+    out["contained"] = [
+        {
+            "resourceType": "Medication",
+            "id": "med-arcalyst",
+            "code": concept(*med, text="ARCALYST 220 MG SUBCUTANEOUS SOLR"),
+        }
+    ]
+    out["medicationReference"] = {"reference": "#med-arcalyst"}
     return out
 
 

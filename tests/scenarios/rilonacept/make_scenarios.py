@@ -183,6 +183,14 @@ def rp_continued_chart(chart: b.Chart) -> None:
         "cond-peri-2", b.day(-260), b.day(-230), category="problem-list-item"
     )
     chart.conditions[0] = b.pericarditis_episode("cond-peri-1", b.day(-500), b.day(-480))
+    chart.conditions.append(
+        b.condition(
+            "cond-rp",
+            [b.RECURRENT_PERICARDITIS_SCT],
+            "Recurrent pericarditis, on rilonacept",
+            onset=b.day(-260),
+        )
+    )
     _rilonacept_history(chart)
     chart.drafts = [b.arcalyst_draft(dosage=b.only_weekly(160), quantity=4)]
 
@@ -211,13 +219,17 @@ class Scenario:
     criteria: dict[str, str] | None = None
     details: dict[str, dict[str, Any]] = field(default_factory=dict)
     mentions: Sequence[str] = ()
+    free: Sequence[str] = ()
 
     def expected_criteria(self) -> dict[str, str]:
-        """Every criterion of the base met, with `changes` applied (or exactly `criteria`)."""
+        """Every criterion of the base met, with `changes` applied (or exactly `criteria`);
+        the `free` ones are not compared (the scenario is not about them)."""
         if self.criteria is not None:
             return dict(self.criteria)
         out = {cid: "met" for cid in BASES[self.base][3]}
         out.update(self.changes)
+        for cid in self.free:
+            del out[cid]
         return out
 
 
@@ -303,6 +315,52 @@ def draft(**kwargs: Any) -> Edit:
         chart.drafts = [b.arcalyst_draft(**kwargs)]
 
     return edit
+
+
+def response_assessment(word: str) -> Edit:
+    """The prescriber's charted response to therapy (an exam Observation with the words)."""
+
+    def edit(chart: b.Chart) -> None:
+        chart.assessments.append(
+            {
+                "resourceType": "Observation",
+                "id": "obs-response",
+                "status": "final",
+                "category": [b.concept(b.OBS_CATEGORY, "exam", "Exam")],
+                "code": {"text": "Response to treatment"},
+                "subject": b.PATIENT_REF,
+                "effectiveDateTime": b.day(-10),
+                "valueCodeableConcept": {"text": word},
+                "note": [{"text": "Flares: 1 in the last 6 months (6 in the 6 months before)"}],
+            }
+        )
+
+    return edit
+
+
+def draft_shape(shape: Callable[[Json], Json]) -> Edit:
+    def edit(chart: b.Chart) -> None:
+        chart.drafts = [shape(d) for d in chart.drafts]
+
+    return edit
+
+
+def coded_by_ndc_only(order: Json) -> Json:
+    order["medicationCodeableConcept"] = b.concept(b.NDC, "73604091401", "ARCALYST 220MG VL")
+    return order
+
+
+def colchicine_prescribed(chart: b.Chart) -> None:
+    """Colchicine as the prescription (0.6 mg twice daily, 90 days with 3 refills from 250
+    days ago) instead of pharmacy fills."""
+    no_colchicine(chart)
+    chart.requests.append(
+        b.med_request(
+            "rx-colch", b.COLCHICINE_TAB, b.day(-250), supply_days=90, repeats=3, quantity=180,
+            dosage=[b.ra.dose_line(0.6, "mg", "mg", 2, 1, "d",
+                                   text="Take 0.6 mg by mouth twice daily")],
+        )
+    )
 
 
 def no_kineret(chart: b.Chart) -> None:
@@ -618,7 +676,7 @@ SCENARIOS: list[Scenario] = [
         "I.B: DIRA with a pathogenic IL1RN variant, rheumatologist, 30 kg, in remission on "
         "Kineret (CRP 2 mg/L), 132 mg weekly: met; the Kineret is the switch, not a combination",
         [nothing], "criteria-met", "info",
-        mentions=("Kineret",),
+        mentions=("stop anakinra",),
     ),
     Scenario(
         "dira_ib1_il1rn_benign", "dira",
@@ -735,7 +793,7 @@ SCENARIOS: list[Scenario] = [
         "rp_ic1_one_episode", "rp",
         "I.C.1: a single dated episode: not-met",
         [drop_conditions("cond-peri-1")],
-        "criteria-not-met", "warning", {"I.C.1": "not-met", "I.C.4": "not-met"},
+        "criteria-not-met", "warning", {"I.C.1": "not-met"}, free=("I.C.4",),
     ),
     Scenario(
         "rp_ic1_second_record_within_4_weeks", "rp",
@@ -745,7 +803,7 @@ SCENARIOS: list[Scenario] = [
             b.pericarditis_episode("cond-peri-1", b.day(-100), b.day(-80)),
             b.pericarditis_episode("cond-peri-2", b.day(-60), category="problem-list-item"),
         )],
-        "criteria-not-met", "warning", {"I.C.1": "not-met"},
+        "criteria-not-met", "warning", {"I.C.1": "not-met"}, free=("I.C.4",),
     ),
     Scenario(
         "rp_ic1_stated_recurrent_no_dates", "rp",
@@ -754,7 +812,7 @@ SCENARIOS: list[Scenario] = [
             "cond-rp", [b.RECURRENT_PERICARDITIS_SCT], "Idiopathic recurrent pericarditis",
             onset=None,
         ))],
-        "documentation-needed", "warning", {"I.C.1": "unknown"},
+        "documentation-needed", "warning", {"I.C.1": "unknown"}, free=("I.C.4",),
     ),
     Scenario(
         "rp_ic2_internist_unknown", "rp",
@@ -834,6 +892,54 @@ SCENARIOS: list[Scenario] = [
         [draft(dosage=[b.loading(4, "mL", "mL"), b.weekly(2, "mL", "mL")])],
         "criteria-met", "info",
     ),
+    # ================================================================ record shapes
+    Scenario(
+        "shape_draft_coded_by_ndc_only", "caps",
+        "Routing: an Arcalyst draft coded only by its 11-digit NDC is decided by IL1.RIL.01",
+        [draft_shape(coded_by_ndc_only)], "criteria-met", "info",
+    ),
+    Scenario(
+        "shape_draft_contained_medication", "caps",
+        "Routing: a draft that references a contained Medication (RxNorm SCD) is decided by "
+        "IL1.RIL.01",
+        [draft_shape(lambda d: b.contained_medication(d, b.ARCALYST_SCD))],
+        "criteria-met", "info",
+    ),
+    Scenario(
+        "shape_igra_value_string", "caps",
+        "I.A.5: an IGRA sent as the printed word 'Negative' (valueString): met",
+        [replace_observation("obs-igra", b.igra_text("obs-igra", b.day(-30), "Negative"))],
+        "criteria-met", "info",
+    ),
+    Scenario(
+        "shape_crp_range_as_text_only", "caps",
+        "I.A.4.a / Appendix E: CRP 8 mg/L whose range is printed only as text '<=5.0 mg/L': "
+        "above the range on the result, met",
+        [replace_observation("obs-crp-1", b.with_range_text(
+            b.crp("obs-crp-1", b.day(-60), 8, ref_high=None), "<=5.0 mg/L"))],
+        "criteria-met", "info",
+    ),
+    Scenario(
+        "shape_teen_weight_in_pounds", "caps",
+        "I.A.7.b: 14 years, weight sent as 88.2 lb (40 kg): 176 mg then 88 mg weekly, met",
+        [born(14, -60),
+         replace_observation("obs-wt", b.weight("obs-wt", b.day(-20), 88.2, "[lb_av]")),
+         draft(dosage=[b.loading(176), b.weekly(88)], quantity=4)],
+        "criteria-met", "info",
+    ),
+    Scenario(
+        "shape_dira_crp_below_reporting_limit", "dira",
+        "I.B.4: CRP reported as '< 3 mg/L' (comparator): below 5 mg/L, met",
+        [replace_observation("obs-crp-1",
+                             b.below_detection("obs-crp-1", b.CRP, b.day(-20), 3, "mg/L"))],
+        "criteria-met", "info",
+    ),
+    Scenario(
+        "shape_colchicine_prescription_with_refills", "rp",
+        "I.C.4.a: colchicine charted as one prescription with refills (no fills): the "
+        "recurrence 60 days ago began on day 190 of it, met",
+        [colchicine_prescribed], "criteria-met", "info",
+    ),
     # ================================================================ I.D other
     Scenario(
         "other_gout_off_label", "caps",
@@ -865,14 +971,28 @@ SCENARIOS: list[Scenario] = [
         "caps_continued_iia1_started_2_weeks_ago", "caps-continued",
         "II.A.1: Arcalyst first ordered 14 days ago, not yet 4 weeks: not-met",
         [rilonacept_started(-14)],
-        "criteria-not-met", "warning", {"II.A.1": "not-met", "II.A.2": "unknown"},
-        criteria={"II.A.1": "not-met"},
+        "criteria-not-met", "warning", criteria={"II.A.1": "not-met"},
     ),
     Scenario(
-        "caps_continued_iia2_crp_higher", "caps-continued",
-        "II.A.2.a: CRP 35 mg/L now vs 30 before Arcalyst: not-met",
+        "caps_continued_iia2_crp_higher_flares_not_stated", "caps-continued",
+        "II.A.2.a: CRP 35 mg/L now vs 30 before Arcalyst, but the policy's other branch "
+        "(fewer flares) is not documented either way: unknown, asking for the flare counts",
         [replace_observation("obs-crp-1", b.crp("obs-crp-1", b.day(-10), 35, flag="H"))],
+        "documentation-needed", "warning", {"II.A.2": "unknown"},
+    ),
+    Scenario(
+        "caps_continued_iia2_crp_higher_response_unchanged", "caps-continued",
+        "II.A.2.a: CRP higher than before Arcalyst and the response charted as unchanged "
+        "(no fewer flares): not-met",
+        [replace_observation("obs-crp-1", b.crp("obs-crp-1", b.day(-10), 35, flag="H")),
+         response_assessment("Unchanged")],
         "criteria-not-met", "warning", {"II.A.2": "not-met"},
+    ),
+    Scenario(
+        "caps_continued_iia2_response_improved_no_labs", "caps-continued",
+        "II.A.2.a: no CRP / SAA since Arcalyst, fewer flares charted (response improved): met",
+        [replace_observation("obs-crp-1", None), response_assessment("Improved")],
+        "criteria-met", "info",
     ),
     Scenario(
         "caps_continued_iia2_no_baseline", "caps-continued",

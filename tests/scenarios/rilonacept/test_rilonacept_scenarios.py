@@ -36,8 +36,9 @@ def _differences(response: dict[str, Any], expect: dict[str, Any]) -> list[str]:
     the policy that decided it, the most severe card indicator and the cards' texts."""
     evaluation = harness.the_evaluation(response, ORDER)
     diffs = harness.field_differences(evaluation, expect, ("outcome", "pathway", "section"))
-    if evaluation.get("policyId", evaluation.get("policy")) not in (POLICY_ID, None):
-        diffs.append(f"decided by {evaluation.get('policyId')}, expected {POLICY_ID}")
+    policy = evaluation.get("policy", {})
+    if policy.get("id") != POLICY_ID:
+        diffs.append(f"decided by {policy}, expected {POLICY_ID}")
     diffs += harness.criteria_differences(evaluation, expect)
     diffs += harness.details_differences(evaluation, expect)
     cards = harness.cards_for(response, ORDER)
