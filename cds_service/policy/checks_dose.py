@@ -445,7 +445,17 @@ def _schedule_verdict(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalCo
 
     quantity = params.get("quantity")
     if isinstance(quantity, Mapping):
-        _quantity(quantity, dose, unit, allow_loading, interval, details, over, unknown, excess)
+        _quantity(
+            quantity,
+            dose,
+            unit,
+            (allow_loading, _loading_maybe(params, limits, why, dose)),
+            interval,
+            details,
+            over,
+            unknown,
+            excess,
+        )
 
     details["over_limit"] = over
     details["excess"] = sorted(set(excess))
@@ -474,11 +484,27 @@ def _schedule_verdict(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalCo
     )
 
 
+def _loading_maybe(
+    params: Mapping[str, Any], limits: Mapping[str, Any], why: str | None, dose: DoseFacts
+) -> bool:
+    """Whether an allowed loading dose may be in the order though it cannot be counted: the
+    schedule could not be read, or the age band that says whether loading is allowed is
+    not known."""
+    if "loading_allowed" in params and not params["loading_allowed"]:
+        return False
+    if why is not None:
+        possible = "loading" in params or any(
+            isinstance(b, Mapping) and "loading" in b for b in params.get("bands") or ()
+        )
+        return possible and (dose.loading_mg is not None or bool(dose.schedule_reasons))
+    return "loading" in limits and dose.loading_mg is None and bool(dose.schedule_reasons)
+
+
 def _quantity(
     quantity: Mapping[str, Any],
     dose: DoseFacts,
     unit: ProductUnit | None,
-    allow_loading: bool,
+    loading: tuple[bool, bool],
     interval: float | None,
     details: dict[str, Any],
     over: list[str],
@@ -486,7 +512,11 @@ def _quantity(
     excess: list[str],
 ) -> None:
     """Quantity limits: the dose's units per 28 days, and the dispense request's units over
-    its supply days (a first week with a loading dose may hold `first_week_units`)."""
+    its supply days (a first week with a loading dose may hold `first_week_units`).
+    `loading`: (a loading dose is allowed, an allowed loading dose may be in the order
+    though it cannot be counted: then a dispense that fits only with the first week's
+    allowance is unknown)."""
+    allow_loading, loading_maybe = loading
     per_28 = float(quantity["units_per_28_days"])
     first_week: float | None = (
         float(quantity["first_week_units"]) if "first_week_units" in quantity else None
@@ -516,9 +546,24 @@ def _quantity(
     week = first_week if allow_loading and loading_units is not None else None
     with_loading = week is not None
     exact = per_28 * days / _DAYS_PER_QUANTITY_PERIOD
+    week_extra = (
+        (first_week or 0) - per_28 * _FIRST_WEEK_DAYS / _DAYS_PER_QUANTITY_PERIOD
+        if first_week is not None
+        else 0.0
+    )
     if week is not None:
-        exact += week - per_28 * _FIRST_WEEK_DAYS / _DAYS_PER_QUANTITY_PERIOD
+        exact += week_extra
     allowed = math.floor(exact + 1e-6)
+    if loading_maybe and week_extra > 0 and not _le(units, allowed):
+        with_loading_allowed = math.floor(exact + week_extra + 1e-6)
+        if _le(units, with_loading_allowed):
+            details["limit_dispense_units"] = with_loading_allowed
+            unknown.append(
+                f"dispensing {unit.count(units)} for {_fmt(days)} days is within the limit "
+                "only with a loading dose in the first week, which cannot be told here"
+            )
+            return
+        allowed, with_loading = with_loading_allowed, True
     details["limit_dispense_units"] = allowed
     need = None
     if maint_units is not None and every:

@@ -189,10 +189,27 @@ def describe(episodes: Sequence[Episode]) -> str:
 # --------------------------------------------------------------------------- checks
 
 
+def _stated(facts: PolicyFacts, params: Mapping[str, Any], on: date) -> list[ConditionRecord]:
+    """Confirmed diagnoses in `stated_valuesets` recorded by `on` (any clinical status)."""
+    wanted = _names(params, "stated_valuesets")
+    return [
+        r
+        for r in facts.condition_history
+        if r.valuesets & wanted
+        and r.verification == "confirmed"
+        and r.source != "observation"
+        and (r.onset or r.recorded or on) <= on
+    ]
+
+
 @_check(
     "condition-episodes",
     (MET, NOT_MET, UNKNOWN),
-    {**EPISODE_PARAMS, "min_episodes": ParamSpec("int")},
+    {
+        **EPISODE_PARAMS,
+        "min_episodes": ParamSpec("int"),
+        "stated_valuesets": ParamSpec("valuesets", required=False),
+    },
     reads=("Condition",),
     absence=(NOT_MET,),
 )
@@ -201,11 +218,14 @@ def condition_episodes(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalC
     symptom-free interval (the rules are in the module docstring).
 
     Parameters: `valuesets` (diagnosis value sets of the condition); `min_episodes`;
-    `same_episode_days` (28), `default_episode_days` (42), `symptom_free_days` (28).
+    `same_episode_days` (28), `default_episode_days` (42), `symptom_free_days` (28);
+    `stated_valuesets` (optional: diagnoses that state the condition recurs, e.g.
+    "recurrent pericarditis", without being dated episodes themselves).
 
     `met` when even the fewest possible episodes reach `min_episodes`; `not-met` when even
-    the most possible (every undated record counted as one more) do not; otherwise
-    `unknown`, asking for the dates of each episode. A record of the condition that is only
+    the most possible (every undated record counted as one more) do not, and no
+    confirmed diagnosis in `stated_valuesets` says it recurred; otherwise `unknown`,
+    asking for the dates of each episode. A record of the condition that is only
     a working diagnosis is not counted; when it could make the difference the answer is
     `unknown`."""
     needed = int(params["min_episodes"])
@@ -217,7 +237,8 @@ def condition_episodes(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalC
     details = {"fewest": fewest, "most": possible, "min_episodes": needed}
     if fewest >= needed:
         return Verdict(MET, f"{fewest} episodes: {describe(on)}.", h.refs, details)
-    if possible < needed:
+    stated = _stated(facts, params, ctx.order_date)
+    if possible < needed and not stated:
         text = f"{len(most)} episode(s): {describe(most)}" if most else "No episode recorded"
         return Verdict(
             NOT_MET,
@@ -235,10 +256,13 @@ def condition_episodes(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalC
         parts.append(f"{len(h.undated)} record(s) have no onset date")
     if h.unconfirmed:
         parts.append(f"{len(h.unconfirmed)} record(s) are not confirmed diagnoses")
+    if stated and possible < needed:
+        names = ", ".join(sorted({r.display or r.code for r in stated}))
+        parts.append(f"{names} is stated, but its episodes are not recorded with their dates")
     return Verdict(
         UNKNOWN,
         f"Cannot tell whether there were {needed} episodes: " + "; ".join(parts) + ".",
-        _dedupe([*h.refs, *(r.ref for r in h.unconfirmed)]),
+        _dedupe([*h.refs, *(r.ref for r in h.unconfirmed), *(r.ref for r in stated)]),
         details,
         documentation=EPISODE_DOCUMENTATION,
     )

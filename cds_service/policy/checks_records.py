@@ -82,21 +82,18 @@ def drug_received_recently(
     records = [
         r
         for r in facts.medications
-        if r.valuesets & wanted
-        and not r.is_draft_order
-        and r.status.lower() not in _NEVER_GIVEN
-        and _days_of(r)
+        if r.valuesets & wanted and not r.is_draft_order and r.status.lower() not in _NEVER_GIVEN
     ]
     recent = [r for r in records if any(window_start <= d <= on for d in _days_of(r))]
-    # An active record that began before the window and states no end runs into it.
+    # An active record that began before the window (or states no date at all: its status
+    # says it is current) and states no end runs into it.
     recent += [
         r
         for r in records
         if r not in recent
         and r.end is None
         and r.status.lower() in ("active", "on-hold", "in-progress")
-        and r.start is not None
-        and r.start <= on
+        and (r.start is None or r.start <= on)
     ]
     label = "/".join(sorted(wanted))
     if not recent:
@@ -112,8 +109,10 @@ def drug_received_recently(
         "latest": latest.isoformat() if latest else None,
         "first": first.isoformat() if first else None,
     }
-    text = f"{recent[0].drug} recorded within {within} days" + (
-        f" (last {latest})" if latest else ""
+    text = (
+        f"{recent[0].drug} recorded within {within} days (last {latest})"
+        if latest
+        else f"{recent[0].drug} recorded as current ({recent[0].status}, no date)"
     )
     if min_days is None:
         return Verdict(MET, text + ".", refs, details)

@@ -1,9 +1,16 @@
 """Turn a compact case description (YAML) into `PolicyFacts`.
 
 A case states only what matters; everything else has a neutral default (no data).
-`base: NAME` starts from `tests/policy/bases/NAME.yaml` and deep-merges the case's
-`facts` over it (mappings merge, lists replace). Dates are ISO dates or whole numbers
-of days relative to the order date (-30 = thirty days before the order).
+`base: NAME` starts from `NAME.yaml` in the bases folder of the case's pack
+(`tests/policy/bases` for NH.PHAR.244, `cases/bases` inside other packs) and deep-merges
+the case's `facts` over it (mappings merge, lists replace). Dates are ISO dates or whole
+numbers of days relative to the order date (-30 = thirty days before the order).
+
+The order's dose (`order.dose`) takes the fields of `DoseFacts` by name: the per-day
+arithmetic (`mg_per_day`, `mg_per_administration`, `syringes_per_day` ...), the schedule
+(`loading_mg`, `maintenance_mg`, `interval_days`, `schedule_reasons`), the dispense
+(`dispense_units`, `dispense_days`), `lines` (`{mg, per_day, sequence, count}` each) and
+`weight`. The product unit (vials, syringes) is the pack's, given by the caller.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from fhir_mappings.facts import (
     ConditionRecord,
     Diagnosis,
     DoseFacts,
+    DoseLine,
     EncounterFacts,
     GeneticResult,
     Intolerance,
@@ -31,6 +39,7 @@ from fhir_mappings.facts import (
     TherapyRun,
     WeightFact,
 )
+from fhir_mappings.product_unit import ProductUnit
 
 HERE = Path(__file__).parent
 CASES = HERE / "cases"
@@ -88,10 +97,11 @@ def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, An
     return out
 
 
-def case_facts_spec(case: Mapping[str, Any]) -> dict[str, Any]:
+def case_facts_spec(case: Mapping[str, Any], bases: Path = BASES) -> dict[str, Any]:
+    """The facts of a case: its base (a file of `bases`) with the case's `facts` over it."""
     spec: dict[str, Any] = {}
     if case.get("base"):
-        base = load_yaml(BASES / f"{case['base']}.yaml")
+        base = load_yaml(bases / f"{case['base']}.yaml")
         spec = deep_merge(spec, base)
     return deep_merge(spec, case.get("facts") or {})
 
@@ -103,8 +113,9 @@ def drug_valuesets(drug: str) -> frozenset[str]:
 
 
 class _Builder:
-    def __init__(self, spec: Mapping[str, Any]):
+    def __init__(self, spec: Mapping[str, Any], unit: ProductUnit | None = None):
         self.spec = spec
+        self.unit = unit
         self.order_date: date = self.when(spec.get("order_date"), DEFAULT_ORDER_DATE) or (
             DEFAULT_ORDER_DATE
         )
@@ -186,6 +197,23 @@ class _Builder:
             dispense_syringes_per_day=raw.get("dispense_syringes_per_day"),
             duration_days=raw.get("duration_days"),
             unknown_reasons=tuple(raw.get("unknown_reasons", ())),
+            from_text=bool(raw.get("from_text", False)),
+            lines=tuple(
+                DoseLine(
+                    mg=line.get("mg"),
+                    per_day=line.get("per_day"),
+                    sequence=line.get("sequence"),
+                    count=line.get("count"),
+                )
+                for line in raw.get("lines", ())
+            ),
+            unit=self.unit,
+            loading_mg=raw.get("loading_mg"),
+            maintenance_mg=raw.get("maintenance_mg"),
+            interval_days=raw.get("interval_days"),
+            schedule_reasons=tuple(raw.get("schedule_reasons", ())),
+            dispense_units=raw.get("dispense_units"),
+            dispense_days=raw.get("dispense_days"),
         )
 
     def build(self) -> PolicyFacts:
@@ -290,6 +318,19 @@ class _Builder:
             )
             for m in s.get("measurements", [])
         )
+        weight = order.dose.weight
+        if weight is not None and not any(m.kind == "body-weight" for m in measurements):
+            # The mapping reads the dose's weight from the body weights on file: a case that
+            # gives only the dose's weight has that body weight too.
+            measurements += (
+                Measurement(
+                    kind="body-weight",
+                    value=weight.kg,
+                    unit="kg",
+                    effective=weight.effective,
+                    ref=weight.ref,
+                ),
+            )
         genetic = tuple(
             GeneticResult(
                 gene=g.get("gene", "IL1RN"),
@@ -326,7 +367,10 @@ class _Builder:
         )
 
 
-def build_facts(spec: Mapping[str, Any]) -> tuple[PolicyFacts, date]:
-    """The facts of a case and the `today` to evaluate them with (the order date)."""
-    builder = _Builder(spec)
+def build_facts(
+    spec: Mapping[str, Any], unit: ProductUnit | None = None
+) -> tuple[PolicyFacts, date]:
+    """The facts of a case and the `today` to evaluate them with (the order date);
+    `unit`: the product unit of the pack's drug (drug.json), for doses counted in units."""
+    builder = _Builder(spec, unit)
     return builder.build(), builder.order_date

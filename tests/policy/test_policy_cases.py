@@ -1,9 +1,12 @@
 """Data-driven policy cases: facts in, expected status per criterion and outcome out.
 
-Each file under `cases/` is one case. `expect` may state: pathway, section,
-indication, outcome, approval_months, criteria (id -> status), details
-(id -> a subset of the criterion's details), conflicts (id -> [drug, ...]),
-reason_contains (id -> text), considered ([[section, outcome], ...]),
+Every pack has its cases, run against that pack's own policy (the one the registry
+loaded): a pack's `cases/` folder (bases in `cases/bases/`), or for NH.PHAR.244
+`tests/policy/cases` (bases in `tests/policy/bases`). Each file is one case.
+
+`expect` may state: pathway, section, indication, outcome, approval_months, criteria
+(id -> status), details (id -> a subset of the criterion's details), conflicts
+(id -> [drug, ...]), reason_contains (id -> text), considered ([[section, outcome], ...]),
 documentation_contains (text), policy_references.
 """
 
@@ -16,17 +19,42 @@ from typing import Any
 
 import pytest
 
-from cds_service.policy.engine import evaluate, load_policy
+from cds_service.policy.checks import CHECKS
+from cds_service.policy.engine import evaluate
 from cds_service.policy.model import Decision, Status
-from tests.policy.case_builder import CASES, build_facts, case_facts_spec, load_yaml
+from cds_service.policy.packs import Pack, default_registry
+from tests.policy.case_builder import BASES, CASES, build_facts, case_facts_spec, load_yaml
 
-CASE_FILES = sorted(CASES.glob("*.yaml"))
+_TESTS_CASES = {"NH.PHAR.244": (CASES, BASES)}
+"""Packs whose cases live under tests/ (the first policy's, written before packs)."""
+
+MIN_CASES = 40
+"""Fewest cases a pack may have (a met, a not-met and an unknown case per criterion and
+an outcome case per section come to more than this for either policy)."""
 
 
-def _run(path: Path) -> tuple[dict[str, Any], Decision]:
+def _case_folders(pack: Pack) -> tuple[Path, Path]:
+    """(cases folder, bases folder) of a pack."""
+    if pack.id in _TESTS_CASES:
+        return _TESTS_CASES[pack.id]
+    folder = pack.directory / "cases"
+    return folder, folder / "bases"
+
+
+PACKS = dict(sorted(default_registry().packs.items()))
+CASE_FILES = [
+    (pack_id, path)
+    for pack_id, pack in PACKS.items()
+    for path in sorted(_case_folders(pack)[0].glob("*.yaml"))
+]
+CASE_IDS = [f"{pack_id}/{path.stem}" for pack_id, path in CASE_FILES]
+
+
+def _run(pack_id: str, path: Path) -> tuple[dict[str, Any], Decision]:
+    pack = PACKS[pack_id]
     case = load_yaml(path)
-    facts, today = build_facts(case_facts_spec(case))
-    return case, evaluate(load_policy(), facts, today)
+    facts, today = build_facts(case_facts_spec(case, _case_folders(pack)[1]), unit=pack.drug.unit)
+    return case, evaluate(pack.policy, facts, today)
 
 
 def _subset(expected: Any, actual: Any) -> bool:
@@ -47,9 +75,9 @@ def _subset(expected: Any, actual: Any) -> bool:
     return bool(expected == actual)
 
 
-@pytest.mark.parametrize("path", CASE_FILES, ids=[p.stem for p in CASE_FILES])
-def test_case(path: Path) -> None:
-    case, decision = _run(path)
+@pytest.mark.parametrize(("pack_id", "path"), CASE_FILES, ids=CASE_IDS)
+def test_case(pack_id: str, path: Path) -> None:
+    case, decision = _run(pack_id, path)
     expect = case["expect"]
     for key in ("pathway", "section", "indication", "outcome"):
         if key in expect:
@@ -82,12 +110,13 @@ def test_case(path: Path) -> None:
         ), decision.documentation
 
 
-@pytest.mark.parametrize("path", CASE_FILES, ids=[p.stem for p in CASE_FILES])
-def test_case_invariants(path: Path) -> None:
+@pytest.mark.parametrize(("pack_id", "path"), CASE_FILES, ids=CASE_IDS)
+def test_case_invariants(pack_id: str, path: Path) -> None:
     """Whatever the case: every criterion of the section (and the common ones) is
     decided, each with a reason; every unknown says what to submit."""
-    _, decision = _run(path)
-    policy = load_policy()
+    _, decision = _run(pack_id, path)
+    policy = PACKS[pack_id].policy
+    assert decision.policy_id == policy.id
     section = policy.section(decision.section)
     expected_ids = [c.id for c in section.criteria] + [
         c.id for c in policy.common_criteria if c.applies_to(section.id)
@@ -104,21 +133,22 @@ def test_case_invariants(path: Path) -> None:
         assert all(r.status is Status.MET for r in decision.criteria)
 
 
-def test_every_criterion_has_a_case_for_each_status_it_can_take() -> None:
-    """Fails when a criterion of the policy file (per check variant) lacks a case for a
-    status its check can produce with the file's parameters."""
+@pytest.mark.parametrize("pack_id", list(PACKS))
+def test_every_criterion_has_a_case_for_each_status_it_can_take(pack_id: str) -> None:
+    """Fails when a criterion of a pack's policy file (per check variant) lacks a case of
+    that pack for a status its check can produce with the file's parameters."""
     covered: dict[tuple[str, str], set[Status]] = defaultdict(set)
-    for path in CASE_FILES:
-        case, decision = _run(path)
+    for case_pack, path in CASE_FILES:
+        if case_pack != pack_id:
+            continue
+        case, decision = _run(pack_id, path)
         for criterion_id, status in (case["expect"].get("criteria") or {}).items():
             result = decision.criterion(criterion_id)
             if result is not None:
                 covered[(criterion_id, result.check)].add(Status(status))
     missing = []
-    for criterion in load_policy().all_criteria():
+    for criterion in PACKS[pack_id].policy.all_criteria():
         for variant in criterion.variants():
-            from cds_service.policy.checks import CHECKS
-
             wanted = CHECKS[variant.check].statuses_for(variant.params)
             lacking = wanted - covered[(criterion.id, variant.check)]
             if lacking:
@@ -126,5 +156,6 @@ def test_every_criterion_has_a_case_for_each_status_it_can_take() -> None:
     assert not missing, "criteria without a case for: " + "; ".join(missing)
 
 
-def test_there_are_cases() -> None:
-    assert len(CASE_FILES) >= 40
+@pytest.mark.parametrize("pack_id", list(PACKS))
+def test_every_pack_has_cases(pack_id: str) -> None:
+    assert sum(1 for p, _ in CASE_FILES if p == pack_id) >= MIN_CASES
