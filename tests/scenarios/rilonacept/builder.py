@@ -328,8 +328,12 @@ def weight(oid: str, effective: str, kg: float, unit: str = "kg") -> Json:
         "code": concept(*BODY_WEIGHT),
         "subject": PATIENT_REF,
         "effectiveDateTime": effective,
-        "valueQuantity": {"value": kg, "unit": "lb" if unit == "[lb_av]" else unit,
-                          "system": UCUM, "code": unit},
+        "valueQuantity": {
+            "value": kg,
+            "unit": "lb" if unit == "[lb_av]" else unit,
+            "system": UCUM,
+            "code": unit,
+        },
     }
 
 
@@ -339,7 +343,9 @@ def il1rn_result(oid: str, effective: str, significance: Code | None) -> Json:
     components: list[Json] = [
         {
             "code": concept(LOINC, "48018-6", "Gene studied [ID]"),
-            "valueCodeableConcept": concept("http://www.genenames.org/geneId", "HGNC:6000", "IL1RN"),
+            "valueCodeableConcept": concept(
+                "http://www.genenames.org/geneId", "HGNC:6000", "IL1RN"
+            ),
         }
     ]
     present = significance is not None
@@ -445,6 +451,11 @@ def weekly(mg: float, unit: str = "mg", ucum: str | None = "mg", weeks: int = 1)
     )
     line["sequence"] = 2
     return line
+
+
+def daily_tablets(mg: float, times: int, text: str) -> Json:
+    """An oral dose line: `mg` by mouth `times` a day."""
+    return ra.dose_line(mg, "mg", "mg", times, 1, "d", text=text)
 
 
 def twice_weekly(mg: float) -> Json:
