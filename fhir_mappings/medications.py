@@ -18,7 +18,9 @@ that is neither contained, nor sent, nor fetchable (or is invalid, or empty), or
 nobody here knows. Unidentified records that may be current (active / on-hold / draft /
 unknown orders and statements, dispenses not cancelled) are `MedicationRecord`s with
 `unidentified=True` (`unidentified_records`): concurrent therapy is then unknown, and they
-never enter therapy runs.
+never enter therapy runs. So are current records named only by a drug class a value set
+lists in `class_names` ("Biologic injection per outside records", "TNF inhibitor"): the
+class name says it may be one of the listed drugs.
 
 History (`history`): a record for every MedicationRequest / Statement / Dispense, and every
 Claim / ExplanationOfBenefit line, of a value-set drug. What counts as exposure, for how
@@ -280,6 +282,19 @@ def _record_dates(kind: str, resource: Json) -> tuple[date | None, date | None, 
     return parse_date(resource.get("authoredOn")), None, None
 
 
+def _class_only(resource: Json, parsed: Parsed) -> bool:
+    """The record names a drug class of the value sets ("biologic", "TNF inhibitor") and no
+    value-set drug: it may be one of that class's drugs, so it is not "another drug"."""
+    if identify(resource, parsed):
+        return False
+    words = texts(get_map(resource, "medicationCodeableConcept"))
+    med_ref = get_map(resource, "medicationReference")
+    display = get_str(med_ref, "display") if med_ref is not None else None
+    if display:
+        words.append(display)
+    return valuesets.names_a_drug_class(words)
+
+
 def unidentified_records(
     parsed: Parsed,
     *,
@@ -307,7 +322,9 @@ def unidentified_records(
     out: list[MedicationRecord] = _unidentified_claim_lines(parsed, patient_ref)
     for ref, kind, candidate, is_draft in sources:
         status = "draft" if is_draft else (status_code(candidate, "status") or "unknown")
-        if status not in _CURRENT_STATUSES[kind] or unidentified(candidate, parsed) is None:
+        if status not in _CURRENT_STATUSES[kind]:
+            continue
+        if unidentified(candidate, parsed) is None and not _class_only(candidate, parsed):
             continue
         valid = candidate if is_draft else parsed.accept(candidate)
         if valid is None:

@@ -16,6 +16,9 @@ therapy, and IL1RN genetic results.
   the value out with a problem. A score outside its scale (CDAI 0-76, RAPID3 0-30,
   ACR/EULAR 2010 0-10) is not read: a CDAI of 290 or -3 is an entry error, not high
   disease activity or remission.
+- Reference range: the first referenceRange.high (value and its unit); when no range has
+  a high bound, the upper limit printed in referenceRange.text ("<=5.0 mg/L", "0.0-0.9
+  mg/dL"; no unit in the text: the result's unit), as many laboratory interfaces send it.
 - Effective date: effectiveDateTime, effectivePeriod.start, effectiveInstant, else issued.
 - Body weight for dosing: the latest weight on or before the order date and at most 90
   days older than it.
@@ -291,6 +294,28 @@ def _convert(kind: str, value: float, unit: str | None) -> tuple[float | None, s
     return value, unit, ""
 
 
+_NUMBER = r"(\d+(?:\.\d+)?|\.\d+)"
+_UNIT = r"(?:\s*([A-Za-z%/\[\]{}.]+[A-Za-z%/\[\]{}.\d]*))?"
+_RANGE_AT_MOST = re.compile(rf"^\s*(?:<=|<|\u2264)\s*{_NUMBER}{_UNIT}\s*$")
+_RANGE_BETWEEN = re.compile(rf"^\s*{_NUMBER}\s*(?:-|\u2013|to)\s*{_NUMBER}{_UNIT}\s*$")
+
+
+def range_text_high(text: str | None) -> tuple[float | None, str | None]:
+    """The upper limit and unit of a reference range sent only as printed text ("<=5.0
+    mg/L", "< 0.9", "0.0-0.9 mg/dL"); (None, None) for text with no upper limit (">60",
+    "Negative") or a range whose bounds are reversed. The unit is None when the text gives
+    none (the result's unit then applies)."""
+    if not text:
+        return None, None
+    at_most = _RANGE_AT_MOST.match(text)
+    if at_most:
+        return float(at_most.group(1)), at_most.group(2)
+    between = _RANGE_BETWEEN.match(text)
+    if between and float(between.group(1)) < float(between.group(2)):
+        return float(between.group(2)), between.group(3)
+    return None, None
+
+
 def _measurement(
     kind: str, holder: Json, ref: Ref, effective: date | None, problems: list[str]
 ) -> Measurement:
@@ -312,6 +337,12 @@ def _measurement(
         if high is not None:
             high_unit = get_str(bound, "code") or get_str(bound, "unit")
             break
+    if high is None:
+        for rng in maps(holder.get("referenceRange")):
+            high, high_unit = range_text_high(get_str(rng, "text"))
+            if high is not None:
+                high_unit = high_unit or unit
+                break
     return Measurement(
         kind=kind,
         value=value,

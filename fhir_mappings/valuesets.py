@@ -101,6 +101,9 @@ class ValueSet:
     drugs: Mapping[str, str]
     names_suggest: bool = False
     """A name match alone names the diagnosis without coding it (see `names_suggest`)."""
+    class_names: tuple[str, ...] = ()
+    """Words that name the set's drug class but no drug ("biologic", "TNF inhibitor"):
+    a medication named only so may be one of the set's drugs (see `names_a_drug_class`)."""
 
 
 @dataclass(frozen=True)
@@ -244,7 +247,17 @@ def load(directory: Path = VALUESET_DIR) -> _Loaded:
         suggest = data.get("names_suggest", False)
         if not isinstance(suggest, bool):
             raise ValueSetError(f"{where}: 'names_suggest' must be true or false")
-        sets[name] = ValueSet(name, title, kind, require, drugs, suggest)
+        class_raw = data.get("class_names", [])
+        if not isinstance(class_raw, list) or (class_raw and kind != "medication"):
+            raise ValueSetError(f"{where}: 'class_names' must be a list, for medications only")
+        class_names = tuple(
+            _need_str(entry, "text", f"{where} class_names[{i}]")
+            for i, entry in enumerate(class_raw)
+            if isinstance(entry, dict) and _need_str(entry, "source", f"{where} class_names[{i}]")
+        )
+        if len(class_names) != len(class_raw):
+            raise ValueSetError(f"{where}: every class_names entry must be an object")
+        sets[name] = ValueSet(name, title, kind, require, drugs, suggest, class_names)
         seen: set[tuple[str, str]] = set()
         concepts = data.get("concepts")
         if not isinstance(concepts, list):
@@ -410,6 +423,17 @@ def _any_name_patterns(data: _Loaded) -> dict[str, re.Pattern[str]]:
 
 _PREFIXES_BY_SYSTEM: Final = _prefixes_by_system(_DATA)
 _ANY_NAME: Final = _any_name_patterns(_DATA)
+
+
+_CLASS_PATTERNS: Final = tuple(
+    _word_pattern(text) for vs in _DATA.sets.values() for text in vs.class_names
+)
+
+
+def names_a_drug_class(texts: Iterable[str]) -> bool:
+    """Whether any of `texts` names, as whole words, a drug class some medication value set
+    lists (`class_names`): a medication named only by its class may be one of its drugs."""
+    return any(p.search(t) for t in texts for p in _CLASS_PATTERNS)
 
 
 def valueset_names() -> frozenset[str]:

@@ -215,6 +215,34 @@ def test_a_named_other_drug_is_not_unidentified(medication):
 
 @pytest.mark.parametrize(
     "medication",
+    [
+        cc(text="Biologic injection per outside records"),
+        cc(text="TNF inhibitor (name unknown) q2 weeks"),
+        cc(
+            "urn:oid:1.2.840.114350.1.13.0.1.7.2.698288",
+            "77001",
+            "JAK INHIBITOR - PATIENT SUPPLIED",
+        ),
+    ],
+    ids=["biologic-text", "tnf-inhibitor-text", "jak-inhibitor-local-display"],
+)
+def test_a_name_that_is_only_a_drug_class_of_the_lists_is_unidentified(medication):
+    """A medication-list entry that names the class ("biologic", "TNF inhibitor") but no drug
+    may be one of the listed drugs: it is an unidentified record (concurrent therapy is
+    then unknown), not another drug."""
+    facts = facts_for(med_request("other", medication=medication, status="active"))
+    assert unidentified_refs(facts) == ["MedicationRequest/other"]
+
+
+def test_a_named_drug_beside_its_class_is_that_drug_not_unidentified():
+    facts = facts_for(
+        med_request("other", medication=cc(text="Humira (TNF inhibitor) pen"), status="active")
+    )
+    assert [(r.drug, r.unidentified) for r in facts.medications] == [("adalimumab", False)]
+
+
+@pytest.mark.parametrize(
+    "medication",
     [cc(RXNORM, "9999999"), cc(NDC, "99999-9999-99")],
     ids=["unknown-rxnorm", "unknown-ndc"],
 )

@@ -103,6 +103,36 @@ def test_scores_and_labs_with_reference_range_and_interpretation():
     assert got["cdai"].effective == date(2026, 2, 1)
 
 
+@pytest.mark.parametrize(
+    ("text", "high", "unit"),
+    [
+        ("<=5.0 mg/L", 5.0, "mg/L"),
+        ("< 0.9 mg/dL", 0.9, "mg/dL"),
+        ("0.0-0.9 mg/dL", 0.9, "mg/dL"),
+        ("0 - 10", 10.0, "mg/L"),
+        ("≤6.4", 6.4, "mg/L"),
+    ],
+)
+def test_reference_range_sent_only_as_text_gives_the_upper_limit(text, high, unit):
+    """Many laboratory interfaces send the printed range only (referenceRange.text); its
+    upper limit is the result's reference range (a range without a unit is in the
+    result's unit)."""
+    crp = observation(
+        "crp", cc(LOINC, "1988-5"), value=qty(8, "mg/L", "mg/L"), referenceRange=[{"text": text}]
+    )
+    (m,) = facts_for(crp).measurements
+    assert (m.reference_high, m.reference_unit) == (high, unit)
+
+
+@pytest.mark.parametrize("text", [">60", "Negative", "see comment", "5-", "10-2 mg/L"])
+def test_range_text_without_an_upper_limit_gives_none(text):
+    crp = observation(
+        "crp", cc(LOINC, "1988-5"), value=qty(8, "mg/L", "mg/L"), referenceRange=[{"text": text}]
+    )
+    (m,) = facts_for(crp).measurements
+    assert m.reference_high is None
+
+
 def test_acr_panel_components():
     panel = observation(
         "acr",
