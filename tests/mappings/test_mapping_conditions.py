@@ -40,7 +40,7 @@ def sets_of(code_cc) -> frozenset[str]:
         ("M0579", {"rheumatoid-arthritis"}),
         ("M05.A", {"rheumatoid-arthritis"}),
         ("M06.9", {"rheumatoid-arthritis"}),
-        ("M06.1", set()),
+        ("M06.1", {"stills-disease"}),  # adult-onset Still's disease: not rheumatoid arthritis
         ("M06.4", set()),
         ("M04.2", {"caps-unspecified"}),
         ("M04.8", {"autoinflammatory-other"}),
