@@ -40,7 +40,7 @@ def sets_of(code_cc) -> frozenset[str]:
         ("M0579", {"rheumatoid-arthritis"}),
         ("M05.A", {"rheumatoid-arthritis"}),
         ("M06.9", {"rheumatoid-arthritis"}),
-        ("M06.1", set()),
+        ("M06.1", {"stills-disease"}),  # adult-onset Still's disease: not rheumatoid arthritis
         ("M06.4", set()),
         ("M04.2", {"caps-unspecified"}),
         ("M04.8", {"autoinflammatory-other"}),
@@ -89,6 +89,8 @@ def test_snomed_juvenile_still_and_history_are_not_ra(code, display):
     # The first four are known as diagnoses the policy does not cover (so that, as an
     # order's reason, they decide the request is off-label).
     expected = frozenset() if code == "161567008" else frozenset({"uncovered-arthritis"})
+    if code in {"239920006", "201796004"}:
+        expected |= {"stills-disease"}  # a canakinumab indication, still not RA
     assert sets_of(cc(SCT, code, display, text=display)) == expected
 
 

@@ -74,6 +74,9 @@ BRIEF_NAMES = {
     "saa",
     "tb-skin-test",
     "tb-igra",
+    # docs/examples/IL1.CAN.01 (canakinumab, an example pack)
+    "canakinumab",
+    "stills-disease",
 }
 
 
