@@ -62,7 +62,117 @@ def _second_phenotype(chart: b.Chart) -> None:
     )
 
 
+def _hearing_loss_observed(value: Json) -> Edit:
+    """Hearing loss charted as an exam Observation (SNOMED CT finding code) with `value`
+    instead of the problem-list Condition: the other typical symptom (urticaria) stays."""
+
+    def edit(chart: b.Chart) -> None:
+        chart.conditions = [c for c in chart.conditions if c["id"] != "cond-hearing"]
+        observation: Json = {
+            "resourceType": "Observation",
+            "id": "obs-hearing",
+            "status": "final",
+            "category": [b.concept(b.OBS_CATEGORY, "exam", "Exam")],
+            "code": {
+                "coding": [
+                    {"system": b.SCT, "code": "60700002", "display": "Sensorineural hearing loss"}
+                ]
+            },
+            "subject": b.PATIENT_REF,
+            "effectiveDateTime": b.day(-100),
+        }
+        observation.update(value)
+        chart.observations.append(observation)
+
+    return edit
+
+
+def _coded_answer(code: str) -> Json:
+    """A coded answer as some EHRs send it: the SNOMED CT code with no display or text."""
+    return {"valueCodeableConcept": {"coding": [{"system": b.SCT, "code": code}]}}
+
+
+def _caps_text(text: str) -> Edit:
+    """The CAPS Condition coded M04.2 only, with the clinician's words as its text."""
+
+    def edit(chart: b.Chart) -> None:
+        chart.conditions[0] = b.condition("cond-caps", [b.CAPS_ICD], text, onset="2009-05-11")
+
+    return edit
+
+
 PROBES: list[Probe] = [
+    Probe(
+        "caps_ia1_m04_2_rule_out_muckle_wells",
+        "caps",
+        "I.A.1: M04.2 with the text 'CAPS, r/o Muckle-Wells' does not confirm the phenotype: "
+        "unknown, never met",
+        [_caps_text("CAPS, r/o Muckle-Wells")],
+        {"I.A.1": "unknown"},
+        "documentation-needed",
+    ),
+    Probe(
+        "caps_ia1_m04_2_not_fcas",
+        "caps",
+        "I.A.1: M04.2 with the text 'CAPS - not FCAS, phenotype pending' does not confirm "
+        "the phenotype: unknown, never met",
+        [_caps_text("CAPS - not FCAS, phenotype pending")],
+        {"I.A.1": "unknown"},
+        "documentation-needed",
+    ),
+    Probe(
+        "caps_ia1_m04_2_muckle_wells_text",
+        "caps",
+        "I.A.1: M04.2 with the text 'Muckle-Wells syndrome' confirms the phenotype: met",
+        [_caps_text("Muckle-Wells syndrome")],
+        {"I.A.1": "met"},
+        "criteria-met",
+    ),
+    Probe(
+        "caps_ia4_hearing_loss_observed_answer_no",
+        "caps",
+        "I.A.4.b: hearing loss charted with the answer SNOMED 373067005 'No' (code only) is "
+        "absent: one symptom left, unknown, never met",
+        [_hearing_loss_observed(_coded_answer("373067005"))],
+        {"I.A.4": "unknown"},
+        "documentation-needed",
+    ),
+    Probe(
+        "caps_ia4_hearing_loss_observed_not_detected",
+        "caps",
+        "I.A.4.b: hearing loss charted with the answer SNOMED 260415000 'Not detected' "
+        "(code only) is absent: unknown, never met",
+        [_hearing_loss_observed(_coded_answer("260415000"))],
+        {"I.A.4": "unknown"},
+        "documentation-needed",
+    ),
+    Probe(
+        "caps_ia4_hearing_loss_observation_not_performed",
+        "caps",
+        "I.A.4.b: a hearing-loss Observation with dataAbsentReason 'not-performed' shows no "
+        "finding: unknown, never met",
+        [
+            _hearing_loss_observed(
+                {
+                    "dataAbsentReason": b.concept(
+                        "http://terminology.hl7.org/CodeSystem/data-absent-reason",
+                        "not-performed",
+                        "Not Performed",
+                    )
+                }
+            )
+        ],
+        {"I.A.4": "unknown"},
+        "documentation-needed",
+    ),
+    Probe(
+        "caps_ia4_hearing_loss_observed_answer_yes",
+        "caps",
+        "I.A.4.b: hearing loss charted with the answer SNOMED 373066001 'Yes': two symptoms, met",
+        [_hearing_loss_observed(_coded_answer("373066001"))],
+        {"I.A.4": "met"},
+        "criteria-met",
+    ),
     Probe(
         "caps_ia4_saa_below_reporting_limit_over_range",
         "caps",
