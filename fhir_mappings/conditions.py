@@ -27,7 +27,8 @@ Contraindications (below) still need a confirmed Condition: a working diagnosis 
 liver disease does not clear the way to an alternative DMARD.
 
 Text rules (INTERPRETATION.md): a CAPS code (M04.2 / SNOMED CAPS) whose text names NOMID or
-CINCA is `nomid-cinca`, one naming FCAS / MWS is `caps-fcas-mws`, otherwise
+CINCA is `nomid-cinca`, one naming FCAS / MWS is `caps-fcas-mws` (not when the value set's
+exclusion words are in the text too: "r/o Muckle-Wells", "not FCAS"), otherwise
 `caps-unspecified`; DIRA by name in any code text; M04.8 is `autoinflammatory-other` (kept
 beside `dira` when the text also names DIRA).
 
@@ -104,6 +105,8 @@ def classify_concept(
                 suggested.add(hit.valueset)
             continue
         need = valuesets.names_require(hit.valueset)
+        if valuesets.excluded(hit.valueset, words):  # "CAPS, r/o Muckle-Wells"
+            continue
         if need is None or need in found:
             found.add(hit.valueset)
         else:  # "NOMID" with no CAPS code: named, not coded
@@ -312,9 +315,22 @@ def intolerances(parsed: Parsed, patient_ref: Ref | None) -> list[Intolerance]:
 
 _FINAL_OBSERVATION: Final = frozenset({"final", "amended", "corrected", "preliminary"})
 _ABSENT_WORDS: Final = ("absent", "not present", "negative", "denies", "no ", "none")
-_ABSENT_CODES: Final = frozenset({"260385009", "2667000", "272519000", "la32-8", "n", "neg"})
-"""Values that say a finding is absent (SNOMED negative / absent / no evidence of, LOINC
-answer No, v3 normal / negative)."""
+_ABSENT_CODES: Final = frozenset(
+    {
+        "260385009",
+        "2667000",
+        "272519000",
+        "373067005",
+        "260415000",
+        "410594000",
+        "la32-8",
+        "n",
+        "neg",
+    }
+)
+"""Values that say a finding is absent (SNOMED negative / absent / no evidence of / No /
+not detected / definitely not present, LOINC answer No, v3 normal / negative); EHRs often
+send the SNOMED answer code with no display."""
 
 
 def _encounter_days(parsed: Parsed, patient_ref: Ref | None) -> dict[Ref, date | None]:
@@ -417,7 +433,9 @@ def condition_history(parsed: Parsed, patient_ref: Ref | None) -> list[Condition
 
 
 def _says_absent(observation: Json) -> bool:
-    if observation.get("valueBoolean") is False:
+    """The value says the finding is absent, or there is no value for a stated reason
+    (dataAbsentReason: not asked, not performed): neither shows the finding."""
+    if observation.get("valueBoolean") is False or observation.get("dataAbsentReason"):
         return True
     concepts = [
         get_map(observation, "valueCodeableConcept"),

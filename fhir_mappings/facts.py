@@ -323,6 +323,10 @@ class Measurement:
     reference_unit: str | None = None
     """The unit of `reference_high` as the result states it (referenceRange.high code or
     unit); None when not stated (then read in the value's unit)."""
+    comparator: str | None = None
+    """valueQuantity.comparator ("<", "<=", ">=", ">"): the value is a bound, not the
+    result (a result under the assay's reporting limit, "< 3 mg/L", or over its measuring
+    range, "> 160 mg/L"); None for an exact value."""
 
 
 @dataclass(frozen=True)

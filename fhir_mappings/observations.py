@@ -5,17 +5,18 @@ therapy, and IL1RN genetic results.
 - The kind is the observation value set the code matched (a code first; the value set's
   names in code text / display only when no code matched); panel components are read the
   same way and give their own measurements (same reference).
-- Values: valueQuantity / valueInteger as numbers; a coded or text value gives the
-  interpretation ("positive", "negative", "improved"...). A score (CDAI, RAPID3, ACR 2010
-  total) sent as valueString is read as a number when the text is one number, optionally
-  with "points" / "pts" or the score's name ("12.5", " 12 ", "12.5 points", "CDAI: 12.5");
-  a range ("10-12"), an inequality (">20"), words ("high") or two numbers are not read,
-  and the measurement says why (`Measurement.note`, and a problem without the value).
-  Body weight is converted to kg (kg, g, [lb_av], lb); alcohol use to units a week (a
-  per-day amount x 7); symptom duration to weeks. A unit that cannot be converted leaves
-  the value out with a problem. A score outside its scale (CDAI 0-76, RAPID3 0-30,
-  ACR/EULAR 2010 0-10) is not read: a CDAI of 290 or -3 is an entry error, not high
-  disease activity or remission.
+- Values: valueQuantity / valueInteger as numbers (a valueQuantity comparator, "< 3", is
+  kept with the value: the value is then a bound, not the result); a coded or text value
+  gives the interpretation ("positive", "negative", "improved"...). A score (CDAI, RAPID3,
+  ACR 2010 total) sent as valueString is read as a number when the text is one number,
+  optionally with "points" / "pts" or the score's name ("12.5", " 12 ", "12.5 points",
+  "CDAI: 12.5"); a range ("10-12"), an inequality (">20"), words ("high") or two numbers are
+  not read, and the measurement says why (`Measurement.note`, and a problem without the
+  value). Body weight is converted to kg (kg, g, [lb_av], lb); alcohol use to units a week
+  (a per-day amount x 7); symptom duration to weeks. A unit that cannot be converted leaves
+  the value out with a problem. A score outside its scale (CDAI 0-76, RAPID3 0-30, ACR/EULAR
+  2010 0-10) is not read: a CDAI of 290 or -3 is an entry error, not high disease activity
+  or remission.
 - Reference range: the first referenceRange.high (value and its unit); when no range has
   a high bound, the upper limit printed in referenceRange.text ("<=5.0 mg/L", "0.0-0.9
   mg/dL"; no unit in the text: the result's unit), as many laboratory interfaces send it.
@@ -353,6 +354,7 @@ def _measurement(
         interpretation=_interpretation(holder),
         note=note or None,
         reference_unit=high_unit,
+        comparator=get_str(get_map(holder, "valueQuantity"), "comparator"),
     )
 
 

@@ -6,6 +6,8 @@ Results are `Measurement`s of an observation value set (`kind`: "crp", "saa",
 "tb-skin-test", "tb-igra", "body-weight"); a result without a date cannot be placed and is
 not used. Mass concentrations are compared in mg/L (mg/dL x 10, ug/mL = mg/L, g/L x 1000);
 a unit that is not one of these (nmol/L, none) leaves the result unread, never guessed.
+A result reported as a bound ("< 3 mg/L", "> 160 mg/L") decides only when every value it
+allows is on the same side of the limit; otherwise it is unread.
 """
 
 from __future__ import annotations
@@ -128,11 +130,42 @@ def _read(m: Measurement, params: Mapping[str, Any], direction: str) -> _Reading
     limit, source = _limit(m, params, direction)
     if limit is None:
         return _Reading(m, None, f"{name} {shown} {when}: no reference range or threshold")
+    if m.comparator is not None:
+        return _read_bound(m, value, limit, direction, f"{name} {m.comparator} {shown} {when}")
     above = value > limit + 1e-9
     below = value < limit - 1e-9
     side = above if direction == "above" else below
     relation = "above" if above else ("below" if below else "equal to")
     return _Reading(m, side, f"{name} {shown} {when} is {relation} {_fmt(limit)} mg/L ({source})")
+
+
+def bound_side(comparator: str, bound: float, limit: float, direction: str) -> bool | None:
+    """Whether a result known only as `comparator bound` ("< 3": some value under 3) is
+    strictly on the `direction` side of `limit`: True when every value it allows is, False
+    when none is, None when it cannot tell (or the comparator is not one of < <= >= >)."""
+    eps = 1e-9
+    if comparator in ("<", "<="):
+        if direction == "above":
+            return False if bound <= limit + eps else None
+        inside = bound <= limit + eps if comparator == "<" else bound < limit - eps
+        return True if inside else None
+    if comparator in (">", ">="):
+        if direction == "below":
+            return False if bound >= limit - eps else None
+        inside = bound >= limit - eps if comparator == ">" else bound > limit + eps
+        return True if inside else None
+    return None
+
+
+def _read_bound(m: Measurement, value: float, limit: float, direction: str, shown: str) -> _Reading:
+    """A result reported as a bound (under the reporting limit, over the measuring range)."""
+    side = bound_side(str(m.comparator), value, limit, direction)
+    if side is None:
+        return _Reading(
+            m, None, f"{shown}: cannot tell whether it is {direction} {_fmt(limit)} mg/L"
+        )
+    relation = direction if side else ("below" if direction == "above" else "above")
+    return _Reading(m, side, f"{shown} is {relation} {_fmt(limit)} mg/L")
 
 
 def _window(params: Mapping[str, Any], ctx: EvalContext) -> tuple[date | None, date, str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from cds_service.policy.checks_labs import to_mg_per_l
+from cds_service.policy.checks_labs import bound_side, to_mg_per_l
 from cds_service.policy.model import Status
 from tests.policy.check_helpers import run, status
 
@@ -304,3 +304,30 @@ def test_minimum_weight(weights, expected):
         status("minimum-weight", {"kg": 10, "within_days": 90}, {"measurements": weights})
         is expected
     )
+
+
+@pytest.mark.parametrize(
+    ("comparator", "bound", "direction", "expected"),
+    [
+        ("<", 3.0, "above", False),  # "< 3" is under a limit of 10: normal
+        ("<", 10.0, "above", False),  # every value under 10 is not above 10
+        ("<", 50.0, "above", None),  # may be 5 or 40
+        ("<=", 10.0, "above", False),
+        ("<", 3.0, "below", True),  # "< 3" is under 5: remission
+        ("<", 5.0, "below", True),
+        ("<=", 5.0, "below", None),  # may equal 5, which is not below 5
+        ("<", 8.0, "below", None),
+        (">", 160.0, "above", True),
+        (">", 10.0, "above", True),
+        (">=", 10.0, "above", None),  # may equal 10
+        (">", 2.0, "above", None),
+        (">", 2.0, "below", None),  # may be 3 or 300
+        (">=", 5.0, "below", False),
+        ("ad", 3.0, "below", None),  # "sufficient to achieve": not a bound we read
+    ],
+)
+def test_a_result_reported_as_a_bound_decides_only_when_every_value_it_allows_does(
+    comparator, bound, direction, expected
+):
+    limit = 10.0 if direction == "above" else 5.0
+    assert bound_side(comparator, bound, limit, direction) is expected
