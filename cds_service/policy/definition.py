@@ -88,6 +88,10 @@ class IndicationDef:
     title: str
     valuesets: frozenset[str]
     with_gene: GeneClaim | None = None
+    conflicts_with: tuple[str, ...] = ()
+    """Indications that contradict this one (another phenotype of the same disease): when
+    an established diagnosis claims one of them too, this one cannot be met until the
+    prescriber confirms which diagnosis the order treats."""
 
 
 @dataclass(frozen=True)
@@ -297,6 +301,7 @@ POLICY_SCHEMA: Mapping[str, Any] = {
                     "name": {"type": "string"},
                     "title": {"type": "string"},
                     "valuesets": {"type": "array", "items": {"type": "string"}},
+                    "conflicts_with": {"type": "array", "items": {"type": "string"}},
                     "with_gene": {
                         "type": "object",
                         "additionalProperties": False,
@@ -532,11 +537,18 @@ def parse_policy(data: Any, source: str = "<policy>") -> Policy:
                 )
                 if gene
                 else None,
+                conflicts_with=tuple(raw.get("conflicts_with", ())),
             )
         )
     indication_names = frozenset(i.name for i in indications)
     if len(indication_names) != len(indications):
         raise v.fail("indications", "indication names must be unique")
+    for i, indication in enumerate(indications):
+        unknown = sorted(set(indication.conflicts_with) - indication_names)
+        if unknown:
+            raise v.fail(
+                f"indications[{i}].conflicts_with", f"unknown indication(s) {', '.join(unknown)}"
+            )
 
     seen: set[str] = set()
     sections: list[SectionDef] = []

@@ -352,6 +352,73 @@ def _working_diagnosis(
     )
 
 
+CONFLICT_ID = "Diagnosis"
+
+
+def _conflicting_diagnosis(decision: Decision, claim: _Claim, claims: list[_Claim]) -> Decision:
+    """An indication whose pack names contradicting indications (`conflicts_with`: another
+    phenotype of the same disease) cannot be met while an established diagnosis of one of
+    them is recorded too: the prescriber confirms which one the order treats (a leading
+    unknown "Diagnosis" result, or the section's own diagnosis criterion made unknown; a
+    not-met result elsewhere still decides)."""
+    conflicting = [
+        other
+        for other in claims
+        if other.indication.name in claim.indication.conflicts_with and other.established
+    ]
+    if not conflicting:
+        return decision
+    names = " and ".join(o.indication.title for o in conflicting)
+    evidence = tuple(dict.fromkeys(ref for o in conflicting for d in o.diagnoses for ref in d.refs))
+    reason = (
+        f"The record names {claim.indication.title} and also {names}: confirm which "
+        "diagnosis this order treats."
+    )
+    documentation = (
+        f"Chart notes confirming the diagnosis this order treats ({claim.indication.title}, "
+        f"not {names})."
+    )
+    own = next((r for r in decision.criteria if r.check == "diagnosis"), None)
+    if own is not None:
+        # The section's own diagnosis criterion (I.A.1 ...) carries it; one it already does
+        # not meet stays as it is.
+        criteria = tuple(
+            replace(
+                r,
+                status=Status.UNKNOWN,
+                reason=reason,
+                evidence=tuple(dict.fromkeys((*r.evidence, *evidence))),
+                documentation=documentation,
+            )
+            if r is own and r.status is Status.MET
+            else r
+            for r in decision.criteria
+        )
+    else:
+        result = CriterionResult(
+            id=CONFLICT_ID,
+            text=f"{claim.indication.title}: no other phenotype of the disease is recorded.",
+            check="diagnosis",
+            status=Status.UNKNOWN,
+            reason=reason,
+            evidence=evidence,
+            documentation=documentation,
+        )
+        criteria = (result, *decision.criteria)
+    if criteria == decision.criteria:
+        return decision
+    not_met = any(r.status is Status.NOT_MET for r in criteria)
+    return replace(
+        decision,
+        criteria=criteria,
+        outcome=Outcome.CRITERIA_NOT_MET if not_met else Outcome.DOCUMENTATION_NEEDED,
+        approval_months=None,
+        documentation=tuple(
+            dict.fromkeys(r.documentation for r in criteria if r.documentation is not None)
+        ),
+    )
+
+
 def _preference(decision: Decision) -> tuple[int, int, int]:
     not_met = sum(1 for r in decision.criteria if r.status is Status.NOT_MET)
     unknown = sum(1 for r in decision.criteria if r.status is Status.UNKNOWN)
@@ -381,13 +448,15 @@ def evaluate(policy: Policy, facts: PolicyFacts, today: date) -> Decision:
 
     decisions: list[Decision] = []
     working: list[bool] = []  # per decision: its indication rests on working diagnoses only
-    for claim in claimed_indications(policy, facts):
+    claims = claimed_indications(policy, facts)
+    for claim in claims:
         name = claim.indication.name
         for section in policy.sections_for(pathway, name):
             ctx = replace(base, section=section.id, indication=name, claim=claim.diagnoses)
             decision = _evaluate_section(policy, facts, section, ctx)
             if not claim.established:
                 decision = _working_diagnosis(decision, claim, facts, ctx)
+            decision = _conflicting_diagnosis(decision, claim, claims)
             decisions.append(decision)
             working.append(not claim.established)
 

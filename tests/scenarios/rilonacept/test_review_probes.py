@@ -238,13 +238,7 @@ PROBES: list[Probe] = [
     ),
 ]
 
-KNOWN_GAPS: dict[str, str] = {
-    "caps_ia1_muckle_wells_and_nomid_recorded": (
-        "the indication is chosen by the first value set that matches (caps before nomid); "
-        "a chart naming both phenotypes is read as FCAS / MWS. A fix needs an indication "
-        "conflict rule in the engine (review finding R2)"
-    ),
-}
+KNOWN_GAPS: dict[str, str] = {}
 
 
 def _params() -> list[Any]:
