@@ -767,6 +767,7 @@ SCENARIOS: list[Scenario] = [
         "criteria-not-met",
         "critical",
         {"III.C": "not-met"},
+        mentions=["Do not start Arcalyst during an active serious infection", "Pneumonia"],
     ),
     Scenario(
         "caps_iiic_pneumonia_provisional",
@@ -826,13 +827,14 @@ SCENARIOS: list[Scenario] = [
         "criteria-not-met",
         "critical",
         {"III.C": "not-met"},
+        mentions=["Do not start Arcalyst during an active serious infection", "Sepsis"],
     ),
     # ================================================================ NOMID (III.B)
     Scenario(
         "nomid_not_covered",
         "caps",
         "III.B: CAPS with the NOMID / CINCA phenotype is not an Arcalyst indication: section "
-        "I.E, not-met, critical",
+        "I.E, not-met; a coverage answer (warning, consider anakinra), not a clinical danger",
         [
             set_conditions(
                 b.condition("cond-caps", [b.CAPS_ICD, b.NOMID_SCT], "NOMID / CINCA syndrome"),
@@ -840,14 +842,14 @@ SCENARIOS: list[Scenario] = [
             )
         ],
         "criteria-not-met",
-        "critical",
+        "warning",
         section="I.E",
         criteria={"III.B": "not-met", "III.A": "met", "III.C": "met"},
     ),
     Scenario(
         "nomid_continued_not_covered",
         "caps-continued",
-        "II.C / III.B: NOMID on continued Arcalyst is still not covered",
+        "II.C / III.B: NOMID on continued Arcalyst is still not covered (warning)",
         [
             set_conditions(
                 b.condition(
@@ -858,7 +860,7 @@ SCENARIOS: list[Scenario] = [
             )
         ],
         "criteria-not-met",
-        "critical",
+        "warning",
         section="II.C",
         criteria={"II.C": "not-met"},
     ),
@@ -1177,6 +1179,10 @@ SCENARIOS: list[Scenario] = [
         "criteria-not-met",
         "critical",
         {"III.C": "not-met"},
+        mentions=[
+            "Do not start Arcalyst during an active serious infection",
+            "Tuberculosis of lung",
+        ],
     ),
     Scenario(
         "rp_iiic_latent_tb_is_not_active",
