@@ -88,6 +88,9 @@ class IndicationDef:
     title: str
     valuesets: frozenset[str]
     with_gene: GeneClaim | None = None
+    claim_from_history: bool = False
+    """A recurring indication: when nothing else claims an indication, its confirmed
+    Conditions of any clinical status (resolved episodes, remission) claim it too."""
 
 
 @dataclass(frozen=True)
@@ -306,6 +309,7 @@ POLICY_SCHEMA: Mapping[str, Any] = {
                             "gene": {"type": "string"},
                         },
                     },
+                    "claim_from_history": {"type": "boolean"},
                     "note": {"type": "string"},
                 },
             },
@@ -532,6 +536,7 @@ def parse_policy(data: Any, source: str = "<policy>") -> Policy:
                 )
                 if gene
                 else None,
+                claim_from_history=raw.get("claim_from_history", False),
             )
         )
     indication_names = frozenset(i.name for i in indications)

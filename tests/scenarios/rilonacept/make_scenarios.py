@@ -1049,6 +1049,28 @@ SCENARIOS: list[Scenario] = [
         "info",
     ),
     Scenario(
+        "rp_initial_between_episodes",
+        "rp",
+        "I.C between episodes: both pericarditis episodes resolved (no active pericarditis "
+        "Condition); the resolved episodes claim recurrent pericarditis (claim_from_history) "
+        "and I.C.1 counts them: met, not off-label",
+        [
+            drop_conditions("cond-peri-2"),
+            add_condition(
+                b.pericarditis_episode(
+                    "cond-peri-2",
+                    b.day(-60),
+                    b.day(-40),
+                    category="problem-list-item",
+                    code=b.PERICARDITIS_IDIOPATHIC,
+                    text="Recurrent idiopathic pericarditis",
+                )
+            ),
+        ],
+        "criteria-met",
+        "info",
+    ),
+    Scenario(
         "rp_ic1_one_episode",
         "rp",
         "I.C.1: a single dated episode: not-met",
@@ -1482,6 +1504,17 @@ SCENARIOS: list[Scenario] = [
         "rp-continued",
         "II.A: recurrent pericarditis on Arcalyst 200 days, no episode since: met",
         [nothing],
+        "criteria-met",
+        "info",
+    ),
+    Scenario(
+        "rp_continued_remission_all_resolved",
+        "rp-continued",
+        "II.A: recurrent pericarditis in remission on Arcalyst, every pericarditis Condition "
+        "resolved (abatement recorded) and no recurrent pericarditis problem (a problem with "
+        "clinicalStatus remission already counts as active); the resolved episodes claim the "
+        "indication (claim_from_history): II.A met, not off-label (II.B)",
+        [drop_conditions("cond-rp")],
         "criteria-met",
         "info",
     ),
