@@ -61,6 +61,7 @@ OVERRIDE_SETS: Final[dict[str, tuple[str, ...]]] = {
     "dose": ("clinically-justified", "data-out-of-date", "prior-auth-in-place"),
     "combination": ("switching-therapy", "data-out-of-date", "benefit-outweighs-risk"),
     "hypersensitivity": ("data-out-of-date", "benefit-outweighs-risk"),
+    "active-condition": ("data-out-of-date", "benefit-outweighs-risk"),
     "care-setting": ("patient-hospitalized", "data-out-of-date"),
     "not-met": ("clinically-justified", "data-out-of-date", "documentation-on-file"),
     "not-evaluated": ("prior-auth-in-place", "documentation-on-file"),

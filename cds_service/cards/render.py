@@ -17,6 +17,11 @@ Per evaluated order (the first six at both hooks):
 - not covered (warning, coverage-info) [not_covered]: a `not-covered` criterion (a use
   the policy excludes); the summary states the criterion's reason; suggestion: delete
   this order.
+- active condition (critical, contraindication) [active_condition]: a
+  `no-active-condition` criterion not met (e.g. starting the drug during a confirmed
+  active serious infection): a safety stop, named by the chart's own words for the
+  conditions in the criterion's evidence; suggestion: delete this order. A working
+  diagnosis (unknown) gets no such card: documentation needed lists it.
 - dose (warning, limits) [dose]: `dose-limit` or `dose-increase-limit` not met,
   with a suggestion that lowers the dose to the limit, or, when only the dispense
   request supplies too many units, one that lowers the dispense quantity and
@@ -74,6 +79,7 @@ from cds_service.cards.texts import CardTexts, texts_for
 from cds_service.policy.checks_dose import interval_words
 from cds_service.policy.definition import DEFAULT_POLICY_PATH
 from cds_service.policy.model import CriterionResult, Decision, Outcome, Status
+from fhir_mappings.facts import PolicyFacts
 from fhir_mappings.product_unit import ProductUnit
 
 SUMMARY_LIMIT = 140
@@ -81,7 +87,13 @@ SUMMARY_LIMIT = 140
 
 DOSE_CHECKS = frozenset({"dose-limit", "dose-increase-limit"})
 SPECIAL_CHECKS = frozenset(
-    {"no-concurrent-therapy", "hypersensitivity", "care-setting", "not-covered"}
+    {
+        "no-concurrent-therapy",
+        "hypersensitivity",
+        "care-setting",
+        "not-covered",
+        "no-active-condition",
+    }
 ) | (DOSE_CHECKS)
 QUOTE_LIMIT = 100
 """Policy wording longer than this is not quoted on a card (the policy link has it)."""
@@ -757,6 +769,32 @@ class _Builder:
             for result in _not_met(evaluation.decision, "not-covered")
         ]
 
+    def active_condition_cards(self, evaluation: Evaluation) -> list[dict[str, Any]]:
+        """A confirmed active condition during which the drug must not be started
+        (`no-active-condition` not met): critical, the summary names the conditions by
+        their recorded names; its suggestion removes the order."""
+        texts = self.texts
+        cards = []
+        for result in _not_met(evaluation.decision, "no-active-condition"):
+            names = _condition_names(evaluation.facts, result.evidence)
+            refs = ", ".join(f"`{ref}`" for ref in result.evidence)
+            cards.append(
+                self._stop_card(
+                    evaluation,
+                    result,
+                    texts.text("active_condition", "detail"),
+                    f"Recorded in: {refs}" if refs else "",
+                    summary=_fit_names(
+                        lambda words: texts.text("active_condition", "summary", conditions=words),
+                        names,
+                        texts.text("active_condition", "summary_short"),
+                    ),
+                    topic_code="contraindication",
+                    override_kind="active-condition",
+                )
+            )
+        return cards
+
     def not_met_card(self, evaluation: Evaluation) -> list[dict[str, Any]]:
         decision = evaluation.decision
         failed = [
@@ -899,6 +937,19 @@ class _Builder:
             override_kind="not-evaluated",
             links=self._links(item.order_ref, policy_id),
         )
+
+
+def _condition_names(facts: PolicyFacts, refs: Sequence[str]) -> list[str]:
+    """The recorded names of the conditions `refs` point at (the patient's condition
+    history, active diagnoses and the order's reasons), in the order of `refs`, each once."""
+    by_ref: dict[str, str] = {}
+    for record in facts.condition_history:
+        by_ref.setdefault(record.ref, record.display or record.code)
+    for diagnosis in (*facts.diagnoses, *facts.order.reasons):
+        for ref in diagnosis.refs:
+            by_ref.setdefault(ref, diagnosis.display or diagnosis.code)
+    names = [" ".join(by_ref[ref].split()) for ref in refs if by_ref.get(ref, "").strip()]
+    return list(dict.fromkeys(names))
 
 
 def _plural(unit: ProductUnit | None) -> str:
@@ -1091,6 +1142,7 @@ def _order_cards(builder: _Builder, evaluation: Evaluation, hook: str) -> list[d
         + builder.hypersensitivity_cards(evaluation)
         + builder.care_setting_cards(evaluation)
         + builder.not_covered_cards(evaluation)
+        + builder.active_condition_cards(evaluation)
         + builder.dose_cards(evaluation)
         + builder.switch_cards(evaluation)
     )
@@ -1121,7 +1173,7 @@ def render_response(
     """The CDS Hooks response body for one call.
 
     `order-select` gets the clinical cards only (combination, hypersensitivity,
-    care setting, not covered, dose, switch) and the could-not-evaluate card;
+    care setting, not covered, active condition, dose, switch) and the could-not-evaluate card;
     `order-sign` gets every card. Both get the CRD coverage-information system actions and the
     evaluation extension (`codes.EVALUATION_EXTENSION_KEY`); `missing_data` (record
     data that could not be read for the call) is listed in each evaluated order's entry.

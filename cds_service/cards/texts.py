@@ -47,6 +47,7 @@ TRIGGERS: Mapping[str, str] = MappingProxyType(
         "dose": "a criterion uses the check dose-limit or dose-increase-limit",
         "switch": "a no-concurrent-therapy criterion sets switch_from",
         "not_covered": "a criterion uses the check not-covered",
+        "active_condition": "a criterion uses the check no-active-condition",
         "off_label": "a section is off-label",
     }
 )
@@ -159,6 +160,7 @@ def _policy_triggers(policy: Any) -> tuple[dict[str, str], set[str]]:
                 "dose-limit": "dose",
                 "dose-increase-limit": "dose",
                 "not-covered": "not_covered",
+                "no-active-condition": "active_condition",
             }.get(check)
             if kind is not None:
                 triggered[kind] = TRIGGERS[kind]

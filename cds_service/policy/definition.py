@@ -92,6 +92,9 @@ class IndicationDef:
     """Indications that contradict this one (another phenotype of the same disease): when
     an established diagnosis claims one of them too, this one cannot be met until the
     prescriber confirms which diagnosis the order treats."""
+    claim_from_history: bool = False
+    """A recurring indication: when nothing else claims an indication, its confirmed
+    Conditions of any clinical status (resolved episodes, remission) claim it too."""
 
 
 @dataclass(frozen=True)
@@ -311,6 +314,7 @@ POLICY_SCHEMA: Mapping[str, Any] = {
                             "gene": {"type": "string"},
                         },
                     },
+                    "claim_from_history": {"type": "boolean"},
                     "note": {"type": "string"},
                 },
             },
@@ -538,6 +542,7 @@ def parse_policy(data: Any, source: str = "<policy>") -> Policy:
                 if gene
                 else None,
                 conflicts_with=tuple(raw.get("conflicts_with", ())),
+                claim_from_history=raw.get("claim_from_history", False),
             )
         )
     indication_names = frozenset(i.name for i in indications)

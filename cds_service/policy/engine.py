@@ -187,7 +187,38 @@ def claimed_indications(policy: Policy, facts: PolicyFacts) -> list[_Claim]:
     reasons = deciding_reasons(policy, facts)
     if reasons:
         return _claims(policy, facts, reasons)
-    return _claims(policy, facts, facts.diagnoses)
+    return _claims(policy, facts, facts.diagnoses) or _claims(
+        policy, facts, _history_diagnoses(policy, facts)
+    )
+
+
+def _history_diagnoses(policy: Policy, facts: PolicyFacts) -> tuple[Diagnosis, ...]:
+    """The confirmed Conditions of the condition history, whatever their clinical status
+    (resolved, inactive, remission), in a value set of an indication marked
+    `claim_from_history` (a recurring condition: a patient between episodes, or in
+    remission on the drug, has every episode resolved). Working diagnoses and findings
+    recorded as Observations never claim; refuted and entered-in-error Conditions are not
+    in the history. Used only when neither the order's reasons nor the active diagnoses
+    claim an indication, so they keep deciding as before; the section's own criteria
+    (episodes, no new episode) still decide the request."""
+    wanted = frozenset().union(*(i.valuesets for i in policy.indications if i.claim_from_history))
+    if not wanted:
+        return ()
+    return tuple(
+        Diagnosis(
+            valuesets=record.valuesets & wanted,
+            system=record.system,
+            code=record.code,
+            display=record.display,
+            source="condition",
+            refs=(record.ref,),
+            recorded=record.recorded,
+        )
+        for record in facts.condition_history
+        if record.valuesets & wanted
+        and record.source != "observation"
+        and record.verification == "confirmed"
+    )
 
 
 # --------------------------------------------------------------------------- evaluation

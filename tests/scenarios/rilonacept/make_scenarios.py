@@ -767,6 +767,7 @@ SCENARIOS: list[Scenario] = [
         "criteria-not-met",
         "critical",
         {"III.C": "not-met"},
+        mentions=["Do not start Arcalyst during an active serious infection", "Pneumonia"],
     ),
     Scenario(
         "caps_iiic_pneumonia_provisional",
@@ -826,13 +827,14 @@ SCENARIOS: list[Scenario] = [
         "criteria-not-met",
         "critical",
         {"III.C": "not-met"},
+        mentions=["Do not start Arcalyst during an active serious infection", "Sepsis"],
     ),
     # ================================================================ NOMID (III.B)
     Scenario(
         "nomid_not_covered",
         "caps",
         "III.B: CAPS with the NOMID / CINCA phenotype is not an Arcalyst indication: section "
-        "I.E, not-met, critical",
+        "I.E, not-met; a coverage answer (warning, consider anakinra), not a clinical danger",
         [
             set_conditions(
                 b.condition("cond-caps", [b.CAPS_ICD, b.NOMID_SCT], "NOMID / CINCA syndrome"),
@@ -840,14 +842,14 @@ SCENARIOS: list[Scenario] = [
             )
         ],
         "criteria-not-met",
-        "critical",
+        "warning",
         section="I.E",
         criteria={"III.B": "not-met", "III.A": "met", "III.C": "met"},
     ),
     Scenario(
         "nomid_continued_not_covered",
         "caps-continued",
-        "II.C / III.B: NOMID on continued Arcalyst is still not covered",
+        "II.C / III.B: NOMID on continued Arcalyst is still not covered (warning)",
         [
             set_conditions(
                 b.condition(
@@ -858,7 +860,7 @@ SCENARIOS: list[Scenario] = [
             )
         ],
         "criteria-not-met",
-        "critical",
+        "warning",
         section="II.C",
         criteria={"II.C": "not-met"},
     ),
@@ -1047,6 +1049,28 @@ SCENARIOS: list[Scenario] = [
         "info",
     ),
     Scenario(
+        "rp_initial_between_episodes",
+        "rp",
+        "I.C between episodes: both pericarditis episodes resolved (no active pericarditis "
+        "Condition); the resolved episodes claim recurrent pericarditis (claim_from_history) "
+        "and I.C.1 counts them: met, not off-label",
+        [
+            drop_conditions("cond-peri-2"),
+            add_condition(
+                b.pericarditis_episode(
+                    "cond-peri-2",
+                    b.day(-60),
+                    b.day(-40),
+                    category="problem-list-item",
+                    code=b.PERICARDITIS_IDIOPATHIC,
+                    text="Recurrent idiopathic pericarditis",
+                )
+            ),
+        ],
+        "criteria-met",
+        "info",
+    ),
+    Scenario(
         "rp_ic1_one_episode",
         "rp",
         "I.C.1: a single dated episode: not-met",
@@ -1177,6 +1201,10 @@ SCENARIOS: list[Scenario] = [
         "criteria-not-met",
         "critical",
         {"III.C": "not-met"},
+        mentions=[
+            "Do not start Arcalyst during an active serious infection",
+            "Tuberculosis of lung",
+        ],
     ),
     Scenario(
         "rp_iiic_latent_tb_is_not_active",
@@ -1476,6 +1504,17 @@ SCENARIOS: list[Scenario] = [
         "rp-continued",
         "II.A: recurrent pericarditis on Arcalyst 200 days, no episode since: met",
         [nothing],
+        "criteria-met",
+        "info",
+    ),
+    Scenario(
+        "rp_continued_remission_all_resolved",
+        "rp-continued",
+        "II.A: recurrent pericarditis in remission on Arcalyst, every pericarditis Condition "
+        "resolved (abatement recorded) and no recurrent pericarditis problem (a problem with "
+        "clinicalStatus remission already counts as active); the resolved episodes claim the "
+        "indication (claim_from_history): II.A met, not off-label (II.B)",
+        [drop_conditions("cond-rp")],
         "criteria-met",
         "info",
     ),

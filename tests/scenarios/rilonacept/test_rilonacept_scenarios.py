@@ -28,18 +28,7 @@ ORDER = "MedicationRequest/draft-arcalyst"
 POLICY_ID = "IL1.RIL.01"
 
 # Scenario file name -> why the service is known to answer differently from the documents.
-_NOT_COVERED_CARD = (
-    "INTERPRETATION.md (Outcome) makes III.B (NOMID) and III.C (active serious infection) "
-    "critical cards; the card code makes only combination, hypersensitivity and care-setting "
-    "critical, so these come as warnings (notes/rilfhir.md, finding 1)"
-)
-KNOWN_GAPS: dict[str, str] = {
-    "caps_iiic_pneumonia_active": _NOT_COVERED_CARD,
-    "caps_iiic_sepsis_active": _NOT_COVERED_CARD,
-    "rp_iiic_active_tuberculosis": _NOT_COVERED_CARD,
-    "nomid_not_covered": _NOT_COVERED_CARD,
-    "nomid_continued_not_covered": _NOT_COVERED_CARD,
-}
+KNOWN_GAPS: dict[str, str] = {}
 
 
 def _differences(response: dict[str, Any], expect: dict[str, Any]) -> list[str]:
