@@ -490,8 +490,24 @@ def _joint_score(large: float, small: float) -> int:
     return 0
 
 
+def _bounded_serology(
+    comparator: str, bound: float, high: float
+) -> Literal["negative", "low", "high", "positive"] | None:
+    """A result known only as a bound ("< 20", "> 300"): the level every value it allows
+    falls in, "positive" for low-or-high, None when it may be negative or positive."""
+    if comparator in ("<", "<="):
+        return "negative" if bound <= high + _EPSILON else None
+    if comparator in (">", ">="):
+        if bound >= 3 * high - _EPSILON:
+            return "high"
+        return "positive" if bound >= high - _EPSILON else None
+    return None
+
+
 def _serology_level(m: Measurement) -> Literal["negative", "low", "high", "positive"] | None:
     interp = (m.interpretation or "").lower()
+    if m.value is not None and m.reference_high and m.comparator:
+        return _bounded_serology(m.comparator, m.value, m.reference_high)
     if m.value is not None and m.reference_high:
         if m.value <= m.reference_high:
             return "negative"
@@ -505,6 +521,13 @@ def _serology_level(m: Measurement) -> Literal["negative", "low", "high", "posit
 
 def _reactant_abnormal(m: Measurement) -> bool | None:
     interp = (m.interpretation or "").lower()
+    if m.value is not None and m.reference_high is not None and m.comparator:
+        # "< 5" under a range up to 3 may be normal or not; "> 10" over it is abnormal.
+        if m.comparator in ("<", "<="):
+            return False if m.value <= m.reference_high + _EPSILON else None
+        if m.comparator in (">", ">="):
+            return True if m.value >= m.reference_high - _EPSILON else None
+        return None
     if m.value is not None and m.reference_high is not None:
         return m.value > m.reference_high
     if interp in _ABNORMAL:

@@ -18,6 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from cds_service.policy.checks import CHECKS, EvalContext, Verdict
+from cds_service.policy.checks_combinators import run_guarded
 from cds_service.policy.definition import (
     DEFAULT_POLICY_PATH,
     CriterionDef,
@@ -241,30 +242,11 @@ def _result(criterion: CriterionDef, indication: str, verdict: Verdict) -> Crite
     )
 
 
-_PLAIN_TYPES = {
-    "AllergyIntolerance": "allergies",
-    "Condition": "conditions",
-    "MedicationRequest": "medication orders",
-    "MedicationStatement": "medication statements",
-    "MedicationDispense": "dispensing history",
-    "Observation": "observations",
-}
-
-
 def _run(criterion: CriterionDef, facts: PolicyFacts, ctx: EvalContext) -> CriterionResult:
     variant = criterion.variant(ctx.indication)
-    check = CHECKS[variant.check]
-    verdict = check.fn(variant.params, facts, ctx)
-    unread = sorted(set(check.reads) & facts.unavailable)
-    if unread and verdict.status in check.absence_statuses:
-        # The answer rests on nothing having been found, but the EHR did not give that
-        # data: "not found" proves nothing here.
-        words = ", ".join(_PLAIN_TYPES.get(t, t) for t in unread)
-        verdict = Verdict(
-            Status.UNKNOWN,
-            f"Could not be checked: the EHR did not return the patient's {words}.",
-            details=verdict.details,
-        )
+    # An answer resting on nothing having been found is unknown when the EHR did not give
+    # that data: "not found" proves nothing there.
+    verdict = run_guarded(variant.check, variant.params, facts, ctx)
     return _result(criterion, ctx.indication, verdict)
 
 

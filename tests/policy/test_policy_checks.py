@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 
 import pytest
@@ -83,6 +84,33 @@ def _m(
     return Measurement(
         kind, value, None, date(2025, 1, 1), f"Observation/{kind}", ref_high, interpretation
     )
+
+
+def test_acr_results_given_as_a_bound_are_read_as_the_values_they_allow() -> None:
+    """A lab result under its reporting limit ("RF < 20 IU/mL", range up to 14) may be
+    negative or low-positive: it is not read as 20 (low-positive, 2 points) but as the
+    whole serology range; "< 10" under the same range is negative; "CRP < 5 mg/L" with a
+    range up to 3 may be normal or abnormal."""
+    base = [_m("acr-joints-large", 0), _m("acr-joints-small", 2), _m("symptom-duration-weeks", 4)]
+    exact = acr_2010_score([*base, _m("crp", 5, 3), _m("rheumatoid-factor", 20, 14)], ON)
+    assert (exact.low, exact.high) == (5, 5)  # 2 joints + 2 serology + 1 CRP + 0
+    bounded = acr_2010_score(
+        [
+            *base,
+            replace(_m("crp", 5, 3), comparator="<"),
+            replace(_m("rheumatoid-factor", 20, 14), comparator="<"),
+        ],
+        ON,
+    )
+    assert (bounded.low, bounded.high) == (2, 6)  # serology 0-3, CRP 0-1: undecided
+    negative = acr_2010_score(
+        [*base, _m("crp", 2, 3), replace(_m("rheumatoid-factor", 10, 14), comparator="<")], ON
+    )
+    assert (negative.low, negative.high) == (2, 2)
+    over = acr_2010_score(
+        [*base, _m("crp", 2, 3), replace(_m("rheumatoid-factor", 300, 14), comparator=">")], ON
+    )
+    assert (over.low, over.high) == (5, 5)  # "> 300" is over 3x the upper limit: high
 
 
 def test_acr_serology_three_times_upper_limit_is_high() -> None:
