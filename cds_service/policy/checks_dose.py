@@ -276,6 +276,13 @@ def dose_limit(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalContext) 
     (floor(dose / 105 mg) + 1); the dispensed syringes per day may not exceed it. The
     weight is the order's body weight, if recorded within `weight_max_age_days`.
     `details` carry the ordered and allowed values and a suggested daily dose.
+
+    Per administration (`loading`, `maintenance`, `interval_days`, `quantity`, `bands`):
+    each band states any of `min_age` / `max_age` (whole years, inclusive), `min_weight_kg`
+    / `max_weight_kg` (at least / at most, inclusive) and `over_weight_kg` /
+    `under_weight_kg` (more than / less than); the first band whose every bound holds is
+    used, none: not-met. A weight bound reached with no body weight within
+    `weight_max_age_days` (default 90): unknown, asking for one.
     """
     return _dose_verdict(params, facts, ctx)
 

@@ -94,3 +94,10 @@ def test_weight_band_bounds_are_checked_when_the_policy_loads():
     bad = {"bands": [{"min_weight_kg": "forty", "maintenance": {"mg": 150}}]}
     with pytest.raises(PolicyFileError, match="min_weight_kg must be a number of kg"):
         parse_policy(_policy_with_dose_params(bad), "bad.yaml")
+
+
+def test_dose_increase_limit_uses_the_weight_bands_too():
+    facts = facts_for([dosage(150, timing=EVERY_8_WEEKS)], kg=30)
+    verdict = run_check("dose-increase-limit", WEIGHT_BANDS, facts, ctx())
+    assert verdict.status is Status.NOT_MET
+    assert "3 mg/kg (90 mg at 30 kg)" in verdict.reason
