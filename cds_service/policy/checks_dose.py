@@ -7,8 +7,16 @@ Two ways to state a limit, by the parameters a criterion gives:
   counts a new unit for every band of a weight-based dose), `syringe_mg`;
 - per administration and schedule (any product, any schedule): `interval_days` (the
   fewest days between two doses: weekly = 7), `loading` and `maintenance` limits (`{mg}` or
-  `{mg_per_kg, max_mg}`), `bands` of age with their own loading / maintenance, `quantity`
-  (`{units_per_28_days, first_week_units}`), `loading_allowed` (false: no new loading dose).
+  `{mg_per_kg, max_mg}`), `bands` of age and / or body weight with their own loading /
+  maintenance, `quantity` (`{units_per_28_days, first_week_units}`), `loading_allowed`
+  (false: no new loading dose).
+
+A band states any of `min_age` / `max_age` (whole years, both inclusive), `min_weight_kg` /
+`max_weight_kg` (at least / at most, both inclusive: "15 to 40 kg") and `over_weight_kg` /
+`under_weight_kg` (more than / less than: "over 40 kg"); it holds when every bound it states
+holds, and the first band that holds is used. Weight is the latest body weight within
+`weight_max_age_days` (default 90); a band whose weight bound cannot be told without one
+leaves the limit unknown, asking for a body weight within that many days.
 
 The order's dose comes from `PolicyFacts.order.dose` (fhir_mappings.dosing), worked out with
 the unit of the product (drug.json): units per administration = ceil(mg / deliverable mg).
@@ -59,6 +67,15 @@ _DOSE_PARAMS: Mapping[str, ParamSpec] = {
     "loading_allowed": ParamSpec("bool", required=False),
 }
 _SCHEDULE_KEYS: Final = frozenset({"loading", "maintenance", "bands", "quantity", "interval_days"})
+# a band's weight bound -> its words in a reason
+_WEIGHT_BOUNDS: Final = {
+    "min_weight_kg": "at least",
+    "max_weight_kg": "at most",
+    "over_weight_kg": "more than",
+    "under_weight_kg": "less than",
+}
+_IMPRECISE_BIRTH_DATE: Final = "the birth date is not precise enough to tell the age band"
+_BAND_KEYS: Final = frozenset({"min_age", "max_age", "loading", "maintenance", *_WEIGHT_BOUNDS})
 
 
 # --------------------------------------------------------------------------- parameters
@@ -94,19 +111,17 @@ def param_problem(kind: str, value: Any) -> str | None:
         return "expected {units_per_28_days: N, first_week_units: M} with numbers > 0"
     if kind == "dose_bands":
         if not isinstance(value, list) or not value:
-            return "expected a non-empty list of age bands"
+            return "expected a non-empty list of age / weight bands"
         for n, band in enumerate(value):
-            if not isinstance(band, Mapping) or not set(band) <= {
-                "min_age",
-                "max_age",
-                "loading",
-                "maintenance",
-            }:
-                return f"band {n + 1}: expected min_age, max_age, loading, maintenance"
+            if not isinstance(band, Mapping) or not set(band) <= _BAND_KEYS:
+                return f"band {n + 1}: expected {', '.join(sorted(_BAND_KEYS))}"
             for key in ("min_age", "max_age"):
                 age = band.get(key)
                 if key in band and (isinstance(age, bool) or not isinstance(age, int) or age < 0):
                     return f"band {n + 1}: {key} must be a whole number of years >= 0"
+            for key in _WEIGHT_BOUNDS:
+                if key in band and not _positive(band[key]):
+                    return f"band {n + 1}: {key} must be a number of kg > 0"
             if "maintenance" not in band:
                 return f"band {n + 1}: maintenance is required"
             for key in ("loading", "maintenance"):
@@ -261,6 +276,13 @@ def dose_limit(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalContext) 
     (floor(dose / 105 mg) + 1); the dispensed syringes per day may not exceed it. The
     weight is the order's body weight, if recorded within `weight_max_age_days`.
     `details` carry the ordered and allowed values and a suggested daily dose.
+
+    Per administration (`loading`, `maintenance`, `interval_days`, `quantity`, `bands`):
+    each band states any of `min_age` / `max_age` (whole years, inclusive), `min_weight_kg`
+    / `max_weight_kg` (at least / at most, inclusive) and `over_weight_kg` /
+    `under_weight_kg` (more than / less than); the first band whose every bound holds is
+    used, none: not-met. A weight bound reached with no body weight within
+    `weight_max_age_days` (default 90): unknown, asking for one.
     """
     return _dose_verdict(params, facts, ctx)
 
@@ -312,34 +334,77 @@ def interval_words(days: float) -> str:
     return f"every {_fmt(days)} days"
 
 
+def _weight_holds(band: Mapping[str, Any], kg: float) -> bool:
+    low, high = band.get("min_weight_kg"), band.get("max_weight_kg")
+    over, under = band.get("over_weight_kg"), band.get("under_weight_kg")
+    return (
+        (low is None or kg >= float(low) - _EPSILON)
+        and (high is None or kg <= float(high) + _EPSILON)
+        and (over is None or kg > float(over) + _EPSILON)
+        and (under is None or kg < float(under) - _EPSILON)
+    )
+
+
 def _band(
-    params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalContext
-) -> tuple[Mapping[str, Any] | None, str | None, int | None]:
-    """(the limits that apply, why none can be chosen, the age used)."""
+    params: Mapping[str, Any],
+    facts: PolicyFacts,
+    ctx: EvalContext,
+    weight: WeightFact | None,
+    max_age: int,
+) -> tuple[Mapping[str, Any] | None, str | None, int | None, bool]:
+    """(the limits that apply, why none can be chosen, the age used, whether the weight was
+    used to choose). Bands are tried in order; a band's age and weight bounds must all hold."""
     bands = params.get("bands")
     base = {k: params[k] for k in ("loading", "maintenance") if k in params}
     if not bands:
-        return base, None, None
-    if facts.birth_date is None:
-        return None, "no birth date: the dose limit depends on age", None
-    age = age_on(facts.birth_date, ctx.order_date)
-    youngest = (
-        age_on(facts.earliest_birth_date, ctx.order_date)
-        if facts.earliest_birth_date is not None
-        else age
-    )
+        return base, None, None, False
+    age: int | None = None
+    youngest: int | None = None
+    weighed = False
     for band in bands:
         low, high = band.get("min_age"), band.get("max_age")
-        holds = (low is None or age >= low) and (high is None or age <= high)
-        if holds:
-            if (low is not None and youngest < low) or (high is not None and youngest > high):
-                return None, "the birth date is not precise enough to tell the age band", age
-            return (
-                {**base, **{k: band[k] for k in ("loading", "maintenance") if k in band}},
-                None,
-                age,
+        if low is not None or high is not None:
+            if facts.birth_date is None:
+                return None, "no birth date: the dose limit depends on age", None, weighed
+            age = age_on(facts.birth_date, ctx.order_date)
+            youngest = (
+                age_on(facts.earliest_birth_date, ctx.order_date)
+                if facts.earliest_birth_date is not None
+                else age
             )
-    return {}, None, age
+            if not ((low is None or age >= low) and (high is None or age <= high)):
+                continue
+            assert youngest is not None
+            if (low is not None and youngest < low) or (high is not None and youngest > high):
+                return None, _IMPRECISE_BIRTH_DATE, age, weighed
+        if any(key in band for key in _WEIGHT_BOUNDS):
+            if weight is None or weight.kg <= 0:
+                return (
+                    None,
+                    f"the dose limit depends on body weight: no body weight within {max_age} "
+                    "days of the order",
+                    age,
+                    weighed,
+                )
+            weighed = True
+            if not _weight_holds(band, weight.kg):
+                continue
+        return (
+            {**base, **{k: band[k] for k in ("loading", "maintenance") if k in band}},
+            None,
+            age,
+            weighed,
+        )
+    return {}, None, age, weighed
+
+
+def _no_band_words(age: int | None, weight: WeightFact | None, weighed: bool) -> str:
+    words = []
+    if age is not None:
+        words.append(f"age {age}")
+    if weighed and weight is not None:
+        words.append(f"a body weight of {_fmt(weight.kg)} kg")
+    return " and ".join(words) or "this member"
 
 
 def _limit(spec: Mapping[str, Any], weight: WeightFact | None) -> tuple[float, int, str] | None:
@@ -385,18 +450,21 @@ def _schedule_verdict(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalCo
         "dispense_units": dose.dispense_units,
         "dispense_days": dose.dispense_days,
     }
-    limits, why, age = _band(params, facts, ctx)
+    limits, why, age, weighed = _band(params, facts, ctx, weight, max_age)
     if age is not None:
         details["age"] = age
         evidence.append(facts.patient_ref)
     if why is not None:
         unknown.append(why)
     elif limits is not None and not limits:
-        over.append(f"the policy gives no dose for age {age}")
+        over.append(f"the policy gives no dose for {_no_band_words(age, weight, weighed)}")
         excess.append("dose")
     limits = limits or {}
     allow_loading = bool(params.get("loading_allowed", True)) and "loading" in limits
     needs_weight = any("mg_per_kg" in limits.get(k, {}) for k in ("loading", "maintenance"))
+    if weighed and not needs_weight and weight is not None:
+        evidence.append(weight.ref)
+        details["weight_kg"] = weight.kg
     if needs_weight:
         if weight is None or weight.kg <= 0:
             unknown.append(f"no body weight recorded within {max_age} days of the order")

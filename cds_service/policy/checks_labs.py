@@ -463,12 +463,17 @@ def test_negative_within(
 @_check(
     "minimum-weight",
     (MET, NOT_MET, UNKNOWN),
-    {"kg": ParamSpec("number"), "within_days": ParamSpec("int")},
+    {
+        "kg": ParamSpec("number"),
+        "within_days": ParamSpec("int"),
+        "exclusive": ParamSpec("bool", required=False),
+    },
 )
 def minimum_weight(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalContext) -> Verdict:
-    """Body weight at least `kg`, by the latest weight within `within_days` before the order
-    (weights are in kg: the mapping converts pounds and grams). None in that time:
-    `unknown`."""
+    """Body weight at least `kg` (with `exclusive: true`, more than `kg`: "> 40 kg"), by the
+    latest weight within `within_days` before the order (weights are in kg: the mapping
+    converts pounds and grams). None in that time: `unknown`."""
+    exclusive = bool(params.get("exclusive", False))
     minimum = float(params["kg"])
     days = int(params["within_days"])
     found = [
@@ -491,6 +496,10 @@ def minimum_weight(params: Mapping[str, Any], facts: PolicyFacts, ctx: EvalConte
     assert latest.value is not None
     details = {"weight_kg": latest.value, "minimum_kg": minimum}
     text = f"Body weight {_fmt(latest.value)} kg on {latest.effective}"
-    status: Status = MET if latest.value >= minimum - 1e-9 else NOT_MET
-    relation = "at least" if status is MET else "below"
+    if exclusive:
+        status: Status = MET if latest.value > minimum + 1e-9 else NOT_MET
+        relation = "more than" if status is MET else "not more than"
+    else:
+        status = MET if latest.value >= minimum - 1e-9 else NOT_MET
+        relation = "at least" if status is MET else "below"
     return Verdict(status, f"{text}: {relation} {_fmt(minimum)} kg.", (latest.ref,), details)

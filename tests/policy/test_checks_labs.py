@@ -331,3 +331,12 @@ def test_a_result_reported_as_a_bound_decides_only_when_every_value_it_allows_do
 ):
     limit = 10.0 if direction == "above" else 5.0
     assert bound_side(comparator, bound, limit, direction) is expected
+
+
+@pytest.mark.parametrize(("kg", "expected"), [(40.5, MET), (40, NOT_MET), (39, NOT_MET)])
+def test_minimum_weight_exclusive_is_more_than(kg, expected):
+    weights = [{"kind": "body-weight", "value": kg, "unit": "kg", "date": -10}]
+    params = {"kg": 40, "within_days": 90, "exclusive": True}
+    verdict = run("minimum-weight", params, {"measurements": weights})
+    assert verdict.status is expected
+    assert "more than 40 kg" in verdict.reason
