@@ -490,18 +490,34 @@ def _joint_score(large: float, small: float) -> int:
     return 0
 
 
+def bound_side(comparator: str, bound: float, limit: float, direction: str) -> bool | None:
+    """Whether a result known only as `comparator bound` ("< 3": some value under 3) is
+    strictly on the `direction` side of `limit`: True when every value it allows is, False
+    when none is, None when it cannot tell (or the comparator is not one of < <= >= >)."""
+    eps = 1e-9
+    if comparator in ("<", "<="):
+        if direction == "above":
+            return False if bound <= limit + eps else None
+        inside = bound <= limit + eps if comparator == "<" else bound < limit - eps
+        return True if inside else None
+    if comparator in (">", ">="):
+        if direction == "below":
+            return False if bound >= limit - eps else None
+        inside = bound >= limit - eps if comparator == ">" else bound > limit + eps
+        return True if inside else None
+    return None
+
+
 def _bounded_serology(
     comparator: str, bound: float, high: float
 ) -> Literal["negative", "low", "high", "positive"] | None:
     """A result known only as a bound ("< 20", "> 300"): the level every value it allows
     falls in, "positive" for low-or-high, None when it may be negative or positive."""
-    if comparator in ("<", "<="):
-        return "negative" if bound <= high + _EPSILON else None
-    if comparator in (">", ">="):
-        if bound >= 3 * high - _EPSILON:
-            return "high"
-        return "positive" if bound >= high - _EPSILON else None
-    return None
+    if bound_side(comparator, bound, high, "above") is False:
+        return "negative"
+    if bound_side(comparator, bound, 3 * high, "above"):
+        return "high"
+    return "positive" if bound_side(comparator, bound, high, "above") else None
 
 
 def _serology_level(m: Measurement) -> Literal["negative", "low", "high", "positive"] | None:
@@ -523,11 +539,7 @@ def _reactant_abnormal(m: Measurement) -> bool | None:
     interp = (m.interpretation or "").lower()
     if m.value is not None and m.reference_high is not None and m.comparator:
         # "< 5" under a range up to 3 may be normal or not; "> 10" over it is abnormal.
-        if m.comparator in ("<", "<="):
-            return False if m.value <= m.reference_high + _EPSILON else None
-        if m.comparator in (">", ">="):
-            return True if m.value >= m.reference_high - _EPSILON else None
-        return None
+        return bound_side(m.comparator, m.value, m.reference_high, "above")
     if m.value is not None and m.reference_high is not None:
         return m.value > m.reference_high
     if interp in _ABNORMAL:

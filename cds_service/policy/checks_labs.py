@@ -28,6 +28,7 @@ from cds_service.policy.checks import (
     _dedupe,
     _fmt,
     _names,
+    bound_side,
     months_before,
 )
 from cds_service.policy.model import Status
@@ -137,24 +138,6 @@ def _read(m: Measurement, params: Mapping[str, Any], direction: str) -> _Reading
     side = above if direction == "above" else below
     relation = "above" if above else ("below" if below else "equal to")
     return _Reading(m, side, f"{name} {shown} {when} is {relation} {_fmt(limit)} mg/L ({source})")
-
-
-def bound_side(comparator: str, bound: float, limit: float, direction: str) -> bool | None:
-    """Whether a result known only as `comparator bound` ("< 3": some value under 3) is
-    strictly on the `direction` side of `limit`: True when every value it allows is, False
-    when none is, None when it cannot tell (or the comparator is not one of < <= >= >)."""
-    eps = 1e-9
-    if comparator in ("<", "<="):
-        if direction == "above":
-            return False if bound <= limit + eps else None
-        inside = bound <= limit + eps if comparator == "<" else bound < limit - eps
-        return True if inside else None
-    if comparator in (">", ">="):
-        if direction == "below":
-            return False if bound >= limit - eps else None
-        inside = bound >= limit - eps if comparator == ">" else bound > limit + eps
-        return True if inside else None
-    return None
 
 
 def _read_bound(m: Measurement, value: float, limit: float, direction: str, shown: str) -> _Reading:

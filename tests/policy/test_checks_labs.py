@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from cds_service.policy.checks_labs import bound_side, to_mg_per_l
+from cds_service.policy.checks import bound_side
+from cds_service.policy.checks_labs import to_mg_per_l
 from cds_service.policy.model import Status
 from tests.policy.check_helpers import run, status
 
