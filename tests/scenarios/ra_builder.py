@@ -79,6 +79,56 @@ def bundle(resources: list[Json]) -> Json:
     }
 
 
+def office_encounter() -> Json:
+    """The ambulatory visit in which the order is written (the request's encounterId)."""
+    return {
+        "resourceType": "Encounter",
+        "id": "enc-office",
+        "status": "in-progress",
+        "class": {
+            "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+            "code": "AMB",
+            "display": "ambulatory",
+        },
+        "subject": PATIENT_REF,
+        "period": {"start": f"{ORDER_DATE.isoformat()}T09:30:00-05:00"},
+    }
+
+
+def plan_coverage() -> Json:
+    """The patient's active Coverage with the plan, as a search Bundle."""
+    return bundle(
+        [
+            {
+                "resourceType": "Coverage",
+                "id": "cov-medicaid",
+                "status": "active",
+                "beneficiary": PATIENT_REF,
+                "payor": [{"reference": "Organization/org-plan", "display": "Health plan"}],
+            }
+        ]
+    )
+
+
+def order_sign_request(hook_instance: str, user: str, drafts: list[Json], prefetch: Json) -> Json:
+    """An order-sign call for the chart's drafts, with `prefetch` copied."""
+    return {
+        "hook": "order-sign",
+        "hookInstance": hook_instance,
+        "context": {
+            "userId": user,
+            "patientId": PATIENT_ID,
+            "encounterId": "enc-office",
+            "draftOrders": {
+                "resourceType": "Bundle",
+                "type": "collection",
+                "entry": [{"resource": copy.deepcopy(d)} for d in drafts],
+            },
+        },
+        "prefetch": copy.deepcopy(prefetch),
+    }
+
+
 def patient(birth_date: str | None = "1975-06-15", gender: str = "female") -> Json:
     out: Json = {
         "resourceType": "Patient",
@@ -436,42 +486,7 @@ class Chart:
             "userRoles": bundle(self.roles),
             "careTeams": bundle(self.care_teams),
             "referrals": bundle(self.referrals),
-            "encounter": {
-                "resourceType": "Encounter",
-                "id": "enc-office",
-                "status": "in-progress",
-                "class": {
-                    "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
-                    "code": "AMB",
-                    "display": "ambulatory",
-                },
-                "subject": PATIENT_REF,
-                "period": {"start": f"{ORDER_DATE.isoformat()}T09:30:00-05:00"},
-            },
-            "coverage": bundle(
-                [
-                    {
-                        "resourceType": "Coverage",
-                        "id": "cov-medicaid",
-                        "status": "active",
-                        "beneficiary": PATIENT_REF,
-                        "payor": [{"reference": "Organization/org-plan", "display": "Health plan"}],
-                    }
-                ]
-            ),
+            "encounter": office_encounter(),
+            "coverage": plan_coverage(),
         }
-        return {
-            "hook": "order-sign",
-            "hookInstance": hook_instance,
-            "context": {
-                "userId": self.user,
-                "patientId": PATIENT_ID,
-                "encounterId": "enc-office",
-                "draftOrders": {
-                    "resourceType": "Bundle",
-                    "type": "collection",
-                    "entry": [{"resource": copy.deepcopy(d)} for d in self.drafts],
-                },
-            },
-            "prefetch": copy.deepcopy(prefetch),
-        }
+        return order_sign_request(hook_instance, self.user, self.drafts, prefetch)

@@ -597,42 +597,7 @@ class Chart:
             "userRoles": bundle(self.roles),
             "careTeams": bundle(self.care_teams),
             "referrals": bundle(self.referrals),
-            "encounter": {
-                "resourceType": "Encounter",
-                "id": "enc-office",
-                "status": "in-progress",
-                "class": {
-                    "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
-                    "code": "AMB",
-                    "display": "ambulatory",
-                },
-                "subject": PATIENT_REF,
-                "period": {"start": f"{ORDER_DATE.isoformat()}T09:30:00-05:00"},
-            },
-            "coverage": bundle(
-                [
-                    {
-                        "resourceType": "Coverage",
-                        "id": "cov-medicaid",
-                        "status": "active",
-                        "beneficiary": PATIENT_REF,
-                        "payor": [{"reference": "Organization/org-plan", "display": "Health plan"}],
-                    }
-                ]
-            ),
+            "encounter": ra.office_encounter(),
+            "coverage": ra.plan_coverage(),
         }
-        return {
-            "hook": "order-sign",
-            "hookInstance": hook_instance,
-            "context": {
-                "userId": self.user,
-                "patientId": ra.PATIENT_ID,
-                "encounterId": "enc-office",
-                "draftOrders": {
-                    "resourceType": "Bundle",
-                    "type": "collection",
-                    "entry": [{"resource": copy.deepcopy(d)} for d in self.drafts],
-                },
-            },
-            "prefetch": copy.deepcopy(prefetch),
-        }
+        return ra.order_sign_request(hook_instance, self.user, self.drafts, prefetch)
