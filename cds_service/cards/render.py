@@ -60,7 +60,7 @@ from cds_service.cards.codes import (
     OVERRIDE_SETS,
     topic,
 )
-from cds_service.cards.coverage import coverage_system_action
+from cds_service.crd.coverage import coverage_system_action
 from cds_service.cards.dose import (
     DoseLimit,
     DoseSuggestion,
