@@ -75,12 +75,7 @@ from cds_service.cards.dose import (
 from cds_service.cards.model import CardSettings, Evaluation, MissingData, NotEvaluated
 from cds_service.cards.serialize import evaluation_to_json, not_evaluated_to_json, prune
 from cds_service.cards.texts import CardTexts, texts_for
-from cds_service.crd.coverage import (
-    CoverageCall,
-    coverage_for_evaluation,
-    coverage_for_not_evaluated,
-    demo_call,
-)
+from cds_service.crd import coverage as crd_coverage  # module: crd imports cards too
 from cds_service.policy.checks_dose import interval_words
 from cds_service.policy.definition import DEFAULT_POLICY_PATH
 from cds_service.policy.model import CriterionResult, Decision, Outcome, Status
@@ -1174,7 +1169,7 @@ def render_response(
     now: datetime,
     missing_data: Sequence[MissingData] = (),
     card_texts: TextsLookup = texts_for,
-    coverage: CoverageCall | None = None,
+    coverage: crd_coverage.CoverageCall | None = None,
 ) -> dict[str, Any]:
     """The CDS Hooks response body for one call.
 
@@ -1189,7 +1184,7 @@ def render_response(
     Coverage information (`cds_service.crd`) follows `coverage` (default: the demo payer);
     each evaluation entry says whether it was sent (`coverageInformation`).
     """
-    crd = coverage if coverage is not None else demo_call()
+    crd = coverage if coverage is not None else crd_coverage.demo_call()
     cards: list[dict[str, Any]] = []
     actions: list[dict[str, Any]] = []
     evaluations_json: list[dict[str, Any]] = []
@@ -1202,7 +1197,7 @@ def render_response(
             policy_id = item.policy_id or call_policy_id
             builder = _Builder(settings, uuid_factory, card_texts(policy_id))
             cards.append(builder.not_evaluated_card(item, policy_id))
-            result = coverage_for_not_evaluated(
+            result = crd_coverage.coverage_for_not_evaluated(
                 item, call=crd, today=now.date(), texts=card_texts(policy_id)
             )
             if result.action is not None:
@@ -1212,7 +1207,7 @@ def render_response(
             continue
         texts = card_texts(item.decision.policy_id)
         cards += _order_cards(_Builder(settings, uuid_factory, texts), item, hook)
-        result = coverage_for_evaluation(item, call=crd, today=now.date(), texts=texts)
+        result = crd_coverage.coverage_for_evaluation(item, call=crd, today=now.date(), texts=texts)
         if result.action is not None:
             actions.append(prune(result.action))
         entry = evaluation_to_json(item.decision, missing_data)

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 from typing import Final
 
-from cds_service.cards.codes import COVERAGE_INFORMATION_URL, CRD_TEMP
-
+COVERAGE_INFORMATION_URL: Final = (
+    "http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-coverage-information"
+)
+CRD_TEMP: Final = "http://hl7.org/fhir/us/davinci-crd/CodeSystem/temp"
 COVERAGE_DETAIL: Final = "http://terminology.hl7.org/CodeSystem/crd-coverage-detail"
 REASON_SYSTEM: Final = CRD_TEMP
 OUR_DETAIL: Final = "https://anakinra-cds.example.org/fhir/CodeSystem/coverage-detail"

@@ -10,8 +10,8 @@ from typing import Any
 from cds_service.cards import CardSettings
 from cds_service.crd.coverage import CoverageCall, PackBilling
 from cds_service.crd.payer import load_payer
-from cds_service.policy.packs import default_registry
 from cds_service.policy.model import CriterionResult, Decision, Outcome, Pathway, Status
+from cds_service.policy.packs import default_registry
 from fhir_mappings.coverage import CoverageRecord, Payor
 from fhir_mappings.facts import DoseFacts, OrderFacts, PolicyFacts, PrescriberFacts, WeightFact
 
