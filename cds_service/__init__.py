@@ -6,6 +6,7 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -53,7 +54,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from cds_service import errors
     from cds_service.api import EXTENSION_KEY, ServiceState, bp
     from cds_service.auth import Authenticator, StoreReplayGuard
-    from cds_service.config import auth_warning, load_settings, load_trusted_issuers
+    from cds_service.config import SettingsError, auth_warning, load_settings, load_trusted_issuers
+    from cds_service.crd.payer import PayerFileError, load_payer, startup_line
     from cds_service.feedback import feedback_blueprint
     from cds_service.hooks import for_packs, load_catalog
     from cds_service.pipeline import build_engine, plan_card_settings
@@ -67,6 +69,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     issuers = None if injected_authenticator is not None else load_trusted_issuers(settings)
     registry = default_registry(settings.policy_packs_dir)  # validated: a bad pack stops start-up
     catalog = for_packs(load_catalog(settings.hooks_dir), registry)  # discovery names the packs
+    try:
+        payer = load_payer(None if settings.payer_file == Path() else settings.payer_file)
+    except PayerFileError as exc:
+        raise SettingsError(f"CDS_PAYER_FILE: {exc}") from exc
     engine = build_engine(
         registry,
         lambda pack: plan_card_settings(
@@ -76,6 +82,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             documentation_form_url=settings.documentation_form_url or None,
             smart_app_url=settings.smart_app_url or None,
         ),
+        payer,
     )
     clock: Callable[[], datetime] = overrides.get("CLOCK") or (lambda: datetime.now(UTC))
     store = AuditStore(settings.database_url, clock=clock)
@@ -116,6 +123,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             "as received (its Host header); set it to this service's public base URL",
             extra={"event": "public-base-url-unset"},
         )
+    if payer.source == "demo":
+        log.warning(startup_line(payer), extra={"event": "payer-demo"})
+    else:
+        log.info(startup_line(payer), extra={"event": "payer"})
     # Libraries below must not log request URLs (they carry patient ids) or headers.
     logging.getLogger("urllib3").setLevel(logging.WARNING)
 
@@ -124,7 +135,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(feedback_blueprint)
     CORS(
         app,
-        resources={r"/cds-services": {}, r"/cds-services/*": {}},
+        resources={r"/cds-services": {}, r"/cds-services/*": {}, r"/policies/*": {}},
         origins=list(settings.cors_origins),
         allow_headers=["Authorization", "Content-Type"],
         methods=["GET", "POST", "OPTIONS"],

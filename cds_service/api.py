@@ -503,6 +503,7 @@ def call_service(service_id: str) -> Response:
         unavailable_types=service.resource_types(result.missing),
         missing_data=missing_data(service, result),
         record_unreadable=bool(result.required_missing),
+        public_base_url=(state.settings.public_base_url or request.url_root).rstrip("/"),
     )
     answer = pipeline.run(call, result.resources, state.engine)
     problems = validation_details(state.catalog.validators["response"], answer)
@@ -514,6 +515,27 @@ def call_service(service_id: str) -> Response:
     g.cds_outcome = f"{len(answer.get('cards', []))}-cards"
     _audit(state, call, answer, started)
     return jsonify(answer)
+
+
+@bp.get("/policies/<pack_id>")
+@bp.get("/policies/<pack_id>/<version>")
+def policy_text(pack_id: str, version: str | None = None) -> Response:
+    """The policy text of a pack (its `source.txt`), the target of the coverage
+    information's policy link: public text, no patient data, no token needed. With a
+    version, only while that version is the one in force (404 otherwise)."""
+    pack = get_state().engine.registry.packs.get(pack_id)
+    source = pack.directory / "source.txt" if pack is not None else None
+    if (
+        pack is None
+        or source is None
+        or not source.is_file()
+        or version not in (None, pack.version)
+    ):
+        raise ApiError("no policy with this id and version", 404, error="not-found")
+    text = source.read_text("utf-8")
+    response = Response(text, mimetype="text/plain")
+    response.headers["Cache-Control"] = "public, max-age=3600"
+    return response
 
 
 def missing_data(service: ServiceDefinition, result: PrefetchResult) -> tuple[MissingData, ...]:

@@ -100,6 +100,9 @@ class Settings:
     """A web form for sending missing documentation (a link on documentation cards)."""
     smart_app_url: str = ""
     """A SMART app for sending missing documentation; preferred over the form when set."""
+    payer_file: Path = Path()
+    """JSON file of the payer coverage information is given for
+    (`cds_service/crd/payer.schema.json`); empty: the packaged demo payer (announced)."""
 
     def __post_init__(self) -> None:
         if not self.database_url:

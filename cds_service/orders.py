@@ -289,6 +289,11 @@ def _order_concepts(resource: Mapping[str, Any]) -> list[Any]:
     return [c for c in concepts if isinstance(c, Mapping)]
 
 
+def order_concepts(resource: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """Every concept the order names its drug with (see `_order_concepts`)."""
+    return _order_concepts(resource)
+
+
 def covered_drug(resource: Mapping[str, Any], drugs: Drugs) -> str | None:
     """The drug of `drugs` the order names, in the R4 or the R5 form (code, name, the
     reference's display, a contained Medication); None when it names none."""

@@ -38,9 +38,12 @@ from cds_service.cards import (
     NotEvaluated,
     render_response,
 )
+from cds_service.crd.coverage import CoverageCall, PackBilling
+from cds_service.crd.payer import Payer, load_payer
 from cds_service.policy.engine import evaluate
 from cds_service.policy.packs import Pack, Registry, default_registry
 from fhir_mappings import build_facts
+from fhir_mappings.coverage import read_coverages
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +74,10 @@ class CallContext:
     """A required key (the patient, the medication orders) could not be had: no order
     can be evaluated, each order of a pack's drug gets a card saying what could not be
     read."""
+    coverage_information: bool = True
+    """False: the caller asked for no coverage information (CRD configuration option)."""
+    public_base_url: str = ""
+    """The service's external base URL (the policy links); empty: no policy link."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +88,8 @@ class Engine:
     registry: Registry
     card_settings: Mapping[str, CardSettings] = field(default_factory=dict)
     """Per pack id; a pack without an entry gets `default_card_settings`."""
+    payer: Payer = field(default_factory=load_payer)
+    """The payer coverage information is given for (default: the packaged demo payer)."""
 
     @property
     def drugs(self) -> frozenset[str]:
@@ -118,12 +127,15 @@ def plan_card_settings(
     )
 
 
-def build_engine(registry: Registry, settings_of: Callable[[Pack], CardSettings]) -> Engine:
+def build_engine(
+    registry: Registry, settings_of: Callable[[Pack], CardSettings], payer: Payer | None = None
+) -> Engine:
     """An engine for every pack of `registry`, each with the card settings `settings_of`
-    gives it."""
+    gives it, answering for `payer` (default: the packaged demo payer)."""
     return Engine(
         registry=registry,
         card_settings=MappingProxyType({p.id: settings_of(p) for p in registry.packs.values()}),
+        payer=payer if payer is not None else load_payer(),
     )
 
 
@@ -344,6 +356,42 @@ def merge_responses(responses: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return merged
 
 
+def _patient_ref(context: Mapping[str, Any]) -> str | None:
+    patient = context.get("patientId")
+    if not isinstance(patient, str) or not patient:
+        return None
+    return patient if patient.startswith("Patient/") else f"Patient/{patient}"
+
+
+def coverage_call(
+    engine: Engine,
+    call: CallContext,
+    resources: Sequence[Mapping[str, Any]],
+    routed: Sequence[Routed],
+) -> CoverageCall:
+    """What the coverage information of the call needs (`cds_service.crd.coverage`)."""
+    patient = _patient_ref(call.context)
+    drafts = orders.draft_medication_requests(call.context, call.hook)
+    return CoverageCall(
+        payer=engine.payer,
+        enabled=call.coverage_information,
+        policy_base_url=call.public_base_url or None,
+        packs={
+            p.id: PackBilling(p.version, p.drug.billing_hcpcs, p.drug.billing_ndc)
+            for p in engine.registry.packs.values()
+        },
+        coverages=read_coverages(resources, patient),
+        drafts={o.ref: o.resource for o in drafts},
+        order_packs={
+            r.item.order_ref: r.pack.id
+            for r in routed
+            if isinstance(r.item, NotEvaluated) and r.pack is not None
+        },
+        patient_ref=patient or "",
+        record_incomplete=bool(call.missing_data),
+    )
+
+
 def run(
     call: CallContext, resources: Sequence[Mapping[str, Any]], engine: Engine | None = None
 ) -> dict[str, Any]:
@@ -358,6 +406,7 @@ def run(
     routed = evaluate_orders(engine.registry, call, resources)
     if not routed:
         return {"cards": []}
+    crd = coverage_call(engine, call, resources, routed)
     responses = [
         render_response(
             call.hook,
@@ -367,6 +416,7 @@ def run(
             uuid_factory=call.uuid_factory,
             now=call.now,
             missing_data=call.missing_data,
+            coverage=crd,
         )
         for pack, items in by_pack(routed, engine.registry)
     ]

@@ -129,6 +129,7 @@ def order_view(record: PatientRecord, order: OrderedDrug, identity: DrugIdentity
         problems=record.problems,
         record=record,
         condition_history=record.condition_history,
+        coverages=record.coverages,
     )
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Any, Literal
 
+from fhir_mappings.coverage import CoverageRecord
 from fhir_mappings.product_unit import ProductUnit
 
 if TYPE_CHECKING:
@@ -444,3 +445,6 @@ class PolicyFacts:
     """Every recorded condition in a diagnosis value set, of any clinical status (resolved
     and inactive ones too), with onset and abatement dates: problem-list Conditions,
     encounter diagnoses and findings recorded as Observations (`ConditionRecord`)."""
+    coverages: tuple[CoverageRecord, ...] = ()
+    """The active Coverages of `coverage_refs` with their payors (the CRD layer picks the
+    plan's own among them); empty for facts built by hand."""

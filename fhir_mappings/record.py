@@ -35,6 +35,7 @@ from datetime import date
 from typing import Any
 
 from fhir_mappings import conditions, exposures, medications, observations, practitioner, r4
+from fhir_mappings.coverage import CoverageRecord, read_coverages
 from fhir_mappings.dosing import compute_dose, supply_days
 from fhir_mappings.facts import (
     ConditionRecord,
@@ -179,6 +180,9 @@ class PatientRecord:
     """Every Condition in a diagnosis value set of any clinical status (resolved ones too),
     with onset / abatement dates, encounter diagnoses, and findings recorded as
     Observations (`conditions.condition_history`)."""
+    coverages: tuple[CoverageRecord, ...] = ()
+    """The active Coverages of `coverage_refs` with their payors and classes
+    (`fhir_mappings.coverage`)."""
 
     def runs(self, as_of: date | None) -> tuple[TherapyRun, ...]:
         """Therapy runs per ingredient, cut at `as_of` (an order's date)."""
@@ -341,4 +345,5 @@ def build_record(
         # Resources are validated as they are read (above): their problems are known now.
         problems=(*parsed.problems, *problems),
         condition_history=history,
+        coverages=read_coverages(resources, patient_ref),
     )

@@ -1,12 +1,7 @@
-"""Code systems and codes the cards and the coverage-information extension use.
+"""Code systems and codes the cards use.
 
-Da Vinci CRD version targeted: STU 2.1 (2.1.0). In that version every CRD code
-(card types, coverage-information answers, detail codes) lives in the CRD
-temporary code system below. STU 2.2 moves them to
-`http://hl7.org/fhir/us/davinci-crd/CodeSystem/coverage-information-codes` and
-`http://terminology.hl7.org/CodeSystem/cdshooks-card-type` and adds a required
-`category` to each `detail`; switching means changing the constants here and
-adding that category in `coverage.py`.
+Card types (`topic`) still use the CRD temporary code system. The coverage-information
+extension follows CRD STU 2.2.1: its codes live in `cds_service/crd/codes.py`.
 """
 
 from __future__ import annotations

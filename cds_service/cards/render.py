@@ -60,7 +60,6 @@ from cds_service.cards.codes import (
     OVERRIDE_SETS,
     topic,
 )
-from cds_service.cards.coverage import coverage_system_action
 from cds_service.cards.dose import (
     DoseLimit,
     DoseSuggestion,
@@ -76,6 +75,7 @@ from cds_service.cards.dose import (
 from cds_service.cards.model import CardSettings, Evaluation, MissingData, NotEvaluated
 from cds_service.cards.serialize import evaluation_to_json, not_evaluated_to_json, prune
 from cds_service.cards.texts import CardTexts, texts_for
+from cds_service.crd import coverage as crd_coverage  # module: crd imports cards too
 from cds_service.policy.checks_dose import interval_words
 from cds_service.policy.definition import DEFAULT_POLICY_PATH
 from cds_service.policy.model import CriterionResult, Decision, Outcome, Status
@@ -1169,6 +1169,7 @@ def render_response(
     now: datetime,
     missing_data: Sequence[MissingData] = (),
     card_texts: TextsLookup = texts_for,
+    coverage: crd_coverage.CoverageCall | None = None,
 ) -> dict[str, Any]:
     """The CDS Hooks response body for one call.
 
@@ -1180,7 +1181,10 @@ def render_response(
     Each order's words come from `card_texts(policy id)`, the deciding pack's texts; an
     order that could not be evaluated gets those of the pack it names, else of the
     call's first evaluated order, else of the default pack.
+    Coverage information (`cds_service.crd`) follows `coverage` (default: the demo payer);
+    each evaluation entry says whether it was sent (`coverageInformation`).
     """
+    crd = coverage if coverage is not None else crd_coverage.demo_call()
     cards: list[dict[str, Any]] = []
     actions: list[dict[str, Any]] = []
     evaluations_json: list[dict[str, Any]] = []
@@ -1193,18 +1197,21 @@ def render_response(
             policy_id = item.policy_id or call_policy_id
             builder = _Builder(settings, uuid_factory, card_texts(policy_id))
             cards.append(builder.not_evaluated_card(item, policy_id))
-            evaluations_json.append(
-                not_evaluated_to_json(item.order_ref, item.reason, item.missing_data)
+            result = crd_coverage.coverage_for_not_evaluated(
+                item, call=crd, today=now.date(), texts=card_texts(policy_id)
             )
+            if result.action is not None:
+                actions.append(prune(result.action))
+            entry = not_evaluated_to_json(item.order_ref, item.reason, item.missing_data)
+            evaluations_json.append({**entry, "coverageInformation": result.note})
             continue
         texts = card_texts(item.decision.policy_id)
         cards += _order_cards(_Builder(settings, uuid_factory, texts), item, hook)
-        action = coverage_system_action(
-            item, uuid_factory=uuid_factory, today=now.date(), texts=texts
-        )
-        if action is not None:
-            actions.append(prune(action))
-        evaluations_json.append(evaluation_to_json(item.decision, missing_data))
+        result = crd_coverage.coverage_for_evaluation(item, call=crd, today=now.date(), texts=texts)
+        if result.action is not None:
+            actions.append(prune(result.action))
+        entry = evaluation_to_json(item.decision, missing_data)
+        evaluations_json.append({**entry, "coverageInformation": result.note})
     response: dict[str, Any] = {"cards": cards}
     if actions:
         response["systemActions"] = actions

@@ -8,7 +8,11 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from cds_service.cards import CardSettings
+from cds_service.crd.coverage import CoverageCall, PackBilling
+from cds_service.crd.payer import load_payer
 from cds_service.policy.model import CriterionResult, Decision, Outcome, Pathway, Status
+from cds_service.policy.packs import default_registry
+from fhir_mappings.coverage import CoverageRecord, Payor
 from fhir_mappings.facts import DoseFacts, OrderFacts, PolicyFacts, PrescriberFacts, WeightFact
 
 NOW = datetime(2026, 3, 2, 15, 30, tzinfo=UTC)
@@ -150,6 +154,18 @@ def facts(
         genetic_results=(),
         encounter=None,
         coverage_refs=coverage_refs,
+        coverages=tuple(plan_coverage(ref) for ref in coverage_refs),
+    )
+
+
+def plan_coverage(ref: str, payor: str = "Organization/org-plan") -> CoverageRecord:
+    """An active Coverage with the demo payer (`cds_service/crd/payer.demo.json`), or with
+    the payor `payor`."""
+    return CoverageRecord(
+        ref=ref,
+        payors=(Payor(reference=payor, identifier=None, display=None),),
+        classes=(),
+        order=None,
     )
 
 
@@ -238,3 +254,17 @@ def replace(
 ) -> tuple[CriterionResult, ...]:
     by_id = {c.id: c for c in new}
     return tuple(by_id.get(c.id, c) for c in criteria)
+
+
+def coverage_call() -> CoverageCall:
+    """The coverage settings the service runs with: the demo payer, the packaged packs'
+    billing codes and a public base URL for the policy links."""
+    registry = default_registry()
+    return CoverageCall(
+        payer=load_payer(),
+        policy_base_url="https://cds.example.org",
+        packs={
+            p.id: PackBilling(p.version, p.drug.billing_hcpcs, p.drug.billing_ndc)
+            for p in registry.packs.values()
+        },
+    )

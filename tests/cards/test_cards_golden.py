@@ -13,7 +13,7 @@ import pytest
 
 from cds_service.cards import Evaluation, render_response
 from cds_service.cards.serialize import evaluation_to_json
-from tests.cards.builders import NOW, SETTINGS, uuid_counter
+from tests.cards.builders import NOW, SETTINGS, coverage_call, uuid_counter
 from tests.cards.cases import CASES
 
 GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "golden"
@@ -35,7 +35,12 @@ def _pair(name: str) -> dict[str, Any]:
         ],
     }
     response = render_response(
-        hook, evaluations, settings=SETTINGS, uuid_factory=uuid_counter(), now=NOW
+        hook,
+        evaluations,
+        settings=SETTINGS,
+        uuid_factory=uuid_counter(),
+        now=NOW,
+        coverage=coverage_call(),
     )
     return {"request": request, "response": response}
 

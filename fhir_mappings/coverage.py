@@ -1,0 +1,163 @@
+"""The patient's active Coverages, with who pays each (for choosing the plan's own).
+
+    read_coverages(resources, patient_ref) -> tuple[CoverageRecord, ...]
+
+A Coverage counts when its status is `active` and its beneficiary or subscriber is the
+patient (any Coverage when the call names no patient), the same rule as
+`practitioner.coverage_refs`. Each payor is kept as sent (reference, logical identifier,
+display) together with the name and identifiers of the Organization it points to when that
+Organization is among the resources (or contained in the Coverage). Nothing here knows which
+payer is "ours": that is the CRD layer's configuration.
+
+Pure; reads the resources defensively (a malformed field is skipped, never raised on).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from fhir_mappings.fields import reference
+
+Identifier = tuple[str, str]
+"""(system, value)."""
+
+
+@dataclass(frozen=True)
+class Payor:
+    """One `Coverage.payor` entry."""
+
+    reference: str | None
+    """`Organization/<id>` (or `#id` for a contained one), without a server base."""
+    identifier: Identifier | None
+    """`payor.identifier` (a logical reference), when sent."""
+    display: str | None
+    organization_name: str | None = None
+    """`Organization.name` of the resource the reference points to, when present."""
+    organization_identifiers: tuple[Identifier, ...] = ()
+    """`Organization.identifier` of that resource, when present."""
+
+
+@dataclass(frozen=True)
+class CoverageRecord:
+    """One active Coverage of the patient."""
+
+    ref: str
+    """`Coverage/<id>`."""
+    payors: tuple[Payor, ...]
+    classes: tuple[tuple[str, str], ...]
+    """(class type code, value) of each `Coverage.class`, e.g. ("plan", "MEDICAID-STD")."""
+    order: int | None
+    """`Coverage.order` (1 = the primary coverage), when sent."""
+
+
+def _text(value: Any) -> str | None:
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def _identifier(value: Any) -> Identifier | None:
+    if not isinstance(value, Mapping):
+        return None
+    system, code = _text(value.get("system")), _text(value.get("value"))
+    return (system, code) if system and code else None
+
+
+def _identifiers(resource: Mapping[str, Any]) -> tuple[Identifier, ...]:
+    items = resource.get("identifier")
+    found = [_identifier(i) for i in (items if isinstance(items, list) else [])]
+    return tuple(i for i in found if i is not None)
+
+
+def _organizations(resources: Sequence[Any]) -> dict[str, Mapping[str, Any]]:
+    out: dict[str, Mapping[str, Any]] = {}
+    for resource in resources:
+        if isinstance(resource, Mapping) and resource.get("resourceType") == "Organization":
+            rid = _text(resource.get("id"))
+            if rid:
+                out.setdefault(f"Organization/{rid}", resource)
+    return out
+
+
+def _contained(coverage: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    items = coverage.get("contained")
+    out: dict[str, Mapping[str, Any]] = {}
+    for item in items if isinstance(items, list) else []:
+        if isinstance(item, Mapping) and item.get("resourceType") == "Organization":
+            rid = _text(item.get("id"))
+            if rid:
+                out[f"#{rid}"] = item
+    return out
+
+
+def _payors(
+    coverage: Mapping[str, Any], organizations: Mapping[str, Mapping[str, Any]]
+) -> tuple[Payor, ...]:
+    contained = _contained(coverage)
+    items = coverage.get("payor")
+    out = []
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, Mapping):
+            continue
+        ref = reference(item)
+        org = contained.get(ref or "") or organizations.get(ref or "")
+        out.append(
+            Payor(
+                reference=ref,
+                identifier=_identifier(item.get("identifier")),
+                display=_text(item.get("display")),
+                organization_name=_text(org.get("name")) if org else None,
+                organization_identifiers=_identifiers(org) if org else (),
+            )
+        )
+    return tuple(out)
+
+
+def _classes(coverage: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    items = coverage.get("class")
+    out = []
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, Mapping):
+            continue
+        value = _text(item.get("value"))
+        kind = item.get("type")
+        # R4 CodeableConcept; the Da Vinci reference client sends a bare Coding.
+        codings = kind.get("coding") if isinstance(kind, Mapping) else None
+        if not isinstance(codings, list):
+            codings = [kind]
+        for coding in codings:
+            code = _text(coding.get("code")) if isinstance(coding, Mapping) else None
+            if code and value:
+                out.append((code, value))
+    return tuple(out)
+
+
+def _order(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def read_coverages(resources: Sequence[Any], patient_ref: str | None) -> tuple[CoverageRecord, ...]:
+    """The patient's active Coverages (see the module), each once, in input order."""
+    organizations = _organizations(resources)
+    seen: set[str] = set()
+    out = []
+    for resource in resources:
+        if not isinstance(resource, Mapping) or resource.get("resourceType") != "Coverage":
+            continue
+        rid = _text(resource.get("id"))
+        if rid is None or resource.get("status") != "active":
+            continue
+        people = {reference(resource.get("beneficiary")), reference(resource.get("subscriber"))}
+        ref = f"Coverage/{rid}"
+        if (patient_ref is not None and patient_ref not in people) or ref in seen:
+            continue
+        seen.add(ref)
+        out.append(
+            CoverageRecord(
+                ref=ref,
+                payors=_payors(resource, organizations),
+                classes=_classes(resource),
+                order=_order(resource.get("order")),
+            )
+        )
+    return tuple(out)
