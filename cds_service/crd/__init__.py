@@ -1,0 +1,1 @@
+"""Da Vinci CRD: coverage information, configuration options, card types, per-hook rules."""
