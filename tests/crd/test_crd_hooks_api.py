@@ -103,7 +103,8 @@ def test_discovery_advertises_a_boolean_option_for_every_card_type_a_hook_return
         for option in options.values():
             assert option["type"] == "boolean"
             assert option["default"] is True
-            assert option["name"] and option["description"]
+            assert option["name"]
+            assert option["description"]
 
 
 def test_discovery_says_which_versions_the_service_speaks(client: FlaskClient) -> None:
@@ -129,7 +130,8 @@ def test_coverage_info_off_removes_coverage_cards_and_the_system_action(
 ) -> None:
     body = load_example("order-sign-prefetch.json")
     plain = post(client, SIGN, body)
-    assert "coverage-info" in types_of(plain) and plain["systemActions"]
+    assert "coverage-info" in types_of(plain)
+    assert plain["systemActions"]
     off = post(client, SIGN, configured(body, **{"coverage-info": False}))
     assert "systemActions" not in off
     assert "coverage-info" not in types_of(off)
@@ -236,7 +238,8 @@ def test_order_select_configuration_off_leaves_nothing(client: FlaskClient) -> N
     assert post(client, SELECT, body)["cards"]
     off = configured(body, **{o: False for o in ("coverage-info", "limits")})
     answer = post(client, SELECT, off)
-    assert answer["cards"] == [] and "systemActions" not in answer
+    assert answer["cards"] == []
+    assert "systemActions" not in answer
 
 
 # --- order-dispatch -------------------------------------------------------------------
@@ -363,7 +366,8 @@ def test_dispatch_with_fulfillment_tasks_and_coverage_info_off(client: FlaskClie
         }
     ]
     answer = post(client, DISPATCH, configured(body, **{"coverage-info": False}))
-    assert "systemActions" not in answer and answer["cards"] == []
+    assert "systemActions" not in answer
+    assert answer["cards"] == []
 
 
 # --- CDS Hooks 2.0.1 and 3.0.0-ballot request shapes ----------------------------------------
