@@ -40,7 +40,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -54,6 +54,8 @@ from cds_service import orders, pipeline
 from cds_service.auth import AuthError, Principal, fhir_server_allowed
 from cds_service.cards import MissingData
 from cds_service.config import Settings
+from cds_service.crd import configuration as crd_configuration
+from cds_service.crd import dispatch, per_hook
 from cds_service.errors import ApiError
 from cds_service.hooks import Catalog, ServiceDefinition
 from cds_service.prefetch import (
@@ -463,11 +465,16 @@ def call_service(service_id: str) -> Response:
             error="wrong-hook",
             details=[{"pointer": "/hook", "message": f'must be "{service.hook}"'}],
         )
+    config = crd_settings(service, body)
+    dispatched = DispatchRead(service, body)
+    if service.hook == "order-dispatch":
+        dispatched = read_dispatched(state, service, body)
+        service, body = dispatched.service, dispatched.body
     context: Mapping[str, Any] = body["context"]
     check_draft_order_count(context, state.settings.max_draft_orders)
     drugs = state.engine.drugs
     checks = state.order_filter or (lambda c, h: orders.needs_checking(c, h, drugs))
-    if not checks(context, service.hook):
+    if not checks(context, service.hook) and not dispatched.unread:
         g.cds_outcome = "no-medication-order"
         return jsonify({"cards": []})
 
@@ -506,6 +513,9 @@ def call_service(service_id: str) -> Response:
         public_base_url=(state.settings.public_base_url or request.url_root).rstrip("/"),
     )
     answer = pipeline.run(call, result.resources, state.engine)
+    if dispatched.unread:
+        answer = pipeline.merge_responses([answer, dispatched.unread_answer(state, call)])
+    answer = crd_configuration.apply(per_hook.for_hook(answer, service.hook), config)
     problems = validation_details(state.catalog.validators["response"], answer)
     if problems:
         # A response the EHR may not be able to show is a bug here, not a valid answer.
@@ -515,6 +525,95 @@ def call_service(service_id: str) -> Response:
     g.cds_outcome = f"{len(answer.get('cards', []))}-cards"
     _audit(state, call, answer, started)
     return jsonify(answer)
+
+
+def crd_settings(
+    service: ServiceDefinition, body: Mapping[str, Any]
+) -> crd_configuration.Configuration:
+    """The call's CRD configuration (`cds_service.crd.configuration`); 400 when it asks for a
+    CRD version the service does not speak or sends an advertised option with a value of
+    another type. Options the service does not advertise are ignored."""
+    extension = body.get("extension")
+    try:
+        crd_configuration.check_version(crd_configuration.versions_of(service.discovery), extension)
+        config = crd_configuration.read(crd_configuration.options_of(service.discovery), extension)
+    except crd_configuration.ConfigurationError as exc:
+        raise ApiError(
+            exc.message,
+            error=exc.error,
+            details=[{"pointer": exc.pointer, "message": exc.message}],
+        ) from None
+    if config.ignored:
+        g.cds_config_ignored = len(config.ignored)
+    return config
+
+
+@dataclass(frozen=True)
+class DispatchRead:
+    """An order-dispatch call after its dispatched MedicationRequests were looked for
+    (`cds_service.crd.dispatch`); for other hooks, the call as it came."""
+
+    service: ServiceDefinition
+    body: Mapping[str, Any]
+    unread: tuple[str, ...] = ()
+    """Dispatched MedicationRequests that could not be found."""
+    reason: str = ""
+    missing: tuple[MissingData, ...] = ()
+
+    def unread_answer(self, state: ServiceState, call: pipeline.CallContext) -> dict[str, Any]:
+        return dispatch.unread_response(
+            state.engine,
+            call.hook,
+            self.unread,
+            self.reason,
+            self.missing,
+            uuid_factory=call.uuid_factory,
+            now=call.now,
+        )
+
+
+def read_dispatched(
+    state: ServiceState, service: ServiceDefinition, body: Mapping[str, Any]
+) -> DispatchRead:
+    """Find the dispatched MedicationRequests among the patient's medication orders (the
+    `medicationRequests` prefetch, else the FHIR server) and turn the call into one the
+    rest of the service reads like order-sign (`dispatch.order_context`)."""
+    context = body["context"]
+    refs = dispatch.medication_refs(context)
+    limit = state.settings.max_draft_orders
+    if len(refs) > limit:
+        raise ApiError(
+            f"too many dispatched orders: this service evaluates at most {limit} per call",
+            error="too-many-draft-orders",
+            details=[{"pointer": "/context/dispatchedOrders", "message": f"at most {limit}"}],
+        )
+    service = replace(service, prefetch={**service.prefetch, **dispatch.REQUESTER_PREFETCH})
+    if not refs:
+        return DispatchRead(service, {**body, "context": dispatch.order_context(context, [])})
+    key = dispatch.ORDERS_KEY
+    started: float = g.get("cds_started", state.monotonic())
+    result = resolve_prefetch(
+        {key: service.prefetch[key]},
+        frozenset({key}),
+        body,
+        server_allowed=fhir_server_check(state, g.get("cds_principal")),
+        client_factory=state.new_fhir_client,
+        limits=state.limits,
+        deadline=started + state.settings.request_deadline,
+        monotonic=state.monotonic,
+    )
+    found, unread = dispatch.find_orders(refs, result.resources)
+    read = {**body, "context": dispatch.order_context(context, found)}
+    if not result.required_missing:
+        read = dispatch.with_orders_prefetch(read, result.resources)
+    why = result.reasons.get(key) if result.required_missing else None
+    return DispatchRead(
+        service,
+        read,
+        unread=tuple(unread),
+        reason=dispatch.unread_reason(why),
+        missing=missing_data(service, result),
+    )
 
 
 @bp.get("/policies/<pack_id>")
@@ -620,6 +719,7 @@ def _log_request(response: Response) -> Response:
         "prefetchMissing": g.get("cds_prefetch_missing"),
         "fhirQueries": g.get("cds_fhir_queries"),
         "medicationsUnread": g.get("cds_medications_unread"),
+        "configurationIgnored": g.get("cds_config_ignored"),
     }
     if isinstance(started, float):
         event["duration_ms"] = round((state.monotonic() - started) * 1000, 1)

@@ -33,13 +33,15 @@ from urllib.parse import parse_qs, urlsplit
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
+from cds_service.crd.configuration import option_problems
+
 if TYPE_CHECKING:
     from cds_service.policy.packs import Registry
 
 log = logging.getLogger("cds_service.hooks")
 
 SCHEMA_NAMES = ("request", "response", "feedback", "service-definition", "discovery")
-SUPPORTED_HOOKS = frozenset({"order-sign", "order-select"})
+SUPPORTED_HOOKS = frozenset({"order-sign", "order-select", "order-dispatch"})
 
 TOKEN = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
 CONTEXT_TOKENS: Mapping[str, frozenset[str]] = {
@@ -47,6 +49,7 @@ CONTEXT_TOKENS: Mapping[str, frozenset[str]] = {
     # those in templates).
     "order-sign": frozenset({"userId", "patientId", "encounterId"}),
     "order-select": frozenset({"userId", "patientId", "encounterId"}),
+    "order-dispatch": frozenset({"patientId", "performer"}),
 }
 USER_TOKENS = frozenset(
     {"userPractitionerId", "userPractitionerRoleId", "userPatientId", "userRelatedPersonId"}
@@ -202,6 +205,7 @@ def _load_service(
                 problems.append(
                     f"{where} /{text_field}: unknown placeholder '{{{name}}}' ({known})"
                 )
+    problems.extend(f"{where}: {p}" for p in option_problems(data))
     discovery = {k: v for k, v in data.items() if k not in PRIVATE_KEYS}
     return ServiceDefinition(
         id=service_id,

@@ -227,12 +227,12 @@ def unreadable_reason(resource: Mapping[str, Any], hook: str, drugs: Drugs) -> s
     """Why a draft order that is not recognisably another drug cannot be checked at all,
     from the order alone; None when it can be read (or is another drug).
 
-    An order with no drug yet is unreadable at order-sign (the order is being signed)
-    but not at order-select, where the CDS Hooks sandbox and EHRs fire the hook before
+    An order with no drug yet is unreadable at order-sign and order-dispatch (the order
+    is signed) but not at order-select, where the CDS Hooks sandbox and EHRs fire the hook before
     the prescriber has chosen a drug."""
     kind = medication_kind(resource, drugs)
     if kind == "none":
-        return NO_MEDICATION if hook == "order-sign" else None
+        return NO_MEDICATION if hook != "order-select" else None
     if kind != "unreadable":
         return None
     if (

@@ -22,21 +22,7 @@ of extension keys; EHRs that do not know it ignore it."""
 
 UCUM: Final = "http://unitsofmeasure.org"
 
-# CRD card types (value set http://hl7.org/fhir/us/davinci-crd/ValueSet/cardType).
-CARD_TYPES: Final[dict[str, str]] = {
-    "coverage-info": "Coverage Information",
-    "limits": "Limits",
-    "contraindication": "Contraindication",
-    "duplicate-therapy": "Duplicate Therapy",
-    "therapy-alternatives-req": "Required Therapy Alternatives",
-    "off-guideline": "Off Guideline",
-}
-
-
-def topic(code: str) -> dict[str, str]:
-    """A `source.topic` Coding for one CRD card type."""
-    return {"system": CRD_TEMP, "code": code, "display": CARD_TYPES[code]}
-
+# CRD card types (card.source.topic): cds_service.crd.types.
 
 # Our own override reasons. The system is configurable (CardSettings); the codes
 # and displays are fixed here so that feedback can be counted per reason. A display

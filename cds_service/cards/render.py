@@ -58,7 +58,6 @@ from cds_service.cards.codes import (
     EVALUATION_EXTENSION_KEY,
     OVERRIDE_REASONS,
     OVERRIDE_SETS,
-    topic,
 )
 from cds_service.cards.dose import (
     DoseLimit,
@@ -76,6 +75,7 @@ from cds_service.cards.model import CardSettings, Evaluation, MissingData, NotEv
 from cds_service.cards.serialize import evaluation_to_json, not_evaluated_to_json, prune
 from cds_service.cards.texts import CardTexts, texts_for
 from cds_service.crd import coverage as crd_coverage  # module: crd imports cards too
+from cds_service.crd.types import card_type, topic
 from cds_service.policy.checks_dose import interval_words
 from cds_service.policy.definition import DEFAULT_POLICY_PATH
 from cds_service.policy.model import CriterionResult, Decision, Outcome, Status
@@ -319,7 +319,7 @@ class _Builder:
             *paragraphs,
             summary=summary,
             indicator="warning",
-            topic_code="limits",
+            topic_code=card_type("dose"),
             override_kind="dose",
             suggestions=suggestions,
         )
@@ -410,7 +410,7 @@ class _Builder:
                     summary=summary,
                     indicator="critical",
                     detail=_detail(decision, *lines),
-                    topic_code="duplicate-therapy" if is_duplicate else "contraindication",
+                    topic_code=card_type("duplicate" if is_duplicate else "combination"),
                     override_kind="combination",
                     suggestions=suggestions,
                 )
@@ -440,7 +440,7 @@ class _Builder:
                         names,
                         self.texts.text("hypersensitivity", "summary_short"),
                     ),
-                    topic_code="contraindication",
+                    topic_code=card_type("hypersensitivity"),
                     override_kind="hypersensitivity",
                 )
             )
@@ -461,7 +461,7 @@ class _Builder:
                 texts.text("care_setting", "confirm_detail"),
                 summary=texts.text("care_setting", "confirm_summary"),
                 indicator="warning",
-                topic_code="coverage-info",
+                topic_code=card_type("care_setting"),
                 override_kind="care-setting",
                 suggestions=(),
             )
@@ -480,7 +480,7 @@ class _Builder:
                     result,
                     texts.text("care_setting", "outpatient_detail"),
                     summary=texts.text("care_setting", "outpatient_summary"),
-                    topic_code="coverage-info",
+                    topic_code=card_type("care_setting"),
                     override_kind="care-setting",
                 )
             )
@@ -742,7 +742,7 @@ class _Builder:
                         if refs
                         else "",
                     ),
-                    topic_code="duplicate-therapy",
+                    topic_code=card_type("switch"),
                     override_kind=None,
                 )
             )
@@ -762,7 +762,7 @@ class _Builder:
                     texts.text("not_covered", "summary_short"),
                 ),
                 indicator="warning",
-                topic_code="coverage-info",
+                topic_code=card_type("not_covered"),
                 override_kind="not-met",
                 suggestions=[self._remove_this_order(evaluation.facts.order.ref)],
             )
@@ -789,7 +789,7 @@ class _Builder:
                         names,
                         texts.text("active_condition", "summary_short"),
                     ),
-                    topic_code="contraindication",
+                    topic_code=card_type("active_condition"),
                     override_kind="active-condition",
                 )
             )
@@ -821,7 +821,7 @@ class _Builder:
                 ),
                 indicator="warning",
                 detail=_detail(decision, "Criteria not met:", listing),
-                topic_code="therapy-alternatives-req" if step else "coverage-info",
+                topic_code=card_type("step_therapy" if step else "not_met"),
                 override_kind="not-met",
                 links=[self._policy_link()],
             )
@@ -851,7 +851,7 @@ class _Builder:
                 self.texts.text("documentation_needed", "detail"),
                 "\n".join(lines),
             ),
-            topic_code="coverage-info",
+            topic_code=card_type("documentation_needed"),
             override_kind="documentation",
             links=self._links(evaluation.facts.order.ref, decision.policy_id),
         )
@@ -875,7 +875,7 @@ class _Builder:
             summary=summary,
             indicator="info",
             detail=_detail(decision, paragraph),
-            topic_code="coverage-info",
+            topic_code=card_type("criteria_met"),
             override_kind=None,
             links=self._links(evaluation.facts.order.ref, decision.policy_id),
         )
@@ -903,7 +903,7 @@ class _Builder:
             summary=texts.text("off_label", "summary", **names),
             indicator="info",
             detail=_detail(decision, paragraph),
-            topic_code="coverage-info",
+            topic_code=card_type("off_label"),
             override_kind=None,
             links=self._links(evaluation.facts.order.ref, decision.policy_id),
         )
@@ -933,7 +933,7 @@ class _Builder:
                 )
                 if part
             ),
-            topic_code="coverage-info",
+            topic_code=card_type("could_not_check"),
             override_kind="not-evaluated",
             links=self._links(item.order_ref, policy_id),
         )

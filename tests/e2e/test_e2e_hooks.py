@@ -117,7 +117,11 @@ def calls(
 
 def test_discovery_announces_both_order_hooks(discovery: dict[str, Any]) -> None:
     hooks = {s["id"]: s["hook"] for s in discovery["services"]}
-    assert hooks == {SIGN: "order-sign", SELECT: "order-select"}
+    assert hooks == {
+        SIGN: "order-sign",
+        SELECT: "order-select",
+        "prior-auth-order-dispatch": "order-dispatch",
+    }
     for service in discovery["services"]:
         assert {"patient", "medicationRequests"} <= set(service["prefetch"])
 

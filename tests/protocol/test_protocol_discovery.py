@@ -42,6 +42,7 @@ def _schema(name: str) -> Draft202012Validator:
 
 SIGN = "prior-auth-order-sign"
 SELECT = "prior-auth-order-select"
+DISPATCH = "prior-auth-order-dispatch"
 OLD_IDS = {"anakinra-order-sign": SIGN, "anakinra-order-select": SELECT}
 
 
@@ -56,9 +57,10 @@ def _published(app: Flask) -> dict[str, dict[str, Any]]:
 
 def test_discovery_lists_one_service_per_hook_with_drug_neutral_ids(app: Flask) -> None:
     by_id = _published(app)
-    assert set(by_id) == {SIGN, SELECT}
+    assert set(by_id) == {SIGN, SELECT, DISPATCH}
     assert by_id[SIGN]["hook"] == "order-sign"
     assert by_id[SELECT]["hook"] == "order-select"
+    assert by_id[DISPATCH]["hook"] == "order-dispatch"
     # The old ids are still answered (below) but are not published: an EHR that reads
     # discovery sees one service per hook.
     assert not set(OLD_IDS) & set(by_id)
@@ -96,7 +98,7 @@ def test_discovery_names_every_pack_of_the_packs_folder(
     registry = load_packs(root)
     assert TEST_PACK_ID in registry.packs
     _assert_names_exactly(app, registry)
-    assert set(_published(app)) == {SIGN, SELECT}  # still one service per hook
+    assert set(_published(app)) == {SIGN, SELECT, DISPATCH}  # still one service per hook
 
 
 def test_discovery_without_a_pack_does_not_name_it(
@@ -320,7 +322,11 @@ def test_a_pack_whose_codes_the_prefetch_misses_is_named_at_start(
         app = make_app(CDS_HOOKS_DIR=str(hooks), CDS_POLICY_PACKS_DIR=str(root))
     warned = [r for r in caplog.records if getattr(r, "event", None) == "prefetch-gap"]
     assert sorted(r.getMessage() for r in warned) == sorted(
-        [*gaps, *(gap.replace(SIGN, SELECT) for gap in gaps)]
+        [
+            *gaps,
+            *(gap.replace(SIGN, SELECT) for gap in gaps),
+            *(gap.replace(SIGN, DISPATCH) for gap in gaps),
+        ]
     )
     assert app.test_client().get("/cds-services").status_code == 200
 

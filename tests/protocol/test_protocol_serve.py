@@ -24,6 +24,7 @@ def test_serve_runs_gunicorn_and_answers_discovery(tmp_path: Path) -> None:
         assert {s["id"] for s in body["services"]} == {
             "prior-auth-order-sign",
             "prior-auth-order-select",
+            "prior-auth-order-dispatch",
         }
     # The command's own output (stdout and stderr, in one log): where it listens, then
     # gunicorn's and the app's JSON log lines.

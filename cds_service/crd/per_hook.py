@@ -1,0 +1,59 @@
+"""What CRD allows at each hook (CRD STU 2.2 "Hook Categories").
+
+- order-sign and order-dispatch are 'primary' hooks: every card type, and the
+  coverage-information system action (hook-16, hook-33).
+- order-select is a 'secondary' hook: the coverage information it carries SHALL NOT say
+  that clinical or administrative documentation is needed (hook-19): that is asked for
+  at order-sign, when the order is complete. `for_hook` removes `doc-needed` and
+  `doc-purpose` from every coverage-information extension of an order-select answer, and
+  the `reason` that goes with them (which names the documentation to send) unless
+  `info-needed` needs it (a conditional answer must say why). The cards order-select gets
+  are chosen by the renderer (`cds_service.cards.render`: clinical cards only, no
+  documentation-needed card).
+Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any, Final
+
+from cds_service.cards.codes import COVERAGE_INFORMATION_URL
+
+PRIMARY_HOOKS: Final = frozenset({"order-sign", "order-dispatch"})
+SECONDARY_HOOKS: Final = frozenset({"order-select"})
+DOCUMENTATION_PARTS: Final = frozenset({"doc-needed", "doc-purpose"})
+
+
+def without_documentation(extension: Mapping[str, Any]) -> dict[str, Any]:
+    """One coverage-information extension without its documentation-needed parts."""
+    parts = [p for p in extension.get("extension", []) if isinstance(p, Mapping)]
+    urls = {p.get("url") for p in parts}
+    if not urls & DOCUMENTATION_PARTS:
+        return dict(extension)
+    drop = set(DOCUMENTATION_PARTS)
+    if "info-needed" not in urls:
+        drop.add("reason")
+    return {**extension, "extension": [p for p in parts if p.get("url") not in drop]}
+
+
+def for_hook(response: Mapping[str, Any], hook: str) -> dict[str, Any]:
+    """`response` as `hook` may carry it (a new dict; `response` unchanged)."""
+    if hook not in SECONDARY_HOOKS or not response.get("systemActions"):
+        return dict(response)
+    actions = []
+    for action in response["systemActions"]:
+        resource = action.get("resource") if isinstance(action, Mapping) else None
+        if not isinstance(resource, Mapping):
+            actions.append(action)
+            continue
+        updated = copy.deepcopy(dict(resource))
+        updated["extension"] = [
+            without_documentation(ext)
+            if isinstance(ext, Mapping) and ext.get("url") == COVERAGE_INFORMATION_URL
+            else ext
+            for ext in resource.get("extension", [])
+        ]
+        actions.append({**action, "resource": updated})
+    return {**response, "systemActions": actions}
