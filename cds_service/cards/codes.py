@@ -34,6 +34,7 @@ CARD_TYPES: Final[dict[str, str]] = {
     "contraindication": "Contraindication",
     "duplicate-therapy": "Duplicate Therapy",
     "therapy-alternatives-req": "Required Therapy Alternatives",
+    "clinical-reminder": "Clinical Reminder",
     "off-guideline": "Off Guideline",
 }
 
