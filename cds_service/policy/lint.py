@@ -653,33 +653,35 @@ def _proposal_findings(
                     f"{criterion_id} ({criterion.check}) is never not-met with these parameters",
                 )
             )
-        wanted = _criterion_valuesets(criterion)
-        for o_index, order in enumerate(proposal.orders):
-            o_place = f"{place}.orders[{o_index}]"
-            hits = {
-                hit.valueset
-                for code in order.code
-                for hit in valuesets.match_code(code.system, code.code)
-            }
-            if proposal.kind == "alternate" and not hits & wanted:
-                found.append(
-                    _error(
-                        POLICY,
-                        f"{o_place}.code",
-                        f"{order.id}: no code is in a value set of {criterion_id} "
-                        f"({', '.join(sorted(wanted)) or 'none'}): a trial of it would not "
-                        "count for the criterion",
-                    )
+    known = [criteria[c] for c in proposal.criteria if c in criteria]
+    wanted = frozenset().union(*(_criterion_valuesets(c) for c in known))
+    names = ", ".join(c.id for c in known)
+    for o_index, order in enumerate(proposal.orders):
+        o_place = f"{place}.orders[{o_index}]"
+        hits = {
+            hit.valueset
+            for code in order.code
+            for hit in valuesets.match_code(code.system, code.code)
+        }
+        if proposal.kind == "alternate" and known and not hits & wanted:
+            found.append(
+                _error(
+                    POLICY,
+                    f"{o_place}.code",
+                    f"{order.id}: no code is in a value set of {names} "
+                    f"({', '.join(sorted(wanted)) or 'none'}): a trial of it would not "
+                    "count for the criterion",
                 )
-            elif proposal.kind == "companion" and wanted and not hits & wanted:
-                found.append(
-                    _warning(
-                        POLICY,
-                        f"{o_place}.code",
-                        f"{order.id}: no code is in a value set of {criterion_id} "
-                        f"({', '.join(sorted(wanted))}): its result would be read by name only",
-                    )
+            )
+        elif proposal.kind == "companion" and wanted and not hits & wanted:
+            found.append(
+                _warning(
+                    POLICY,
+                    f"{o_place}.code",
+                    f"{order.id}: no code is in a value set of {names} "
+                    f"({', '.join(sorted(wanted))}): its result would be read by name only",
                 )
+            )
     return found
 
 
