@@ -35,6 +35,9 @@ Per evaluated order (the first six at both hooks):
 - documentation needed (warning, coverage-info) [documentation_needed]: order-sign only.
 - criteria met (info, coverage-info) [criteria_met]: order-sign only.
 - off-label (info, coverage-info) [off_label]: order-sign only.
+- companion / alternate (info, clinical-reminder / therapy-alternatives-req) [companion,
+  alternate]: order-sign only; orders the pack proposes (policy.yaml `companions`,
+  `alternates`) when a criterion has no record in the chart (`cards/proposals.py`).
 - could not evaluate (warning, coverage-info) [could_not_check]: a `NotEvaluated`
   order, both hooks.
 
@@ -50,7 +53,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from cds_service.cards.codes import (
@@ -72,6 +75,7 @@ from cds_service.cards.dose import (
     suggest_schedule,
 )
 from cds_service.cards.model import CardSettings, Evaluation, MissingData, NotEvaluated
+from cds_service.cards.proposals import proposal_cards
 from cds_service.cards.serialize import evaluation_to_json, not_evaluated_to_json, prune
 from cds_service.cards.texts import CardTexts, texts_for
 from cds_service.crd import coverage as crd_coverage  # module: crd imports cards too
@@ -185,10 +189,17 @@ class _Builder:
     """Builds the cards of one order; holds the settings, the uuid factory of the
     response and the card texts of the order's pack."""
 
-    def __init__(self, settings: CardSettings, uuid_factory: UuidFactory, texts: CardTexts) -> None:
+    def __init__(
+        self,
+        settings: CardSettings,
+        uuid_factory: UuidFactory,
+        texts: CardTexts,
+        today: date | None = None,
+    ) -> None:
         self.settings = settings
         self.uuid = uuid_factory
         self.texts = texts
+        self.today = today
 
     # -- shared pieces -------------------------------------------------------------
 
@@ -908,6 +919,24 @@ class _Builder:
             links=self._links(evaluation.facts.order.ref, decision.policy_id),
         )
 
+    def proposal_cards(self, evaluation: Evaluation) -> list[dict[str, Any]]:
+        """The pack's companions and alternates (orders to add, a product to try first):
+        info cards without links, see `cards/proposals.py`."""
+        return [
+            self._card(
+                order_ref=evaluation.facts.order.ref,
+                summary=_fit(*spec.summaries),
+                indicator="info",
+                detail=_detail(evaluation.decision, spec.paragraph),
+                topic_code=spec.topic,
+                override_kind=None,
+                suggestions=spec.suggestions,
+            )
+            for spec in proposal_cards(
+                evaluation.facts, evaluation.decision, self.texts, self.today
+            )
+        ]
+
     def not_evaluated_card(self, item: NotEvaluated, policy_id: str) -> dict[str, Any]:
         texts = self.texts
         if item.drug_known:
@@ -1157,7 +1186,7 @@ def _order_cards(builder: _Builder, evaluation: Evaluation, hook: str) -> list[d
         cards.append(builder.criteria_met_card(evaluation))
     elif outcome is Outcome.OFF_LABEL_REVIEW:
         cards.append(builder.off_label_card(evaluation))
-    return cards
+    return cards + builder.proposal_cards(evaluation)
 
 
 def render_response(
@@ -1206,7 +1235,7 @@ def render_response(
             evaluations_json.append({**entry, "coverageInformation": result.note})
             continue
         texts = card_texts(item.decision.policy_id)
-        cards += _order_cards(_Builder(settings, uuid_factory, texts), item, hook)
+        cards += _order_cards(_Builder(settings, uuid_factory, texts, now.date()), item, hook)
         result = crd_coverage.coverage_for_evaluation(item, call=crd, today=now.date(), texts=texts)
         if result.action is not None:
             actions.append(prune(result.action))

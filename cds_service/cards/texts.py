@@ -31,6 +31,12 @@ import yaml
 
 from cds_service.policy import definition
 from cds_service.policy.definition import PolicyFileError
+from cds_service.policy.proposals import (
+    NO_PROPOSALS,
+    PROPOSALS_SCHEMA,
+    Proposals,
+    parse_proposals,
+)
 
 CARDS_FILE = "cards.yaml"
 POLICY_FILE = "policy.yaml"
@@ -49,6 +55,8 @@ TRIGGERS: Mapping[str, str] = MappingProxyType(
         "not_covered": "a criterion uses the check not-covered",
         "active_condition": "a criterion uses the check no-active-condition",
         "off_label": "a section is off-label",
+        "companion": "the policy declares companions (orders to add)",
+        "alternate": "the policy declares alternates (products to try first)",
     }
 )
 """Card kinds a pack needs only when its policy can trigger them, and when that is."""
@@ -79,6 +87,9 @@ class CardTexts:
     """The off-label use policy the off-label card names, when the decision lists it."""
     off_label_references: tuple[str, ...] = ()
     """The policies named when an off-label decision lists none."""
+    proposals: Proposals = NO_PROPOSALS
+    """The policy's companions and alternates (orders its cards propose), read with the
+    texts so that the renderer finds both in one place."""
 
     def has(self, kind: str) -> bool:
         return kind in self.templates
@@ -178,6 +189,9 @@ def _policy_triggers(policy: Any) -> tuple[dict[str, str], set[str]]:
                 triggered["switch"] = TRIGGERS["switch"]
         if node.get("off_label") is True:
             triggered["off_label"] = TRIGGERS["off_label"]
+        for key, kind in (("companions", "companion"), ("alternates", "alternate")):
+            if node.get(key):
+                triggered[kind] = TRIGGERS[kind]
         for key, value in node.items():
             if key != "params":
                 walk(value)
@@ -239,6 +253,7 @@ def parse_card_texts(data: Any, source: str = "<cards>", policy: Any | None = No
             )
     off_label = data.get("off_label", {})
     return CardTexts(
+        proposals=_proposals(policy),
         source=source,
         product=data["product"],
         templates=MappingProxyType(templates),
@@ -247,6 +262,17 @@ def parse_card_texts(data: Any, source: str = "<cards>", policy: Any | None = No
         off_label_policy=off_label.get("policy"),
         off_label_references=tuple(off_label.get("references", ())),
     )
+
+
+def _proposals(policy: Any) -> Proposals:
+    """The companions and alternates of a raw policy document; none when it has none or
+    when they do not fit the schema (reading the policy reports that)."""
+    if not isinstance(policy, dict):
+        return NO_PROPOSALS
+    schema = {"type": "object", "properties": dict(PROPOSALS_SCHEMA)}
+    if not jsonschema.Draft202012Validator(schema).is_valid(policy):
+        return NO_PROPOSALS
+    return parse_proposals(policy)
 
 
 def _read_yaml(path: Path) -> Any:

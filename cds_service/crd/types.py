@@ -48,9 +48,14 @@ KIND_TYPES: Final[dict[str, str]] = {
     "criteria_met": "coverage-info",
     "off_label": "coverage-info",
     "could_not_check": "coverage-info",
+    "companion": "clinical-reminder",
+    "alternate": "therapy-alternatives-req",
 }
 """Card kind -> CRD card type. `step_therapy` is the not-met card when a criterion of
-the pack's `step_therapy_criteria` fails (a therapy that must be tried first)."""
+the pack's `step_therapy_criteria` fails (a therapy that must be tried first).
+`companion` (orders a criterion needs, e.g. a test: the IG's "additional orders" card, topic
+clinical-reminder as in the IG's example) and `alternate` (a preferred product proposed in
+place of the order) are the cards of `cds_service.cards.proposals`."""
 
 COVERAGE_INFO: Final = "coverage-info"
 """The type of the coverage-information system action as well as of coverage cards."""

@@ -21,6 +21,13 @@ import yaml
 from cds_service.policy import checks_dose
 from cds_service.policy.checks import CHECKS, Band, ParamSpec
 from cds_service.policy.model import Pathway, Status
+from cds_service.policy.proposals import (
+    NO_PROPOSALS,
+    PROPOSALS_SCHEMA,
+    Proposals,
+    parse_proposals,
+    proposal_problems,
+)
 from fhir_mappings.valuesets import valueset_names
 
 PACKS_DIR = Path(__file__).resolve().parent.parent / "packs"
@@ -165,6 +172,9 @@ class Policy:
     drug_label: str = ""
     """The drug's name on cards and reasons (its pack's brand, `drug.json`); empty when the
     policy is read without its pack: `drug` is used."""
+    proposals: Proposals = NO_PROPOSALS
+    """Orders the cards propose when a criterion cannot be met from the chart: companions
+    (a test or measurement to add) and alternates (a product to try first)."""
 
     @property
     def drug_name(self) -> str:
@@ -352,6 +362,7 @@ POLICY_SCHEMA: Mapping[str, Any] = {
                 },
             },
         },
+        **PROPOSALS_SCHEMA,
     },
 }
 
@@ -603,6 +614,9 @@ def parse_policy(data: Any, source: str = "<policy>") -> Policy:
         seen.add(criterion.id)
         common.append(criterion)
 
+    for where, message in proposal_problems(data, frozenset(seen)):
+        raise v.fail(where, message)
+
     scales = {
         kind: tuple(Band(b["upper"], b["label"]) for b in bands)
         for kind, bands in (data.get("scales") or {}).items()
@@ -638,6 +652,7 @@ def parse_policy(data: Any, source: str = "<policy>") -> Policy:
         not_decidable=tuple(
             (entry["clause"], entry["reason"].strip()) for entry in data.get("not_decidable", [])
         ),
+        proposals=parse_proposals(data),
     )
 
 

@@ -18,6 +18,10 @@ What is checked:
   with the reason, and every clause the policy names exists in the text;
 - sections no indication reaches, indications no section uses, criteria that can never
   change the outcome, indication variants no section reaches;
+- companions and alternates (orders the cards propose): their criteria can reach the state
+  they answer (unknown / not met), an alternate's product is one the criterion counts (its
+  RxNorm code is in the criterion's value sets), a companion's test is one the criterion
+  reads (warning when its codes are in none of the criterion's value sets);
 - cards.yaml, when present and the card text loader exists;
 - the pack's cases (cases/*.yaml), when present and the case runner exists.
 """
@@ -45,6 +49,7 @@ from cds_service.policy.definition import (
     parse_policy,
 )
 from cds_service.policy.model import Pathway, Status
+from cds_service.policy.proposals import WHEN_NO_RECORD, WHEN_NOT_MET, Proposal
 from fhir_mappings import valuesets
 from fhir_mappings.medications import identify_concept
 
@@ -613,6 +618,84 @@ def reachability_findings(policy: Policy) -> list[Finding]:
     return _unique_findings(found)
 
 
+def _criterion_valuesets(criterion: CriterionDef) -> frozenset[str]:
+    """Every value set the criterion's checks name (nested checks included)."""
+    return frozenset(
+        name
+        for variant in criterion.variants()
+        for _, name in _param_valuesets(variant.check, variant.params, "")
+    )
+
+
+def _proposal_findings(
+    place: str, proposal: Proposal, criteria: Mapping[str, CriterionDef]
+) -> list[Finding]:
+    found: list[Finding] = []
+    for criterion_id in proposal.criteria:
+        criterion = criteria.get(criterion_id)
+        if criterion is None:
+            continue  # parse_policy reported it
+        statuses = criterion.possible_statuses()
+        if WHEN_NO_RECORD in proposal.when and Status.UNKNOWN not in statuses:
+            found.append(
+                _error(
+                    POLICY,
+                    f"{place}.criteria",
+                    f"{criterion_id} ({criterion.check}) is never unknown: a {proposal.kind} "
+                    f"for a missing record would never show",
+                )
+            )
+        if WHEN_NOT_MET in proposal.when and Status.NOT_MET not in statuses:
+            found.append(
+                _warning(
+                    POLICY,
+                    f"{place}.when",
+                    f"{criterion_id} ({criterion.check}) is never not-met with these parameters",
+                )
+            )
+    known = [criteria[c] for c in proposal.criteria if c in criteria]
+    wanted = frozenset().union(*(_criterion_valuesets(c) for c in known))
+    names = ", ".join(c.id for c in known)
+    for o_index, order in enumerate(proposal.orders):
+        o_place = f"{place}.orders[{o_index}]"
+        hits = {
+            hit.valueset
+            for code in order.code
+            for hit in valuesets.match_code(code.system, code.code)
+        }
+        if proposal.kind == "alternate" and known and not hits & wanted:
+            found.append(
+                _error(
+                    POLICY,
+                    f"{o_place}.code",
+                    f"{order.id}: no code is in a value set of {names} "
+                    f"({', '.join(sorted(wanted)) or 'none'}): a trial of it would not "
+                    "count for the criterion",
+                )
+            )
+        elif proposal.kind == "companion" and wanted and not hits & wanted:
+            found.append(
+                _warning(
+                    POLICY,
+                    f"{o_place}.code",
+                    f"{order.id}: no code is in a value set of {names} "
+                    f"({', '.join(sorted(wanted))}): its result would be read by name only",
+                )
+            )
+    return found
+
+
+def proposal_findings(policy: Policy) -> list[Finding]:
+    """Companions and alternates that could never show or would propose the wrong order."""
+    criteria = {c.id: c for c in policy.all_criteria()}
+    found: list[Finding] = []
+    for index, proposal in enumerate(policy.proposals.companions):
+        found.extend(_proposal_findings(f"companions[{index}]", proposal, criteria))
+    for index, proposal in enumerate(policy.proposals.alternates):
+        found.extend(_proposal_findings(f"alternates[{index}]", proposal, criteria))
+    return _unique_findings(found)
+
+
 def _all_criteria_places(policy: Policy) -> Iterator[tuple[str, CriterionDef]]:
     for s, section in enumerate(policy.sections):
         for c, criterion in enumerate(section.criteria):
@@ -773,6 +856,7 @@ def lint_pack(folder: Path) -> list[Finding]:
         found.append(_error(POLICY, "(top level)", "expected a mapping"))
     if policy is not None:
         found.extend(reachability_findings(policy))
+        found.extend(proposal_findings(policy))
     if (folder / CARDS).is_file():
         found.extend(cards_findings(folder))
     if policy is not None and (folder / CASES_DIR).is_dir():

@@ -220,6 +220,30 @@ def card_differences(cards: Sequence[Json], expect: Json) -> list[str]:
     return diffs
 
 
+def proposed_orders(cards: Sequence[Json]) -> list[str]:
+    """The first code of every order the cards' suggestions would create (the pack's
+    companions and alternates), in card and suggestion order."""
+    codes = []
+    for card in cards:
+        for suggestion in card.get("suggestions", []):
+            for action in suggestion.get("actions", []):
+                resource = action.get("resource") or {}
+                concept = resource.get("code") or resource.get("medicationCodeableConcept") or {}
+                if action.get("type") == "create" and concept.get("coding"):
+                    codes.append(str(concept["coding"][0]["code"]))
+    return codes
+
+
+def proposed_order_differences(cards: Sequence[Json], expect: Json) -> list[str]:
+    """The orders the cards propose are `_expect["proposed_orders"]` when it names them."""
+    if "proposed_orders" not in expect:
+        return []
+    got = proposed_orders(cards)
+    if got != expect["proposed_orders"]:
+        return [f"proposed orders: got {got}, expected {expect['proposed_orders']}"]
+    return []
+
+
 def order_differences(response: Json, evaluation: Json, order: str, expect: Json) -> list[str]:
     """The criteria statuses of the order's evaluation, and its cards' indicators and text."""
     diffs = criteria_differences(evaluation, expect)

@@ -34,6 +34,9 @@ class Scenario:
     pathway: str = "initial"
     section: str = "I.A"
     details: dict[str, dict[str, Any]] = field(default_factory=dict)
+    proposed_orders: list[str] | None = None
+    """The first code of each order the cards offer instead or in addition (policy.yaml
+    `alternates`), when the scenario is about them ([] = none offered)."""
 
 
 def met_except(**changes: str) -> dict[str, str]:
@@ -732,6 +735,9 @@ SCENARIOS: list[Scenario] = [
         "documentation-needed",
         met_except(I_A_5="unknown"),
         "warning",
+        # No trial of a preferred product at all: the card offers to replace the order with
+        # one (Appendix B products whose codes are verified: Xeljanz, Xeljanz XR, Actemra).
+        proposed_orders=["1357547", "1741049", "1441530"],
     ),
     Scenario(
         "ia5_humira_intolerance",
@@ -740,6 +746,7 @@ SCENARIOS: list[Scenario] = [
         "criteria-met",
         met_except(),
         "info",
+        proposed_orders=[],
     ),
     Scenario(
         "ia5_tofacitinib_dispenses_joined",
@@ -757,6 +764,8 @@ SCENARIOS: list[Scenario] = [
         "documentation-needed",
         met_except(I_A_5="unknown"),
         "warning",
+        # A trial is on file (its length decides): no other product is proposed.
+        proposed_orders=[],
     ),
     Scenario(
         "ia5_etanercept_is_not_preferred",
@@ -1080,6 +1089,8 @@ def build(scenario: Scenario) -> Json:
     }
     if scenario.details:
         expect["details"] = scenario.details
+    if scenario.proposed_orders is not None:
+        expect["proposed_orders"] = scenario.proposed_orders
     return {"_expect": expect, **request}
 
 

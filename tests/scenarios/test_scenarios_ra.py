@@ -3,7 +3,8 @@
 Each file under `ra/` is an order-sign request an EHR could send, with `_expect` written from
 the policy text and INTERPRETATION.md (not from our answers). The test strips `_expect`, posts
 the request to the Flask app with the clock pinned to the order date, and compares the
-machine-readable evaluation of the Kineret draft order and the cards' indicator.
+machine-readable evaluation of the Kineret draft order, the cards' indicator and, where the
+file names them (`proposed_orders`), the codes of the orders the cards offer instead.
 Where the service disagrees with the documents the scenario keeps the correct expectation
 and is listed in KNOWN_GAPS (strict xfail: the test turns red once the service is fixed).
 """
@@ -32,6 +33,7 @@ def _differences(response: dict[str, Any], expect: dict[str, Any]) -> list[str]:
     diffs = harness.criteria_differences(evaluation, expect)
     diffs += harness.field_differences(evaluation, expect, ("pathway", "section", "outcome"))
     diffs += harness.details_differences(evaluation, expect)
+    diffs += harness.proposed_order_differences(harness.cards_for(response, ORDER_REF), expect)
     indicators = [card["indicator"] for card in response["cards"]]
     if not indicators:
         diffs.append("no card: every Kineret order gets a card")

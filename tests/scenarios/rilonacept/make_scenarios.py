@@ -220,6 +220,9 @@ class Scenario:
     details: dict[str, dict[str, Any]] = field(default_factory=dict)
     mentions: Sequence[str] = ()
     free: Sequence[str] = ()
+    proposed_orders: Sequence[str] | None = None
+    """The first code of each order the cards offer to add (policy.yaml `companions`), when
+    the scenario is about them ([] = none offered)."""
 
     def expected_criteria(self) -> dict[str, str]:
         """Every criterion of the base met, with `changes` applied (or exactly `criteria`);
@@ -496,6 +499,7 @@ SCENARIOS: list[Scenario] = [
         [nothing],
         "criteria-met",
         "info",
+        proposed_orders=[],
     ),
     Scenario(
         "caps_loading_in_vials",
@@ -631,6 +635,19 @@ SCENARIOS: list[Scenario] = [
         "documentation-needed",
         "warning",
         {"I.A.5": "unknown"},
+        # A result is on file: the card asks for a repeat test, no order is proposed.
+        proposed_orders=[],
+    ),
+    Scenario(
+        "caps_ia5_no_tb_screen",
+        "caps",
+        "I.A.5: no TST / IGRA and no latent TB treatment on file: unknown; the card offers "
+        "an IGRA or a tuberculin skin test order (companions)",
+        [replace_observation("obs-igra", None)],
+        "documentation-needed",
+        "warning",
+        {"I.A.5": "unknown"},
+        proposed_orders=["71773-6", "28163009"],
     ),
     Scenario(
         "caps_ia5_igra_positive_untreated",
@@ -677,6 +694,8 @@ SCENARIOS: list[Scenario] = [
         "documentation-needed",
         "warning",
         {"I.A.5": "unknown"},
+        # Nothing within the 12 months: the screening orders are offered.
+        proposed_orders=["71773-6", "28163009"],
     ),
     Scenario(
         "caps_ia6_canakinumab_active",
@@ -939,6 +958,8 @@ SCENARIOS: list[Scenario] = [
         "documentation-needed",
         "warning",
         {"I.B.3": "unknown", "I.B.7": "unknown"},
+        # No weight within 90 days: a body-weight order is offered (the TB screen is on file).
+        proposed_orders=["29463-7"],
     ),
     Scenario(
         "dira_ib4_crp_not_in_remission",
@@ -1559,6 +1580,8 @@ def build(scenario: Scenario) -> Json:
         expect["details"] = scenario.details
     if scenario.mentions:
         expect["mentions"] = list(scenario.mentions)
+    if scenario.proposed_orders is not None:
+        expect["proposed_orders"] = list(scenario.proposed_orders)
     return {"_expect": expect, **request}
 
 

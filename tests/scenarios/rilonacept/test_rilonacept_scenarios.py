@@ -6,7 +6,8 @@ under the keys of the order-sign service, and the Arcalyst draft order), with `_
 written from the policy text and the pack's INTERPRETATION.md (not from our answers). The
 test strips `_expect`, posts the request to the Flask app with the clock pinned to the order
 date, and compares the machine-readable evaluation of the Arcalyst order (outcome, pathway,
-section, per-criterion statuses) and the most severe card indicator. Where the service
+section, per-criterion statuses), the most severe card indicator and, where the file names
+them (`proposed_orders`), the codes of the orders the cards offer to add. Where the service
 disagrees with the documents the scenario keeps the documents' answer and is listed in
 KNOWN_GAPS (strict xfail: it turns red as soon as the service is fixed).
 Regenerate the files with `python -m tests.scenarios.rilonacept.make_scenarios`.
@@ -48,6 +49,7 @@ def _differences(response: dict[str, Any], expect: dict[str, Any]) -> list[str]:
     elif max(indicators, key=harness.SEVERITY.__getitem__) != expect["indicator"]:
         diffs.append(f"indicators: got {indicators}, expected {expect['indicator']} at most")
     diffs += harness.card_differences(cards, {"mentions": expect.get("mentions", [])})
+    diffs += harness.proposed_order_differences(cards, expect)
     return diffs
 
 
