@@ -241,9 +241,11 @@ def prefetch_resources(body: Mapping[str, Any]) -> list[dict[str, Any]]:
             else [value]
         )
         for resource in resources:
-            if isinstance(resource, Mapping) and resource.get("id") and resource.get(
-                "resourceType"
-            ) not in (None, "OperationOutcome"):
+            if (
+                isinstance(resource, Mapping)
+                and resource.get("id")
+                and resource.get("resourceType") not in (None, "OperationOutcome")
+            ):
                 found[(resource["resourceType"], resource["id"])] = dict(resource)
     return list(found.values())
 
@@ -319,8 +321,11 @@ def coverage_information_problems(ci: Mapping[str, Any]) -> list[str]:
         for name in ("coverage", "covered", "date", "coverage-assertion-id")
         if len(_ext(ci, name)) != 1
     ]
-    problems += [f"{name} occurs more than once" for name in ("pa-needed", "satisfied-pa-id")
-                 if len(_ext(ci, name)) > 1]
+    problems += [
+        f"{name} occurs more than once"
+        for name in ("pa-needed", "satisfied-pa-id")
+        if len(_ext(ci, name)) > 1
+    ]
     covered, pa, doc = _code(ci, "covered"), _code(ci, "pa-needed"), _code(ci, "doc-needed")
     purposes, reasons = _code(ci, "doc-purpose"), _ext(ci, "reason")
     if _ext(ci, "questionnaire") and not doc:
@@ -347,13 +352,18 @@ def coverage_information_problems(ci: Mapping[str, Any]) -> list[str]:
         problems.append("crd-ci-q9: indeterminate without reason")
     for name, allowed in (
         ("covered", {"covered", "not-covered", "conditional", "indeterminate"}),
-        ("pa-needed", {"no-auth", "auth-needed", "satisfied", "performpa",
-                       "conditional", "indeterminate"}),
+        (
+            "pa-needed",
+            {"no-auth", "auth-needed", "satisfied", "performpa", "conditional", "indeterminate"},
+        ),
         ("doc-needed", {"clinical", "admin", "patient", "conditional", "indeterminate"}),
         ("doc-purpose", {"withpa", "withclaim", "withorder", "retain-doc", "OTH"}),
     ):
-        problems += [f"{name} {v!r} is not a code of its value set"
-                     for v in _code(ci, name) if v not in allowed]
+        problems += [
+            f"{name} {v!r} is not a code of its value set"
+            for v in _code(ci, name)
+            if v not in allowed
+        ]
     return problems
 
 
@@ -425,9 +435,11 @@ def _check_compact_json(reply: Reply, ctx: CheckContext) -> list[str]:
 
 def _check_audit_record(reply: Reply, ctx: CheckContext) -> list[str]:
     hook_instance = ctx.request.get("hookInstance") if isinstance(ctx.request, Mapping) else None
-    return [] if hook_instance in ctx.audit_hook_instances() else [
-        f"no audit record for hookInstance {hook_instance}"
-    ]
+    return (
+        []
+        if hook_instance in ctx.audit_hook_instances()
+        else [f"no audit record for hookInstance {hook_instance}"]
+    )
 
 
 def _check_cards_name_their_orders(reply: Reply, ctx: CheckContext) -> list[str]:
@@ -436,8 +448,10 @@ def _check_cards_name_their_orders(reply: Reply, ctx: CheckContext) -> list[str]
     drafts = _draft_orders(ctx.request)
     problems = []
     for card in select(reply.body, ["@cards"]):
-        refs = [r.get("reference") for r in select(
-            card, ["extension", "davinci-crd.associated-resource", "*"])]
+        refs = [
+            r.get("reference")
+            for r in select(card, ["extension", "davinci-crd.associated-resource", "*"])
+        ]
         if not refs:
             problems.append(f"card {card.get('uuid')} has no associated-resource")
             continue
@@ -448,7 +462,9 @@ def _check_cards_name_their_orders(reply: Reply, ctx: CheckContext) -> list[str]
             words = {w for n in names if n for w in re.findall(r"[A-Za-z]{5,}", n)}
             text = card.get("summary", "") + " " + card.get("detail", "")
             if not any(w.lower() in text.lower() for w in words):
-                problems.append(f"card {card.get('uuid')} does not say which order ({ref}) it is about")
+                problems.append(
+                    f"card {card.get('uuid')} does not say which order ({ref}) it is about"
+                )
     return problems
 
 
@@ -475,13 +491,24 @@ def check(assertion: Mapping[str, Any], replies: Sequence[Reply], ctx: CheckCont
     where = json.dumps(path)
     if "exists" in assertion:
         ok = bool(values) == bool(assertion["exists"])
-        return [] if ok else [f"{where}: expected {'some' if assertion['exists'] else 'no'} value, got {values!r:.300}"]
+        return (
+            []
+            if ok
+            else [
+                f"{where}: expected {'some' if assertion['exists'] else 'no'} value, "
+                f"got {values!r:.300}"
+            ]
+        )
     if "count" in assertion:
         n = assertion["count"]
         return [] if len(values) == n else [f"{where}: {len(values)} values, expected {n}"]
     if "same_in_every_call" in assertion:
         seen = [select(r.body, path) for r in replies]
-        return [] if all(s == seen[0] for s in seen) and seen[0] else [f"{where}: differs between calls: {seen!r:.300}"]
+        return (
+            []
+            if all(s == seen[0] for s in seen) and seen[0]
+            else [f"{where}: differs between calls: {seen!r:.300}"]
+        )
     if "none_in" in assertion:
         bad = [v for v in values if v in assertion["none_in"]]
         return [f"{where}: unexpected {bad!r:.300}"] if bad else []
@@ -494,7 +521,9 @@ def check(assertion: Mapping[str, Any], replies: Sequence[Reply], ctx: CheckCont
     elif "max_length" in assertion:
         bad = [v for v in values if not isinstance(v, str) or len(v) > assertion["max_length"]]
     elif "matches" in assertion:
-        bad = [v for v in values if not isinstance(v, str) or not re.search(assertion["matches"], v)]
+        bad = [
+            v for v in values if not isinstance(v, str) or not re.search(assertion["matches"], v)
+        ]
     else:
         raise ValueError(f"unknown assertion {assertion!r}")
     return [f"{where}: {bad!r:.300}"] if bad else []

@@ -52,9 +52,7 @@ TIMEOUT = 60
 FHIR_JSON = "application/fhir+json"
 CASES = load_cases()
 RUNS = [
-    pytest.param(case, path, id=f"{case.id}[{path}]")
-    for case in CASES
-    for path in case.data_paths
+    pytest.param(case, path, id=f"{case.id}[{path}]") for case in CASES for path in case.data_paths
 ]
 
 
