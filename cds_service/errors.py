@@ -68,7 +68,25 @@ class ApiError(Exception):
         body: dict[str, Any] = {"error": self.error, "message": self.message}
         if self.details:
             body["details"] = self.details
+        if self.status_code in (400, 422):
+            body["operationOutcome"] = operation_outcome(self.message, self.details)
         return body
+
+
+def operation_outcome(message: str, details: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The FHIR OperationOutcome that Da Vinci CRD asks for with a request the service
+    refuses as invalid (400 / 422): one issue per detail (its JSON pointer as the
+    expression), else one for the whole request."""
+    issues = [
+        {
+            "severity": "error",
+            "code": "invalid",
+            "diagnostics": str(item.get("message", message)),
+            **({"expression": [str(item["pointer"])]} if item.get("pointer") else {}),
+        }
+        for item in details
+    ] or [{"severity": "error", "code": "invalid", "diagnostics": message}]
+    return {"resourceType": "OperationOutcome", "issue": issues}
 
 
 def _json(

@@ -25,7 +25,9 @@ def _error(response: Any, status: int) -> dict[str, Any]:
     assert response.status_code == status
     assert response.mimetype == "application/json"
     body: dict[str, Any] = response.get_json()
-    assert set(body) <= {"error", "message", "details"}
+    assert set(body) <= {"error", "message", "details", "operationOutcome"}
+    if status in (400, 422):  # Da Vinci CRD: a refused request comes with an OperationOutcome
+        assert body["operationOutcome"]["resourceType"] == "OperationOutcome"
     assert body["error"]
     assert body["message"]
     assert "Traceback" not in response.get_data(as_text=True)
