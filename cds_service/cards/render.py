@@ -74,6 +74,7 @@ from cds_service.cards.dose import (
     suggest_schedule,
 )
 from cds_service.cards.model import CardSettings, Evaluation, MissingData, NotEvaluated
+from cds_service.cards.safe_text import code, markdown
 from cds_service.cards.serialize import evaluation_to_json, not_evaluated_to_json, prune
 from cds_service.cards.texts import CardTexts, texts_for
 from cds_service.policy.checks_dose import interval_words
@@ -112,12 +113,19 @@ def _fit(*candidates: str) -> str:
 
     A summary is never cut mid-sentence with an ellipsis: that would drop what to
     do, which is always at its end. As a last resort the final candidate is cut at
-    a word boundary."""
+    a word boundary (with an ellipsis when it has no space to cut at).
+
+    A summary is plain text in CDS Hooks: values from the chart in it are cleaned but
+    not Markdown-escaped (`safe_text.plain`, applied by `CardTexts.text`), so the
+    length counted here is the length shown."""
     for text in candidates:
         if len(text) < SUMMARY_LIMIT:
             return text
     last = candidates[-1]
-    return last[: last.rfind(" ", 0, SUMMARY_LIMIT - 1)].rstrip(" ,;:")
+    cut = last.rfind(" ", 0, SUMMARY_LIMIT - 1)
+    if cut <= 0:
+        return last[: SUMMARY_LIMIT - 2] + "\u2026"
+    return last[:cut].rstrip(" ,;:")
 
 
 def _fit_names(build: Callable[[str], str], names: Sequence[str], fallback: str) -> str:
@@ -137,7 +145,9 @@ def _lower_first(text: str) -> str:
 
 
 def _cell(text: str) -> str:
-    return " ".join(text.split()).replace("|", "\\|")
+    """Text for a table cell or a line of a detail: one line, Markdown escaped (it may
+    quote the chart; `safe_text.markdown` escapes `|` too)."""
+    return markdown(text)
 
 
 def _criteria_table(decision: Decision) -> str:
@@ -277,7 +287,9 @@ class _Builder:
             order_ref=evaluation.facts.order.ref,
             summary=summary,
             indicator=indicator,
-            detail=_detail(evaluation.decision, f"{result.id}: {result.reason}", *paragraphs),
+            detail=_detail(
+                evaluation.decision, f"{result.id}: {_cell(result.reason)}", *paragraphs
+            ),
             topic_code=topic_code,
             override_kind=override_kind,
             suggestions=suggestions,
@@ -392,8 +404,8 @@ class _Builder:
             is_duplicate = bool(conflicts) and all(c.get("duplicate") for c in conflicts)
             lines = [
                 texts.text("combination", "detail", drugs=drug_words, criteria=ids),
-                "Conflicting records: " + ", ".join(f"`{ref}`" for ref in refs) if refs else "",
-                "\n".join(f"- {r.id}: {r.reason}" for r in results),
+                "Conflicting records: " + ", ".join(code(ref) for ref in refs) if refs else "",
+                "\n".join(f"- {r.id}: {_cell(r.reason)}" for r in results),
             ]
             summary = (
                 texts.text("duplicate", "summary")
@@ -426,7 +438,7 @@ class _Builder:
                 if isinstance(substances, list | tuple)
                 else []
             )
-            refs = ", ".join(f"`{ref}`" for ref in result.evidence)
+            refs = ", ".join(code(ref) for ref in result.evidence)
             cards.append(
                 self._stop_card(
                     evaluation,
@@ -738,7 +750,7 @@ class _Builder:
                         decision,
                         paragraph,
                         "Records of the drug being replaced: "
-                        + ", ".join(f"`{ref}`" for ref in refs)
+                        + ", ".join(code(ref) for ref in refs)
                         if refs
                         else "",
                     ),
@@ -777,7 +789,7 @@ class _Builder:
         cards = []
         for result in _not_met(evaluation.decision, "no-active-condition"):
             names = _condition_names(evaluation.facts, result.evidence)
-            refs = ", ".join(f"`{ref}`" for ref in result.evidence)
+            refs = ", ".join(code(ref) for ref in result.evidence)
             cards.append(
                 self._stop_card(
                     evaluation,
@@ -917,7 +929,7 @@ class _Builder:
             summary = texts.text("could_not_check", "summary_unknown_drug")
             advice = texts.text("could_not_check", "advice_unknown_drug")
         missing = "\n".join(
-            f"- {_cell(m.resource_type)} (prefetch `{_cell(m.prefetch_key)}`): {_cell(m.reason)}"
+            f"- {_cell(m.resource_type)} (prefetch {code(m.prefetch_key)}): {_cell(m.reason)}"
             for m in item.missing_data
         )
         return self._card(
@@ -1008,7 +1020,7 @@ def _dose_table(
     if limit.kind == "weight":
         weight = (
             f"Weight used: {fmt(limit.weight_kg)} kg"
-            + (f" (`{limit.weight_ref}`)" if limit.weight_ref else "")
+            + (f" ({code(limit.weight_ref)})" if limit.weight_ref else "")
             + ". "
             + texts.text("dose", "units_note")
             if limit.weight_kg is not None
