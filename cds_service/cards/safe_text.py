@@ -39,6 +39,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Mapping
+from typing import Any
 
 PLAIN_LIMIT = 140
 """Longest value quoted in a summary or label (a summary is shorter than this anyway)."""
@@ -105,3 +107,28 @@ def code(value: object, limit: int = CODE_LIMIT) -> str:
     if text.startswith("`") or text.endswith("`"):
         text = f" {text} "
     return f"{fence}{text}{fence}"
+
+
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def without_lone_surrogates(value: Any) -> Any:
+    """A JSON value with every lone surrogate in its strings (keys too) replaced by U+FFFD.
+
+    A surrogate code point in a Python string can only be a lone one (the JSON parser
+    joins escaped pairs); no UTF-8 encoder accepts it, so a response or an audit record
+    holding one could not be written. Chart text arrives this way from a FHIR server's
+    `"\\ud800"` escape. Values without any are returned as they are (the same objects)."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value) if _SURROGATE.search(value) else value
+    if isinstance(value, Mapping):
+        items = [(without_lone_surrogates(k), without_lone_surrogates(v)) for k, v in value.items()]
+        if all(k is k0 and v is v0 for (k, v), (k0, v0) in zip(items, value.items(), strict=True)):
+            return value
+        return dict(items)
+    if isinstance(value, list | tuple):
+        cleaned = [without_lone_surrogates(item) for item in value]
+        if all(a is b for a, b in zip(cleaned, value, strict=True)):
+            return value
+        return cleaned
+    return value
