@@ -133,7 +133,7 @@ def test_template_values_are_quoted_by_where_the_text_goes() -> None:
     assert active(detail) == []
 
 
-MARKDOWN_ALPHABET = st.sampled_from(list("[]()<>!*_`~#|-+=.:/@&;\\ \n\t1aw") + ["www.", "http://"])
+MARKDOWN_ALPHABET = st.sampled_from([*"[]()<>!*_`~#|-+=.:/@&;\\ \n\t1aw", "www.", "http://"])
 ANY_CHARACTER = st.characters(blacklist_categories=())  # surrogates and controls too
 
 
