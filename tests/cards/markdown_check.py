@@ -40,6 +40,7 @@ STRUCTURE = frozenset(
 
 def parser() -> MarkdownIt:
     md = MarkdownIt("commonmark", {"linkify": True}).enable(["table", "strikethrough", "linkify"])
+    assert md.linkify is not None  # linkify-it-py is installed
     md.linkify.set({"fuzzy_link": False})  # GitHub links bare URLs with a scheme or www. only
     return md
 
