@@ -44,6 +44,10 @@ Markdown detail with the criteria table, the policy as source with a CRD topic,
 override reasons when it is a warning or critical card, and the CRD
 associated-resource extension pointing at its order. Empty values are removed
 in one place (`serialize.prune`); only the required `cards` list may be empty.
+
+Values from the chart (names, reasons, ids) are quoted by `safe_text` before they enter a
+card: plain in summaries and labels, Markdown-escaped in details, ids in code spans
+(docs/card-text-safety.md).
 """
 
 from __future__ import annotations
