@@ -38,6 +38,7 @@ from cds_service.cards import (
     NotEvaluated,
     render_response,
 )
+from cds_service.cards.safe_text import without_lone_surrogates
 from cds_service.crd.coverage import CoverageCall, PackBilling
 from cds_service.crd.payer import Payer, load_payer
 from cds_service.policy.engine import evaluate
@@ -420,4 +421,6 @@ def run(
         )
         for pack, items in by_pack(routed, engine.registry)
     ]
-    return merge_responses(responses)
+    # Chart text with a lone surrogate (from a FHIR server's answer) would make the
+    # response and its audit record impossible to encode.
+    return without_lone_surrogates(merge_responses(responses))  # type: ignore[no-any-return]

@@ -47,6 +47,7 @@ from urllib.parse import quote, urljoin, urlsplit
 import requests
 
 from cds_service.auth import same_base
+from cds_service.cards.safe_text import without_lone_surrogates
 from cds_service.hooks import TOKEN
 from fhir_mappings.fields import compare_versions, reference
 
@@ -110,11 +111,18 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
+
+
 def parse_json(data: bytes) -> Any:
+    """The FHIR server's answer, parsed. A lone surrogate escape in a string (`"\\ud800"`:
+    valid JSON, but no character) becomes U+FFFD, so the resource is still read and its
+    text can be encoded again (cards, audit)."""
     try:
-        return json.loads(data, parse_constant=_reject_constant)
+        value = json.loads(data, parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         raise FetchError("structure", "the FHIR server's answer is not valid JSON") from exc
+    return without_lone_surrogates(value) if _SURROGATE_ESCAPE.search(data) else value
 
 
 def pooled_adapter(pool_size: int) -> requests.adapters.HTTPAdapter:

@@ -47,6 +47,10 @@ Markdown detail with the criteria table, the policy as source with a CRD topic,
 override reasons when it is a warning or critical card, and the CRD
 associated-resource extension pointing at its order. Empty values are removed
 in one place (`serialize.prune`); only the required `cards` list may be empty.
+
+Values from the chart (names, reasons, ids) are quoted by `safe_text` before they enter a
+card: plain in summaries and labels, Markdown-escaped in details, ids in code spans
+(docs/card-text-safety.md).
 """
 
 from __future__ import annotations
@@ -76,6 +80,7 @@ from cds_service.cards.dose import (
 )
 from cds_service.cards.model import CardSettings, Evaluation, MissingData, NotEvaluated
 from cds_service.cards.proposals import proposal_cards
+from cds_service.cards.safe_text import code, markdown
 from cds_service.cards.serialize import evaluation_to_json, not_evaluated_to_json, prune
 from cds_service.cards.texts import CardTexts, texts_for
 from cds_service.crd import coverage as crd_coverage  # module: crd imports cards too
@@ -116,12 +121,19 @@ def _fit(*candidates: str) -> str:
 
     A summary is never cut mid-sentence with an ellipsis: that would drop what to
     do, which is always at its end. As a last resort the final candidate is cut at
-    a word boundary."""
+    a word boundary (with an ellipsis when it has no space to cut at).
+
+    A summary is plain text in CDS Hooks: values from the chart in it are cleaned but
+    not Markdown-escaped (`safe_text.plain`, applied by `CardTexts.text`), so the
+    length counted here is the length shown."""
     for text in candidates:
         if len(text) < SUMMARY_LIMIT:
             return text
     last = candidates[-1]
-    return last[: last.rfind(" ", 0, SUMMARY_LIMIT - 1)].rstrip(" ,;:")
+    cut = last.rfind(" ", 0, SUMMARY_LIMIT - 1)
+    if cut <= 0:
+        return last[: SUMMARY_LIMIT - 2] + "\u2026"
+    return last[:cut].rstrip(" ,;:")
 
 
 def _fit_names(build: Callable[[str], str], names: Sequence[str], fallback: str) -> str:
@@ -141,7 +153,9 @@ def _lower_first(text: str) -> str:
 
 
 def _cell(text: str) -> str:
-    return " ".join(text.split()).replace("|", "\\|")
+    """Text for a table cell or a line of a detail: one line, Markdown escaped (it may
+    quote the chart; `safe_text.markdown` escapes `|` too)."""
+    return markdown(text)
 
 
 def _criteria_table(decision: Decision) -> str:
@@ -288,7 +302,9 @@ class _Builder:
             order_ref=evaluation.facts.order.ref,
             summary=summary,
             indicator=indicator,
-            detail=_detail(evaluation.decision, f"{result.id}: {result.reason}", *paragraphs),
+            detail=_detail(
+                evaluation.decision, f"{result.id}: {_cell(result.reason)}", *paragraphs
+            ),
             topic_code=topic_code,
             override_kind=override_kind,
             suggestions=suggestions,
@@ -403,8 +419,8 @@ class _Builder:
             is_duplicate = bool(conflicts) and all(c.get("duplicate") for c in conflicts)
             lines = [
                 texts.text("combination", "detail", drugs=drug_words, criteria=ids),
-                "Conflicting records: " + ", ".join(f"`{ref}`" for ref in refs) if refs else "",
-                "\n".join(f"- {r.id}: {r.reason}" for r in results),
+                "Conflicting records: " + ", ".join(code(ref) for ref in refs) if refs else "",
+                "\n".join(f"- {r.id}: {_cell(r.reason)}" for r in results),
             ]
             summary = (
                 texts.text("duplicate", "summary")
@@ -437,7 +453,7 @@ class _Builder:
                 if isinstance(substances, list | tuple)
                 else []
             )
-            refs = ", ".join(f"`{ref}`" for ref in result.evidence)
+            refs = ", ".join(code(ref) for ref in result.evidence)
             cards.append(
                 self._stop_card(
                     evaluation,
@@ -749,7 +765,7 @@ class _Builder:
                         decision,
                         paragraph,
                         "Records of the drug being replaced: "
-                        + ", ".join(f"`{ref}`" for ref in refs)
+                        + ", ".join(code(ref) for ref in refs)
                         if refs
                         else "",
                     ),
@@ -788,7 +804,7 @@ class _Builder:
         cards = []
         for result in _not_met(evaluation.decision, "no-active-condition"):
             names = _condition_names(evaluation.facts, result.evidence)
-            refs = ", ".join(f"`{ref}`" for ref in result.evidence)
+            refs = ", ".join(code(ref) for ref in result.evidence)
             cards.append(
                 self._stop_card(
                     evaluation,
@@ -946,7 +962,7 @@ class _Builder:
             summary = texts.text("could_not_check", "summary_unknown_drug")
             advice = texts.text("could_not_check", "advice_unknown_drug")
         missing = "\n".join(
-            f"- {_cell(m.resource_type)} (prefetch `{_cell(m.prefetch_key)}`): {_cell(m.reason)}"
+            f"- {_cell(m.resource_type)} (prefetch {code(m.prefetch_key)}): {_cell(m.reason)}"
             for m in item.missing_data
         )
         return self._card(
@@ -1037,7 +1053,7 @@ def _dose_table(
     if limit.kind == "weight":
         weight = (
             f"Weight used: {fmt(limit.weight_kg)} kg"
-            + (f" (`{limit.weight_ref}`)" if limit.weight_ref else "")
+            + (f" ({code(limit.weight_ref)})" if limit.weight_ref else "")
             + ". "
             + texts.text("dose", "units_note")
             if limit.weight_kg is not None

@@ -13,6 +13,10 @@ named placeholders (`{product}`, `{criteria}` ...). At load:
 - `not_met.step_therapy_criteria` must name criteria of the policy.
 
 `texts_for(policy_id)` is the one seam the renderer uses to find a pack's texts.
+
+The templates are ours; the values filled into them are not trusted (they may quote the
+chart): `CardTexts.text` quotes every value as `quoting(kind, key)` says, before it
+enters the template (see `cds_service.cards.safe_text`).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from __future__ import annotations
 import functools
 import json
 import string
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -29,6 +33,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from cds_service.cards import safe_text
 from cds_service.policy import definition
 from cds_service.policy.definition import PolicyFileError
 from cds_service.policy.proposals import (
@@ -61,6 +66,33 @@ TRIGGERS: Mapping[str, str] = MappingProxyType(
 )
 """Card kinds a pack needs only when its policy can trigger them, and when that is."""
 
+PLAIN_TEXTS = frozenset(
+    {
+        ("combination", "remove_draft"),
+        ("combination", "other_drugs"),
+        ("care_setting", "regimen"),
+        ("care_setting", "regimen_unknown"),
+    }
+)
+"""Texts besides summaries, labels and coverage texts that are not Markdown: words the
+renderer puts into other texts (which quote them again as they need)."""
+
+
+def quoting(kind: str, key: str) -> Callable[[object], str]:
+    """How a value filled into the text `kind.key` is quoted.
+
+    Summaries (a key with "summary" in it), suggestion labels (`actions`, a key with
+    "label" in it, `PLAIN_TEXTS`) and coverage-information texts are plain text in CDS
+    Hooks and FHIR: the value is cleaned (`safe_text.plain`), never Markdown-escaped, as a
+    backslash would show. Every other text is part of a card detail (Markdown): the value
+    is escaped (`safe_text.markdown`). That is also the default for a new text, so a
+    template added later cannot forget it; list a new plain text here."""
+    if kind == "coverage":
+        return lambda value: safe_text.plain(value, safe_text.MARKDOWN_LIMIT)
+    if "summary" in key or "label" in key or kind == "actions" or (kind, key) in PLAIN_TEXTS:
+        return safe_text.plain
+    return safe_text.markdown
+
 
 class CardTextsError(PolicyFileError):
     """A cards.yaml that cannot be used; the message names the file and the place in it."""
@@ -71,7 +103,8 @@ class CardTexts:
     """One pack's card texts.
 
     `text(kind, key, **values)` fills one template; it must be given exactly the
-    placeholders the schema lists for that key (`{product}` is filled here)."""
+    placeholders the schema lists for that key (`{product}` is filled here). Each value is
+    quoted as `quoting(kind, key)` says: values may come from the chart."""
 
     source: str
     """The cards.yaml file, for messages."""
@@ -104,7 +137,10 @@ class CardTexts:
             raise TypeError(
                 f"text {kind}.{key} takes {sorted(expected)}, was given {sorted(values)}"
             )
-        return template.format(product=self.product, **values)
+        quote = quoting(kind, key)
+        return template.format(
+            product=self.product, **{name: quote(value) for name, value in values.items()}
+        )
 
 
 @functools.cache
