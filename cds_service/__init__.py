@@ -53,9 +53,16 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from cds_service import errors
     from cds_service.api import EXTENSION_KEY, ServiceState, bp
     from cds_service.auth import Authenticator, StoreReplayGuard
-    from cds_service.config import auth_warning, load_settings, load_trusted_issuers
+    from cds_service.config import (
+        auth_warning,
+        load_settings,
+        load_trusted_issuers,
+        require_public_base_url,
+    )
     from cds_service.feedback import feedback_blueprint
+    from cds_service.health import HEALTH_KEY, DatabaseProbe, health_blueprint
     from cds_service.hooks import for_packs, load_catalog
+    from cds_service.http_guard import EarlyRejection
     from cds_service.pipeline import build_engine, plan_card_settings
     from cds_service.policy.packs import default_registry
     from cds_service.store import AuditStore
@@ -65,6 +72,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     overrides = dict(config or {})
     injected_authenticator = overrides.get("AUTHENTICATOR")
     issuers = None if injected_authenticator is not None else load_trusted_issuers(settings)
+    if issuers is not None:
+        require_public_base_url(settings)  # the token audience never comes from the request
     registry = default_registry(settings.policy_packs_dir)  # validated: a bad pack stops start-up
     catalog = for_packs(load_catalog(settings.hooks_dir), registry)  # discovery names the packs
     engine = build_engine(
@@ -104,6 +113,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         settings=settings, catalog=catalog, engine=engine, store=store, **state_kwargs
     )
     app.extensions["audit_store"] = store
+    app.extensions[HEALTH_KEY] = DatabaseProbe(store.engine, settings.ready_timeout)
     app.config["CDS_SERVICE_IDS"] = catalog.ids  # aliases take feedback too
     app.config["CDS_HOOKS_DIR"] = str(settings.hooks_dir)
 
@@ -122,6 +132,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     errors.register(app)
     app.register_blueprint(bp)
     app.register_blueprint(feedback_blueprint)
+    app.register_blueprint(health_blueprint)
+    # Refuses from the headers alone what cannot be a valid call, before auth and the body.
+    app.wsgi_app = EarlyRejection(  # type: ignore[method-assign]
+        app.wsgi_app, max_body_bytes=settings.max_body_bytes
+    )
     CORS(
         app,
         resources={r"/cds-services": {}, r"/cds-services/*": {}},

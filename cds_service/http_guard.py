@@ -1,0 +1,220 @@
+"""What the HTTP layer accepts before the application reads a request, and how long it waits.
+
+Two WSGI middlewares and the handling of text that is not Unicode:
+
+- `EarlyRejection` (installed by `create_app`, so every server and the test client have it)
+  answers from the request line and headers alone, before a byte of the body is read and
+  before authentication: a `Content-Length` that is not a number (400) or over
+  `CDS_MAX_BODY_BYTES` (413); a POST to `/cds-services/...` whose content type is not JSON
+  (415) or that has no body at all (400).
+- `BodyDeadline` (installed by `cds-service serve`, whose gevent workers can interrupt a
+  read) gives a client `CDS_BODY_TIMEOUT` seconds, from the first read, to send the whole
+  body (408), and turns framing the server cannot read (bad chunk sizes, a truncated body)
+  into a 400 instead of an unexpected error.
+- `replace_lone_surrogates`: JSON may escape half of a UTF-16 pair (`"\\ud800"`), which is
+  no character and which no UTF-8 encoder (the audit database, the logs) accepts. The parsed
+  body has each one replaced by U+FFFD, the replacement character, as a decoder does with
+  bytes that are not UTF-8.
+
+Error bodies are the service's JSON errors (`cds_service.errors`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
+from typing import IO, Any, Final
+
+from cds_service.errors import ApiError, error_code
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+TimerFactory = Callable[[float, Exception], AbstractContextManager[object]]
+"""(seconds, error) -> a context that raises `error` in the block when `seconds` pass."""
+
+JSON_PATH_PREFIX: Final = "/cds-services/"
+"""POSTs under this prefix (service calls, feedback) must carry a JSON body."""
+
+
+def _error(
+    start_response: Callable[..., Any], status: int, message: str, error: str | None = None
+) -> list[bytes]:
+    body = json.dumps({"error": error or error_code(status), "message": message}).encode()
+    reason = {400: "BAD REQUEST", 413: "CONTENT TOO LARGE", 415: "UNSUPPORTED MEDIA TYPE"}
+    start_response(
+        f"{status} {reason.get(status, 'ERROR')}",
+        [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+    )
+    return [body]
+
+
+def is_json_media_type(content_type: str) -> bool:
+    """`application/json` or a `+json` type (`application/fhir+json`), any parameters."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+def early_answer(environ: dict[str, Any], max_body_bytes: int) -> tuple[int, str, str] | None:
+    """(status, error code, message) for a request refused on its headers; None to go on."""
+    raw_length = environ.get("CONTENT_LENGTH") or ""
+    length: int | None = None
+    if raw_length.strip():
+        if not raw_length.strip().isdigit():
+            return 400, "invalid-content-length", "Content-Length must be a number of bytes"
+        length = int(raw_length)
+        if length > max_body_bytes:
+            return (
+                413,
+                "payload-too-large",
+                f"request body too large (at most {max_body_bytes} bytes)",
+            )
+    if environ.get("REQUEST_METHOD") != "POST":
+        return None
+    if not str(environ.get("PATH_INFO", "")).startswith(JSON_PATH_PREFIX):
+        return None
+    if not is_json_media_type(str(environ.get("CONTENT_TYPE", ""))):
+        return (
+            415,
+            "unsupported-media-type",
+            "the request body must be JSON: send Content-Type: application/json",
+        )
+    chunked = "chunked" in str(environ.get("HTTP_TRANSFER_ENCODING", "")).lower()
+    if not chunked and not length:
+        return 400, "bad-request", "the request body is empty: expected a JSON object"
+    return None
+
+
+class EarlyRejection:
+    """Refuses, from the headers alone, what cannot be a valid call (see the module)."""
+
+    def __init__(self, app: WsgiApp, *, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        refused = early_answer(environ, self.max_body_bytes)
+        if refused is not None:
+            status, code, message = refused
+            return _error(start_response, status, message, code)
+        return self.app(environ, start_response)
+
+
+class TimedInput:
+    """A request body stream whose reads, all together, end by a deadline that starts at
+    the first read; a read the server cannot make sense of is a 400."""
+
+    def __init__(
+        self,
+        stream: IO[bytes],
+        seconds: float,
+        timer: TimerFactory,
+        monotonic: Callable[[], float],
+    ) -> None:
+        self._stream = stream
+        self._seconds = seconds
+        self._timer = timer
+        self._monotonic = monotonic
+        self._deadline: float | None = None
+
+    def _timed(self, read: Callable[[], Any]) -> Any:
+        now = self._monotonic()
+        if self._deadline is None:
+            self._deadline = now + self._seconds
+        remaining = self._deadline - now
+        too_slow = ApiError(
+            f"the request body did not arrive within {self._seconds:g} s",
+            408,
+            error="request-timeout",
+        )
+        if remaining <= 0:
+            raise too_slow
+        try:
+            with self._timer(remaining, too_slow):
+                return read()
+        except ApiError:
+            raise
+        except Exception as exc:  # bad chunk framing, a truncated body, a reset connection
+            raise ApiError(
+                "the request body could not be read: its framing (Content-Length or "
+                "chunked encoding) is invalid or it ended early",
+                error="bad-framing",
+            ) from exc
+
+    def read(self, size: int | None = -1) -> bytes:
+        data: bytes = self._timed(lambda: self._stream.read(-1 if size is None else size))
+        return data
+
+    def readline(self, size: int | None = -1) -> bytes:
+        line: bytes = self._timed(lambda: self._stream.readline(-1 if size is None else size))
+        return line
+
+    def readlines(self, hint: int = -1) -> list[bytes]:
+        lines: list[bytes] = self._timed(lambda: self._stream.readlines(hint))
+        return lines
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            line = self.readline()
+            if not line:
+                return
+            yield line
+
+
+class BodyDeadline:
+    """Installs `TimedInput` as every request's `wsgi.input`."""
+
+    def __init__(
+        self,
+        app: WsgiApp,
+        *,
+        seconds: float,
+        timer: TimerFactory,
+        monotonic: Callable[[], float],
+    ) -> None:
+        self.app = app
+        self.seconds = seconds
+        self.timer = timer
+        self.monotonic = monotonic
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        stream = environ.get("wsgi.input")
+        if stream is not None:
+            environ["wsgi.input"] = TimedInput(stream, self.seconds, self.timer, self.monotonic)
+        return self.app(environ, start_response)
+
+
+# --- text that is not Unicode --------------------------------------------------------------
+
+_SURROGATE_ESCAPE = re.compile(rb"\\[uU][dD][89a-fA-F]")
+_SURROGATE_UTF8 = re.compile(rb"\xed[\xa0-\xbf]")  # read by json.loads with surrogatepass
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def may_hold_lone_surrogates(data: bytes, encoding: str) -> bool:
+    """False when the JSON text `data` certainly decodes to no lone surrogate (cheap: no
+    escape of one, no UTF-8 bytes of one); True when it may."""
+    if encoding not in ("utf-8", "utf-8-sig"):
+        return True
+    return bool(_SURROGATE_ESCAPE.search(data) or _SURROGATE_UTF8.search(data))
+
+
+def replace_lone_surrogates(value: Any) -> Any:
+    """`value` (parsed JSON) with every lone surrogate in its strings and keys replaced by
+    U+FFFD. A valid pair was already joined into one character by the JSON decoder."""
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [replace_lone_surrogates(item) for item in value]
+    if isinstance(value, dict):
+        return {
+            replace_lone_surrogates(key): replace_lone_surrogates(item)
+            for key, item in value.items()
+        }
+    return value
