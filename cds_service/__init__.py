@@ -47,7 +47,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     trusted-issuers file with auth enabled): the service does not start.
     """
     # Imported here so that `import cds_service.<module>` stays light and free of cycles.
-    from flask import Flask
+    from flask import Flask, request
     from flask_cors import CORS
 
     from cds_service import errors
@@ -62,7 +62,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from cds_service.feedback import feedback_blueprint
     from cds_service.health import HEALTH_KEY, DatabaseProbe, health_blueprint
     from cds_service.hooks import for_packs, load_catalog
-    from cds_service.http_guard import EarlyRejection
+    from cds_service.http_guard import refuse_early
     from cds_service.pipeline import build_engine, plan_card_settings
     from cds_service.policy.packs import default_registry
     from cds_service.store import AuditStore
@@ -130,13 +130,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     logging.getLogger("urllib3").setLevel(logging.WARNING)
 
     errors.register(app)
+    # First of all: refuse from the headers alone what cannot be a valid call (before
+    # authentication, before a byte of the body is read).
+    app.before_request(lambda: refuse_early(request.environ, settings.max_body_bytes))
     app.register_blueprint(bp)
     app.register_blueprint(feedback_blueprint)
     app.register_blueprint(health_blueprint)
-    # Refuses from the headers alone what cannot be a valid call, before auth and the body.
-    app.wsgi_app = EarlyRejection(  # type: ignore[method-assign]
-        app.wsgi_app, max_body_bytes=settings.max_body_bytes
-    )
     CORS(
         app,
         resources={r"/cds-services": {}, r"/cds-services/*": {}},

@@ -1,10 +1,10 @@
 """What the HTTP layer accepts before the application reads a request, and how long it waits.
 
-Two WSGI middlewares and the handling of text that is not Unicode:
+A check of the headers, a WSGI middleware and the handling of text that is not Unicode:
 
-- `EarlyRejection` (installed by `create_app`, so every server and the test client have it)
-  answers from the request line and headers alone, before a byte of the body is read and
-  before authentication: a `Content-Length` that is not a number (400) or over
+- `refuse_early` (the first `before_request` of `create_app`'s app, so every server and the
+  test client have it) answers from the request line and headers alone, before a byte of
+  the body is read and before authentication: a `Content-Length` that is not a number (400) or over
   `CDS_MAX_BODY_BYTES` (413); a POST to `/cds-services/...` whose content type is not JSON
   (415) or that has no body at all (400).
 - `BodyDeadline` (installed by `cds-service serve`, whose gevent workers can interrupt a
@@ -21,13 +21,12 @@ Error bodies are the service's JSON errors (`cds_service.errors`).
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from typing import IO, Any, Final
 
-from cds_service.errors import ApiError, error_code
+from cds_service.errors import ApiError
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 TimerFactory = Callable[[float, Exception], AbstractContextManager[object]]
@@ -35,18 +34,6 @@ TimerFactory = Callable[[float, Exception], AbstractContextManager[object]]
 
 JSON_PATH_PREFIX: Final = "/cds-services/"
 """POSTs under this prefix (service calls, feedback) must carry a JSON body."""
-
-
-def _error(
-    start_response: Callable[..., Any], status: int, message: str, error: str | None = None
-) -> list[bytes]:
-    body = json.dumps({"error": error or error_code(status), "message": message}).encode()
-    reason = {400: "BAD REQUEST", 413: "CONTENT TOO LARGE", 415: "UNSUPPORTED MEDIA TYPE"}
-    start_response(
-        f"{status} {reason.get(status, 'ERROR')}",
-        [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
-    )
-    return [body]
 
 
 def is_json_media_type(content_type: str) -> bool:
@@ -57,7 +44,7 @@ def is_json_media_type(content_type: str) -> bool:
     )
 
 
-def early_answer(environ: dict[str, Any], max_body_bytes: int) -> tuple[int, str, str] | None:
+def early_answer(environ: Mapping[str, Any], max_body_bytes: int) -> tuple[int, str, str] | None:
     """(status, error code, message) for a request refused on its headers; None to go on."""
     raw_length = environ.get("CONTENT_LENGTH") or ""
     length: int | None = None
@@ -87,21 +74,12 @@ def early_answer(environ: dict[str, Any], max_body_bytes: int) -> tuple[int, str
     return None
 
 
-class EarlyRejection:
-    """Refuses, from the headers alone, what cannot be a valid call (see the module)."""
-
-    def __init__(self, app: WsgiApp, *, max_body_bytes: int) -> None:
-        self.app = app
-        self.max_body_bytes = max_body_bytes
-
-    def __call__(
-        self, environ: dict[str, Any], start_response: Callable[..., Any]
-    ) -> Iterable[bytes]:
-        refused = early_answer(environ, self.max_body_bytes)
-        if refused is not None:
-            status, code, message = refused
-            return _error(start_response, status, message, code)
-        return self.app(environ, start_response)
+def refuse_early(environ: Mapping[str, Any], max_body_bytes: int) -> None:
+    """Raise the `ApiError` for a request refused on its headers (see `early_answer`)."""
+    refused = early_answer(environ, max_body_bytes)
+    if refused is not None:
+        status, code, message = refused
+        raise ApiError(message, status, error=code)
 
 
 class TimedInput:
