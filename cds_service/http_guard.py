@@ -84,7 +84,8 @@ def refuse_early(environ: Mapping[str, Any], max_body_bytes: int) -> None:
 
 class TimedInput:
     """A request body stream whose reads, all together, end by a deadline that starts at
-    the first read; a read the server cannot make sense of is a 400."""
+    the first read; a read the server cannot make sense of, or a body that ends before its
+    `Content-Length`, is a 400."""
 
     def __init__(
         self,
@@ -92,14 +93,17 @@ class TimedInput:
         seconds: float,
         timer: TimerFactory,
         monotonic: Callable[[], float],
+        content_length: int | None = None,
     ) -> None:
         self._stream = stream
         self._seconds = seconds
         self._timer = timer
         self._monotonic = monotonic
+        self._expected = content_length
+        self._received = 0
         self._deadline: float | None = None
 
-    def _timed(self, read: Callable[[], Any]) -> Any:
+    def _timed(self, read: Callable[[], bytes], asked: int | None) -> bytes:
         now = self._monotonic()
         if self._deadline is None:
             self._deadline = now + self._seconds
@@ -113,26 +117,31 @@ class TimedInput:
             raise too_slow
         try:
             with self._timer(remaining, too_slow):
-                return read()
+                data = read()
         except ApiError:
             raise
-        except Exception as exc:  # bad chunk framing, a truncated body, a reset connection
-            raise ApiError(
-                "the request body could not be read: its framing (Content-Length or "
-                "chunked encoding) is invalid or it ended early",
-                error="bad-framing",
-            ) from exc
-
-    def read(self, size: int | None = -1) -> bytes:
-        data: bytes = self._timed(lambda: self._stream.read(-1 if size is None else size))
+        except Exception as exc:  # bad chunk framing, a reset connection
+            raise _bad_framing() from exc
+        self._received += len(data)
+        ended = not data and asked != 0
+        if ended and self._expected is not None and self._received < self._expected:
+            raise _bad_framing()
         return data
 
+    def read(self, size: int | None = -1) -> bytes:
+        wanted = -1 if size is None else size
+        return self._timed(lambda: self._stream.read(wanted), wanted)
+
     def readline(self, size: int | None = -1) -> bytes:
-        line: bytes = self._timed(lambda: self._stream.readline(-1 if size is None else size))
-        return line
+        wanted = -1 if size is None else size
+        return self._timed(lambda: self._stream.readline(wanted), wanted)
 
     def readlines(self, hint: int = -1) -> list[bytes]:
-        lines: list[bytes] = self._timed(lambda: self._stream.readlines(hint))
+        lines: list[bytes] = []
+        for line in self:
+            lines.append(line)
+            if 0 < hint <= sum(len(item) for item in lines):
+                break
         return lines
 
     def __iter__(self) -> Iterator[bytes]:
@@ -141,6 +150,14 @@ class TimedInput:
             if not line:
                 return
             yield line
+
+
+def _bad_framing() -> ApiError:
+    return ApiError(
+        "the request body could not be read: its framing (Content-Length or chunked "
+        "encoding) is invalid or it ended early",
+        error="bad-framing",
+    )
 
 
 class BodyDeadline:
@@ -164,7 +181,11 @@ class BodyDeadline:
     ) -> Iterable[bytes]:
         stream = environ.get("wsgi.input")
         if stream is not None:
-            environ["wsgi.input"] = TimedInput(stream, self.seconds, self.timer, self.monotonic)
+            raw_length = str(environ.get("CONTENT_LENGTH") or "").strip()
+            length = int(raw_length) if raw_length.isdigit() else None
+            environ["wsgi.input"] = TimedInput(
+                stream, self.seconds, self.timer, self.monotonic, length
+            )
         return self.app(environ, start_response)
 
 
