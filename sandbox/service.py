@@ -118,8 +118,8 @@ class ServiceProcess:
 
 
 def wait_for_discovery(service: ServiceProcess, timeout_s: float) -> None:
-    """Return once the discovery endpoint answers (200, or 401 with authentication on); raise ServiceError when the process
-    exits first or `timeout_s` passes."""
+    """Return once the discovery endpoint answers (200, or 401 with authentication on);
+    raise ServiceError when the process exits first or `timeout_s` passes."""
     deadline = time.monotonic() + timeout_s
     while True:
         if service.process.poll() is not None:
