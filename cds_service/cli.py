@@ -25,7 +25,13 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from cds_service.config import SettingsError, auth_warning, load_settings, load_trusted_issuers
+from cds_service.config import (
+    SettingsError,
+    auth_warning,
+    load_settings,
+    load_trusted_issuers,
+    require_public_base_url,
+)
 from cds_service.hooks import HookFileError, load_catalog
 
 _RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
@@ -75,19 +81,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from cds_service.policy.definition import PolicyFileError
     from cds_service.server import exec_patched, gevent_patched, gunicorn_options, served_app
 
-    patched = gevent_patched()
     try:
         settings = load_settings(os.environ)
-        configure_logging(settings.log_level if patched else "ERROR")
+        if not gevent_patched():
+            # The settings are good: go on in a process made cooperative (gevent) before
+            # anything else is imported (cds_service.server); it checks hooks and packs.
+            load_trusted_issuers(settings)
+            require_public_base_url(settings)
+            serve = ["serve", "--host", args.host, "--port", str(args.port)]
+            exec_patched([*serve, *(["--workers", str(args.workers)] if args.workers else [])])
+        configure_logging(settings.log_level)
         app = create_app()
     except (SettingsError, HookFileError, PolicyFileError) as exc:
         print(f"cds-service: cannot start: {exc}", file=sys.stderr)
         return 2
-    if not patched:
-        # Settings, hooks and packs are good: go on in a process made cooperative (gevent)
-        # before anything else is imported (see cds_service.server).
-        serve_args = ["serve", "--host", args.host, "--port", str(args.port)]
-        exec_patched([*serve_args, *(["--workers", str(args.workers)] if args.workers else [])])
 
     warning = auth_warning(settings)
     if warning:
