@@ -31,9 +31,8 @@ ENV CDS_HOOKS_DIR=/app/hooks \
 USER cds
 EXPOSE 8080
 
-# Discovery answers 200, or 401 when authentication is on and the probe has no token:
-# either way the service is up and answering.
+# Liveness: /health/live answers 200 without credentials (docs/operations.md).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=15s --retries=3 \
-    CMD ["python", "-c", "import sys, urllib.error, urllib.request\ntry:\n    urllib.request.urlopen('http://127.0.0.1:8080/cds-services', timeout=4)\nexcept urllib.error.HTTPError as e:\n    sys.exit(0 if e.code == 401 else 1)\nexcept OSError:\n    sys.exit(1)"]
+    CMD ["python", "-c", "import sys, urllib.request\ntry:\n    urllib.request.urlopen('http://127.0.0.1:8080/health/live', timeout=4)\nexcept OSError:\n    sys.exit(1)"]
 
 CMD ["cds-service", "serve", "--host", "0.0.0.0"]

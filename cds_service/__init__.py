@@ -48,16 +48,24 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     trusted-issuers file with auth enabled): the service does not start.
     """
     # Imported here so that `import cds_service.<module>` stays light and free of cycles.
-    from flask import Flask
+    from flask import Flask, request
     from flask_cors import CORS
 
     from cds_service import errors
     from cds_service.api import EXTENSION_KEY, ServiceState, bp
     from cds_service.auth import Authenticator, StoreReplayGuard
-    from cds_service.config import SettingsError, auth_warning, load_settings, load_trusted_issuers
+    from cds_service.config import (
+        SettingsError,
+        auth_warning,
+        load_settings,
+        load_trusted_issuers,
+        require_public_base_url,
+    )
     from cds_service.crd.payer import PayerFileError, load_payer, startup_line
     from cds_service.feedback import feedback_blueprint
+    from cds_service.health import HEALTH_KEY, DatabaseProbe, health_blueprint
     from cds_service.hooks import for_packs, load_catalog
+    from cds_service.http_guard import refuse_early
     from cds_service.pipeline import build_engine, plan_card_settings
     from cds_service.policy.packs import default_registry
     from cds_service.store import AuditStore
@@ -67,6 +75,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     overrides = dict(config or {})
     injected_authenticator = overrides.get("AUTHENTICATOR")
     issuers = None if injected_authenticator is not None else load_trusted_issuers(settings)
+    if issuers is not None:
+        require_public_base_url(settings)  # the token audience never comes from the request
     registry = default_registry(settings.policy_packs_dir)  # validated: a bad pack stops start-up
     catalog = for_packs(load_catalog(settings.hooks_dir), registry)  # discovery names the packs
     try:
@@ -111,6 +121,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         settings=settings, catalog=catalog, engine=engine, store=store, **state_kwargs
     )
     app.extensions["audit_store"] = store
+    app.extensions[HEALTH_KEY] = DatabaseProbe(store.engine, settings.ready_timeout)
     app.config["CDS_SERVICE_IDS"] = catalog.ids  # aliases take feedback too
     app.config["CDS_HOOKS_DIR"] = str(settings.hooks_dir)
 
@@ -131,8 +142,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     logging.getLogger("urllib3").setLevel(logging.WARNING)
 
     errors.register(app)
+    # First of all: refuse from the headers alone what cannot be a valid call (before
+    # authentication, before a byte of the body is read).
+    app.before_request(lambda: refuse_early(request.environ, settings.max_body_bytes))
     app.register_blueprint(bp)
     app.register_blueprint(feedback_blueprint)
+    app.register_blueprint(health_blueprint)
     CORS(
         app,
         resources={r"/cds-services": {}, r"/cds-services/*": {}, r"/policies/*": {}},

@@ -58,6 +58,7 @@ from cds_service.crd import configuration as crd_configuration
 from cds_service.crd import dispatch, per_hook
 from cds_service.errors import ApiError
 from cds_service.hooks import Catalog, ServiceDefinition
+from cds_service.http_guard import may_hold_lone_surrogates, replace_lone_surrogates
 from cds_service.prefetch import (
     FetchLimits,
     FhirClient,
@@ -260,6 +261,8 @@ def read_json_body(req: Request, max_depth: int) -> Any:
             f"the request body nests deeper than {max_depth} levels",
             error="too-deep",
         )
+    if may_hold_lone_surrogates(data, json.detect_encoding(data)):
+        body = replace_lone_surrogates(body)  # no encoder (database, log) takes them
     return body
 
 

@@ -25,7 +25,13 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from cds_service.config import SettingsError, auth_warning, load_settings, load_trusted_issuers
+from cds_service.config import (
+    SettingsError,
+    auth_warning,
+    load_settings,
+    load_trusted_issuers,
+    require_public_base_url,
+)
 from cds_service.hooks import HookFileError, load_catalog
 
 _RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
@@ -73,9 +79,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from cds_service import create_app
     from cds_service.policy.definition import PolicyFileError
+    from cds_service.server import exec_patched, gevent_patched, gunicorn_options, served_app
 
     try:
         settings = load_settings(os.environ)
+        if not gevent_patched():
+            # The settings are good: go on in a process made cooperative (gevent) before
+            # anything else is imported (cds_service.server); it checks hooks and packs.
+            load_trusted_issuers(settings)
+            require_public_base_url(settings)
+            serve = ["serve", "--host", args.host, "--port", str(args.port)]
+            exec_patched([*serve, *(["--workers", str(args.workers)] if args.workers else [])])
         configure_logging(settings.log_level)
         app = create_app()
     except (SettingsError, HookFileError, PolicyFileError) as exc:
@@ -86,24 +100,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if warning:
         print(warning, file=sys.stderr, flush=True)
     workers = args.workers or os.cpu_count() or 1
-    options = {
-        "bind": f"{args.host}:{args.port}",
-        "workers": workers,
-        "worker_class": "gthread",
-        "threads": 4,
-        # Above the per-call deadline, so a slow FHIR server ends the call, not the worker.
-        "timeout": max(30, int(settings.request_deadline * 4)),
-        "graceful_timeout": 10,
-        "preload_app": True,
-        # The app logs one JSON event per request; gunicorn's own access log is off.
-        "accesslog": None,
-        "errorlog": "-",
-        "loglevel": settings.log_level.lower(),
-        "control_socket_disable": True,
-        "pre_fork": freeze_before_fork,
-        # Nagle's algorithm is already off: gunicorn sets TCP_NODELAY on its listening
-        # sockets, and the connections it accepts inherit it.
-    }
+    options = gunicorn_options(settings, host=args.host, port=args.port, workers=workers)
+    options["pre_fork"] = freeze_before_fork
+    wsgi_app = served_app(app, settings)
 
     class JsonGunicornLogger(GunicornLogger):  # type: ignore[misc]
         def setup(self, cfg: Any) -> None:
@@ -118,7 +117,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             self.cfg.set("logger_class", JsonGunicornLogger)
 
         def load(self) -> Any:
-            return app
+            return wsgi_app
 
     host_shown = f"[{args.host}]" if ":" in args.host else args.host
     print(

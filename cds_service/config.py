@@ -103,6 +103,19 @@ class Settings:
     payer_file: Path = Path()
     """JSON file of the payer coverage information is given for
     (`cds_service/crd/payer.schema.json`); empty: the packaged demo payer (announced)."""
+    header_timeout: int = 5
+    """Seconds a client has to send a request's line and headers (and an idle keep-alive
+    connection is kept); the connection is closed after that."""
+    body_timeout: float = 10.0
+    """Seconds a client has to send a request's whole body once the service reads it
+    (408 and the connection closed after that)."""
+    max_connections: int = 1000
+    """Open client connections per worker process; more wait in the listen queue."""
+    trusted_proxies: tuple[str, ...] = ()
+    """Addresses of the front proxies whose `X-Forwarded-*` headers are believed (`*`:
+    any). Empty: none, the headers are ignored."""
+    ready_timeout: float = 1.0
+    """Seconds `/health/ready` waits for the audit database to answer."""
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -117,6 +130,8 @@ class Settings:
             "request_deadline",
             "auth_max_token_lifetime",
             "jwks_cache_ttl",
+            "body_timeout",
+            "ready_timeout",
         ):
             if not getattr(self, name) > 0:
                 raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be greater than 0")
@@ -127,6 +142,8 @@ class Settings:
             "max_body_bytes",
             "max_json_depth",
             "max_draft_orders",
+            "header_timeout",
+            "max_connections",
         ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be at least 1")
@@ -229,3 +246,18 @@ def auth_warning(settings: Settings) -> str | None:
         f"WARNING: {ENV_PREFIX}AUTH=disabled: any caller can use this service and no token "
         "is checked. For local testing only; never expose this server to a network."
     )
+
+
+PUBLIC_BASE_URL_MISSING = (
+    f"{ENV_PREFIX}AUTH is enabled but {ENV_PREFIX}PUBLIC_BASE_URL is not set: set it to this "
+    "service's external base URL (e.g. https://cds.example.org), the URL callers' tokens "
+    "name as their audience"
+)
+
+
+def require_public_base_url(settings: Settings) -> None:
+    """With auth on, token audiences are checked against `CDS_PUBLIC_BASE_URL` alone, never
+    against the Host or `X-Forwarded-*` headers a caller sends: without it the service
+    does not start (`SettingsError`)."""
+    if settings.auth != "disabled" and not settings.public_base_url:
+        raise SettingsError(PUBLIC_BASE_URL_MISSING)

@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 from jsonschema import Draft202012Validator
 
 from cds_service.store import AuditStore
@@ -62,7 +62,8 @@ def receive_feedback(service_id: str) -> tuple[Response, int]:
     known = current_app.config.get("CDS_SERVICE_IDS")
     if known is not None and service_id not in known:
         return _error(404, f"no CDS service with id {service_id!r}")
-    body = request.get_json(silent=True)
+    # The body as the guard read it (lone surrogates replaced); parsed here without one.
+    body = g.cds_body if "cds_body" in g else request.get_json(silent=True)
     if body is None:
         return _error(400, "the request body must be a JSON object")
     errors = sorted(_validator(_schema_path()).iter_errors(body), key=lambda e: list(e.path))

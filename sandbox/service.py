@@ -118,15 +118,16 @@ class ServiceProcess:
 
 
 def wait_for_discovery(service: ServiceProcess, timeout_s: float) -> None:
-    """Return once the discovery endpoint answers 200; raise ServiceError when the process
-    exits first or `timeout_s` passes."""
+    """Return once the discovery endpoint answers (200, or 401 with authentication on);
+    raise ServiceError when the process exits first or `timeout_s` passes."""
     deadline = time.monotonic() + timeout_s
     while True:
         if service.process.poll() is not None:
             code = service.process.returncode
             raise ServiceError(f"cds-service exited with {code}:\n{service.log_tail()}")
         try:
-            if requests.get(service.discovery_url, timeout=2).status_code == 200:
+            # 401: it answers, with authentication on.
+            if requests.get(service.discovery_url, timeout=2).status_code in (200, 401):
                 return
         except requests.RequestException:
             pass

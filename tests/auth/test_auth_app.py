@@ -112,6 +112,7 @@ def build(issuers_file: Path, tmp_path: Path, clock: MovingClock) -> Callable[..
         config = base_config(
             CDS_AUTH="enabled",
             CDS_TRUSTED_ISSUERS=str(issuers_file),
+            CDS_PUBLIC_BASE_URL=HOST,
             CDS_DATABASE_URL=f"sqlite:///{tmp_path / 'audit.sqlite'}",
             CLOCK=clock,
         )

@@ -4,7 +4,9 @@ and a bad pack stopping the service at start."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from cds_service import create_app
 from cds_service.cli import main
 from cds_service.policy.engine import load_policy
 from cds_service.policy.packs import PolicyFileError, load_packs, packs_dir
+from sandbox.service import LOOPBACK, REPO_ROOT, free_port, service_command
 from tests.conftest import base_config
 from tests.policy.pack_builder import (
     TEST_INGREDIENT,
@@ -163,8 +166,18 @@ def test_check_and_serve_refuse_a_bad_pack(
     monkeypatch.setenv("CDS_POLICY_PACKS_DIR", str(root))
     assert main(["check"]) == 1
     assert "NH.PHAR.244/pack.json: version" in capsys.readouterr().err
-    assert main(["serve"]) == 2
-    assert "cannot start: " in capsys.readouterr().err
+    # `serve` goes on in a new process (gevent, cds_service.server) that loads the packs.
+    served = subprocess.run(  # noqa: S603 - fixed arguments, no shell
+        service_command(LOOPBACK, free_port(), 1),
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert served.returncode == 2
+    assert "cannot start: " in served.stderr
+    assert "NH.PHAR.244/pack.json: version" in served.stderr
 
 
 def test_check_lists_the_packs(

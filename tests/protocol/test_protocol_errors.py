@@ -208,7 +208,7 @@ def test_authenticator_decides_before_the_body_is_read(make_app: Callable[..., F
     authenticator = HeaderAuthenticator()
     app = make_app(CDS_AUTH="enabled", AUTHENTICATOR=authenticator)
     client = app.test_client()
-    refused = client.post(SIGN, data="{not json")
+    refused = client.post(SIGN, data="{not json", content_type="application/json")
     assert refused.status_code == 401
     assert refused.get_json() == {"error": "unauthorized", "message": "authentication required"}
     assert refused.headers["WWW-Authenticate"] == "Bearer"

@@ -32,6 +32,7 @@ def test_factory_without_config_reads_environment(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("CDS_MAX_BODY_BYTES", "1234")
     monkeypatch.setenv("CDS_DATABASE_URL", "sqlite://")
     monkeypatch.setenv("CDS_TRUSTED_ISSUERS", str(HOOKS_DIR / "trusted-issuers.example.json"))
+    monkeypatch.setenv("CDS_PUBLIC_BASE_URL", "https://cds.example.org")
     app = create_app()
     settings = get_state(app).settings
     assert settings.fhir_servers == ("https://ehr.example.org/fhir", "https://b.example/r4")

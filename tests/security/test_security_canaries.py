@@ -132,6 +132,7 @@ def test_canaries_reach_neither_logs_nor_audit_store(
         base_config(
             CDS_AUTH="enabled",
             CDS_TRUSTED_ISSUERS=str(tmp_path / "issuers.json"),
+            CDS_PUBLIC_BASE_URL="http://localhost",
             CDS_DATABASE_URL=f"sqlite:///{database}",
         )
     )
