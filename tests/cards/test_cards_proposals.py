@@ -33,7 +33,7 @@ SCHEMA = Path(__file__).resolve().parents[2] / "hooks" / "schemas" / "response.s
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
-TOPIC_SYSTEM = "http://hl7.org/fhir/us/davinci-crd/CodeSystem/temp"
+TOPIC_SYSTEM = "http://terminology.hl7.org/CodeSystem/cdshooks-card-type"
 
 
 def _draft(order_id: str) -> dict[str, Any]:
