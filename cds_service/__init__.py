@@ -52,6 +52,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     from cds_service import errors
     from cds_service.api import EXTENSION_KEY, ServiceState, bp
+    from cds_service.audit_writer import AuditWriter
     from cds_service.auth import Authenticator, StoreReplayGuard
     from cds_service.config import auth_warning, load_settings, load_trusted_issuers
     from cds_service.feedback import feedback_blueprint
@@ -78,8 +79,19 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         ),
     )
     clock: Callable[[], datetime] = overrides.get("CLOCK") or (lambda: datetime.now(UTC))
-    store = AuditStore(settings.database_url, clock=clock)
+    store = AuditStore(
+        settings.database_url,
+        clock=clock,
+        connect_timeout=settings.database_connect_timeout,
+        timeout=settings.database_timeout,
+    )
     store.create_schema()
+    store.release_connections()  # none of this process's connections go to forked workers
+    audit_writer = AuditWriter(
+        store.record_invocations,
+        capacity=settings.audit_queue_size,
+        shutdown_timeout=settings.audit_shutdown_timeout,
+    )
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
@@ -101,9 +113,15 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             max_token_lifetime_seconds=settings.auth_max_token_lifetime,
         )
     app.extensions[EXTENSION_KEY] = ServiceState(
-        settings=settings, catalog=catalog, engine=engine, store=store, **state_kwargs
+        settings=settings,
+        catalog=catalog,
+        engine=engine,
+        store=store,
+        audit_writer=audit_writer,
+        **state_kwargs,
     )
     app.extensions["audit_store"] = store
+    app.extensions["audit_writer"] = audit_writer  # see cds_service.audit_writer.audit_status
     app.config["CDS_SERVICE_IDS"] = catalog.ids  # aliases take feedback too
     app.config["CDS_HOOKS_DIR"] = str(settings.hooks_dir)
 
