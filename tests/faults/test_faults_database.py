@@ -4,6 +4,7 @@ answers the handshake and then stalls, and a SQLite file another process keeps l
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import sqlite3
@@ -58,7 +59,7 @@ def _signed_calls(app: Flask, count: int, prefix: str) -> list[Any]:
     for index in range(count):
         body = load_example("order-sign-prefetch.json")
         body["hookInstance"] = f"{prefix}-{index}"
-        answers.append(_answered(lambda body=body: client.post(SIGN, json=body)))
+        answers.append(_answered(functools.partial(client.post, SIGN, json=body)))
     return answers
 
 
