@@ -127,6 +127,7 @@ class ServiceState:
             max_queries=s.max_fhir_queries,
             max_concurrent=s.max_concurrent_queries,
             max_response_bytes=s.max_fhir_response_bytes,
+            max_call_bytes=s.max_fhir_call_bytes,
         )
 
     def new_fhir_client(self) -> FhirClient:

@@ -49,7 +49,8 @@ class Settings:
     fhir_read_timeout: float = 3.0
     """Seconds to wait between bytes from the client's FHIR server."""
     request_deadline: float = 4.0
-    """Overall seconds one CDS Hooks call may spend fetching missing prefetch."""
+    """Seconds one CDS Hooks call may spend, counted from its arrival: reads from the FHIR
+    server stop by then (cut mid-answer), and data that arrives later is not evaluated."""
     max_next_pages: int = 5
     """Bundle `next` links followed per prefetch key."""
     max_fhir_queries: int = 30
