@@ -40,7 +40,7 @@ from sandbox.service import ServiceProcess, start_service
 
 ROOT = Path(__file__).resolve().parent.parent
 ISS = "http://127.0.0.1:9/bench-ehr"
-SIGN = "/cds-services/anakinra-order-sign"
+SIGN = "/cds-services/prior-auth-order-sign"
 
 
 def _issuer(folder: Path) -> Callable[[str], str]:
