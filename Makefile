@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: install run demo bench test lint typecheck pytest clean
+.PHONY: install run demo bench bench-load test lint typecheck pytest clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ run: install
 bench: install
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
+# Signed calls while slow clients trickle bytes: errors, p50 / p99, memory (docs/operations.md).
+bench-load: install
+	$(BIN)/python -m benchmarks.slow_clients $(BENCH_ARGS)
 
 # FHIR sandbox + synthetic patients + the service, and the cards each patient's order gets.
 demo: install

@@ -53,6 +53,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     from cds_service import errors
     from cds_service.api import EXTENSION_KEY, ServiceState, bp
+    from cds_service.audit_writer import AuditWriter
     from cds_service.auth import Authenticator, StoreReplayGuard
     from cds_service.config import (
         SettingsError,
@@ -95,8 +96,19 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         payer,
     )
     clock: Callable[[], datetime] = overrides.get("CLOCK") or (lambda: datetime.now(UTC))
-    store = AuditStore(settings.database_url, clock=clock)
+    store = AuditStore(
+        settings.database_url,
+        clock=clock,
+        connect_timeout=settings.database_connect_timeout,
+        timeout=settings.database_timeout,
+    )
     store.create_schema()
+    store.release_connections()  # none of this process's connections go to forked workers
+    audit_writer = AuditWriter(
+        store.record_invocations,
+        capacity=settings.audit_queue_size,
+        shutdown_timeout=settings.audit_shutdown_timeout,
+    )
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
@@ -118,10 +130,16 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             max_token_lifetime_seconds=settings.auth_max_token_lifetime,
         )
     app.extensions[EXTENSION_KEY] = ServiceState(
-        settings=settings, catalog=catalog, engine=engine, store=store, **state_kwargs
+        settings=settings,
+        catalog=catalog,
+        engine=engine,
+        store=store,
+        audit_writer=audit_writer,
+        **state_kwargs,
     )
     app.extensions["audit_store"] = store
     app.extensions[HEALTH_KEY] = DatabaseProbe(store.engine, settings.ready_timeout)
+    app.extensions["audit_writer"] = audit_writer  # see cds_service.audit_writer.audit_status
     app.config["CDS_SERVICE_IDS"] = catalog.ids  # aliases take feedback too
     app.config["CDS_HOOKS_DIR"] = str(settings.hooks_dir)
 

@@ -51,6 +51,7 @@ from requests.adapters import HTTPAdapter
 from sqlalchemy.exc import SQLAlchemyError
 
 from cds_service import orders, pipeline
+from cds_service.audit_writer import AuditWriter
 from cds_service.auth import AuthError, Principal, fhir_server_allowed
 from cds_service.cards import MissingData
 from cds_service.config import Settings
@@ -113,6 +114,8 @@ class ServiceState:
     authenticator: RequestAuthenticator | None = None
     order_filter: OrderFilter | None = None
     """Default: `orders.needs_checking` for the drugs of the engine's packs."""
+    audit_writer: AuditWriter | None = None
+    """Takes the audit record off the reply path; None: written before the reply."""
     limits: FetchLimits = field(init=False)
     _pool: HTTPAdapter | None = field(default=None, init=False, repr=False)
     _pool_pid: int = field(default=0, init=False, repr=False)
@@ -127,6 +130,7 @@ class ServiceState:
             max_queries=s.max_fhir_queries,
             max_concurrent=s.max_concurrent_queries,
             max_response_bytes=s.max_fhir_response_bytes,
+            max_call_bytes=s.max_fhir_call_bytes,
         )
 
     def new_fhir_client(self) -> FhirClient:
@@ -665,8 +669,9 @@ def _patient_ref(context: Mapping[str, Any]) -> str | None:
 def _audit(
     state: ServiceState, call: pipeline.CallContext, answer: Mapping[str, Any], started: float
 ) -> None:
-    """Record the invocation. A store that fails is logged, and the prescriber still gets
-    the cards: losing one audit row is better than hiding a prior-authorization answer."""
+    """Record the invocation: queued for the audit writer (the reply does not wait for the
+    database; see `cds_service.audit_writer`). Without a writer it is written here; a
+    store that fails is logged, and the prescriber still gets the cards."""
     record = InvocationRecord.from_response(
         hook_instance=call.hook_instance,
         service_id=call.service_id,
@@ -676,6 +681,9 @@ def _audit(
         response=answer,
         timings_ms={"total": round((state.monotonic() - started) * 1000, 1)},
     )
+    if state.audit_writer is not None:
+        state.audit_writer.submit(record)
+        return
     try:
         state.store.record_invocation(record)
     except SQLAlchemyError as exc:

@@ -49,7 +49,8 @@ class Settings:
     fhir_read_timeout: float = 3.0
     """Seconds to wait between bytes from the client's FHIR server."""
     request_deadline: float = 4.0
-    """Overall seconds one CDS Hooks call may spend fetching missing prefetch."""
+    """Seconds one CDS Hooks call may spend, counted from its arrival: reads from the FHIR
+    server stop by then (cut mid-answer), and data that arrives later is not evaluated."""
     max_next_pages: int = 5
     """Bundle `next` links followed per prefetch key."""
     max_fhir_queries: int = 30
@@ -68,6 +69,19 @@ class Settings:
     """The service's own external base URL (JWT audience, links); empty: from the request."""
     database_url: str = ""
     """Audit and feedback store. Empty means `sqlite:///<cwd>/var/cds.sqlite`."""
+    database_connect_timeout: float = 3.0
+    """Seconds to connect to the database (or wait for a pooled connection)."""
+    database_timeout: float = 5.0
+    """Seconds one database operation may take (PostgreSQL `statement_timeout`, SQLite
+    busy timeout, and a client-side limit that ends a hung connection)."""
+    audit_queue_size: int = 10000
+    """Audit records a worker keeps queued while the database cannot be written; beyond
+    that a call's record is dropped (counted and logged)."""
+    audit_shutdown_timeout: float = 10.0
+    """Seconds a stopping worker waits to write its queued audit records."""
+    max_fhir_call_bytes: int = 10 * 1024 * 1024
+    """Most bytes read from the FHIR server for one call, all its answers together; a
+    fetch that would go beyond counts as failed (`too-costly`)."""
     cors_origins: tuple[str, ...] = ("*",)
     auth: AuthMode = "enabled"
     """`enabled`: every call (discovery, service, feedback) must carry a JWT from a trusted
@@ -128,6 +142,9 @@ class Settings:
             "fhir_connect_timeout",
             "fhir_read_timeout",
             "request_deadline",
+            "database_connect_timeout",
+            "database_timeout",
+            "audit_shutdown_timeout",
             "auth_max_token_lifetime",
             "jwks_cache_ttl",
             "body_timeout",
@@ -144,6 +161,8 @@ class Settings:
             "max_draft_orders",
             "header_timeout",
             "max_connections",
+            "audit_queue_size",
+            "max_fhir_call_bytes",
         ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be at least 1")

@@ -3,7 +3,8 @@
 The body is validated against `hooks/schemas/feedback.schema.json` (400 with a
 JSON body naming each problem), the service id against
 `current_app.config["CDS_SERVICE_IDS"]` when that is set (404), and the items
-go to `current_app.extensions["audit_store"]` (503 when no store is set up).
+go to `current_app.extensions["audit_store"]` (503 when no store is set up or it
+fails: the EHR may send the feedback again).
 Success is 200 `{}`, also for a repeated delivery or an unknown card uuid (the
 store reports those; only their counts are logged, never comments or codes).
 """
@@ -18,12 +19,17 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from jsonschema import Draft202012Validator
+from sqlalchemy.exc import SQLAlchemyError
 
+from cds_service.audit_writer import AuditWriter
 from cds_service.store import AuditStore
 
 log = logging.getLogger(__name__)
 
 feedback_blueprint = Blueprint("cds_feedback", __name__)
+
+FEEDBACK_FLUSH_SECONDS = 1.0
+"""Longest wait for queued audit records before feedback is stored."""
 
 DEFAULT_SCHEMA = Path(__file__).resolve().parents[1] / "hooks" / "schemas" / "feedback.schema.json"
 
@@ -73,7 +79,18 @@ def receive_feedback(service_id: str) -> tuple[Response, int]:
     store = current_app.extensions.get("audit_store")
     if not isinstance(store, AuditStore):
         return _error(503, "feedback cannot be stored right now")
-    result = store.record_feedback(service_id, body["feedback"])
+    writer = current_app.extensions.get("audit_writer")
+    if isinstance(writer, AuditWriter):
+        # Feedback can follow its card within moments: let the card's record land first.
+        writer.flush(timeout=FEEDBACK_FLUSH_SECONDS)
+    try:
+        result = store.record_feedback(service_id, body["feedback"])
+    except SQLAlchemyError as exc:
+        log.error(
+            "feedback not stored: the audit store failed",
+            extra={"event": "feedback-failed", "error": type(exc).__name__},
+        )
+        return _error(503, "feedback cannot be stored right now")
     log.info(
         "feedback service=%s stored=%d duplicates=%d unknown_cards=%d",
         service_id,

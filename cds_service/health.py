@@ -25,6 +25,8 @@ from typing import Final
 from flask import Blueprint, Response, current_app, jsonify
 from sqlalchemy import Engine, text
 
+from cds_service.audit_writer import audit_status
+
 PROBE_REUSE_SECONDS: Final = 1.0
 HEALTH_KEY: Final = "cds_health_probe"
 
@@ -98,6 +100,10 @@ def ready() -> tuple[Response, int]:
     probe = current_app.extensions[HEALTH_KEY]
     assert isinstance(probe, DatabaseProbe)
     reason = readiness_problem(len(state.engine.registry.packs), probe)
+    # The audit queue's counters (written, delayed, dropped, ...) of the worker that answers:
+    # numbers only, no record content.
+    audit = audit_status(current_app.extensions)
+    extra = {} if audit is None else {"audit": audit}
     if reason is not None:
-        return jsonify({"status": "not-ready", "reason": reason}), 503
-    return jsonify({"status": "ready"}), 200
+        return jsonify({"status": "not-ready", "reason": reason, **extra}), 503
+    return jsonify({"status": "ready", **extra}), 200

@@ -19,7 +19,11 @@ For every prefetch key of the service:
   data is read by reference (at most `FetchLimits.max_medication_reads`, concurrently);
   one that cannot be read stays unresolved (`PrefetchResult.unread`): the mapping then
   reads its record as an unidentified medication, never as "no drug";
-- all queries of one call share one deadline, one query budget and a small thread pool.
+- all queries of one call share one deadline, one query budget, one byte budget
+  (`FetchLimits.max_call_bytes`) and a small thread pool; at the deadline the reads still
+  going are cut (their sockets shut down, see `CallScope`) and their threads end with the
+  call; data read from the server counts as not read in time when the deadline has passed
+  by the end of fetching (no time is left to evaluate it).
 
 A required key that cannot be obtained is reported in `PrefetchResult.required_missing`
 (the caller answers with a card saying what could not be read; see `cds_service.api`).
@@ -34,17 +38,22 @@ diagnostic here carries a URL, a token or patient data.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import re
+import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import quote, urljoin, urlsplit
 
 import requests
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from cds_service.auth import same_base
 from cds_service.cards.safe_text import without_lone_surrogates
@@ -88,6 +97,8 @@ class FetchLimits:
     max_response_bytes: int
     max_medication_reads: int = 20
     """`Medication/<id>` reads by reference per call (beyond the draft orders' own)."""
+    max_call_bytes: int = 10 * 1024 * 1024
+    """Bytes read from the FHIR server for one call, all its answers together."""
 
 
 class FhirClient(Protocol):
@@ -125,10 +136,120 @@ def parse_json(data: bytes) -> Any:
     return without_lone_surrogates(value) if _SURROGATE_ESCAPE.search(data) else value
 
 
+log = logging.getLogger(__name__)
+_TIMED_OUT = "the FHIR server did not answer in time"
+TOO_MUCH = "the FHIR server's answers for this call are too large"
+
+
+class CallScope:
+    """The reads of one call: the bytes they took, and the sockets they are reading from.
+
+    `cancel()` (at the call's deadline) shuts those sockets down, so that a read blocked
+    on a server that drips bytes or stalls mid-answer fails at once and its thread ends
+    with the call. The fetch threads of a call run inside its scope (`entered`); the
+    connections of `pooled_adapter` register their socket with the current scope while a
+    response is read."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self._lock = threading.Lock()
+        self._max_bytes = max_bytes
+        self._bytes = 0
+        self._sockets: dict[int, socket.socket] = {}
+        self.cancelled = False
+
+    @contextlib.contextmanager
+    def entered(self) -> Iterator[None]:
+        _current.scope = self
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._sockets.pop(threading.get_ident(), None)
+            _current.scope = None
+
+    def reading(self, sock: socket.socket | None) -> None:
+        """This thread now reads from `sock` (a socket shut down after a cancel)."""
+        if sock is None:
+            return
+        with self._lock:
+            if not self.cancelled:
+                self._sockets[threading.get_ident()] = sock
+                return
+        _shut(sock)
+
+    def done_reading(self) -> None:
+        with self._lock:
+            self._sockets.pop(threading.get_ident(), None)
+
+    def charge(self, size: int) -> None:
+        """Count `size` more bytes read; `FetchError` beyond the call's limit."""
+        with self._lock:
+            self._bytes += size
+            if self._bytes > self._max_bytes:
+                raise FetchError("too-costly", TOO_MUCH)
+
+    def cancel(self) -> None:
+        with self._lock:
+            self.cancelled = True
+            sockets = list(self._sockets.values())
+            self._sockets.clear()
+        for sock in sockets:
+            _shut(sock)
+
+
+_current = threading.local()
+
+
+def current_scope() -> CallScope | None:
+    scope = getattr(_current, "scope", None)
+    return scope if isinstance(scope, CallScope) else None
+
+
+def _shut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+class _ScopedHTTPConnection(HTTPConnection):
+    def getresponse(self) -> Any:
+        scope = current_scope()
+        if scope is not None:
+            scope.reading(self.sock)
+        return super().getresponse()
+
+
+class _ScopedHTTPSConnection(HTTPSConnection):
+    def getresponse(self) -> Any:
+        scope = current_scope()
+        if scope is not None:
+            scope.reading(self.sock)
+        return super().getresponse()
+
+
+class _ScopedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _ScopedHTTPConnection
+
+
+class _ScopedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _ScopedHTTPSConnection
+
+
+class _ScopedAdapter(requests.adapters.HTTPAdapter):
+    """An HTTPAdapter whose connections can be cut by the reading call's `CallScope`."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _ScopedHTTPPool,
+            "https": _ScopedHTTPSPool,
+        }
+
+
 def pooled_adapter(pool_size: int) -> requests.adapters.HTTPAdapter:
     """Connections to FHIR servers, kept open and reused (keep-alive): at most `pool_size`
-    idle ones per server. Thread-safe; one per worker process is enough."""
-    return requests.adapters.HTTPAdapter(pool_connections=16, pool_maxsize=pool_size, max_retries=0)
+    idle ones per server. Thread-safe; one per worker process is enough. A call's
+    `CallScope` can cut the connections it is reading from."""
+    return _ScopedAdapter(pool_connections=16, pool_maxsize=pool_size, max_retries=0)
 
 
 class RequestsFhirClient:
@@ -167,6 +288,7 @@ class RequestsFhirClient:
         max_bytes: int,
     ) -> Any:
         chunks: list[bytes] = []
+        scope = current_scope()
         try:
             with self.session.get(
                 url, headers=dict(headers), timeout=timeout, stream=True, allow_redirects=False
@@ -183,13 +305,20 @@ class RequestsFhirClient:
                     size += len(chunk)
                     if size > max_bytes:
                         raise FetchError("too-costly", "the FHIR server's answer is too large")
+                    if scope is not None:
+                        scope.charge(len(chunk))
                     if self.monotonic() > deadline:
-                        raise FetchError("timeout", "the FHIR server did not answer in time")
+                        raise FetchError("timeout", _TIMED_OUT)
                     chunks.append(chunk)
         except requests.Timeout as exc:
-            raise FetchError("timeout", "the FHIR server did not answer in time") from exc
+            raise FetchError("timeout", _TIMED_OUT) from exc
         except requests.RequestException as exc:
+            if scope is not None and scope.cancelled:
+                raise FetchError("timeout", _TIMED_OUT) from exc
             raise FetchError("exception", "the FHIR server could not be read") from exc
+        finally:
+            if scope is not None:
+                scope.done_reading()
         return parse_json(b"".join(chunks))
 
     def close(self) -> None:
@@ -526,6 +655,7 @@ def resolve_prefetch(
     ready, tasks, failed = _plan(templates, request, also_read)
     results: dict[str, list[Mapping[str, Any]]] = dict(ready)
     budget = _Budget(limits.max_queries)
+    scope = CallScope(limits.max_call_bytes)
     fhir_server = request.get("fhirServer")
     base = fhir_server if isinstance(fhir_server, str) and fhir_server else None
     allowed = base is not None and server_allowed(base)
@@ -539,7 +669,7 @@ def resolve_prefetch(
     def run(batch: Sequence[_Task]) -> None:
         assert base is not None
         outcome = _run_tasks(
-            batch, base, headers, client_factory, limits, deadline, monotonic, budget
+            batch, base, headers, client_factory, limits, deadline, monotonic, budget, scope
         )
         for key, value in outcome.items():
             fetched.append(key)
@@ -596,6 +726,13 @@ def resolve_prefetch(
         if batch:
             run([_Task(EXTRA_PREFIX + ref, [], ref) for ref in batch])
         not_tried = wanted[len(batch) :]
+
+    if fetched and monotonic() >= deadline:
+        # The call's time is spent: what was read cannot be evaluated within it either.
+        for key in fetched:
+            if key in results:
+                del results[key]
+                failed[key] = FetchError("timeout", _TIMED_OUT)
 
     extra_resources: list[Mapping[str, Any]] = []
     unread: list[str] = []
@@ -732,7 +869,12 @@ def _run_tasks(
     deadline: float,
     monotonic: Callable[[], float],
     budget: _Budget,
+    scope: CallScope | None = None,
 ) -> dict[str, list[Mapping[str, Any]] | FetchError]:
+    """Run `tasks` on a small thread pool until they end or the deadline comes. At the
+    deadline the reads still going are cut (`CallScope.cancel`) and their threads are
+    waited for (at most `ABANDON_GRACE_SECONDS`): no fetch thread outlives its call."""
+    scope = scope or CallScope(limits.max_call_bytes)
     client = client_factory()
     pool = ThreadPoolExecutor(
         max_workers=max(1, min(limits.max_concurrent, len(tasks))),
@@ -743,13 +885,22 @@ def _run_tasks(
     try:
         for task in tasks:
             future = pool.submit(
-                _run_task, task, base, headers, client, limits, deadline, monotonic, budget
+                _scoped_task,
+                scope,
+                task,
+                base,
+                headers,
+                client,
+                limits,
+                deadline,
+                monotonic,
+                budget,
             )
             futures[future] = task.key
         _wait_all(futures, deadline, monotonic)
         for future, key in futures.items():
             if not future.done():
-                outcome[key] = FetchError("timeout", "the FHIR server did not answer in time")
+                outcome[key] = FetchError("timeout", _TIMED_OUT)
                 continue
             error = future.exception()
             if error is None:
@@ -759,12 +910,32 @@ def _run_tasks(
             else:
                 outcome[key] = FetchError("exception", "the FHIR data could not be read")
     finally:
-        # Threads still waiting on a slow server end by their own timeouts; the call
-        # does not wait for them.
         pool.shutdown(wait=False, cancel_futures=True)
-        if all(future.done() for future in futures):
+        if not all(future.done() for future in futures):
+            scope.cancel()
+            # (a cancelled future that never started is done, but `wait` would not see it)
+            running = [future for future in futures if not future.cancelled()]
+            wait(running, timeout=ABANDON_GRACE_SECONDS)
+        left = sum(1 for future in futures if not future.done())
+        if left:
+            log.warning(
+                "FHIR reads still running after the call's deadline",
+                extra={"event": "fetch-threads-left", "threads": left},
+            )
+        else:
             client.close()
     return outcome
+
+
+ABANDON_GRACE_SECONDS = 1.0
+"""How long a call waits, after cutting its reads at the deadline, for their threads."""
+
+
+def _scoped_task(scope: CallScope, *args: Any) -> list[Mapping[str, Any]]:
+    with scope.entered():
+        if scope.cancelled:
+            raise FetchError("timeout", _TIMED_OUT)
+        return _run_task(*args)
 
 
 def _wait_all(

@@ -23,7 +23,13 @@ database or migrates an older one, and refuses a newer one.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import contextlib
+import math
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,6 +48,7 @@ from sqlalchemy import (
     Table,
     UniqueConstraint,
     create_engine,
+    event,
     func,
     insert,
     select,
@@ -327,30 +334,186 @@ _RateKey = tuple[str | None, str | None, str | None, str]
 """(policy id, policy version, CRD topic, indicator)."""
 
 
+class _Watchdog:
+    """Ends a database operation that outlives its time: one thread per process wakes at
+    the earliest deadline and aborts the connection of each late operation (SQLite:
+    `interrupt()`; PostgreSQL: the socket is shut down, so a server that stopped answering
+    mid-statement cannot hold the caller; the connection is then discarded).
+
+    Driver timeouts do not cover that case: libpq's `connect_timeout` bounds connecting
+    only, and `statement_timeout` is enforced by the server, which is the part that hangs.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._late: dict[_Operation, float] = {}
+        self._pid = 0
+
+    def arm(self, operation: _Operation, deadline: float) -> None:
+        with self._cond:
+            if self._pid != os.getpid():
+                self._pid = os.getpid()
+                self._late.clear()
+                threading.Thread(target=self._run, name="db-watchdog", daemon=True).start()
+            self._late[operation] = deadline
+            self._cond.notify()
+
+    def disarm(self, operation: _Operation) -> None:
+        with self._cond:
+            self._late.pop(operation, None)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                now = time.monotonic()
+                due = [op for op, at in self._late.items() if at <= now]
+                for op in due:
+                    del self._late[op]
+                if not due:
+                    nearest = min(self._late.values(), default=now + 60.0)
+                    self._cond.wait(timeout=max(0.01, nearest - now))
+                    continue
+            for op in due:
+                op.expire()
+
+
+_WATCHDOG = _Watchdog()
+
+
+class _Operation:
+    """One bounded use of the database by one thread: which connection it holds."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._connection: Any = None
+        self._expired = False
+
+    def holds(self, dbapi_connection: Any) -> None:
+        with self._lock:
+            self._connection = dbapi_connection
+            if not self._expired:
+                return
+        _abort(dbapi_connection)
+
+    def releases(self, dbapi_connection: Any) -> None:
+        """The connection went back to the pool: it is no longer this operation's."""
+        with self._lock:
+            if self._connection is dbapi_connection:
+                self._connection = None
+
+    def expire(self) -> None:
+        with self._lock:
+            self._expired = True
+            connection = self._connection
+        if connection is not None:
+            _abort(connection)
+
+
+def _abort(dbapi_connection: Any) -> None:
+    """Make a blocked database call on `dbapi_connection` fail now (any thread)."""
+    with contextlib.suppress(Exception):
+        if hasattr(dbapi_connection, "interrupt"):  # sqlite3
+            dbapi_connection.interrupt()
+            return
+        pgconn = getattr(dbapi_connection, "pgconn", None)  # psycopg
+        if pgconn is not None:
+            with socket.socket(fileno=os.dup(pgconn.socket)) as sock:
+                sock.shutdown(socket.SHUT_RDWR)
+
+
 class AuditStore:
     """The audit store. `url`: `sqlite:///path/to.db` (folder created) or
-    `postgresql+psycopg://user@host:port/db`."""
+    `postgresql+psycopg://user@host:port/db`.
 
-    def __init__(self, url: str, *, clock: Callable[[], datetime] = _now) -> None:
+    Every use of the database is bounded: `connect_timeout` seconds to connect (and to
+    wait for a pooled connection), `timeout` seconds for one operation (a transaction, or
+    a read). PostgreSQL also gets them as libpq `connect_timeout` and a server-side
+    `statement_timeout`; SQLite waits at most `timeout` seconds for a lock (its busy
+    timeout). A late operation is aborted and raises a `SQLAlchemyError`."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        clock: Callable[[], datetime] = _now,
+        connect_timeout: float = 3.0,
+        timeout: float = 5.0,
+    ) -> None:
         parsed = make_url(url)
         kwargs: dict[str, Any] = {}
         if parsed.get_backend_name() == "sqlite":
             database = parsed.database
+            connect_args: dict[str, Any] = {"timeout": timeout}
             if database and database != ":memory:":
                 Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
             else:
-                kwargs = {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
+                kwargs = {"poolclass": StaticPool}
+                connect_args["check_same_thread"] = False
+            kwargs["connect_args"] = connect_args
+        elif parsed.get_backend_name() == "postgresql":
+            connect_args = {
+                # libpq takes whole seconds and treats less than 2 as 2.
+                "connect_timeout": max(2, math.ceil(connect_timeout)),
+                "tcp_user_timeout": int(timeout * 1000),
+            }
+            if "options" not in parsed.query:
+                connect_args["options"] = f"-c statement_timeout={int(timeout * 1000)}"
+            kwargs = {"connect_args": connect_args, "pool_timeout": connect_timeout}
         self.engine: Engine = create_engine(parsed, future=True, **kwargs)
         self._clock = clock
+        self._operation_seconds = connect_timeout + timeout
+        self._current = threading.local()
+        # insert=True: ahead of the dialect's own first-connect queries, which can hang too.
+        event.listen(self.engine, "connect", self._connection_used, insert=True)
+        event.listen(self.engine, "checkout", self._connection_used)
+        event.listen(self.engine, "checkin", self._connection_returned)
+
+    def _connection_used(self, dbapi_connection: Any, *_: Any) -> None:
+        operation = getattr(self._current, "operation", None)
+        if isinstance(operation, _Operation):
+            operation.holds(dbapi_connection)
+
+    def _connection_returned(self, dbapi_connection: Any, *_: Any) -> None:
+        operation = getattr(self._current, "operation", None)
+        if isinstance(operation, _Operation):
+            operation.releases(dbapi_connection)
+
+    @contextlib.contextmanager
+    def _bounded(self) -> Iterator[None]:
+        """Run the block as one operation that the watchdog ends when it is late."""
+        operation = _Operation()
+        self._current.operation = operation
+        _WATCHDOG.arm(operation, time.monotonic() + self._operation_seconds)
+        try:
+            yield
+        finally:
+            _WATCHDOG.disarm(operation)
+            self._current.operation = None
+
+    @contextlib.contextmanager
+    def _begin(self) -> Iterator[Connection]:
+        with self._bounded(), self.engine.begin() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[Connection]:
+        with self._bounded(), self.engine.connect() as conn:
+            yield conn
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+    def release_connections(self) -> None:
+        """Close the pooled connections (before worker processes are forked, so none is
+        shared); an in-memory SQLite database keeps its one connection (it is the data)."""
+        if not isinstance(self.engine.pool, StaticPool):
+            self.engine.dispose()
 
     # -- schema ---------------------------------------------------------------------
 
     def create_schema(self) -> int:
         """Create the tables or migrate them; returns the schema version in use."""
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             metadata.create_all(conn, tables=[schema_version])
             found = conn.execute(select(func.max(schema_version.c.version))).scalar()
             if found is None:
@@ -370,7 +533,8 @@ class AuditStore:
 
     def drop_schema(self) -> None:
         """Drop every table (tests and throwaway databases only)."""
-        metadata.drop_all(self.engine)
+        with self._bounded():
+            metadata.drop_all(self.engine)
 
     # -- writes ---------------------------------------------------------------------
 
@@ -398,64 +562,72 @@ class AuditStore:
 
     def record_invocation(self, record: InvocationRecord) -> int:
         """Store one call; returns its row id."""
-        with self.engine.begin() as conn:
-            key = conn.execute(
-                insert(invocations).values(
-                    hook_instance=record.hook_instance,
-                    service_id=record.service_id,
-                    hook=record.hook,
-                    received_at=record.received_at,
-                    patient_ref=record.patient_ref,
-                    timings_ms={k: round(float(v), 3) for k, v in record.timings_ms.items()},
-                )
-            ).inserted_primary_key
-            assert key is not None
-            invocation_id = int(key[0])
-            if record.orders:
-                conn.execute(
-                    insert(order_outcomes),
-                    [
-                        {
-                            "invocation_id": invocation_id,
-                            "order_ref": o.order_ref,
-                            "outcome": o.outcome,
-                            "policy_id": o.policy_id,
-                            "policy_version": o.policy_version,
-                            "section": o.section,
-                        }
-                        for o in record.orders
-                    ],
-                )
-            self._insert_ignore(
-                conn,
-                cards,
+        with self._begin() as conn:
+            return self._insert_invocation(conn, record)
+
+    def record_invocations(self, records: Sequence[InvocationRecord]) -> list[int]:
+        """Store several calls in one transaction (all or none); returns their row ids."""
+        with self._begin() as conn:
+            return [self._insert_invocation(conn, record) for record in records]
+
+    def _insert_invocation(self, conn: Connection, record: InvocationRecord) -> int:
+        key = conn.execute(
+            insert(invocations).values(
+                hook_instance=record.hook_instance,
+                service_id=record.service_id,
+                hook=record.hook,
+                received_at=record.received_at,
+                patient_ref=record.patient_ref,
+                timings_ms={k: round(float(v), 3) for k, v in record.timings_ms.items()},
+            )
+        ).inserted_primary_key
+        assert key is not None
+        invocation_id = int(key[0])
+        if record.orders:
+            conn.execute(
+                insert(order_outcomes),
                 [
                     {
-                        "card_uuid": c.uuid,
                         "invocation_id": invocation_id,
-                        "service_id": record.service_id,
-                        "order_ref": c.order_ref,
-                        "indicator": c.indicator,
-                        "topic": c.topic,
-                        "suggestion_uuids": list(c.suggestion_uuids),
+                        "order_ref": o.order_ref,
+                        "outcome": o.outcome,
+                        "policy_id": o.policy_id,
+                        "policy_version": o.policy_version,
+                        "section": o.section,
                     }
-                    for c in record.cards
+                    for o in record.orders
                 ],
             )
-            self._insert_ignore(
-                conn,
-                coverage_assertions,
-                [
-                    {
-                        "assertion_id": a.assertion_id,
-                        "invocation_id": invocation_id,
-                        "order_ref": a.order_ref,
-                        "coverage_ref": a.coverage_ref,
-                    }
-                    for a in record.coverage_assertions
-                ],
-            )
-            return invocation_id
+        self._insert_ignore(
+            conn,
+            cards,
+            [
+                {
+                    "card_uuid": c.uuid,
+                    "invocation_id": invocation_id,
+                    "service_id": record.service_id,
+                    "order_ref": c.order_ref,
+                    "indicator": c.indicator,
+                    "topic": c.topic,
+                    "suggestion_uuids": list(c.suggestion_uuids),
+                }
+                for c in record.cards
+            ],
+        )
+        self._insert_ignore(
+            conn,
+            coverage_assertions,
+            [
+                {
+                    "assertion_id": a.assertion_id,
+                    "invocation_id": invocation_id,
+                    "order_ref": a.order_ref,
+                    "coverage_ref": a.coverage_ref,
+                }
+                for a in record.coverage_assertions
+            ],
+        )
+        return invocation_id
 
     def record_feedback(
         self, service_id: str, items: Sequence[Mapping[str, Any]]
@@ -464,7 +636,7 @@ class AuditStore:
         stored = duplicates = 0
         unknown: list[str] = []
         now = self._clock()
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             for item in items:
                 card_uuid = str(item["card"])
                 known = conn.execute(
@@ -501,7 +673,7 @@ class AuditStore:
         """Remember a JWT id. False when the same (issuer, jti) was seen and has
         not expired yet (a replay); True otherwise. Expired entries are purged."""
         now = self._clock()
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             conn.execute(jwt_ids.delete().where(jwt_ids.c.expires_at < now))
             row = {"issuer": issuer, "jti": jti, "expires_at": expires_at}
             if self._insert_ignore(conn, jwt_ids, [row]):
@@ -543,7 +715,7 @@ class AuditStore:
             .order_by(invocations.c.received_at.desc(), order_outcomes.c.id.desc())
             .limit(limit)
         )
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             return [DecisionRow(**row._asdict()) for row in conn.execute(stmt)]
 
     def override_rates(self) -> list[OverrideRate]:
@@ -567,7 +739,7 @@ class AuditStore:
             & (pack.c.order_ref == cards.c.order_ref),
         )
         keys = (pack.c.policy_id, pack.c.policy_version, cards.c.topic, cards.c.indicator)
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             shown: dict[_RateKey, int] = {
                 (policy, version, topic, indicator): count
                 for policy, version, topic, indicator, count in conn.execute(
@@ -606,7 +778,7 @@ class AuditStore:
             .group_by(feedback.c.override_code, feedback.c.override_display)
             .order_by(func.count().desc())
         )
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             return [(code, display, int(count)) for code, display, count in conn.execute(stmt)]
 
 

@@ -117,17 +117,19 @@ class ServiceProcess:
         self.stop()
 
 
-def wait_for_discovery(service: ServiceProcess, timeout_s: float) -> None:
-    """Return once the discovery endpoint answers (200, or 401 with authentication on);
-    raise ServiceError when the process exits first or `timeout_s` passes."""
+def wait_for_discovery(
+    service: ServiceProcess, timeout_s: float, ready: tuple[int, ...] = (200, 401)
+) -> None:
+    """Return once the discovery endpoint answers one of `ready` (200; a 401 too when
+    authentication is on); raise ServiceError when the process exits first or `timeout_s`
+    passes."""
     deadline = time.monotonic() + timeout_s
     while True:
         if service.process.poll() is not None:
             code = service.process.returncode
             raise ServiceError(f"cds-service exited with {code}:\n{service.log_tail()}")
         try:
-            # 401: it answers, with authentication on.
-            if requests.get(service.discovery_url, timeout=2).status_code in (200, 401):
+            if requests.get(service.discovery_url, timeout=2).status_code in ready:
                 return
         except requests.RequestException:
             pass
@@ -145,6 +147,7 @@ def start_service(
     timeout_s: float = START_TIMEOUT_S,
     extra_env: Mapping[str, str] | None = None,
     base_env: Mapping[str, str] | None = None,
+    ready: tuple[int, ...] = (200,),
 ) -> ServiceProcess:
     """Start `cds-service serve` on a free loopback port and wait (at most `timeout_s`) until
     its discovery endpoint answers. `base_env` defaults to this process's environment; see
@@ -170,7 +173,7 @@ def start_service(
         )
     service = ServiceProcess(process, f"http://{LOOPBACK}:{port}", log_path)
     try:
-        wait_for_discovery(service, timeout_s)
+        wait_for_discovery(service, timeout_s, ready)
     except BaseException:  # also Ctrl-C while waiting: never leave gunicorn behind
         service.stop()
         raise

@@ -47,6 +47,13 @@ def base_config(**overrides: Any) -> dict[str, Any]:
     return config
 
 
+def wait_for_audit(app: Flask, timeout: float = 30.0) -> None:
+    """Wait until the app's audit writer has stored every record queued so far (the service
+    answers before its audit record is written): call it before reading the store."""
+    writer = app.extensions["audit_writer"]
+    assert writer.flush(timeout), f"audit records not written: {writer.status()}"
+
+
 @pytest.fixture
 def make_app() -> Callable[..., Flask]:
     """Build an app with `base_config` plus keyword overrides (`CDS_*` names etc.)."""

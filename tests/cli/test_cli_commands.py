@@ -9,7 +9,7 @@ import pytest
 
 from cds_service import create_app
 from cds_service.cli import main
-from tests.conftest import HOOKS_DIR, base_config, load_example
+from tests.conftest import HOOKS_DIR, base_config, load_example, wait_for_audit
 
 ROOT = Path(__file__).resolve().parents[2]
 PATIENTS = ROOT / "sandbox" / "patients"
@@ -110,6 +110,7 @@ def test_audit_lists_what_the_service_decided(
         "/cds-services/anakinra-order-sign", json=load_example("order-sign-prefetch.json")
     )
     assert response.status_code == 200
+    wait_for_audit(app)
     monkeypatch.setenv("CDS_DATABASE_URL", database)
     code, out, _ = run(["audit", "--limit", "5"], capsys)
     assert code == 0

@@ -10,7 +10,7 @@ from typing import Any
 
 from cds_service import create_app
 from cds_service.store import AuditStore, format_audit_report
-from tests.conftest import base_config, load_example
+from tests.conftest import base_config, load_example, wait_for_audit
 from tests.policy.pack_builder import TEST_PACK_ID, copy_packaged_packs, write_pack
 
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
@@ -38,6 +38,7 @@ def _call(tmp_path: Path, database: str = "sqlite://") -> dict[str, Any]:
     app = create_app(base_config(CDS_POLICY_PACKS_DIR=str(root), CDS_DATABASE_URL=database))
     response = app.test_client().post("/cds-services/anakinra-order-sign", json=request)
     assert response.status_code == 200
+    wait_for_audit(app)
     body: dict[str, Any] = response.get_json()
     return body
 

@@ -23,7 +23,7 @@ import pytest
 from cds_service import create_app
 from cds_service.cli import JsonLineFormatter
 from tests.auth.conftest import jwks, make_signer
-from tests.conftest import PINNED_NOW, base_config, load_example
+from tests.conftest import PINNED_NOW, base_config, load_example, wait_for_audit
 
 NAME_GIVEN, NAME_FAMILY = "Quillfeather", "Canaryson"
 BIRTH = "1907-03-14"
@@ -221,6 +221,7 @@ def test_canaries_reach_neither_logs_nor_audit_store(
     assert all("duration_ms" in r.__dict__ for r in requests_logged)
 
     # Audit store: every table, every row.
+    wait_for_audit(app)
     with sqlite3.connect(database) as conn:
         tables = [
             row[0] for row in conn.execute("select name from sqlite_master where type='table'")
