@@ -71,7 +71,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         database_url=f"sqlite:///{database}",
         log_path=folder / "service.log",
         workers=2,
-        timeout_s=90,  # a busy machine (CI runs lanes in parallel) starts slowly
+        timeout_s=90,  # start-up is slow on a busy machine
         extra_env={
             "CDS_HOOKS_DIR": str(HOOKS_DIR),
             "CDS_LOG_LEVEL": "WARNING",
