@@ -923,6 +923,7 @@ def _run_tasks(
                 extra={"event": "fetch-threads-left", "threads": left},
             )
         else:
+            pool.shutdown(wait=True)  # its idle threads end now, not some time after the call
             client.close()
     return outcome
 
