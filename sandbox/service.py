@@ -148,13 +148,13 @@ def start_service(
     timeout_s: float = START_TIMEOUT_S,
     extra_env: Mapping[str, str] | None = None,
     base_env: Mapping[str, str] | None = None,
-    ready: tuple[int, ...] = (200,),
+    ready: tuple[int, ...] = (200, 401),
 ) -> ServiceProcess:
     """Start `cds-service serve` on a free loopback port and wait (at most `timeout_s`) until
-    its discovery endpoint answers. `base_env` defaults to this process's environment; see
-    `service_env` for what is changed in it. The caller stops the service (`stop()`, or use
-    the result in a `with` block); on any failure here (Ctrl-C included) it is stopped before
-    the error propagates."""
+    its discovery endpoint answers (200, or 401 with authentication on). `base_env`
+    defaults to this process's environment; see `service_env` for what is changed in it.
+    The caller stops the service (`stop()`, or use the result in a `with` block); on any
+    failure here (Ctrl-C included) it is stopped before the error propagates."""
     port = free_port()
     env = service_env(
         os.environ if base_env is None else base_env,

@@ -35,10 +35,11 @@ from __future__ import annotations
 import copy
 import json
 import re
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import yaml
 
@@ -433,13 +434,19 @@ def _check_compact_json(reply: Reply, ctx: CheckContext) -> list[str]:
     return [] if len(text) in compact else ["the body holds non-significant whitespace"]
 
 
+AUDIT_WAIT_S: Final = 15.0
+"""How long the audit check waits for the record: the service writes it after the reply,
+from a queue (`cds_service.audit_writer`)."""
+
+
 def _check_audit_record(reply: Reply, ctx: CheckContext) -> list[str]:
     hook_instance = ctx.request.get("hookInstance") if isinstance(ctx.request, Mapping) else None
-    return (
-        []
-        if hook_instance in ctx.audit_hook_instances()
-        else [f"no audit record for hookInstance {hook_instance}"]
-    )
+    deadline = time.monotonic() + AUDIT_WAIT_S
+    while hook_instance not in ctx.audit_hook_instances():
+        if time.monotonic() > deadline:
+            return [f"no audit record for hookInstance {hook_instance}"]
+        time.sleep(0.1)
+    return []
 
 
 def _check_cards_name_their_orders(reply: Reply, ctx: CheckContext) -> list[str]:
