@@ -97,6 +97,7 @@ def auth_service(workdir: Path) -> Iterator[ServiceProcess]:
         extra={
             "CDS_AUTH": "enabled",
             "CDS_TRUSTED_ISSUERS": str(REPO_ROOT / "hooks" / "trusted-issuers.example.json"),
+            "CDS_PUBLIC_BASE_URL": f"http://{LOOPBACK}:{port}",
         },
     )
     log_path = workdir / "auth-service.log"
