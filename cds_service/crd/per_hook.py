@@ -51,7 +51,7 @@ def without_documentation(extension: Mapping[str, Any]) -> dict[str, Any]:
         p.get("url") in ("covered", "pa-needed") and p.get("valueCode") == "indeterminate"
         for p in parts
     )
-    kept = []
+    kept: list[Mapping[str, Any]] = []
     for part in parts:
         url = part.get("url")
         if url in DOCUMENTATION_PARTS:
