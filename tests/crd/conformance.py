@@ -404,6 +404,12 @@ def _check_coverage_information(reply: Reply, ctx: CheckContext) -> list[str]:
     return [p for ci in found for p in coverage_information_problems(ci)]
 
 
+def _check_coverage_information_when_sent(reply: Reply, ctx: CheckContext) -> list[str]:
+    """Every coverage-information extension sent is valid (none at all is fine)."""
+    found = select(reply.body, ["@coverage-information"])
+    return [p for ci in found for p in coverage_information_problems(ci)]
+
+
 def _without_ours(resource: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(resource)
     kept = [e for e in out.pop("extension", []) if e.get("url") != COVERAGE_INFORMATION_URL]
@@ -498,6 +504,7 @@ def _check_no_fhir_server_read(reply: Reply, ctx: CheckContext) -> list[str]:
 
 CHECKS: dict[str, Callable[[Reply, CheckContext], list[str]]] = {
     "coverage-information-valid": _check_coverage_information,
+    "coverage-information-valid-when-sent": _check_coverage_information_when_sent,
     "action-changes-only-coverage-information": _check_action_changes_only_extension,
     "detail-links-in-card-links": _check_detail_links_in_card_links,
     "compact-json": _check_compact_json,
