@@ -62,6 +62,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         load_trusted_issuers,
         require_public_base_url,
     )
+    from cds_service.crd import prefetch_choice
     from cds_service.crd.payer import PayerFileError, load_payer, startup_line
     from cds_service.feedback import feedback_blueprint
     from cds_service.health import HEALTH_KEY, DatabaseProbe, health_blueprint
@@ -80,6 +81,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         require_public_base_url(settings)  # the token audience never comes from the request
     registry = default_registry(settings.policy_packs_dir)  # validated: a bad pack stops start-up
     catalog = for_packs(load_catalog(settings.hooks_dir), registry)  # discovery names the packs
+    catalog = prefetch_choice.for_mode(catalog, settings.prefetch)  # CDS_PREFETCH
     try:
         payer = load_payer(None if settings.payer_file == Path() else settings.payer_file)
     except PayerFileError as exc:

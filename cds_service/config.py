@@ -130,6 +130,10 @@ class Settings:
     any). Empty: none, the headers are ignored."""
     ready_timeout: float = 1.0
     """Seconds `/health/ready` waits for the audit database to answer."""
+    prefetch: str = "full"
+    """What discovery asks EHRs to prefetch (`cds_service/crd/prefetch_choice.py`): `full`
+    (every template; works without FHIR server access) or `minimal` (patient and coverage;
+    the rest is queried from the EHR's FHIR server for orders of a policy drug only)."""
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -186,6 +190,8 @@ class Settings:
                     f"{ENV_PREFIX}FHIR_SERVERS entries must use https (http only on a loopback "
                     f"host), got {server!r}"
                 )
+        if self.prefetch not in ("full", "minimal"):
+            raise SettingsError(f"{ENV_PREFIX}PREFETCH must be 'full' or 'minimal'")
         for name in ("public_base_url", "policy_url", "documentation_form_url", "smart_app_url"):
             value = getattr(self, name)
             if value:

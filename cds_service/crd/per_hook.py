@@ -7,7 +7,9 @@
   at order-sign, when the order is complete. `for_hook` removes `doc-needed` and
   `doc-purpose` from every coverage-information extension of an order-select answer, and
   the `reason` that goes with them (which names the documentation to send) unless
-  `info-needed` needs it (a conditional answer must say why). The cards order-select gets
+  `info-needed` needs it (a conditional answer must say why). An `indeterminate` answer
+  keeps its reason (crd-ci-q9), with its code and `INDETERMINATE_TEXT` in place of the text
+  that names the documentation. The cards order-select gets
   are chosen by the renderer (`cds_service.cards.render`: clinical cards only, no
   documentation-needed card).
 Pure: no I/O.
@@ -24,6 +26,19 @@ from cds_service.cards.codes import COVERAGE_INFORMATION_URL
 PRIMARY_HOOKS: Final = frozenset({"order-sign", "order-dispatch"})
 SECONDARY_HOOKS: Final = frozenset({"order-select"})
 DOCUMENTATION_PARTS: Final = frozenset({"doc-needed", "doc-purpose"})
+INDETERMINATE_TEXT: Final = (
+    "Coverage cannot be determined yet; it is checked again when the order is signed."
+)
+
+
+def _plain_reason(part: Mapping[str, Any]) -> dict[str, Any]:
+    """A reason part keeping its codes, with a text that names no documentation."""
+    concept = part.get("valueCodeableConcept")
+    codings = concept.get("coding") if isinstance(concept, Mapping) else None
+    value: dict[str, Any] = {"text": INDETERMINATE_TEXT}
+    if codings:
+        value["coding"] = copy.deepcopy(codings)
+    return {"url": "reason", "valueCodeableConcept": value}
 
 
 def without_documentation(extension: Mapping[str, Any]) -> dict[str, Any]:
@@ -32,10 +47,21 @@ def without_documentation(extension: Mapping[str, Any]) -> dict[str, Any]:
     urls = {p.get("url") for p in parts}
     if not urls & DOCUMENTATION_PARTS:
         return dict(extension)
-    drop = set(DOCUMENTATION_PARTS)
-    if "info-needed" not in urls:
-        drop.add("reason")
-    return {**extension, "extension": [p for p in parts if p.get("url") not in drop]}
+    indeterminate = any(
+        p.get("url") in ("covered", "pa-needed") and p.get("valueCode") == "indeterminate"
+        for p in parts
+    )
+    kept: list[Mapping[str, Any]] = []
+    for part in parts:
+        url = part.get("url")
+        if url in DOCUMENTATION_PARTS:
+            continue
+        if url == "reason" and "info-needed" not in urls:
+            if indeterminate:
+                kept.append(_plain_reason(part))
+            continue
+        kept.append(part)
+    return {**extension, "extension": kept}
 
 
 def for_hook(response: Mapping[str, Any], hook: str) -> dict[str, Any]:

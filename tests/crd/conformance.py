@@ -9,7 +9,11 @@ work and are not run) says:
                  "file": "hooks/examples/order-sign-prefetch.json",   # or "body": {...}
                  "set": [[path, value], ...], "remove": [path, ...], "raw": "text"},
      "calls": 1,                                   # the same request sent this many times
+     "settings": {"CDS_PREFETCH": "minimal"},      # a service started with these settings
      "expect": [assertion, ...]}
+
+`request.keep_prefetch` (a list of keys) keeps those prefetch keys on the "fhir-server" data
+path (an EHR prefetching what a minimal discovery asks for); the rest is in the server.
 
 Paths are JSON lists: a key, an index, "*" (every item of a list), or an object (keep the list
 items whose fields equal it). A path may start with an alias ("@coverage-information": every
@@ -96,6 +100,11 @@ class Requirement:
     def applicable(self) -> bool:
         return self.applies == "yes"
 
+    @property
+    def met(self) -> bool:
+        """Met, always (`met`) or with a setting the row names (`met with <setting>: why`)."""
+        return self.status == "met" or (self.status or "").startswith("met with ")
+
 
 def load_requirements(path: Path = REQUIREMENTS_FILE) -> tuple[dict[str, Any], list[Requirement]]:
     data = yaml.safe_load(path.read_text("utf-8"))
@@ -128,6 +137,8 @@ class Case:
     calls: int = 1
     pending: bool = False
     file: Path = field(default=Path())
+    settings: Mapping[str, str] = field(default_factory=dict)
+    """Settings (`CDS_*`) of the service the case runs against; empty: the defaults."""
 
 
 def load_case(path: Path, *, pending: bool = False) -> Case:
@@ -142,6 +153,7 @@ def load_case(path: Path, *, pending: bool = False) -> Case:
         calls=int(data.get("calls", 1)),
         pending=pending,
         file=path,
+        settings={str(k): str(v) for k, v in data.get("settings", {}).items()},
     )
 
 
@@ -282,9 +294,15 @@ def with_system_actions_applied(body: Any, reply: Any) -> Any:
     return body
 
 
-def to_fhir_server_request(body: Mapping[str, Any], fhir_base: str) -> dict[str, Any]:
-    """The same call with no prefetch: the service must read the chart from `fhir_base`."""
+def to_fhir_server_request(
+    body: Mapping[str, Any], fhir_base: str, keep: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The same call with no prefetch (but the `keep` keys): the service must read the
+    chart from `fhir_base`."""
     out = {k: v for k, v in body.items() if k not in ("prefetch", "fhirAuthorization")}
+    kept = {k: v for k, v in (body.get("prefetch") or {}).items() if k in keep}
+    if kept:
+        out["prefetch"] = kept
     out["fhirServer"] = fhir_base
     return out
 
@@ -305,6 +323,8 @@ class CheckContext:
 
     request: Any
     audit_hook_instances: Callable[[], set[str]]
+    fhir_reads: tuple[str, ...] = ()
+    """Paths the service read from the FHIR server during the case (fhir-server path)."""
 
 
 def _ext(extension: Mapping[str, Any], url: str) -> list[Mapping[str, Any]]:
@@ -382,6 +402,12 @@ def _check_coverage_information(reply: Reply, ctx: CheckContext) -> list[str]:
     found = select(reply.body, ["@coverage-information"])
     if not found:
         return ["no coverage-information extension in any system action"]
+    return [p for ci in found for p in coverage_information_problems(ci)]
+
+
+def _check_coverage_information_when_sent(reply: Reply, ctx: CheckContext) -> list[str]:
+    """Every coverage-information extension sent is valid (none at all is fine)."""
+    found = select(reply.body, ["@coverage-information"])
     return [p for ci in found for p in coverage_information_problems(ci)]
 
 
@@ -475,13 +501,24 @@ def _check_cards_name_their_orders(reply: Reply, ctx: CheckContext) -> list[str]
     return problems
 
 
+def _check_fhir_server_read(reply: Reply, ctx: CheckContext) -> list[str]:
+    return [] if ctx.fhir_reads else ["the service read nothing from the FHIR server"]
+
+
+def _check_no_fhir_server_read(reply: Reply, ctx: CheckContext) -> list[str]:
+    return [f"the service read {p} from the FHIR server" for p in ctx.fhir_reads]
+
+
 CHECKS: dict[str, Callable[[Reply, CheckContext], list[str]]] = {
     "coverage-information-valid": _check_coverage_information,
+    "coverage-information-valid-when-sent": _check_coverage_information_when_sent,
     "action-changes-only-coverage-information": _check_action_changes_only_extension,
     "detail-links-in-card-links": _check_detail_links_in_card_links,
     "compact-json": _check_compact_json,
     "audit-record": _check_audit_record,
     "cards-name-their-orders": _check_cards_name_their_orders,
+    "fhir-server-read": _check_fhir_server_read,
+    "no-fhir-server-read": _check_no_fhir_server_read,
 }
 
 

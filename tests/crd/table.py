@@ -20,8 +20,8 @@ def verdict(row: Requirement) -> str:
     if not row.applicable:
         return "not applicable: " + row.applies.removeprefix("not-applicable: ")
     status = row.status or ""
-    if status == "met":
-        return "met"
+    if row.met:
+        return status
     if status.startswith("pending-lane:"):
         return "not met yet: waits for lane " + status.removeprefix("pending-lane: ")
     return "not met: " + status.removeprefix("not-met: ")
@@ -36,8 +36,7 @@ def render() -> str:
     pending = {c.id for c in load_cases(include_pending=True) if c.pending}
     base = head["ig"]["base"]
     counts = Counter(
-        "not applicable" if not r.applicable else ("met" if r.status == "met" else "not met")
-        for r in rows
+        "not applicable" if not r.applicable else ("met" if r.met else "not met") for r in rows
     )
     lines = [
         "# Da Vinci CRD conformance",

@@ -6,7 +6,9 @@ empty for this module). Each case runs through each of its data paths:
 - prefetch: the request as the case writes it;
 - fhir-server: its prefetch resources are stored in the sandbox first, and the request goes
   without prefetch, `fhirServer` naming the sandbox; they are deleted again afterwards.
-A second service with authentication on answers the `auth-required` case.
+A second service with authentication on answers the `auth-required` case; a case with
+`settings` (e.g. CDS_PREFETCH=minimal) runs against a service started with them. On the
+fhir-server path the sandbox's request log tells the named checks what the service read.
 The fhir-server runs are skipped only when npm (the sandbox's runtime) is not installed.
 """
 
@@ -17,7 +19,7 @@ import os
 import sqlite3
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +85,34 @@ def service(sandbox: SandboxServer | None, workdir: Path) -> Iterator[ServicePro
         workers=1,
     ) as running:
         yield running
+
+
+@pytest.fixture(scope="module")
+def configured_services(
+    sandbox: SandboxServer | None, workdir: Path
+) -> Iterator[Callable[[Mapping[str, str]], ServiceProcess]]:
+    """Services started with a case's own settings (e.g. CDS_PREFETCH=minimal), each started
+    on first use and kept for the module."""
+    started: dict[tuple[tuple[str, str], ...], ServiceProcess] = {}
+
+    def get(settings: Mapping[str, str]) -> ServiceProcess:
+        key = tuple(sorted(settings.items()))
+        if key not in started:
+            n = len(started)
+            started[key] = start_service(
+                fhir_servers=[sandbox.base_url] if sandbox else [],
+                database_url=f"sqlite:///{workdir / f'settings-{n}.sqlite'}",
+                log_path=workdir / f"settings-{n}.log",
+                workers=1,
+                extra_env=dict(settings),
+            )
+        return started[key]
+
+    try:
+        yield get
+    finally:
+        for running in started.values():
+            running.stop()
 
 
 @pytest.fixture(scope="module")
@@ -174,27 +204,41 @@ def test_crd_conformance_case(
     data_path: str,
     service: ServiceProcess,
     auth_service: ServiceProcess,
+    configured_services: Callable[[Mapping[str, str]], ServiceProcess],
     sandbox: SandboxServer | None,
     workdir: Path,
 ) -> None:
     body = request_body(case.request)
     base_url = auth_service.base_url if case.request.get("auth") else service.base_url
+    if case.settings:
+        base_url = configured_services(case.settings).base_url
     stored: list[dict[str, Any]] = []
+    reads: tuple[str, ...] = ()
     if data_path == "fhir-server":
         if sandbox is None:
             pytest.skip("npm is not installed: the FHIR sandbox cannot run")
         stored = prefetch_resources(body)
         store(sandbox, stored, "PUT")
-        body = to_fhir_server_request(body, sandbox.base_url)
+        body = to_fhir_server_request(
+            body, sandbox.base_url, keep=case.request.get("keep_prefetch", ())
+        )
+        sandbox.clear_requests()
     try:
         replies = [send(base_url, case, body)]
         while len(replies) < case.calls:
             if case.request.get("apply_system_actions"):
                 body = with_system_actions_applied(body, replies[-1].body)
             replies.append(send(base_url, case, body))
+        if sandbox is not None and data_path == "fhir-server":
+            seen = sandbox.requests_seen()
+            reads = tuple(str(r["path"]) for r in seen if r.get("method") == "GET")
     finally:
         if stored and sandbox is not None:
             store(sandbox, stored, "DELETE")
-    ctx = CheckContext(request=body, audit_hook_instances=lambda: audit_hook_instances(workdir))
+    ctx = CheckContext(
+        request=body,
+        audit_hook_instances=lambda: audit_hook_instances(workdir),
+        fhir_reads=reads,
+    )
     problems = [p for assertion in case.expect for p in check(assertion, replies, ctx)]
     assert not problems, f"{case.id} ({case.title}):\n" + "\n".join(problems)

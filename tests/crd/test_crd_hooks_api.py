@@ -233,6 +233,36 @@ def test_order_select_coverage_information_asks_for_no_documentation(
     assert "coverage-info" not in types_of(selected)  # no documentation / criteria card
 
 
+def test_order_select_indeterminate_keeps_a_reason_that_names_no_documentation(
+    client: FlaskClient,
+) -> None:
+    body = load_example("order-sign-prefetch.json")
+    del body["prefetch"]["userRole"]  # the prescriber's role cannot be read: indeterminate
+    selected = post(client, SELECT, _as_order_select(body))
+    [ci] = [
+        ext
+        for action in selected["systemActions"]
+        for ext in action["resource"]["extension"]
+        if ext["url"] == COVERAGE_INFORMATION_URL
+    ]
+    parts = {part["url"]: part for part in ci["extension"]}
+    assert parts["covered"]["valueCode"] == "indeterminate"
+    assert not parts.keys() & {"doc-needed", "doc-purpose"}
+    reason = parts["reason"]["valueCodeableConcept"]  # crd-ci-q9: indeterminate has a reason
+    assert [c["code"] for c in reason["coding"]] == ["technical"]
+    signed = post(client, SIGN, body)
+    [sign_reason] = [
+        part["valueCodeableConcept"]["text"]
+        for action in signed["systemActions"]
+        for ext in action["resource"]["extension"]
+        if ext["url"] == COVERAGE_INFORMATION_URL
+        for part in ext["extension"]
+        if part["url"] == "reason"
+    ]
+    assert "specialty" in sign_reason  # order-sign names the documentation ...
+    assert "specialty" not in reason["text"]  # ... order-select does not (hook-19)
+
+
 def test_order_select_configuration_off_leaves_nothing(client: FlaskClient) -> None:
     body = _as_order_select(_dose_over_body())
     assert post(client, SELECT, body)["cards"]
