@@ -6,7 +6,8 @@ empty for this module). Each case runs through each of its data paths:
 - prefetch: the request as the case writes it;
 - fhir-server: its prefetch resources are stored in the sandbox first, and the request goes
   without prefetch, `fhirServer` naming the sandbox; they are deleted again afterwards.
-A second service with authentication on answers the `auth-required` case.
+A second service with authentication on answers the `auth-required` case. The first runs with
+the payer file `payer.conformance.json` (mode `reject`, as a plan would configure it).
 The fhir-server runs are skipped only when npm (the sandbox's runtime) is not installed.
 """
 
@@ -49,6 +50,7 @@ from tests.crd.conformance import (
 )
 
 TIMEOUT = 60
+PAYER_FILE = Path(__file__).with_name("payer.conformance.json")
 FHIR_JSON = "application/fhir+json"
 CASES = load_cases()
 RUNS = [
@@ -81,6 +83,9 @@ def service(sandbox: SandboxServer | None, workdir: Path) -> Iterator[ServicePro
         database_url=f"sqlite:///{workdir / 'cds.sqlite'}",
         log_path=workdir / "service.log",
         workers=1,
+        # A plan's own payer file: the CRD behaviour (hook-13: 400 for another payer's
+        # Coverage), not the packaged demo payer's answer-without-coverage-information mode.
+        extra_env={"CDS_PAYER_FILE": str(PAYER_FILE)},
     ) as running:
         yield running
 
@@ -97,6 +102,7 @@ def auth_service(workdir: Path) -> Iterator[ServiceProcess]:
         extra={
             "CDS_AUTH": "enabled",
             "CDS_TRUSTED_ISSUERS": str(REPO_ROOT / "hooks" / "trusted-issuers.example.json"),
+            "CDS_PUBLIC_BASE_URL": f"http://{LOOPBACK}:{port}",
         },
     )
     log_path = workdir / "auth-service.log"

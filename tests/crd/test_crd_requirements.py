@@ -21,7 +21,10 @@ from tests.crd.conformance import (
 )
 from tests.crd.table import DOC, render
 
-STATUS = re.compile(r"^(met|not-met: .+|pending-lane: (crdcore|crdhooks|crdcards))$")
+STATUS = re.compile(
+    r"^(met|not-met: .+|deferred: issue \d+ .+|pending-lane: (crdcore|crdhooks|crdcards))$", re.S
+)
+"""`deferred` names the issue the work moved to and why (a reason is required)."""
 VERBS = {"SHALL", "SHALL NOT", "SHOULD", "SHOULD NOT"}
 
 
