@@ -422,7 +422,9 @@ def test_context_shapes_ehrs_send_still_get_the_decision(
     change(body)
     evaluation, cards = sign(client, body)
     assert evaluation["outcome"] == "criteria-met"
-    assert cards[0]["indicator"] == "info"
+    # The coverage-information system action says so; no card repeats it (CRD resp-12).
+    assert evaluation["coverageInformation"]["status"] == "sent"
+    assert cards == []
 
 
 def test_a_patient_reference_with_a_path_is_still_refused(client: FlaskClient) -> None:
