@@ -26,6 +26,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -41,6 +42,8 @@ from sandbox.service import ServiceProcess, start_service
 ROOT = Path(__file__).resolve().parent.parent
 ISS = "http://127.0.0.1:9/bench-ehr"
 SIGN = "/cds-services/prior-auth-order-sign"
+PUBLIC = "http://cds.bench.example"
+"""CDS_PUBLIC_BASE_URL of the service: the audience its callers' tokens name."""
 
 
 def _issuer(folder: Path) -> Callable[[str], str]:
@@ -115,6 +118,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             extra_env={
                 "CDS_AUTH": "enabled",
                 "CDS_TRUSTED_ISSUERS": str(folder / "issuers.json"),
+                "CDS_PUBLIC_BASE_URL": PUBLIC,
                 "CDS_LOG_LEVEL": "WARNING",
             },
             ready=(401,),  # discovery needs a token too
@@ -143,19 +147,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             sampler.start()
             local = threading.local()
 
-            def one(index: int) -> tuple[bool, float]:
+            def one(index: int) -> tuple[str, float]:
                 session = getattr(local, "session", None)
                 if session is None:
                     session = local.session = requests.Session()
                 call = {**body, "hookInstance": f"bench-{index}"}
-                headers = {"Authorization": f"Bearer {token(base + SIGN)}"}
+                headers = {"Authorization": f"Bearer {token(PUBLIC + SIGN)}"}
                 t0 = time.monotonic()
                 try:
                     answer = session.post(base + SIGN, json=call, headers=headers, timeout=30)
-                    ok = answer.status_code == 200 and bool(answer.json().get("cards"))
-                except (requests.RequestException, ValueError):
-                    ok = False
-                return ok, time.monotonic() - t0
+                    cards = answer.status_code == 200 and bool(answer.json().get("cards"))
+                    outcome = "ok" if cards else f"status-{answer.status_code}"
+                except (requests.RequestException, ValueError) as error:
+                    outcome = type(error).__name__
+                return outcome, time.monotonic() - t0
 
             with ThreadPoolExecutor(max_workers=args.clients) as pool:
                 results = list(pool.map(one, range(args.calls)))
@@ -171,7 +176,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "clients": args.clients,
         "slow_clients": args.slow,
         "workers": args.workers,
-        "errors": sum(1 for ok, _ in results if not ok),
+        "errors": sum(1 for outcome, _ in results if outcome != "ok"),
+        "error_kinds": dict(Counter(outcome for outcome, _ in results if outcome != "ok")),
         "p50_ms": round(cuts[49], 1),
         "p95_ms": round(cuts[94], 1),
         "p99_ms": round(cuts[98], 1),

@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 from cds_service import create_app
 from cds_service.api import get_state
 from tests.cards.markdown_check import active, invisible, structure
-from tests.conftest import base_config
+from tests.conftest import base_config, wait_for_audit
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 NOW = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
@@ -181,6 +181,7 @@ def answer(app: Flask, body: Json) -> Json:
 def assert_audited(app: Flask, hook_instance: str) -> None:
     """The call's audit record is there (waiting a little, for a store that writes after
     the reply)."""
+    wait_for_audit(app)  # the writer may be far behind on a busy machine
     store = get_state(app).store
     for _ in range(200):
         if any(row.hook_instance == hook_instance for row in store.recent_decisions(50)):
