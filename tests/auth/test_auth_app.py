@@ -266,8 +266,8 @@ def test_feedback_is_stored_only_from_an_authenticated_caller(
     # No scores on file: a documentation card the prescriber can override.
     body = load_example("order-sign-prefetch.json")
     body["prefetch"]["observations"] = {"resourceType": "Bundle", "type": "searchset"}
-    token = keys.es384.sign(claims(clock, SIGN))
-    answer = client.post(SIGN, json=body, headers={"Authorization": f"Bearer {token}"}).get_json()
+    signed = {"Authorization": f"Bearer {keys.es384.sign(claims(clock, SIGN))}"}
+    answer = client.post(SIGN, json=body, headers=signed).get_json()
     card = answer["cards"][0]["uuid"]
     feedback = {
         "feedback": [
