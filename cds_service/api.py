@@ -57,6 +57,8 @@ from cds_service.cards import MissingData
 from cds_service.config import Settings
 from cds_service.crd import configuration as crd_configuration
 from cds_service.crd import dispatch, per_hook
+from cds_service.crd.payer import CoverageNotHandledError
+from cds_service.crd.types import COVERAGE_INFO
 from cds_service.errors import ApiError
 from cds_service.hooks import Catalog, ServiceDefinition
 from cds_service.http_guard import may_hold_lone_surrogates, replace_lone_surrogates
@@ -518,8 +520,11 @@ def call_service(service_id: str) -> Response:
         missing_data=missing_data(service, result),
         record_unreadable=bool(result.required_missing),
         public_base_url=(state.settings.public_base_url or request.url_root).rstrip("/"),
+        # Switched off by the caller: rendered without it, so the cards that would only
+        # repeat it (CRD resp-12) come back.
+        coverage_information=COVERAGE_INFO not in config.disabled_types,
     )
-    answer = pipeline.run(call, result.resources, state.engine)
+    answer = coverage_checked_run(call, result.resources, state.engine, body)
     if dispatched.unread:
         answer = pipeline.merge_responses([answer, dispatched.unread_answer(state, call)])
     answer = crd_configuration.apply(per_hook.for_hook(answer, service.hook), config)
@@ -532,6 +537,30 @@ def call_service(service_id: str) -> Response:
     g.cds_outcome = f"{len(answer.get('cards', []))}-cards"
     _audit(state, call, answer, started)
     return jsonify(answer)
+
+
+def coverage_checked_run(
+    call: pipeline.CallContext,
+    resources: Sequence[Mapping[str, Any]],
+    engine: pipeline.Engine,
+    body: Mapping[str, Any],
+) -> dict[str, Any]:
+    """`pipeline.run`; a call whose primary Coverage the payer does not handle is answered
+    400 with an OperationOutcome saying which (CRD hook-13, payer mode `reject`)."""
+    try:
+        return pipeline.run(call, resources, engine)
+    except CoverageNotHandledError as exc:
+        g.cds_outcome = "coverage-not-handled"
+        prefetch = body.get("prefetch")
+        where = (
+            "/prefetch/coverage" if isinstance(prefetch, Mapping) and "coverage" in prefetch else ""
+        )
+        detail = {"message": exc.message, **({"pointer": where} if where else {})}
+        raise ApiError(
+            "the call's primary Coverage is not one this service handles: " + exc.message,
+            error="coverage-not-handled",
+            details=[detail],
+        ) from None
 
 
 def crd_settings(

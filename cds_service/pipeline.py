@@ -39,12 +39,12 @@ from cds_service.cards import (
     render_response,
 )
 from cds_service.cards.safe_text import without_lone_surrogates
-from cds_service.crd.coverage import CoverageCall, PackBilling
-from cds_service.crd.payer import Payer, load_payer
+from cds_service.crd.coverage import CoverageCall, PackBilling, rejection
+from cds_service.crd.payer import CoverageNotHandledError, Payer, load_payer
 from cds_service.policy.engine import evaluate
 from cds_service.policy.packs import Pack, Registry, default_registry
 from fhir_mappings import build_facts
-from fhir_mappings.coverage import read_coverages
+from fhir_mappings.coverage import read_all_coverages, read_coverages
 
 log = logging.getLogger(__name__)
 
@@ -390,7 +390,20 @@ def coverage_call(
         },
         patient_ref=patient or "",
         record_incomplete=bool(call.missing_data),
+        sent_coverages=read_all_coverages(resources),
+        coverage_unreadable=any(m.resource_type == "Coverage" for m in call.missing_data),
     )
+
+
+def answered_orders(crd: CoverageCall, routed: Sequence[Routed]) -> list[Mapping[str, Any]]:
+    """The draft orders the call's answer is about (those of a pack's drug)."""
+    out: list[Mapping[str, Any]] = []
+    for r in routed:
+        if isinstance(r.item, Evaluation):
+            out.append(r.item.facts.order.resource)
+        elif r.pack is not None and r.item.order_ref in crd.drafts:
+            out.append(crd.drafts[r.item.order_ref])
+    return out
 
 
 def run(
@@ -400,7 +413,9 @@ def run(
     pack, and return the response body.
 
     Orders for other drugs get no card; an order that may be for a pack's drug and cannot
-    be evaluated gets a card that says so (never silence).
+    be evaluated gets a card that says so (never silence). Raises `CoverageNotHandledError` when
+    the payer rejects calls whose primary Coverage it does not handle (CRD hook-13) and an
+    answered order's is not.
     """
     if engine is None:
         engine = Engine(registry=default_registry())
@@ -408,6 +423,9 @@ def run(
     if not routed:
         return {"cards": []}
     crd = coverage_call(engine, call, resources, routed)
+    refused = rejection(crd, answered_orders(crd, routed), call.now.date())
+    if refused is not None:
+        raise CoverageNotHandledError(refused)
     responses = [
         render_response(
             call.hook,

@@ -50,6 +50,14 @@ class CoverageRecord:
     """(class type code, value) of each `Coverage.class`, e.g. ("plan", "MEDICAID-STD")."""
     order: int | None
     """`Coverage.order` (1 = the primary coverage), when sent."""
+    status: str | None = "active"
+    """`Coverage.status` as sent (None: the Coverage has none)."""
+    period_end: str | None = None
+    """`Coverage.period.end` (a FHIR date or dateTime), when sent."""
+    people: frozenset[str] = frozenset()
+    """`Patient/<id>` references of the beneficiary and the subscriber, when sent."""
+    beneficiary: str | None = None
+    """`Patient/<id>` of the beneficiary (the member), when sent."""
 
 
 def _text(value: Any) -> str | None:
@@ -134,6 +142,42 @@ def _classes(coverage: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
 
 def _order(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _period_end(resource: Mapping[str, Any]) -> str | None:
+    period = resource.get("period")
+    return _text(period.get("end")) if isinstance(period, Mapping) else None
+
+
+def read_all_coverages(resources: Sequence[Any]) -> tuple[CoverageRecord, ...]:
+    """Every Coverage among `resources` whatever its status or beneficiary, each once, in
+    input order (for the CRD choice of the call's primary Coverage, which must also see
+    Coverages that are no longer in force)."""
+    organizations = _organizations(resources)
+    seen: set[str] = set()
+    out = []
+    for resource in resources:
+        if not isinstance(resource, Mapping) or resource.get("resourceType") != "Coverage":
+            continue
+        rid = _text(resource.get("id"))
+        if rid is None or f"Coverage/{rid}" in seen:
+            continue
+        seen.add(f"Coverage/{rid}")
+        people = {reference(resource.get("beneficiary")), reference(resource.get("subscriber"))}
+        status = resource.get("status")
+        out.append(
+            CoverageRecord(
+                ref=f"Coverage/{rid}",
+                payors=_payors(resource, organizations),
+                classes=_classes(resource),
+                order=_order(resource.get("order")),
+                status=status if isinstance(status, str) and status else None,
+                period_end=_period_end(resource),
+                people=frozenset(p for p in people if p),
+                beneficiary=reference(resource.get("beneficiary")),
+            )
+        )
+    return tuple(out)
 
 
 def read_coverages(resources: Sequence[Any], patient_ref: str | None) -> tuple[CoverageRecord, ...]:

@@ -11,10 +11,10 @@ Per evaluated order (the first six at both hooks):
   order, or delete this order.
 - hypersensitivity (critical, contraindication) [hypersensitivity]: `hypersensitivity`
   not met.
-- care setting (critical, coverage-info) [care_setting]: `care-setting` not met; a
+- care setting (critical, off-guideline) [care_setting]: `care-setting` not met; a
   warning asking to confirm the patient is hospitalized when the setting is not known
   (no encounter, one that could not be read, emergency).
-- not covered (warning, coverage-info) [not_covered]: a `not-covered` criterion (a use
+- not covered (warning, off-guideline) [not_covered]: a `not-covered` criterion (a use
   the policy excludes); the summary states the criterion's reason; suggestion: delete
   this order.
 - active condition (critical, contraindication) [active_condition]: a
@@ -31,14 +31,15 @@ Per evaluated order (the first six at both hooks):
   details list `switch_from` records (the drug the ordered one replaces), whatever its
   status: stop that drug when the new one starts, at the time of its next dose.
 - other criteria not met (warning; therapy-alternatives-req when a criterion of the
-  pack's `step_therapy_criteria` fails, else coverage-info) [not_met]: order-sign only.
-- documentation needed (warning, coverage-info) [documentation_needed]: order-sign only.
-- criteria met (info, coverage-info) [criteria_met]: order-sign only.
-- off-label (info, coverage-info) [off_label]: order-sign only.
+  pack's `step_therapy_criteria` fails, else off-guideline) [not_met]: order-sign only.
+- documentation needed (warning, appropriate-use) [documentation_needed]: order-sign only.
+- criteria met (info, guideline) [criteria_met]: order-sign only, and only when the order
+  gets no coverage-information extension (else the card would only repeat it: CRD resp-12).
+- off-label (info, off-guideline) [off_label]: order-sign only.
 - companion / alternate (info, clinical-reminder / therapy-alternatives-req) [companion,
   alternate]: order-sign only; orders the pack proposes (policy.yaml `companions`,
   `alternates`) when a criterion has no record in the chart (`cards/proposals.py`).
-- could not evaluate (warning, coverage-info) [could_not_check]: a `NotEvaluated`
+- could not evaluate (warning, guideline) [could_not_check]: a `NotEvaluated`
   order, both hooks.
 
 Every card has a uuid, a summary under 140 characters that says what to do (long
@@ -1181,7 +1182,13 @@ def _schedule_table(
     return text
 
 
-def _order_cards(builder: _Builder, evaluation: Evaluation, hook: str) -> list[dict[str, Any]]:
+def _order_cards(
+    builder: _Builder, evaluation: Evaluation, hook: str, coverage_given: bool = False
+) -> list[dict[str, Any]]:
+    """The cards of one evaluated order. `coverage_given`: the order gets (or already
+    carries) the coverage-information extension; then no criteria-met card, which would only
+    repeat it (CRD resp-12: the extension says covered, auth-needed, the documentation, the
+    approval period, every criterion's outcome and the policy link)."""
     cards = (
         builder.combination_cards(evaluation)
         + builder.hypersensitivity_cards(evaluation)
@@ -1198,7 +1205,7 @@ def _order_cards(builder: _Builder, evaluation: Evaluation, hook: str) -> list[d
         cards += builder.not_met_card(evaluation)
     elif outcome is Outcome.DOCUMENTATION_NEEDED:
         cards.append(builder.documentation_card(evaluation))
-    elif outcome is Outcome.CRITERIA_MET:
+    elif outcome is Outcome.CRITERIA_MET and not coverage_given:
         cards.append(builder.criteria_met_card(evaluation))
     elif outcome is Outcome.OFF_LABEL_REVIEW:
         cards.append(builder.off_label_card(evaluation))
@@ -1251,8 +1258,11 @@ def render_response(
             evaluations_json.append({**entry, "coverageInformation": result.note})
             continue
         texts = card_texts(item.decision.policy_id)
-        cards += _order_cards(_Builder(settings, uuid_factory, texts, now.date()), item, hook)
         result = crd_coverage.coverage_for_evaluation(item, call=crd, today=now.date(), texts=texts)
+        given = result.note["status"] in ("sent", "unchanged")
+        cards += _order_cards(
+            _Builder(settings, uuid_factory, texts, now.date()), item, hook, coverage_given=given
+        )
         if result.action is not None:
             actions.append(prune(result.action))
         entry = evaluation_to_json(item.decision, missing_data)

@@ -24,6 +24,15 @@ REASON_SYSTEM: Final = CRD_TEMP
 OUR_DETAIL: Final = "https://anakinra-cds.example.org/fhir/CodeSystem/coverage-detail"
 """Temporary detail codes of this service, until the IG has one: `criterion` (the outcome
 of one policy criterion: value met / not-met / unknown, qualification its reason)."""
+ACT_REASON: Final = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
+ACT_REASON_CODES: Final = frozenset(
+    {"gold-card", "no-member-found", "no-active-coverage", "coverage-not-found", "auth-out-network"}
+)
+"""The reason codes the IG maps to v3 ActReason (its `coverageAssertionReasonsNew` value
+set, same codes; `technical` has none): sent beside the CRD code (prof-15)."""
+BILLING_OPTIONS_URL: Final = (
+    "http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-billing-options"
+)
 NDC: Final = "http://hl7.org/fhir/sid/ndc"
 HCPCS: Final = "https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"
 """As the IG's billing-code value set names it (https)."""
@@ -43,6 +52,9 @@ DETAIL_DISPLAY: Final[dict[str, str]] = {
 }
 
 __all__ = [
+    "ACT_REASON",
+    "ACT_REASON_CODES",
+    "BILLING_OPTIONS_URL",
     "COVERAGE_DETAIL",
     "COVERAGE_INFORMATION_URL",
     "DETAIL_DISPLAY",

@@ -53,6 +53,9 @@ from cds_service.cards.dose import DoseLimit, dose_limit, fmt, product_unit, who
 from cds_service.cards.model import Evaluation, NotEvaluated
 from cds_service.cards.texts import CardTexts
 from cds_service.crd.codes import (
+    ACT_REASON,
+    ACT_REASON_CODES,
+    BILLING_OPTIONS_URL,
     COVERAGE_DETAIL,
     COVERAGE_INFORMATION_URL,
     DETAIL_DISPLAY,
@@ -62,7 +65,17 @@ from cds_service.crd.codes import (
     REASON_SYSTEM,
     REASONS,
 )
-from cds_service.crd.payer import Payer, choose_coverage, load_payer
+from cds_service.crd.payer import (
+    IN_FORCE,
+    NOT_HANDLED,
+    NOT_IN_FORCE,
+    STATUS_UNKNOWN,
+    Payer,
+    Primary,
+    choose_coverage,
+    load_payer,
+    primary_coverage,
+)
 from cds_service.policy.model import Decision, Outcome, Status
 from fhir_mappings.coverage import CoverageRecord
 from fhir_mappings.facts import PolicyFacts
@@ -229,6 +242,15 @@ class CoverageCall:
     questionnaires: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """Hook for documentation templates: Questionnaire canonicals per pack id, sent with
     doc-needed (none exist yet)."""
+    sent_coverages: tuple[CoverageRecord, ...] | None = None
+    """Every Coverage the call sent or the service read, whatever its status
+    (`read_all_coverages`): the call's primary Coverage is chosen among them
+    (`payer.primary_coverage`). None (renderer tests, tools): the active Coverages of each
+    order's facts / `coverages`, the payer's own picked as `payer.choose_coverage` does."""
+    coverage_unreadable: bool = False
+    """The patient's Coverages could not be read for technical reasons (the prefetch key
+    is missing and the FHIR server did not give it): no Coverage to assert for, and no
+    400 for a Coverage the service never saw."""
 
 
 def demo_call() -> CoverageCall:
@@ -256,6 +278,8 @@ def _reason_part(text: str, code: str | None = None) -> dict[str, Any]:
     concept: dict[str, Any] = {"text": text}
     if code is not None:
         concept["coding"] = [{"system": REASON_SYSTEM, "code": code, "display": REASONS[code]}]
+        if code in ACT_REASON_CODES:
+            concept["coding"].append({"system": ACT_REASON, "code": code, "display": REASONS[code]})
     return _part("reason", "valueCodeableConcept", concept)
 
 
@@ -275,18 +299,96 @@ def order_ndcs(order: Mapping[str, Any]) -> list[str]:
     return found
 
 
-def billing_codes(order: Mapping[str, Any], billing: PackBilling) -> list[dict[str, Any]]:
-    """billingCode parts: the pack's HCPCS codes, then the order's NDC when it names one
-    (in the pack's spelling when it is one of the pack's), else every NDC of the pack."""
-    parts = [
-        _part("billingCode", "valueCoding", {"system": HCPCS, "code": code})
-        for code in billing.hcpcs
-    ]
+def _bare_system(system: Any) -> str:
+    text = normalise_system(system if isinstance(system, str) else None)
+    return text.split("://", 1)[-1].casefold()
+
+
+def billing_options(order: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(system, code) of every code the client sent in the CRD `ext-billing-options`
+    extension of the order's drug concept (billopt-3), as sent."""
+    found: list[tuple[str, str]] = []
+    for concept in orders.order_concepts(order):
+        extensions = concept.get("extension")
+        for ext in extensions if isinstance(extensions, list) else []:
+            if not isinstance(ext, Mapping) or ext.get("url") != BILLING_OPTIONS_URL:
+                continue
+            value = ext.get("valueCodeableConcept")
+            codings = value.get("coding") if isinstance(value, Mapping) else None
+            for coding in codings if isinstance(codings, list) else []:
+                if not isinstance(coding, Mapping):
+                    continue
+                system, code = coding.get("system"), coding.get("code")
+                if isinstance(system, str) and isinstance(code, str) and code.strip():
+                    found.append((system, code.strip()))
+    return found
+
+
+@dataclass(frozen=True)
+class Billing:
+    """The billing codes of an answer and the assumptions made to get them (impl-5)."""
+
+    hcpcs: tuple[str, ...]
+    ndc: tuple[str, ...]
+    assumptions: tuple[str, ...]
+
+
+def choose_billing(order: Mapping[str, Any], billing: PackBilling) -> Billing:
+    """The pack's HCPCS codes, narrowed to those the client sent in billing options when it
+    sent any of them; the order's NDC (or one sent in billing options) in the pack's
+    spelling when it is one of the pack's, else every NDC of the pack. Each choice the
+    request did not make explicit is said in `assumptions`."""
+    sent = billing_options(order)
+    hcpcs_system, ndc_system = _bare_system(HCPCS), _bare_system(NDC)
+    sent_hcpcs = [c for s, c in sent if _bare_system(s) == hcpcs_system]
+    sent_ndc = [c for s, c in sent if _bare_system(s) == ndc_system]
+    others = [c for s, c in sent if _bare_system(s) not in (hcpcs_system, ndc_system)]
+    said: list[str] = []
+    hcpcs = tuple(c for c in billing.hcpcs if c in sent_hcpcs) or billing.hcpcs
+    unused = [c for c in [*sent_hcpcs, *others] if c not in hcpcs]
+    if unused:
+        said.append(
+            f"Billing options {', '.join(unused)} sent with the order were considered; "
+            "they are not billing codes of the policy's product"
+        )
+    if hcpcs and not any(c in sent_hcpcs for c in hcpcs):
+        said.append(f"HCPCS {', '.join(hcpcs)} assumed: the billing code of the policy's product")
     pack_ndc = {normalise_ndc(code): code for code in billing.ndc}
-    ordered = [pack_ndc.get(normalise_ndc(code), code) for code in order_ndcs(order)]
-    for code in ordered or list(billing.ndc):
-        parts.append(_part("billingCode", "valueCoding", {"system": NDC, "code": code}))
-    return parts
+    ordered = [pack_ndc.get(normalise_ndc(c), c) for c in [*order_ndcs(order), *sent_ndc]]
+    ndc = tuple(dict.fromkeys(ordered)) or billing.ndc
+    if not ordered and ndc:
+        said.append("the order names no NDC: every package (NDC) of the policy's product is listed")
+    said.append("no network status was assumed: the answer is the same in and out of network")
+    return Billing(hcpcs, ndc, tuple(said))
+
+
+def billing_codes(order: Mapping[str, Any], billing: PackBilling) -> list[dict[str, Any]]:
+    """billingCode parts of `choose_billing`: HCPCS codes, then NDCs."""
+    chosen = choose_billing(order, billing)
+    return [
+        *(
+            _part("billingCode", "valueCoding", {"system": HCPCS, "code": code})
+            for code in chosen.hcpcs
+        ),
+        *(
+            _part("billingCode", "valueCoding", {"system": NDC, "code": code})
+            for code in chosen.ndc
+        ),
+    ]
+
+
+def assumptions_detail(order: Mapping[str, Any], billing: PackBilling) -> list[dict[str, Any]]:
+    """One `instructions` detail saying what the answer assumed beyond the request (impl-5)."""
+    said = choose_billing(order, billing).assumptions
+    return [
+        _detail(
+            "instructions",
+            "valueString",
+            ("; ".join(said) + ".")[:1].upper() + ("; ".join(said) + ".")[1:],
+            "Assumptions made for this answer",
+            category="cat-other",
+        )
+    ]
 
 
 def criterion_details(decision: Decision) -> list[dict[str, Any]]:
@@ -431,8 +533,11 @@ def coverage_information(
     today: date,
     texts: CardTexts,
     call: CoverageCall,
+    unconfirmed: str | None = None,
 ) -> dict[str, Any]:
-    """One `ext-coverage-information` extension for an evaluated order (module table)."""
+    """One `ext-coverage-information` extension for an evaluated order (module table).
+    `unconfirmed`: why the Coverage cannot be confirmed in force (no status): never
+    covered, `indeterminate` unless the answer is not-covered anyway."""
     outcome = decision.outcome
     reason = _reason(decision, texts)
     parts: list[dict[str, Any]] = [_part("coverage", "valueReference", {"reference": coverage_ref})]
@@ -441,7 +546,10 @@ def coverage_information(
         parts.append(_code("covered", "not-covered"))
     else:
         covered = "covered"
-        if outcome is Outcome.OFF_LABEL_REVIEW:
+        if unconfirmed is not None:
+            covered = "indeterminate"
+            reason = f"Coverage cannot be confirmed: {unconfirmed}. " + reason
+        elif outcome is Outcome.OFF_LABEL_REVIEW:
             covered = "conditional"
         elif outcome is Outcome.DOCUMENTATION_NEEDED and call.record_incomplete:
             covered = "indeterminate"
@@ -456,7 +564,7 @@ def coverage_information(
             _code("doc-needed", "clinical"),
             _code("doc-purpose", "withpa"),
         ]
-        if outcome is Outcome.OFF_LABEL_REVIEW:
+        if outcome is Outcome.OFF_LABEL_REVIEW and unconfirmed is None:
             parts.append(_code("info-needed", "OTH"))
     billing = call.packs.get(decision.policy_id, PackBilling(decision.policy_version))
     parts += billing_codes(facts.order.resource, billing)
@@ -473,6 +581,7 @@ def coverage_information(
         )
     if outcome is Outcome.OFF_LABEL_REVIEW:
         parts.append(_detail("instructions", "valueString", reason, None, category="cat-other"))
+    parts += assumptions_detail(facts.order.resource, billing)
     parts += criterion_details(decision)
     parts += policy_link(call.policy_base_url, decision.policy_id)
     if any(p["url"] == "doc-needed" for p in parts):
@@ -516,6 +625,7 @@ def indeterminate_information(
             "prior authorization; send the request for manual review.",
             "technical",
         ),
+        *assumptions_detail(order, billing),
         *policy_link(call.policy_base_url, pack_id),
     ]
     return _finish(
@@ -528,6 +638,76 @@ def indeterminate_information(
         expiry=None,
         call=call,
     )
+
+
+def not_in_force_information(
+    primary: Primary,
+    *,
+    order: Mapping[str, Any],
+    order_ref: str,
+    pack_id: str,
+    today: date,
+    call: CoverageCall,
+) -> dict[str, Any]:
+    """This payer's Coverage that is not in force (resp-45: no-active-coverage) or is
+    another member's (resp-44: no-member-found): not-covered, whatever the chart says."""
+    assert primary.coverage is not None
+    code = "no-active-coverage" if primary.state == NOT_IN_FORCE else "no-member-found"
+    billing = call.packs.get(pack_id, PackBilling(""))
+    parts: list[dict[str, Any]] = [
+        _part("coverage", "valueReference", {"reference": primary.coverage.ref}),
+        _code("covered", "not-covered"),
+        *billing_codes(order, billing),
+        _reason_part(
+            f"Not covered: {primary.reason}. Check the patient's insurance before ordering.",
+            code,
+        ),
+        *assumptions_detail(order, billing),
+        *policy_link(call.policy_base_url, pack_id),
+    ]
+    return _finish(
+        parts,
+        order_ref=order_ref,
+        patient_ref=call.patient_ref,
+        pack_id=pack_id,
+        version=billing.version,
+        today=today,
+        expiry=None,
+        call=call,
+    )
+
+
+def call_primary(
+    call: CoverageCall,
+    order: Mapping[str, Any],
+    today: date,
+    fallback: Sequence[CoverageRecord] | None = None,
+) -> Primary:
+    """The primary Coverage of `order` (`payer.primary_coverage` over the call's Coverages;
+    without them, the payer's own among `fallback` / the call's active ones)."""
+    if call.coverage_unreadable:
+        why = "the patient's Coverage could not be read from the EHR, so nothing is asserted"
+        return Primary(None, NOT_HANDLED, why)
+    if call.sent_coverages is None:
+        choice = choose_coverage(
+            call.coverages if fallback is None else fallback, call.payer, order
+        )
+        state = IN_FORCE if choice.coverage is not None else NOT_HANDLED
+        return Primary(choice.coverage, state, choice.reason)
+    return primary_coverage(call.sent_coverages, call.payer, order, call.patient_ref or None, today)
+
+
+def rejection(call: CoverageCall, orders_: Sequence[Mapping[str, Any]], today: date) -> str | None:
+    """Why the call must be refused (CRD hook-13, payer mode `reject`): the first order whose
+    primary Coverage this payer does not handle; None when every one is handled (or the
+    payer answers without coverage information, or the Coverages could not be read)."""
+    if not call.payer.rejects or call.sent_coverages is None or call.coverage_unreadable:
+        return None
+    for order in orders_:
+        primary = call_primary(call, order, today)
+        if primary.state == NOT_HANDLED:
+            return primary.reason
+    return None
 
 
 def _note(status: str, reason: str, coverage: str | None = None) -> dict[str, Any]:
@@ -565,11 +745,28 @@ def coverage_for_evaluation(
     if not call.enabled:
         return CoverageResult(None, _note("switched-off", SWITCHED_OFF))
     facts, decision = evaluation.facts, evaluation.decision
-    choice = choose_coverage(facts.coverages, call.payer, facts.order.resource)
-    if choice.coverage is None:
+    choice = call_primary(call, facts.order.resource, today, facts.coverages)
+    if choice.coverage is None or choice.state == NOT_HANDLED:
         return CoverageResult(None, _note("not-sent", choice.reason))
+    if choice.state not in (IN_FORCE, STATUS_UNKNOWN):
+        extension = not_in_force_information(
+            choice,
+            order=facts.order.resource,
+            order_ref=facts.order.ref,
+            pack_id=decision.policy_id,
+            today=today,
+            call=call,
+        )
+        description = texts.text("coverage", "description", outcome="not covered: no coverage")
+        return _action(facts.order.resource, extension, description, choice.reason)
     extension = coverage_information(
-        facts, decision, coverage_ref=choice.coverage.ref, today=today, texts=texts, call=call
+        facts,
+        decision,
+        coverage_ref=choice.coverage.ref,
+        today=today,
+        texts=texts,
+        call=call,
+        unconfirmed=choice.reason if choice.state == STATUS_UNKNOWN else None,
     )
     return _action(facts.order.resource, extension, _description(decision, texts), choice.reason)
 
@@ -588,9 +785,15 @@ def coverage_for_not_evaluated(
         return CoverageResult(None, _note("not-sent", why))
     if order is None:
         return CoverageResult(None, _note("not-sent", "the draft order could not be read"))
-    choice = choose_coverage(call.coverages, call.payer, order)
-    if choice.coverage is None:
+    choice = call_primary(call, order, today)
+    if choice.coverage is None or choice.state == NOT_HANDLED:
         return CoverageResult(None, _note("not-sent", choice.reason))
+    if choice.state not in (IN_FORCE, STATUS_UNKNOWN):
+        extension = not_in_force_information(
+            choice, order=order, order_ref=item.order_ref, pack_id=pack_id, today=today, call=call
+        )
+        description = texts.text("coverage", "description", outcome="not covered: no coverage")
+        return _action(order, extension, description, choice.reason)
     extension = indeterminate_information(
         item,
         order=order,

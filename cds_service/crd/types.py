@@ -37,28 +37,47 @@ KIND_TYPES: Final[dict[str, str]] = {
     "combination": "contraindication",
     "duplicate": "duplicate-therapy",
     "hypersensitivity": "contraindication",
-    "care_setting": "coverage-info",
-    "not_covered": "coverage-info",
+    "care_setting": "off-guideline",
+    "not_covered": "off-guideline",
     "active_condition": "contraindication",
     "dose": "limits",
     "switch": "duplicate-therapy",
-    "not_met": "coverage-info",
+    "not_met": "off-guideline",
     "step_therapy": "therapy-alternatives-req",
-    "documentation_needed": "coverage-info",
-    "criteria_met": "coverage-info",
-    "off_label": "coverage-info",
-    "could_not_check": "coverage-info",
+    "documentation_needed": "appropriate-use",
+    "criteria_met": "guideline",
+    "off_label": "off-guideline",
+    "could_not_check": "guideline",
     "companion": "clinical-reminder",
     "alternate": "therapy-alternatives-req",
 }
-"""Card kind -> CRD card type. `step_therapy` is the not-met card when a criterion of
-the pack's `step_therapy_criteria` fails (a therapy that must be tried first).
-`companion` (orders a criterion needs, e.g. a test: the IG's "additional orders" card, topic
-clinical-reminder as in the IG's example) and `alternate` (a preferred product proposed in
-place of the order) are the cards of `cds_service.cards.proposals`."""
+"""Card kind -> CRD card type: what the card asks the prescriber to do.
+
+Coverage information itself is never a card (CRD resp-25): it is the coverage-information
+system action, whose type is `coverage-info` (`COVERAGE_INFO`). No card carries that type:
+
+- `care_setting`, `not_covered`, `not_met`, `off_label` -> off-guideline: the order as
+  written is outside the plan's policy (a setting, a use the policy excludes, a criterion
+  not met, a use outside the labeled indications); the card shows which clause of the
+  policy and offers to view it or change / delete the order.
+- `step_therapy` -> therapy-alternatives-req: a therapy the policy requires first.
+- `documentation_needed` -> appropriate-use: the card lists the documentation the policy
+  needs to show the use is appropriate before it can be decided.
+- `criteria_met` -> guideline: the policy's criteria are documented; the card points to
+  the policy and the request to send. Sent only when no coverage-information extension
+  goes to the order (CRD resp-12: with it, the card would only repeat it; see
+  `cds_service.cards.render`).
+- `could_not_check` -> guideline: the order falls under a policy the service could not
+  check; the card names the policy to apply by hand.
+- `combination`, `hypersensitivity`, `active_condition` -> contraindication; `duplicate`,
+  `switch` -> duplicate-therapy; `dose` -> limits (the policy's dose limit).
+- `companion` (orders a criterion needs, e.g. a test: the IG's "additional orders" card,
+  topic clinical-reminder as in the IG's example) and `alternate` (a preferred product
+  proposed in place of the order) are the cards of `cds_service.cards.proposals`.
+"""
 
 COVERAGE_INFO: Final = "coverage-info"
-"""The type of the coverage-information system action as well as of coverage cards."""
+"""The type of the coverage-information system action (never of a card: resp-25)."""
 
 
 def card_type(kind: str) -> str:

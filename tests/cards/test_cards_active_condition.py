@@ -152,11 +152,12 @@ def test_a_pack_with_no_active_condition_needs_the_texts(tmp_path: Path) -> None
         load_card_texts(folder)
 
 
-def test_nomid_not_covered_stays_a_coverage_warning() -> None:
+def test_nomid_not_covered_stays_an_off_guideline_warning() -> None:
     policy = yaml.safe_load((PACKS_DIR / PACK / "policy.yaml").read_text(encoding="utf-8"))
     (section,) = [s for s in policy["sections"] if s["id"] == "I.E"]
     verdict = run_check("not-covered", section["criteria"][0]["params"], facts(), ctx())
     result = criterion("III.B", Status.NOT_MET, check="not-covered", reason=verdict.reason)
     (card,) = _cards(facts(), result, "order-sign")
     assert card["indicator"] == "warning"
-    assert card["source"]["topic"]["code"] == "coverage-info"
+    # Outside the plan's policy (never a coverage-info card: CRD resp-25).
+    assert card["source"]["topic"]["code"] == "off-guideline"

@@ -78,9 +78,17 @@ KEEP_IDS = frozenset({"Patient", "Practitioner", "PractitionerRole"})
 Json = dict[str, Any]
 
 
+CARDS_WITHOUT_COVERAGE = frozenset({"rilonacept/caps_initial_met"})
+"""Criteria met: with coverage information the answer has no card (it would only repeat the
+system action, CRD resp-12), so these go with coverage information switched off to quote
+the chart in the criteria-met card."""
+
+
 def load_case(name: str) -> Json:
     body: Json = json.loads((SCENARIOS / f"{name}.json").read_text("utf-8"))
     body.pop("_expect")
+    if name in CARDS_WITHOUT_COVERAGE:
+        body["extension"] = {"davinci-crd.configuration": {"coverage-info": False}}
     return body
 
 

@@ -140,7 +140,9 @@ def test_a_switch_with_a_real_combination_gets_both_cards() -> None:
 def test_no_switch_card_without_records_of_a_replaced_drug() -> None:
     plain = criterion("I.B.6", check="no-concurrent-therapy", details={"conflicts": []})
     evaluation = Evaluation(facts(), _decision(Outcome.CRITERIA_MET, plain, section="I.B"))
-    assert [c["indicator"] for c in _render(evaluation)["cards"]] == ["info"]  # criteria met
+    # Criteria met and coverage information sent: no card at all (CRD resp-12), no switch card.
+    assert _render(evaluation)["cards"] == []
+    assert _render(evaluation)["systemActions"]
 
 
 def _nomid_reason() -> str:

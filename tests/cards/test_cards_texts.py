@@ -19,6 +19,7 @@ from cds_service.cards.texts import (
     load_card_texts,
     texts_for,
 )
+from cds_service.crd.coverage import demo_call
 from cds_service.policy.definition import PACKS_DIR, PolicyFileError
 from tests.cards.builders import NOW, SETTINGS, uuid_counter
 from tests.cards.cases import CASES
@@ -299,7 +300,7 @@ def test_step_therapy_criteria_come_from_the_pack(arcalyst: CardTexts) -> None:
     assert other["cards"][0]["source"]["topic"]["code"] == "therapy-alternatives-req"
     texts = dataclasses.replace(arcalyst, step_therapy_criteria=frozenset({"II.A.1"}))
     assert render("other_not_met", texts)["cards"][0]["source"]["topic"]["code"] == (
-        "coverage-info"
+        "off-guideline"
     )
 
 
@@ -343,7 +344,21 @@ def test_one_call_with_two_packs_gives_each_order_its_packs_words(
         now=NOW,
         card_texts=lookup.__getitem__,
     )
-    summaries = [card["summary"] for card in response["cards"]]
+    # Criteria met with coverage information: no card repeats it (CRD resp-12); the
+    # criteria-met cards are rendered when it is switched off.
+    assert [c["summary"] for c in response["cards"]] == [
+        "Could not complete the Arcalyst coverage check: submit for manual review"
+    ]
+    cards_only = render_response(
+        "order-sign",
+        [kineret, other, NotEvaluated("MedicationRequest/x", "unreadable", policy_id=OTHER_ID)],
+        settings=SETTINGS,
+        uuid_factory=uuid_counter(),
+        now=NOW,
+        card_texts=lookup.__getitem__,
+        coverage=dataclasses.replace(demo_call(), enabled=False),
+    )
+    summaries = [card["summary"] for card in cards_only["cards"]]
     assert summaries[0].startswith("Kineret meets plan criteria (I.A)")
     assert summaries[1].startswith("Arcalyst meets plan criteria (I.A)")
     assert (

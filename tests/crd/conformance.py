@@ -509,7 +509,67 @@ def _check_no_fhir_server_read(reply: Reply, ctx: CheckContext) -> list[str]:
     return [f"the service read {p} from the FHIR server" for p in ctx.fhir_reads]
 
 
+INSTRUCTIONS = ("http://terminology.hl7.org/CodeSystem/crd-coverage-detail", "instructions")
+BILLING_OPTIONS = "http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-billing-options"
+
+
+def _assumptions(coverage_information: Mapping[str, Any]) -> list[str]:
+    """The values of the `instructions` details that state the answer's assumptions."""
+    out = []
+    for detail in select(coverage_information, ["extension", {"url": "detail"}]):
+        parts = {p.get("url"): p for p in detail.get("extension", [])}
+        codings = select(parts.get("code", {}), ["valueCodeableConcept", "coding", "*"])
+        if not any((c.get("system"), c.get("code")) == INSTRUCTIONS for c in codings):
+            continue
+        qualification = str(parts.get("qualification", {}).get("valueString", ""))
+        if "assum" in qualification.lower():
+            out.append(str(parts.get("value", {}).get("valueString", "")))
+    return out
+
+
+def _check_assumptions_stated(reply: Reply, ctx: CheckContext) -> list[str]:
+    """impl-5: every coverage-information says which billing codes (and network) it assumed."""
+    found = select(reply.body, ["@coverage-information"])
+    if not found:
+        return ["no coverage-information extension in any system action"]
+    problems = []
+    for ci in found:
+        said = " ".join(_assumptions(ci))
+        if not said:
+            problems.append("a coverage-information states no assumptions")
+        elif "billing" not in said.lower() and "ndc" not in said.lower():
+            problems.append("the stated assumptions do not mention billing codes")
+        elif "network" not in said.lower():
+            problems.append("the stated assumptions do not mention the network")
+    return problems
+
+
+def _check_billing_options_considered(reply: Reply, ctx: CheckContext) -> list[str]:
+    """billopt-3: every code the request sent in billing options is a billingCode of the
+    answer or is named in its stated assumptions (considered and set aside)."""
+    path = ["*", "medicationCodeableConcept", "extension", {"url": BILLING_OPTIONS}]
+    path += ["valueCodeableConcept", "coding", "*", "code"]
+    sent = [str(c) for c in select(list(_draft_orders(ctx.request).values()), path)]
+    found = select(reply.body, ["@coverage-information"])
+    if not sent or not found:
+        return ["the request sends no billing options, or the answer no coverage information"]
+    problems = []
+    for ci in found:
+        billed = {
+            str(c) for c in select(ci, ["extension", {"url": "billingCode"}, "valueCoding", "code"])
+        }
+        said = " ".join(_assumptions(ci))
+        problems += [
+            f"billing option {code} was not considered"
+            for code in sent
+            if code not in billed and code not in said
+        ]
+    return problems
+
+
 CHECKS: dict[str, Callable[[Reply, CheckContext], list[str]]] = {
+    "assumptions-stated": _check_assumptions_stated,
+    "billing-options-considered": _check_billing_options_considered,
     "coverage-information-valid": _check_coverage_information,
     "coverage-information-valid-when-sent": _check_coverage_information_when_sent,
     "action-changes-only-coverage-information": _check_action_changes_only_extension,

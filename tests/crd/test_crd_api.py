@@ -78,8 +78,20 @@ def test_another_payers_coverage_only_gets_no_assertion(client: FlaskClient) -> 
     assert answer["cards"]  # the prescriber still gets the policy's cards
 
 
-def test_two_payers_assert_for_ours_only(client: FlaskClient) -> None:
+def test_another_payers_primary_coverage_gets_no_assertion_for_ours_either(
+    client: FlaskClient,
+) -> None:
+    # CRD hook-13: the call is about its primary Coverage (Coverage.order 1: the other
+    # payer's); the demo payer answers with cards and no coverage information.
     answer = _post(client, _request(OTHER, OURS))
+    assert "systemActions" not in answer
+    assert _note(answer)["status"] == "not-sent"
+    assert "Coverage/cov-other" in _note(answer)["reason"]
+
+
+def test_two_payers_assert_for_ours_only(client: FlaskClient) -> None:
+    other = {k: v for k, v in OTHER.items() if k != "order"}
+    answer = _post(client, _request(other, OURS))
     (ext,) = _extensions(answer)
     assert ext["extension"][0] == {
         "url": "coverage",
@@ -97,7 +109,7 @@ def test_two_payers_assert_for_ours_only(client: FlaskClient) -> None:
 def test_no_coverage_gives_no_assertion_and_says_why(client: FlaskClient) -> None:
     answer = _post(client, _request())
     assert "systemActions" not in answer
-    assert "no active Coverage" in _note(answer)["reason"]
+    assert "no Coverage of the patient" in _note(answer)["reason"]
 
 
 def test_identical_calls_return_byte_identical_coverage_information(

@@ -7,8 +7,10 @@ empty for this module). Each case runs through each of its data paths:
 - fhir-server: its prefetch resources are stored in the sandbox first, and the request goes
   without prefetch, `fhirServer` naming the sandbox; they are deleted again afterwards.
 A second service with authentication on answers the `auth-required` case; a case with
-`settings` (e.g. CDS_PREFETCH=minimal) runs against a service started with them. On the
-fhir-server path the sandbox's request log tells the named checks what the service read.
+`settings` (e.g. CDS_PREFETCH=minimal) runs against a service started with them. Every service
+runs with the payer file `payer.conformance.json` (mode `reject`, as a plan would configure
+it). On the fhir-server path the sandbox's request log tells the named checks what the
+service read.
 The fhir-server runs are skipped only when npm (the sandbox's runtime) is not installed.
 """
 
@@ -51,6 +53,7 @@ from tests.crd.conformance import (
 )
 
 TIMEOUT = 60
+PAYER_FILE = Path(__file__).with_name("payer.conformance.json")
 FHIR_JSON = "application/fhir+json"
 CASES = load_cases()
 RUNS = [
@@ -83,6 +86,9 @@ def service(sandbox: SandboxServer | None, workdir: Path) -> Iterator[ServicePro
         database_url=f"sqlite:///{workdir / 'cds.sqlite'}",
         log_path=workdir / "service.log",
         workers=1,
+        # A plan's own payer file: the CRD behaviour (hook-13: 400 for another payer's
+        # Coverage), not the packaged demo payer's answer-without-coverage-information mode.
+        extra_env={"CDS_PAYER_FILE": str(PAYER_FILE)},
     ) as running:
         yield running
 
@@ -104,7 +110,7 @@ def configured_services(
                 database_url=f"sqlite:///{workdir / f'settings-{n}.sqlite'}",
                 log_path=workdir / f"settings-{n}.log",
                 workers=1,
-                extra_env=dict(settings),
+                extra_env={"CDS_PAYER_FILE": str(PAYER_FILE), **settings},
             )
         return started[key]
 

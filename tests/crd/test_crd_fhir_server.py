@@ -104,4 +104,7 @@ def test_only_our_coverage_read_from_the_fhir_server_gets_an_assertion(
     assert put.status_code in (200, 201), put.text[:300]
     both = _call(app, sandbox)
     assert _coverages_asserted(both) == ["Coverage/crd-ours"]
-    assert [c["summary"] for c in both["cards"]] == [c["summary"] for c in other_only["cards"]]
+    # Criteria met: without coverage information the criteria-met card says so; with it,
+    # the card would only repeat the system action (CRD resp-12) and is not sent.
+    assert [c["summary"][:26] for c in other_only["cards"]] == ["Kineret meets plan criteri"]
+    assert both["cards"] == []

@@ -125,19 +125,19 @@ def test_no_configuration_gets_the_defaults(client: FlaskClient) -> None:
     assert without_ids(every_default) == without_ids(plain)
 
 
-def test_coverage_info_off_removes_coverage_cards_and_the_system_action(
+def test_coverage_info_off_removes_the_system_action_and_brings_back_the_criteria_card(
     client: FlaskClient,
 ) -> None:
     body = load_example("order-sign-prefetch.json")
     plain = post(client, SIGN, body)
-    assert "coverage-info" in types_of(plain)
+    # Criteria met: the coverage-information system action says it all; no card repeats it
+    # (CRD resp-12) and no card is of type coverage-info (resp-25).
     assert plain["systemActions"]
+    assert types_of(plain) == []
     off = post(client, SIGN, configured(body, **{"coverage-info": False}))
     assert "systemActions" not in off
-    assert "coverage-info" not in types_of(off)
-    assert [
-        c for c in without_ids(plain)["cards"] if c["source"]["topic"]["code"] != ("coverage-info")
-    ] == without_ids(off)["cards"]
+    assert types_of(off) == ["guideline"]
+    assert off["cards"][0]["summary"].startswith("Kineret meets plan criteria")
     # The decision is still recorded for the EHR's audit: only what is shown changes.
     assert outcomes(off) == outcomes(plain)
 
@@ -397,7 +397,9 @@ def test_dispatch_with_fulfillment_tasks_and_coverage_info_off(client: FlaskClie
     ]
     answer = post(client, DISPATCH, configured(body, **{"coverage-info": False}))
     assert "systemActions" not in answer
-    assert answer["cards"] == []
+    # The documentation card asks for documentation (appropriate-use), it is not coverage
+    # information, so switching coverage information off leaves it.
+    assert types_of(answer) == ["appropriate-use"]
 
 
 # --- CDS Hooks 2.0.1 and 3.0.0-ballot request shapes ----------------------------------------

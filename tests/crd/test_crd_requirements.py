@@ -22,8 +22,11 @@ from tests.crd.conformance import (
 from tests.crd.table import DOC, render
 
 STATUS = re.compile(
-    r"^(met|met with \S+: .+|not-met: .+|pending-lane: (crdcore|crdhooks|crdcards))$"
+    r"^(met|met with \S+: .+|not-met: .+|deferred: issue \d+ .+|"
+    r"pending-lane: (crdcore|crdhooks|crdcards))$",
+    re.S,
 )
+"""`deferred` names the issue the work moved to and why (a reason is required)."""
 VERBS = {"SHALL", "SHALL NOT", "SHOULD", "SHOULD NOT"}
 
 

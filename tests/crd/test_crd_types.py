@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from cds_service.cards import render_response
+from cds_service.crd.coverage import demo_call
 from cds_service.crd.types import CARD_TYPE_SYSTEM, CARD_TYPES, KIND_TYPES, card_type, topic
 from tests.cards.builders import NOW, SETTINGS, uuid_counter
 from tests.cards.cases import CASES
@@ -35,8 +37,14 @@ def test_unknown_kind_is_an_error_not_a_default() -> None:
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_rendered_cards_carry_a_crd_card_type_topic(name: str) -> None:
     hook, evaluations = CASES[name]()
+    # Without coverage information, so that every kind, criteria-met included, has a card.
     response = render_response(
-        hook, evaluations, settings=SETTINGS, uuid_factory=uuid_counter(), now=NOW
+        hook,
+        evaluations,
+        settings=SETTINGS,
+        uuid_factory=uuid_counter(),
+        now=NOW,
+        coverage=replace(demo_call(), enabled=False),
     )
     assert response["cards"]
     for card in response["cards"]:

@@ -46,7 +46,12 @@ def sign(client: FlaskClient, body: Json) -> tuple[Json, list[Json]]:
     data = response.get_json()
     evaluations = data["extension"][EVALUATION_KEY]
     assert len(evaluations) == 1
-    assert data["cards"], "an order must never get an empty card list"
+    # Never silence: cards, or (criteria met) the coverage-information system action that no
+    # card repeats (CRD resp-12).
+    informed = evaluations[0].get("coverageInformation", {}).get("status") == "sent"
+    assert data["cards"] or (evaluations[0]["outcome"] == "criteria-met" and informed), (
+        "an order must never get an empty answer"
+    )
     return evaluations[0], data["cards"]
 
 
@@ -422,7 +427,9 @@ def test_context_shapes_ehrs_send_still_get_the_decision(
     change(body)
     evaluation, cards = sign(client, body)
     assert evaluation["outcome"] == "criteria-met"
-    assert cards[0]["indicator"] == "info"
+    # The coverage-information system action says so; no card repeats it (CRD resp-12).
+    assert evaluation["coverageInformation"]["status"] == "sent"
+    assert cards == []
 
 
 def test_a_patient_reference_with_a_path_is_still_refused(client: FlaskClient) -> None:

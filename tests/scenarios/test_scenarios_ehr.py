@@ -75,12 +75,14 @@ def _schema_problems(response: Any) -> list[str]:
 
 
 def _not_dropped(response: dict[str, Any], order: str, hook: str) -> list[str]:
-    """The order has exactly one evaluation and, at order-sign, at least one card."""
-    count = len(harness.evaluations_of(response, order))
-    if count != 1:
-        return [f"expected one evaluation of {order}, got {count}"]
-    if hook == "order-sign" and not harness.cards_for(response, order):
-        return [f"no card for {order} at order-sign"]
+    """The order has exactly one evaluation and, at order-sign, at least one card or (criteria
+    met) the coverage-information system action, which no card repeats (CRD resp-12)."""
+    evaluations = harness.evaluations_of(response, order)
+    if len(evaluations) != 1:
+        return [f"expected one evaluation of {order}, got {len(evaluations)}"]
+    informed = (evaluations[0].get("coverageInformation") or {}).get("status") == "sent"
+    if hook == "order-sign" and not harness.cards_for(response, order) and not informed:
+        return [f"no card and no coverage information for {order} at order-sign"]
     return []
 
 

@@ -116,7 +116,7 @@ def test_override_rates_and_report(store: AuditStore) -> None:
     rates = {(r.topic, r.indicator): r for r in store.override_rates()}
     combo = rates[("contraindication", "critical")]
     assert (combo.shown, combo.accepted, combo.overridden, combo.override_rate) == (1, 0, 1, 1.0)
-    assert rates[("coverage-info", "warning")].override_rate is None
+    assert rates[("appropriate-use", "warning")].override_rate is None  # documentation card
     with store.engine.connect() as conn:
         (row,) = conn.execute(select(feedback)).all()
     assert row.has_comment is True
