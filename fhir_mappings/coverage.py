@@ -14,7 +14,7 @@ Pure; reads the resources defensively (a malformed field is skipped, never raise
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,10 +149,11 @@ def _period_end(resource: Mapping[str, Any]) -> str | None:
     return _text(period.get("end")) if isinstance(period, Mapping) else None
 
 
-def read_all_coverages(resources: Sequence[Any]) -> tuple[CoverageRecord, ...]:
-    """Every Coverage among `resources` whatever its status or beneficiary, each once, in
-    input order (for the CRD choice of the call's primary Coverage, which must also see
-    Coverages that are no longer in force)."""
+def _coverages(
+    resources: Sequence[Any], keep: Callable[[Mapping[str, Any], frozenset[str]], bool]
+) -> tuple[CoverageRecord, ...]:
+    """Every Coverage among `resources` that `keep(resource, people)` accepts (people: the
+    beneficiary and subscriber references), each once, in input order."""
     organizations = _organizations(resources)
     seen: set[str] = set()
     out = []
@@ -160,10 +161,14 @@ def read_all_coverages(resources: Sequence[Any]) -> tuple[CoverageRecord, ...]:
         if not isinstance(resource, Mapping) or resource.get("resourceType") != "Coverage":
             continue
         rid = _text(resource.get("id"))
-        if rid is None or f"Coverage/{rid}" in seen:
+        people = frozenset(
+            p
+            for p in (reference(resource.get("beneficiary")), reference(resource.get("subscriber")))
+            if p
+        )
+        if rid is None or f"Coverage/{rid}" in seen or not keep(resource, people):
             continue
         seen.add(f"Coverage/{rid}")
-        people = {reference(resource.get("beneficiary")), reference(resource.get("subscriber"))}
         status = resource.get("status")
         out.append(
             CoverageRecord(
@@ -173,35 +178,25 @@ def read_all_coverages(resources: Sequence[Any]) -> tuple[CoverageRecord, ...]:
                 order=_order(resource.get("order")),
                 status=status if isinstance(status, str) and status else None,
                 period_end=_period_end(resource),
-                people=frozenset(p for p in people if p),
+                people=people,
                 beneficiary=reference(resource.get("beneficiary")),
             )
         )
     return tuple(out)
 
 
+def read_all_coverages(resources: Sequence[Any]) -> tuple[CoverageRecord, ...]:
+    """Every Coverage among `resources` whatever its status or beneficiary, each once, in
+    input order (for the CRD choice of the call's primary Coverage, which must also see
+    Coverages that are no longer in force)."""
+    return _coverages(resources, lambda _resource, _people: True)
+
+
 def read_coverages(resources: Sequence[Any], patient_ref: str | None) -> tuple[CoverageRecord, ...]:
     """The patient's active Coverages (see the module), each once, in input order."""
-    organizations = _organizations(resources)
-    seen: set[str] = set()
-    out = []
-    for resource in resources:
-        if not isinstance(resource, Mapping) or resource.get("resourceType") != "Coverage":
-            continue
-        rid = _text(resource.get("id"))
-        if rid is None or resource.get("status") != "active":
-            continue
-        people = {reference(resource.get("beneficiary")), reference(resource.get("subscriber"))}
-        ref = f"Coverage/{rid}"
-        if (patient_ref is not None and patient_ref not in people) or ref in seen:
-            continue
-        seen.add(ref)
-        out.append(
-            CoverageRecord(
-                ref=ref,
-                payors=_payors(resource, organizations),
-                classes=_classes(resource),
-                order=_order(resource.get("order")),
-            )
-        )
-    return tuple(out)
+    return _coverages(
+        resources,
+        lambda resource, people: (
+            resource.get("status") == "active" and (patient_ref is None or patient_ref in people)
+        ),
+    )

@@ -612,30 +612,18 @@ def indeterminate_information(
 ) -> dict[str, Any]:
     """The extension for an order of a pack's drug that could not be evaluated: covered
     indeterminate, reason code technical with the reason in text (IG resp-43)."""
-    billing = call.packs.get(pack_id, PackBilling(""))
-    parts: list[dict[str, Any]] = [
-        _part("coverage", "valueReference", {"reference": coverage_ref}),
-        _code("covered", "indeterminate"),
-        _code("pa-needed", "auth-needed"),
-        *billing_codes(order, billing),
-        _reason_part(
-            "Coverage could not be determined: "
-            + item.reason.rstrip(". ")
-            + ". The order still needs "
-            "prior authorization; send the request for manual review.",
-            "technical",
-        ),
-        *assumptions_detail(order, billing),
-        *policy_link(call.policy_base_url, pack_id),
-    ]
-    return _finish(
-        parts,
+    reason = (
+        "Coverage could not be determined: " + item.reason.rstrip(". ") + ". The order still needs "
+        "prior authorization; send the request for manual review."
+    )
+    return _plain_answer(
+        [_code("covered", "indeterminate"), _code("pa-needed", "auth-needed")],
+        _reason_part(reason, "technical"),
+        order=order,
         order_ref=item.order_ref,
-        patient_ref=call.patient_ref,
         pack_id=pack_id,
-        version=billing.version,
+        coverage_ref=coverage_ref,
         today=today,
-        expiry=None,
         call=call,
     )
 
@@ -653,15 +641,38 @@ def not_in_force_information(
     another member's (resp-44: no-member-found): not-covered, whatever the chart says."""
     assert primary.coverage is not None
     code = "no-active-coverage" if primary.state == NOT_IN_FORCE else "no-member-found"
+    reason = f"Not covered: {primary.reason}. Check the patient's insurance before ordering."
+    return _plain_answer(
+        [_code("covered", "not-covered")],
+        _reason_part(reason, code),
+        order=order,
+        order_ref=order_ref,
+        pack_id=pack_id,
+        coverage_ref=primary.coverage.ref,
+        today=today,
+        call=call,
+    )
+
+
+def _plain_answer(
+    decision: Sequence[dict[str, Any]],
+    reason: dict[str, Any],
+    *,
+    order: Mapping[str, Any],
+    order_ref: str,
+    pack_id: str,
+    coverage_ref: str,
+    today: date,
+    call: CoverageCall,
+) -> dict[str, Any]:
+    """An answer with no criteria detail: the Coverage, the `decision` codes, the billing
+    codes, one reason, the stated assumptions and the policy link, with no expiry."""
     billing = call.packs.get(pack_id, PackBilling(""))
     parts: list[dict[str, Any]] = [
-        _part("coverage", "valueReference", {"reference": primary.coverage.ref}),
-        _code("covered", "not-covered"),
+        _part("coverage", "valueReference", {"reference": coverage_ref}),
+        *decision,
         *billing_codes(order, billing),
-        _reason_part(
-            f"Not covered: {primary.reason}. Check the patient's insurance before ordering.",
-            code,
-        ),
+        reason,
         *assumptions_detail(order, billing),
         *policy_link(call.policy_base_url, pack_id),
     ]
