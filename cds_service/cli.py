@@ -25,12 +25,15 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from cds_service.config import (
     SettingsError,
     auth_warning,
+    check_database,
     load_settings,
-    load_trusted_issuers,
-    require_public_base_url,
+    one_line,
+    validate_startup,
 )
 from cds_service.hooks import HookFileError, load_catalog
 
@@ -86,14 +89,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if not gevent_patched():
             # The settings are good: go on in a process made cooperative (gevent) before
             # anything else is imported (cds_service.server); it checks hooks and packs.
-            load_trusted_issuers(settings)
-            require_public_base_url(settings)
+            validate_startup(settings)  # the same checks as `cds-service check`
             serve = ["serve", "--host", args.host, "--port", str(args.port)]
             exec_patched([*serve, *(["--workers", str(args.workers)] if args.workers else [])])
         configure_logging(settings.log_level)
         app = create_app()
     except (SettingsError, HookFileError, PolicyFileError) as exc:
-        print(f"cds-service: cannot start: {exc}", file=sys.stderr)
+        print(f"cds-service: cannot start: {one_line(str(exc))}", file=sys.stderr)
+        return 2
+    except SQLAlchemyError as exc:  # the database went away since it was checked
+        reason = f"{type(exc).__name__}: check it and start again"
+        print(f"cds-service: cannot start: CDS_DATABASE_URL: {reason}", file=sys.stderr)
         return 2
 
     warning = auth_warning(settings)
@@ -135,12 +141,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(os.environ)
         catalog = load_catalog(settings.hooks_dir)
-        issuers = load_trusted_issuers(settings)
+        issuers = validate_startup(settings, database=False)
         registry = load_packs(settings.policy_packs_dir)
+        database = check_database(settings)
     except (SettingsError, HookFileError, PolicyFileError) as exc:
-        print(f"cds-service check: FAILED\n{exc}", file=sys.stderr)
+        print(f"cds-service check: FAILED: {one_line(str(exc))}", file=sys.stderr)
         return 1
     print(f"settings: ok (auth {settings.auth}, hooks in {settings.hooks_dir})")
+    print(f"audit database: ok ({database})")
     if issuers is not None:
         print(f"trusted issuers: {len(issuers)} (from {settings.trusted_issuers})")
         for issuer in issuers:
