@@ -51,7 +51,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from flask import Flask, request
     from flask_cors import CORS
 
-    from cds_service import errors
+    from cds_service import errors, request_id
     from cds_service.api import EXTENSION_KEY, ServiceState, bp
     from cds_service.audit_writer import AuditWriter
     from cds_service.auth import Authenticator, StoreReplayGuard
@@ -113,6 +113,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     )
 
     app = Flask(__name__)
+    request_id.install(app)  # first of all: every log line of a request names it
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     state_kwargs: dict[str, Any] = {}
