@@ -413,9 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the service's URL as callers reach it (default: CDS_PUBLIC_BASE_URL, else "
         "http://127.0.0.1:8080)",
     )
-    dev.add_argument(
-        "--dir", default="var/dev-issuer", help="where the key and the file are kept"
-    )
+    dev.add_argument("--dir", default="var/dev-issuer", help="where the key and the file are kept")
     dev.add_argument(
         "--fhir-server",
         action="append",

@@ -157,7 +157,8 @@ def test_every_log_line_is_json_with_a_request_id(served: Served) -> None:
     assert answer.headers["X-Request-Id"] == traced
     refused = requests.get(served.base_url + "/cds-services", timeout=TIMEOUT)
     own_id = refused.headers["X-Request-Id"]
-    assert own_id and own_id != traced
+    assert own_id
+    assert own_id != traced
     hostile = requests.get(
         served.base_url + "/health/live", headers={"X-Request-Id": "x\u00e9<script>"}, timeout=30
     )

@@ -112,7 +112,10 @@ CASES: dict[str, tuple[Case, str]] = {
         lambda tmp, s, t: {"CDS_DATABASE_URL": "mysql://cds@db.example.org/cds"},
         "CDS_DATABASE_URL",
     ),
-    "a number that is not one": (lambda tmp, s, t: {"CDS_BODY_TIMEOUT": "soon"}, "CDS_BODY_TIMEOUT"),
+    "a number that is not one": (
+        lambda tmp, s, t: {"CDS_BODY_TIMEOUT": "soon"},
+        "CDS_BODY_TIMEOUT",
+    ),
     "an unknown auth mode": (lambda tmp, s, t: {"CDS_AUTH": "maybe"}, "CDS_AUTH"),
 }
 
