@@ -70,6 +70,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from cds_service.http_guard import refuse_early
     from cds_service.pipeline import build_engine, plan_card_settings
     from cds_service.policy.packs import default_registry
+    from cds_service.report_page import report_blueprint
     from cds_service.store import AuditStore
 
     source: Mapping[str, Any] = config if config is not None else os.environ
@@ -169,6 +170,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(bp)
     app.register_blueprint(feedback_blueprint)
     app.register_blueprint(health_blueprint)
+    app.register_blueprint(report_blueprint)  # GET /reports/overrides (CDS_REPORTS_TOKEN)
+    app.config["CDS_REPORTS_TOKEN"] = settings.reports_token
     CORS(
         app,
         resources={r"/cds-services": {}, r"/cds-services/*": {}, r"/policies/*": {}},

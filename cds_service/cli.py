@@ -247,6 +247,36 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from cds_service.reports import build_report, default_period, format_table, to_csv
+    from cds_service.store import AuditStore
+
+    try:
+        settings = load_settings(os.environ)
+        since, until = default_period(datetime.now(UTC).date())
+        until = date.fromisoformat(args.until) if args.until else until
+        if not args.since:
+            since, _ = default_period(until)
+        since = date.fromisoformat(args.since) if args.since else since
+    except SettingsError as exc:
+        print(f"cds-service report: {exc}", file=sys.stderr)
+        return 2
+    except ValueError:
+        print("cds-service report: --since and --until must be YYYY-MM-DD", file=sys.stderr)
+        return 2
+    if since > until:
+        print("cds-service report: --since must not be after --until", file=sys.stderr)
+        return 2
+    store = AuditStore(settings.database_url)
+    try:
+        store.create_schema()
+        report = build_report(store, since, until)
+    finally:
+        store.dispose()
+    print(to_csv(report) if args.csv else format_table(report), end="" if args.csv else "\n")
+    return 0
+
+
 def cmd_dev_token(args: argparse.Namespace) -> int:
     import time
 
@@ -391,6 +421,20 @@ def build_parser() -> argparse.ArgumentParser:
     audit = commands.add_parser("audit", help="recent decisions and override rates")
     audit.add_argument("--limit", type=int, default=20, help="decisions to list (default 20)")
     audit.set_defaults(handler=cmd_audit)
+    report = commands.add_parser(
+        "report",
+        help="override and acceptance rates per card type and criterion over a period",
+        description=(
+            "How prescribers answered the cards shown in a period (UTC days, both ends "
+            "included; default the last 30 days), from the audit store (CDS_DATABASE_URL): "
+            "per card type and per criterion, cards shown, answered, accepted, overridden "
+            "(warning and critical cards only) and dismissed (info cards closed)."
+        ),
+    )
+    report.add_argument("--since", help="first day, YYYY-MM-DD (default: 29 days before --until)")
+    report.add_argument("--until", help="last day, YYYY-MM-DD (default: today)")
+    report.add_argument("--csv", action="store_true", help="CSV instead of a table")
+    report.set_defaults(handler=cmd_report)
     dev = commands.add_parser(
         "dev-token",
         help="a signed client token for trying the service with authentication on (local)",

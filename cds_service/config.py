@@ -130,6 +130,9 @@ class Settings:
     any). Empty: none, the headers are ignored."""
     ready_timeout: float = 1.0
     """Seconds `/health/ready` waits for the audit database to answer."""
+    reports_token: str = ""
+    """Secret that opens the operator's report page `GET /reports/overrides` (HTTP Basic
+    password or Bearer); empty: the page is off (404)."""
     prefetch: str = "full"
     """What discovery asks EHRs to prefetch (`cds_service/crd/prefetch_choice.py`): `full`
     (every template; works without FHIR server access) or `minimal` (patient and coverage;
