@@ -392,11 +392,13 @@ def plot_svg(days: Sequence[DayPoint], width: int = 720, height: int = 240) -> s
             'stroke-dasharray="4 2"/>'
         )
     if days:
-        for index in sorted({0, len(days) - 1}):
-            x = left + index * step + step / 2
+        labels = [(left, "start", days[0].day)]
+        if len(days) > 1:
+            labels.append((left + plot_w, "end", days[-1].day))
+        for x_label, anchor, day_label in labels:
             parts.append(
-                f'<text x="{x:.1f}" y="{height - 10}" font-size="10" text-anchor="middle">'
-                f"{days[index].day.isoformat()}</text>"
+                f'<text x="{x_label}" y="{height - 10}" font-size="10" text-anchor="{anchor}">'
+                f"{day_label.isoformat()}</text>"
             )
     parts.append("</svg>")
     return "".join(parts)
