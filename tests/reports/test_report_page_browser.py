@@ -121,7 +121,8 @@ def _opens(context: Any, url: str) -> bool:
             raise
         return False
     assert response is not None
-    return response.status == 200 and page.locator("#by-card-type").count() == 1
+    shown: bool = response.status == 200 and page.locator("#by-card-type").count() == 1
+    return shown
 
 
 def test_the_page_needs_the_operator_secret(running: Running, browser: Any) -> None:
