@@ -225,7 +225,8 @@ def _convert(name: str, kind: str, raw: Any) -> Any:
             return aliases.get(value, value)
         return str(raw).strip()
     except (TypeError, ValueError) as exc:
-        raise SettingsError(f"{env_name} has an invalid value") from exc
+        expected = {"float": "a number", "int": "a whole number"}.get(kind, "a valid value")
+        raise SettingsError(f"{env_name} has an invalid value: set it to {expected}") from exc
 
 
 def load_settings(source: Mapping[str, Any]) -> Settings:
