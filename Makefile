@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: install run demo bench bench-load test lint typecheck pytest clean
+.PHONY: install run check demo bench bench-load test lint typecheck pytest clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,10 +19,27 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed
 
-# A local, demo-ready service: SQLite audit store under var/, authentication OFF
-# (CDS_AUTH=disabled, announced at start). Never run it like this in production.
+# make run's settings, shared by make check so both see the same ones. Authentication is
+# OFF (CDS_AUTH=disabled, announced at start) unless CDS_AUTH is set or CDS_TRUSTED_ISSUERS
+# names a trusted-issuers file: then it is ON, and the public base URL defaults to the
+# address served (http://HOST:PORT). Never run it with authentication off in production.
+LOCAL_SETTINGS = \
+	if [ -z "$${CDS_AUTH:-}" ]; then \
+	  if [ -n "$${CDS_TRUSTED_ISSUERS:-}" ]; then export CDS_AUTH=enabled; \
+	  else export CDS_AUTH=disabled; fi; \
+	fi; \
+	if [ "$$CDS_AUTH" != disabled ] && [ -z "$${CDS_PUBLIC_BASE_URL:-}" ]; then \
+	  export CDS_PUBLIC_BASE_URL=http://$(HOST):$(PORT); \
+	fi
+
+# A local, demo-ready service: SQLite audit store under var/.
 run: install
-	CDS_AUTH=$${CDS_AUTH:-disabled} $(BIN)/cds-service serve --host $(HOST) --port $(PORT)
+	@$(LOCAL_SETTINGS); echo "make run: CDS_AUTH=$$CDS_AUTH$${CDS_PUBLIC_BASE_URL:+ CDS_PUBLIC_BASE_URL=$$CDS_PUBLIC_BASE_URL}"; \
+	exec $(BIN)/cds-service serve --host $(HOST) --port $(PORT)
+
+# cds-service check with make run's settings (the same checks serve makes at start).
+check: install
+	@$(LOCAL_SETTINGS); exec $(BIN)/cds-service check
 
 # Latency, throughput and memory against a minimal floor app (docs/benchmarks.md); ~3 min.
 bench: install

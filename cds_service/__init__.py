@@ -51,7 +51,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from flask import Flask, request
     from flask_cors import CORS
 
-    from cds_service import errors
+    from cds_service import errors, request_id
     from cds_service.api import EXTENSION_KEY, ServiceState, bp
     from cds_service.audit_writer import AuditWriter
     from cds_service.auth import Authenticator, StoreReplayGuard
@@ -70,6 +70,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from cds_service.http_guard import refuse_early
     from cds_service.pipeline import build_engine, plan_card_settings
     from cds_service.policy.packs import default_registry
+    from cds_service.report_page import report_blueprint
     from cds_service.store import AuditStore
 
     source: Mapping[str, Any] = config if config is not None else os.environ
@@ -113,6 +114,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     )
 
     app = Flask(__name__)
+    request_id.install(app)  # first of all: every log line of a request names it
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     state_kwargs: dict[str, Any] = {}
@@ -168,6 +170,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(bp)
     app.register_blueprint(feedback_blueprint)
     app.register_blueprint(health_blueprint)
+    app.register_blueprint(report_blueprint)  # GET /reports/overrides (CDS_REPORTS_TOKEN)
+    app.config["CDS_REPORTS_TOKEN"] = settings.reports_token
     CORS(
         app,
         resources={r"/cds-services": {}, r"/cds-services/*": {}, r"/policies/*": {}},

@@ -5,6 +5,8 @@
     cds-service evaluate FILE [--order F] [--today D] [--json]
                                                             evaluate a saved request offline
     cds-service audit [--limit N]                           recent decisions, override rates
+    cds-service report [--since D] [--until D] [--csv]      override / acceptance rates
+    cds-service dev-token [--path P]                        a local signed token (auth on)
     cds-service policy lint PACK [PACK ...]                 check policy packs, exit 1 on errors
     cds-service policy show PACK [--format markdown]        a pack's decision tree
     cds-service policy checks [--format markdown]           the check kinds and their parameters
@@ -25,14 +27,16 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from cds_service.config import (
     SettingsError,
     auth_warning,
+    check_database,
     load_settings,
-    load_trusted_issuers,
-    require_public_base_url,
+    one_line,
+    validate_startup,
 )
-from cds_service.hooks import HookFileError, load_catalog
 
 _RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 
@@ -57,8 +61,11 @@ class JsonLineFormatter(logging.Formatter):
 
 
 def configure_logging(level: str = "INFO") -> None:
+    from cds_service.request_id import RequestIdFilter
+
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonLineFormatter())
+    handler.addFilter(RequestIdFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -74,41 +81,66 @@ def freeze_before_fork(server: Any, worker: Any) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from cds_service.server import exec_patched, gevent_patched
+
+    if not gevent_patched():
+        # The settings first, with the same checks as `cds-service check`, and nothing
+        # heavy imported yet: a bad setting is reported at once.
+        try:
+            validate_startup(load_settings(os.environ))
+        except SettingsError as exc:
+            print(f"cds-service: cannot start: {exc}", file=sys.stderr)
+            return 2
+        # The settings are good: go on in a process made cooperative (gevent) before
+        # anything else is imported; it checks hooks and packs.
+        serve = ["serve", "--host", args.host, "--port", str(args.port)]
+        exec_patched([*serve, *(["--workers", str(args.workers)] if args.workers else [])])
+
     from gunicorn.app.base import BaseApplication
     from gunicorn.glogging import Logger as GunicornLogger
 
     from cds_service import create_app
+    from cds_service.hooks import HookFileError
     from cds_service.policy.definition import PolicyFileError
-    from cds_service.server import exec_patched, gevent_patched, gunicorn_options, served_app
+    from cds_service.request_id import RequestIdFilter, access_fields
+    from cds_service.server import gunicorn_options, served_app
 
     try:
         settings = load_settings(os.environ)
-        if not gevent_patched():
-            # The settings are good: go on in a process made cooperative (gevent) before
-            # anything else is imported (cds_service.server); it checks hooks and packs.
-            load_trusted_issuers(settings)
-            require_public_base_url(settings)
-            serve = ["serve", "--host", args.host, "--port", str(args.port)]
-            exec_patched([*serve, *(["--workers", str(args.workers)] if args.workers else [])])
         configure_logging(settings.log_level)
         app = create_app()
     except (SettingsError, HookFileError, PolicyFileError) as exc:
-        print(f"cds-service: cannot start: {exc}", file=sys.stderr)
+        print(f"cds-service: cannot start: {one_line(str(exc))}", file=sys.stderr)
+        return 2
+    except SQLAlchemyError as exc:  # the database went away since it was checked
+        reason = f"{type(exc).__name__}: check it and start again"
+        print(f"cds-service: cannot start: CDS_DATABASE_URL: {reason}", file=sys.stderr)
         return 2
 
-    warning = auth_warning(settings)
-    if warning:
-        print(warning, file=sys.stderr, flush=True)
     workers = args.workers or os.cpu_count() or 1
     options = gunicorn_options(settings, host=args.host, port=args.port, workers=workers)
     options["pre_fork"] = freeze_before_fork
     wsgi_app = served_app(app, settings)
 
     class JsonGunicornLogger(GunicornLogger):  # type: ignore[misc]
+        """gunicorn's error and access logs as JSON lines on standard error, each with
+        its request id (docs/operations.md "Logs")."""
+
         def setup(self, cfg: Any) -> None:
             super().setup(cfg)
-            for handler in self.error_log.handlers:
+            for handler in [*self.error_log.handlers, *self.access_log.handlers]:
                 handler.setFormatter(JsonLineFormatter())
+                handler.addFilter(RequestIdFilter())
+                if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
+                    handler.setStream(sys.stderr)
+
+        def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
+            if not self.access_log_enabled:
+                return
+            seconds = request_time.total_seconds()
+            status = getattr(resp, "status_code", None)
+            fields = access_fields(environ, status, getattr(resp, "sent", None), seconds)
+            self.access_log.info("access", extra=fields)
 
     class Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
@@ -130,17 +162,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    try:  # the settings first, as `serve` checks them (nothing heavy imported yet)
+        settings = load_settings(os.environ)
+        issuers = validate_startup(settings, database=False)
+    except SettingsError as exc:
+        print(f"cds-service check: FAILED: {exc}", file=sys.stderr)
+        return 1
+
+    from cds_service.hooks import HookFileError, load_catalog
     from cds_service.policy.packs import PolicyFileError, load_packs
 
     try:
-        settings = load_settings(os.environ)
         catalog = load_catalog(settings.hooks_dir)
-        issuers = load_trusted_issuers(settings)
         registry = load_packs(settings.policy_packs_dir)
+        database = check_database(settings)
     except (SettingsError, HookFileError, PolicyFileError) as exc:
-        print(f"cds-service check: FAILED\n{exc}", file=sys.stderr)
+        print(f"cds-service check: FAILED: {one_line(str(exc))}", file=sys.stderr)
         return 1
     print(f"settings: ok (auth {settings.auth}, hooks in {settings.hooks_dir})")
+    print(f"audit database: ok ({database})")
     if issuers is not None:
         print(f"trusted issuers: {len(issuers)} (from {settings.trusted_issuers})")
         for issuer in issuers:
@@ -165,6 +205,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from cds_service.evaluate_file import InputError, evaluate_file
+    from cds_service.hooks import HookFileError
     from cds_service.policy.definition import PolicyFileError
 
     try:
@@ -203,6 +244,55 @@ def cmd_audit(args: argparse.Namespace) -> int:
         print(format_audit_report(store, limit=max(1, args.limit)))
     finally:
         store.dispose()
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from cds_service.reports import build_report, default_period, format_table, to_csv
+    from cds_service.store import AuditStore
+
+    try:
+        settings = load_settings(os.environ)
+        since, until = default_period(datetime.now(UTC).date())
+        until = date.fromisoformat(args.until) if args.until else until
+        if not args.since:
+            since, _ = default_period(until)
+        since = date.fromisoformat(args.since) if args.since else since
+    except SettingsError as exc:
+        print(f"cds-service report: {exc}", file=sys.stderr)
+        return 2
+    except ValueError:
+        print("cds-service report: --since and --until must be YYYY-MM-DD", file=sys.stderr)
+        return 2
+    if since > until:
+        print("cds-service report: --since must not be after --until", file=sys.stderr)
+        return 2
+    store = AuditStore(settings.database_url)
+    try:
+        store.create_schema()
+        report = build_report(store, since, until)
+    finally:
+        store.dispose()
+    print(to_csv(report) if args.csv else format_table(report), end="" if args.csv else "\n")
+    return 0
+
+
+def cmd_dev_token(args: argparse.Namespace) -> int:
+    import time
+
+    from cds_service import dev_token
+
+    base_url = args.base_url or os.environ.get("CDS_PUBLIC_BASE_URL") or "http://127.0.0.1:8080"
+    servers = tuple(args.fhir_server or dev_token.DEFAULT_FHIR_SERVERS)
+    try:
+        issuer = dev_token.prepare(Path(args.dir), servers)
+    except (OSError, ValueError) as exc:
+        print(f"cds-service dev-token: {exc}", file=sys.stderr)
+        return 1
+    if issuer.created:
+        print(dev_token.start_hint(issuer, base_url), file=sys.stderr)
+    audience = dev_token.audience_for(base_url, args.path)
+    print(dev_token.sign(issuer, audience, time.time()))
     return 0
 
 
@@ -331,6 +421,50 @@ def build_parser() -> argparse.ArgumentParser:
     audit = commands.add_parser("audit", help="recent decisions and override rates")
     audit.add_argument("--limit", type=int, default=20, help="decisions to list (default 20)")
     audit.set_defaults(handler=cmd_audit)
+    report = commands.add_parser(
+        "report",
+        help="override and acceptance rates per card type and criterion over a period",
+        description=(
+            "How prescribers answered the cards shown in a period (UTC days, both ends "
+            "included; default the last 30 days), from the audit store (CDS_DATABASE_URL): "
+            "per card type and per criterion, cards shown, answered, accepted, overridden "
+            "(warning and critical cards only) and dismissed (info cards closed)."
+        ),
+    )
+    report.add_argument("--since", help="first day, YYYY-MM-DD (default: 29 days before --until)")
+    report.add_argument("--until", help="last day, YYYY-MM-DD (default: today)")
+    report.add_argument("--csv", action="store_true", help="CSV instead of a table")
+    report.set_defaults(handler=cmd_report)
+    dev = commands.add_parser(
+        "dev-token",
+        help="a signed client token for trying the service with authentication on (local)",
+        description=(
+            "Create (once) a local signing key and a trusted-issuers file trusting it under "
+            "--dir, and print one fresh token (5 minutes, new jti) for a call to --path. "
+            "Start the service with CDS_TRUSTED_ISSUERS=<dir>/trusted-issuers.json. Local "
+            "testing only."
+        ),
+    )
+    dev.add_argument(
+        "--path",
+        default="/cds-services",
+        help="the path the token is for (its aud is the base URL plus it); default "
+        "/cds-services (discovery); e.g. /cds-services/prior-auth-order-sign",
+    )
+    dev.add_argument(
+        "--base-url",
+        default=None,
+        help="the service's URL as callers reach it (default: CDS_PUBLIC_BASE_URL, else "
+        "http://127.0.0.1:8080)",
+    )
+    dev.add_argument("--dir", default="var/dev-issuer", help="where the key and the file are kept")
+    dev.add_argument(
+        "--fhir-server",
+        action="append",
+        help="a FHIR base URL calls may make the service read (repeatable; default: the "
+        "FHIR sandbox at http://127.0.0.1:8090/fhir)",
+    )
+    dev.set_defaults(handler=cmd_dev_token)
     _add_policy_commands(commands)
     return parser
 

@@ -130,6 +130,9 @@ class Settings:
     any). Empty: none, the headers are ignored."""
     ready_timeout: float = 1.0
     """Seconds `/health/ready` waits for the audit database to answer."""
+    reports_token: str = ""
+    """Secret that opens the operator's report page `GET /reports/overrides` (HTTP Basic
+    password or Bearer); empty: the page is off (404)."""
     prefetch: str = "full"
     """What discovery asks EHRs to prefetch (`cds_service/crd/prefetch_choice.py`): `full`
     (every template; works without FHIR server access) or `minimal` (patient and coverage;
@@ -222,7 +225,8 @@ def _convert(name: str, kind: str, raw: Any) -> Any:
             return aliases.get(value, value)
         return str(raw).strip()
     except (TypeError, ValueError) as exc:
-        raise SettingsError(f"{env_name} has an invalid value") from exc
+        expected = {"float": "a number", "int": "a whole number"}.get(kind, "a valid value")
+        raise SettingsError(f"{env_name} has an invalid value: set it to {expected}") from exc
 
 
 def load_settings(source: Mapping[str, Any]) -> Settings:
@@ -260,7 +264,10 @@ def load_trusted_issuers(settings: Settings) -> TrustedIssuers | None:
     try:
         return TrustedIssuers.load(settings.trusted_issuers)
     except ConfigError as exc:
-        raise SettingsError(f"{ENV_PREFIX}TRUSTED_ISSUERS: {exc}") from exc
+        raise SettingsError(
+            f"{ENV_PREFIX}TRUSTED_ISSUERS: {exc} (fix the file, or point "
+            f"{ENV_PREFIX}TRUSTED_ISSUERS at one like hooks/trusted-issuers.example.json)"
+        ) from exc
 
 
 def auth_warning(settings: Settings) -> str | None:
@@ -286,3 +293,116 @@ def require_public_base_url(settings: Settings) -> None:
     does not start (`SettingsError`)."""
     if settings.auth != "disabled" and not settings.public_base_url:
         raise SettingsError(PUBLIC_BASE_URL_MISSING)
+
+
+def one_line(message: str) -> str:
+    """`message` on one line: a start-up refusal is read in a terminal or a log, whole."""
+    return "; ".join(part.strip() for part in message.splitlines() if part.strip()).replace(
+        ":; ", ": "
+    )
+
+
+def _database_place(url: str) -> str:
+    """Where `url` points, never its password: a SQLite file or `host:port/database`."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return f"SQLite file {parsed.database}" if parsed.database else "in-memory SQLite"
+    host = parsed.host or "localhost"
+    return f"PostgreSQL at {host}:{parsed.port or 5432}/{parsed.database or ''}"
+
+
+def _driver_reason(exc: BaseException) -> str:
+    """The database driver's own reason, on one line and short (it names no password)."""
+    origin = getattr(exc, "orig", None) or exc
+    text = one_line(str(origin)) or type(origin).__name__
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def check_database(settings: Settings) -> str:
+    """Open the audit database as the service will (SQLite: its folder and file are created;
+    PostgreSQL: connected within `CDS_DATABASE_CONNECT_TIMEOUT`) and create or migrate its
+    tables. Returns where it is; raises `SettingsError` naming `CDS_DATABASE_URL` and the
+    fix when it cannot be used."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+    from cds_service.store import AuditStore
+
+    name = f"{ENV_PREFIX}DATABASE_URL"
+    try:
+        backend = make_url(settings.database_url).get_backend_name()
+    except ArgumentError as exc:
+        raise SettingsError(
+            f"{name} is not a database URL: use sqlite:///path/to/cds.sqlite or "
+            "postgresql+psycopg://user@host:5432/database"
+        ) from exc
+    if backend not in ("sqlite", "postgresql"):
+        raise SettingsError(
+            f"{name} names a {backend} database: use sqlite:///path/to/cds.sqlite or "
+            "postgresql+psycopg://user@host:5432/database"
+        )
+    place = _database_place(settings.database_url)
+    try:
+        store = AuditStore(
+            settings.database_url,
+            connect_timeout=settings.database_connect_timeout,
+            timeout=settings.database_timeout,
+        )
+    except OSError as exc:
+        raise SettingsError(
+            f"{name}: cannot create the folder of the {place} ({exc.strerror}): create it, "
+            f"or point {name} at a writable place"
+        ) from exc
+    except ImportError as exc:
+        raise SettingsError(
+            f"{name} names PostgreSQL but its driver is not installed: install the service "
+            "with its postgres extra (psycopg)"
+        ) from exc
+    try:
+        store.create_schema()
+    except SQLAlchemyError as exc:
+        if backend == "sqlite":
+            fix = f"make sure the file can be created and written, or point {name} elsewhere"
+        else:
+            fix = (
+                "check that the server runs and that the URL's host, port, user, password "
+                f"and database are right (connect timeout {settings.database_connect_timeout:g} "
+                f"s: {ENV_PREFIX}DATABASE_CONNECT_TIMEOUT)"
+            )
+        raise SettingsError(
+            f"{name}: cannot use the {place} ({_driver_reason(exc)}): {fix}"
+        ) from exc
+    except RuntimeError as exc:  # a database written by a newer version of the service
+        raise SettingsError(f"{name}: {place}: {exc}: upgrade the service") from exc
+    finally:
+        store.dispose()
+    return place
+
+
+def validate_startup(settings: Settings, *, database: bool = True) -> TrustedIssuers | None:
+    """Everything `cds-service serve` needs of its settings before it starts, and what
+    `cds-service check` checks (the same function, the same defaults): the trusted issuers
+    with authentication on, the public base URL with it on, the payer file and the audit
+    database. Raises `SettingsError` with one line naming the setting and the fix."""
+    from cds_service.crd.payer import PayerFileError, load_payer
+
+    try:
+        if settings.auth == "disabled" and settings.trusted_issuers != Path():
+            raise SettingsError(
+                f"{ENV_PREFIX}TRUSTED_ISSUERS is set but {ENV_PREFIX}AUTH=disabled turns "
+                f"authentication off: unset {ENV_PREFIX}AUTH (or set it to enabled) to check "
+                f"tokens, or unset {ENV_PREFIX}TRUSTED_ISSUERS"
+            )
+        issuers = load_trusted_issuers(settings)
+        require_public_base_url(settings)
+        try:
+            load_payer(None if settings.payer_file == Path() else settings.payer_file)
+        except PayerFileError as exc:
+            raise SettingsError(f"{ENV_PREFIX}PAYER_FILE: {exc}") from exc
+        if database:
+            check_database(settings)
+    except SettingsError as exc:
+        raise SettingsError(one_line(str(exc))) from exc
+    return issuers

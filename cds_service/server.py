@@ -59,8 +59,9 @@ def gunicorn_options(settings: Settings, *, host: str, port: int, workers: int) 
         "limit_request_fields": LIMIT_REQUEST_FIELDS,
         "limit_request_field_size": LIMIT_REQUEST_FIELD_SIZE,
         "forwarded_allow_ips": ",".join(settings.trusted_proxies),
-        # The app logs one JSON event per request; gunicorn's own access log is off.
-        "accesslog": None,
+        # The app logs one JSON event per request (`request`), gunicorn one access line
+        # (`access`); both JSON on standard error with the request id (cli.py's logger).
+        "accesslog": "-",
         "errorlog": "-",
         "loglevel": settings.log_level.lower(),
         "control_socket_disable": True,

@@ -131,6 +131,17 @@ cards = Table(
     Column("suggestion_uuids", JSON, nullable=False),
 )
 
+card_criteria = Table(
+    "card_criteria",
+    metadata,
+    Column("card_uuid", String(64), ForeignKey("cards.card_uuid"), primary_key=True),
+    Column("criterion_id", String(32), primary_key=True),
+    Column("status", String(16), nullable=False),
+)
+"""The criteria of a card's order that were not met or unknown when it was shown (what the
+card asked about); `cds-service report` counts feedback per criterion from it. A new table:
+`create_schema` adds it to an existing database."""
+
 coverage_assertions = Table(
     "coverage_assertions",
     metadata,
@@ -179,6 +190,8 @@ class CardRecord:
     indicator: str
     topic: str | None
     suggestion_uuids: tuple[str, ...] = ()
+    criteria: tuple[tuple[str, str], ...] = ()
+    """(criterion id, status) of the card's order, for those not met or unknown."""
 
 
 @dataclass(frozen=True)
@@ -222,6 +235,7 @@ class InvocationRecord:
         timings_ms: Mapping[str, float] | None = None,
     ) -> InvocationRecord:
         """Pick the audit facts out of a rendered response body (nothing else of it)."""
+        open_criteria = _open_criteria(response)
         card_records = []
         for card in response.get("cards", []):
             associated = card.get("extension", {}).get("davinci-crd.associated-resource", [])
@@ -235,6 +249,7 @@ class InvocationRecord:
                     suggestion_uuids=tuple(
                         str(s["uuid"]) for s in card.get("suggestions", []) if "uuid" in s
                     ),
+                    criteria=open_criteria.get(order_ref or "", ()),
                 )
             )
         orders = tuple(
@@ -276,6 +291,19 @@ class InvocationRecord:
         )
 
 
+def _open_criteria(response: Mapping[str, Any]) -> dict[str, tuple[tuple[str, str], ...]]:
+    """Per order, its criteria that were not met or unknown (from the evaluation)."""
+    found: dict[str, tuple[tuple[str, str], ...]] = {}
+    for item in response.get("extension", {}).get(EVALUATION_EXTENSION_KEY, []):
+        pairs = tuple(
+            (str(c.get("id"))[:32], str(c.get("status")))
+            for c in item.get("criteria", [])
+            if c.get("status") in ("not-met", "unknown") and c.get("id")
+        )
+        found[str(item.get("order"))] = tuple(dict.fromkeys(pairs))
+    return found
+
+
 @dataclass(frozen=True)
 class FeedbackResult:
     stored: int
@@ -298,6 +326,16 @@ class DecisionRow:
     policy_version: str | None = None
 
 
+INFO_INDICATOR = "info"
+"""Feedback `overridden` on an info card is a dismissal, not an override: the card asked
+for nothing to be done (CDS Hooks clients send `overridden` when a card is closed)."""
+
+
+def is_override(indicator: str, outcome: str) -> bool:
+    """A real override: the prescriber went against a warning or critical card."""
+    return outcome == "overridden" and indicator != INFO_INDICATOR
+
+
 @dataclass(frozen=True)
 class OverrideRate:
     topic: str | None
@@ -305,14 +343,20 @@ class OverrideRate:
     shown: int
     accepted: int
     overridden: int
+    """Real overrides only (warning and critical cards); see `is_override`."""
     policy_id: str | None = None
     """The pack that decided the card's order (None: no evaluated order)."""
     policy_version: str | None = None
+    dismissed: int = 0
+    """Info cards closed by the prescriber (feedback `overridden` on an info card)."""
 
     @property
     def override_rate(self) -> float | None:
+        """Overridden of the answered warning / critical cards; None for info cards."""
         answered = self.accepted + self.overridden
-        return None if answered == 0 else self.overridden / answered
+        if self.indicator == INFO_INDICATOR or answered == 0:
+            return None
+        return self.overridden / answered
 
 
 def _normal_timestamp(value: str) -> str:
@@ -616,6 +660,15 @@ class AuditStore:
         )
         self._insert_ignore(
             conn,
+            card_criteria,
+            [
+                {"card_uuid": c.uuid, "criterion_id": criterion, "status": status}
+                for c in record.cards
+                for criterion, status in c.criteria
+            ],
+        )
+        self._insert_ignore(
+            conn,
             coverage_assertions,
             [
                 {
@@ -760,9 +813,14 @@ class AuditStore:
                 indicator=key[3],
                 shown=total,
                 accepted=counts.get(key, {}).get("accepted", 0),
-                overridden=counts.get(key, {}).get("overridden", 0),
+                overridden=counts.get(key, {}).get("overridden", 0)
+                if is_override(key[3], "overridden")
+                else 0,
                 policy_id=key[0],
                 policy_version=key[1],
+                dismissed=0
+                if is_override(key[3], "overridden")
+                else counts.get(key, {}).get("overridden", 0),
             )
             for key, total in sorted(
                 shown.items(),
@@ -774,7 +832,8 @@ class AuditStore:
         """(code, display, count) of override reasons, most used first."""
         stmt = (
             select(feedback.c.override_code, feedback.c.override_display, func.count())
-            .where(feedback.c.outcome == "overridden")
+            .select_from(feedback.join(cards, cards.c.card_uuid == feedback.c.card_uuid))
+            .where(feedback.c.outcome == "overridden", cards.c.indicator != INFO_INDICATOR)
             .group_by(feedback.c.override_code, feedback.c.override_display)
             .order_by(func.count().desc())
         )
@@ -803,16 +862,20 @@ def format_audit_report(store: AuditStore, limit: int = 20) -> str:
             + f"  {_pack_label(d.policy_id, d.policy_version)}"
             + f"  cards={d.cards}  hookInstance={d.hook_instance}"
         )
-    lines += ["", "Card feedback by policy pack and topic"]
+    lines += ["", "Card feedback by policy pack and topic (closing an info card is no override)"]
     rates = store.override_rates()
     if not rates:
         lines.append("  no cards recorded")
     for r in rates:
         rate = "-" if r.override_rate is None else f"{r.override_rate:.0%}"
+        answers = (
+            f"dismissed={r.dismissed}"
+            if r.indicator == INFO_INDICATOR
+            else f"overridden={r.overridden} override-rate={rate}"
+        )
         lines.append(
             f"  {_pack_label(r.policy_id, r.policy_version)}  "
-            f"{r.topic or '-'} / {r.indicator}: shown={r.shown} accepted={r.accepted} "
-            f"overridden={r.overridden} override-rate={rate}"
+            f"{r.topic or '-'} / {r.indicator}: shown={r.shown} accepted={r.accepted} {answers}"
         )
     reasons = store.override_reasons()
     if reasons:

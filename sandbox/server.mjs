@@ -330,7 +330,32 @@ async function handleFhir(req, res, method, url, fhirPath, token) {
   return status;
 }
 
+// ----- CORS: browser apps (the official CDS Hooks sandbox) read from this server ---------------
+
+// Test data only, so any origin may read it. The headers a FHIR client sends (the bearer token
+// included) are allowed; a preflight never needs the token.
+const CORS_HEADERS = {
+  'Access-Control-Allow-Origin': '*',
+  'Access-Control-Expose-Headers': 'Location, Content-Location, ETag, Last-Modified',
+};
+const PREFLIGHT_HEADERS = {
+  'Access-Control-Allow-Methods': 'GET, POST, PUT, PATCH, DELETE, OPTIONS',
+  'Access-Control-Allow-Headers': 'Authorization, Content-Type, Accept, Prefer, If-Match, If-None-Exist, X-Requested-With',
+  'Access-Control-Max-Age': '600',
+};
+
+function isPreflight(req) {
+  return (req.method ?? '').toUpperCase() === 'OPTIONS';
+}
+
 const server = http.createServer((req, res) => {
+  for (const [name, value] of Object.entries(CORS_HEADERS)) res.setHeader(name, value);
+  if (isPreflight(req)) {
+    for (const [name, value] of Object.entries(PREFLIGHT_HEADERS)) res.setHeader(name, value);
+    res.writeHead(204, { 'Content-Length': '0' });
+    res.end();
+    return;
+  }
   handle(req, res).catch((err) => {
     process.stderr.write(`sandbox: internal error: ${err?.name ?? 'Error'}\n`);
     if (!res.headersSent) send(res, 500, outcome('error', 'exception', 'Internal server error'));

@@ -159,15 +159,22 @@ def test_check_command(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("CDS_HOOKS_DIR", str(HOOKS_DIR))
+    monkeypatch.setenv("CDS_DATABASE_URL", f"sqlite:///{tmp_path / 'audit.sqlite'}")
     monkeypatch.delenv("CDS_AUTH", raising=False)
     monkeypatch.delenv("CDS_TRUSTED_ISSUERS", raising=False)
+    monkeypatch.delenv("CDS_PUBLIC_BASE_URL", raising=False)
     # Authentication is on by default: without trusted issuers the check fails and says why.
     assert main(["check"]) == 1
     assert "CDS_TRUSTED_ISSUERS" in capsys.readouterr().err
 
     monkeypatch.setenv("CDS_TRUSTED_ISSUERS", str(HOOKS_DIR / "trusted-issuers.example.json"))
+    # As `serve`: with authentication on, the public base URL is required too.
+    assert main(["check"]) == 1
+    assert "CDS_PUBLIC_BASE_URL" in capsys.readouterr().err
+    monkeypatch.setenv("CDS_PUBLIC_BASE_URL", "https://cds.example.org")
     assert main(["check"]) == 0
     out = capsys.readouterr().out
+    assert "audit database: ok (SQLite file" in out
     assert "trusted issuers: 3" in out
     assert (
         "https://ehr.example.org: FHIR servers that may be read: https://ehr.example.org/fhir"
@@ -175,6 +182,7 @@ def test_check_command(
     )
 
     monkeypatch.setenv("CDS_AUTH", "disabled")
+    monkeypatch.delenv("CDS_TRUSTED_ISSUERS")
     assert main(["check"]) == 0
     out = capsys.readouterr().out
     assert "WARNING: CDS_AUTH=disabled" in out

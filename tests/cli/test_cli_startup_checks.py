@@ -1,0 +1,151 @@
+"""Each misconfiguration stops `cds-service serve` and `cds-service check` the same way: at
+once, exit code not 0, and one line on standard error naming the setting and the fix (no
+traceback). Both run as real subprocesses, as an operator runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from sandbox.service import REPO_ROOT, free_port, service_command, service_env
+from tests.faults.fake_postgres import FakePostgres, fake_postgres
+
+EXAMPLE_ISSUERS = REPO_ROOT / "hooks" / "trusted-issuers.example.json"
+BOUND_S = 60
+"""Not a speed check: a command still running after this long has hung (the failure)."""
+
+
+def command(name: str) -> list[str]:
+    if name == "serve":
+        return service_command("127.0.0.1", free_port(), 1)
+    return [*service_command("127.0.0.1", 0, 1)[:-7], "check"]
+
+
+def run(name: str, settings: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = service_env(os.environ, fhir_servers=[], database_url="", extra=settings)
+    env = {k: v for k, v in env.items() if v != ""}
+    return subprocess.run(  # noqa: S603 - fixed arguments, no shell
+        command(name),
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=BOUND_S,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def silent_postgres() -> Iterator[FakePostgres]:
+    with fake_postgres("silent") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def stalling_postgres() -> Iterator[FakePostgres]:
+    with fake_postgres("stall") as server:
+        yield server
+
+
+Case = Callable[[Path, FakePostgres, FakePostgres], dict[str, str]]
+
+AUTH_ON = {"CDS_AUTH": "enabled", "CDS_PUBLIC_BASE_URL": "http://127.0.0.1:8080"}
+
+
+def _bad_issuers(tmp: Path) -> str:
+    path = tmp / "issuers.json"
+    path.write_text(json.dumps({"issuers": [{"iss": "https://ehr.example.org"}]}), "utf-8")
+    return str(path)
+
+
+def _file_in_the_way(tmp: Path) -> str:
+    (tmp / "a-file").write_text("not a folder", "utf-8")
+    return f"sqlite:///{tmp / 'a-file' / 'var' / 'cds.sqlite'}"
+
+
+CASES: dict[str, tuple[Case, str]] = {
+    "auth on without trusted issuers": (
+        lambda tmp, s, t: {"CDS_AUTH": "enabled"},
+        "CDS_TRUSTED_ISSUERS",
+    ),
+    "trusted issuers file missing": (
+        lambda tmp, s, t: {**AUTH_ON, "CDS_TRUSTED_ISSUERS": str(tmp / "absent.json")},
+        "CDS_TRUSTED_ISSUERS",
+    ),
+    "trusted issuers file not valid": (
+        lambda tmp, s, t: {**AUTH_ON, "CDS_TRUSTED_ISSUERS": _bad_issuers(tmp)},
+        "CDS_TRUSTED_ISSUERS",
+    ),
+    "auth on without a public base URL": (
+        lambda tmp, s, t: {"CDS_AUTH": "enabled", "CDS_TRUSTED_ISSUERS": str(EXAMPLE_ISSUERS)},
+        "CDS_PUBLIC_BASE_URL",
+    ),
+    "trusted issuers given with auth off": (
+        lambda tmp, s, t: {"CDS_AUTH": "disabled", "CDS_TRUSTED_ISSUERS": str(EXAMPLE_ISSUERS)},
+        "CDS_TRUSTED_ISSUERS",
+    ),
+    "SQLite folder that cannot be created": (
+        lambda tmp, s, t: {"CDS_DATABASE_URL": _file_in_the_way(tmp)},
+        "CDS_DATABASE_URL",
+    ),
+    "PostgreSQL where nothing listens": (
+        lambda tmp, s, t: {
+            "CDS_DATABASE_URL": f"postgresql+psycopg://cds@127.0.0.1:{free_port()}/cds"
+        },
+        "CDS_DATABASE_URL",
+    ),
+    "PostgreSQL that never answers": (
+        lambda tmp, s, t: {"CDS_DATABASE_URL": s.url(), "CDS_DATABASE_CONNECT_TIMEOUT": "1"},
+        "CDS_DATABASE_URL",
+    ),
+    "PostgreSQL that stalls after the handshake": (
+        lambda tmp, s, t: {"CDS_DATABASE_URL": t.url(), "CDS_DATABASE_TIMEOUT": "1"},
+        "CDS_DATABASE_URL",
+    ),
+    "not a database URL": (
+        lambda tmp, s, t: {"CDS_DATABASE_URL": "mysql://cds@db.example.org/cds"},
+        "CDS_DATABASE_URL",
+    ),
+    "a number that is not one": (
+        lambda tmp, s, t: {"CDS_BODY_TIMEOUT": "soon"},
+        "CDS_BODY_TIMEOUT",
+    ),
+    "an unknown auth mode": (lambda tmp, s, t: {"CDS_AUTH": "maybe"}, "CDS_AUTH"),
+}
+
+
+@pytest.mark.parametrize("name", ["serve", "check"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_misconfiguration_is_one_line_naming_the_setting(
+    case: str,
+    name: str,
+    tmp_path: Path,
+    silent_postgres: FakePostgres,
+    stalling_postgres: FakePostgres,
+) -> None:
+    make, setting = CASES[case]
+    settings = {"CDS_AUTH": "disabled", **make(tmp_path, silent_postgres, stalling_postgres)}
+    settings.setdefault("CDS_DATABASE_URL", f"sqlite:///{tmp_path / 'audit.sqlite'}")
+    result = run(name, settings, tmp_path)
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert setting in lines[0]
+    assert "Traceback" not in result.stderr
+    assert "listening" not in result.stdout
+
+
+def test_a_missing_sqlite_folder_is_created(tmp_path: Path) -> None:
+    database = tmp_path / "new" / "folder" / "cds.sqlite"
+    result = run(
+        "check", {"CDS_AUTH": "disabled", "CDS_DATABASE_URL": f"sqlite:///{database}"}, tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert database.is_file()
+    assert f"audit database: ok (SQLite file {database})" in result.stdout
