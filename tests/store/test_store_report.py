@@ -4,6 +4,7 @@ period, only real overrides (a closed info card is a dismissal), as a table and 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import uuid
 from datetime import datetime, timedelta
@@ -12,6 +13,7 @@ import pytest
 
 from cds_service.cards import render_response
 from cds_service.cli import main
+from cds_service.crd.coverage import demo_call
 from cds_service.reports import build_report, format_table, to_csv
 from cds_service.store import AuditStore, InvocationRecord, format_audit_report
 from tests.cards.builders import NOW, SETTINGS
@@ -20,10 +22,19 @@ from tests.cards.cases import CASES
 DAY = NOW.date()
 
 
-def shown(store: AuditStore, case: str, received_at: datetime = NOW) -> InvocationRecord:
+def shown(
+    store: AuditStore, case: str, received_at: datetime = NOW, *, coverage_info: bool = True
+) -> InvocationRecord:
+    """The call of `case` rendered and audited. With coverage information switched off, an
+    order that meets the criteria gets its (info) criteria-met card back."""
     hook, evaluations = CASES[case]()
     response = render_response(
-        hook, evaluations, settings=SETTINGS, uuid_factory=lambda: str(uuid.uuid4()), now=NOW
+        hook,
+        evaluations,
+        settings=SETTINGS,
+        uuid_factory=lambda: str(uuid.uuid4()),
+        now=NOW,
+        coverage=dataclasses.replace(demo_call(), enabled=coverage_info),
     )
     record = InvocationRecord.from_response(
         hook_instance=str(uuid.uuid4()),
@@ -49,7 +60,7 @@ def answer(store: AuditStore, record: InvocationRecord, outcome: str, minute: in
 
 @pytest.fixture
 def answered(store: AuditStore) -> AuditStore:
-    info = shown(store, "criteria_met")
+    info = shown(store, "criteria_met", coverage_info=False)
     answer(store, info, "overridden")  # closing an info card: a dismissal
     docs = shown(store, "documentation_needed")
     answer(store, docs, "overridden")
@@ -65,10 +76,10 @@ def answered(store: AuditStore) -> AuditStore:
 def test_rates_per_card_type_count_only_real_overrides(answered: AuditStore) -> None:
     report = build_report(answered, DAY - timedelta(days=29), DAY)
     rows = {row.group: row for row in report.by_card_type}
-    info = rows["coverage-info / info"]
+    info = rows["guideline / info"]
     assert (info.shown, info.accepted, info.overridden, info.dismissed) == (1, 0, 0, 1)
     assert info.override_rate is None
-    docs = rows["coverage-info / warning"]
+    docs = rows["appropriate-use / warning"]
     assert (docs.shown, docs.answered, docs.accepted, docs.overridden) == (3, 2, 1, 1)
     assert docs.override_rate == 0.5
     assert docs.acceptance_rate == 0.5
@@ -100,12 +111,12 @@ def test_overrides_over_time_and_the_period(answered: AuditStore) -> None:
 def test_table_and_csv(answered: AuditStore) -> None:
     report = build_report(answered, DAY - timedelta(days=29), DAY)
     table = format_table(report)
-    assert "coverage-info / warning" in table
+    assert "appropriate-use / warning" in table
     assert "By criterion" in table
     rows = list(csv.DictReader(io.StringIO(to_csv(report))))
     by = {(r["section"], r["group"]): r for r in rows}
-    assert by[("card-type", "coverage-info / info")]["dismissed"] == "1"
-    assert by[("card-type", "coverage-info / info")]["override_rate"] == ""
+    assert by[("card-type", "guideline / info")]["dismissed"] == "1"
+    assert by[("card-type", "guideline / info")]["override_rate"] == ""
     assert by[("criterion", "III.B")]["override_rate"] == "1.0000"
     for text in (table, to_csv(report)):
         assert "Patient/" not in text
@@ -114,7 +125,7 @@ def test_table_and_csv(answered: AuditStore) -> None:
 
 def test_audit_report_does_not_count_a_closed_info_card(answered: AuditStore) -> None:
     text = format_audit_report(answered, 5)
-    assert "coverage-info / info: shown=1 accepted=0 dismissed=1" in text
+    assert "guideline / info: shown=1 accepted=0 dismissed=1" in text
     assert "contraindication / critical: shown=2 accepted=0 overridden=1" in text
 
 
