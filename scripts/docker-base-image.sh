@@ -9,6 +9,11 @@
 # temporary folder and imports that folder as an image with `docker import`. It needs root, the
 # `debootstrap` program, a running Docker engine and access to a Debian package mirror
 # (DEBIAN_MIRROR, default: the first Debian archive in this machine's apt sources).
+# This machine's own extra CA certificates (/usr/local/share/ca-certificates, e.g. for a
+# TLS-inspecting proxy in front of the package index) are added to the image's trust store,
+# and pip is told to use that store (PIP_CERT), so that `pip install` in the build reaches
+# the index as the machine does; EXTRA_CA_DIR
+# names another folder of *.crt files.
 # Anyone who can pull images uses the Dockerfile's default base image instead.
 set -euo pipefail
 
@@ -36,12 +41,19 @@ trap 'rm -rf "$root"' EXIT
 
 echo "debootstrap: $SUITE from $mirror into $root (a few minutes)"
 debootstrap --variant=minbase --include="$PACKAGES" "$SUITE" "$root" "$mirror"
+ca_dir="${EXTRA_CA_DIR:-/usr/local/share/ca-certificates}"
+if compgen -G "$ca_dir/*.crt" >/dev/null; then
+    echo "adding the CA certificates of $ca_dir"
+    cp "$ca_dir"/*.crt "$root/usr/local/share/ca-certificates/"
+    chroot "$root" update-ca-certificates >/dev/null
+fi
 # Keep the image small: no package lists or caches.
 rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb
 echo "docker import: $IMAGE"
 tar -C "$root" -c . | docker import \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'ENV LANG=C.UTF-8' \
+    --change 'ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt' \
     --change 'CMD ["/bin/bash"]' \
     - "$IMAGE"
 echo "made $IMAGE"
