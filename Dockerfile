@@ -13,13 +13,15 @@ ARG BASE_IMAGE=python:3.11-slim-bookworm
 FROM ${BASE_IMAGE}
 
 # The audit store: SQLite under /app/var (mount a volume there), or PostgreSQL by URL.
+# HEALTHCHECK_URL: what the health check below calls.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     VIRTUAL_ENV=/opt/cds \
     PATH=/opt/cds/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    CDS_DATABASE_URL=sqlite:////app/var/cds.sqlite
+    CDS_DATABASE_URL=sqlite:////app/var/cds.sqlite \
+    HEALTHCHECK_URL=http://127.0.0.1:8080/health/live
 
 # Dependencies first, at the versions of constraints.txt, so a code change rebuilds less.
 COPY pyproject.toml constraints.txt /build/
@@ -45,7 +47,6 @@ EXPOSE 8080
 
 # Liveness: /health/live answers 200 without credentials (docs/operations.md). Serving on
 # another port or address (e.g. with the host's network)? Set HEALTHCHECK_URL to match.
-ENV HEALTHCHECK_URL=http://127.0.0.1:8080/health/live
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import os, sys, urllib.request\ntry:\n    urllib.request.urlopen(os.environ['HEALTHCHECK_URL'], timeout=4)\nexcept OSError:\n    sys.exit(1)"]
 

@@ -38,6 +38,7 @@ fi
 
 root="$(mktemp -d /tmp/cds-base-XXXXXX)"
 trap 'rm -rf "$root"' EXIT
+chmod 755 "$root"  # it becomes the image's "/": every user must be able to enter it
 
 echo "debootstrap: $SUITE from $mirror into $root (a few minutes)"
 debootstrap --variant=minbase --include="$PACKAGES" "$SUITE" "$root" "$mirror"
