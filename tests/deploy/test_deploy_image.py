@@ -114,6 +114,7 @@ def _start(image: str, port: int, env: dict[str, str], mount: Path | None) -> Co
     for key, value in env.items():
         args += ["-e", f"{key}={value}"]
     # --host 127.0.0.1: the host's network, so loopback only; one worker to spare the CPU.
+    # Creating a container copies the image's files on some storage drivers (vfs): minutes.
     docker(
         *args,
         image,
@@ -125,6 +126,7 @@ def _start(image: str, port: int, env: dict[str, str], mount: Path | None) -> Co
         str(port),
         "--workers",
         "1",
+        timeout=600,
     )
     return Container(name, f"http://127.0.0.1:{port}")
 
@@ -160,20 +162,21 @@ def running(image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ru
     config.chmod(0o755)  # the image's user (not root) reads the mounted files
     for path in config.iterdir():
         path.chmod(0o644)
-    containers = [
-        _start(
-            image,
-            free_port(),
-            {
-                "CDS_AUTH": "enabled",
-                "CDS_TRUSTED_ISSUERS": "/config/trusted-issuers.json",
-                "CDS_PUBLIC_BASE_URL": PUBLIC,
-            },
-            config,
-        ),
-        _start(image, free_port(), {"CDS_AUTH": "disabled"}, None),
-    ]
+    containers: list[Container] = []
     try:
+        containers.append(
+            _start(
+                image,
+                free_port(),
+                {
+                    "CDS_AUTH": "enabled",
+                    "CDS_TRUSTED_ISSUERS": "/config/trusted-issuers.json",
+                    "CDS_PUBLIC_BASE_URL": PUBLIC,
+                },
+                config,
+            )
+        )
+        containers.append(_start(image, free_port(), {"CDS_AUTH": "disabled"}, None))
         for container in containers:
             _wait_live(container)
         yield Running(containers[0], containers[1], signer)
