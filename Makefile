@@ -7,14 +7,20 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: install run check demo bench bench-load test lint typecheck pytest clean
+# Exact dependency versions (constraints.txt; regenerate with `make constraints`).
+CONSTRAINTS := constraints.txt
+
+.PHONY: install run check demo bench bench-load test lint typecheck pytest clean constraints
 
 $(BIN)/python:
+	@echo "Creating the virtual environment $(VENV) ($(PYTHON))"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+$(VENV)/.installed: pyproject.toml setup.py $(CONSTRAINTS) | $(BIN)/python
+	@echo "Installing the service and its test tools into $(VENV) at the versions of $(CONSTRAINTS)"
+	@echo "(first run: about 60 packages, a minute or two; later runs skip this)"
+	$(BIN)/python -m pip install --progress-bar on -c $(CONSTRAINTS) -e '.[test]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -43,7 +49,7 @@ check: install
 
 # Latency, throughput and memory against a minimal floor app (docs/benchmarks.md); ~3 min.
 bench: install
-	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[test,bench]'
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 # Signed calls while slow clients trickle bytes: errors, p50 / p99, memory (docs/operations.md).
@@ -66,6 +72,10 @@ pytest: install
 	scripts/with-postgres.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
+
+# Regenerate constraints.txt from pyproject.toml's ranges in a fresh environment (review the diff).
+constraints:
+	PYTHON=$(PYTHON) scripts/update-constraints.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -56,14 +56,15 @@ import jsonschema
 import jwt
 import requests
 
+from cds_service.resources import trusted_issuers_schema
+
 logger = logging.getLogger(__name__)
 
 SUPPORTED_ALGORITHMS: tuple[str, ...] = ("ES384", "RS384", "ES256", "RS256")
 DEFAULT_ALGORITHMS: tuple[str, ...] = ("ES384", "RS384")
 
-DEFAULT_SCHEMA_PATH = (
-    Path(__file__).resolve().parent.parent / "hooks" / "schemas" / "trusted-issuers.schema.json"
-)
+DEFAULT_SCHEMA_PATH = trusted_issuers_schema()
+"""The schema shipped with the service (package data, or `hooks/` of a source checkout)."""
 
 # Key type (and curve) each algorithm needs.
 _KEY_SHAPE: dict[str, tuple[str, str | None]] = {

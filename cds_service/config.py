@@ -14,6 +14,7 @@ from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
 from cds_service.auth import ConfigError, TrustedIssuers, is_loopback_host
+from cds_service.resources import default_hooks_dir, trusted_issuers_schema
 
 ENV_PREFIX = "CDS_"
 
@@ -29,11 +30,9 @@ PACKAGED_PACKS_DIR: Final = Path(__file__).resolve().parent / "packs"
 
 
 def _default_hooks_dir() -> Path:
-    """`hooks/` beside the package in a source checkout, else `./hooks`."""
-    beside_package = Path(__file__).resolve().parent.parent / "hooks"
-    if beside_package.is_dir():
-        return beside_package
-    return Path.cwd() / "hooks"
+    """The hook files installed with the package, else `hooks/` beside the package in a
+    source checkout, else `./hooks` (`cds_service.resources`)."""
+    return default_hooks_dir()
 
 
 def _default_database_url() -> str:
@@ -262,7 +261,9 @@ def load_trusted_issuers(settings: Settings) -> TrustedIssuers | None:
     if settings.trusted_issuers == Path():
         raise SettingsError(AUTH_MISSING_ISSUERS)
     try:
-        return TrustedIssuers.load(settings.trusted_issuers)
+        return TrustedIssuers.load(
+            settings.trusted_issuers, schema_path=trusted_issuers_schema(settings.hooks_dir)
+        )
     except ConfigError as exc:
         raise SettingsError(
             f"{ENV_PREFIX}TRUSTED_ISSUERS: {exc} (fix the file, or point "

@@ -22,6 +22,7 @@ from jsonschema import Draft202012Validator
 from sqlalchemy.exc import SQLAlchemyError
 
 from cds_service.audit_writer import AuditWriter
+from cds_service.resources import default_hooks_dir
 from cds_service.store import AuditStore
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ feedback_blueprint = Blueprint("cds_feedback", __name__)
 FEEDBACK_FLUSH_SECONDS = 1.0
 """Longest wait for queued audit records before feedback is stored."""
 
-DEFAULT_SCHEMA = Path(__file__).resolve().parents[1] / "hooks" / "schemas" / "feedback.schema.json"
+DEFAULT_SCHEMA = default_hooks_dir() / "schemas" / "feedback.schema.json"
 
 
 @lru_cache(maxsize=4)
