@@ -81,7 +81,7 @@ def test_optional_data_the_server_cannot_give_still_gets_a_card(
     fhir.get(re.compile(re.escape(BASE) + "/(Condition|Observation).*"), **FAILURES[failure])
     answer = assert_order_is_answered(client.post(SIGN, json=body))
     # Without diagnoses and scores the order cannot be approved as sent.
-    assert "meets plan criteria" not in answer["cards"][0]["summary"]
+    assert "meets the plan's criteria" not in answer["cards"][0]["summary"]
 
 
 @pytest.mark.parametrize("failure", FAILURES, ids=list(FAILURES))
@@ -193,7 +193,7 @@ def test_absent_medication_is_read_from_the_server_and_the_order_evaluated(
     fhir.get(f"{BASE}/Medication/med-kineret", json=KINERET)
     answer = assert_order_is_answered(client.post(SIGN, json=body))
     assert [c.request.url for c in fhir.calls] == [f"{BASE}/Medication/med-kineret"]
-    assert answer["cards"][0]["summary"].startswith("Kineret meets plan criteria")
+    assert answer["cards"][0]["summary"].startswith("Kineret meets the plan's criteria")
 
 
 def test_unreadable_medication_on_the_server_still_gets_a_card(
@@ -213,7 +213,7 @@ def test_medication_sent_in_prefetch_is_used(client: FlaskClient) -> None:
     )
     body["prefetch"]["medicationRequests"]["entry"].append({"resource": KINERET})
     answer = assert_order_is_answered(client.post(SIGN, json=body))
-    assert answer["cards"][0]["summary"].startswith("Kineret meets plan criteria")
+    assert answer["cards"][0]["summary"].startswith("Kineret meets the plan's criteria")
 
 
 def test_absent_medication_named_as_another_drug_is_left_alone(client: FlaskClient) -> None:
