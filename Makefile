@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: install run demo bench bench-load test lint typecheck pytest clean
+.PHONY: install run demo bench bench-load test lint typecheck pytest clean gallery
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,10 @@ pytest: install
 	scripts/with-postgres.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
+
+# The card gallery of docs/cards.md: every outcome's card photographed in the system's Chromium.
+gallery: install
+	$(BIN)/python -m tests.cards.gallery
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
