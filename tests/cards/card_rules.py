@@ -10,7 +10,9 @@ function over any response: `problems(response)` lists every rule a card breaks.
   duplicate-therapy), as `cds_service.cards.indicators` says for the card types;
 - links: every link and the card's source URL absolute http(s) (or a SMART launch URL), never
   empty or "#";
-- one card per order.
+- one card to act on (warning or critical) per order; info cards (CRD additional orders,
+  alternate request, the switch reminder) are CRD card types of their own
+  (`cds_service/cards/merge.py`).
 """
 
 from __future__ import annotations
@@ -123,6 +125,7 @@ def problems(response: Json, *, one_card_per_order: bool = True) -> list[str]:
     per_order = Counter(
         card.get("extension", {}).get("davinci-crd.associated-resource", [{}])[0].get("reference")
         for card in response.get("cards", [])
+        if card.get("indicator") in ("warning", "critical")
     )
     if one_card_per_order:
         found += [f"{n} cards for {order}" for order, n in per_order.items() if n > 1]

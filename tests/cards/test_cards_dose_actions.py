@@ -200,7 +200,8 @@ def _ra_over(dose_quantity: dict[str, Any]) -> dict[str, Any]:
         facts(resource, mg_per_day=200, administrations_per_day=1),
         decision(Outcome.CRITERIA_NOT_MET, replace(RA_MET, over)),
     )
-    (card,) = _render(evaluation)["cards"]
+    cards: list[dict[str, Any]] = _render(evaluation)["cards"]
+    (card,) = cards
     return card
 
 

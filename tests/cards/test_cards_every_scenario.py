@@ -2,7 +2,7 @@
 service, and every card it answers with checked against the card rules
 (`tests/cards/card_rules.py`, docs/cards.md): summary length and words, no clause ids, record
 ids or machine words, a short detail without the criteria table, the indicator rule, links
-that work, one card per order. The whole response is checked per scenario, so a failure
+that work, one card to act on per order. The whole response is checked per scenario, so a failure
 names the chart and every rule it breaks."""
 
 from __future__ import annotations
@@ -53,4 +53,4 @@ def test_there_are_scenarios_of_every_folder() -> None:
 @pytest.mark.parametrize("path", SCENARIOS, ids=[f"{p.parent.name}/{p.stem}" for p in SCENARIOS])
 def test_every_card_keeps_the_card_rules(clients: dict[str, FlaskClient], path: Path) -> None:
     response = _post(clients, path)
-    assert problems(response, one_card_per_order=False) == []
+    assert problems(response) == []
