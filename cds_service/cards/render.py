@@ -12,7 +12,7 @@ Per evaluated order (the first six at both hooks):
 - hypersensitivity (critical, contraindication) [hypersensitivity]: `hypersensitivity`
   not met.
 - care setting (critical, off-guideline) [care_setting]: `care-setting` not met; a
-  warning asking to confirm the patient is hospitalized when the setting is not known
+  warning asking to confirm the patient is admitted when the setting is not known
   (no encounter, one that could not be read, emergency).
 - not covered (warning, off-guideline) [not_covered]: a `not-covered` criterion (a use
   the policy excludes); the summary states the criterion's reason; suggestion: delete

@@ -263,7 +263,11 @@ def test_feedback_is_stored_only_from_an_authenticated_caller(
     build: Callable[..., Flask], keys: Keys, clock: MovingClock
 ) -> None:
     client = build().test_client()
-    answer = call(client, SIGN, keys.es384.sign(claims(clock, SIGN))).get_json()
+    # No scores on file: a documentation card the prescriber can override.
+    body = load_example("order-sign-prefetch.json")
+    body["prefetch"]["observations"] = {"resourceType": "Bundle", "type": "searchset"}
+    signed = {"Authorization": f"Bearer {keys.es384.sign(claims(clock, SIGN))}"}
+    answer = client.post(SIGN, json=body, headers=signed).get_json()
     card = answer["cards"][0]["uuid"]
     feedback = {
         "feedback": [

@@ -5,11 +5,13 @@ entry; an order for a drug no pack decides gets nothing."""
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
 from cds_service import create_app
 from cds_service.store import AuditStore, format_audit_report
+from tests.answers import coverage_information
 from tests.conftest import base_config, load_example, wait_for_audit
 from tests.policy.pack_builder import TEST_PACK_ID, copy_packaged_packs, write_pack
 
@@ -68,9 +70,12 @@ def test_each_order_is_decided_by_its_own_pack(tmp_path: Path) -> None:
     assert "I.A.8" in {c["id"] for c in first["criteria"]}
 
     cards = _cards_by_order(body)
-    assert set(cards) == {"MedicationRequest/draft-anakinra-1", "MedicationRequest/draft-mtx-1"}
-    mtx_labels = {card["source"]["label"] for card in cards["MedicationRequest/draft-mtx-1"]}
-    assert all(label.startswith(f"{TEST_PACK_ID} ") for label in mtx_labels)
+    # The test pack's order meets its criteria: the coverage information attached to it is
+    # its whole answer (no card repeats it, CRD resp-12), and it names the test pack's criteria.
+    assert set(cards) == {"MedicationRequest/draft-anakinra-1"}
+    mtx_coverage = json.dumps(coverage_information(body)["MedicationRequest/draft-mtx-1"])
+    assert f"{TEST_PACK_ID} I.A.1" in mtx_coverage
+    assert "NH.PHAR.244" not in mtx_coverage
     first_labels = {card["source"]["label"] for card in cards["MedicationRequest/draft-anakinra-1"]}
     assert all(label.startswith("NH.PHAR.244 ") for label in first_labels)
 

@@ -249,3 +249,21 @@ def order_differences(response: Json, evaluation: Json, order: str, expect: Json
     diffs = criteria_differences(evaluation, expect)
     diffs += card_differences(cards_for(response, order), expect)
     return diffs
+
+
+def most_severe_differences(cards: Sequence[Json], evaluation: Json, expect: Json) -> list[str]:
+    """The most severe indicator among `cards` is `_expect["indicator"]`. There must be a card,
+    unless the order meets the criteria and the coverage-information system action says so:
+    a card would only repeat it (CRD resp-12); the action is informational, like the card it
+    replaces."""
+    indicators = [card["indicator"] for card in cards]
+    informed = (evaluation.get("coverageInformation") or {}).get("status") == "sent"
+    if not indicators and evaluation.get("outcome") == "criteria-met" and informed:
+        if expect["indicator"] != "info":
+            return [f"no card, expected {expect['indicator']} at most"]
+        return []
+    if not indicators:
+        return ["no card and no coverage information for the order"]
+    if max(indicators, key=SEVERITY.__getitem__) != expect["indicator"]:
+        return [f"indicators: got {indicators}, expected {expect['indicator']} at most"]
+    return []

@@ -35,17 +35,7 @@ def _differences(response: dict[str, Any], expect: dict[str, Any]) -> list[str]:
     diffs += harness.field_differences(evaluation, expect, ("pathway", "section", "outcome"))
     diffs += harness.details_differences(evaluation, expect)
     diffs += harness.proposed_order_differences(harness.cards_for(response, ORDER_REF), expect)
-    indicators = [card["indicator"] for card in response["cards"]]
-    informed = (evaluation.get("coverageInformation") or {}).get("status") == "sent"
-    if not indicators and evaluation.get("outcome") == "criteria-met" and informed:
-        # Criteria met: the coverage-information system action is the answer; a card would
-        # only repeat it (CRD resp-12). Informational, like the card it replaces.
-        if expect["indicator"] != "info":
-            diffs.append(f"no card, expected {expect['indicator']} at most")
-    elif not indicators:
-        diffs.append("no card: every Kineret order gets a card or coverage information")
-    elif max(indicators, key=harness.SEVERITY.__getitem__) != expect["indicator"]:
-        diffs.append(f"indicators: got {indicators}, expected {expect['indicator']} at most")
+    diffs += harness.most_severe_differences(response["cards"], evaluation, expect)
     return diffs
 
 

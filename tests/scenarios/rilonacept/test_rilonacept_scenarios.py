@@ -43,11 +43,7 @@ def _differences(response: dict[str, Any], expect: dict[str, Any]) -> list[str]:
     diffs += harness.criteria_differences(evaluation, expect)
     diffs += harness.details_differences(evaluation, expect)
     cards = harness.cards_for(response, ORDER)
-    indicators = [card["indicator"] for card in cards]
-    if not indicators:
-        diffs.append("no card for the Arcalyst order")
-    elif max(indicators, key=harness.SEVERITY.__getitem__) != expect["indicator"]:
-        diffs.append(f"indicators: got {indicators}, expected {expect['indicator']} at most")
+    diffs += harness.most_severe_differences(cards, evaluation, expect)
     diffs += harness.card_differences(cards, {"mentions": expect.get("mentions", [])})
     diffs += harness.proposed_order_differences(cards, expect)
     return diffs
