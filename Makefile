@@ -10,7 +10,7 @@ PORT ?= 8080
 # Exact dependency versions (constraints.txt; regenerate with `make constraints`).
 CONSTRAINTS := constraints.txt
 
-.PHONY: install run check demo bench bench-load test lint typecheck pytest clean constraints
+.PHONY: install run check demo bench bench-load test lint typecheck pytest clean constraints gallery
 
 $(BIN)/python:
 	@echo "Creating the virtual environment $(VENV) ($(PYTHON))"
@@ -76,6 +76,10 @@ test: lint typecheck pytest
 # Regenerate constraints.txt from pyproject.toml's ranges in a fresh environment (review the diff).
 constraints:
 	PYTHON=$(PYTHON) scripts/update-constraints.sh
+
+# The card gallery of docs/cards.md: every outcome's card photographed in the system's Chromium.
+gallery: install
+	$(BIN)/python -m tests.cards.gallery
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -54,6 +54,7 @@ from cds_service import orders, pipeline
 from cds_service.audit_writer import AuditWriter
 from cds_service.auth import AuthError, Principal, fhir_server_allowed
 from cds_service.cards import MissingData
+from cds_service.cards.merge import one_card_per_order
 from cds_service.config import Settings
 from cds_service.crd import configuration as crd_configuration
 from cds_service.crd import dispatch, per_hook
@@ -528,6 +529,7 @@ def call_service(service_id: str) -> Response:
     if dispatched.unread:
         answer = pipeline.merge_responses([answer, dispatched.unread_answer(state, call)])
     answer = crd_configuration.apply(per_hook.for_hook(answer, service.hook), config)
+    answer = one_card_per_order(answer)  # after the configuration: per-type switches stay exact
     problems = validation_details(state.catalog.validators["response"], answer)
     if problems:
         # A response the EHR may not be able to show is a bug here, not a valid answer.

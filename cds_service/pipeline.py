@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any
@@ -126,6 +126,17 @@ def plan_card_settings(
         documentation_form_url=documentation_form_url,
         smart_app_url=smart_app_url,
     )
+
+
+def with_policy_link(settings: CardSettings, public_base_url: str, pack_id: str) -> CardSettings:
+    """The pack's settings with the served policy text as the cards' policy link when the
+    plan configures none (`CDS_POLICY_URL`): `<public base URL>/policies/<pack id>`
+    (`GET /policies/<pack id>`, no patient data), so a fresh install links to a page that
+    works; no base URL (a call outside a request): unchanged."""
+    if settings.policy_url or not public_base_url:
+        return settings
+    url = f"{public_base_url.rstrip('/')}/policies/{pack_id}"
+    return replace(settings, policy_url=url)
 
 
 def build_engine(
@@ -430,7 +441,7 @@ def run(
         render_response(
             call.hook,
             [r.item for r in items],
-            settings=engine.settings_for(pack),
+            settings=with_policy_link(engine.settings_for(pack), call.public_base_url, pack.id),
             card_texts=engine.registry.texts_for,
             uuid_factory=call.uuid_factory,
             now=call.now,

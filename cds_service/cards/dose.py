@@ -196,6 +196,37 @@ def _mg(value: float) -> dict[str, Any]:
     return {"value": value, "unit": "mg", "system": UCUM, "code": "mg"}
 
 
+def _old_dose(line: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The first doseQuantity of a dosage line, when it has one."""
+    rates = line.get("doseAndRate")
+    if isinstance(rates, list) and rates and isinstance(rates[0], Mapping):
+        quantity = rates[0].get("doseQuantity")
+        if isinstance(quantity, Mapping):
+            return quantity
+    return None
+
+
+def dose_quantity(
+    old: Mapping[str, Any] | None, mg: float, unit: ProductUnit
+) -> tuple[dict[str, Any], str]:
+    """The new dose as a Quantity in the order's own unit where it can be (so a client that
+    shows or applies it sees the unit the prescriber chose), and the amount in words.
+
+    - the product's own unit ("{syringe}", "syringe", "PFS"): kept when the new dose is a
+      whole number of units ("1 syringe (100 mg)");
+    - mL: kept, converted by the product's concentration ("0.67 mL (100 mg)");
+    - anything else (mg, an unknown unit, none): mg ("100 mg").
+    The original code, system and unit text are kept as they were sent."""
+    quantity = _amount_like(old, mg, unit)
+    raw = quantity.get("value")
+    value = float(raw) if isinstance(raw, int | float) else mg
+    if quantity.get("code") == "mg" and quantity.get("system") == UCUM:
+        return quantity, f"{fmt(mg)} mg"
+    if _keys(quantity) and any(unit.means_unit(k) for k in _keys(quantity)):
+        return quantity, f"{unit.count(value)} ({fmt(mg)} mg)"
+    return quantity, f"{fmt(value)} mL ({fmt(mg)} mg)"
+
+
 def whole(value: float) -> int | float:
     return round(value) if abs(value - round(value)) < 1e-9 else value
 
@@ -265,9 +296,10 @@ def suggest_dose(
                     repeat[key] = copy.deepcopy(old_timing["repeat"][key])
         repeat.update({"frequency": 1, "period": 1, "periodUnit": "d"})
         line["timing"] = {"repeat": repeat}
-        line["doseAndRate"] = [{"doseQuantity": _mg(whole(per_dose))}]
+        quantity, amount = dose_quantity(_old_dose(line), per_dose, unit)
+        line["doseAndRate"] = [{"doseQuantity": quantity}]
         line.pop("patientInstruction", None)
-        label = f"{fmt(per_dose)} mg once daily"
+        label = f"{amount} once daily"
         line["text"] = label
         suggested["dosageInstruction"] = [line]
         units = float(_units_per_administration(per_dose, None, unit))
@@ -284,11 +316,14 @@ def suggest_dose(
     if per_dose <= 0:
         return None
     new_lines = []
-    for old in lines:
+    amount = f"{fmt(per_dose)} mg"
+    for index, old in enumerate(lines):
         if not isinstance(old, Mapping):
             return None
         line = copy.deepcopy(dict(old))
-        line["doseAndRate"] = [{"doseQuantity": _mg(whole(per_dose))}]
+        quantity, words = dose_quantity(_old_dose(old), per_dose, unit)
+        amount = words if index == 0 else amount
+        line["doseAndRate"] = [{"doseQuantity": quantity}]
         line.pop("patientInstruction", None)
         line.pop("text", None)
         new_lines.append(line)
@@ -297,7 +332,7 @@ def suggest_dose(
         and per_dose * administrations_per_day > limit.ordered_mg_per_day + EPSILON
     ):
         return None  # never suggest more than was ordered
-    label = f"{fmt(per_dose)} mg {_frequency_words(administrations_per_day)}"
+    label = f"{amount} {_frequency_words(administrations_per_day)}"
     if len(new_lines) == 1:
         new_lines[0]["text"] = label
     suggested["dosageInstruction"] = new_lines
@@ -330,7 +365,8 @@ def suggest_regimen(
         return None
     suggested: dict[str, Any] = copy.deepcopy(dict(resource))
     line = copy.deepcopy(dict(lines[0]))
-    label = f"{fmt(mg_per_day)} mg once daily for {max_days} days"
+    new_dose, amount = dose_quantity(_old_dose(line), mg_per_day, unit)
+    label = f"{amount} once daily for {max_days} days"
     line["timing"] = {
         "repeat": {
             "boundsDuration": {"value": max_days, "unit": "days", "system": UCUM, "code": "d"},
@@ -339,7 +375,7 @@ def suggest_regimen(
             "periodUnit": "d",
         }
     }
-    line["doseAndRate"] = [{"doseQuantity": _mg(whole(mg_per_day))}]
+    line["doseAndRate"] = [{"doseQuantity": new_dose}]
     line.pop("patientInstruction", None)
     line["text"] = label
     suggested["dosageInstruction"] = [line]

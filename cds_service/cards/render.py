@@ -12,7 +12,7 @@ Per evaluated order (the first six at both hooks):
 - hypersensitivity (critical, contraindication) [hypersensitivity]: `hypersensitivity`
   not met.
 - care setting (critical, off-guideline) [care_setting]: `care-setting` not met; a
-  warning asking to confirm the patient is hospitalized when the setting is not known
+  warning asking to confirm the patient is admitted when the setting is not known
   (no encounter, one that could not be read, emergency).
 - not covered (warning, off-guideline) [not_covered]: a `not-covered` criterion (a use
   the policy excludes); the summary states the criterion's reason; suggestion: delete
@@ -57,6 +57,7 @@ card: plain in summaries and labels, Markdown-escaped in details, ids in code sp
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
@@ -79,9 +80,10 @@ from cds_service.cards.dose import (
     suggest_regimen,
     suggest_schedule,
 )
+from cds_service.cards.indicators import indicator_for
 from cds_service.cards.model import CardSettings, Evaluation, MissingData, NotEvaluated
 from cds_service.cards.proposals import proposal_cards
-from cds_service.cards.safe_text import code, markdown
+from cds_service.cards.safe_text import markdown
 from cds_service.cards.serialize import evaluation_to_json, not_evaluated_to_json, prune
 from cds_service.cards.texts import CardTexts, texts_for
 from cds_service.crd import coverage as crd_coverage  # module: crd imports cards too
@@ -94,6 +96,12 @@ from fhir_mappings.product_unit import ProductUnit
 
 SUMMARY_LIMIT = 140
 """CDS Hooks: the summary SHOULD be under 140 characters."""
+SUMMARY_WORDS = 18
+"""A summary read at a glance: about a dozen words. A list of names ("add a, b and c")
+shows fewer names ("a and 2 more") rather than pass this."""
+SUMMARY_WORDS_MAX = 22
+"""No summary has more words when a shorter candidate says the outcome (a dose card states
+the ordered and the allowed amount and the fix, which takes more than a dozen)."""
 
 DOSE_CHECKS = frozenset({"dose-limit", "dose-increase-limit"})
 SPECIAL_CHECKS = frozenset(
@@ -107,7 +115,6 @@ SPECIAL_CHECKS = frozenset(
 ) | (DOSE_CHECKS)
 QUOTE_LIMIT = 100
 """Policy wording longer than this is not quoted on a card (the policy link has it)."""
-STATUS_WORDS = {Status.MET: "met", Status.NOT_MET: "**not met**", Status.UNKNOWN: "unknown"}
 
 UuidFactory = Callable[[], str]
 TextsLookup = Callable[[str], CardTexts]
@@ -137,12 +144,22 @@ def _fit(*candidates: str) -> str:
     return last[:cut].rstrip(" ,;:")
 
 
-def _fit_names(build: Callable[[str], str], names: Sequence[str], fallback: str) -> str:
+def _fit_short(*candidates: str) -> str:
+    """`_fit`, passing over candidates of more than `SUMMARY_WORDS_MAX` words while a
+    shorter one follows."""
+    short = [text for text in candidates if len(text.split()) <= SUMMARY_WORDS_MAX]
+    return _fit(*short, *candidates)
+
+
+def _fit_names(
+    build: Callable[[str], str], names: Sequence[str], fallback: str, joiner: str = ", "
+) -> str:
     """`build(names joined)` with fewer names shown ("a, b and 3 more") until it fits."""
     if not names:
         return _fit(fallback)
-    shown = [build(_join_names(names, limit)) for limit in range(min(len(names), 4), 0, -1)]
-    return _fit(*shown, fallback)
+    shown = [build(_join_names(names, limit, joiner)) for limit in range(min(len(names), 4), 0, -1)]
+    short = [text for text in shown if len(text.split()) <= SUMMARY_WORDS]
+    return _fit(*short, *shown, fallback)
 
 
 def _lower_first(text: str) -> str:
@@ -159,34 +176,29 @@ def _cell(text: str) -> str:
     return markdown(text)
 
 
-def _criteria_table(decision: Decision) -> str:
-    rows = ["| Criterion | Status | Reason |", "|---|---|---|"]
-    rows += [
-        f"| {_cell(r.id)} | {STATUS_WORDS[r.status]} | {_cell(r.reason)} |"
-        for r in decision.criteria
-    ]
-    return "\n".join(rows)
+_REF_LIST = re.compile(r"\s*\((?:[A-Z][A-Za-z]+/[^\s,()]+(?:,\s*)?)+\)")
+_REF = re.compile(r"\b[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}")
 
 
-def _context_line(decision: Decision) -> str:
-    line = (
-        f"Evaluated under policy {decision.policy_id} (version {decision.policy_version}), "
-        f"section {decision.section}, {decision.pathway.value} therapy, "
-        f"indication: {decision.indication}."
-    )
-    if len(decision.considered) > 1:
-        seen = ", ".join(
-            f"{section} {indication} ({outcome.value})"
-            for section, indication, outcome in decision.considered
-        )
-        line += f" Indications considered: {seen}."
-    return line
+def _plain_reason(text: str) -> str:
+    """A check's reason without the record ids it may name ("the drug
+    (MedicationRequest/rx-1) is ..." -> "the drug is ..."): the ids stay in the
+    evaluation extension, a prescriber reads the words."""
+    return _REF.sub("a record", _REF_LIST.sub("", text))
+
+
+def _sentence(text: str) -> str:
+    """A reason as a sentence of a detail: record ids left out, Markdown escaped, one
+    final full stop."""
+    return _cell(_plain_reason(text)).rstrip(". ") + "."
 
 
 def _detail(decision: Decision, *paragraphs: str) -> str:
-    parts = [p for p in paragraphs if p]
-    parts += [_context_line(decision), _criteria_table(decision)]
-    return "\n\n".join(parts)
+    """The detail: the card's own paragraphs, the action first. Neither the criteria
+    table nor the policy's clause numbers: they stay in the evaluation extension, which
+    systems read; a prescriber reads what to do."""
+    del decision  # kept in the signature: every card kind passes the decision it is about
+    return "\n\n".join(p for p in paragraphs if p)
 
 
 def _not_met(decision: Decision, *checks: str) -> list[CriterionResult]:
@@ -194,10 +206,14 @@ def _not_met(decision: Decision, *checks: str) -> list[CriterionResult]:
     return [r for r in decision.criteria if r.check in checks and r.status is Status.NOT_MET]
 
 
-def _join_names(names: Sequence[str], limit: int = 3) -> str:
+def _join_names(names: Sequence[str], limit: int = 3, joiner: str = ", ") -> str:
     if len(names) <= limit:
-        return " and ".join([", ".join(names[:-1]), names[-1]]) if len(names) > 1 else names[0]
-    return ", ".join(names[:limit]) + f" and {len(names) - limit} more"
+        if len(names) == 1:
+            return names[0]
+        if joiner != ", ":
+            return joiner.join(names)
+        return " and ".join([", ".join(names[:-1]), names[-1]])
+    return joiner.join(names[:limit]) + f" and {len(names) - limit} more"
 
 
 class _Builder:
@@ -297,14 +313,19 @@ class _Builder:
         topic_code: str,
         override_kind: str,
         suggestions: Iterable[dict[str, Any]],
+        found: bool = True,
     ) -> dict[str, Any]:
-        """A card about one criterion not met: its id and reason open the detail."""
+        """A card about one criterion not met: the pack's paragraphs (the action first),
+        then what the chart shows (the check's reason), unless `found` is False (a dose
+        card, whose table says it)."""
         return self._card(
             order_ref=evaluation.facts.order.ref,
             summary=summary,
             indicator=indicator,
             detail=_detail(
-                evaluation.decision, f"{result.id}: {_cell(result.reason)}", *paragraphs
+                evaluation.decision,
+                *paragraphs,
+                f"Found: {_sentence(result.reason)}" if found else "",
             ),
             topic_code=topic_code,
             override_kind=override_kind,
@@ -319,14 +340,16 @@ class _Builder:
         summary: str,
         topic_code: str,
         override_kind: str,
+        kind: str,
     ) -> dict[str, Any]:
-        """A critical card: this order should not be signed; its suggestion removes it."""
+        """A card whose suggestion removes this order (a safety stop, or a use the plan
+        does not cover); its indicator is the kind's (`indicators.indicator_for`)."""
         return self._result_card(
             evaluation,
             result,
             *paragraphs,
             summary=summary,
-            indicator="critical",
+            indicator=indicator_for(kind),
             topic_code=topic_code,
             override_kind=override_kind,
             suggestions=[self._remove_this_order(evaluation.facts.order.ref)],
@@ -346,10 +369,11 @@ class _Builder:
             result,
             *paragraphs,
             summary=summary,
-            indicator="warning",
+            indicator=indicator_for("dose"),
             topic_code=card_type("dose"),
             override_kind="dose",
             suggestions=suggestions,
+            found=False,
         )
 
     def _links(self, order_ref: str, policy_id: str) -> list[dict[str, str] | None]:
@@ -404,7 +428,6 @@ class _Builder:
         for key, results in groups.items():
             conflicts = conflicts_of[key]
             drugs = sorted({str(c["drug"]) for c in conflicts if c.get("drug")})
-            refs = sorted({ref for _, ref in key if ref})
             ids = ", ".join(r.id for r in results)
             drug_words = _join_names(drugs) if drugs else texts.text("combination", "other_drugs")
             suggestions = []
@@ -418,10 +441,10 @@ class _Builder:
             suggestions.append(self._remove_this_order(order_ref))
             # Another draft order of the evaluated drug itself (the check marks it).
             is_duplicate = bool(conflicts) and all(c.get("duplicate") for c in conflicts)
+            reasons = list(dict.fromkeys(_sentence(r.reason) for r in results))
             lines = [
                 texts.text("combination", "detail", drugs=drug_words, criteria=ids),
-                "Conflicting records: " + ", ".join(code(ref) for ref in refs) if refs else "",
-                "\n".join(f"- {r.id}: {_cell(r.reason)}" for r in results),
+                "\n".join(f"- {reason}" for reason in reasons),
             ]
             summary = (
                 texts.text("duplicate", "summary")
@@ -436,7 +459,7 @@ class _Builder:
                 self._card(
                     order_ref=order_ref,
                     summary=summary,
-                    indicator="critical",
+                    indicator=indicator_for("duplicate" if is_duplicate else "combination"),
                     detail=_detail(decision, *lines),
                     topic_code=card_type("duplicate" if is_duplicate else "combination"),
                     override_kind="combination",
@@ -454,13 +477,11 @@ class _Builder:
                 if isinstance(substances, list | tuple)
                 else []
             )
-            refs = ", ".join(code(ref) for ref in result.evidence)
             cards.append(
                 self._stop_card(
                     evaluation,
                     result,
                     self.texts.text("hypersensitivity", "detail"),
-                    f"Recorded in: {refs}" if refs else "",
                     summary=_fit_names(
                         lambda words: self.texts.text(
                             "hypersensitivity", "summary", substances=words
@@ -470,11 +491,14 @@ class _Builder:
                     ),
                     topic_code=card_type("hypersensitivity"),
                     override_kind="hypersensitivity",
+                    kind="hypersensitivity",
                 )
             )
         return cards
 
-    def care_setting_cards(self, evaluation: Evaluation) -> list[dict[str, Any]]:
+    def care_setting_cards(
+        self, evaluation: Evaluation, confirm: bool = True
+    ) -> list[dict[str, Any]]:
         """A use authorized for inpatients only, ordered for an outpatient (a documented
         ambulatory encounter): critical. Setting not known (no encounter, one that could
         not be read, emergency): a warning that asks to confirm the patient is
@@ -488,13 +512,14 @@ class _Builder:
                 result,
                 texts.text("care_setting", "confirm_detail"),
                 summary=texts.text("care_setting", "confirm_summary"),
-                indicator="warning",
+                indicator=indicator_for("care_setting"),
                 topic_code=card_type("care_setting"),
                 override_kind="care-setting",
                 suggestions=(),
             )
             for result in evaluation.decision.criteria
-            if result.check == "care-setting"
+            if confirm
+            and result.check == "care-setting"
             and result.status is Status.UNKNOWN
             and result.details.get("confirm_setting")
         ]
@@ -510,6 +535,7 @@ class _Builder:
                     summary=texts.text("care_setting", "outpatient_summary"),
                     topic_code=card_type("care_setting"),
                     override_kind="care-setting",
+                    kind="care_setting",
                 )
             )
         return cards
@@ -553,21 +579,22 @@ class _Builder:
 
     def _dose_summary(self, ordered: str | None, allowed: str | None, *actions: str) -> str:
         """The dose card's summary: the ordered and the allowed amount and what to do,
-        shorter until it fits (`actions` from the fullest to the plainest)."""
+        shorter until it fits (`actions` from the fullest to the plainest). The fix is kept
+        before the amounts: a summary that states the new dose beats one that only states
+        the ordered one (a client that cannot apply the suggestion shows the words)."""
         texts = self.texts
         candidates = []
-        if ordered is not None and allowed is not None:
-            candidates += [
-                texts.text("dose", "summary", ordered=ordered, allowed=allowed, action=action)
-                for action in actions
-            ]
-        if allowed is not None:
-            candidates += [
-                texts.text("dose", "summary_unmeasured", allowed=allowed, action=action)
-                for action in actions
-            ]
-        candidates += [texts.text("dose", "summary_short", action=action) for action in actions]
-        return _fit(*candidates)
+        for action in actions:
+            if ordered is not None and allowed is not None:
+                candidates.append(
+                    texts.text("dose", "summary", ordered=ordered, allowed=allowed, action=action)
+                )
+            if allowed is not None:
+                candidates.append(
+                    texts.text("dose", "summary_unmeasured", allowed=allowed, action=action)
+                )
+            candidates.append(texts.text("dose", "summary_short", action=action))
+        return _fit_short(*candidates)
 
     def _dose_card(self, evaluation: Evaluation, result: CriterionResult) -> dict[str, Any]:
         facts, decision = evaluation.facts, evaluation.decision
@@ -631,7 +658,7 @@ class _Builder:
             supplied, allowed = _dispense_words(details, unit)
             actions = ["lower the quantity"]
             if proposal is not None and proposal.quantity_words:
-                action = f"keep the dose; dispense {proposal.quantity_words}"
+                action = f"dispense {proposal.quantity_words}"
                 actions.insert(0, action)
                 suggestions.append(
                     self._update(
@@ -648,7 +675,9 @@ class _Builder:
                 if supplied is not None and allowed is not None
                 else []
             )
-            summary = _fit(*candidates, self.texts.text("dose", "dispense_summary_unmeasured"))
+            summary = _fit_short(
+                *candidates, self.texts.text("dose", "dispense_summary_unmeasured")
+            )
         else:
             ordered, allowed = _schedule_words(details, unit)
             actions = ["lower the dose"]
@@ -746,7 +775,6 @@ class _Builder:
         texts = self.texts
         for key, results in groups.items():
             drugs = sorted({str(e["drug"]) for e in entries_of[key] if e.get("drug")})
-            refs = [ref for ref in key if ref]
             paragraph = texts.text(
                 "switch",
                 "detail",
@@ -761,15 +789,8 @@ class _Builder:
                         drugs,
                         texts.text("switch", "summary_short"),
                     ),
-                    indicator="info",
-                    detail=_detail(
-                        decision,
-                        paragraph,
-                        "Records of the drug being replaced: "
-                        + ", ".join(code(ref) for ref in refs)
-                        if refs
-                        else "",
-                    ),
+                    indicator=indicator_for("switch"),
+                    detail=_detail(decision, paragraph),
                     topic_code=card_type("switch"),
                     override_kind=None,
                 )
@@ -786,10 +807,16 @@ class _Builder:
                 result,
                 texts.text("not_covered", "detail"),
                 summary=_fit(
-                    texts.text("not_covered", "summary", reason=result.reason.rstrip(". ")),
+                    texts.text(
+                        "not_covered",
+                        "summary",
+                        reason=texts.not_met(
+                            result.id, result.details, _plain_reason(result.reason)
+                        ).rstrip(". "),
+                    ),
                     texts.text("not_covered", "summary_short"),
                 ),
-                indicator="warning",
+                indicator=indicator_for("not_covered"),
                 topic_code=card_type("not_covered"),
                 override_kind="not-met",
                 suggestions=[self._remove_this_order(evaluation.facts.order.ref)],
@@ -805,13 +832,11 @@ class _Builder:
         cards = []
         for result in _not_met(evaluation.decision, "no-active-condition"):
             names = _condition_names(evaluation.facts, result.evidence)
-            refs = ", ".join(code(ref) for ref in result.evidence)
             cards.append(
                 self._stop_card(
                     evaluation,
                     result,
                     texts.text("active_condition", "detail"),
-                    f"Recorded in: {refs}" if refs else "",
                     summary=_fit_names(
                         lambda words: texts.text("active_condition", "summary", conditions=words),
                         names,
@@ -819,12 +844,17 @@ class _Builder:
                     ),
                     topic_code=card_type("active_condition"),
                     override_kind="active-condition",
+                    kind="active_condition",
                 )
             )
         return cards
 
     def not_met_card(self, evaluation: Evaluation) -> list[dict[str, Any]]:
+        """Criteria not met that no other card is about: "Not covered: <why>", each
+        reason in the pack's plain words (`criteria.<id>.not_met`, filled from what the
+        check found), the check's own reason beside it when the words differ."""
         decision = evaluation.decision
+        texts = self.texts
         failed = [
             r
             for r in decision.criteria
@@ -832,56 +862,107 @@ class _Builder:
         ]
         if not failed:
             return []
-        ids = [r.id for r in failed]
-        step = any(r.id in self.texts.step_therapy_criteria for r in failed)
-        listing = "\n".join(
-            f"- **{r.id}**: {_cell(r.reason).rstrip('.')}."
-            + (f" Policy: {_cell(r.text)}" if len(r.text) <= QUOTE_LIMIT else "")
-            for r in failed
+        step = any(r.id in texts.step_therapy_criteria for r in failed)
+        reasons = list(
+            dict.fromkeys(
+                texts.not_met(r.id, r.details, _lower_first(_plain_reason(r.reason))).rstrip(". ")
+                for r in failed
+            )
         )
+        lines = []
+        for r in failed:
+            found = _plain_reason(r.reason).rstrip(". ")
+            words = texts.not_met(r.id, r.details, found).rstrip(". ")
+            line = f"- {_cell(_upper_first(words))}"
+            if found.lower() != words.lower():
+                line += f" (found: {_cell(_lower_first(found))})"
+            lines.append(line)
         return [
             self._card(
                 order_ref=evaluation.facts.order.ref,
                 summary=_fit_names(
-                    lambda words: self.texts.text("not_met", "summary", criteria=words),
-                    ids,
-                    self.texts.text("not_met", "summary_short"),
+                    lambda words: texts.text("not_met", "summary", reasons=words),
+                    reasons,
+                    texts.text("not_met", "summary_short"),
+                    joiner="; ",
                 ),
-                indicator="warning",
-                detail=_detail(decision, "Criteria not met:", listing),
+                indicator=indicator_for("not_met"),
+                detail=_detail(
+                    decision, texts.text("not_met", "detail"), "\n".join(dict.fromkeys(lines))
+                ),
                 topic_code=card_type("step_therapy" if step else "not_met"),
                 override_kind="not-met",
                 links=[self._policy_link()],
             )
         ]
 
+    def _needs(self, decision: Decision) -> tuple[list[str], list[str]]:
+        """(what to add, what to confirm) for the unknown criteria, in the pack's words:
+        a criterion the request lacked the context for (no role for the prescriber, no
+        encounter) is to confirm, the others are to add."""
+        add: list[str] = []
+        confirm: list[str] = []
+        for r in decision.criteria:
+            if r.status is not Status.UNKNOWN:
+                continue
+            asks = self.texts.confirm(r.id) if _context_missing(r) else None
+            if asks is not None:
+                confirm.append(asks)
+            else:
+                fallback = _lower_first(r.documentation or r.reason)
+                add.append(self.texts.label(r.id, fallback))
+        return list(dict.fromkeys(add)), list(dict.fromkeys(confirm))
+
     def documentation_card(self, evaluation: Evaluation) -> dict[str, Any]:
+        """PA needed: what to add (the criteria's labels) and what to confirm, then one
+        line per item with what the plan asks for, and how to send it."""
         decision = evaluation.decision
-        unknown = [r for r in decision.criteria if r.status is Status.UNKNOWN]
-        lines = [
-            f"- **{r.id}**: send {_lower_first(_cell(r.documentation))} "
-            f"(now: {_cell(r.reason).rstrip('.')})"
-            if r.documentation
-            else f"- **{r.id}**: {_cell(r.reason)}"
-            for r in unknown
-        ]
-        ids = [r.id for r in unknown]
+        texts = self.texts
+        add, confirm = self._needs(decision)
+
+        def actions(shown_add: str | None) -> str:
+            parts = (
+                [texts.text("documentation_needed", "add", items=shown_add)] if shown_add else []
+            )
+            return "; ".join(parts + confirm)
+
+        if add:
+            summary = _fit_names(
+                lambda words: texts.text("documentation_needed", "summary", actions=actions(words)),
+                add,
+                texts.text("documentation_needed", "summary_short"),
+            )
+        else:
+            summary = _fit(
+                texts.text("documentation_needed", "summary", actions=actions(None)),
+                texts.text("documentation_needed", "summary_short"),
+            )
+        lines = []
+        for r in decision.criteria:
+            if r.status is not Status.UNKNOWN:
+                continue
+            asks = texts.confirm(r.id) if _context_missing(r) else None
+            if asks is not None:
+                lines.append(f"- **{_cell(_upper_first(asks))}**: {_sentence(r.reason)}")
+                continue
+            label = texts.label(r.id, "")
+            what = _sentence(r.documentation or r.reason)
+            lines.append(f"- **{_cell(_upper_first(label))}**: {what}" if label else f"- {what}")
+        links = self._links(evaluation.facts.order.ref, decision.policy_id)
+        has_route = any(link is not None for link in links[1:])
         return self._card(
             order_ref=evaluation.facts.order.ref,
-            summary=_fit_names(
-                lambda words: self.texts.text("documentation_needed", "summary", criteria=words),
-                ids,
-                self.texts.text("documentation_needed", "summary_short"),
-            ),
-            indicator="warning",
+            summary=summary,
+            indicator=indicator_for("documentation_needed"),
             detail=_detail(
                 decision,
-                self.texts.text("documentation_needed", "detail"),
-                "\n".join(lines),
+                texts.text("documentation_needed", "detail"),
+                "\n".join(dict.fromkeys(lines)),
+                "" if has_route else texts.text("documentation_needed", "submit"),
             ),
             topic_code=card_type("documentation_needed"),
             override_kind="documentation",
-            links=self._links(evaluation.facts.order.ref, decision.policy_id),
+            links=links,
         )
 
     def criteria_met_card(self, evaluation: Evaluation) -> dict[str, Any]:
@@ -901,7 +982,7 @@ class _Builder:
         return self._card(
             order_ref=evaluation.facts.order.ref,
             summary=summary,
-            indicator="info",
+            indicator=indicator_for("criteria_met"),
             detail=_detail(decision, paragraph),
             topic_code=card_type("criteria_met"),
             override_kind=None,
@@ -909,30 +990,42 @@ class _Builder:
         )
 
     def off_label_card(self, evaluation: Evaluation) -> dict[str, Any]:
+        """A use the policy does not list: the card names the diagnosis (the order's
+        reason, else the recorded diagnosis no section of the policy covers) and asks for
+        the evidence the off-label review needs."""
         decision = evaluation.decision
         texts = self.texts
         policies = decision.policy_references or texts.off_label_references
         off_label = texts.off_label_policy if texts.off_label_policy in policies else policies[0]
         others = [p for p in policies if p != off_label]
         names = {"policy_id": decision.policy_id, "off_label_policy": off_label}
+        diagnoses = _off_label_diagnoses(evaluation.facts)
+        diagnosis = _join_names(diagnoses, 2) if diagnoses else "this diagnosis"
         paragraph = (
             texts.text(
                 "off_label",
                 "detail_with_others",
                 section=decision.section,
                 other_policies=" or ".join(others),
+                diagnosis=diagnosis,
                 **names,
             )
             if others
-            else texts.text("off_label", "detail", section=decision.section, **names)
+            else texts.text(
+                "off_label", "detail", section=decision.section, diagnosis=diagnosis, **names
+            )
         )
         return self._card(
             order_ref=evaluation.facts.order.ref,
-            summary=texts.text("off_label", "summary", **names),
-            indicator="info",
+            summary=_fit_names(
+                lambda words: texts.text("off_label", "summary", diagnosis=words, **names),
+                diagnoses,
+                texts.text("off_label", "summary_short"),
+            ),
+            indicator=indicator_for("off_label"),
             detail=_detail(decision, paragraph),
             topic_code=card_type("off_label"),
-            override_kind=None,
+            override_kind="documentation",
             links=self._links(evaluation.facts.order.ref, decision.policy_id),
         )
 
@@ -943,7 +1036,7 @@ class _Builder:
             self._card(
                 order_ref=evaluation.facts.order.ref,
                 summary=_fit(*spec.summaries),
-                indicator="info",
+                indicator=indicator_for(spec.kind),
                 detail=_detail(evaluation.decision, spec.paragraph),
                 topic_code=spec.topic,
                 override_kind=None,
@@ -962,20 +1055,23 @@ class _Builder:
         else:
             summary = texts.text("could_not_check", "summary_unknown_drug")
             advice = texts.text("could_not_check", "advice_unknown_drug")
+        by_reason: dict[str, list[str]] = {}
+        for m in item.missing_data:
+            by_reason.setdefault(m.reason, []).append(_record_words(m.resource_type))
         missing = "\n".join(
-            f"- {_cell(m.resource_type)} (prefetch {code(m.prefetch_key)}): {_cell(m.reason)}"
-            for m in item.missing_data
+            f"- {_cell(_join_names(list(dict.fromkeys(names)), 20))}: {_cell(reason)}"
+            for reason, names in by_reason.items()
         )
         return self._card(
             order_ref=item.order_ref,
             summary=summary,
-            indicator="warning",
+            indicator=indicator_for("could_not_check"),
             detail="\n\n".join(
                 part
                 for part in (
+                    advice,
                     texts.text("could_not_check", "detail", reason=item.reason),
                     f"Not read:\n{missing}" if missing else "",
-                    advice,
                 )
                 if part
             ),
@@ -983,6 +1079,56 @@ class _Builder:
             override_kind="not-evaluated",
             links=self._links(item.order_ref, policy_id),
         )
+
+
+def _upper_first(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _context_missing(result: CriterionResult) -> bool:
+    """The request lacked what the criterion needs to be decided (the check says so):
+    no encounter for the care setting, no role for the prescriber's specialty."""
+    return bool(result.details.get("confirm_setting") or result.details.get("confirm_specialty"))
+
+
+RECORD_WORDS: Mapping[str, str] = {
+    "Patient": "the patient's demographics",
+    "Condition": "the problem list",
+    "MedicationRequest": "the medication orders",
+    "MedicationStatement": "the medication list",
+    "MedicationDispense": "the dispensing history",
+    "MedicationAdministration": "the administrations",
+    "Observation": "the results and measurements",
+    "AllergyIntolerance": "the allergy list",
+    "Encounter": "the encounter",
+    "Coverage": "the coverage",
+    "Practitioner": "the prescriber",
+    "PractitionerRole": "the prescriber's role",
+    "ServiceRequest": "the referrals",
+    "CareTeam": "the care team",
+    "Procedure": "the procedures",
+}
+"""A record type in words, for the card that says what could not be read."""
+
+
+def _record_words(resource_type: str) -> str:
+    return RECORD_WORDS.get(resource_type, resource_type)
+
+
+def _off_label_diagnoses(facts: PolicyFacts) -> list[str]:
+    """The names of the diagnoses an off-label order is for: the order's own reasons
+    (diagnoses only), else the patient's recorded diagnoses that matched a value set
+    (those the policy knows of and does not cover), else the recorded diagnoses when there
+    are at most two (more: the card does not guess which one the order is for)."""
+    reasons = [d for d in facts.order.reasons if d.valuesets or d.display]
+    known = [d for d in facts.diagnoses if d.valuesets]
+    few = list(facts.diagnoses) if len(facts.diagnoses) <= 2 else []
+    for group in (reasons, known, few):
+        names = [" ".join((d.display or "").split()) for d in group]
+        names = [n for n in dict.fromkeys(names) if n]
+        if names:
+            return names
+    return []
 
 
 def _condition_names(facts: PolicyFacts, refs: Sequence[str]) -> list[str]:
@@ -1053,10 +1199,7 @@ def _dose_table(
     text = "\n".join(rows)
     if limit.kind == "weight":
         weight = (
-            f"Weight used: {fmt(limit.weight_kg)} kg"
-            + (f" ({code(limit.weight_ref)})" if limit.weight_ref else "")
-            + ". "
-            + texts.text("dose", "units_note")
+            f"Weight used: {fmt(limit.weight_kg)} kg. " + texts.text("dose", "units_note")
             if limit.weight_kg is not None
             else texts.text("dose", "no_weight")
         )
@@ -1189,10 +1332,13 @@ def _order_cards(
     carries) the coverage-information extension; then no criteria-met card, which would only
     repeat it (CRD resp-12: the extension says covered, auth-needed, the documentation, the
     approval period, every criterion's outcome and the policy link)."""
+    outcome = evaluation.decision.outcome
+    # At order-sign the documentation card asks to confirm the setting itself (one card).
+    documented = hook != "order-select" and outcome is Outcome.DOCUMENTATION_NEEDED
     cards = (
         builder.combination_cards(evaluation)
         + builder.hypersensitivity_cards(evaluation)
-        + builder.care_setting_cards(evaluation)
+        + builder.care_setting_cards(evaluation, confirm=not documented)
         + builder.not_covered_cards(evaluation)
         + builder.active_condition_cards(evaluation)
         + builder.dose_cards(evaluation)
@@ -1200,7 +1346,6 @@ def _order_cards(
     )
     if hook == "order-select":
         return cards
-    outcome = evaluation.decision.outcome
     if outcome is Outcome.CRITERIA_NOT_MET:
         cards += builder.not_met_card(evaluation)
     elif outcome is Outcome.DOCUMENTATION_NEEDED:

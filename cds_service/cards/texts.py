@@ -10,7 +10,10 @@ named placeholders (`{product}`, `{criteria}` ...). At load:
   conversion or format spec, or an unmatched brace is an error naming the file and key;
 - a card kind the pack's policy can trigger must have its texts (`TRIGGERS`); a kind it
   never triggers may be left out;
-- `not_met.step_therapy_criteria` must name criteria of the policy.
+- `not_met.step_therapy_criteria` must name criteria of the policy;
+- every criterion of the policy has a plain label (`criteria.<id>.label`), and no card text
+  names a policy clause ("I.A.3"): a prescriber reads the label, the clause id stays in the
+  machine-readable evaluation.
 
 `texts_for(policy_id)` is the one seam the renderer uses to find a pack's texts.
 
@@ -23,9 +26,11 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import string
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -94,6 +99,25 @@ def quoting(kind: str, key: str) -> Callable[[object], str]:
     return safe_text.markdown
 
 
+CLAUSE_ID = re.compile(r"\b(?:I|II|III|IV|V|VI)\.[A-Z](?:\.\d+)*\b")
+"""A policy clause id ("I.A.3", "III.B"): never in a text a prescriber reads."""
+CLAUSE_FREE_KINDS = frozenset({"coverage"})
+"""Kinds whose texts may name clauses (the coverage information names the section it
+decided under; it is read by systems and reviewers, not on a card)."""
+
+
+@dataclass(frozen=True)
+class CriterionWords:
+    """The plain words of one criterion (cards.yaml `criteria.<id>`)."""
+
+    label: str
+    """What to add when the chart does not show it ("methotrexate trial dates")."""
+    not_met: str | None = None
+    """Why it is not met, in a few words; may name values the check found."""
+    confirm: str | None = None
+    """What to confirm when the request lacks the context to decide."""
+
+
 class CardTextsError(PolicyFileError):
     """A cards.yaml that cannot be used; the message names the file and the place in it."""
 
@@ -123,6 +147,37 @@ class CardTexts:
     proposals: Proposals = NO_PROPOSALS
     """The policy's companions and alternates (orders its cards propose), read with the
     texts so that the renderer finds both in one place."""
+    criteria: Mapping[str, CriterionWords] = dataclass_field(default_factory=dict)
+    """Criterion id -> its plain words (cards.yaml `criteria`)."""
+
+    def label(self, criterion_id: str, fallback: str) -> str:
+        """What to add for a criterion the chart does not show: the pack's label, else
+        `fallback` (a criterion the engine adds, e.g. its own documentation text)."""
+        words = self.criteria.get(criterion_id)
+        return self._fill(words.label, {}) if words else fallback
+
+    def confirm(self, criterion_id: str) -> str | None:
+        words = self.criteria.get(criterion_id)
+        return self._fill(words.confirm, {}) if words and words.confirm else None
+
+    def not_met(self, criterion_id: str, details: Mapping[str, Any], fallback: str) -> str:
+        """Why a criterion is not met in the pack's words, filled from the check's
+        `details`; `fallback` (the check's reason) when the pack has none or the check
+        did not give a value the words name."""
+        words = self.criteria.get(criterion_id)
+        if words is None or words.not_met is None:
+            return fallback
+        filled = self._fill(words.not_met, details)
+        return filled if filled is not None else fallback
+
+    def _fill(self, template: str, values: Mapping[str, Any]) -> Any:
+        names = {f for _, f, _, _ in string.Formatter().parse(template) if f} - {"product"}
+        if any(isinstance(values.get(n), bool) or values.get(n) is None for n in names):
+            return None
+        return template.format(
+            product=self.product,
+            **{n: safe_text.plain(_number_words(values[n])) for n in names},
+        )
 
     def has(self, kind: str) -> bool:
         return kind in self.templates
@@ -140,6 +195,41 @@ class CardTexts:
         quote = quoting(kind, key)
         return template.format(
             product=self.product, **{name: quote(value) for name, value in values.items()}
+        )
+
+
+def _number_words(value: object) -> str:
+    """12.0 -> "12"; other values as they are."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _parse_criteria(data: Any, source: str) -> dict[str, CriterionWords]:
+    out: dict[str, CriterionWords] = {}
+    for criterion_id, entry in (data.get("criteria") or {}).items():
+        for key in ("label", "not_met", "confirm"):
+            if key in entry:
+                where = f"criteria.{criterion_id}.{key}"
+                names = _template_names(entry[key], source, where)
+                if key != "not_met" and names - GLOBAL_PLACEHOLDERS:
+                    raise CardTextsError(
+                        f"{source}: {where}: only {{product}} may be used here, not "
+                        + ", ".join(f"{{{n}}}" for n in sorted(names - GLOBAL_PLACEHOLDERS))
+                    )
+                _no_clause_id(entry[key], source, where)
+        out[str(criterion_id)] = CriterionWords(
+            label=entry["label"], not_met=entry.get("not_met"), confirm=entry.get("confirm")
+        )
+    return out
+
+
+def _no_clause_id(text: str, source: str, where: str) -> None:
+    found = CLAUSE_ID.search(text)
+    if found:
+        raise CardTextsError(
+            f"{source}: {where}: names the policy clause {found.group(0)}; a prescriber reads "
+            "this text, so say what the clause asks in plain words (criteria.<id>.label)"
         )
 
 
@@ -250,7 +340,7 @@ def parse_card_texts(data: Any, source: str = "<cards>", policy: Any | None = No
     templates: dict[str, Mapping[str, str]] = {}
     placeholders: dict[str, Mapping[str, frozenset[str]]] = {}
     for kind, kind_schema in schema["properties"].items():
-        if kind not in data or kind_schema.get("type") != "object":
+        if kind not in data or "properties" not in kind_schema:
             continue
         texts: dict[str, str] = {}
         names: dict[str, frozenset[str]] = {}
@@ -269,11 +359,14 @@ def parse_card_texts(data: Any, source: str = "<cards>", policy: Any | None = No
                     f"{', '.join(f'{{{n}}}' for n in sorted(unknown))} (this text may use "
                     f"{known})"
                 )
+            if kind not in CLAUSE_FREE_KINDS:
+                _no_clause_id(template, source, f"{kind}.{key}")
             texts[key] = template
             names[key] = allowed
         templates[kind] = MappingProxyType(texts)
         placeholders[kind] = MappingProxyType(names)
     step = data.get("not_met", {}).get("step_therapy_criteria", [])
+    criteria = _parse_criteria(data, source)
     if policy is not None:
         triggered, ids = _policy_triggers(policy)
         for kind, why in triggered.items():
@@ -281,6 +374,12 @@ def parse_card_texts(data: Any, source: str = "<cards>", policy: Any | None = No
                 raise CardTextsError(
                     f"{source}: {kind}: missing; the policy needs these texts ({why})"
                 )
+        unlabelled = sorted(ids - set(criteria))
+        if unlabelled:
+            raise CardTextsError(
+                f"{source}: criteria: no plain label for {', '.join(unlabelled)}; add "
+                "criteria.<id>.label (what a prescriber adds when the chart does not show it)"
+            )
         strangers = [c for c in step if c not in ids]
         if strangers:
             raise CardTextsError(
@@ -297,6 +396,7 @@ def parse_card_texts(data: Any, source: str = "<cards>", policy: Any | None = No
         step_therapy_criteria=frozenset(step),
         off_label_policy=off_label.get("policy"),
         off_label_references=tuple(off_label.get("references", ())),
+        criteria=MappingProxyType(criteria),
     )
 
 

@@ -704,6 +704,7 @@ def prescriber_specialty(
         UNKNOWN,
         f"The prescriber's specialty is not available; no {label} consultation is documented.",
         p.refs,
+        {"confirm_specialty": True},  # the request carries no role to read: ask to confirm
     )
 
 

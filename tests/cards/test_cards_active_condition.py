@@ -100,8 +100,14 @@ def test_an_active_serious_infection_is_a_critical_card_naming_it(hook: str) -> 
     assert card["indicator"] == "critical"
     assert "Sepsis, unspecified organism" in card["summary"]
     assert card["summary"].startswith("Do not start Arcalyst")
-    assert card["detail"].startswith("III.C: ")
-    assert "`Condition/sepsis`" in card["detail"]
+    # The action first; what was found after it, by name, not by record id or clause.
+    assert card["detail"].startswith("Treat the infection and start Arcalyst once it has resolved")
+    assert (
+        "Found: Active serious infection recorded: Sepsis, unspecified organism."
+        in (card["detail"])
+    )
+    assert "Condition/sepsis" not in card["detail"]
+    assert "III.C" not in card["detail"]
     assert card["source"]["topic"]["code"] == "contraindication"
     assert card["suggestions"][0]["label"] == "Remove this Arcalyst order"
     assert {r["code"] for r in card["overrideReasons"]} == {

@@ -1,7 +1,9 @@
 """COVID-19 care setting at the prescriber's screen (issue 12): a call without an
 encounter, or whose encounter cannot be read, does not say the patient is an outpatient.
-The setting is unknown and a warning asks the prescriber to confirm admission; only a
-documented ambulatory encounter gets the critical "not authorized as an outpatient" card."""
+The setting is unknown and the card asks the prescriber to confirm admission (at
+order-sign the documentation card itself: one card per order); a documented ambulatory
+encounter gets the "not covered as an outpatient" warning, a coverage limit, not a safety
+stop (docs/cards.md, indicator rule)."""
 
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ SCENARIOS = ROOT / "tests" / "scenarios" / "other"
 SIGN = "/cds-services/anakinra-order-sign"
 SELECT = "/cds-services/anakinra-order-select"
 ORDER = "MedicationRequest/draft-anakinra-1"
-CONFIRM = "Kineret for COVID-19: confirm the patient is hospitalized"
+CONFIRM = "Kineret for COVID-19: confirm the patient is admitted"
+SIGN_CONFIRM = "Kineret PA needed: confirm the patient is admitted"
 
 
 def scenario(name: str) -> dict[str, Any]:
@@ -49,15 +52,17 @@ def test_no_encounter_asks_to_confirm_the_setting_at_both_hooks(client: FlaskCli
     assert result["status"] == "unknown"
     assert "No encounter was sent" in result["reason"]
     assert "outpatient use is not authorized" in result["reason"]
-    indicators = sorted(c["indicator"] for c in answer["cards"])
-    assert indicators == ["warning", "warning"]  # confirm the setting; documentation
-    [confirm] = [c for c in answer["cards"] if c["summary"].startswith(CONFIRM)]
-    assert "not authorized" in confirm["summary"]
-    assert "hospitalized" in confirm["detail"]
-    assert confirm.get("suggestions") is None  # nothing to remove: it may be an inpatient
+    # One card: the documentation card asks to confirm the admission, it does not decide.
+    [card] = answer["cards"]
+    assert card["indicator"] == "warning"
+    assert card["summary"] == SIGN_CONFIRM
+    assert "Confirm the patient is admitted" in card["detail"]
+    assert card.get("suggestions") is None  # nothing to remove: it may be an inpatient
 
     select = client.post(SELECT, json=as_select(body)).get_json()
-    assert [c["summary"] for c in select["cards"]] == [confirm["summary"]]
+    [confirm] = select["cards"]
+    assert confirm["summary"].startswith(CONFIRM)
+    assert "hospitalized" in confirm["detail"]
 
 
 def test_encounter_that_cannot_be_read_is_not_outpatient(client: FlaskClient) -> None:
@@ -71,13 +76,15 @@ def test_encounter_that_cannot_be_read_is_not_outpatient(client: FlaskClient) ->
     assert result["status"] == "unknown"
     assert "could not be read" in result["reason"]
     assert not [c for c in answer["cards"] if c["indicator"] == "critical"]
-    assert [c for c in answer["cards"] if c["summary"].startswith(CONFIRM)]
+    assert [c for c in answer["cards"] if c["summary"].startswith(SIGN_CONFIRM)]
     [evaluation] = answer["extension"]["com.anakinra-cds.evaluation"]
     assert {m["prefetchKey"] for m in evaluation["missingData"]} >= {"encounter"}
 
 
 @pytest.mark.parametrize("code", ["AMB", "VR"])
-def test_documented_ambulatory_encounter_stays_critical(client: FlaskClient, code: str) -> None:
+def test_documented_ambulatory_encounter_is_a_coverage_warning(
+    client: FlaskClient, code: str
+) -> None:
     body = scenario("covid_inpatient_acute_class")
     body["prefetch"]["encounter"]["class"] = {
         "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
@@ -85,8 +92,9 @@ def test_documented_ambulatory_encounter_stays_critical(client: FlaskClient, cod
     }
     answer = client.post(SIGN, json=body).get_json()
     assert criterion(answer, "I.D.1")["status"] == "not-met"
-    [critical] = [c for c in answer["cards"] if c["indicator"] == "critical"]
-    assert "only for hospitalized patients" in critical["summary"]
+    [card] = answer["cards"]
+    assert card["indicator"] == "warning"  # a coverage limit, not a clinical safety stop
+    assert "hospitalized patients only" in card["summary"]
     assert not [c for c in answer["cards"] if c["summary"].startswith(CONFIRM)]
 
 
@@ -99,4 +107,4 @@ def test_inpatient_encounter_needs_no_confirmation(client: FlaskClient) -> None:
 def test_emergency_encounter_asks_to_confirm(client: FlaskClient) -> None:
     answer = client.post(SIGN, json=scenario("covid_emergency_department_unknown")).get_json()
     assert criterion(answer, "I.D.1")["status"] == "unknown"
-    assert [c for c in answer["cards"] if c["summary"].startswith(CONFIRM)]
+    assert [c for c in answer["cards"] if c["summary"].startswith(SIGN_CONFIRM)]

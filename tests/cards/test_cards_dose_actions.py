@@ -182,3 +182,71 @@ def test_many_conflicting_drugs_shorten_the_list_not_the_action() -> None:
     assert "…" not in card["summary"]
     assert card["summary"].endswith("Remove one of the therapies")
     assert "more:" in card["summary"]
+
+
+def _ra_over(dose_quantity: dict[str, Any]) -> dict[str, Any]:
+    """RA 2 syringes (200 mg) once daily, the limit 100 mg and 1 syringe a day, the order's
+    dose written as `dose_quantity`."""
+    resource = medication_request(dose_mg=200, dispense=(56, 28))
+    resource["dosageInstruction"][0]["doseAndRate"] = [{"doseQuantity": dose_quantity}]
+    over = criterion(
+        "I.A.8",
+        Status.NOT_MET,
+        check="dose-limit",
+        reason="200 mg/day ordered; the limit is 100 mg and 1 syringe a day",
+        details={"ordered_mg_per_day": 200, "limit_mg_per_day": 100, "limit_syringes_per_day": 1},
+    )
+    evaluation = Evaluation(
+        facts(resource, mg_per_day=200, administrations_per_day=1),
+        decision(Outcome.CRITERIA_NOT_MET, replace(RA_MET, over)),
+    )
+    cards: list[dict[str, Any]] = _render(evaluation)["cards"]
+    (card,) = cards
+    return card
+
+
+def _new_dose(card: dict[str, Any]) -> dict[str, Any]:
+    action = card["suggestions"][0]["actions"][0]
+    dose: dict[str, Any] = action["resource"]["dosageInstruction"][0]["doseAndRate"][0][
+        "doseQuantity"
+    ]
+    return dose
+
+
+def test_a_dose_fix_keeps_the_orders_own_unit_and_says_it_in_words() -> None:
+    syringes = {
+        "value": 2,
+        "unit": "syringe",
+        "system": "http://unitsofmeasure.org",
+        "code": "{syringe}",
+    }
+    card = _ra_over(syringes)
+    assert _new_dose(card) == {**syringes, "value": 1}  # the unit stays the order's
+    # The words state the fix for a client that cannot apply the suggestion.
+    assert "change to 1 syringe (100 mg) once daily" in card["summary"]
+    assert (
+        card["suggestions"][0]["label"]
+        == "Change the Kineret dose to 1 syringe (100 mg) once daily"
+    )
+
+
+def test_a_dose_fix_in_ml_stays_in_ml() -> None:
+    card = _ra_over(
+        {"value": 1.34, "unit": "mL", "system": "http://unitsofmeasure.org", "code": "mL"}
+    )
+    assert _new_dose(card)["code"] == "mL"
+    assert _new_dose(card)["value"] == 0.67
+    assert "0.67 mL (100 mg)" in card["summary"]
+
+
+def test_a_dose_in_pills_stays_in_pills() -> None:
+    """The official sandbox writes a dose as UCUM {pill}: one unit of the product."""
+    card = _ra_over({"value": 2, "unit": "{pill}", "code": "{pill}"})
+    assert _new_dose(card) == {"value": 1, "unit": "{pill}", "code": "{pill}"}
+    assert "1 syringe (100 mg) once daily" in card["summary"]
+
+
+def test_a_dose_in_an_unknown_unit_is_converted_to_mg() -> None:
+    card = _ra_over({"value": 2, "unit": "{puff}", "code": "{puff}"})
+    assert _new_dose(card)["code"] == "mg"
+    assert "change to 100 mg once daily" in card["summary"]

@@ -60,7 +60,7 @@ def arcalyst_cards() -> dict[str, Any]:
     cards["product"] = "Arcalyst"
     cards["hypersensitivity"]["detail"] = (
         "{product} is contraindicated in patients with known hypersensitivity to rilonacept "
-        "or any component of the product (policy III.A)."
+        "or any component of the product."
     )
     cards["not_met"]["step_therapy_criteria"] = ["I.A.3"]
     cards["off_label"]["policy"] = "CP.PMN.99"
@@ -103,11 +103,55 @@ def test_nh_phar_244_texts_load_with_every_kind_its_policy_triggers() -> None:
 
 def test_a_text_fills_the_product_and_its_own_placeholders() -> None:
     texts = texts_for("NH.PHAR.244")
-    assert texts.text("not_met", "summary", criteria="I.A.3") == (
-        "Kineret not covered as ordered: criteria I.A.3 not met. Review before signing"
+    assert texts.text("not_met", "summary", reasons="age 16, the plan's minimum is 18") == (
+        "Kineret not covered: age 16, the plan's minimum is 18"
     )
-    with pytest.raises(TypeError, match="criteria"):
+    with pytest.raises(TypeError, match="reasons"):
         texts.text("not_met", "summary")
+
+
+def test_a_criterion_label_is_plain_words_and_its_reason_names_what_was_found() -> None:
+    texts = texts_for("NH.PHAR.244")
+    assert texts.label("I.A.4", "fallback") == "methotrexate trial dates"
+    assert texts.label("Diagnosis", "fallback") == "fallback"  # an id the engine adds
+    assert texts.confirm("I.A.2") == "confirm the prescriber is a rheumatologist"
+    found = {"age": 16, "minimum": 18}
+    assert texts.not_met("I.A.3", found, "reason") == "age 16, the plan's minimum is 18"
+    # A value the check did not give: the check's own reason, never an empty slot.
+    assert texts.not_met("I.A.3", {"age": 16}, "Age 16 on the order date") == (
+        "Age 16 on the order date"
+    )
+
+
+def test_every_criterion_of_the_policy_needs_a_label(tmp_path: Path) -> None:
+    cards = nh_cards()
+    del cards["criteria"]["I.A.2"]
+    policy = policy_with("diagnosis", "prescriber-specialty")
+    with pytest.raises(CardTextsError, match=r"criteria: no plain label for I\.A\.2"):
+        load_card_texts(write_pack(tmp_path / OTHER_ID, cards, policy))
+
+
+@pytest.mark.parametrize(
+    ("kind", "key", "text"),
+    [
+        ("documentation_needed", "summary", "{product} PA needed: send I.A.4 ({actions})"),
+        ("combination", "detail", "{product} with {drugs}: see policy section III.B"),
+    ],
+)
+def test_a_card_text_that_names_a_clause_is_refused(
+    tmp_path: Path, kind: str, key: str, text: str
+) -> None:
+    cards = nh_cards()
+    cards[kind][key] = text
+    with pytest.raises(CardTextsError, match=rf"{kind}\.{key}: names the policy clause"):
+        load_card_texts(write_pack(tmp_path / OTHER_ID, cards, None))
+
+
+def test_a_criterion_label_that_names_a_clause_is_refused(tmp_path: Path) -> None:
+    cards = nh_cards()
+    cards["criteria"]["I.A.4"] = {"label": "documentation for I.A.4"}
+    with pytest.raises(CardTextsError, match=r"criteria\.I\.A\.4\.label: names the policy"):
+        load_card_texts(write_pack(tmp_path / OTHER_ID, cards, None))
 
 
 # -- a cards.yaml that cannot be used stops the load, naming file and key ------------------
@@ -319,9 +363,8 @@ def test_the_off_label_policy_comes_from_the_pack(arcalyst: CardTexts) -> None:
         card_texts=lambda _policy_id: arcalyst,
     )
     [card] = response["cards"]
-    assert card["summary"] == (
-        "Arcalyst use not covered by NH.PHAR.244: request review under off-label policy CP.PMN.99"
-    )
+    assert card["summary"].startswith("Off-label use of Arcalyst")
+    assert "off-label use policy (CP.PMN.99)" in card["detail"]
 
 
 def test_one_call_with_two_packs_gives_each_order_its_packs_words(
@@ -359,8 +402,8 @@ def test_one_call_with_two_packs_gives_each_order_its_packs_words(
         coverage=dataclasses.replace(demo_call(), enabled=False),
     )
     summaries = [card["summary"] for card in cards_only["cards"]]
-    assert summaries[0].startswith("Kineret meets plan criteria (I.A)")
-    assert summaries[1].startswith("Arcalyst meets plan criteria (I.A)")
+    assert summaries[0].startswith("Kineret meets the plan's criteria")
+    assert summaries[1].startswith("Arcalyst meets the plan's criteria")
     assert (
         summaries[2] == "Could not complete the Arcalyst coverage check: submit for manual review"
     )

@@ -173,6 +173,19 @@ def _expand(path: Sequence[Any]) -> list[Any]:
     return list(path)
 
 
+def _has_fields(item: Mapping[str, Any], want: Mapping[str, Any]) -> bool:
+    """`item` has every field of `want` with the same value; nested objects are matched the
+    same way (a card's `source` that also carries a `url` still matches its label and topic)."""
+    for key, value in want.items():
+        got = item.get(key)
+        if isinstance(value, Mapping):
+            if not (isinstance(got, Mapping) and _has_fields(got, value)):
+                return False
+        elif got != value:
+            return False
+    return True
+
+
 def select(document: Any, path: Sequence[Any]) -> list[Any]:
     """Every value `path` reaches in `document` (see the module docstring)."""
     values = [document]
@@ -184,9 +197,7 @@ def select(document: Any, path: Sequence[Any]) -> list[Any]:
             elif isinstance(step, Mapping):
                 items = value if isinstance(value, list) else []
                 found.extend(
-                    item
-                    for item in items
-                    if isinstance(item, Mapping) and all(item.get(k) == v for k, v in step.items())
+                    item for item in items if isinstance(item, Mapping) and _has_fields(item, step)
                 )
             elif isinstance(step, int):
                 if isinstance(value, list) and -len(value) <= step < len(value):

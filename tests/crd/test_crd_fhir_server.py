@@ -106,5 +106,5 @@ def test_only_our_coverage_read_from_the_fhir_server_gets_an_assertion(
     assert _coverages_asserted(both) == ["Coverage/crd-ours"]
     # Criteria met: without coverage information the criteria-met card says so; with it,
     # the card would only repeat the system action (CRD resp-12) and is not sent.
-    assert [c["summary"][:26] for c in other_only["cards"]] == ["Kineret meets plan criteri"]
+    assert [c["summary"][:26] for c in other_only["cards"]] == ["Kineret meets the plan's c"]
     assert both["cards"] == []

@@ -137,7 +137,7 @@ def test_coverage_info_off_removes_the_system_action_and_brings_back_the_criteri
     off = post(client, SIGN, configured(body, **{"coverage-info": False}))
     assert "systemActions" not in off
     assert types_of(off) == ["guideline"]
-    assert off["cards"][0]["summary"].startswith("Kineret meets plan criteria")
+    assert off["cards"][0]["summary"].startswith("Kineret meets the plan's criteria")
     # The decision is still recorded for the EHR's audit: only what is shown changes.
     assert outcomes(off) == outcomes(plain)
 

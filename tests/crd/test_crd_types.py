@@ -15,9 +15,9 @@ from tests.cards.builders import NOW, SETTINGS, uuid_counter
 from tests.cards.cases import CASES
 
 SCHEMA = Path(__file__).resolve().parents[2] / "cds_service" / "packs" / "cards.schema.json"
-NOT_CARD_KINDS = {"format", "product", "actions", "coverage"}
-"""cards.yaml sections that are not a card: file format, names, suggestion labels, and
-the coverage-information system action texts."""
+NOT_CARD_KINDS = {"format", "product", "actions", "coverage", "criteria"}
+"""cards.yaml sections that are not a card: file format, names, suggestion labels, the
+coverage-information system action texts, and the criteria's plain labels."""
 
 
 def test_every_card_kind_of_the_pack_format_has_a_crd_type() -> None:

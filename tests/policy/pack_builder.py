@@ -137,17 +137,41 @@ def write_pack(
     (directory / "drug.json").write_text(json.dumps(drug or drug_of()), "utf-8")
     (directory / "policy.yaml").write_text(policy, "utf-8")
     (directory / "source.txt").write_text("A test policy.\n", "utf-8")
-    (directory / "cards.yaml").write_text(cards_of(), "utf-8")
+    (directory / "cards.yaml").write_text(cards_of(policy=policy), "utf-8")
     return directory
 
 
-def cards_of(product: str = "Methotrexate test product") -> str:
+def cards_of(product: str = "Methotrexate test product", policy: str = TEST_POLICY) -> str:
     """The packaged NH.PHAR.244 card texts under another product name, without its
-    step-therapy criterion list (criteria the test policy does not have)."""
+    step-therapy criterion list (criteria the test policy does not have), with a plain label
+    for every criterion of `policy` (each criterion needs one)."""
     data = yaml.safe_load((PACKS_DIR / "NH.PHAR.244" / "cards.yaml").read_text("utf-8"))
     data["product"] = product
     data["not_met"].pop("step_therapy_criteria", None)
+    try:
+        ids = _criterion_ids(yaml.safe_load(policy))
+    except yaml.YAMLError:  # a test of a broken policy.yaml: its own error comes first
+        ids = []
+    data["criteria"] = {
+        criterion_id: {"label": f"the documentation criterion {n} asks for"}
+        for n, criterion_id in enumerate(ids, 1)
+    }
     return str(yaml.safe_dump(data, sort_keys=False))
+
+
+def _criterion_ids(node: Any) -> list[str]:
+    """The ids of every criterion (an entry with `id` and `check`) of a raw policy."""
+    found: list[str] = []
+    if isinstance(node, dict):
+        if isinstance(node.get("id"), str) and "check" in node:
+            found.append(node["id"])
+        for key, value in node.items():
+            if key != "params":
+                found += _criterion_ids(value)
+    elif isinstance(node, list):
+        for item in node:
+            found += _criterion_ids(item)
+    return list(dict.fromkeys(found))
 
 
 def copy_packaged_packs(root: Path) -> Path:

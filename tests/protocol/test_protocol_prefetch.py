@@ -325,7 +325,9 @@ def record_not_read(response: TestResponse, key: str) -> tuple[dict[str, Any], d
     assert evaluation["outcome"] == "not-evaluated"
     entries = {m["prefetchKey"]: m for m in evaluation["missingData"]}
     assert key in entries, entries
-    assert f"prefetch `{key}`" in card["detail"]
+    # The record named in words, not by its prefetch key (a machine word).
+    assert f"prefetch `{key}`" not in card["detail"]
+    assert "Not read:" in card["detail"]
     return card, entries[key]
 
 

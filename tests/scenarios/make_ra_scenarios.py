@@ -496,7 +496,7 @@ SCENARIOS: list[Scenario] = [
         dx_polyarthropathy_only,
         "off-label-review",
         {},
-        "info",
+        "warning",  # off-label: not covered until reviewed (docs/cards.md)
         section="I.E",
     ),
     Scenario(
@@ -505,7 +505,7 @@ SCENARIOS: list[Scenario] = [
         dx_ra_refuted,
         "off-label-review",
         {},
-        "info",
+        "warning",  # off-label: not covered until reviewed (docs/cards.md)
         section="I.E",
     ),
     Scenario(
@@ -538,7 +538,7 @@ SCENARIOS: list[Scenario] = [
         reason_still_disease_over_ra,
         "off-label-review",
         {},
-        "info",
+        "warning",  # off-label: not covered until reviewed (docs/cards.md)
         section="I.E",
     ),
     Scenario(

@@ -126,7 +126,11 @@ def test_a_role_or_care_team_membership_that_ended_is_no_rheumatologist(
     evaluation, cards = sign(client, body)
     assert criterion(evaluation, "I.A.2")["status"] == "unknown", why
     assert evaluation["outcome"] == "documentation-needed", why
-    assert any("I.A.2" in card["summary"] or "I.A.2" in card.get("detail", "") for card in cards)
+    # The card names what is missing in words ("the prescriber's specialty (rheumatology)",
+    # or "confirm the prescriber is a rheumatologist" when no current role is left), never
+    # by its clause (I.A.2).
+    assert any("rheumatolog" in card["summary"] for card in cards)
+    assert not any("I.A.2" in card["summary"] + card.get("detail", "") for card in cards)
 
 
 def test_a_current_care_team_rheumatologist_still_counts(client: FlaskClient) -> None:
@@ -208,7 +212,7 @@ def test_an_inpatient_encounter_that_is_not_this_stay_leaves_the_setting_unknown
     assert result["status"] == "unknown"
     assert words in result["reason"]
     assert evaluation["outcome"] == "documentation-needed"
-    assert any("hospitalized" in card["summary"] for card in cards)
+    assert any("confirm the patient is admitted" in card["summary"] for card in cards)
 
 
 # --- measurements -----------------------------------------------------------------------------

@@ -78,7 +78,7 @@ def test_optional_data_the_server_cannot_give_still_gets_a_card(
     fhir.get(re.compile(re.escape(BASE) + "/(Condition|Observation).*"), **FAILURES[failure])
     answer = assert_order_is_answered(client.post(SIGN, json=body))
     # Without diagnoses and scores the order cannot be approved as sent.
-    assert "meets plan criteria" not in answer["cards"][0]["summary"]
+    assert "meets the plan's criteria" not in answer["cards"][0]["summary"]
 
 
 @pytest.mark.parametrize("failure", FAILURES, ids=list(FAILURES))

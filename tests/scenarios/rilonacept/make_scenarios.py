@@ -1341,7 +1341,7 @@ SCENARIOS: list[Scenario] = [
         "I.D: gout is no indication of this policy: off-label review (CP.PMN.53)",
         [set_conditions(b.condition("cond-gout", [b.GOUT], "Gout"))],
         "off-label-review",
-        "info",
+        "warning",  # off-label: not covered until reviewed (docs/cards.md)
         section="I.D",
         criteria={"I.D": "unknown"},
         mentions=("CP.PMN.53",),
@@ -1362,7 +1362,7 @@ SCENARIOS: list[Scenario] = [
         "II.B: gout on continued Arcalyst: off-label review",
         [set_conditions(b.condition("cond-gout", [b.GOUT], "Gout"))],
         "off-label-review",
-        "info",
+        "warning",  # off-label: not covered until reviewed (docs/cards.md)
         section="II.B",
         criteria={"II.B": "unknown"},
     ),
