@@ -38,6 +38,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Final, Literal
 
+from fhir_mappings import budget
 from fhir_mappings.facts import MatchedBy
 from fhir_mappings.words import Phrase, found_in, phrase, texts_of
 
@@ -493,6 +494,7 @@ def match_names(texts: Iterable[str], kinds: frozenset[str] | None = None) -> tu
     text_list = tuple(t for t in texts if t)
     if not text_list:
         return ()
+    budget.check()
     if sum(len(t) for t in text_list) > _MEMO_CHARS:
         return _find_names(text_list, kinds)  # long chart text: not worth keeping
     return _match_names(text_list, kinds)
