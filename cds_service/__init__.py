@@ -70,6 +70,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from cds_service.http_guard import refuse_early
     from cds_service.pipeline import build_engine, plan_card_settings
     from cds_service.policy.packs import default_registry
+    from cds_service.replay_fallback import REPLAY_GUARD_KEY, FallbackReplayGuard
     from cds_service.report_page import report_blueprint
     from cds_service.store import AuditStore
 
@@ -123,11 +124,18 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             state_kwargs[_STATE_OVERRIDES[key]] = value
         elif key.isupper() and not key.startswith("CDS_"):
             app.config[key] = value
+    replay_guard = None
     if issuers is not None:
+        # The database keeps token ids; while it cannot be reached, see replay_fallback.
+        replay_guard = FallbackReplayGuard(
+            StoreReplayGuard(store),
+            window_seconds=settings.replay_fallback_seconds,
+            wall_clock=lambda: clock().timestamp(),
+        )
         state_kwargs["authenticator"] = Authenticator(
             issuers,
             leeway_seconds=settings.auth_clock_skew,
-            replay=StoreReplayGuard(store),
+            replay=replay_guard,
             clock=lambda: clock().timestamp(),
             key_refresh_min_interval=settings.jwks_refresh_interval,
             key_cache_ttl=settings.jwks_cache_ttl,
@@ -144,6 +152,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["audit_store"] = store
     app.extensions[HEALTH_KEY] = DatabaseProbe(store.engine, settings.ready_timeout)
     app.extensions["audit_writer"] = audit_writer  # see cds_service.audit_writer.audit_status
+    app.extensions[REPLAY_GUARD_KEY] = replay_guard  # see cds_service.replay_fallback
     app.config["CDS_SERVICE_IDS"] = catalog.ids  # aliases take feedback too
     app.config["CDS_HOOKS_DIR"] = str(settings.hooks_dir)
 

@@ -71,6 +71,7 @@ from cds_service.prefetch import (
     pooled_adapter,
     resolve_prefetch,
 )
+from cds_service.replay_fallback import ReplayCheckUnavailable
 from cds_service.store import AuditStore, InvocationRecord
 
 EXTENSION_KEY = "cds_service"
@@ -197,6 +198,12 @@ def authenticate(req: Request) -> Principal | None:
             extra={"event": "auth-store-failed", "error": type(exc).__name__},
         )
         raise ApiError("the service cannot check credentials right now", 503) from None
+    except ReplayCheckUnavailable as unavailable:
+        raise ApiError(
+            "the service cannot check credentials right now; try again shortly",
+            503,
+            headers={"Retry-After": str(unavailable.retry_after)},
+        ) from None
 
 
 # --- request body -------------------------------------------------------------------
@@ -497,7 +504,7 @@ def call_service(service_id: str) -> Response:
             server_allowed=fhir_server_check(state, g.get("cds_principal")),
             client_factory=state.new_fhir_client,
             limits=state.limits,
-            deadline=started + state.settings.request_deadline,
+            deadline=fetch_deadline(state, started),
             monotonic=state.monotonic,
             also_read=orders.medication_reads(context, service.hook),
         )
@@ -524,6 +531,7 @@ def call_service(service_id: str) -> Response:
         # Switched off by the caller: rendered without it, so the cards that would only
         # repeat it (CRD resp-12) come back.
         coverage_information=COVERAGE_INFO not in config.disabled_types,
+        out_of_time=call_out_of_time(state, started),
     )
     answer = coverage_checked_run(call, result.resources, state.engine, body)
     if dispatched.unread:
@@ -563,6 +571,19 @@ def coverage_checked_run(
             error="coverage-not-handled",
             details=[detail],
         ) from None
+
+
+def fetch_deadline(state: ServiceState, started: float) -> float:
+    """When fetching from the FHIR server stops: `CDS_REQUEST_DEADLINE` after the call
+    arrived, and never later than the call's own deadline (`CDS_CALL_DEADLINE`)."""
+    settings = state.settings
+    return started + min(settings.request_deadline, settings.call_deadline)
+
+
+def call_out_of_time(state: ServiceState, started: float) -> Callable[[], bool]:
+    """Whether the call's deadline (`CDS_CALL_DEADLINE` after it arrived) has passed."""
+    end = started + state.settings.call_deadline
+    return lambda: state.monotonic() >= end
 
 
 def crd_settings(
@@ -637,7 +658,7 @@ def read_dispatched(
         server_allowed=fhir_server_check(state, g.get("cds_principal")),
         client_factory=state.new_fhir_client,
         limits=state.limits,
-        deadline=started + state.settings.request_deadline,
+        deadline=fetch_deadline(state, started),
         monotonic=state.monotonic,
     )
     found, unread = dispatch.find_orders(refs, result.resources)

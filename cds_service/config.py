@@ -50,6 +50,14 @@ class Settings:
     request_deadline: float = 4.0
     """Seconds one CDS Hooks call may spend, counted from its arrival: reads from the FHIR
     server stop by then (cut mid-answer), and data that arrives later is not evaluated."""
+    replay_fallback_seconds: float = 300.0
+    """With authentication on, seconds a worker keeps answering while the database that
+    records token ids cannot be reached, checking replays in its own memory only; then
+    (and at once with 0) calls are refused 503 until the database answers."""
+    call_deadline: float = 10.0
+    """Seconds one CDS Hooks call may take from its arrival to its answer, processing
+    included: fetching stops by then at the latest, and orders not decided when it passes
+    get a could-not-check card ("could not be completed in time")."""
     max_next_pages: int = 5
     """Bundle `next` links followed per prefetch key."""
     max_fhir_queries: int = 30
@@ -148,6 +156,7 @@ class Settings:
             "fhir_connect_timeout",
             "fhir_read_timeout",
             "request_deadline",
+            "call_deadline",
             "database_connect_timeout",
             "database_timeout",
             "audit_shutdown_timeout",
@@ -172,7 +181,12 @@ class Settings:
         ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be at least 1")
-        for name in ("max_next_pages", "auth_clock_skew", "jwks_refresh_interval"):
+        for name in (
+            "max_next_pages",
+            "auth_clock_skew",
+            "jwks_refresh_interval",
+            "replay_fallback_seconds",
+        ):
             if getattr(self, name) < 0:
                 raise SettingsError(f"{ENV_PREFIX}{name.upper()} must not be negative")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):

@@ -26,6 +26,7 @@ from flask import Blueprint, Response, current_app, jsonify
 from sqlalchemy import Engine, text
 
 from cds_service.audit_writer import audit_status
+from cds_service.replay_fallback import replay_status
 
 PROBE_REUSE_SECONDS: Final = 1.0
 HEALTH_KEY: Final = "cds_health_probe"
@@ -104,6 +105,9 @@ def ready() -> tuple[Response, int]:
     # numbers only, no record content.
     audit = audit_status(current_app.extensions)
     extra = {} if audit is None else {"audit": audit}
+    replay = replay_status(current_app.extensions)  # with authentication on
+    if replay is not None:
+        extra["replay"] = replay
     if reason is not None:
         return jsonify({"status": "not-ready", "reason": reason, **extra}), 503
     return jsonify({"status": "ready", **extra}), 200

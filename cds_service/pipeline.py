@@ -43,7 +43,7 @@ from cds_service.crd.coverage import CoverageCall, PackBilling, rejection
 from cds_service.crd.payer import CoverageNotHandledError, Payer, load_payer
 from cds_service.policy.engine import evaluate
 from cds_service.policy.packs import Pack, Registry, default_registry
-from fhir_mappings import build_facts
+from fhir_mappings import budget, build_facts
 from fhir_mappings.coverage import read_all_coverages, read_coverages
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,9 @@ class CallContext:
     """False: the caller asked for no coverage information (CRD configuration option)."""
     public_base_url: str = ""
     """The service's external base URL (the policy links); empty: no policy link."""
+    out_of_time: Callable[[], bool] | None = None
+    """True once the call's deadline has passed: orders not decided by then get a
+    could-not-check card (`OUT_OF_TIME`) instead of more work. None: no deadline."""
 
 
 @dataclass(frozen=True)
@@ -166,6 +169,45 @@ INTERNAL_FAILURE = (
 )
 
 
+OUT_OF_TIME = (
+    "the coverage check could not be completed in time; "
+    "submit the prior authorization request for manual review"
+)
+
+
+def _expired(call: CallContext) -> bool:
+    return call.out_of_time is not None and call.out_of_time()
+
+
+def _never() -> bool:
+    return False
+
+
+def out_of_time(call: CallContext, registry: Registry, stage: str) -> list[Routed]:
+    """A could-not-check item (`OUT_OF_TIME`) for every order that may be for a pack's
+    drug, when the call's deadline passed before they were decided."""
+    _log_out_of_time(stage)
+    items: list[Routed] = []
+    drugs = registry.ingredients
+    for order in orders.covered_or_unknown(call.context, call.hook, drugs):
+        known = orders.medication_kind(order.resource, drugs) == "covered"
+        drug = orders.covered_drug(order.resource, drugs) if known else None
+        items.append(
+            Routed(
+                NotEvaluated(order.ref, OUT_OF_TIME, drug_known=known),
+                registry.for_ingredient(drug) if drug else None,
+            )
+        )
+    return items
+
+
+def _log_out_of_time(stage: str) -> None:
+    log.warning(
+        "call deadline passed: orders not yet decided get a could-not-check card",
+        extra={"event": "call-out-of-time", "stage": stage},
+    )
+
+
 def _draft_medication_refs(context: Mapping[str, Any]) -> list[str]:
     draft = context.get("draftOrders")
     entries = draft.get("entry") if isinstance(draft, Mapping) else None
@@ -189,15 +231,20 @@ def evaluate_call(
     logged.
     """
     today = call.now.date()
+    if _expired(call):
+        return out_of_time(call, registry, "before-mapping")
     try:
-        mapped = build_facts(
-            call.context,
-            resources,
-            drugs=registry.ingredients,
-            as_of=today,
-            unavailable=call.unavailable_types,
-            units=registry.units,
-        )
+        with budget.within(call.out_of_time or _never):
+            mapped = build_facts(
+                call.context,
+                resources,
+                drugs=registry.ingredients,
+                as_of=today,
+                unavailable=call.unavailable_types,
+                units=registry.units,
+            )
+    except budget.OutOfTimeError:
+        return out_of_time(call, registry, "mapping")
     except Exception as exc:
         _log_failure("mapping", exc)
         return [
@@ -205,8 +252,15 @@ def evaluate_call(
             for ref in _draft_medication_refs(call.context)
         ]
     evaluations: list[Routed] = []
+    late = False
     for facts, drug in zip(mapped.orders, mapped.order_drugs, strict=True):
         pack = registry.by_ingredient[drug]
+        if late or _expired(call):
+            if not late:
+                _log_out_of_time("evaluation")
+            late = True
+            evaluations.append(Routed(NotEvaluated(facts.order.ref, OUT_OF_TIME), pack))
+            continue
         try:
             decision = evaluate(pack.policy, facts, today)
             evaluations.append(Routed(Evaluation(facts=facts, decision=decision), pack))
@@ -333,6 +387,15 @@ def by_pack(routed: Sequence[Routed], registry: Registry) -> list[tuple[Pack, li
     return list(groups.values())
 
 
+def _named(routed: Routed) -> Evaluation | NotEvaluated:
+    """The item, an order not evaluated carrying the pack its drug goes to (so its card
+    names that drug, not another pack's of the same call)."""
+    item = routed.item
+    if isinstance(item, NotEvaluated) and item.policy_id is None and routed.pack is not None:
+        return replace(item, policy_id=routed.pack.id)
+    return item
+
+
 def _log_failure(stage: str, exc: Exception) -> None:
     tb = exc.__traceback__
     where = []
@@ -440,7 +503,7 @@ def run(
     responses = [
         render_response(
             call.hook,
-            [r.item for r in items],
+            [_named(r) for r in items],
             settings=with_policy_link(engine.settings_for(pack), call.public_base_url, pack.id),
             card_texts=engine.registry.texts_for,
             uuid_factory=call.uuid_factory,

@@ -52,7 +52,7 @@ def gunicorn_options(settings: Settings, *, host: str, port: int, workers: int) 
         "worker_connections": settings.max_connections,
         "keepalive": settings.header_timeout,
         # Above the per-call deadline, so a slow FHIR server ends the call, not the worker.
-        "timeout": max(30, int(settings.request_deadline * 4)),
+        "timeout": max(30, int(settings.request_deadline * 4), int(settings.call_deadline * 2)),
         "graceful_timeout": 10,
         "preload_app": True,
         "limit_request_line": LIMIT_REQUEST_LINE,

@@ -55,6 +55,7 @@ from fhir.resources.R4B.practitionerrole import PractitionerRole
 from fhir.resources.R4B.servicerequest import ServiceRequest
 from pydantic import ValidationError
 
+from fhir_mappings import budget
 from fhir_mappings.fields import LOCAL_REF_KEY, compare_versions, ref_of
 
 Json = Mapping[str, Any]
@@ -188,6 +189,7 @@ def validate(resource: Json) -> tuple[dict[str, Any] | None, tuple[str, ...]]:
 
     Only unknown fields are forgiven (reported, ignored); any other error leaves the
     resource out."""
+    budget.check()
     rtype = resource.get("resourceType")
     label = ref_of(resource)
     model = _MODELS.get(str(rtype))
@@ -367,6 +369,8 @@ def parse_resources(resources: Sequence[Any]) -> Parsed:
     entries: list[_Entry] = []
     problems: list[tuple[int, str]] = []
     for index, resource in enumerate(resources):
+        if index % 64 == 0:
+            budget.check()
         if not isinstance(resource, Mapping):
             problems.append((index, f"resources[{index}]: not a FHIR resource"))
             continue

@@ -34,7 +34,15 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from fhir_mappings import conditions, exposures, medications, observations, practitioner, r4
+from fhir_mappings import (
+    budget,
+    conditions,
+    exposures,
+    medications,
+    observations,
+    practitioner,
+    r4,
+)
 from fhir_mappings.coverage import CoverageRecord, read_coverages
 from fhir_mappings.dosing import compute_dose, supply_days
 from fhir_mappings.facts import (
@@ -297,11 +305,13 @@ def build_record(
             continue
         drafts.append((ref, valid, resource))
 
+    budget.check()
     found_measurements, genetics, obs_problems = observations.measurements(parsed, patient_ref)
     problems.extend(obs_problems)
     patient = parsed.by_ref.get(patient_ref) if patient_ref else None
     encounter_id = context.get("encounterId")
     draft_pairs = [(ref, data) for ref, data, _ in drafts]
+    budget.check()
     records, exposed = medications.history(
         parsed, draft_orders=draft_pairs, patient_ref=patient_ref
     )
@@ -313,9 +323,12 @@ def build_record(
         _ordered_drug(ref, data, original, parsed, found_measurements, as_of, units or {})
         for ref, data, original in drafts
     )
+    budget.check()
     diagnoses = tuple(conditions.diagnoses(parsed, patient_ref))
+    budget.check()
     history = tuple(conditions.condition_history(parsed, patient_ref))
     conditions_on_file = conditions.conditions_on_file(parsed, patient_ref)
+    budget.check()
     intolerances = tuple(conditions.intolerances(parsed, patient_ref))
     people = practitioner.people(parsed, patient_ref)
     encounter = practitioner.encounter(

@@ -32,14 +32,15 @@ stops the import with a `ValueSetError`.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Final, Literal
 
+from fhir_mappings import budget
 from fhir_mappings.facts import MatchedBy
+from fhir_mappings.words import Phrase, found_in, phrase, texts_of
 
 VALUESET_DIR: Final = Path(__file__).resolve().parent / "valuesets"
 
@@ -89,7 +90,7 @@ class NamePattern:
     valueset: str
     text: str
     drug: str | None
-    pattern: re.Pattern[str]
+    phrase: Phrase
 
 
 @dataclass(frozen=True)
@@ -158,11 +159,6 @@ def normalise_code(system: str, code: str) -> str | None:
     return c
 
 
-def _word_pattern(text: str) -> re.Pattern[str]:
-    escaped = re.escape(text.strip()).replace(r"\ ", r"\s+")
-    return re.compile(rf"(?<![A-Za-z0-9]){escaped}(?![A-Za-z0-9])", re.IGNORECASE)
-
-
 def _need_str(obj: Mapping[str, Any], key: str, where: str) -> str:
     value = obj.get(key)
     if not isinstance(value, str) or not value.strip():
@@ -193,7 +189,7 @@ class _Loaded:
     exact: Mapping[tuple[str, str], tuple[Concept, ...]]
     prefixes: tuple[tuple[str, str, Concept], ...]
     names: tuple[NamePattern, ...]
-    exclusions: Mapping[str, tuple[re.Pattern[str], ...]]
+    exclusions: Mapping[str, tuple[Phrase, ...]]
     drug_sets: Mapping[str, frozenset[str]]
     drug_titles: Mapping[str, str]
 
@@ -214,7 +210,7 @@ def load(directory: Path = VALUESET_DIR) -> _Loaded:
     exact: dict[tuple[str, str], list[Concept]] = {}
     prefixes: list[tuple[str, str, Concept]] = []
     names: list[NamePattern] = []
-    exclusions: dict[str, list[re.Pattern[str]]] = {}
+    exclusions: dict[str, list[Phrase]] = {}
     drug_sets: dict[str, set[str]] = {}
     drug_titles: dict[str, str] = {}
     files = sorted(directory.glob("*.json"))
@@ -313,9 +309,7 @@ def load(directory: Path = VALUESET_DIR) -> _Loaded:
             if kind == "medication" and drug not in drugs:
                 raise ValueSetError(f"{at}: 'drug' must be one of the file's drugs")
             names.append(
-                NamePattern(
-                    name, text, drug if isinstance(drug, str) else None, _word_pattern(text)
-                )
+                NamePattern(name, text, drug if isinstance(drug, str) else None, phrase(text))
             )
         excl = data.get("exclude_names", {})
         if not isinstance(excl, dict):
@@ -328,12 +322,12 @@ def load(directory: Path = VALUESET_DIR) -> _Loaded:
                     "value set's own name) to a list"
                 )
             pats = exclusions.setdefault(drug, [])
-            known = {p.pattern for p in pats}
+            known = {p.pattern.pattern for p in pats}
             for word in words:
-                pat = _word_pattern(str(word))
-                if pat.pattern not in known:
+                pat = phrase(str(word))
+                if pat.pattern.pattern not in known:
                     pats.append(pat)
-                    known.add(pat.pattern)
+                    known.add(pat.pattern.pattern)
     _load_products(directory / PRODUCT_DIR, exact, drug_sets)
     for vs in sets.values():
         if vs.names_require is not None and vs.names_require not in sets:
@@ -409,31 +403,17 @@ def _prefixes_by_system(data: _Loaded) -> dict[str, tuple[tuple[str, Concept], .
     return {k: tuple(v) for k, v in out.items()}
 
 
-def _any_name_patterns(data: _Loaded) -> dict[str, re.Pattern[str]]:
-    """Per kind, one pattern matching wherever any name of that kind matches (a fast
-    "no name here" test; the names are then matched one by one)."""
-    by_kind: dict[str, list[str]] = {}
-    for name in data.names:
-        by_kind.setdefault(data.sets[name.valueset].kind, []).append(name.pattern.pattern)
-    return {
-        kind: re.compile("|".join(f"(?:{p})" for p in patterns), re.IGNORECASE)
-        for kind, patterns in by_kind.items()
-    }
-
-
 _PREFIXES_BY_SYSTEM: Final = _prefixes_by_system(_DATA)
-_ANY_NAME: Final = _any_name_patterns(_DATA)
 
 
-_CLASS_PATTERNS: Final = tuple(
-    _word_pattern(text) for vs in _DATA.sets.values() for text in vs.class_names
-)
+_CLASS_PHRASES: Final = tuple(phrase(text) for vs in _DATA.sets.values() for text in vs.class_names)
 
 
 def names_a_drug_class(texts: Iterable[str]) -> bool:
     """Whether any of `texts` names, as whole words, a drug class some medication value set
     lists (`class_names`): a medication named only by its class may be one of its drugs."""
-    return any(p.search(t) for t in texts for p in _CLASS_PATTERNS)
+    split = texts_of(texts)
+    return any(found_in(p, split) for p in _CLASS_PHRASES)
 
 
 def valueset_names() -> frozenset[str]:
@@ -514,24 +494,29 @@ def match_names(texts: Iterable[str], kinds: frozenset[str] | None = None) -> tu
     text_list = tuple(t for t in texts if t)
     if not text_list:
         return ()
+    budget.check()
+    if sum(len(t) for t in text_list) > _MEMO_CHARS:
+        return _find_names(text_list, kinds)  # long chart text: not worth keeping
     return _match_names(text_list, kinds)
 
 
-@lru_cache(maxsize=4096)
-def _match_names(text_list: tuple[str, ...], kinds: frozenset[str] | None) -> tuple[Hit, ...]:
-    # Memoised: a chart repeats the same few code texts thousands of times, and the
-    # result depends on nothing but the arguments and the value sets loaded at import.
-    wanted = kinds if kinds is not None else _KINDS
-    quick = [_ANY_NAME[kind] for kind in wanted if kind in _ANY_NAME]
-    if not any(p.search(t) for p in quick for t in text_list):
-        return ()
+_MEMO_CHARS: Final = 4096
+
+
+def _find_names(text_list: tuple[str, ...], kinds: frozenset[str] | None) -> tuple[Hit, ...]:
     found: list[Hit] = []
+    split = texts_of(text_list)
     for name in _DATA.names:
         if kinds is not None and _DATA.sets[name.valueset].kind not in kinds:
             continue
-        if any(name.pattern.search(t) for t in text_list):
+        if found_in(name.phrase, split):
             found.append(Hit(name.valueset, name.drug, "name", "", "", name.text))
     return tuple(found)
+
+
+_match_names = lru_cache(maxsize=4096)(_find_names)
+"""Memoised: a chart repeats the same few code texts thousands of times, and the result
+depends on nothing but the arguments and the value sets loaded at import."""
 
 
 def excluded(drug: str, texts: Iterable[str]) -> bool:
@@ -539,4 +524,5 @@ def excluded(drug: str, texts: Iterable[str]) -> bool:
     value set other than medications, `drug` is the set's name ("juvenile" vetoes a
     rheumatoid arthritis name match)."""
     pats = _DATA.exclusions.get(drug, ())
-    return any(p.search(t) for p in pats for t in texts if t)
+    split = texts_of(texts) if pats else ()
+    return any(found_in(p, split) for p in pats)

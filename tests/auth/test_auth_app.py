@@ -367,11 +367,27 @@ def test_replay_record_is_kept_until_the_token_could_no_longer_be_valid(
 def test_replay_store_failure_is_503_not_a_pass(
     build: Callable[..., Flask], keys: Keys, clock: MovingClock
 ) -> None:
-    app = build()
+    # With the outage fallback off (docs/operations.md, "Authentication while the
+    # database is down"): refused at once, with when to try again.
+    app = build(CDS_REPLAY_FALLBACK_SECONDS=0)
     app.extensions["audit_store"].drop_schema()
     response = call(app.test_client(), DISCOVERY, keys.es384.sign(claims(clock, DISCOVERY)))
     assert response.status_code == 503
     assert response.get_json()["error"] == "unavailable"
+    assert response.headers["Retry-After"] == "2"
+
+
+def test_replay_store_failure_within_the_fallback_window_still_refuses_replays(
+    build: Callable[..., Flask], keys: Keys, clock: MovingClock
+) -> None:
+    app = build()  # the default window
+    app.extensions["audit_store"].drop_schema()
+    client = app.test_client()
+    token = keys.es384.sign(claims(clock, DISCOVERY))
+    assert call(client, DISCOVERY, token).status_code == 200
+    assert call(client, DISCOVERY, token).status_code == 401
+    ready = client.get("/health/ready").get_json()["replay"]
+    assert (ready["store"], ready["accepted_during_outage"]) == ("failing", 1)
 
 
 # --- FHIR server pinning ----------------------------------------------------------

@@ -1,14 +1,16 @@
-"""1,000 calls of the faults that answer fast, mixed, through a real HTTP server: a FHIR
-server that resets, answers 500 or 429, sends malformed JSON or redirects elsewhere; chunked
-framing that is not valid and a body shorter than its Content-Length; lone surrogates in the
-body; hostile record text. Each is answered as the README documents (200 with a card, or the
-JSON 400 `bad-framing`), every answered call is audited, and afterwards this process has no
-more threads and open file descriptors than before, give or take a small constant.
+"""1,000 calls of the faults that answer fast, mixed, through the real server (`cds-service
+serve`: gunicorn, two gevent workers): a FHIR server that resets, answers 500 or 429, sends
+malformed JSON or redirects elsewhere; chunked framing that is not valid and a body shorter
+than its Content-Length; lone surrogates in the body; hostile record text. Each is answered
+as the README documents (200 with a card, or the JSON 400 `bad-framing`), every answered
+call is audited, and afterwards each gunicorn worker has no more open file descriptors
+(/proc/<pid>/fd) than after the warm-up, give or take a small constant, no more threads
+(/proc/<pid>/task) than its main one and gevent's thread pool can hold, and no worker was
+restarted.
 
-The service runs in this process (so /proc/self/fd and the thread list are the service's)
-under werkzeug's HTTP server, wrapped as `cds-service serve` wraps it (`BodyDeadline`, here
-without gevent's timer). The slow faults (dripping servers, 9 MiB bundles) keep their
-smaller counts in test_faults_fhir_server.py: each call there lasts the whole deadline.
+The calls come from a few client threads at once, as EHRs send them, so both workers are
+busy. The slow faults (dripping servers, 9 MiB bundles) keep their smaller counts in
+test_faults_fhir_server.py: each call there lasts the whole deadline.
 """
 
 from __future__ import annotations
@@ -20,25 +22,31 @@ import socket
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from flask import Flask
-from werkzeug.serving import BaseWSGIServer, make_server
+from gevent.hub import Hub
 
-from cds_service.http_guard import BodyDeadline
+from sandbox.service import ServiceProcess, start_service
 from tests.answers import is_answered
 from tests.cards.markdown_check import active
-from tests.conftest import load_example, wait_for_audit
+from tests.conftest import HOOKS_DIR, load_example
 from tests.faults.fake_fhir import Behaviour, FakeFhir, fake_fhir
 
 SIGN = "/cds-services/anakinra-order-sign"
 CALLS = 1000
 SLACK = 4
-"""Threads / descriptors the process may gain for good (pool and writer threads started
-late, a pooled database connection): a leak of one per call would be hundreds."""
+"""Threads / descriptors a worker may gain for good (a pooled database connection, a
+thread started late): a leak of one per call would be hundreds."""
+CLIENTS = 4
+"""Client threads sending the calls at once."""
+MOST_THREADS = 1 + Hub.threadpool_size + SLACK
+"""A gevent worker's OS threads: its main thread (connections and the service's own
+threads are greenlets) and gevent's thread pool (name lookups), which starts and ends
+threads on demand up to its size: they are bounded, not compared with the warm-up."""
 CLIENT_TIMEOUT = 30.0
 FHIR_FAULTS: tuple[Behaviour, ...] = ("reset", "http-500", "http-429", "malformed", "redirect")
 HOSTILE = (
@@ -47,32 +55,19 @@ HOSTILE = (
 )
 
 
-def _threads() -> int:
-    """This process's threads, except the fake FHIR servers' own."""
-    return sum(1 for t in threading.enumerate() if not t.name.startswith("fake-fhir"))
+def _workers(service: ServiceProcess) -> list[int]:
+    """The gunicorn worker processes (children of the master)."""
+    pid = service.process.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return sorted(int(child) for child in children)
 
 
-def _fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
-def _no_timer(seconds: float, error: Exception) -> contextlib.AbstractContextManager[object]:
-    """werkzeug's server is not gevent: reads are bounded by the client here, not a timer."""
-    return contextlib.nullcontext()
-
-
-@contextlib.contextmanager
-def _served(app: Flask) -> Iterator[BaseWSGIServer]:
-    wrapped = BodyDeadline(app, seconds=10.0, timer=_no_timer, monotonic=lambda: 0.0)
-    server = make_server("127.0.0.1", 0, wrapped, threaded=False)
-    thread = threading.Thread(target=server.serve_forever, name="leak-server", daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
+def _counts(service: ServiceProcess) -> dict[int, tuple[int, int]]:
+    """Each worker's (threads, open file descriptors)."""
+    return {
+        pid: (len(os.listdir(f"/proc/{pid}/task")), len(os.listdir(f"/proc/{pid}/fd")))
+        for pid in _workers(service)
+    }
 
 
 def _hostile_value(key: str, value: Any) -> Any:
@@ -118,6 +113,7 @@ class Caller:
         self.port = port
         self.servers = servers
         self.answered = 0
+        self._lock = threading.Lock()
         self.kinds: list[Callable[[int], None]] = [
             *(self._fhir_fault(b) for b in FHIR_FAULTS),
             self._lone_surrogates,
@@ -136,7 +132,8 @@ class Caller:
         assert response.status_code == 200, response.text[:300]
         answer: dict[str, Any] = response.json()
         assert is_answered(answer)
-        self.answered += 1
+        with self._lock:
+            self.answered += 1
         return answer
 
     def _fhir_fault(self, behaviour: Behaviour) -> Callable[[int], None]:
@@ -203,31 +200,37 @@ def _quiet(servers: dict[Behaviour, FakeFhir]) -> bool:
 
 
 def test_a_thousand_fast_faults_leave_no_thread_or_descriptor_behind(
-    make_app: Callable[..., Flask],
-    fhir_servers: dict[Behaviour, FakeFhir],
-    tmp_path: Path,
+    fhir_servers: dict[Behaviour, FakeFhir], tmp_path: Path
 ) -> None:
     database = tmp_path / "audit.sqlite"
-    app = make_app(
-        CDS_REQUEST_DEADLINE=1.0,
-        CDS_FHIR_READ_TIMEOUT=0.5,
-        CDS_FHIR_CONNECT_TIMEOUT=0.5,
-        CDS_DATABASE_URL=f"sqlite:///{database}",
-    )
-    with _served(app) as server:
-        call = Caller(server.server_port, fhir_servers)
-        for index in range(len(call.kinds)):  # warm up: pools, the audit writer, the watchdog
-            call(index)
-        wait_for_audit(app)
-        assert _quiet(fhir_servers)
-        threads, fds = _threads(), _fds()
-        for index in range(len(call.kinds), len(call.kinds) + CALLS):
-            call(index)
-        wait_for_audit(app)
+    with start_service(
+        fhir_servers=[server.base for server in fhir_servers.values()],
+        database_url=f"sqlite:///{database}",
+        log_path=tmp_path / "service.log",
+        workers=2,
+        extra_env={
+            "CDS_HOOKS_DIR": str(HOOKS_DIR),
+            "CDS_REQUEST_DEADLINE": "1.0",
+            "CDS_FHIR_READ_TIMEOUT": "0.5",
+            "CDS_FHIR_CONNECT_TIMEOUT": "0.5",
+        },
+    ) as service:
+        port = int(service.base_url.rsplit(":", 1)[1])
+        call = Caller(port, fhir_servers)
+        with ThreadPoolExecutor(CLIENTS) as clients:
+            # Warm up both workers: pools, the audit writer, the database watchdog.
+            list(clients.map(call, range(4 * len(call.kinds))))
+            assert _quiet(fhir_servers)
+            before = _counts(service)
+            start = 4 * len(call.kinds)
+            list(clients.map(call, range(start, start + CALLS)))
         assert _quiet(fhir_servers), "the service kept a connection to a FHIR server open"
-        grown = (_threads() - threads, _fds() - fds)
-        assert grown[0] <= SLACK, f"{grown[0]} more threads after {CALLS} calls"
-        assert grown[1] <= SLACK, f"{grown[1]} more open descriptors after {CALLS} calls"
+        after = _counts(service)
+        assert set(after) == set(before), "a worker was restarted"
+        for pid, (threads, fds) in after.items():
+            assert threads <= MOST_THREADS, f"worker {pid}: {threads} threads after {CALLS} calls"
+            assert fds - before[pid][1] <= SLACK, f"worker {pid}: {fds - before[pid][1]} more fds"
+    # Stopped: each worker has written its audit queue.
     with sqlite3.connect(database) as conn:
         audited = conn.execute("select count(*) from invocations").fetchone()[0]
     assert audited == call.answered, "an answered call was not audited"

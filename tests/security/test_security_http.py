@@ -292,11 +292,16 @@ def test_health_needs_no_token_and_shows_no_data(server: Server) -> None:
     ready = requests.get(server.service.base_url + "/health/ready", timeout=CLIENT_TIMEOUT)
     assert (live.status_code, live.json()) == (200, {"status": "live"})
     assert (ready.status_code, ready.json()["status"]) == (200, "ready")
-    # Beside the status only the audit queue's counters: numbers, no names, no settings.
-    assert set(ready.json()) == {"status", "audit"}
+    # Beside the status only the audit queue's and the replay record's counters: numbers,
+    # no names, no settings.
+    assert set(ready.json()) == {"status", "audit", "replay"}
     assert all(
         value is None or isinstance(value, int | float) or key in {"database", "last_error"}
         for key, value in ready.json()["audit"].items()
+    )
+    assert all(
+        value is None or isinstance(value, int | float) or (key, value) == ("store", "ok")
+        for key, value in ready.json()["replay"].items()
     )
     discovery = requests.get(server.service.base_url + "/cds-services", timeout=CLIENT_TIMEOUT)
     assert discovery.status_code == 401
