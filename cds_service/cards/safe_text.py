@@ -51,7 +51,7 @@ CODE_LIMIT = 200
 ELLIPSIS = "\u2026"
 
 _NOT_PRINTABLE_ASCII = re.compile(r"[^\x20-\x7e]")
-_INLINE = re.compile(r"[\\`*_~\[\]<&|@]|:(?=//)|(?<=\bwww)\.", re.IGNORECASE)
+_INLINE = re.compile(r"[\\`*_~\[\]<&|@]|:(?=//)|(?<=/)/|(?<=\bwww)\.", re.IGNORECASE)
 _LIST_OR_HEADING = re.compile(r"(#{1,6}|[-+]|\d{1,9}[.)])(?= |$)")
 _UNDERLINE = re.compile(r"(=+|-+)$")
 _BACKTICKS = re.compile(r"`+")

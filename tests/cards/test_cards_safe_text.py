@@ -24,6 +24,7 @@ HOSTILE = [
     "<https://evil.example>",
     "<1@evil.example>",
     "https://evil.example/p and www.evil.example and me@evil.example",
+    "//evil.example/p and //+.0",  # protocol-relative: a link to a linkifying client
     "<script>alert(1)</script>",
     "<img src=x onerror=alert(1)>",
     "# Heading",
