@@ -11,11 +11,17 @@ Modes (for connections accepted from then on):
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import struct
 import threading
 from collections.abc import Iterator
 from typing import Literal
+from urllib.parse import urlsplit
+
+import pytest
+
+from cds_service.store import AuditStore
 
 Mode = Literal["silent", "stall", "forward"]
 SSL_REQUEST = 80877103
@@ -133,3 +139,23 @@ def fake_postgres(mode: Mode, upstream: tuple[str, int] | None = None) -> Iterat
         yield server
     finally:
         server.close()
+
+
+@contextlib.contextmanager
+def proxied_test_postgres() -> Iterator[tuple[FakePostgres, str]]:
+    """A forwarding proxy to the test PostgreSQL (`CDS_TEST_POSTGRES_URL`, set by
+    scripts/with-postgres.sh) with an empty audit schema, and the database URL through it; a
+    test makes the database hang by setting the proxy's `mode`. Skips when no test
+    PostgreSQL is set."""
+    real = os.environ.get("CDS_TEST_POSTGRES_URL")
+    if not real:
+        pytest.skip("CDS_TEST_POSTGRES_URL is not set (run under scripts/with-postgres.sh)")
+    parts = urlsplit(real.replace("postgresql+psycopg", "http", 1))
+    assert parts.hostname is not None
+    assert parts.port is not None
+    with fake_postgres("forward", (parts.hostname, parts.port)) as pg:
+        url = pg.url(database=parts.path.lstrip("/"), user=parts.username or "postgres")
+        cleaner = AuditStore(url)
+        cleaner.drop_schema()
+        cleaner.dispose()
+        yield pg, url

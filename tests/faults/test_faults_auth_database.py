@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -34,7 +32,7 @@ from cds_service.store import AuditStore
 from tests.answers import is_answered
 from tests.auth.conftest import jwks, make_signer
 from tests.conftest import PINNED_NOW, base_config, load_example, wait_for_audit
-from tests.faults.fake_postgres import FakePostgres, fake_postgres
+from tests.faults.fake_postgres import FakePostgres, proxied_test_postgres
 
 SIGN = "/cds-services/anakinra-order-sign"
 ISS = "https://ehr.example.org"
@@ -48,17 +46,7 @@ SIGNER = make_signer("ES384", "outage-key")
 @pytest.fixture
 def postgres(tmp_path: Path) -> Iterator[tuple[FakePostgres, str]]:
     """A proxy to the test PostgreSQL that a test can make hang (`mode = "silent"`)."""
-    real = os.environ.get("CDS_TEST_POSTGRES_URL")
-    if not real:
-        pytest.skip("CDS_TEST_POSTGRES_URL is not set (run under scripts/with-postgres.sh)")
-    parts = urlsplit(real.replace("postgresql+psycopg", "http", 1))
-    assert parts.hostname is not None
-    assert parts.port is not None
-    with fake_postgres("forward", (parts.hostname, parts.port)) as pg:
-        url = pg.url(database=parts.path.lstrip("/"), user=parts.username or "postgres")
-        cleaner = AuditStore(url)
-        cleaner.drop_schema()
-        cleaner.dispose()
+    with proxied_test_postgres() as (pg, url):
         yield pg, url
         pg.mode = "forward"
         cleaner = AuditStore(url)

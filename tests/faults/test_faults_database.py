@@ -5,7 +5,6 @@ answers the handshake and then stalls, and a SQLite file another process keeps l
 from __future__ import annotations
 
 import functools
-import os
 import signal
 import sqlite3
 import threading
@@ -25,7 +24,7 @@ from cds_service.store import AuditStore, InvocationRecord
 from sandbox.service import start_service
 from tests.answers import is_answered
 from tests.conftest import HOOKS_DIR, PINNED_NOW, base_config, load_example, wait_for_audit
-from tests.faults.fake_postgres import Mode, fake_postgres
+from tests.faults.fake_postgres import Mode, fake_postgres, proxied_test_postgres
 
 SIGN = "/cds-services/anakinra-order-sign"
 PATIENT_CANARY = "Patient/canary-7731"
@@ -199,17 +198,7 @@ def test_a_hung_postgres_delays_records_until_a_real_one_returns(
 ) -> None:
     """The service keeps answering while its PostgreSQL hangs; the records wait, counted
     as delayed, and are written when the database answers again."""
-    real = os.environ.get("CDS_TEST_POSTGRES_URL")
-    if not real:
-        pytest.skip("CDS_TEST_POSTGRES_URL is not set (run under scripts/with-postgres.sh)")
-    parts = urlsplit(real.replace("postgresql+psycopg", "http", 1))
-    assert parts.hostname is not None
-    assert parts.port is not None
-    with fake_postgres("forward", (parts.hostname, parts.port)) as pg:
-        url = pg.url(database=parts.path.lstrip("/"), user=parts.username or "postgres")
-        cleaner = AuditStore(url)
-        cleaner.drop_schema()
-        cleaner.dispose()
+    with proxied_test_postgres() as (pg, url):
         app = create_app(
             base_config(
                 CDS_DATABASE_URL=url,
