@@ -149,13 +149,15 @@ def start_service(
     extra_env: Mapping[str, str] | None = None,
     base_env: Mapping[str, str] | None = None,
     ready: tuple[int, ...] = (200, 401),
+    port: int | None = None,
 ) -> ServiceProcess:
     """Start `cds-service serve` on a free loopback port and wait (at most `timeout_s`) until
     its discovery endpoint answers (200, or 401 with authentication on). `base_env`
     defaults to this process's environment; see `service_env` for what is changed in it.
     The caller stops the service (`stop()`, or use the result in a `with` block); on any
-    failure here (Ctrl-C included) it is stopped before the error propagates."""
-    port = free_port()
+    failure here (Ctrl-C included) it is stopped before the error propagates. `port`: a
+    free loopback port the caller chose (e.g. to name it in a setting), else one is picked."""
+    port = free_port() if port is None else port
     env = service_env(
         os.environ if base_env is None else base_env,
         fhir_servers=fhir_servers,

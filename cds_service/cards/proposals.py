@@ -16,7 +16,7 @@ are drafts the prescriber completes; nothing of the request is changed in place.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, Final
@@ -134,33 +134,19 @@ def _companion(
     texts: CardTexts,
     today: date | None,
 ) -> ProposalCard:
-    criteria = ", ".join(r.id for r in results)
-    orders = "; ".join(o.name for o in proposal.orders)
     draft = facts.order.resource
-    suggestions = tuple(
-        {
-            "label": texts.text("companion", "order_label", order=order.name),
-            "actions": [
-                {
-                    "type": "create",
-                    "description": texts.text("companion", "action", order=order.name),
-                    "resource": service_request(order, draft, today),
-                }
-            ],
-        }
-        for order in proposal.orders
-    )
-    return ProposalCard(
-        kind="companion",
-        summaries=(
-            texts.text("companion", "summary", need=proposal.need, criteria=criteria),
-            texts.text("companion", "summary_short", criteria=criteria),
-        ),
-        paragraph=texts.text(
-            "companion", "detail", need=proposal.need, criteria=criteria, orders=orders
-        ),
-        topic=card_type("companion"),
-        suggestions=suggestions,
+    return _proposal_card(
+        "companion",
+        proposal,
+        results,
+        texts,
+        lambda order: [
+            {
+                "type": "create",
+                "description": texts.text("companion", "action", order=order.name),
+                "resource": service_request(order, draft, today),
+            }
+        ],
     )
 
 
@@ -171,37 +157,53 @@ def _alternate(
     texts: CardTexts,
     today: date | None,
 ) -> ProposalCard:
+    draft = facts.order.resource
+    return _proposal_card(
+        "alternate",
+        proposal,
+        results,
+        texts,
+        lambda order: [
+            {
+                "type": "delete",
+                "description": texts.text("alternate", "remove_action"),
+                "resourceId": facts.order.ref,
+            },
+            {
+                "type": "create",
+                "description": texts.text("alternate", "create_action", order=order.name),
+                "resource": medication_request(order, draft, today),
+            },
+        ],
+    )
+
+
+def _proposal_card(
+    kind: str,
+    proposal: Proposal,
+    results: Sequence[CriterionResult],
+    texts: CardTexts,
+    actions: Callable[[ProposedOrder], list[dict[str, Any]]],
+) -> ProposalCard:
+    """The card of one proposal block: the pack's `kind` texts, one suggestion per proposed
+    order with that order's `actions`."""
     criteria = ", ".join(r.id for r in results)
     orders = "; ".join(o.name for o in proposal.orders)
-    draft = facts.order.resource
     suggestions = tuple(
         {
-            "label": texts.text("alternate", "order_label", order=order.name),
-            "actions": [
-                {
-                    "type": "delete",
-                    "description": texts.text("alternate", "remove_action"),
-                    "resourceId": facts.order.ref,
-                },
-                {
-                    "type": "create",
-                    "description": texts.text("alternate", "create_action", order=order.name),
-                    "resource": medication_request(order, draft, today),
-                },
-            ],
+            "label": texts.text(kind, "order_label", order=order.name),
+            "actions": actions(order),
         }
         for order in proposal.orders
     )
     return ProposalCard(
-        kind="alternate",
+        kind=kind,
         summaries=(
-            texts.text("alternate", "summary", need=proposal.need, criteria=criteria),
-            texts.text("alternate", "summary_short", criteria=criteria),
+            texts.text(kind, "summary", need=proposal.need, criteria=criteria),
+            texts.text(kind, "summary_short", criteria=criteria),
         ),
-        paragraph=texts.text(
-            "alternate", "detail", need=proposal.need, criteria=criteria, orders=orders
-        ),
-        topic=card_type("alternate"),
+        paragraph=texts.text(kind, "detail", need=proposal.need, criteria=criteria, orders=orders),
+        topic=card_type(kind),
         suggestions=suggestions,
     )
 

@@ -17,10 +17,7 @@ The fhir-server runs are skipped only when npm (the sandbox's runtime) is not in
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import subprocess
-import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -31,11 +28,8 @@ import requests
 from sandbox.fhir_sandbox import SandboxServer, install, npm_available, start
 from sandbox.service import (
     LOOPBACK,
-    START_TIMEOUT_S,
     ServiceProcess,
     free_port,
-    service_command,
-    service_env,
     start_service,
 )
 from tests.crd.conformance import (
@@ -124,41 +118,22 @@ def configured_services(
 @pytest.fixture(scope="module")
 def auth_service(workdir: Path) -> Iterator[ServiceProcess]:
     """The service with authentication on: it answers discovery with 401 to a caller
-    without a token, so readiness is a 401 here (`start_service` waits for a 200)."""
+    without a token, so readiness is a 401 here."""
     port = free_port()
-    env = service_env(
-        os.environ,
+    running = start_service(
         fhir_servers=[],
         database_url=f"sqlite:///{workdir / 'auth.sqlite'}",
-        extra={
+        log_path=workdir / "auth-service.log",
+        workers=1,
+        extra_env={
             "CDS_AUTH": "enabled",
             "CDS_TRUSTED_ISSUERS": str(REPO_ROOT / "hooks" / "trusted-issuers.example.json"),
             "CDS_PUBLIC_BASE_URL": f"http://{LOOPBACK}:{port}",
         },
+        ready=(401,),
+        port=port,
     )
-    log_path = workdir / "auth-service.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(  # noqa: S603 - fixed arguments, no shell
-            service_command(LOOPBACK, port, 1),
-            cwd=REPO_ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    running = ServiceProcess(process, f"http://{LOOPBACK}:{port}", log_path)
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            assert process.poll() is None, running.log_tail()
-            try:
-                if requests.get(running.discovery_url, timeout=2).status_code == 401:
-                    break
-            except requests.RequestException:
-                pass
-            assert time.monotonic() < deadline, "the service with auth on did not start"
-            time.sleep(0.1)
         yield running
     finally:
         running.stop()
