@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import logging
 import os
 import sys
@@ -37,27 +36,26 @@ from cds_service.config import (
     one_line,
     validate_startup,
 )
+from cds_service.json_logs import (
+    DropQueryStrings,
+    JsonLineFormatter,
+    drop_exception_echo,
+    print_line,
+)
 
-_RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 
-
-class JsonLineFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message and the `extra` fields."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        for key, value in vars(record).items():
-            if key not in _RECORD_FIELDS and not key.startswith("_"):
-                line[key] = value
-        if record.exc_info and record.exc_info[0] is not None:
-            # The exception type only: messages can carry request data.
-            line["exception"] = record.exc_info[0].__name__
-        return json.dumps(line, default=str, separators=(",", ":"))
+def refuse(message: str, code: int) -> int:
+    """A start-up refusal: one JSON line on standard error whose `message` is the one-line
+    human message naming the setting and the fix; returns the exit code."""
+    print_line(
+        message,
+        level="error",
+        logger="cds_service.startup",
+        stream=sys.stderr,
+        event="refused",
+        exit_code=code,
+    )
+    return code
 
 
 def configure_logging(level: str = "INFO") -> None:
@@ -89,8 +87,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         try:
             validate_startup(load_settings(os.environ))
         except SettingsError as exc:
-            print(f"cds-service: cannot start: {exc}", file=sys.stderr)
-            return 2
+            return refuse(f"cds-service: cannot start: {exc}", 2)
         # The settings are good: go on in a process made cooperative (gevent) before
         # anything else is imported; it checks hooks and packs.
         serve = ["serve", "--host", args.host, "--port", str(args.port)]
@@ -110,12 +107,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         configure_logging(settings.log_level)
         app = create_app()
     except (SettingsError, HookFileError, PolicyFileError) as exc:
-        print(f"cds-service: cannot start: {one_line(str(exc))}", file=sys.stderr)
-        return 2
+        return refuse(f"cds-service: cannot start: {one_line(str(exc))}", 2)
     except SQLAlchemyError as exc:  # the database went away since it was checked
         reason = f"{type(exc).__name__}: check it and start again"
-        print(f"cds-service: cannot start: CDS_DATABASE_URL: {reason}", file=sys.stderr)
-        return 2
+        return refuse(f"cds-service: cannot start: CDS_DATABASE_URL: {reason}", 2)
 
     workers = args.workers or os.cpu_count() or 1
     options = gunicorn_options(settings, host=args.host, port=args.port, workers=workers)
@@ -131,8 +126,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
             for handler in [*self.error_log.handlers, *self.access_log.handlers]:
                 handler.setFormatter(JsonLineFormatter())
                 handler.addFilter(RequestIdFilter())
+                handler.addFilter(DropQueryStrings())
                 if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
                     handler.setStream(sys.stderr)
+
+        def exception(self, msg: str, *args: Any, **kwargs: Any) -> None:
+            super().exception(msg, *args, **kwargs)
+            drop_exception_echo()
 
         def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
             if not self.access_log_enabled:
@@ -152,10 +152,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
             return wsgi_app
 
     host_shown = f"[{args.host}]" if ":" in args.host else args.host
-    print(
-        f"cds-service listening on http://{host_shown}:{args.port}/cds-services "
-        f"({workers} worker{'s' if workers != 1 else ''})",
-        flush=True,
+    url = f"http://{host_shown}:{args.port}/cds-services"
+    print_line(
+        f"cds-service listening on {url} ({workers} worker{'s' if workers != 1 else ''})",
+        level="info",
+        logger="cds_service.serve",
+        stream=sys.stdout,
+        event="listening",
+        url=url,
+        workers=workers,
     )
     Server().run()
     return 0
@@ -166,8 +171,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         settings = load_settings(os.environ)
         issuers = validate_startup(settings, database=False)
     except SettingsError as exc:
-        print(f"cds-service check: FAILED: {exc}", file=sys.stderr)
-        return 1
+        return refuse(f"cds-service check: FAILED: {exc}", 1)
 
     from cds_service.hooks import HookFileError, load_catalog
     from cds_service.policy.packs import PolicyFileError, load_packs
@@ -177,8 +181,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         registry = load_packs(settings.policy_packs_dir)
         database = check_database(settings)
     except (SettingsError, HookFileError, PolicyFileError) as exc:
-        print(f"cds-service check: FAILED: {one_line(str(exc))}", file=sys.stderr)
-        return 1
+        return refuse(f"cds-service check: FAILED: {one_line(str(exc))}", 1)
     print(f"settings: ok (auth {settings.auth}, hooks in {settings.hooks_dir})")
     print(f"audit database: ok ({database})")
     if issuers is not None:

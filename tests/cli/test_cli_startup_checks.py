@@ -1,6 +1,7 @@
 """Each misconfiguration stops `cds-service serve` and `cds-service check` the same way: at
-once, exit code not 0, and one line on standard error naming the setting and the fix (no
-traceback). Both run as real subprocesses, as an operator runs them."""
+once, exit code 2 (serve) / 1 (check), and one JSON line on standard error whose `message`
+(its first field) names the setting and the fix (no traceback). Both run as real
+subprocesses, as an operator runs them."""
 
 from __future__ import annotations
 
@@ -120,6 +121,10 @@ CASES: dict[str, tuple[Case, str]] = {
 }
 
 
+EXIT_CODES = {"serve": 2, "check": 1}
+PREFIXES = {"serve": "cds-service: cannot start: ", "check": "cds-service check: FAILED: "}
+
+
 @pytest.mark.parametrize("name", ["serve", "check"])
 @pytest.mark.parametrize("case", list(CASES))
 def test_misconfiguration_is_one_line_naming_the_setting(
@@ -133,12 +138,19 @@ def test_misconfiguration_is_one_line_naming_the_setting(
     settings = {"CDS_AUTH": "disabled", **make(tmp_path, silent_postgres, stalling_postgres)}
     settings.setdefault("CDS_DATABASE_URL", f"sqlite:///{tmp_path / 'audit.sqlite'}")
     result = run(name, settings, tmp_path)
-    assert result.returncode != 0
+    assert result.returncode == EXIT_CODES[name]
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
-    assert setting in lines[0]
+    refusal = json.loads(lines[0])
+    # The person at the terminal reads the message first: the setting and the fix.
+    assert next(iter(refusal)) == "message"
+    assert refusal["message"].startswith(PREFIXES[name])
+    assert setting in refusal["message"]
+    assert "\n" not in refusal["message"]
+    assert (refusal["level"], refusal["event"]) == ("error", "refused")
+    assert refusal["exit_code"] == result.returncode
     assert "Traceback" not in result.stderr
-    assert "listening" not in result.stdout
+    assert result.stdout.strip() == ""
 
 
 def test_a_missing_sqlite_folder_is_created(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from cds_service import create_app
-from cds_service.cli import JsonLineFormatter
+from cds_service.json_logs import JsonLineFormatter
 from tests.answers import is_answered
 from tests.auth.conftest import jwks, make_signer
 from tests.conftest import PINNED_NOW, base_config, load_example, wait_for_audit
