@@ -79,6 +79,30 @@ def test_the_sandbox_serves_where_the_example_requests_read() -> None:
     assert allowed == f"http://127.0.0.1:{port.group(1)}/fhir"
 
 
+def test_image_names_default_to_the_official_images_and_offline_env_names_them_all() -> None:
+    services = compose()["services"]
+    defaults = {
+        "POSTGRES_IMAGE": (services["postgres"]["image"], "postgres:16-bookworm"),
+        "PROXY_IMAGE": (services["proxy"]["image"], "nginx:1.27-bookworm"),
+    }
+    for name, (image, default) in defaults.items():
+        assert image == f"${{{name}:-{default}}}"
+    for built in ("cds-1", "cds-2", "fhir-sandbox"):
+        build = services[built]["build"]
+        assert build["args"]["BASE_IMAGE"] == "${BASE_IMAGE:-python:3.11-slim-bookworm}"
+        assert build["network"] == "host"  # pip and npm reach their indexes at build time
+    offline = dict(
+        line.split("=", 1)
+        for line in (ROOT / "deploy" / "offline.env").read_text("utf-8").splitlines()
+        if line and not line.startswith("#")
+    )
+    assert set(offline) == {"BASE_IMAGE", "POSTGRES_IMAGE", "PROXY_IMAGE"}
+    script = (ROOT / "scripts" / "docker-offline-images.sh").read_text("utf-8")
+    for dockerfile in ("deploy/postgres.Dockerfile", "deploy/nginx.Dockerfile"):
+        assert (ROOT / dockerfile).is_file()
+    assert '"postgres:$postgres" "nginx:$proxy"' in script
+
+
 def _compose_command() -> list[str] | None:
     """`docker compose` (the plugin), else the standalone `docker-compose`; None: neither."""
     docker = shutil.which("docker")
@@ -215,5 +239,5 @@ def test_the_readme_mounts_the_config_where_the_dockerfile_says() -> None:
     assert image_volumes == image_issuers == {"/config"}
     assert readme_volumes == image_volumes
     assert readme_issuers == image_issuers
-    compose_mounts = {v.split(":")[1] for v in compose()["services"]["cds-1"]["volumes"]}
+    compose_mounts = {v.rsplit(":", 2)[1] for v in compose()["services"]["cds-1"]["volumes"]}
     assert compose_mounts == image_volumes
