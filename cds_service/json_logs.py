@@ -22,6 +22,7 @@ import logging
 import re
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -106,8 +107,6 @@ class JsonLineFormatter(logging.Formatter):
 
 def print_line(message: str, *, level: str, logger: str, stream: TextIO, **fields: Any) -> None:
     """Write one JSON line outside `logging` (start-up refusals, the `listening on` line)."""
-    import time
-
     line = json_line(message, level=level, logger=logger, created=time.time(), fields=fields)
     stream.write(line + "\n")
     stream.flush()
@@ -116,7 +115,7 @@ def print_line(message: str, *, level: str, logger: str, stream: TextIO, **field
 class JsonLineStream(io.TextIOBase):
     """A text stream whose every line comes out as JSON: lines that already are a JSON
     object pass through, any other line becomes one (`message` = the line, `logger` =
-    `name`). Partial lines wait for their end (or the stream's close)."""
+    `name`). Partial lines wait for their end (or the process's exit)."""
 
     def __init__(self, target: TextIO, name: str, level: str) -> None:
         super().__init__()
@@ -125,7 +124,8 @@ class JsonLineStream(io.TextIOBase):
         self._level = level
         self._pending = ""
         self._echo: list[str] = []
-        self._lock = threading.Lock()
+        # Re-entrant: a signal handler may write while a write is under way.
+        self._lock = threading.RLock()
 
     @property
     def target(self) -> TextIO:
@@ -181,8 +181,6 @@ class JsonLineStream(io.TextIOBase):
             if stripped == expected:
                 return ""
             self._echo = []
-        import time
-
         return json_line(stripped, level=self._level, logger=self._name, created=time.time()) + "\n"
 
 
