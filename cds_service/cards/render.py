@@ -34,7 +34,8 @@ Per evaluated order (the first six at both hooks):
   pack's `step_therapy_criteria` fails, else off-guideline) [not_met]: order-sign only.
 - documentation needed (warning, appropriate-use) [documentation_needed]: order-sign only.
 - criteria met (info, guideline) [criteria_met]: order-sign only, and only when the order
-  gets no coverage-information extension (else the card would only repeat it: CRD resp-12).
+  gets no coverage-information extension (else the card would only repeat it: CRD resp-12)
+  or the client does not show it (`CoverageCall.shown_by_client`).
 - off-label (info, off-guideline) [off_label]: order-sign only.
 - companion / alternate (info, clinical-reminder / therapy-alternatives-req) [companion,
   alternate]: order-sign only; orders the pack proposes (policy.yaml `companions`,
@@ -1404,7 +1405,8 @@ def render_response(
             continue
         texts = card_texts(item.decision.policy_id)
         result = crd_coverage.coverage_for_evaluation(item, call=crd, today=now.date(), texts=texts)
-        given = result.note["status"] in ("sent", "unchanged")
+        # A client that does not show the coverage information gets the criteria-met card too.
+        given = result.note["status"] in ("sent", "unchanged") and crd.shown_by_client
         cards += _order_cards(
             _Builder(settings, uuid_factory, texts, now.date()), item, hook, coverage_given=given
         )

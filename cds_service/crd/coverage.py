@@ -223,6 +223,10 @@ class CoverageCall:
     enabled: bool = True
     """False: the caller switched coverage information off (no action, and the evaluation
     says so)."""
+    shown_by_client: bool = True
+    """False: the client does not show coverage information to the prescriber (its
+    trusted-issuers entry, or `CDS_CLIENT_SHOWS_COVERAGE_INFORMATION` with auth off): the
+    action is still sent, and the criteria-met card with it (`cards.render`)."""
     policy_base_url: str | None = None
     """The service's public base URL: the policy link is `<base>/policies/<pack id>`;
     None: no policy link."""
