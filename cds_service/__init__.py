@@ -60,6 +60,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         auth_warning,
         load_settings,
         load_trusted_issuers,
+        require_client_setting_fits_auth,
         require_public_base_url,
     )
     from cds_service.crd import prefetch_choice
@@ -76,6 +77,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     source: Mapping[str, Any] = config if config is not None else os.environ
     settings = load_settings(source)
+    require_client_setting_fits_auth(settings)
     overrides = dict(config or {})
     injected_authenticator = overrides.get("AUTHENTICATOR")
     issuers = None if injected_authenticator is not None else load_trusted_issuers(settings)

@@ -458,6 +458,15 @@ def fhir_server_check(state: ServiceState, principal: Principal | None) -> Calla
     return lambda url: fhir_server_allowed(principal, url, auth_disabled_allowlist=())
 
 
+def client_shows_coverage_information(state: ServiceState, principal: Principal | None) -> bool:
+    """Whether the calling client shows the prescriber the coverage-information system
+    action: its trusted-issuers entry with auth on, `CDS_CLIENT_SHOWS_COVERAGE_INFORMATION`
+    with auth off. When it does not, a criteria-met order keeps its card beside it."""
+    if state.settings.auth == "disabled":
+        return state.settings.client_shows_coverage_information
+    return principal is None or principal.shows_coverage_information
+
+
 @bp.post("/cds-services/<service_id>")
 def call_service(service_id: str) -> Response:
     state = get_state()
@@ -531,6 +540,7 @@ def call_service(service_id: str) -> Response:
         # Switched off by the caller: rendered without it, so the cards that would only
         # repeat it (CRD resp-12) come back.
         coverage_information=COVERAGE_INFO not in config.disabled_types,
+        coverage_information_shown=client_shows_coverage_information(state, g.get("cds_principal")),
         out_of_time=call_out_of_time(state, started),
     )
     answer = coverage_checked_run(call, result.resources, state.engine, body)

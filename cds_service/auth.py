@@ -109,6 +109,9 @@ class Principal:
     jti: str
     tenant: str | None
     fhir_servers: tuple[str, ...]
+    shows_coverage_information: bool = True
+    """False: the client does not show coverage information (CRD system actions) to the
+    prescriber, so the card that says the order meets the criteria is kept beside it."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -241,6 +244,9 @@ class IssuerConfig:
     jku_allowlist: tuple[str, ...] = ()
     tenant: str | None = None
     subjects: tuple[str, ...] | None = None
+    shows_coverage_information: bool = True
+    """False (`shows_coverage_information` in the file): this client does not show
+    coverage information (system actions), e.g. the official CDS Hooks sandbox."""
 
     def __post_init__(self) -> None:
         unsupported = [a for a in self.algorithms if a not in SUPPORTED_ALGORITHMS]
@@ -388,6 +394,7 @@ def _issuer_from_entry(entry: Mapping[str, Any], base_dir: Path, where: str) -> 
         jku_allowlist=jku_allowlist,
         tenant=entry.get("tenant"),
         subjects=tuple(subjects) if subjects is not None else None,
+        shows_coverage_information=bool(entry.get("shows_coverage_information", True)),
     )
 
 
@@ -626,6 +633,7 @@ class Authenticator:
             jti=jti,
             tenant=tenant,
             fhir_servers=issuer.fhir_servers,
+            shows_coverage_information=issuer.shows_coverage_information,
         )
 
     # -- keys --------------------------------------------------------------------------------

@@ -166,6 +166,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+NOT_SHOWN = "does not show coverage information: a criteria-met order also gets its card"
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     try:  # the settings first, as `serve` checks them (nothing heavy imported yet)
         settings = load_settings(os.environ)
@@ -189,11 +192,17 @@ def cmd_check(args: argparse.Namespace) -> int:
         for issuer in issuers:
             pinned = ", ".join(issuer.fhir_servers) or "none (prefetch only)"
             print(f"  {issuer.iss}: FHIR servers that may be read: {pinned}")
+            if not issuer.shows_coverage_information:
+                print(f"  {issuer.iss}: {NOT_SHOWN}")
     warning = auth_warning(settings)
     if warning:
         print(warning)
         servers = ", ".join(settings.fhir_servers) or "loopback hosts only"
         print(f"FHIR servers that may be read: {servers}")
+        if settings.client_shows_coverage_information:
+            print("clients show coverage information (CDS_CLIENT_SHOWS_COVERAGE_INFORMATION)")
+        else:
+            print(f"clients: {NOT_SHOWN} (CDS_CLIENT_SHOWS_COVERAGE_INFORMATION=false)")
     for service in catalog.services.values():
         required = ", ".join(sorted(service.required_prefetch))
         print(

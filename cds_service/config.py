@@ -140,6 +140,11 @@ class Settings:
     reports_token: str = ""
     """Secret that opens the operator's report page `GET /reports/overrides` (HTTP Basic
     password or Bearer); empty: the page is off (404)."""
+    client_shows_coverage_information: bool = True
+    """With authentication off only (with it on, each trusted issuer's
+    `shows_coverage_information` decides): false when the calling clients do not show the
+    CRD coverage-information system action (the official CDS Hooks sandbox): an order that
+    meets the criteria then also gets its short criteria-met card, never no card at all."""
     prefetch: str = "full"
     """What discovery asks EHRs to prefetch (`cds_service/crd/prefetch_choice.py`): `full`
     (every template; works without FHIR server access) or `minimal` (patient and coverage;
@@ -216,6 +221,9 @@ class Settings:
                     raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be an http(s) URL")
 
 
+_BOOLEANS: Final = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
 def _convert(name: str, kind: str, raw: Any) -> Any:
     """`raw` (a string from the environment, or an already typed test value) as `kind`."""
     env_name = ENV_PREFIX + name.upper()
@@ -232,13 +240,22 @@ def _convert(name: str, kind: str, raw: Any) -> Any:
             return tuple(str(item) for item in raw)
         if kind == "Path":
             return Path(raw) if str(raw) else Path()
+        if kind == "bool":
+            if isinstance(raw, bool):
+                return raw
+            flag = str(raw).strip().lower()
+            if flag not in _BOOLEANS:
+                raise ValueError(raw)
+            return _BOOLEANS[flag]
         if kind == "AuthMode":
             value = str(raw).strip().lower()
             aliases = {"true": "enabled", "1": "enabled", "false": "disabled", "0": "disabled"}
             return aliases.get(value, value)
         return str(raw).strip()
     except (TypeError, ValueError) as exc:
-        expected = {"float": "a number", "int": "a whole number"}.get(kind, "a valid value")
+        expected = {"float": "a number", "int": "a whole number", "bool": "true or false"}.get(
+            kind, "a valid value"
+        )
         raise SettingsError(f"{env_name} has an invalid value: set it to {expected}") from exc
 
 
@@ -308,6 +325,22 @@ def require_public_base_url(settings: Settings) -> None:
     does not start (`SettingsError`)."""
     if settings.auth != "disabled" and not settings.public_base_url:
         raise SettingsError(PUBLIC_BASE_URL_MISSING)
+
+
+COVERAGE_SHOWN_WITH_AUTH = (
+    f"{ENV_PREFIX}CLIENT_SHOWS_COVERAGE_INFORMATION=false is for authentication off only: "
+    f"with {ENV_PREFIX}AUTH enabled each client is known by its token, so set "
+    '"shows_coverage_information": false on that client\'s entry in the trusted-issuers '
+    f"file ({ENV_PREFIX}TRUSTED_ISSUERS) and unset {ENV_PREFIX}CLIENT_SHOWS_COVERAGE_INFORMATION"
+)
+
+
+def require_client_setting_fits_auth(settings: Settings) -> None:
+    """The service-wide "clients do not show coverage information" setting applies with
+    authentication off only; with it on it would be silently ignored, so the service does
+    not start (`SettingsError` naming the per-client field to use instead)."""
+    if settings.auth != "disabled" and not settings.client_shows_coverage_information:
+        raise SettingsError(COVERAGE_SHOWN_WITH_AUTH)
 
 
 def one_line(message: str) -> str:
@@ -410,6 +443,7 @@ def validate_startup(settings: Settings, *, database: bool = True) -> TrustedIss
                 f"authentication off: unset {ENV_PREFIX}AUTH (or set it to enabled) to check "
                 f"tokens, or unset {ENV_PREFIX}TRUSTED_ISSUERS"
             )
+        require_client_setting_fits_auth(settings)
         issuers = load_trusted_issuers(settings)
         require_public_base_url(settings)
         try:

@@ -77,6 +77,10 @@ class CallContext:
     read."""
     coverage_information: bool = True
     """False: the caller asked for no coverage information (CRD configuration option)."""
+    coverage_information_shown: bool = True
+    """False: the calling client does not show coverage information (system actions) to the
+    prescriber (`api.client_shows_coverage_information`): a criteria-met order keeps its
+    card beside the coverage information."""
     public_base_url: str = ""
     """The service's external base URL (the policy links); empty: no policy link."""
     out_of_time: Callable[[], bool] | None = None
@@ -450,6 +454,7 @@ def coverage_call(
     return CoverageCall(
         payer=engine.payer,
         enabled=call.coverage_information,
+        shown_by_client=call.coverage_information_shown,
         policy_base_url=call.public_base_url or None,
         packs={
             p.id: PackBilling(p.version, p.drug.billing_hcpcs, p.drug.billing_ndc)

@@ -130,6 +130,7 @@ def order_view(record: PatientRecord, order: OrderedDrug, identity: DrugIdentity
         record=record,
         condition_history=record.condition_history,
         coverages=record.coverages,
+        other_conditions=record.other_conditions,
     )
 
 

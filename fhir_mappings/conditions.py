@@ -203,6 +203,22 @@ def diagnoses(parsed: Parsed, patient_ref: Ref | None) -> list[Diagnosis]:
     return out
 
 
+def other_condition_names(parsed: Parsed, patient_ref: Ref | None) -> list[str]:
+    """The recorded names (coding display, else the code's text) of the patient's standing,
+    confirmed Conditions that are in no diagnosis value set, each once, in record order:
+    what the chart says the patient has when no policy knows the diagnosis (a card can name
+    it; no decision rests on it)."""
+    names: list[str] = []
+    for condition in parsed.of_type("Condition"):
+        if not for_patient(condition, patient_ref) or _diagnosis_counts(condition) != "confirmed":
+            continue
+        sets, _, _, display, _ = classify_concept(get_map(condition, "code"))
+        name = " ".join(display.split())
+        if name and not sets - {"mtx-contraindication"} and name not in names:
+            names.append(name)
+    return names
+
+
 def conditions_on_file(parsed: Parsed, patient_ref: Ref | None) -> int:
     """How many Conditions the patient's record holds, of any code and status but
     entered-in-error (read unvalidated: only their subject and status are looked at)."""

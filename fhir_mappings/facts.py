@@ -448,3 +448,7 @@ class PolicyFacts:
     coverages: tuple[CoverageRecord, ...] = ()
     """The active Coverages of `coverage_refs` with their payors (the CRD layer picks the
     plan's own among them); empty for facts built by hand."""
+    other_conditions: tuple[str, ...] = ()
+    """The recorded names of the patient's standing, confirmed Conditions that are in no
+    diagnosis value set (e.g. a use no policy lists): for a card to name the diagnosis of
+    an off-label order; no check reads them."""

@@ -191,6 +191,9 @@ class PatientRecord:
     coverages: tuple[CoverageRecord, ...] = ()
     """The active Coverages of `coverage_refs` with their payors and classes
     (`fhir_mappings.coverage`)."""
+    other_conditions: tuple[str, ...] = ()
+    """Names of the standing, confirmed Conditions in no diagnosis value set
+    (`conditions.other_condition_names`): words for a card, never evidence."""
 
     def runs(self, as_of: date | None) -> tuple[TherapyRun, ...]:
         """Therapy runs per ingredient, cut at `as_of` (an order's date)."""
@@ -328,6 +331,7 @@ def build_record(
     budget.check()
     history = tuple(conditions.condition_history(parsed, patient_ref))
     conditions_on_file = conditions.conditions_on_file(parsed, patient_ref)
+    other_conditions = tuple(conditions.other_condition_names(parsed, patient_ref))
     budget.check()
     intolerances = tuple(conditions.intolerances(parsed, patient_ref))
     people = practitioner.people(parsed, patient_ref)
@@ -358,5 +362,6 @@ def build_record(
         # Resources are validated as they are read (above): their problems are known now.
         problems=(*parsed.problems, *problems),
         condition_history=history,
+        other_conditions=other_conditions,
         coverages=read_coverages(resources, patient_ref),
     )

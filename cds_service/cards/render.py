@@ -34,7 +34,8 @@ Per evaluated order (the first six at both hooks):
   pack's `step_therapy_criteria` fails, else off-guideline) [not_met]: order-sign only.
 - documentation needed (warning, appropriate-use) [documentation_needed]: order-sign only.
 - criteria met (info, guideline) [criteria_met]: order-sign only, and only when the order
-  gets no coverage-information extension (else the card would only repeat it: CRD resp-12).
+  gets no coverage-information extension (else the card would only repeat it: CRD resp-12)
+  or the client does not show it (`CoverageCall.shown_by_client`).
 - off-label (info, off-guideline) [off_label]: order-sign only.
 - companion / alternate (info, clinical-reminder / therapy-alternatives-req) [companion,
   alternate]: order-sign only; orders the pack proposes (policy.yaml `companions`,
@@ -363,11 +364,13 @@ class _Builder:
         summary: str,
         suggestions: Iterable[dict[str, Any]],
     ) -> dict[str, Any]:
-        """A warning that the order is beyond a dose, days or quantity limit."""
+        """A warning that the order is beyond a dose, days or quantity limit; it closes
+        with what else the prior authorization needs (`_also_needed`)."""
         return self._result_card(
             evaluation,
             result,
             *paragraphs,
+            self._also_needed(evaluation.decision),
             summary=summary,
             indicator=indicator_for("dose"),
             topic_code=card_type("dose"),
@@ -375,6 +378,24 @@ class _Builder:
             suggestions=suggestions,
             found=False,
         )
+
+    def _also_needed(self, decision: Decision) -> str:
+        """What the order still lacks besides the dose (criteria the chart or the request
+        cannot tell: "confirm the prescriber is a rheumatologist", "add ..."), when no
+        documentation card of this order says it (the decision is not documentation-needed):
+        fixing the dose alone would not make the request complete. Empty when nothing is
+        missing or the pack has no `dose.also_needed` text."""
+        if decision.outcome is Outcome.DOCUMENTATION_NEEDED:
+            return ""
+        if not self.texts.has_text("dose", "also_needed"):
+            return ""
+        add, confirm = self._needs(decision)
+        items = [*confirm]
+        if add:
+            items.append(self.texts.text("documentation_needed", "add", items=_join_names(add, 9)))
+        if not items:
+            return ""
+        return self.texts.text("dose", "also_needed", items="; ".join(items))
 
     def _links(self, order_ref: str, policy_id: str) -> list[dict[str, str] | None]:
         """The policy, and where to send the documentation for the prior authorization."""
@@ -947,7 +968,7 @@ class _Builder:
                 continue
             label = texts.label(r.id, "")
             what = _sentence(r.documentation or r.reason)
-            lines.append(f"- **{_cell(_upper_first(label))}**: {what}" if label else f"- {what}")
+            lines.append(_labelled_item(_cell(_upper_first(label)), what) if label else f"- {what}")
         links = self._links(evaluation.facts.order.ref, decision.policy_id)
         has_route = any(link is not None for link in links[1:])
         return self._card(
@@ -1081,6 +1102,15 @@ class _Builder:
         )
 
 
+def _labelled_item(label: str, what: str) -> str:
+    """One line of a list: "- **label**: what"; when `what` already starts with the label
+    ("A baseline CDAI or RAPID3 score."), the label is not said twice: the words in `what`
+    are made bold instead. Both are Markdown already."""
+    if what.lower().startswith(label.lower()):
+        return f"- **{what[: len(label)]}**{what[len(label) :]}"
+    return f"- **{label}**: {what}"
+
+
 def _upper_first(text: str) -> str:
     return text[:1].upper() + text[1:]
 
@@ -1123,12 +1153,34 @@ def _off_label_diagnoses(facts: PolicyFacts) -> list[str]:
     reasons = [d for d in facts.order.reasons if d.valuesets or d.display]
     known = [d for d in facts.diagnoses if d.valuesets]
     few = list(facts.diagnoses) if len(facts.diagnoses) <= 2 else []
-    for group in (reasons, known, few):
-        names = [" ".join((d.display or "").split()) for d in group]
+    others = list(facts.other_conditions) if len(facts.other_conditions) <= 2 else []
+    for group in (
+        [d.display for d in reasons],
+        [d.display for d in known],
+        [d.display for d in few],
+        others,
+    ):
+        names = [_mid_sentence(" ".join((name or "").split())) for name in group]
         names = [n for n in dict.fromkeys(names) if n]
         if names:
             return names
     return []
+
+
+def _mid_sentence(name: str) -> str:
+    """A recorded diagnosis name as it reads inside a sentence: "Adult-onset Still's
+    disease" -> "adult-onset Still's disease". Only the first word is lower-cased, and only
+    when it is an ordinary word (a later capital, as in "Familial Mediterranean fever", is a
+    proper noun); an eponym ("Still's"), an acronym or a name with digits ("COVID-19",
+    "NOMID") or inner capitals ("Muckle-Wells") keeps its case."""
+    first, space, rest = name.partition(" ")
+    ordinary = (
+        first[:1].isupper()
+        and not any(ch.isupper() or ch.isdigit() for ch in first[1:])
+        and "'" not in first
+        and "\u2019" not in first
+    )
+    return first[:1].lower() + first[1:] + space + rest if ordinary else name
 
 
 def _condition_names(facts: PolicyFacts, refs: Sequence[str]) -> list[str]:
@@ -1140,7 +1192,9 @@ def _condition_names(facts: PolicyFacts, refs: Sequence[str]) -> list[str]:
     for diagnosis in (*facts.diagnoses, *facts.order.reasons):
         for ref in diagnosis.refs:
             by_ref.setdefault(ref, diagnosis.display or diagnosis.code)
-    names = [" ".join(by_ref[ref].split()) for ref in refs if by_ref.get(ref, "").strip()]
+    names = [
+        _mid_sentence(" ".join(by_ref[ref].split())) for ref in refs if by_ref.get(ref, "").strip()
+    ]
     return list(dict.fromkeys(names))
 
 
@@ -1404,7 +1458,8 @@ def render_response(
             continue
         texts = card_texts(item.decision.policy_id)
         result = crd_coverage.coverage_for_evaluation(item, call=crd, today=now.date(), texts=texts)
-        given = result.note["status"] in ("sent", "unchanged")
+        # A client that does not show the coverage information gets the criteria-met card too.
+        given = result.note["status"] in ("sent", "unchanged") and crd.shown_by_client
         cards += _order_cards(
             _Builder(settings, uuid_factory, texts, now.date()), item, hook, coverage_given=given
         )

@@ -101,9 +101,9 @@ def quoting(kind: str, key: str) -> Callable[[object], str]:
 
 CLAUSE_ID = re.compile(r"\b(?:I|II|III|IV|V|VI)\.[A-Z](?:\.\d+)*\b")
 """A policy clause id ("I.A.3", "III.B"): never in a text a prescriber reads."""
-CLAUSE_FREE_KINDS = frozenset({"coverage"})
-"""Kinds whose texts may name clauses (the coverage information names the section it
-decided under; it is read by systems and reviewers, not on a card)."""
+CLAUSE_FREE_KINDS: frozenset[str] = frozenset()
+"""Kinds whose texts may name clauses: none. The coverage information is read by people
+too (where the EHR shows it); each criterion's id stays in its detail's code."""
 
 
 @dataclass(frozen=True)
@@ -181,6 +181,10 @@ class CardTexts:
 
     def has(self, kind: str) -> bool:
         return kind in self.templates
+
+    def has_text(self, kind: str, key: str) -> bool:
+        """The pack gives the optional text `kind.key`."""
+        return key in self.templates.get(kind, {})
 
     def text(self, kind: str, key: str, **values: object) -> str:
         try:

@@ -42,7 +42,7 @@ import calendar
 import copy
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Final
@@ -162,23 +162,29 @@ def _quantity_details(
     return details
 
 
+def _listed(texts: Iterable[str]) -> str:
+    """Sentences as one list: each once, without its full stop, joined with "; "."""
+    return "; ".join(dict.fromkeys(t.strip().rstrip(". ") for t in texts if t.strip()))
+
+
 def _reason(decision: Decision, texts: CardTexts) -> str:
-    where = {"policy_id": decision.policy_id, "section": decision.section}
+    """The reason text, in words: a person reads it where the EHR shows the coverage
+    information, so it names no clause or section id (each criterion's id is the code of
+    its own detail, for systems)."""
+    where = {"policy_id": decision.policy_id}
     if decision.outcome is Outcome.CRITERIA_MET:
         months = decision.approval_months
         if months:
             return texts.text("coverage", "criteria_met_with_duration", months=months, **where)
         return texts.text("coverage", "criteria_met", **where)
     if decision.outcome is Outcome.DOCUMENTATION_NEEDED:
-        needed = [
-            f"{r.id}: {r.documentation or r.reason}"
-            for r in decision.criteria
-            if r.status is Status.UNKNOWN
-        ]
-        return texts.text("coverage", "documentation_needed", needed="; ".join(needed), **where)
+        needed = _listed(
+            r.documentation or r.reason for r in decision.criteria if r.status is Status.UNKNOWN
+        )
+        return texts.text("coverage", "documentation_needed", needed=needed, **where)
     if decision.outcome is Outcome.CRITERIA_NOT_MET:
-        failed = [f"{r.id}: {r.reason}" for r in decision.criteria if r.status is Status.NOT_MET]
-        return texts.text("coverage", "criteria_not_met", failed="; ".join(failed), **where)
+        failed = _listed(r.reason for r in decision.criteria if r.status is Status.NOT_MET)
+        return texts.text("coverage", "criteria_not_met", failed=failed, **where)
     policies = decision.policy_references or texts.off_label_references
     names = {"policy_id": decision.policy_id, "off_label_policy": policies[0]}
     if len(policies) > 1:
@@ -223,6 +229,10 @@ class CoverageCall:
     enabled: bool = True
     """False: the caller switched coverage information off (no action, and the evaluation
     says so)."""
+    shown_by_client: bool = True
+    """False: the client does not show coverage information to the prescriber (its
+    trusted-issuers entry, or `CDS_CLIENT_SHOWS_COVERAGE_INFORMATION` with auth off): the
+    action is still sent, and the criteria-met card with it (`cards.render`)."""
     policy_base_url: str | None = None
     """The service's public base URL: the policy link is `<base>/policies/<pack id>`;
     None: no policy link."""

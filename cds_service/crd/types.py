@@ -66,7 +66,7 @@ system action, whose type is `coverage-info` (`COVERAGE_INFO`). No card carries 
 - `criteria_met` -> guideline: the policy's criteria are documented; the card points to
   the policy and the request to send. Sent only when no coverage-information extension
   goes to the order (CRD resp-12: with it, the card would only repeat it; see
-  `cds_service.cards.render`).
+  `cds_service.cards.render`), or the client does not show coverage information.
 - `could_not_check` -> guideline: the order falls under a policy the service could not
   check; the card names the policy to apply by hand.
 - `combination`, `hypersensitivity`, `active_condition` -> contraindication; `duplicate`,

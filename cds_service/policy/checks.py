@@ -1484,7 +1484,7 @@ def no_concurrent_therapy(
         return "draft order" if conflict["draft"] else f"status {conflict['status']}"
 
     if conflicts:
-        names = ", ".join(f"{c['drug']} ({state(c)})" for c in conflicts)
+        names = ", ".join(f"{c['drug']} ({state(c)})" for c in _strongest_per_drug(conflicts))
         return _with_switch(
             switching,
             Verdict(
@@ -1512,7 +1512,8 @@ def no_concurrent_therapy(
         if known:
             parts.append(
                 ", ".join(
-                    f"{c['drug']} may still be current ({state(c)}, {c['ref']})" for c in known
+                    f"{c['drug']} may still be current ({state(c)}, {c['ref']})"
+                    for c in _strongest_per_drug(known)
                 )
             )
             drugs = sorted({str(c["drug"]) for c in known})
@@ -1540,6 +1541,25 @@ def no_concurrent_therapy(
             {"conflicts": [], "uncertain": []},
         ),
     )
+
+
+def _evidence_rank(conflict: Mapping[str, Any]) -> int:
+    """How strongly a record shows the drug is current: a draft order of this call, then a
+    record whose status says so, then a dispense whose supply still runs."""
+    if conflict.get("draft") or conflict.get("duplicate"):
+        return 0
+    return 2 if conflict.get("dispense") else 1
+
+
+def _strongest_per_drug(conflicts: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """One conflict per drug, the one with the strongest evidence (the reason names each
+    drug once; every record stays in the details and the evidence)."""
+    best: dict[str, Mapping[str, Any]] = {}
+    for conflict in conflicts:
+        drug = str(conflict["drug"])
+        if drug not in best or _evidence_rank(conflict) < _evidence_rank(best[drug]):
+            best[drug] = conflict
+    return list(best.values())
 
 
 def _with_switch(switching: Sequence[Mapping[str, Any]], verdict: Verdict) -> Verdict:

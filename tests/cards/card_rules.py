@@ -12,7 +12,12 @@ function over any response: `problems(response)` lists every rule a card breaks.
   empty or "#";
 - one card to act on (warning or critical) per order; info cards (CRD additional orders,
   alternate request, the switch reminder) are CRD card types of their own
-  (`cds_service/cards/merge.py`).
+  (`cds_service/cards/merge.py`);
+- nothing said twice in one place: no name listed twice in one list of a detail
+  ("etanercept (status active), etanercept (status active)"), no list item whose text
+  repeats its bold label ("**A baseline CDAI**: A baseline CDAI score.");
+- the coverage information's texts a person may read (its reason) name no clause id either:
+  each criterion's id is in the code of its own detail.
 """
 
 from __future__ import annotations
@@ -48,6 +53,12 @@ RAW_ID = re.compile(
     r"\b[A-Z][a-z]+[A-Z][A-Za-z]*/[A-Za-z0-9\-.]+|\b(?:Patient|Condition|Observation|Encounter|Coverage|Practitioner|Organization)/[A-Za-z0-9\-.]+"
 )
 SAFETY_TOPICS = frozenset({"contraindication", "duplicate-therapy"})
+NAMED_TWICE = re.compile(r"(?<![\w-])([A-Za-z][\w-]*(?: [\w-]+)?) \([^()]*\), \1 \(")
+"""One list naming the same thing twice: "etanercept (status active), etanercept (...)"."""
+LABELLED_ITEM = re.compile(r"^- \*\*(?P<label>[^*]+)\*\*: (?P<text>.*)$", re.MULTILINE)
+COVERAGE_INFORMATION_URL = (
+    "http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-coverage-information"
+)
 
 Json = Mapping[str, Any]
 
@@ -97,6 +108,13 @@ def card_problems(card: Json) -> list[str]:
         if machine:
             found.append(f"{where} has the machine word {machine!r}: {text[:120]}")
     detail = str(card.get("detail", ""))
+    twice = NAMED_TWICE.search(detail)
+    if twice:
+        found.append(f"detail names {twice.group(1)!r} twice in one list: {twice.group(0)}")
+    for item in LABELLED_ITEM.finditer(detail):
+        label, text = item.group("label").strip(), item.group("text")
+        if text.lower().startswith(label.lower()):
+            found.append(f"detail item repeats its label {label!r}: {item.group(0)[:120]}")
     if len(detail) > DETAIL_MAX:
         found.append(f"detail has {len(detail)} characters (at most {DETAIL_MAX})")
     if "| Criterion | Status |" in detail:
@@ -119,9 +137,24 @@ def card_problems(card: Json) -> list[str]:
     return found
 
 
+def coverage_reasons(response: Json) -> Iterator[str]:
+    """The reason texts of the coverage information the response's system actions attach."""
+    for action in response.get("systemActions", []):
+        for ext in action.get("resource", {}).get("extension", []):
+            if ext.get("url") != COVERAGE_INFORMATION_URL:
+                continue
+            for part in ext.get("extension", []):
+                if part.get("url") == "reason":
+                    yield str(part.get("valueCodeableConcept", {}).get("text", ""))
+
+
 def problems(response: Json, *, one_card_per_order: bool = True) -> list[str]:
     """Every rule the response's cards break (empty: none)."""
     found = [p for card in response.get("cards", []) for p in card_problems(card)]
+    for reason in coverage_reasons(response):
+        clause = CLAUSE_ID.search(reason)
+        if clause:
+            found.append(f"coverage reason names the clause {clause.group(0)}: {reason[:120]}")
     per_order = Counter(
         card.get("extension", {}).get("davinci-crd.associated-resource", [{}])[0].get("reference")
         for card in response.get("cards", [])

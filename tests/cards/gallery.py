@@ -32,7 +32,11 @@ GALLERY_DIR = ROOT / "docs" / "cards"
 CHROMIUM_PATHS = ("/usr/lib/chromium/chromium", "/usr/bin/chromium", "/usr/bin/chromium-browser")
 
 OUTCOMES: tuple[tuple[str, str, str], ...] = (
-    ("criteria-met", "criteria_met", "Meets criteria (sent only without coverage information)"),
+    (
+        "criteria-met",
+        "criteria_met",
+        "Meets criteria (without coverage information, or to a client that does not show it)",
+    ),
     ("documentation-needed", "documentation_needed", "Documentation needed"),
     ("dose-over-the-limit", "dose_over_ra", "Dose over the limit"),
     ("combination-not-covered", "combination_draft", "Combination not covered"),
@@ -70,9 +74,11 @@ body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; mar
 
 def cards_of(case: str) -> list[dict[str, Any]]:
     """The cards the renderer answers for one card case (criteria met: the card that goes out
-    when the order gets no coverage information)."""
+    to a client that does not show coverage information, as the official sandbox)."""
     hook, evaluations = CASES[case]()
-    coverage = dataclasses.replace(demo_call(), enabled=False) if case == "criteria_met" else None
+    coverage = (
+        dataclasses.replace(demo_call(), shown_by_client=False) if case == "criteria_met" else None
+    )
     response = render_response(
         hook,
         evaluations,

@@ -98,7 +98,8 @@ def test_an_active_serious_infection_is_a_critical_card_naming_it(hook: str) -> 
     assert result.status is Status.NOT_MET
     (card,) = _cards(chart, result, hook)  # no second "criteria not met" warning for it
     assert card["indicator"] == "critical"
-    assert "Sepsis, unspecified organism" in card["summary"]
+    # The recorded name, lower-cased mid-sentence.
+    assert "(sepsis, unspecified organism)" in card["summary"]
     assert card["summary"].startswith("Do not start Arcalyst")
     # The action first; what was found after it, by name, not by record id or clause.
     assert card["detail"].startswith("Treat the infection and start Arcalyst once it has resolved")
@@ -126,7 +127,7 @@ def test_several_infections_are_named_and_shrink_to_fit() -> None:
     assert card["indicator"] == "critical"
     assert len(card["summary"]) < 140
     assert card["summary"] == (
-        "Do not start Arcalyst during an active serious infection (Sepsis, unspecified "
+        "Do not start Arcalyst during an active serious infection (sepsis, unspecified "
         "organism and 2 more): treat it first"
     )
 

@@ -89,7 +89,8 @@ def test_order_select_shows_clinical_cards_only() -> None:
 def test_order_sign_shows_documentation_card_with_what_to_submit() -> None:
     (card,) = _render("documentation_needed")["cards"]
     assert card["indicator"] == "warning"
-    assert "baseline CDAI or RAPID3 score" in card["detail"]
+    # The item's label is not said twice: its words are the start of the item.
+    assert "- **A baseline CDAI or RAPID3** score." in card["detail"]
     assert {link["type"] for link in card["links"]} == {"absolute"}
 
 

@@ -414,5 +414,9 @@ def test_one_call_with_two_packs_gives_each_order_its_packs_words(
         for part in ext["extension"]
         if part["url"] == "reason"
     ]
-    assert reasons[0].startswith("The chart documents every criterion of NH.PHAR.244 section")
-    assert reasons[1].startswith(f"The chart documents every criterion of {OTHER_ID} section")
+    assert reasons[0].startswith(
+        "The chart documents every criterion of the plan's policy NH.PHAR.244."
+    )
+    assert reasons[1].startswith(
+        f"The chart documents every criterion of the plan's policy {OTHER_ID}."
+    )

@@ -118,6 +118,18 @@ CASES: dict[str, tuple[Case, str]] = {
         "CDS_BODY_TIMEOUT",
     ),
     "an unknown auth mode": (lambda tmp, s, t: {"CDS_AUTH": "maybe"}, "CDS_AUTH"),
+    "clients-show-coverage flag that is not true or false": (
+        lambda tmp, s, t: {"CDS_CLIENT_SHOWS_COVERAGE_INFORMATION": "sometimes"},
+        "CDS_CLIENT_SHOWS_COVERAGE_INFORMATION",
+    ),
+    "clients-show-coverage flag with auth on (per client in the issuers file)": (
+        lambda tmp, s, t: {
+            **AUTH_ON,
+            "CDS_TRUSTED_ISSUERS": str(EXAMPLE_ISSUERS),
+            "CDS_CLIENT_SHOWS_COVERAGE_INFORMATION": "false",
+        },
+        "CDS_CLIENT_SHOWS_COVERAGE_INFORMATION",
+    ),
 }
 
 
@@ -161,3 +173,26 @@ def test_a_missing_sqlite_folder_is_created(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert database.is_file()
     assert f"audit database: ok (SQLite file {database})" in result.stdout
+
+
+def test_check_shows_which_clients_do_not_show_coverage_information(tmp_path: Path) -> None:
+    database = f"sqlite:///{tmp_path / 'cds.sqlite'}"
+    auth_off = run(
+        "check",
+        {
+            "CDS_AUTH": "disabled",
+            "CDS_DATABASE_URL": database,
+            "CDS_CLIENT_SHOWS_COVERAGE_INFORMATION": "false",
+        },
+        tmp_path,
+    )
+    auth_on = run(
+        "check",
+        {**AUTH_ON, "CDS_TRUSTED_ISSUERS": str(EXAMPLE_ISSUERS), "CDS_DATABASE_URL": database},
+        tmp_path,
+    )
+    assert auth_off.returncode == 0, auth_off.stderr
+    assert "clients: does not show coverage information" in auth_off.stdout
+    assert auth_on.returncode == 0, auth_on.stderr
+    not_shown = [line for line in auth_on.stdout.splitlines() if "does not show" in line]
+    assert [line.split(": ")[0].strip() for line in not_shown] == ["https://sandbox.cds-hooks.org"]

@@ -245,3 +245,19 @@ def test_alcohol_observation_code_is_loinc_agnostic():
     # unknown code is not guessed at.
     facts = facts_for(observation("x", cc(LOINC, "11331-6"), value=qty(30, "/wk")))
     assert alcohol_per_week(facts) == []
+
+
+def test_conditions_no_value_set_knows_are_kept_as_names_only():
+    facts = facts_for(
+        condition("gout", cc(ICD, "M10.9", "Gout, unspecified")),
+        condition("gout-again", cc(SCT, "90560007", text="  Gout,   unspecified ")),
+        condition("htn", cc(text="Essential hypertension")),
+        condition("ra", cc(ICD, "M05.79", "Rheumatoid arthritis")),
+        condition("old", cc(text="Pneumonia"), clinical="resolved"),
+        condition("maybe", cc(text="Psoriasis"), verification="provisional"),
+        condition("wrong", cc(text="Lupus"), verification="refuted"),
+    )
+    # Standing and confirmed, in no diagnosis value set, each name once, as recorded.
+    assert facts.other_conditions == ("Gout, unspecified", "Essential hypertension")
+    # No decision rests on them: the known diagnosis is still the only diagnosis.
+    assert [d.code for d in facts.diagnoses] == ["M05.79"]

@@ -247,3 +247,22 @@ def test_a_course_stopped_long_before_a_recent_restart_does_not_count_as_four_we
         status("drug-received-recently", RECENT, {"medications": meds, "therapy_runs": continuous})
         is MET
     )
+
+
+def test_a_drug_on_several_current_records_is_named_once_with_the_strongest_evidence():
+    meds = {
+        "medications": [
+            {"drug": "etanercept", "type": "MedicationStatement", "status": "active", "start": -90},
+            {"drug": "etanercept", "type": "MedicationRequest", "status": "active", "start": -30},
+            {"drug": "adalimumab", "type": "MedicationRequest", "status": "draft", "draft": True},
+            {"drug": "adalimumab", "type": "MedicationRequest", "status": "active", "start": -9},
+        ]
+    }
+    verdict = run("no-concurrent-therapy", CONCURRENT, meds)
+    assert verdict.status is NOT_MET
+    assert verdict.reason.startswith(
+        "Combination with etanercept (status active), adalimumab (draft order):"
+    )
+    # Every record stays in the evidence and the details, for systems.
+    assert len(verdict.evidence) == 4
+    assert len(verdict.details["conflicts"]) == 4
