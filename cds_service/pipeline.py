@@ -41,6 +41,7 @@ from cds_service.cards import (
 from cds_service.cards.safe_text import without_lone_surrogates
 from cds_service.crd.coverage import CoverageCall, PackBilling, rejection
 from cds_service.crd.payer import CoverageNotHandledError, Payer, load_payer
+from cds_service.dtr import urls as dtr_urls
 from cds_service.policy.engine import evaluate
 from cds_service.policy.packs import Pack, Registry, default_registry
 from fhir_mappings import budget, build_facts
@@ -466,7 +467,20 @@ def coverage_call(
         record_incomplete=bool(call.missing_data),
         sent_coverages=read_all_coverages(resources),
         coverage_unreadable=any(m.resource_type == "Coverage" for m in call.missing_data),
+        questionnaires=pack_questionnaires(engine.registry, call.public_base_url),
     )
+
+
+def pack_questionnaires(registry: Registry, public_base_url: str) -> dict[str, tuple[str, ...]]:
+    """The documentation template of every pack, as the canonical `url|version` the coverage
+    information names (`cds_service.dtr.urls`: `<public base URL>/fhir/Questionnaire/<pack
+    id>`, the pack's version); none without a base URL (a call outside a request)."""
+    if not public_base_url:
+        return {}
+    return {
+        p.id: (f"{dtr_urls.questionnaire_url(public_base_url, p.id)}|{p.version}",)
+        for p in registry.packs.values()
+    }
 
 
 def answered_orders(crd: CoverageCall, routed: Sequence[Routed]) -> list[Mapping[str, Any]]:
