@@ -41,6 +41,7 @@ from cds_service.cards import (
 from cds_service.cards.safe_text import without_lone_surrogates
 from cds_service.crd.coverage import CoverageCall, PackBilling, rejection
 from cds_service.crd.payer import CoverageNotHandledError, Payer, load_payer
+from cds_service.dtr import answers
 from cds_service.dtr import urls as dtr_urls
 from cds_service.policy.engine import evaluate
 from cds_service.policy.packs import Pack, Registry, default_registry
@@ -235,6 +236,8 @@ def evaluate_call(
     if _expired(call):
         return out_of_time(call, registry, "before-mapping")
     try:
+        # Completed documentation templates add the prescriber's records (cds_service.dtr).
+        resources, documented = answers.read_answers(registry, call.context, resources, today)
         with budget.within(call.out_of_time or _never):
             mapped = build_facts(
                 call.context,
@@ -263,7 +266,7 @@ def evaluate_call(
             evaluations.append(Routed(NotEvaluated(facts.order.ref, OUT_OF_TIME), pack))
             continue
         try:
-            decision = evaluate(pack.policy, facts, today)
+            decision = answers.relabel(evaluate(pack.policy, facts, today), documented)
             evaluations.append(Routed(Evaluation(facts=facts, decision=decision), pack))
         except Exception as exc:
             _log_failure("policy", exc)

@@ -8,6 +8,9 @@ POST /fhir/Questionnaire/$questionnaire-package  secured like the hooks (the sam
                                                  `fhirServer` + `fhirAuthorization` and / or
                                                  `chart` resources), Parameters out with one
                                                  PackageBundle; bad input: 400 OperationOutcome
+POST /fhir/QuestionnaireResponse/$evaluate       secured likewise; the same Parameters plus
+                                                 `response`: its answers checked (issues) and the
+                                                 order decided with them
 
 The order is decided exactly as an order-sign call would decide it (the same prefetch
 templates, FHIR fetching, deadline and `pipeline.evaluate_orders`), so the package's open
@@ -19,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from flask import Blueprint, Response, g, request
@@ -26,6 +30,7 @@ from flask import Blueprint, Response, g, request
 from cds_service import api, orders, pipeline
 from cds_service.auth import Principal
 from cds_service.cards import Evaluation, NotEvaluated
+from cds_service.dtr import answers
 from cds_service.dtr import valuesets as vs
 from cds_service.dtr.package import (
     PackageRequest,
@@ -117,7 +122,7 @@ def questionnaire_package() -> Response:
         asked = read_parameters(body)
     except ParameterError as problem:
         raise FhirError(400, "invalid", problem.message, [problem.where]) from None
-    pack, decision, patient_ref = decide(asked, principal)
+    pack, decision, patient_ref, _ = decide(asked, principal)
     _check_questionnaires(asked, pack)
     g.cds_outcome = f"package-{decision.outcome.value}"
     return fhir_response(
@@ -210,8 +215,128 @@ def _merged(*groups: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     return out
 
 
-def decide(asked: PackageRequest, principal: Principal | None) -> tuple[Pack, Decision, str]:
-    """The order's pack and decision, as an order-sign call with the same chart gets it."""
+EVALUATE_OPERATION = "$evaluate"
+
+
+@dtr_blueprint.post(f"{FHIR_BASE_PATH}/QuestionnaireResponse/{EVALUATE_OPERATION}")
+def evaluate_response() -> Response:
+    """An answered template checked and decided with the chart: Parameters with `issues`
+    (an OperationOutcome: one issue per answer not used, pointing at its item), `outcome`
+    (the decision), one `criterion` per criterion (id, status, reason) and the `response`
+    as sent (nothing answered is lost)."""
+    state = api.get_state()
+    principal = api.authenticate(request)
+    try:
+        body = api.read_json_body(request, state.settings.max_json_depth)
+    except ApiError as exc:
+        raise FhirError(400, "invalid", exc.message) from None
+    try:
+        asked = read_parameters(body, with_response=True)
+    except ParameterError as problem:
+        raise FhirError(400, "invalid", problem.message, [problem.where]) from None
+    sent = asked.response
+    assert sent is not None
+    _, patient_ref = hook_body(asked, "check")
+    registry = state.engine.registry
+    pack = answers.pack_of_canonical(registry, str(sent.get("questionnaire") or ""))
+    if pack is None:
+        raise FhirError(
+            400,
+            "invalid",
+            "the response's `questionnaire` is not one of this service's questionnaires",
+            ["QuestionnaireResponse.questionnaire"],
+        )
+    subject = sent.get("subject")
+    if not isinstance(subject, Mapping) or subject.get("reference") != patient_ref:
+        raise FhirError(
+            400,
+            "invalid",
+            f"the response's subject must be the order's patient ({patient_ref})",
+            ["QuestionnaireResponse.subject"],
+        )
+    used = {**sent, "status": "completed", "id": str(sent.get("id") or state.uuid_factory())}
+    with_answers = replace(asked, chart=(*asked.chart, used))
+    decided_pack, decision, _, found = decide(with_answers, principal)
+    if decided_pack.id != pack.id:
+        raise FhirError(
+            400,
+            "invalid",
+            f"this order is decided by policy {decided_pack.id}, the response answers {pack.id}",
+            ["QuestionnaireResponse.questionnaire"],
+        )
+    issues = answer_issues(pack, used, found)
+    g.cds_outcome = f"evaluate-{decision.outcome.value}"
+    return fhir_response(
+        {
+            "resourceType": "Parameters",
+            "parameter": [
+                {"name": "issues", "resource": issues},
+                {"name": "outcome", "valueCode": decision.outcome.value},
+                *(
+                    {
+                        "name": "criterion",
+                        "part": [
+                            {"name": "id", "valueString": r.id},
+                            {"name": "status", "valueCode": r.status.value},
+                            {"name": "reason", "valueString": r.reason},
+                            *({"name": "evidence", "valueString": e} for e in r.evidence),
+                        ],
+                    }
+                    for r in decision.criteria
+                ),
+                {"name": "response", "resource": sent},
+            ],
+        }
+    )
+
+
+def answer_issues(
+    pack: Pack, response: Mapping[str, Any], found: Sequence[answers.AnswerIssue]
+) -> dict[str, Any]:
+    """One OperationOutcome issue per answer not used (an item the questionnaire does not
+    have, a date in the future, a quantity in a unit the item does not take, an answer that
+    contradicts the chart), each pointing at its item; one informational issue when all
+    were used."""
+    issue_list: list[dict[str, Any]] = []
+    for link in answers.unknown_items(answers.questionnaire_of(pack), response):
+        issue_list.append(
+            {
+                "severity": "error",
+                "code": "not-found",
+                "diagnostics": f"item {link!r} does not exist in {pack.id}'s questionnaire: "
+                "not used",
+                "expression": [_item_path(link)],
+            }
+        )
+    for problem in found:
+        issue_list.append(
+            {
+                "severity": problem.severity,
+                "code": "business-rule" if "chart" in problem.message else "value",
+                "diagnostics": f"{problem.link_id}: {problem.message}",
+                "expression": [_item_path(problem.link_id)],
+            }
+        )
+    if not issue_list:
+        issue_list.append(
+            {
+                "severity": "information",
+                "code": "informational",
+                "diagnostics": "every answer was used",
+            }
+        )
+    return {"resourceType": "OperationOutcome", "issue": issue_list}
+
+
+def _item_path(link_id: str) -> str:
+    return f"QuestionnaireResponse.item.descendants().where(linkId='{link_id}')"
+
+
+def decide(
+    asked: PackageRequest, principal: Principal | None
+) -> tuple[Pack, Decision, str, tuple[answers.AnswerIssue, ...]]:
+    """The order's pack and decision, as an order-sign call with the same chart gets it,
+    the patient reference, and the problems of the answered templates in the chart."""
     state = api.get_state()
     service = order_sign_service()
     body, patient_ref = hook_body(asked, state.uuid_factory())
@@ -229,6 +354,7 @@ def decide(asked: PackageRequest, principal: Principal | None) -> tuple[Pack, De
             monotonic=state.monotonic,
             also_read=orders.medication_reads(context, ORDER_SIGN),
         )
+        result = answers.quiet(result)
     else:
         result = PrefetchResult(resources=(), missing=())
     resources = _merged(result.resources, asked.chart, asked.coverages)
@@ -259,9 +385,10 @@ def decide(asked: PackageRequest, principal: Principal | None) -> tuple[Pack, De
         out_of_time=api.call_out_of_time(state, started),
     )
     routed = pipeline.evaluate_orders(state.engine.registry, call, resources)
+    _, found = answers.read_answers(state.engine.registry, context, resources, call.now.date())
     for item in routed:
         if isinstance(item.item, Evaluation) and item.pack is not None:
-            return item.pack, item.item.decision, patient_ref
+            return item.pack, item.item.decision, patient_ref, found.issues
     for item in routed:
         if isinstance(item.item, NotEvaluated):
             raise FhirError(

@@ -9,7 +9,7 @@ parameter is wrong; fetching the chart and deciding the order are the protocol l
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -49,7 +49,8 @@ class PackageRequest:
     access_token: str | None = None
     user_id: str | None = None
     encounter_id: str | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    response: Mapping[str, Any] | None = None
+    """`$evaluate` only: the answered QuestionnaireResponse."""
 
 
 def _resources(value: Any) -> list[Mapping[str, Any]]:
@@ -65,8 +66,9 @@ def _resources(value: Any) -> list[Mapping[str, Any]]:
     return [value]
 
 
-def read_parameters(body: Any) -> PackageRequest:
-    """The request, or `ParameterError` naming the first thing wrong."""
+def read_parameters(body: Any, *, with_response: bool = False) -> PackageRequest:
+    """The request, or `ParameterError` naming the first thing wrong. `with_response`:
+    the `$evaluate` call, which takes (and requires) one `response`."""
     if not isinstance(body, Mapping) or body.get("resourceType") != "Parameters":
         raise ParameterError("the body must be a FHIR Parameters resource")
     params = body.get("parameter")
@@ -77,6 +79,7 @@ def read_parameters(body: Any) -> PackageRequest:
     coverages: list[Mapping[str, Any]] = []
     chart: list[Mapping[str, Any]] = []
     fhir_server = token = user_id = encounter_id = None
+    response: Mapping[str, Any] | None = None
     for n, param in enumerate(params):
         where = f"Parameters.parameter[{n}]"
         if not isinstance(param, Mapping) or not isinstance(param.get("name"), str):
@@ -123,12 +126,22 @@ def read_parameters(body: Any) -> PackageRequest:
                 user_id = value
             else:
                 encounter_id = value
+        elif name == "response" and with_response:
+            if not isinstance(resource, Mapping) or (
+                resource.get("resourceType") != "QuestionnaireResponse"
+            ):
+                raise ParameterError("`response` must be a QuestionnaireResponse resource", where)
+            if response is not None:
+                raise ParameterError("one `response` per call", where)
+            response = resource
         elif name in ("context", "changedsince"):
             continue  # accepted, not used: the package is always complete and current
         else:
             raise ParameterError(f"unknown parameter `{name}`", where)
     if order is None:
         raise ParameterError("the `order` parameter (a MedicationRequest) is required")
+    if with_response and response is None:
+        raise ParameterError("the `response` parameter (a QuestionnaireResponse) is required")
     if token is not None and fhir_server is None:
         raise ParameterError("`fhirAuthorization` is sent only with `fhirServer`")
     if fhir_server is None and not chart:
@@ -144,6 +157,7 @@ def read_parameters(body: Any) -> PackageRequest:
         access_token=token,
         user_id=user_id,
         encounter_id=encounter_id,
+        response=response,
     )
 
 

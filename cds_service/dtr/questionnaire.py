@@ -314,26 +314,34 @@ def classification_score(path: str, threshold: float | None) -> dict[str, Any]:
     )
 
 
-def episodes(path: str, what: str) -> dict[str, Any]:
+def episodes(ctx: Context, path: str, names: Sequence[str]) -> dict[str, Any]:
     p = f"{path}/episode"
     return _item(
         p,
-        f"Episodes of {what} (one per episode)",
+        f"Episodes of {_titles(names)} (one per episode)",
         "group",
         repeats=True,
         item=[
+            _item(
+                f"{p}/condition",
+                "Diagnosis",
+                "choice",
+                required=True,
+                answerValueSet=ctx.answer_set(names),
+            ),
             _item(f"{p}/start", "Start date", "date", required=True),
             _item(f"{p}/end", "Symptom-free from", "date"),
         ],
     )
 
 
-def response(path: str) -> dict[str, Any]:
+def response(path: str, kind: Sequence[str]) -> dict[str, Any]:
     p = f"{path}/response"
     return _item(
         p,
         "Response to the current therapy",
         "group",
+        code=vs.codes_or_name(kind),
         item=[
             _item(f"{p}/assessment", "Response", "choice", required=True, answerOption=RESPONSES),
             _item(f"{p}/date", "Date assessed", "date", required=True),
@@ -559,13 +567,13 @@ def _weight(ctx: Context, p: str, params: Params, w: PackWords) -> Items:
 
 
 def _episodes(ctx: Context, p: str, params: Params, w: PackWords) -> Items:
-    return [episodes(p, _titles(_names(params, "valuesets")))]
+    return [episodes(ctx, p, _names(params, "valuesets"))]
 
 
 def _episode_on_drug(ctx: Context, p: str, params: Params, w: PackWords) -> Items:
     drug = _names(params, "drug_valuesets")
     items = [
-        episodes(p, _titles(_names(params, "valuesets"))),
+        episodes(ctx, p, _names(params, "valuesets")),
         trial(ctx, f"{p}/first-line", drug, _titles(drug)),
     ]
     also = _names(params, "also_valuesets")
@@ -603,7 +611,7 @@ def _current(ctx: Context, p: str, params: Params, w: PackWords) -> Items:
 
 
 def _response(ctx: Context, p: str, params: Params, w: PackWords) -> Items:
-    return [response(p)]
+    return [response(p, _names(params, "kind"))]
 
 
 def _lab_improved(ctx: Context, p: str, params: Params, w: PackWords) -> Items:
@@ -611,7 +619,7 @@ def _lab_improved(ctx: Context, p: str, params: Params, w: PackWords) -> Items:
 
 
 def _new_episode(ctx: Context, p: str, params: Params, w: PackWords) -> Items:
-    return [episodes(p, _titles(_names(params, "valuesets"))), current_therapy(ctx, p, [w.drug])]
+    return [episodes(ctx, p, _names(params, "valuesets")), current_therapy(ctx, p, [w.drug])]
 
 
 def _dose(ctx: Context, p: str, params: Params, w: PackWords) -> Items:

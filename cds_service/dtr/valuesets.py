@@ -62,6 +62,18 @@ def concepts(names: Iterable[str], *, ingredients_only: bool = True) -> list[dic
     return out
 
 
+def codes_or_name(names: Sequence[str]) -> list[dict[str, str]]:
+    """Codings naming what the value sets hold: their codes, else their first name (as a
+    display only: a set matched by names in text, e.g. a response assessment)."""
+    codings = concepts(names)
+    if codings:
+        return codings
+    for name in names:
+        for entry in _file(name).get("names", []):
+            return [{"display": str(entry["text"])}]
+    return [{"display": " or ".join(title(n) for n in names)}]
+
+
 def valueset_id(names: Sequence[str]) -> str:
     """The id of the ValueSet that joins `names` (one name: the name itself)."""
     return "+".join(names) if len(names) == 1 else "-or-".join(names)[:64]
