@@ -107,7 +107,7 @@ def form_page(pack_id: str) -> Response:
         filled = _prefilled(pack, sandbox, patient)
     except FhirError as problem:
         return _message(f"The form could not be filled: {problem.message}", problem.status)
-    except (requests.RequestException, ValueError):
+    except requests.RequestException:
         return _message("The sandbox FHIR server could not be read", 502)
     if filled is None:
         return _message(
@@ -180,7 +180,7 @@ def _prefilled(
         except ParameterError:
             continue
         try:
-            decided, decision, patient_ref = decide(asked, viewer)
+            decided, decision, patient_ref, _ = decide(asked, viewer)
         except FhirError as problem:
             if problem.status == 400:  # a draft of a drug no pack decides
                 continue
