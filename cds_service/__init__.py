@@ -65,7 +65,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     )
     from cds_service.crd import prefetch_choice
     from cds_service.crd.payer import PayerFileError, load_payer, startup_line
+    from cds_service.dtr.api import dtr_blueprint
     from cds_service.feedback import feedback_blueprint
+    from cds_service.form_page import forms_blueprint
     from cds_service.health import HEALTH_KEY, DatabaseProbe, health_blueprint
     from cds_service.hooks import for_packs, load_catalog
     from cds_service.http_guard import refuse_early
@@ -181,7 +183,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(bp)
     app.register_blueprint(feedback_blueprint)
     app.register_blueprint(health_blueprint)
+    app.register_blueprint(dtr_blueprint)  # /fhir: documentation templates (Da Vinci DTR)
     app.register_blueprint(report_blueprint)  # GET /reports/overrides (CDS_REPORTS_TOKEN)
+    app.register_blueprint(forms_blueprint)  # GET /forms/<pack id> (patients: CDS_REPORTS_TOKEN)
     app.config["CDS_REPORTS_TOKEN"] = settings.reports_token
     CORS(
         app,

@@ -60,6 +60,7 @@ from cds_service.crd import configuration as crd_configuration
 from cds_service.crd import dispatch, per_hook
 from cds_service.crd.payer import CoverageNotHandledError
 from cds_service.crd.types import COVERAGE_INFO
+from cds_service.dtr import answers as dtr_answers
 from cds_service.errors import ApiError
 from cds_service.hooks import Catalog, ServiceDefinition
 from cds_service.http_guard import may_hold_lone_surrogates, replace_lone_surrogates
@@ -517,6 +518,7 @@ def call_service(service_id: str) -> Response:
             monotonic=state.monotonic,
             also_read=orders.medication_reads(context, service.hook),
         )
+        result = dtr_answers.quiet(result)  # no answered template is no gap in the chart
     else:  # only orders the service cannot read: the chart would not change the answer
         result = PrefetchResult(resources=(), missing=())
     g.cds_prefetch_missing = [*result.required_missing, *result.missing] or None

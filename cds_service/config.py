@@ -145,6 +145,10 @@ class Settings:
     `shows_coverage_information` decides): false when the calling clients do not show the
     CRD coverage-information system action (the official CDS Hooks sandbox): an order that
     meets the criteria then also gets its short criteria-met card, never no card at all."""
+    sandbox_fhir_url: str = ""
+    """The test FHIR server of synthetic patients (`sandbox/fhir_sandbox.py`): the form view
+    (`GET /forms/<pack id>?patient=<id>`, `CDS_REPORTS_TOKEN`) shows the prefilled form for its
+    patients only; empty: no patient is shown. Never a server with real patients."""
     prefetch: str = "full"
     """What discovery asks EHRs to prefetch (`cds_service/crd/prefetch_choice.py`): `full`
     (every template; works without FHIR server access) or `minimal` (patient and coverage;
@@ -211,6 +215,10 @@ class Settings:
                     f"{ENV_PREFIX}FHIR_SERVERS entries must use https (http only on a loopback "
                     f"host), got {server!r}"
                 )
+        if self.sandbox_fhir_url:
+            parts = urlsplit(self.sandbox_fhir_url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise SettingsError(f"{ENV_PREFIX}SANDBOX_FHIR_URL must be an http(s) URL")
         if self.prefetch not in ("full", "minimal"):
             raise SettingsError(f"{ENV_PREFIX}PREFETCH must be 'full' or 'minimal'")
         for name in ("public_base_url", "policy_url", "documentation_form_url", "smart_app_url"):

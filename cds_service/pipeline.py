@@ -41,6 +41,8 @@ from cds_service.cards import (
 from cds_service.cards.safe_text import without_lone_surrogates
 from cds_service.crd.coverage import CoverageCall, PackBilling, rejection
 from cds_service.crd.payer import CoverageNotHandledError, Payer, load_payer
+from cds_service.dtr import answers
+from cds_service.dtr import urls as dtr_urls
 from cds_service.policy.engine import evaluate
 from cds_service.policy.packs import Pack, Registry, default_registry
 from fhir_mappings import budget, build_facts
@@ -238,6 +240,8 @@ def evaluate_call(
     if _expired(call):
         return out_of_time(call, registry, "before-mapping")
     try:
+        # Completed documentation templates add the prescriber's records (cds_service.dtr).
+        resources, documented = answers.read_answers(registry, call.context, resources, today)
         with budget.within(call.out_of_time or _never):
             mapped = build_facts(
                 call.context,
@@ -266,7 +270,7 @@ def evaluate_call(
             evaluations.append(Routed(NotEvaluated(facts.order.ref, OUT_OF_TIME), pack))
             continue
         try:
-            decision = evaluate(pack.policy, facts, today)
+            decision = answers.relabel(evaluate(pack.policy, facts, today), documented)
             evaluations.append(Routed(Evaluation(facts=facts, decision=decision), pack))
         except Exception as exc:
             _log_failure("policy", exc)
@@ -471,7 +475,20 @@ def coverage_call(
         record_incomplete=bool(call.missing_data),
         sent_coverages=read_all_coverages(resources),
         coverage_unreadable=any(m.resource_type == "Coverage" for m in call.missing_data),
+        questionnaires=pack_questionnaires(engine.registry, call.public_base_url),
     )
+
+
+def pack_questionnaires(registry: Registry, public_base_url: str) -> dict[str, tuple[str, ...]]:
+    """The documentation template of every pack, as the canonical `url|version` the coverage
+    information names (`cds_service.dtr.urls`: `<public base URL>/fhir/Questionnaire/<pack
+    id>`, the pack's version); none without a base URL (a call outside a request)."""
+    if not public_base_url:
+        return {}
+    return {
+        p.id: (f"{dtr_urls.questionnaire_url(public_base_url, p.id)}|{p.version}",)
+        for p in registry.packs.values()
+    }
 
 
 def answered_orders(crd: CoverageCall, routed: Sequence[Routed]) -> list[Mapping[str, Any]]:

@@ -32,7 +32,11 @@ Per evaluated order (the first six at both hooks):
   status: stop that drug when the new one starts, at the time of its next dose.
 - other criteria not met (warning; therapy-alternatives-req when a criterion of the
   pack's `step_therapy_criteria` fails, else off-guideline) [not_met]: order-sign only.
-- documentation needed (warning, appropriate-use) [documentation_needed]: order-sign only.
+- documentation needed (warning, appropriate-use) [documentation_needed]: order-sign only;
+  when the call names the pack's documentation template (`CoverageCall.questionnaires`), the
+  CRD "request form completion" suggestion (create a Task to complete the form,
+  `cards/form_task.py`), the detail says how to complete it, and a configured SMART app's
+  link carries the form's canonical in its appContext.
 - criteria met (info, guideline) [criteria_met]: order-sign only, and only when the order
   gets no coverage-information extension (else the card would only repeat it: CRD resp-12)
   or the client does not show it (`CoverageCall.shown_by_client`).
@@ -81,6 +85,7 @@ from cds_service.cards.dose import (
     suggest_regimen,
     suggest_schedule,
 )
+from cds_service.cards.form_task import form_suggestion, form_task
 from cds_service.cards.indicators import indicator_for
 from cds_service.cards.model import CardSettings, Evaluation, MissingData, NotEvaluated
 from cds_service.cards.proposals import proposal_cards
@@ -227,11 +232,14 @@ class _Builder:
         uuid_factory: UuidFactory,
         texts: CardTexts,
         today: date | None = None,
+        crd: crd_coverage.CoverageCall | None = None,
     ) -> None:
         self.settings = settings
         self.uuid = uuid_factory
         self.texts = texts
         self.today = today
+        self.crd = crd
+        """The call's coverage settings: the payer and each pack's documentation template."""
 
     # -- shared pieces -------------------------------------------------------------
 
@@ -255,9 +263,14 @@ class _Builder:
             "type": "absolute",
         }
 
-    def _submission_link(self, order_ref: str, policy_id: str) -> dict[str, str] | None:
+    def _submission_link(
+        self, order_ref: str, policy_id: str, questionnaire: str | None = None
+    ) -> dict[str, str] | None:
         if self.settings.smart_app_url:
-            context = json.dumps({"order": order_ref, "policy": policy_id}, separators=(",", ":"))
+            launch = {"order": order_ref, "policy": policy_id}
+            if questionnaire:
+                launch["questionnaire"] = questionnaire
+            context = json.dumps(launch, separators=(",", ":"))
             return {
                 "label": "Send the documentation (app)",
                 "url": self.settings.smart_app_url,
@@ -397,9 +410,32 @@ class _Builder:
             return ""
         return self.texts.text("dose", "also_needed", items="; ".join(items))
 
-    def _links(self, order_ref: str, policy_id: str) -> list[dict[str, str] | None]:
+    def _links(
+        self, order_ref: str, policy_id: str, questionnaire: str | None = None
+    ) -> list[dict[str, str] | None]:
         """The policy, and where to send the documentation for the prior authorization."""
-        return [self._policy_link(), self._submission_link(order_ref, policy_id)]
+        return [self._policy_link(), self._submission_link(order_ref, policy_id, questionnaire)]
+
+    def _questionnaire(self, policy_id: str) -> str | None:
+        """The canonical of the pack's documentation template (the form), when the call
+        names one (`CoverageCall.questionnaires`: every pack, once the service knows its
+        public base URL)."""
+        found = self.crd.questionnaires.get(policy_id, ()) if self.crd is not None else ()
+        return found[0] if found else None
+
+    def _form_suggestion(self, evaluation: Evaluation, questionnaire: str) -> dict[str, Any]:
+        """CRD "request form completion": create a Task to complete the pack's form."""
+        label = self.texts.text("documentation_needed", "form_label")
+        payer = self.crd.payer.name if self.crd is not None else self.settings.plan_name
+        task = form_task(
+            questionnaire=questionnaire,
+            order_ref=evaluation.facts.order.ref,
+            patient_ref=evaluation.facts.patient_ref,
+            payer_name=payer,
+            description=label,
+            today=self.today,
+        )
+        return form_suggestion(label, task)
 
     @staticmethod
     def _update(label: str, resource: dict[str, Any]) -> dict[str, Any]:
@@ -969,8 +1005,17 @@ class _Builder:
             label = texts.label(r.id, "")
             what = _sentence(r.documentation or r.reason)
             lines.append(_labelled_item(_cell(_upper_first(label)), what) if label else f"- {what}")
-        links = self._links(evaluation.facts.order.ref, decision.policy_id)
+        questionnaire = self._questionnaire(decision.policy_id)
+        links = self._links(evaluation.facts.order.ref, decision.policy_id, questionnaire)
         has_route = any(link is not None for link in links[1:])
+        if questionnaire is not None:
+            how = texts.text(
+                "documentation_needed",
+                "form",
+                action=texts.text("documentation_needed", "form_label"),
+            )
+        else:
+            how = "" if has_route else texts.text("documentation_needed", "submit")
         return self._card(
             order_ref=evaluation.facts.order.ref,
             summary=summary,
@@ -979,10 +1024,11 @@ class _Builder:
                 decision,
                 texts.text("documentation_needed", "detail"),
                 "\n".join(dict.fromkeys(lines)),
-                "" if has_route else texts.text("documentation_needed", "submit"),
+                how,
             ),
             topic_code=card_type("documentation_needed"),
             override_kind="documentation",
+            suggestions=[self._form_suggestion(evaluation, questionnaire)] if questionnaire else [],
             links=links,
         )
 
@@ -1461,7 +1507,10 @@ def render_response(
         # A client that does not show the coverage information gets the criteria-met card too.
         given = result.note["status"] in ("sent", "unchanged") and crd.shown_by_client
         cards += _order_cards(
-            _Builder(settings, uuid_factory, texts, now.date()), item, hook, coverage_given=given
+            _Builder(settings, uuid_factory, texts, now.date(), crd),
+            item,
+            hook,
+            coverage_given=given,
         )
         if result.action is not None:
             actions.append(prune(result.action))

@@ -29,8 +29,15 @@ the pack's drug.json `billing`; the order's own NDC when it names one), a reason
 with a coding where the IG's value set has one), a `criterion` detail per policy criterion
 (our temporary code, see `codes.OUR_DETAIL`), the `policy-link` detail to the policy text
 this service serves, the payer's contact, `date` (the clock's day) and a
-`coverage-assertion-id` derived from what was decided (`assertion_id`). Questionnaires:
-`questionnaires` is the hook for documentation templates; none is sent today.
+`coverage-assertion-id` derived from what was decided (`assertion_id`).
+
+Documentation templates (CRD resp-38: doc-needed names the questionnaire to complete): a
+documentation-needed order's extension names its pack's Questionnaire (`questionnaire`,
+canonical `url|version`, from `CoverageCall.questionnaires`), the form a DTR client fills
+from the chart and shows for what the chart lacks. Only there: a criteria-met order's
+documentation is already in the chart (nothing to complete), an off-label review needs
+evidence for a use the pack's criteria (and so its questionnaire) do not cover, and a
+not-covered answer has no doc-needed (crd-ci-q1).
 
 Invariants kept (tests/crd check each): q1 (questionnaire only with doc-needed), q2, q3,
 q4, q5 (never satisfied, never satisfied-pa-id), q6, q7 (every reason has text), q8, q9.
@@ -250,8 +257,8 @@ class CoverageCall:
     record_incomplete: bool = False
     """Some record data could not be read for the call (see `CallContext.missing_data`)."""
     questionnaires: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    """Hook for documentation templates: Questionnaire canonicals per pack id, sent with
-    doc-needed (none exist yet)."""
+    """Documentation templates: Questionnaire canonicals (`url|version`) per pack id, named
+    by a documentation-needed order's extension (`pipeline.pack_questionnaires`)."""
     sent_coverages: tuple[CoverageRecord, ...] | None = None
     """Every Coverage the call sent or the service read, whatever its status
     (`read_all_coverages`): the call's primary Coverage is chosen among them
@@ -594,7 +601,7 @@ def coverage_information(
     parts += assumptions_detail(facts.order.resource, billing)
     parts += criterion_details(decision)
     parts += policy_link(call.policy_base_url, decision.policy_id)
-    if any(p["url"] == "doc-needed" for p in parts):
+    if outcome is Outcome.DOCUMENTATION_NEEDED:
         parts += [
             _part("questionnaire", "valueCanonical", q)
             for q in call.questionnaires.get(decision.policy_id, ())

@@ -4,8 +4,9 @@
   coverage-information system action (hook-16, hook-33).
 - order-select is a 'secondary' hook: the coverage information it carries SHALL NOT say
   that clinical or administrative documentation is needed (hook-19): that is asked for
-  at order-sign, when the order is complete. `for_hook` removes `doc-needed` and
-  `doc-purpose` from every coverage-information extension of an order-select answer, and
+  at order-sign, when the order is complete. `for_hook` removes `doc-needed`,
+  `doc-purpose` and the form to complete (`questionnaire`, `response`) from every
+  coverage-information extension of an order-select answer, and
   the `reason` that goes with them (which names the documentation to send) unless
   `info-needed` needs it (a conditional answer must say why). An `indeterminate` answer
   keeps its reason (crd-ci-q9), with its code and `INDETERMINATE_TEXT` in place of the text
@@ -25,7 +26,9 @@ from cds_service.cards.codes import COVERAGE_INFORMATION_URL
 
 PRIMARY_HOOKS: Final = frozenset({"order-sign", "order-dispatch"})
 SECONDARY_HOOKS: Final = frozenset({"order-select"})
-DOCUMENTATION_PARTS: Final = frozenset({"doc-needed", "doc-purpose"})
+DOCUMENTATION_PARTS: Final = frozenset({"doc-needed", "doc-purpose", "questionnaire", "response"})
+"""The documentation request: what is needed, why, and the form to complete (a questionnaire
+without doc-needed would break crd-ci-q1)."""
 INDETERMINATE_TEXT: Final = (
     "Coverage cannot be determined yet; it is checked again when the order is signed."
 )

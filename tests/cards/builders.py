@@ -10,6 +10,7 @@ from typing import Any
 from cds_service.cards import CardSettings
 from cds_service.crd.coverage import CoverageCall, PackBilling
 from cds_service.crd.payer import load_payer
+from cds_service.pipeline import pack_questionnaires
 from cds_service.policy.model import CriterionResult, Decision, Outcome, Pathway, Status
 from cds_service.policy.packs import default_registry
 from fhir_mappings.coverage import CoverageRecord, Payor
@@ -258,7 +259,7 @@ def replace(
 
 def coverage_call() -> CoverageCall:
     """The coverage settings the service runs with: the demo payer, the packaged packs'
-    billing codes and a public base URL for the policy links."""
+    billing codes and a public base URL for the policy links and the documentation forms."""
     registry = default_registry()
     return CoverageCall(
         payer=load_payer(),
@@ -267,4 +268,5 @@ def coverage_call() -> CoverageCall:
             p.id: PackBilling(p.version, p.drug.billing_hcpcs, p.drug.billing_ndc)
             for p in registry.packs.values()
         },
+        questionnaires=pack_questionnaires(registry, "https://cds.example.org"),
     )

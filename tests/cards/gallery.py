@@ -24,7 +24,7 @@ from markdown_it import MarkdownIt
 
 from cds_service.cards import render_response
 from cds_service.crd.coverage import demo_call
-from tests.cards.builders import NOW, SETTINGS, uuid_counter
+from tests.cards.builders import NOW, SETTINGS, coverage_call, uuid_counter
 from tests.cards.cases import CASES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,12 +73,14 @@ body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; mar
 
 
 def cards_of(case: str) -> list[dict[str, Any]]:
-    """The cards the renderer answers for one card case (criteria met: the card that goes out
-    to a client that does not show coverage information, as the official sandbox)."""
+    """The cards the renderer answers for one card case, with the coverage settings the
+    service runs with (a documentation card carries the plan's form; criteria met: the card
+    that goes out to a client that does not show coverage information, as the official
+    sandbox)."""
     hook, evaluations = CASES[case]()
-    coverage = (
-        dataclasses.replace(demo_call(), shown_by_client=False) if case == "criteria_met" else None
-    )
+    coverage = coverage_call()
+    if case == "criteria_met":
+        coverage = dataclasses.replace(demo_call(), shown_by_client=False)
     response = render_response(
         hook,
         evaluations,

@@ -57,7 +57,9 @@ def test_no_encounter_asks_to_confirm_the_setting_at_both_hooks(client: FlaskCli
     assert card["indicator"] == "warning"
     assert card["summary"] == SIGN_CONFIRM
     assert "Confirm the patient is admitted" in card["detail"]
-    assert card.get("suggestions") is None  # nothing to remove: it may be an inpatient
+    # Nothing to remove (it may be an inpatient): the one suggestion adds the plan's form.
+    actions = [a for s in card.get("suggestions", []) for a in s["actions"]]
+    assert [(a["type"], a["resource"]["resourceType"]) for a in actions] == [("create", "Task")]
 
     select = client.post(SELECT, json=as_select(body)).get_json()
     [confirm] = select["cards"]

@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+import requests
 import yaml
 
 CRD_DIR = Path(__file__).resolve().parent
@@ -578,7 +579,35 @@ def _check_billing_options_considered(reply: Reply, ctx: CheckContext) -> list[s
     return problems
 
 
+def _check_questionnaire_served(reply: Reply, ctx: CheckContext) -> list[str]:
+    """resp-38: every questionnaire the coverage information names is served at its canonical
+    URL, as a Questionnaire with that url and version (the canonical's `|version`)."""
+    canonicals = select(
+        reply.body, ["@coverage-information", "extension", {"url": "questionnaire"}]
+    )
+    if not canonicals:
+        return ["no coverage-information extension names a questionnaire"]
+    problems = []
+    for part in canonicals:
+        canonical = str(part.get("valueCanonical", ""))
+        url, _, version = canonical.partition("|")
+        try:
+            answer = requests.get(url, headers={"Accept": "application/fhir+json"}, timeout=30)
+        except requests.RequestException as exc:
+            problems.append(f"{canonical}: not reachable ({type(exc).__name__})")
+            continue
+        body = answer.json() if answer.status_code == 200 else {}
+        if body.get("resourceType") != "Questionnaire" or body.get("url") != url:
+            problems.append(
+                f"{canonical}: GET answered {answer.status_code}, not its Questionnaire"
+            )
+        elif version and body.get("version") != version:
+            problems.append(f"{canonical}: the served version is {body.get('version')}")
+    return problems
+
+
 CHECKS: dict[str, Callable[[Reply, CheckContext], list[str]]] = {
+    "questionnaire-served": _check_questionnaire_served,
     "assumptions-stated": _check_assumptions_stated,
     "billing-options-considered": _check_billing_options_considered,
     "coverage-information-valid": _check_coverage_information,

@@ -222,12 +222,15 @@ def card_differences(cards: Sequence[Json], expect: Json) -> list[str]:
 
 def proposed_orders(cards: Sequence[Json]) -> list[str]:
     """The first code of every order the cards' suggestions would create (the pack's
-    companions and alternates), in card and suggestion order."""
+    companions and alternates), in card and suggestion order. A Task (the documentation
+    form to complete) is not an order."""
     codes = []
     for card in cards:
         for suggestion in card.get("suggestions", []):
             for action in suggestion.get("actions", []):
                 resource = action.get("resource") or {}
+                if resource.get("resourceType") == "Task":
+                    continue
                 concept = resource.get("code") or resource.get("medicationCodeableConcept") or {}
                 if action.get("type") == "create" and concept.get("coding"):
                     codes.append(str(concept["coding"][0]["code"]))
