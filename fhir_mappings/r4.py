@@ -214,8 +214,17 @@ class _SeenValid:
     def __len__(self) -> int:
         return len(self._keys)
 
+    def clear(self) -> None:
+        with self._lock:
+            self._keys.clear()
+
 
 _VALID: Final = _SeenValid(capacity=50_000)
+
+
+def forget_validated() -> None:
+    """Forget every body seen valid (the benchmark's first-sight figures)."""
+    _VALID.clear()
 
 
 def _content_key(data: Mapping[str, Any]) -> bytes | None:

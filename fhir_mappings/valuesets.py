@@ -501,6 +501,12 @@ hits depend on nothing but the arguments and the value sets loaded at import (bo
 worker's memory stays flat whatever codes it is sent)."""
 
 
+def forget_matches() -> None:
+    """Empty the memos of code and name look-ups (the benchmark's first-sight figures)."""
+    _match_code.cache_clear()
+    _match_names.cache_clear()
+
+
 def match_names(texts: Iterable[str], kinds: frozenset[str] | None = None) -> tuple[Hit, ...]:
     """Value set names found as whole words in any of `texts` (optionally of some kinds)."""
     text_list = tuple(t for t in texts if t)
