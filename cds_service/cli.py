@@ -37,6 +37,7 @@ from cds_service.config import (
     one_line,
     validate_startup,
 )
+from cds_service.cpus import usable_cpus
 
 _RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 
@@ -117,7 +118,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"cds-service: cannot start: CDS_DATABASE_URL: {reason}", file=sys.stderr)
         return 2
 
-    workers = args.workers or os.cpu_count() or 1
+    workers = args.workers or usable_cpus()  # the container's CPU quota, not the machine's
     options = gunicorn_options(settings, host=args.host, port=args.port, workers=workers)
     options["pre_fork"] = freeze_before_fork
     wsgi_app = served_app(app, settings)
@@ -390,7 +391,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=int, default=8080, help="port to listen on")
     serve.add_argument(
-        "--workers", type=int, default=None, help="worker processes (default: CPU count)"
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes (default: the CPUs the container may use)",
     )
     serve.set_defaults(handler=cmd_serve)
 
