@@ -57,3 +57,12 @@ def test_what_orjson_refuses_goes_to_the_fallback() -> None:
     assert len(seen) == 6
     assert fast_json.loads(b'{"a": [1, 2.5, "x"]}', fallback) == {"a": [1, 2.5, "x"]}
     assert len(seen) == 6
+
+
+def test_a_lone_surrogate_anywhere_is_seen_by_the_fast_check() -> None:
+    from cds_service.cards.safe_text import holds_no_lone_surrogate
+
+    assert holds_no_lone_surrogate({"cards": [{"summary": "plain text é ✓"}]})
+    assert not holds_no_lone_surrogate({"cards": [{"summary": "bad \ud800 text"}]})
+    assert not holds_no_lone_surrogate({"cards": [{"k\udfff": 1}]})
+    assert not holds_no_lone_surrogate({1: "not a JSON key"})  # cannot tell: walk it

@@ -12,6 +12,8 @@ Every entry is one request an EHR could send, with the clock the suite it comes 
 - `realworld`: every public sample chart and every variant (`tests/realworld`), the
   prefetch data path, clock on the case's order date (the samples are read from outside the
   repository, see `tests.realworld.charts.samples_dir`);
+- no FHIR server is ever reached (`UnreachableFhir`): a request naming one gets the answer
+  of a server that cannot be read, whatever listens on this machine;
 - `benchmark`: the benchmark's chart (`benchmarks/workload.py`) at 50 and 500 resources;
 - `goldens`: the card golden cases (`tests/cards/cases.py`), rendered as
   `tests/cards/test_cards_golden.py` renders them.
@@ -40,6 +42,7 @@ from typing import Any
 from flask import Flask
 
 from cds_service import create_app
+from cds_service.prefetch import FetchError
 from tests.conftest import HOOKS_DIR, PINNED_NOW, base_config
 from tests.scenarios.harness import ORDER_NOW, SCENARIOS_DIR
 
@@ -74,6 +77,17 @@ class Entry:
     now: datetime
 
 
+class UnreachableFhir:
+    """Every FHIR server refuses the connection, as an unreachable one does: a request that
+    names a `fhirServer` is answered the same whatever happens to listen on this machine."""
+
+    def get(self, url: str, *args: Any, **kwargs: Any) -> Any:
+        raise FetchError("exception", "the FHIR server could not be read")
+
+    def close(self) -> None:
+        pass
+
+
 class Replayer:
     """One app for every entry: its clock and uuid counter are reset for each request, so an
     entry's answer does not depend on what was replayed before it."""
@@ -85,6 +99,7 @@ class Replayer:
             base_config(
                 CLOCK=lambda: self._now,
                 UUID_FACTORY=lambda: f"00000000-0000-4000-8000-{next(self._uuids):012d}",
+                FHIR_CLIENT_FACTORY=UnreachableFhir,
                 # No deadline may fire on a loaded machine: the answer must not depend on speed.
                 CDS_REQUEST_DEADLINE="60",
                 CDS_CALL_DEADLINE="60",
