@@ -69,3 +69,20 @@ def test_the_memo_is_bounded(validations: list[str]) -> None:
         r4.validate(_observation(value))
     assert len(validations) == 4
     assert len(r4._VALID) == 2
+
+
+def test_classified_codes_are_kept_by_content_and_answer_the_same() -> None:
+    from fhir_mappings import conditions
+
+    conditions.forget_classified()
+    concept = {
+        "coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "M05.79"}],
+        "text": "Rheumatoid arthritis",
+    }
+    first = conditions.classify_concept(concept)
+    again = conditions.classify_concept(dict(concept))
+    assert again == first == conditions._classify_concept(concept)
+    assert len(conditions._CLASSIFIED) == 1
+    other = {"coding": [{"system": "http://snomed.info/sct", "code": "38341003"}]}
+    assert conditions.classify_concept(other) == conditions._classify_concept(other)
+    assert len(conditions._CLASSIFIED) == 2
