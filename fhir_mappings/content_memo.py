@@ -6,9 +6,10 @@ A chart repeats the same few codes thousands of times (every CRP result has the 
 that value and the value sets loaded at import. Their answers are kept by the value's JSON
 text (a digest of it when long): equal text, equal value, equal answer. A value whose text
 would not tell it apart (orjson writes NaN and infinities as `null`; so no value with a
-`null` is keyed) or that orjson cannot write is computed every time. At most `capacity` answers are kept (the least
-recently used go first), so a worker's memory stays flat whatever it is sent. Answers must
-be immutable (tuples, frozensets, strings) or copied by the caller.
+`null` is keyed) or that orjson cannot write is computed every time. At most `capacity`
+answers are kept (the least recently used go first), so a worker's memory stays flat
+whatever it is sent. Answers must be immutable (tuples, frozensets, strings) or copied by
+the caller.
 """
 
 from __future__ import annotations
