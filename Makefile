@@ -10,7 +10,7 @@ PORT ?= 8080
 # Exact dependency versions (constraints.txt; regenerate with `make constraints`).
 CONSTRAINTS := constraints.txt
 
-.PHONY: install run check demo bench bench-load test lint typecheck pytest clean constraints gallery
+.PHONY: install run check demo bench bench-perf bench-load test lint typecheck pytest clean constraints gallery
 
 $(BIN)/python:
 	@echo "Creating the virtual environment $(VENV) ($(PYTHON))"
@@ -51,6 +51,12 @@ check: install
 bench: install
 	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[test,bench]'
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
+# Every figure of docs/performance.md: in process vs floor, gunicorn at 1/4/16 clients, FHIR
+# queries, memory over 100,000 calls (long; BENCH_ARGS="--memory-calls 0" skips it).
+bench-perf: install
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[test,bench]'
+	$(BIN)/python -m benchmarks.performance $(BENCH_ARGS)
 
 # Signed calls while slow clients trickle bytes: errors, p50 / p99, memory (docs/operations.md).
 bench-load: install

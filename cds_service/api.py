@@ -50,7 +50,7 @@ from jsonschema.exceptions import ValidationError
 from requests.adapters import HTTPAdapter
 from sqlalchemy.exc import SQLAlchemyError
 
-from cds_service import orders, pipeline
+from cds_service import fast_json, orders, pipeline
 from cds_service.audit_writer import AuditWriter
 from cds_service.auth import AuthError, Principal, fhir_server_allowed
 from cds_service.cards import MissingData
@@ -251,13 +251,17 @@ def json_nesting_exceeds(data: bytes, limit: int) -> bool:
     return bool(brackets)
 
 
+def _standard_loads(data: bytes) -> Any:
+    return json.loads(data, parse_constant=_reject_constant)
+
+
 def read_json_body(req: Request, max_depth: int) -> Any:
     """The parsed body; 400 when it is empty, not JSON, or nests deeper than `max_depth`."""
     data = req.get_data(cache=True)  # 413 past MAX_CONTENT_LENGTH; kept for feedback
     if not data.strip():
         raise ApiError("the request body is empty: expected a JSON object")
     try:
-        body = json.loads(data, parse_constant=_reject_constant)
+        body = fast_json.loads(data, _standard_loads)
     except json.JSONDecodeError as exc:
         raise ApiError(
             "the request body is not valid JSON",

@@ -42,6 +42,7 @@ from cds_service.json_logs import (
     drop_exception_echo,
     print_line,
 )
+from cds_service.cpus import usable_cpus
 
 
 def refuse(message: str, code: int) -> int:
@@ -112,7 +113,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         reason = f"{type(exc).__name__}: check it and start again"
         return refuse(f"cds-service: cannot start: CDS_DATABASE_URL: {reason}", 2)
 
-    workers = args.workers or os.cpu_count() or 1
+    workers = args.workers or usable_cpus()  # the container's CPU quota, not the machine's
     options = gunicorn_options(settings, host=args.host, port=args.port, workers=workers)
     options["pre_fork"] = freeze_before_fork
     wsgi_app = served_app(app, settings)
@@ -402,7 +403,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=int, default=8080, help="port to listen on")
     serve.add_argument(
-        "--workers", type=int, default=None, help="worker processes (default: CPU count)"
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes (default: the CPUs the container may use)",
     )
     serve.set_defaults(handler=cmd_serve)
 

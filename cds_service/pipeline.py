@@ -38,7 +38,7 @@ from cds_service.cards import (
     NotEvaluated,
     render_response,
 )
-from cds_service.cards.safe_text import without_lone_surrogates
+from cds_service.cards.safe_text import holds_no_lone_surrogate, without_lone_surrogates
 from cds_service.crd.coverage import CoverageCall, PackBilling, rejection
 from cds_service.crd.payer import CoverageNotHandledError, Payer, load_payer
 from cds_service.dtr import answers
@@ -537,4 +537,7 @@ def run(
     ]
     # Chart text with a lone surrogate (from a FHIR server's answer) would make the
     # response and its audit record impossible to encode.
-    return without_lone_surrogates(merge_responses(responses))  # type: ignore[no-any-return]
+    answer = merge_responses(responses)
+    if holds_no_lone_surrogate(answer):  # nearly always: the walk below is then not needed
+        return answer
+    return without_lone_surrogates(answer)  # type: ignore[no-any-return]

@@ -55,6 +55,7 @@ import requests
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from cds_service import fast_json
 from cds_service.auth import same_base
 from cds_service.cards.safe_text import without_lone_surrogates
 from cds_service.hooks import TOKEN
@@ -125,12 +126,16 @@ def _reject_constant(name: str) -> Any:
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
 
 
+def _standard_loads(data: bytes) -> Any:
+    return json.loads(data, parse_constant=_reject_constant)
+
+
 def parse_json(data: bytes) -> Any:
     """The FHIR server's answer, parsed. A lone surrogate escape in a string (`"\\ud800"`:
     valid JSON, but no character) becomes U+FFFD, so the resource is still read and its
     text can be encoded again (cards, audit)."""
     try:
-        value = json.loads(data, parse_constant=_reject_constant)
+        value = fast_json.loads(data, _standard_loads)
     except (ValueError, UnicodeDecodeError) as exc:
         raise FetchError("structure", "the FHIR server's answer is not valid JSON") from exc
     return without_lone_surrogates(value) if _SURROGATE_ESCAPE.search(data) else value

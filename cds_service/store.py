@@ -465,6 +465,20 @@ def _abort(dbapi_connection: Any) -> None:
                 sock.shutdown(socket.SHUT_RDWR)
 
 
+def _sqlite_write_ahead(dbapi_connection: Any, _record: Any) -> None:
+    """An SQLite file in write-ahead-log mode with `synchronous=NORMAL`: a write appends to
+    the log and no longer waits for the disk on every commit (only at checkpoints), and
+    readers (reports, readiness) do not block the audit writer nor it them. A committed
+    record survives a crash of the process; a power loss may lose the last commits, never
+    corrupt the file. (PostgreSQL is left as it is configured.)"""
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+    finally:
+        cursor.close()
+
+
 class AuditStore:
     """The audit store. `url`: `sqlite:///path/to.db` (folder created) or
     `postgresql+psycopg://user@host:port/db`.
@@ -504,6 +518,8 @@ class AuditStore:
                 connect_args["options"] = f"-c statement_timeout={int(timeout * 1000)}"
             kwargs = {"connect_args": connect_args, "pool_timeout": connect_timeout}
         self.engine: Engine = create_engine(parsed, future=True, **kwargs)
+        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            event.listen(self.engine, "connect", _sqlite_write_ahead)
         self._clock = clock
         self._operation_seconds = connect_timeout + timeout
         self._current = threading.local()

@@ -39,6 +39,7 @@ from datetime import date
 from typing import Final, Literal
 
 from fhir_mappings import exposures, valuesets
+from fhir_mappings.content_memo import ContentMemo
 from fhir_mappings.dosing import days_supplied
 from fhir_mappings.facts import MatchedBy, MedicationRecord, Ref
 from fhir_mappings.fields import (
@@ -73,7 +74,27 @@ class DrugIdentity:
     matched_by: MatchedBy
 
 
+_IDENTIFIED: Final[ContentMemo[tuple[tuple[str, MatchedBy], ...]]] = ContentMemo(capacity=16_384)
+
+
+def forget_identified() -> None:
+    """Empty the memo (the benchmark's first-sight figures)."""
+    _IDENTIFIED.clear()
+
+
 def _identify_concepts(
+    concepts: Sequence[Json | None], extra_texts: Sequence[str]
+) -> dict[str, MatchedBy]:
+    """Drug -> how it was matched. Memoised by the concepts' and texts' content
+    (`content_memo`): it depends on nothing else."""
+    found = _IDENTIFIED.get(
+        [concepts, extra_texts],
+        lambda: tuple(_identify_concepts_now(concepts, extra_texts).items()),
+    )
+    return dict(found)
+
+
+def _identify_concepts_now(
     concepts: Sequence[Json | None], extra_texts: Sequence[str]
 ) -> dict[str, MatchedBy]:
     found: dict[str, MatchedBy] = {}

@@ -39,6 +39,7 @@ from datetime import date, timedelta
 from typing import Final, Literal, TypeVar
 
 from fhir_mappings import valuesets
+from fhir_mappings.content_memo import ContentMemo
 from fhir_mappings.facts import GeneticResult, Measurement, Ref, WeightFact
 from fhir_mappings.fields import (
     Json,
@@ -163,7 +164,22 @@ _FINDING_WORDS: Final[tuple[tuple[str, Finding], ...]] = (
 )
 
 
+_KINDS: Final[ContentMemo[str | None]] = ContentMemo(capacity=16_384)
+_MAY_BE_GENETIC: Final[ContentMemo[bool]] = ContentMemo(capacity=16_384)
+
+
+def forget_kinds() -> None:
+    """Empty the memos (the benchmark's first-sight figures)."""
+    _KINDS.clear()
+    _MAY_BE_GENETIC.clear()
+
+
 def _kind(concept: Json | None) -> str | None:
+    """The measurement a code names (memoised by its content: it depends on nothing else)."""
+    return _KINDS.get(concept, lambda: _kind_now(concept))
+
+
+def _kind_now(concept: Json | None) -> str | None:
     for system, code, _ in codings(concept):
         for hit in valuesets.match_code(system, code):
             if valuesets.valueset_kind(hit.valueset) in _OBS and hit.valueset != "il1rn-genetic":
@@ -465,10 +481,24 @@ def _finding(obs: Json) -> Finding | None:
     return None
 
 
+_GENETIC_FIELDS: Final = ("code", "valueCodeableConcept", "valueString", "component")
+
+
+def _may_be_genetic(obs: Json) -> bool:
+    """A genetic result's code, or a name of the gene: read from the fields these two look
+    at only, so the answer is memoised by those fields' content."""
+    fields = {key: obs[key] for key in _GENETIC_FIELDS if key in obs}
+
+    def now() -> bool:
+        codes = _genetic_codes(obs)
+        is_genetic = bool(codes & {"69548-6", "81252-9", SIGNIFICANCE, GENE_STUDIED})
+        return is_genetic or _names_il1rn(obs)
+
+    return _MAY_BE_GENETIC.get(fields, now)
+
+
 def _genetic(obs: Json, parsed: Parsed, effective: date | None) -> GeneticResult | None:
-    codes = _genetic_codes(obs)
-    is_genetic = bool(codes & {"69548-6", "81252-9", SIGNIFICANCE, GENE_STUDIED})
-    if not is_genetic and not _names_il1rn(obs):
+    if not _may_be_genetic(obs):
         return None
     refs = [ref_of(obs)]
     il1rn = _names_il1rn(obs)

@@ -473,6 +473,12 @@ def match_code(system: str | None, code: str | None) -> tuple[Hit, ...]:
     """Value set entries matched by one coding."""
     if not code or not isinstance(code, str):
         return ()
+    if system is None or isinstance(system, str):
+        return _match_code(system, code)
+    return _find_code(system, code)
+
+
+def _find_code(system: str | None, code: str) -> tuple[Hit, ...]:
     sys = normalise_system(system)
     key = normalise_code(sys, code)
     if key is None:
@@ -487,6 +493,18 @@ def match_code(system: str | None, code: str | None) -> tuple[Hit, ...]:
         if key.startswith(prefix)
     )
     return tuple(hits)
+
+
+_match_code = lru_cache(maxsize=16384)(_find_code)
+"""Memoised per (system, code): a chart repeats the same codes thousands of times, and the
+hits depend on nothing but the arguments and the value sets loaded at import (bounded, so a
+worker's memory stays flat whatever codes it is sent)."""
+
+
+def forget_matches() -> None:
+    """Empty the memos of code and name look-ups (the benchmark's first-sight figures)."""
+    _match_code.cache_clear()
+    _match_names.cache_clear()
 
 
 def match_names(texts: Iterable[str], kinds: frozenset[str] | None = None) -> tuple[Hit, ...]:

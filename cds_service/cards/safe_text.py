@@ -42,6 +42,8 @@ import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 PLAIN_LIMIT = 140
 """Longest value quoted in a summary or label (a summary is shorter than this anyway)."""
 MARKDOWN_LIMIT = 2000
@@ -110,6 +112,17 @@ def code(value: object, limit: int = CODE_LIMIT) -> str:
 
 
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def holds_no_lone_surrogate(value: Any) -> bool:
+    """True when `value` (a JSON value) certainly holds no lone surrogate: orjson, which
+    refuses to encode one, encodes it (a C-speed check; False also for anything orjson
+    cannot encode, so the caller then walks the value with `without_lone_surrogates`)."""
+    try:
+        orjson.dumps(value)
+    except (orjson.JSONEncodeError, TypeError):
+        return False
+    return True
 
 
 def without_lone_surrogates(value: Any) -> Any:

@@ -1,0 +1,187 @@
+"""In-process latency of the service against the floor, interleaved, at several chart sizes.
+
+    python -m benchmarks.inprocess [--sizes 50,500,5000,20000] [--calls N] [--json FILE]
+
+Times are CPU seconds of the calling thread (`CLOCK`; `--wall` for wall time). Both apps
+are called through their WSGI interface (Flask test client) in this one process,
+one call of ours then one call of the floor's (`benchmarks/floor.py`) with the same body, so
+that whatever else the machine is doing falls on both alike: the ratio of the medians is the
+figure that means something on a busy machine, the milliseconds much less.
+
+Each size is measured with the cyclic garbage collector treated the same way on both sides:
+
+- `gc on`: as served (`gc.freeze()` after start-up, the default thresholds);
+- `gc off`: the collector disabled around each call (both sides), so a collection that the
+  previous calls' garbage happens to trigger does not land on one side.
+
+`ours (first sight)` is ours again with the per-process memos emptied before every call
+(validated bodies, value-set look-ups, classified codes): the cost of a chart the worker has
+never seen, where the plain `ours` figure is a chart sent again (the benchmark sends the
+same body every time, as an EHR does for order-select then order-sign of one patient).
+
+Nothing passes or fails; prints one line per size and, with `--json`, writes the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import itertools
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+
+from benchmarks import floor
+from benchmarks.workload import order_sign_request
+
+SIZES = (50, 500, 5000, 20000)
+SERVICE_PATH = "/cds-services/prior-auth-order-sign"
+CALLS_BUDGET_S = 20.0
+"""Seconds of our calls per size and GC mode (fewer calls at the large sizes)."""
+
+
+def service_app(database: str) -> Flask:
+    from cds_service import create_app
+
+    return create_app(
+        {
+            "CDS_AUTH": "disabled",
+            "CDS_DATABASE_URL": database,
+            "CDS_CALL_DEADLINE": "120",
+            "CDS_REQUEST_DEADLINE": "120",
+            # 20,000 resources are about 14 MB of JSON, past the default body limit (5 MB).
+            "CDS_MAX_BODY_BYTES": str(64 * 1024 * 1024),
+        }
+    )
+
+
+def forget_memos() -> None:
+    """Empty the per-process memos, as in a worker that has never seen this chart."""
+    from fhir_mappings import conditions, medications, observations, r4, valuesets
+
+    r4.forget_validated()
+    valuesets.forget_matches()
+    conditions.forget_classified()
+    medications.forget_identified()
+    observations.forget_kinds()
+
+
+def timed(client: FlaskClient, body: bytes, *, gc_off: bool) -> float:
+    """Seconds of CPU this thread spent on one call (see `CLOCK`)."""
+    if gc_off:
+        gc.disable()
+    try:
+        started = CLOCK()
+        response = client.post(SERVICE_PATH, data=body, content_type="application/json")
+        elapsed = CLOCK() - started
+    finally:
+        if gc_off:
+            gc.enable()
+    if response.status_code != 200:
+        raise RuntimeError(f"HTTP {response.status_code}: {response.get_data(as_text=True)[:300]}")
+    return elapsed
+
+
+CLOCK = time.thread_time
+"""CPU time of the calling thread, not wall time: on a machine busy with other work, a call
+that is descheduled does not count the time it waited, so a long call (ours) is not
+penalised against a short one (the floor) for the load around it. The audit writer's thread
+is not counted (it is off the reply path). `--wall` measures wall time instead."""
+
+
+def measure(
+    ours: FlaskClient, base: FlaskClient, body: bytes, *, gc_off: bool, min_calls: int
+) -> dict[str, float | int]:
+    """Medians (ms) of ours, the floor and ours at first sight, interleaved call by call."""
+    for _ in range(2):  # warm up both
+        timed(ours, body, gc_off=gc_off)
+        timed(base, body, gc_off=gc_off)
+    a: list[float] = []
+    b: list[float] = []
+    cold: list[float] = []
+    spent = 0.0
+    while len(a) < min_calls or (spent < CALLS_BUDGET_S and len(a) < 400):
+        a.append(timed(ours, body, gc_off=gc_off))
+        b.append(timed(base, body, gc_off=gc_off))
+        forget_memos()
+        cold.append(timed(ours, body, gc_off=gc_off))
+        spent += a[-1] + cold[-1]
+    ours_ms = statistics.median(a) * 1000
+    floor_ms = statistics.median(b) * 1000
+    cold_ms = statistics.median(cold) * 1000
+    return {
+        "calls": len(a),
+        "ours_ms": round(ours_ms, 2),
+        "floor_ms": round(floor_ms, 2),
+        "ratio": round(ours_ms / floor_ms, 2),
+        "first_sight_ms": round(cold_ms, 2),
+        "first_sight_ratio": round(cold_ms / floor_ms, 2),
+    }
+
+
+def slope(rows: dict[int, dict[str, float | int]], key: str) -> dict[str, float]:
+    """Extra cost per extra resource (µs) between consecutive sizes."""
+    sizes = sorted(rows)
+    return {
+        f"{lo}-{hi}": round((float(rows[hi][key]) - float(rows[lo][key])) * 1000 / (hi - lo), 2)
+        for lo, hi in itertools.pairwise(sizes)
+    }
+
+
+def run(sizes: tuple[int, ...], min_calls: int, database: str) -> dict[str, Any]:
+    ours_app = service_app(database)
+    gc.collect()
+    gc.freeze()  # as the gunicorn master does before forking the workers (both sides)
+    ours = ours_app.test_client()
+    base = floor.app.test_client()
+    results: dict[str, Any] = {"sizes": list(sizes), "gc_on": {}, "gc_off": {}}
+    for n in sizes:
+        body = json.dumps(order_sign_request(n)).encode("utf-8")
+        for mode in ("gc_on", "gc_off"):
+            row = measure(ours, base, body, gc_off=mode == "gc_off", min_calls=min_calls)
+            results[mode][n] = row
+            print(
+                f"{n:>6} resources, {mode.replace('_', ' ')}: ours {row['ours_ms']:.2f} ms, "
+                f"floor {row['floor_ms']:.2f} ms, ratio {row['ratio']:.2f}x; first sight "
+                f"{row['first_sight_ms']:.2f} ms ({row['first_sight_ratio']:.2f}x); "
+                f"{row['calls']} calls",
+                flush=True,
+            )
+    for mode in ("gc_on", "gc_off"):
+        rows = results[mode]
+        results[f"{mode}_slope_us"] = {
+            "ours": slope(rows, "ours_ms"),
+            "floor": slope(rows, "floor_ms"),
+            "first_sight": slope(rows, "first_sight_ms"),
+        }
+    return results
+
+
+def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default=",".join(str(s) for s in SIZES))
+    parser.add_argument("--calls", type=int, default=5, help="at least this many calls a size")
+    parser.add_argument("--json", type=Path, help="write the figures to this file")
+    parser.add_argument("--database", default="sqlite://", help="the audit store")
+    parser.add_argument("--wall", action="store_true", help="wall time, not CPU time")
+    args = parser.parse_args(argv)
+    if args.wall:
+        global CLOCK
+        CLOCK = time.perf_counter
+    sizes = tuple(int(s) for s in args.sizes.split(","))
+    results = run(sizes, args.calls, args.database)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+        out(f"figures written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""A bounded memo keyed by the content of JSON values, for pure readers of chart data.
+
+A chart repeats the same few codes thousands of times (every CRP result has the same
+`code`, every fill of one drug the same `medicationCodeableConcept`), and some readers
+(`conditions.classify_concept`, `medications._identify_concepts`) depend on nothing but
+that value and the value sets loaded at import. Their answers are kept by the value's JSON
+text (a digest of it when long): equal text, equal value, equal answer. A value whose text
+would not tell it apart (orjson writes NaN and infinities as `null`; so no value with a
+`null` is keyed) or that orjson cannot write is computed every time. At most `capacity`
+answers are kept (the least recently used go first), so a worker's memory stays flat
+whatever it is sent. Answers must be immutable (tuples, frozensets, strings) or copied by
+the caller.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, Final, Generic, TypeVar
+
+import orjson
+
+T = TypeVar("T")
+
+
+_SHORT: Final = 160
+"""Texts up to this long are kept as they are; longer ones by their BLAKE2b digest, so that
+a kept key never takes more than a few hundred bytes whatever the chart holds."""
+
+
+def content_key(value: Any) -> bytes | None:
+    """The value's JSON text (or its digest, when long), or None when it cannot stand for
+    the value exactly."""
+    try:
+        text = orjson.dumps(value)
+    except (orjson.JSONEncodeError, TypeError):
+        return None
+    if b"null" in text:
+        return None
+    return text if len(text) <= _SHORT else hashlib.blake2b(text, digest_size=20).digest()
+
+
+class ContentMemo(Generic[T]):
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._answers: OrderedDict[bytes, T] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, value: Any, compute: Callable[[], T]) -> T:
+        """The answer kept for `value`, else `compute()` (kept when `value` can be keyed)."""
+        key = content_key(value)
+        if key is None:
+            return compute()
+        with self._lock:
+            if key in self._answers:
+                self._answers.move_to_end(key)
+                return self._answers[key]
+        answer = compute()
+        with self._lock:
+            self._answers[key] = answer
+            if len(self._answers) > self._capacity:
+                self._answers.popitem(last=False)
+        return answer
+
+    def clear(self) -> None:
+        with self._lock:
+            self._answers.clear()
+
+    def __len__(self) -> int:
+        return len(self._answers)
