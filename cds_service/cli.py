@@ -36,13 +36,13 @@ from cds_service.config import (
     one_line,
     validate_startup,
 )
+from cds_service.cpus import usable_cpus
 from cds_service.json_logs import (
     DropQueryStrings,
     JsonLineFormatter,
     drop_exception_echo,
     print_line,
 )
-from cds_service.cpus import usable_cpus
 
 
 def refuse(message: str, code: int) -> int:
