@@ -186,6 +186,11 @@ def test_a_run_with_a_killed_and_a_hung_worker_writes_only_json(
         timeout=10,
     )
     assert asked.status_code == 200
+    # The access line is written after the answer: wait for it before killing that worker.
+    served.wait_for(
+        lambda line: line.get("event") == "access" and line.get("request_id") == "ops-check-0001",
+        "access line",
+    )
     first = served.workers()[-1]
     os.kill(first, signal.SIGKILL)
     served.wait_for(lambda line: "was sent SIGKILL" in line["message"], "worker killed")
