@@ -138,9 +138,10 @@ def start_service(tmp: Path, workers: int, fhir_servers: Sequence[str] = ()) -> 
     return ready("service", process, workers)
 
 
-def start_floor(tmp: Path, workers: int) -> Server:
+def start_floor(tmp: Path, workers: int, worker_class: str = "gthread") -> Server:
     """The floor under gunicorn, set up as `cds-service serve` sets up the service (the
-    shared runner starts only our service; stopping and waiting are the shared ones)."""
+    shared runner starts only our service; stopping and waiting are the shared ones):
+    `gthread` with 4 threads per worker, or `gevent` (benchmarks/served.py)."""
     port = shared_service.free_port()
     cmd = [
         str(VENV_BIN / "gunicorn"),
@@ -151,9 +152,8 @@ def start_floor(tmp: Path, workers: int) -> Server:
         "--workers",
         str(workers),
         "--worker-class",
-        "gthread",
-        "--threads",
-        "4",  # as `cds-service serve`
+        worker_class,
+        *(["--threads", "4"] if worker_class == "gthread" else []),  # as `cds-service serve`
         "--preload",
         "--log-level",
         "warning",

@@ -35,51 +35,12 @@ from urllib.parse import parse_qsl, urlsplit
 from benchmarks import run as bench
 from benchmarks.workload import chart, context_only_request, order_sign_request, prefetch
 from cds_service.cpus import usable_cpus
-from sandbox import service as shared_service
 from sandbox.ehr import fill_template, token_values
 
 
 def start_floor_gevent(tmp: Path, workers: int) -> bench.Server:
     """The floor under gunicorn with gevent workers, as `cds-service serve` serves ours."""
-    import os
-    import subprocess
-
-    port = shared_service.free_port()
-    cmd = [
-        str(bench.VENV_BIN / "gunicorn"),
-        "--config",
-        "python:benchmarks.floor_gunicorn",
-        "--bind",
-        f"{shared_service.LOOPBACK}:{port}",
-        "--workers",
-        str(workers),
-        "--worker-class",
-        "gevent",
-        "--preload",
-        "--log-level",
-        "warning",
-        "benchmarks.floor:app",
-    ]
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(bench.ROOT)
-    log = tmp / "floor.log"
-    with log.open("wb") as sink:
-        popen = subprocess.Popen(  # noqa: S603 - fixed arguments, no shell
-            cmd,
-            cwd=bench.ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    process = shared_service.ServiceProcess(popen, f"http://{shared_service.LOOPBACK}:{port}", log)
-    try:
-        shared_service.wait_for_discovery(process, bench.START_TIMEOUT_S)
-    except BaseException:
-        process.stop()
-        raise
-    return bench.ready("floor", process, workers)
+    return bench.start_floor(tmp, workers, worker_class="gevent")
 
 
 def level(port: int, body: bytes, clients: int, duration: float) -> dict[str, float]:

@@ -20,7 +20,6 @@ import os
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -37,9 +36,9 @@ from sandbox.fhir_sandbox import (
     npm_available,
     start,
 )
+from tests.chromium import CHROMIUM, launched
 from tests.conftest import ROOT, base_config
 
-CHROMIUM = Path("/usr/bin/chromium")
 TOKEN = "pharmacist-secret-for-tests"
 TIMEOUT = 60
 PACK = "NH.PHAR.244"
@@ -111,14 +110,8 @@ def running(sandbox_server: SandboxServer) -> Iterator[Running]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with launched(sync_api) as chromium:
+        yield chromium
 
 
 def _package(running: Running) -> tuple[dict[str, Any], dict[str, Any]]:

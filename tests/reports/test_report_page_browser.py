@@ -7,7 +7,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,9 +14,9 @@ import requests
 from werkzeug.serving import make_server
 
 from cds_service import create_app
+from tests.chromium import CHROMIUM, launched
 from tests.conftest import base_config, load_example, wait_for_audit
 
-CHROMIUM = Path("/usr/bin/chromium")
 TOKEN = "operator-secret-for-tests"
 TIMEOUT = 30
 
@@ -100,14 +99,8 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with launched(sync_api) as chromium:
+        yield chromium
 
 
 def _opens(context: Any, url: str) -> bool:
