@@ -176,6 +176,13 @@ def called_url(req: Request, settings: Settings) -> str:
     return req.base_url
 
 
+def public_base_url(req: Request, settings: Settings) -> str:
+    """The service's external base URL, without a trailing slash: the configured public base
+    URL (behind a proxy), else the root of the request as received. Policy links, the
+    documentation template's canonical and the form pages are built on it."""
+    return (settings.public_base_url or req.url_root).rstrip("/")
+
+
 def authenticate(req: Request) -> Principal | None:
     """Who is calling; None with `CDS_AUTH=disabled`. Raises a bare 401 otherwise."""
     state = get_state()
@@ -542,7 +549,7 @@ def call_service(service_id: str) -> Response:
         unavailable_types=service.resource_types(result.missing),
         missing_data=missing_data(service, result),
         record_unreadable=bool(result.required_missing),
-        public_base_url=(state.settings.public_base_url or request.url_root).rstrip("/"),
+        public_base_url=public_base_url(request, state.settings),
         # Switched off by the caller: rendered without it, so the cards that would only
         # repeat it (CRD resp-12) come back.
         coverage_information=COVERAGE_INFO not in config.disabled_types,

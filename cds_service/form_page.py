@@ -63,8 +63,7 @@ def _message(text: str, status: int, **headers: str) -> Response:
 
 
 def _base_url() -> str:
-    state = api.get_state()
-    return (state.settings.public_base_url or request.url_root).rstrip("/")
+    return api.public_base_url(request, api.get_state().settings)
 
 
 @forms_blueprint.get("/forms")

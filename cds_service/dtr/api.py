@@ -83,8 +83,7 @@ def _fhir_error(error: FhirError) -> Response:
 
 
 def _base_url() -> str:
-    state = api.get_state()
-    return (state.settings.public_base_url or request.url_root).rstrip("/")
+    return api.public_base_url(request, api.get_state().settings)
 
 
 def _pack(pack_id: str) -> Pack:
