@@ -537,21 +537,33 @@ def _failed_outcome(entry: Mapping[str, Any]) -> bool:
 
 def _errors_reported(bundle: Mapping[str, Any]) -> bool:
     entries = bundle.get("entry")
-    return any(
-        isinstance(entry, Mapping) and _failed_outcome(entry)
-        for entry in (entries if isinstance(entries, list) else [])
-    )
+    if not isinstance(entries, list):
+        return False
+    # A plain loop, `type(...) is dict` first: this runs over every entry of every Bundle.
+    for entry in entries:
+        if type(entry) is dict or isinstance(entry, Mapping):
+            resource = entry.get("resource")
+            if (
+                (type(resource) is dict or isinstance(resource, Mapping))
+                and resource.get("resourceType") == "OperationOutcome"
+                and _failed_outcome(entry)
+            ):
+                return True
+    return False
 
 
 def _carried(bundle: Mapping[str, Any]) -> int:
     """Entries of a search Bundle that are not search outcomes."""
     entries = bundle.get("entry")
-    return sum(
-        1
-        for entry in (entries if isinstance(entries, list) else [])
-        if isinstance(entry, Mapping)
-        and (entry.get("search") or {}).get("mode", "match") != "outcome"
-    )
+    if not isinstance(entries, list):
+        return 0
+    count = 0
+    for entry in entries:
+        if type(entry) is dict or isinstance(entry, Mapping):
+            search = entry.get("search")
+            if not search or search.get("mode", "match") != "outcome":
+                count += 1
+    return count
 
 
 def _total(bundle: Mapping[str, Any]) -> int | None:

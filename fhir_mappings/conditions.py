@@ -87,8 +87,9 @@ _CLASSIFIED: Final[ContentMemo[Classified]] = ContentMemo(capacity=16_384)
 
 
 def forget_classified() -> None:
-    """Empty the memo (the benchmark's first-sight figures)."""
+    """Empty the memos (the benchmark's first-sight figures)."""
     _CLASSIFIED.clear()
+    _FINDINGS.clear()
 
 
 def classify_concept(concept: Json | None) -> Classified:
@@ -486,43 +487,58 @@ def observed_findings(parsed: Parsed, patient_ref: Ref | None) -> list[Condition
     symptom charted as an observation: "urticarial rash", "hearing loss"), dated by their
     effective date, unless the value says the finding is absent ("no", "absent", false)."""
     out: list[ConditionRecord] = []
-    for observation in parsed.candidates("Observation"):
-        if observation.get("status") not in _FINAL_OBSERVATION:
+    for observation, key in parsed.keyed_candidates("Observation"):
+        found = _FINDINGS.get_keyed(key, lambda: _finding_of(observation))  # noqa: B023
+        if found is None:
             continue
-        if not for_patient(observation, patient_ref):
-            continue
-        sets, system, code, display, _ = classify_concept(get_map(observation, "code"))
-        if not sets:
-            sets, system, code, display, _ = classify_concept(
-                get_map(observation, "valueCodeableConcept")
-            )
-        elif _says_absent(observation):
-            continue
-        if not sets:
+        subject, record = found
+        if not (subject is None or patient_ref is None or subject == patient_ref):
             continue
         # Validation keeps the fields read above as they are (it only drops unknown ones).
         if parsed.accept(observation) is None:
             continue
-        effective = observation.get("effectiveDateTime")
-        if not isinstance(effective, str):
-            effective = (get_map(observation, "effectivePeriod") or {}).get("start")
-        if not isinstance(effective, str):
-            effective = observation.get("issued")
-        out.append(
-            ConditionRecord(
-                valuesets=sets,
-                system=system,
-                code=code,
-                display=display,
-                ref=ref_of(observation),
-                source="observation",
-                onset=parse_date(effective),
-                onset_latest=parse_date(effective, end=True),
-                abatement=None,
-                abatement_earliest=None,
-                abated=False,
-                clinical_status=None,
-                recorded=parse_date(effective),
-            )
-        )
+        out.append(record)
     return out
+
+
+_FINDINGS: Final[ContentMemo[tuple[Ref | None, ConditionRecord] | None]] = ContentMemo(
+    capacity=20_000
+)
+"""`_finding_of` by the Observation body's content key: it depends on nothing else."""
+
+
+def _finding_of(observation: Json) -> tuple[Ref | None, ConditionRecord] | None:
+    """(the patient it names, the finding) of a final Observation of a finding that is not
+    said absent; None for any other."""
+    if observation.get("status") not in _FINAL_OBSERVATION:
+        return None
+    sets, system, code, display, _ = classify_concept(get_map(observation, "code"))
+    if not sets:
+        sets, system, code, display, _ = classify_concept(
+            get_map(observation, "valueCodeableConcept")
+        )
+    elif _says_absent(observation):
+        return None
+    if not sets:
+        return None
+    effective = observation.get("effectiveDateTime")
+    if not isinstance(effective, str):
+        effective = (get_map(observation, "effectivePeriod") or {}).get("start")
+    if not isinstance(effective, str):
+        effective = observation.get("issued")
+    record = ConditionRecord(
+        valuesets=sets,
+        system=system,
+        code=code,
+        display=display,
+        ref=ref_of(observation),
+        source="observation",
+        onset=parse_date(effective),
+        onset_latest=parse_date(effective, end=True),
+        abatement=None,
+        abatement_earliest=None,
+        abated=False,
+        clinical_status=None,
+        recorded=parse_date(effective),
+    )
+    return reference(observation.get("subject")), record

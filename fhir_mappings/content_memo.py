@@ -7,7 +7,7 @@ that value and the value sets loaded at import. Their answers are kept by the va
 text (a digest of it when long): equal text, equal value, equal answer. A value whose text
 would not tell it apart (orjson writes NaN and infinities as `null`; so no value with a
 `null` is keyed) or that orjson cannot write is computed every time. At most `capacity`
-answers are kept (the least recently used go first), so a worker's memory stays flat
+answers are kept (the oldest go first), so a worker's memory stays flat
 whatever it is sent. Answers must be immutable (tuples, frozensets, strings) or copied by
 the caller.
 """
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Final, Generic, TypeVar
 
@@ -45,23 +44,29 @@ def content_key(value: Any) -> bytes | None:
 class ContentMemo(Generic[T]):
     def __init__(self, capacity: int) -> None:
         self._capacity = capacity
-        self._answers: OrderedDict[bytes, T] = OrderedDict()
+        self._answers: dict[bytes, T] = {}
         self._lock = threading.Lock()
 
     def get(self, value: Any, compute: Callable[[], T]) -> T:
         """The answer kept for `value`, else `compute()` (kept when `value` can be keyed)."""
-        key = content_key(value)
+        return self.get_keyed(content_key(value), compute)
+
+    def get_keyed(self, key: bytes | None, compute: Callable[[], T]) -> T:
+        """The answer kept under `key` (a `content_key`, or another digest that stands for
+        the value exactly), else `compute()`, kept unless `key` is None."""
         if key is None:
             return compute()
-        with self._lock:
-            if key in self._answers:
-                self._answers.move_to_end(key)
-                return self._answers[key]
+        # A hit takes no lock: one look-up in a dict is atomic, and answers are immutable.
+        try:
+            return self._answers[key]
+        except KeyError:
+            pass
         answer = compute()
         with self._lock:
             self._answers[key] = answer
             if len(self._answers) > self._capacity:
-                self._answers.popitem(last=False)
+                # The oldest answer goes first (dicts keep insertion order).
+                del self._answers[next(iter(self._answers))]
         return answer
 
     def clear(self) -> None:

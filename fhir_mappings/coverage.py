@@ -77,10 +77,27 @@ def _identifiers(resource: Mapping[str, Any]) -> tuple[Identifier, ...]:
     return tuple(i for i in found if i is not None)
 
 
-def _organizations(resources: Sequence[Any]) -> dict[str, Mapping[str, Any]]:
+def _of_types(
+    resources: Sequence[Any],
+) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+    """(the Organizations, the Coverages) among `resources`, in input order: one pass,
+    plain dicts tested first (a chart holds thousands of other resources)."""
+    organizations: list[Mapping[str, Any]] = []
+    coverages: list[Mapping[str, Any]] = []
+    for resource in resources:
+        if type(resource) is dict or isinstance(resource, Mapping):
+            kind = resource.get("resourceType")
+            if kind == "Coverage":
+                coverages.append(resource)
+            elif kind == "Organization":
+                organizations.append(resource)
+    return organizations, coverages
+
+
+def _organizations(resources: Sequence[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
     out: dict[str, Mapping[str, Any]] = {}
     for resource in resources:
-        if isinstance(resource, Mapping) and resource.get("resourceType") == "Organization":
+        if resource.get("resourceType") == "Organization":
             rid = _text(resource.get("id"))
             if rid:
                 out.setdefault(f"Organization/{rid}", resource)
@@ -154,12 +171,13 @@ def _coverages(
 ) -> tuple[CoverageRecord, ...]:
     """Every Coverage among `resources` that `keep(resource, people)` accepts (people: the
     beneficiary and subscriber references), each once, in input order."""
-    organizations = _organizations(resources)
+    organization_resources, coverage_resources = _of_types(resources)
+    if not coverage_resources:
+        return ()
+    organizations = _organizations(organization_resources)
     seen: set[str] = set()
     out = []
-    for resource in resources:
-        if not isinstance(resource, Mapping) or resource.get("resourceType") != "Coverage":
-            continue
+    for resource in coverage_resources:
         rid = _text(resource.get("id"))
         people = frozenset(
             p

@@ -7,6 +7,7 @@ import calendar
 from collections.abc import Iterator, Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 Json = Mapping[str, Any]
@@ -22,8 +23,10 @@ def as_list(value: Any) -> list[Any]:
 
 def maps(value: Any) -> Iterator[Json]:
     """The mappings in a value that may be one object or a list of them."""
+    # `type(...) is dict` first: parsed JSON is plain dicts, and the Mapping check of an
+    # abstract base class costs several times more (these readers run for every resource).
     for item in as_list(value):
-        if isinstance(item, Mapping):
+        if type(item) is dict or isinstance(item, Mapping):
             yield item
 
 
@@ -31,7 +34,7 @@ def get_map(obj: Json | None, key: str) -> Json | None:
     if obj is None:
         return None
     value = obj.get(key)
-    return value if isinstance(value, Mapping) else None
+    return value if type(value) is dict or isinstance(value, Mapping) else None
 
 
 def get_str(obj: Json | None, key: str) -> str | None:
@@ -167,12 +170,19 @@ def compare_versions(a: Json, b: Json) -> int:
 def reference(value: Any) -> str | None:
     """`Type/id` (or `#id`) of a Reference, without a server base or `_history`; a
     conditional reference as `Type?query`."""
-    if not isinstance(value, Mapping):
+    if not (type(value) is dict or isinstance(value, Mapping)):
         return None
     ref = get_str(value, "reference")
     if ref is None:
         return None
-    ref = ref.strip()
+    return _reference_text(ref)
+
+
+@lru_cache(maxsize=16_384)
+def _reference_text(text: str) -> str | None:
+    """`reference` of one reference text (memoised: a chart names the same patient,
+    practitioners and encounters in every resource)."""
+    ref = text.strip()
     if ref.startswith("#"):
         return ref
     if "?" in ref:

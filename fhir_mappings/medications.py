@@ -138,6 +138,11 @@ def _medication_concepts(
 def identify(resource: Json, parsed: Parsed) -> list[DrugIdentity]:
     """The value-set drugs a MedicationRequest / Statement / Dispense (or an
     AllergyIntolerance-like concept holder) is for; empty when none is recognised."""
+    # Several readers ask of the same record in one call (history, unidentified records).
+    return list(parsed.remember("identify", resource, lambda: tuple(_identify(resource, parsed))))
+
+
+def _identify(resource: Json, parsed: Parsed) -> list[DrugIdentity]:
     concepts: list[Json | None] = []
     extra: list[str] = []
     cc = get_map(resource, "medicationCodeableConcept")

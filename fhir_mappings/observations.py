@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Final, Literal, TypeVar
 
@@ -44,7 +45,6 @@ from fhir_mappings.facts import GeneticResult, Measurement, Ref, WeightFact
 from fhir_mappings.fields import (
     Json,
     codings,
-    for_patient,
     get_map,
     get_num,
     get_str,
@@ -172,6 +172,7 @@ def forget_kinds() -> None:
     """Empty the memos (the benchmark's first-sight figures)."""
     _KINDS.clear()
     _MAY_BE_GENETIC.clear()
+    _READINGS.clear()
 
 
 def _kind(concept: Json | None) -> str | None:
@@ -374,6 +375,45 @@ def _measurement(
     )
 
 
+@dataclass(frozen=True)
+class _Reading:
+    """What `measurements` reads from one Observation's body alone (before validation)."""
+
+    subject: Ref | None
+    effective: date | None
+    found: tuple[Measurement, ...]
+    problems: tuple[str, ...]
+    may_be_genetic: bool
+
+
+_READINGS: Final[ContentMemo[_Reading | None]] = ContentMemo(capacity=20_000)
+"""Readings by the body's content key (`Parsed.keyed_candidates`): a body depends on
+nothing else, so a chart sent again is not read again. None: not final."""
+
+
+def _read(obs: Json) -> _Reading | None:
+    if obs.get("status") not in _FINAL:
+        return None
+    ref = ref_of(obs)
+    effective = _effective(obs)
+    mine: list[Measurement] = []
+    mine_problems: list[str] = []
+    kind = _kind(get_map(obs, "code"))
+    if kind is not None:
+        mine.append(_measurement(kind, obs, ref, effective, mine_problems))
+    for component in maps(obs.get("component")):
+        c_kind = _kind(get_map(component, "code"))
+        if c_kind is not None:
+            mine.append(_measurement(c_kind, component, ref, effective, mine_problems))
+    return _Reading(
+        subject=reference(obs.get("subject")),
+        effective=effective,
+        found=tuple(mine),
+        problems=tuple(mine_problems),
+        may_be_genetic=_may_be_genetic(obs),
+    )
+
+
 def measurements(
     parsed: Parsed, patient_ref: Ref | None
 ) -> tuple[list[Measurement], list[GeneticResult], list[str]]:
@@ -385,28 +425,21 @@ def measurements(
     found: list[Measurement] = []
     genetics: list[GeneticResult] = []
     problems: list[str] = []
-    for obs in parsed.candidates("Observation"):
-        if obs.get("status") not in _FINAL or not for_patient(obs, patient_ref):
+    for obs, key in parsed.keyed_candidates("Observation"):
+        reading = _READINGS.get_keyed(key, lambda: _read(obs))  # noqa: B023 (called now)
+        if reading is None:
             continue
-        ref = ref_of(obs)
-        effective = _effective(obs)
-        mine: list[Measurement] = []
-        mine_problems: list[str] = []
-        kind = _kind(get_map(obs, "code"))
-        if kind is not None:
-            mine.append(_measurement(kind, obs, ref, effective, mine_problems))
-        for component in maps(obs.get("component")):
-            c_kind = _kind(get_map(component, "code"))
-            if c_kind is not None:
-                mine.append(_measurement(c_kind, component, ref, effective, mine_problems))
-        genetic = _genetic(obs, parsed, effective)
-        if not mine and genetic is None:
+        subject = reading.subject
+        if not (subject is None or patient_ref is None or subject == patient_ref):
+            continue
+        genetic = _genetic(obs, parsed, reading.effective) if reading.may_be_genetic else None
+        if not reading.found and genetic is None:
             continue
         # Validation keeps the fields read above as they are (it only drops unknown ones).
         if parsed.accept(obs) is None:
             continue
-        found.extend(mine)
-        problems.extend(mine_problems)
+        found.extend(reading.found)
+        problems.extend(reading.problems)
         if genetic is not None:
             genetics.append(genetic)
     return found, genetics, problems
@@ -498,8 +531,7 @@ def _may_be_genetic(obs: Json) -> bool:
 
 
 def _genetic(obs: Json, parsed: Parsed, effective: date | None) -> GeneticResult | None:
-    if not _may_be_genetic(obs):
-        return None
+    """The IL1RN result of an Observation that `_may_be_genetic`."""
     refs = [ref_of(obs)]
     il1rn = _names_il1rn(obs)
     if not il1rn:

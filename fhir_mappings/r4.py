@@ -33,10 +33,10 @@ import hashlib
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cmp_to_key
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import orjson
 from fhir.resources.R4B.allergyintolerance import AllergyIntolerance
@@ -62,6 +62,7 @@ from fhir_mappings import budget
 from fhir_mappings.fields import LOCAL_REF_KEY, compare_versions, ref_of
 
 Json = Mapping[str, Any]
+T = TypeVar("T")
 
 _MODELS: Final[Mapping[str, Any]] = {
     "AllergyIntolerance": AllergyIntolerance,
@@ -151,9 +152,13 @@ order-select example sends `doseAndRate` so)."""
 
 
 def _needs_wrap(dosage: Any) -> bool:
-    return isinstance(dosage, Mapping) and any(
-        isinstance(dosage.get(key), Mapping) for key in _DOSAGE_LIST_FIELDS
-    )
+    if not isinstance(dosage, Mapping):
+        return False
+    for key in _DOSAGE_LIST_FIELDS:
+        value = dosage.get(key)
+        if value is not None and type(value) is not list and isinstance(value, Mapping):
+            return True
+    return False
 
 
 def _wrap_dosage(dosage: Any) -> Any:
@@ -185,6 +190,22 @@ def normalise(resource: Json) -> dict[str, Any]:
         else:
             del out["class"]
     return out
+
+
+def _already_normal(rtype: str, resource: Json) -> bool:
+    """`normalise` would change nothing, and the resource carries no internal reference."""
+    if LOCAL_REF_KEY in resource:
+        return False
+    for key in _LIST_FIELDS.get(rtype, ()):
+        value = resource.get(key)
+        # Plain types first: the Mapping check of an abstract base class costs more.
+        if value is not None and type(value) is not list and isinstance(value, Mapping):
+            return False
+    for key in _DOSAGE_FIELDS:
+        dosages = resource.get(key)
+        if isinstance(dosages, list) and any(_needs_wrap(d) for d in dosages):
+            return False
+    return not (rtype == "Encounter" and isinstance(resource.get("class"), list))
 
 
 class _SeenValid:
@@ -246,14 +267,19 @@ def validate(resource: Json) -> tuple[dict[str, Any] | None, tuple[str, ...]]:
     Only unknown fields are forgiven (reported, ignored); any other error leaves the
     resource out."""
     budget.check()
-    rtype = resource.get("resourceType")
-    label = ref_of(resource)
-    model = _MODELS.get(str(rtype))
+    model = _MODELS.get(str(resource.get("resourceType")))
     if model is None:
         return None, ()
     data = normalise(resource)
     internal = data.pop(LOCAL_REF_KEY, None)  # ours (see parse_resources), never validated
-    key = _content_key(data)
+    return _validated(model, data, _content_key(data), internal, ref_of(resource))
+
+
+def _validated(
+    model: Any, data: dict[str, Any], key: bytes | None, internal: Any, label: str
+) -> tuple[dict[str, Any] | None, tuple[str, ...]]:
+    """`validate` of a normalised copy `data` (without the internal reference, given
+    apart as `internal`) whose content key is `key`."""
     valid: dict[str, Any] | None
     problems: tuple[str, ...]
     if key is not None and _VALID.seen(key):
@@ -298,8 +324,22 @@ class _Entry:
     ref: str
     rtype: str
     raw: Json
+    """The normalised copy (with the internal reference of a resource without an id)."""
     data: dict[str, Any] | None = None
     checked: bool = False
+    key: bytes | None = None
+    keyed: bool = False
+
+    def content_key(self) -> bytes | None:
+        """The digest of the body (`_content_key`, the internal reference left out),
+        computed once: validation and the readers' memos share it."""
+        if not self.keyed:
+            self.keyed = True
+            body = self.raw
+            if LOCAL_REF_KEY in body:
+                body = {k: v for k, v in body.items() if k != LOCAL_REF_KEY}
+            self.key = _content_key(body)
+        return self.key
 
 
 class _LazyRefs(Mapping[str, Json]):
@@ -349,6 +389,21 @@ class Parsed:
             if len(copies) > 1:  # newest first; a stable sort keeps input order on ties
                 self._by_ref[ref] = sorted(copies, key=cmp_to_key(_newest_first))
         self._problems: list[tuple[int, str]] = list(early_problems)
+        self._remembered: dict[tuple[str, int], tuple[Any, Any]] = {}
+
+    def remember(self, name: str, resource: Any, compute: Callable[[], T]) -> T:
+        """`compute()` for `resource` once per call: the answer of reader `name` (which
+        depends on the resource and this call's resources only) is kept until the call
+        ends. Keyed by the object's identity; the object is kept with the answer, so its
+        identity cannot be reused while the answer is kept."""
+        key = (name, id(resource))
+        kept = self._remembered.get(key)
+        if kept is not None and kept[0] is resource:
+            answer: T = kept[1]
+            return answer
+        answer = compute()
+        self._remembered[key] = (resource, answer)
+        return answer
 
     @property
     def by_ref(self) -> Mapping[str, Json]:
@@ -369,7 +424,14 @@ class Parsed:
     def _check(self, entry: _Entry) -> dict[str, Any] | None:
         if not entry.checked:
             entry.checked = True
-            entry.data, found = validate(entry.raw)
+            budget.check()
+            # `validate(entry.raw)`, without normalising again (the entry is normalised)
+            # or computing the content key twice.
+            data = dict(entry.raw)
+            internal = data.pop(LOCAL_REF_KEY, None)
+            entry.data, found = _validated(
+                _MODELS[entry.rtype], data, entry.content_key(), internal, ref_of(entry.raw)
+            )
             self._problems.extend((entry.index, text) for text in found)
         return entry.data
 
@@ -397,6 +459,12 @@ class Parsed:
             if data is not None:
                 out.append(data)
         return tuple(out)
+
+    def keyed_candidates(self, resource_type: str) -> tuple[tuple[Json, bytes | None], ...]:
+        """`candidates` with each one's content key (see `_Entry.content_key`; None when
+        the body cannot be keyed): a reader that depends on nothing but the body can keep
+        its reading by this key."""
+        return tuple((e.raw, e.content_key()) for e in self._by_type.get(resource_type, ()))
 
     def candidates(self, resource_type: str) -> tuple[Json, ...]:
         """The resources of a type before validation (normalised copies, input order).
@@ -445,6 +513,11 @@ def parse_resources(resources: Sequence[Any]) -> Parsed:
         if rtype not in _MODELS:
             continue
         rid = resource.get("id")
+        if isinstance(rid, str) and rid and _already_normal(rtype, resource):
+            # The common case: nothing to fix, so the resource itself is indexed (never
+            # mutated: validation works on a copy).
+            entries.append(_Entry(index, f"{rtype}/{rid}", rtype, resource))
+            continue
         data = normalise(resource)
         data.pop(LOCAL_REF_KEY, None)  # only parse_resources sets it
         if isinstance(rid, str) and rid:

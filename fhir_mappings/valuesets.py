@@ -412,8 +412,20 @@ _CLASS_PHRASES: Final = tuple(phrase(text) for vs in _DATA.sets.values() for tex
 def names_a_drug_class(texts: Iterable[str]) -> bool:
     """Whether any of `texts` names, as whole words, a drug class some medication value set
     lists (`class_names`): a medication named only by its class may be one of its drugs."""
-    split = texts_of(texts)
+    return any(
+        _short_text_names_a_drug_class(t) if len(t) <= 4096 else _text_names_a_drug_class(t)
+        for t in texts
+        if t
+    )
+
+
+def _text_names_a_drug_class(text: str) -> bool:
+    split = texts_of((text,))
     return any(found_in(p, split) for p in _CLASS_PHRASES)
+
+
+_short_text_names_a_drug_class = lru_cache(maxsize=4096)(_text_names_a_drug_class)
+"""Memoised for short texts: a chart names the same few drugs in every fill."""
 
 
 def valueset_names() -> frozenset[str]:
@@ -505,6 +517,7 @@ def forget_matches() -> None:
     """Empty the memos of code and name look-ups (the benchmark's first-sight figures)."""
     _match_code.cache_clear()
     _match_names.cache_clear()
+    _short_text_names_a_drug_class.cache_clear()
 
 
 def match_names(texts: Iterable[str], kinds: frozenset[str] | None = None) -> tuple[Hit, ...]:
