@@ -11,7 +11,7 @@ an order that could not be evaluated: `outcome` "not-evaluated", `reason`, and
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 from cds_service.cards.model import MissingData
 from cds_service.policy.model import Decision
@@ -42,20 +42,26 @@ def _empty(value: Any) -> bool:
     return value is None or (isinstance(value, str | list | tuple | dict) and len(value) == 0)
 
 
+_LEAVES: Final = frozenset({str, int, float, bool, type(None)})
+
+
 def prune(value: Any) -> Any:
     """Drop `None`, empty strings, empty lists and empty objects, recursively.
 
     CDS Hooks and FHIR JSON both forbid nulls and empty values; every card,
     action and extension goes through here once before it leaves the renderer.
     """
-    if isinstance(value, Mapping):
+    kind = type(value)
+    if kind in _LEAVES:  # the common case, tested by exact type first
+        return value
+    if kind is dict or isinstance(value, Mapping):
         out = {}
         for key, item in value.items():
-            cleaned = prune(item)
+            cleaned = item if type(item) in _LEAVES else prune(item)
             if not _empty(cleaned):
                 out[key] = cleaned
         return out
-    if isinstance(value, list | tuple):
-        items = [prune(item) for item in value]
+    if kind is list or kind is tuple or isinstance(value, list | tuple):
+        items = [item if type(item) in _LEAVES else prune(item) for item in value]
         return [item for item in items if not _empty(item)]
     return value

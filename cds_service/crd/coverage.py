@@ -499,10 +499,23 @@ def carries_same(order: Mapping[str, Any], extension: Mapping[str, Any]) -> bool
     )
 
 
+def _json_copy(value: Any) -> Any:
+    """A deep copy of parsed JSON (objects and arrays copied, scalars shared); anything
+    else is copied with `copy.deepcopy`."""
+    kind = type(value)
+    if kind is dict:
+        return {key: _json_copy(item) for key, item in value.items()}
+    if kind is list:
+        return [_json_copy(item) for item in value]
+    if kind is str or kind is int or kind is float or kind is bool or value is None:
+        return value
+    return copy.deepcopy(value)
+
+
 def with_extension(order: Mapping[str, Any], extension: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of the draft with `extension` in place of the coverage information it carries
     for the same Coverage; every other extension is kept."""
-    resource: dict[str, Any] = copy.deepcopy(dict(order))
+    resource: dict[str, Any] = _json_copy(dict(order))
     coverage = _coverage_of(extension)
     existing = resource.get("extension")
     kept = [
