@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+import orjson
+
 from cds_service.cards.model import MissingData
 from cds_service.policy.model import Decision
 from cds_service.policy.report import decision_to_json
@@ -45,23 +47,51 @@ def _empty(value: Any) -> bool:
 _LEAVES: Final = frozenset({str, int, float, bool, type(None)})
 
 
+_EMPTY_MARKS: Final = (b"null", b'""', b"[]", b"{}")
+
+
 def prune(value: Any) -> Any:
     """Drop `None`, empty strings, empty lists and empty objects, recursively.
 
     CDS Hooks and FHIR JSON both forbid nulls and empty values; every card,
     action and extension goes through here once before it leaves the renderer.
     """
+    if type(value) is dict:
+        # Most values have nothing to drop: their JSON text shows no null and no empty
+        # string, list or object anywhere (not even inside a text), so they are returned as
+        # they are, without rebuilding them (a draft order in a system action is thousands
+        # of nodes).
+        try:
+            text = orjson.dumps(value)
+        except (orjson.JSONEncodeError, TypeError):
+            text = b"null"
+        if not any(mark in text for mark in _EMPTY_MARKS) and _plain_json(value):
+            return value
+    return _prune(value)
+
+
+def _plain_json(value: Any) -> bool:
+    """Only dicts, lists and scalars (no tuples or other mappings `_prune` would rebuild)."""
+    kind = type(value)
+    if kind is dict:
+        return all(_plain_json(item) for item in value.values())
+    if kind is list:
+        return all(_plain_json(item) for item in value)
+    return kind in _LEAVES
+
+
+def _prune(value: Any) -> Any:
     kind = type(value)
     if kind in _LEAVES:  # the common case, tested by exact type first
         return value
     if kind is dict or isinstance(value, Mapping):
         out = {}
         for key, item in value.items():
-            cleaned = item if type(item) in _LEAVES else prune(item)
+            cleaned = item if type(item) in _LEAVES else _prune(item)
             if not _empty(cleaned):
                 out[key] = cleaned
         return out
     if kind is list or kind is tuple or isinstance(value, list | tuple):
-        items = [item if type(item) in _LEAVES else prune(item) for item in value]
+        items = [item if type(item) in _LEAVES else _prune(item) for item in value]
         return [item for item in items if not _empty(item)]
     return value
