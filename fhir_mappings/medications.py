@@ -80,6 +80,7 @@ _IDENTIFIED: Final[ContentMemo[tuple[tuple[str, MatchedBy], ...]]] = ContentMemo
 def forget_identified() -> None:
     """Empty the memo (the benchmark's first-sight figures)."""
     _IDENTIFIED.clear()
+    _RECORDS.clear()
 
 
 def _identify_concepts(
@@ -321,6 +322,59 @@ def _class_only(resource: Json, parsed: Parsed) -> bool:
     return valuesets.names_a_drug_class(words)
 
 
+@dataclass(frozen=True)
+class _RecordReading:
+    """What the medication readers take from one MedicationRequest / Statement / Dispense
+    before validation: its reference, the patient it names, its status, the value-set
+    drugs it is for, and, when it is for none, why (`unidentified`) and whether it names
+    only a drug class (`_class_only`)."""
+
+    ref: Ref
+    subject: Ref | None
+    status: str | None
+    identities: tuple[DrugIdentity, ...]
+    unidentified: Unidentified | None
+    class_only: bool
+
+
+_RECORDS: Final[ContentMemo[_RecordReading]] = ContentMemo(capacity=20_000)
+"""Readings of records that name their drug in the record itself (no `medicationReference`,
+so nothing but the body decides), by the body's content key."""
+
+
+def _read_record(resource: Json, parsed: Parsed) -> _RecordReading:
+    identities = tuple(identify(resource, parsed))
+    return _RecordReading(
+        ref=ref_of(resource),
+        subject=reference(resource.get("subject")),
+        status=status_code(resource, "status"),
+        identities=identities,
+        unidentified=None if identities else unidentified(resource, parsed),
+        class_only=False if identities else _class_only(resource, parsed),
+    )
+
+
+def _record_readings(
+    parsed: Parsed, kind: ResourceKind, patient_ref: Ref | None
+) -> list[tuple[Json, _RecordReading]]:
+    """The records of `kind` that are the patient's (`for_patient`), each with its reading
+    (kept across calls when only its body decides it; else for this call)."""
+    out: list[tuple[Json, _RecordReading]] = []
+    for resource, key in parsed.keyed_candidates(kind):
+        if key is not None and "medicationReference" not in resource:
+            reading = _RECORDS.get_keyed(key, lambda: _read_record(resource, parsed))  # noqa: B023
+        else:
+            reading = parsed.remember(
+                "record",
+                resource,
+                lambda: _read_record(resource, parsed),  # noqa: B023
+            )
+        subject = reading.subject
+        if subject is None or patient_ref is None or subject == patient_ref:
+            out.append((resource, reading))
+    return out
+
+
 def unidentified_records(
     parsed: Parsed,
     *,
@@ -334,23 +388,21 @@ def unidentified_records(
     request are among them (`is_draft_order`), and chart copies of them are not.
     `unidentified=True`, no value sets, `drug` is `UNIDENTIFIED_DRUG`; they never enter
     therapy runs."""
-    sources: list[tuple[Ref, ResourceKind, Json, bool]] = [
-        (ref, "MedicationRequest", res, True) for ref, res in draft_orders
+    sources: list[tuple[Ref, ResourceKind, Json, _RecordReading]] = [
+        (ref, "MedicationRequest", res, _read_record(res, parsed)) for ref, res in draft_orders
     ]
     draft_refs = {ref for ref, _ in draft_orders}
     for kind in _RECORD_KINDS:
-        for res in parsed.candidates(kind):
-            if not for_patient(res, patient_ref):
-                continue
-            ref = ref_of(res)
-            if ref not in draft_refs:
-                sources.append((ref, kind, res, False))
+        for res, reading in _record_readings(parsed, kind, patient_ref):
+            if reading.ref not in draft_refs:
+                sources.append((reading.ref, kind, res, reading))
     out: list[MedicationRecord] = _unidentified_claim_lines(parsed, patient_ref)
-    for ref, kind, candidate, is_draft in sources:
-        status = "draft" if is_draft else (status_code(candidate, "status") or "unknown")
+    for index, (ref, kind, candidate, reading) in enumerate(sources):
+        is_draft = index < len(draft_orders)
+        status = "draft" if is_draft else (reading.status or "unknown")
         if status not in _CURRENT_STATUSES[kind]:
             continue
-        if unidentified(candidate, parsed) is None and not _class_only(candidate, parsed):
+        if reading.unidentified is None and not reading.class_only:
             continue
         valid = candidate if is_draft else parsed.accept(candidate)
         if valid is None:
@@ -530,26 +582,25 @@ def history(
         return any(parsed.accept(d) is not None for d in by_request.get(request_ref, ()))
 
     draft_refs = {ref for ref, _ in draft_orders}
-    sources: list[tuple[Ref, ResourceKind, Json, bool]] = [
-        (ref, "MedicationRequest", res, True) for ref, res in draft_orders
+    sources: list[tuple[Ref, ResourceKind, Json, _RecordReading]] = [
+        (ref, "MedicationRequest", res, _read_record(res, parsed)) for ref, res in draft_orders
     ]
-    for kind in ("MedicationRequest", "MedicationStatement", "MedicationDispense"):
+    for kind in _RECORD_KINDS:
         # Unvalidated here: a record is validated only once it is known to be for a
         # value-set drug (see below).
-        for res in parsed.candidates(kind):
-            ref = ref_of(res)
-            if ref in draft_refs or not for_patient(res, patient_ref):
-                continue
-            sources.append((ref, kind, res, False))
+        for res, reading in _record_readings(parsed, kind, patient_ref):
+            if reading.ref not in draft_refs:
+                sources.append((reading.ref, kind, res, reading))
     records: list[MedicationRecord] = []
     found: list[exposures.Exposure] = []
-    for ref, kind, candidate, is_draft in sources:
-        status = status_code(candidate, "status") or "unknown"
+    for index, (ref, kind, candidate, reading) in enumerate(sources):
+        is_draft = index < len(draft_orders)
+        status = reading.status or "unknown"
         if status == "entered-in-error" or (
             kind == "MedicationStatement" and status == "not-taken"
         ):
             continue
-        identities = identify(candidate, parsed)
+        identities = reading.identities
         if not identities:
             continue
         # Validation keeps the fields read here as they are (it only drops unknown ones).
