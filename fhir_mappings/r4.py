@@ -192,18 +192,29 @@ def normalise(resource: Json) -> dict[str, Any]:
     return out
 
 
+def _checked_fields(fields: Sequence[str]) -> tuple[tuple[str, bool, bool], ...]:
+    keys = dict.fromkeys((*fields, *_DOSAGE_FIELDS))
+    return tuple((key, key in fields, key in _DOSAGE_FIELDS) for key in keys)
+
+
+_CHECKED_FIELDS: Final = {rtype: _checked_fields(fields) for rtype, fields in _LIST_FIELDS.items()}
+"""The fields `normalise` may change, by resource type: (field, a list field that may come
+as one object, a dosage field whose items may hold such lists)."""
+_CHECKED_DOSAGE: Final = _checked_fields(())
+
+
 def _already_normal(rtype: str, resource: Json) -> bool:
     """`normalise` would change nothing, and the resource carries no internal reference."""
     if LOCAL_REF_KEY in resource:
         return False
-    for key in _LIST_FIELDS.get(rtype, ()):
+    for key, a_list, a_dosage in _CHECKED_FIELDS.get(rtype, _CHECKED_DOSAGE):
         value = resource.get(key)
-        # Plain types first: the Mapping check of an abstract base class costs more.
-        if value is not None and type(value) is not list and isinstance(value, Mapping):
-            return False
-    for key in _DOSAGE_FIELDS:
-        dosages = resource.get(key)
-        if isinstance(dosages, list) and any(_needs_wrap(d) for d in dosages):
+        if value is None:
+            continue
+        if type(value) is list:
+            if a_dosage and any(_needs_wrap(d) for d in value):
+                return False
+        elif a_list and isinstance(value, Mapping):
             return False
     return not (rtype == "Encounter" and isinstance(resource.get("class"), list))
 
@@ -318,7 +329,7 @@ def _newest_first(a: _Entry, b: _Entry) -> int:
     return compare_versions(b.raw, a.raw)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Entry:
     index: int
     ref: str
@@ -503,17 +514,17 @@ def parse_resources(resources: Sequence[Any]) -> Parsed:
     for index, resource in enumerate(resources):
         if index % 64 == 0:
             budget.check()
-        if not isinstance(resource, Mapping):
+        if not (type(resource) is dict or isinstance(resource, Mapping)):
             problems.append((index, f"resources[{index}]: not a FHIR resource"))
             continue
         rtype = resource.get("resourceType")
-        if not isinstance(rtype, str):
+        if type(rtype) is not str and not isinstance(rtype, str):
             problems.append((index, f"resources[{index}]: no resourceType"))
             continue
         if rtype not in _MODELS:
             continue
         rid = resource.get("id")
-        if isinstance(rid, str) and rid and _already_normal(rtype, resource):
+        if type(rid) is str and rid and _already_normal(rtype, resource):
             # The common case: nothing to fix, so the resource itself is indexed (never
             # mutated: validation works on a copy).
             entries.append(_Entry(index, f"{rtype}/{rid}", rtype, resource))
