@@ -65,19 +65,11 @@ def prune(value: Any) -> Any:
             text = orjson.dumps(value)
         except (orjson.JSONEncodeError, TypeError):
             text = b"null"
-        if not any(mark in text for mark in _EMPTY_MARKS) and _plain_json(value):
+        # Read back equal: nothing but dicts, lists and plain scalars (a tuple, which
+        # `_prune` would turn into a list, reads back as a list and so compares unequal).
+        if not any(mark in text for mark in _EMPTY_MARKS) and orjson.loads(text) == value:
             return value
     return _prune(value)
-
-
-def _plain_json(value: Any) -> bool:
-    """Only dicts, lists and scalars (no tuples or other mappings `_prune` would rebuild)."""
-    kind = type(value)
-    if kind is dict:
-        return all(_plain_json(item) for item in value.values())
-    if kind is list:
-        return all(_plain_json(item) for item in value)
-    return kind in _LEAVES
 
 
 def _prune(value: Any) -> Any:
