@@ -62,7 +62,7 @@ class Settings:
     """Bundle `next` links followed per prefetch key."""
     max_fhir_queries: int = 30
     """FHIR HTTP requests allowed for one CDS Hooks call (pages included)."""
-    max_concurrent_queries: int = 8
+    max_concurrent_queries: int = 16
     """FHIR HTTP requests of one call that run at the same time."""
     max_fhir_response_bytes: int = 10 * 1024 * 1024
     """Largest FHIR response body read; a larger one counts as a failed fetch."""
