@@ -32,7 +32,6 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cmp_to_key
@@ -221,27 +220,24 @@ def _already_normal(rtype: str, resource: Json) -> bool:
 
 class _SeenValid:
     """Keys of resource bodies that validated with no problem in this process, at most
-    `capacity` of them (the least recently seen go first), so that a chart sent again (the
-    same patient's next call, order-select then order-sign) is not validated again.
+    `capacity` of them (the oldest go first), so that a chart sent again (the same
+    patient's next call, order-select then order-sign) is not validated again.
     Validation depends on nothing but the body, so a body seen valid is valid."""
 
     def __init__(self, capacity: int) -> None:
         self._capacity = capacity
-        self._keys: OrderedDict[bytes, None] = OrderedDict()
+        self._keys: dict[bytes, None] = {}
         self._lock = threading.Lock()
 
     def seen(self, key: bytes) -> bool:
-        with self._lock:
-            if key in self._keys:
-                self._keys.move_to_end(key)
-                return True
-            return False
+        # No lock: one membership test of a dict is atomic.
+        return key in self._keys
 
     def add(self, key: bytes) -> None:
         with self._lock:
             self._keys[key] = None
             if len(self._keys) > self._capacity:
-                self._keys.popitem(last=False)
+                del self._keys[next(iter(self._keys))]  # dicts keep insertion order
 
     def __len__(self) -> int:
         return len(self._keys)
