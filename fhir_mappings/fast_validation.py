@@ -1,0 +1,370 @@
+"""A shortcut for validating resource bodies of shapes already seen valid.
+
+`certainly_valid(model, body)` answers True ("pydantic would accept this body with no error
+at all") or False ("don't know"); on False the caller validates with the FHIR models as
+before, so the shortcut can change how fast a verdict comes, never which verdict.
+
+Shape. The shape of a body is its structure with the primitive values taken out: the keys of
+every object in order, the length of every list, and the JSON type (str / int / float / bool,
+exactly, so a bool is not an int) of every leaf, plus two values that choose code paths:
+`resourceType` and `resource_type` (they pick the model of a contained resource and are
+checked by `FHIRAbstractModel.__init__`), kept in the shape as they are. The top model class
+is part of the shape too. Bodies with anything else (a null, an empty object, list or string,
+a whitespace-only string, a non-string key, a value that is not plain JSON) have no shape and
+are never answered (False).
+
+Learning. When the FHIR models accept a body with no error (`learn`), the body and the
+validated model instance are walked side by side: every object is matched with the model
+instance pydantic built for it, every key with the field of that instance's class whose alias
+it is, and every leaf with the field's element annotation (Optional and List taken off), which
+must be one of fhir_core's own primitive types (`FHIR_PRIMITIVES_MAPS`). The shape is then
+stored with, per leaf, a checker: a pydantic `TypeAdapter` of exactly that annotation. A body
+whose walk meets anything else (a key that is a field name rather than its alias, a field with
+extra metadata, a complex field whose type is not a fhir_core model type, a class with a
+validator, config or hook this module does not know) is not learned.
+
+Answering. A body whose shape is stored is certainly valid when every leaf passes its checker
+(and the checker's result is not None). Why that is exactly pydantic's verdict:
+
+1. Pydantic validates an object field by field: each key present is validated by its field's
+   schema on its own, keys that are no field are `extra_forbidden`. The learned body had the
+   same keys in every object (the shape), none of them extra, each mapped to the same field
+   (same keys, so the same alias/name choice).
+2. A nested object is validated by the model class fhir_core's `FhirBase` wrapper picks:
+   a fixed class, or for `Resource`-typed fields (contained) the class named by the object's
+   `resourceType`, a value in the shape. So every object meets the same class as in the
+   learned body. Lists (plain `List[X]`, no constraints) validate each item alone.
+3. A leaf is validated by its field's inner schema, which is the schema of the annotation the
+   checker wraps (Optional only adds None, which never occurs); the classes' config holds only
+   `extra`, `validate_assignment`, `populate_by_name`, none of which bears on a primitive
+   schema; no fhir_core primitive validator reads anything but its own value. So a leaf passes
+   its checker iff it passes inside the model.
+4. What else runs looks only at which keys are present (the shape), never at leaf values:
+   `FHIRAbstractModel.__init__` (the resourceType values, in the shape); the model validators
+   `reject_null_complex_elements` (nulls in lists; there are none),
+   `validate_after_model_construction` (required elements and one-of-many choice types:
+   whether attributes are None; a present valid leaf gives a non-None attribute, checked, and
+   a present object or list is never None) and `FHIRPrimitiveExtension`'s
+   `validate_extension_or_fhir_comment_required` (whether `id`, `extension`, `fhir_comments`
+   are present). Classes are learned only when their model validators are exactly these
+   (compared by qualified name), they have no field validators, no other `__init__` and no
+   `model_post_init`; `get_required_fields` and `get_one_of_many_fields` return fixed lists.
+
+By induction over the body, every object validates as it did in the learned body, so the
+whole body does, with no error. Anything not covered answers False and goes to pydantic.
+
+Memory: at most `_SHAPE_CAPACITY` shapes (least recently used go first) and
+`_VALUE_CAPACITY` leaf values seen valid (emptied when full). Both are safe under threads
+and gevent (a lock around the shape LRU; single dict operations for the value memo).
+`forget_shapes()` empties both (the benchmark's first-sight figures).
+"""
+
+from __future__ import annotations
+
+import threading
+import typing
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from fhir_core.constraints import FHIR_PRIMITIVES_MAPS
+from fhir_core.fhirabstractmodel import FHIRAbstractModel
+from fhir_core.types import FhirBase
+from pydantic import BaseModel, TypeAdapter
+
+_SHAPE_CAPACITY: Final = 4096
+_VALUE_CAPACITY: Final = 100_000
+_LONGEST_KEPT: Final = 256
+
+_VALUE_KEYS: Final = frozenset({"resourceType", "resource_type"})
+"""Keys whose values choose code paths; their values are part of the shape."""
+
+_OBJECT: Final = object()
+_LIST: Final = object()
+_END: Final = object()
+"""Shape tokens: keys are strings, leaves are the types str/int/float/bool, values of
+`_VALUE_KEYS` are 1-tuples; these three markers are none of those, so a token sequence
+reads back one way only."""
+
+_CONFIG_KEYS: Final = frozenset({"extra", "validate_assignment", "populate_by_name"})
+_MODEL_VALIDATORS: Final = frozenset(
+    {
+        "FHIRAbstractModel.reject_null_complex_elements",
+        "FHIRAbstractModel.validate_after_model_construction",
+        "FHIRPrimitiveExtension.validate_extension_or_fhir_comment_required",
+    }
+)
+
+Shape = tuple[object, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class _Checker:
+    """Pydantic's own validation of one fhir_core primitive annotation."""
+
+    annotation: Any
+    adapter: TypeAdapter[Any]
+
+    def accepts(self, value: object) -> bool:
+        # floats by repr, so that -0.0 and 0.0 stay apart; long texts are not kept
+        key = (self, type(value), repr(value) if type(value) is float else value)
+        if key in _VALUES:
+            return True
+        try:
+            result = self.adapter.validate_python(value)
+        except Exception:  # any failure: not certain, pydantic decides
+            return False
+        if result is None:
+            return False
+        if isinstance(value, str) and len(value) > _LONGEST_KEPT:
+            return True
+        if len(_VALUES) >= _VALUE_CAPACITY:
+            _VALUES.clear()
+        _VALUES[key] = None
+        return True
+
+
+class _Shapes:
+    """Shapes learned valid -> one checker per leaf; least recently used go first."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._items: OrderedDict[Shape, tuple[_Checker, ...]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, shape: Shape) -> tuple[_Checker, ...] | None:
+        with self._lock:
+            found = self._items.get(shape)
+            if found is not None:
+                self._items.move_to_end(shape)
+            return found
+
+    def add(self, shape: Shape, checkers: tuple[_Checker, ...]) -> None:
+        with self._lock:
+            self._items[shape] = checkers
+            self._items.move_to_end(shape)
+            while len(self._items) > self._capacity:
+                self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+_SHAPES: Final = _Shapes(_SHAPE_CAPACITY)
+_VALUES: dict[tuple[object, ...], None] = {}
+_CHECKERS: dict[Any, _Checker | None] = {}
+_TRUSTED: dict[type, Mapping[str, tuple[str, Any]] | None] = {}
+_BUILD_LOCK: Final = threading.Lock()
+
+
+def forget_shapes() -> None:
+    """Forget every learned shape and leaf value (the benchmark's first-sight figures)."""
+    _SHAPES.clear()
+    _VALUES.clear()
+
+
+# --- shapes -----------------------------------------------------------------------------------
+
+
+def _walk(value: object, tokens: list[object], leaves: list[object]) -> bool:
+    kind = type(value)
+    if kind is dict:
+        items = typing.cast(dict[object, object], value)
+        if not items:
+            return False
+        tokens.append(_OBJECT)
+        for key, item in items.items():
+            if type(key) is not str:
+                return False
+            tokens.append(key)
+            if key in _VALUE_KEYS:
+                if type(item) is not str:
+                    return False
+                tokens.append((item,))
+            elif not _walk(item, tokens, leaves):
+                return False
+        tokens.append(_END)
+        return True
+    if kind is list:
+        elements = typing.cast(list[object], value)
+        if not elements:
+            return False
+        tokens.append(_LIST)
+        for element in elements:
+            if not _walk(element, tokens, leaves):
+                return False
+        tokens.append(_END)
+        return True
+    if kind is str:
+        if not typing.cast(str, value).strip():
+            return False
+    elif kind is not int and kind is not float and kind is not bool:
+        return False
+    tokens.append(kind)
+    leaves.append(value)
+    return True
+
+
+def shape_of(model: type, body: Mapping[str, Any]) -> tuple[Shape, list[object]] | None:
+    """(the body's shape, its leaf values in walk order), or None when it has no shape."""
+    tokens: list[object] = [model]
+    leaves: list[object] = []
+    if not _walk(body, tokens, leaves):
+        return None
+    return tuple(tokens), leaves
+
+
+# --- answering --------------------------------------------------------------------------------
+
+
+def certainly_valid(model: type, body: Mapping[str, Any]) -> bool:
+    """True only when the FHIR model `model` would accept `body` with no error at all."""
+    found = shape_of(model, body)
+    if found is None:
+        return False
+    shape, leaves = found
+    checkers = _SHAPES.get(shape)
+    if checkers is None or len(checkers) != len(leaves):
+        return False
+    return all(checker.accepts(leaf) for checker, leaf in zip(checkers, leaves, strict=True))
+
+
+# --- learning ---------------------------------------------------------------------------------
+
+
+def learn(model: type, body: Mapping[str, Any], instance: object) -> None:
+    """Remember the shape of `body`, which `model` has just accepted with no error as
+    `instance`, when every part of it is understood (see the module docstring)."""
+    found = shape_of(model, body)
+    if found is None or type(instance) is not model:
+        return
+    shape, leaves = found
+    if _SHAPES.get(shape) is not None:
+        return
+    checkers: list[_Checker] = []
+    if not _learn_object(typing.cast(dict[str, object], body), instance, checkers):
+        return
+    if len(checkers) == len(leaves):
+        _SHAPES.add(shape, tuple(checkers))
+
+
+def _learn_object(body: dict[str, object], instance: object, out: list[_Checker]) -> bool:
+    fields = _trusted_fields(type(instance))
+    if fields is None:
+        return False
+    for key, item in body.items():
+        if key in _VALUE_KEYS:
+            continue
+        field = fields.get(key)
+        if field is None:
+            return False
+        name, annotation = field
+        if not _learn_value(item, getattr(instance, name, None), annotation, out):
+            return False
+    return True
+
+
+def _learn_value(item: object, attribute: object, annotation: Any, out: list[_Checker]) -> bool:
+    inner = _without_none(annotation)
+    if type(item) is dict:
+        if not (isinstance(inner, type) and issubclass(inner, FhirBase)):
+            return False
+        if not isinstance(attribute, FHIRAbstractModel):
+            return False
+        return _learn_object(typing.cast(dict[str, object], item), attribute, out)
+    if type(item) is list:
+        if typing.get_origin(inner) is not list:
+            return False
+        (element,) = typing.get_args(inner)
+        items = typing.cast(list[object], item)
+        if not isinstance(attribute, list) or len(attribute) != len(items):
+            return False
+        return all(
+            _learn_value(one, built, element, out)
+            for one, built in zip(items, attribute, strict=True)
+        )
+    checker = _checker_for(inner)
+    if checker is None:
+        return False
+    out.append(checker)
+    return True
+
+
+_UNION_TYPE: Final = type(int | None)
+
+
+def _without_none(annotation: Any) -> Any:
+    """`X` for `Optional[X]` / `X | None`, else the annotation itself."""
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) in (typing.Union, _UNION_TYPE) and type(None) in args:
+        rest = [arg for arg in args if arg is not type(None)]
+        if len(rest) == 1:
+            return rest[0]
+    return annotation
+
+
+def _checker_for(annotation: Any) -> _Checker | None:
+    """The checker of a fhir_core primitive annotation, None for anything else."""
+    try:
+        if annotation not in FHIR_PRIMITIVES_MAPS:
+            return None
+        if annotation in _CHECKERS:
+            return _CHECKERS[annotation]
+    except TypeError:  # unhashable: not a primitive
+        return None
+    with _BUILD_LOCK:
+        if annotation not in _CHECKERS:
+            _CHECKERS[annotation] = _Checker(annotation, TypeAdapter(annotation))
+        return _CHECKERS[annotation]
+
+
+def _trusted_fields(cls: type) -> Mapping[str, tuple[str, Any]] | None:
+    """alias -> (field name, annotation) for a model class whose validation this module
+    understands, None for any other class."""
+    if cls in _TRUSTED:
+        return _TRUSTED[cls]
+    fields = _fields_if_trusted(cls)
+    with _BUILD_LOCK:
+        _TRUSTED[cls] = fields
+    return fields
+
+
+def _qualname(function: object) -> str:
+    return str(getattr(getattr(function, "__func__", function), "__qualname__", ""))
+
+
+def _fields_if_trusted(cls: type) -> Mapping[str, tuple[str, Any]] | None:
+    if not issubclass(cls, FHIRAbstractModel):
+        return None
+    config = dict(cls.model_config)
+    if not set(config) <= _CONFIG_KEYS or config.get("extra") != "forbid":
+        return None
+    if cls.__init__ is not FHIRAbstractModel.__init__:
+        return None
+    if cls.model_post_init is not BaseModel.model_post_init:
+        return None
+    if (
+        cls.validate_after_model_construction
+        is not FHIRAbstractModel.validate_after_model_construction
+        or cls._validate_one_of_many is not FHIRAbstractModel._validate_one_of_many
+        or cls._validate_required_primitive_elements
+        is not FHIRAbstractModel._validate_required_primitive_elements
+    ):
+        return None
+    decorators = cls.__pydantic_decorators__
+    if decorators.validators or decorators.field_validators or decorators.root_validators:
+        return None
+    names = {_qualname(d.func) for d in decorators.model_validators.values()}
+    if not names <= _MODEL_VALIDATORS:
+        return None
+    out: dict[str, tuple[str, Any]] = {}
+    for name, info in cls.model_fields.items():
+        if info.metadata or info.discriminator is not None:
+            continue  # never matched: a key for it makes the body unlearnable
+        out[info.alias or name] = (name, info.annotation)
+    return out
