@@ -65,7 +65,6 @@ import threading
 import typing
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Final
 
 from fhir_core.constraints import FHIR_PRIMITIVES_MAPS
@@ -74,18 +73,23 @@ from fhir_core.types import FhirBase
 from pydantic import BaseModel, TypeAdapter
 
 _SHAPE_CAPACITY: Final = 4096
-_VALUE_CAPACITY: Final = 100_000
+_VALUES_PER_CHECKER: Final = 10_000
 _LONGEST_KEPT: Final = 256
 
 _VALUE_KEYS: Final = frozenset({"resourceType", "resource_type"})
 """Keys whose values choose code paths; their values are part of the shape."""
 
-_OBJECT: Final = object()
 _LIST: Final = object()
 _END: Final = object()
-"""Shape tokens: keys are strings, leaves are the types str/int/float/bool, values of
-`_VALUE_KEYS` are 1-tuples; these three markers are none of those, so a token sequence
-reads back one way only."""
+_VALUE: Final = object()
+_UNSURE: Final = object()
+"""Shape tokens. An object is the tuple of its keys (strings) followed by its values' tokens;
+a list is `_LIST`, its items' tokens, `_END`; a leaf is its type; the value of a
+`_VALUE_KEYS` key is `(_VALUE, value)`, or `_UNSURE` when it is not a string (or a list
+holds a list). No key equals a marker, so the kinds of token never meet and a token sequence
+reads back one way only. Learned shapes never hold `_UNSURE`."""
+
+_LEAF_TYPES: Final = (str, int, float, bool)
 
 _CONFIG_KEYS: Final = frozenset({"extra", "validate_assignment", "populate_by_name"})
 _MODEL_VALIDATORS: Final = frozenset(
@@ -99,30 +103,38 @@ _MODEL_VALIDATORS: Final = frozenset(
 Shape = tuple[object, ...]
 
 
-@dataclass(frozen=True, eq=False)
 class _Checker:
-    """Pydantic's own validation of one fhir_core primitive annotation."""
+    """Pydantic's own validation of one fhir_core primitive annotation, with the values it
+    accepted (at most `_VALUES_PER_CHECKER`, emptied when full)."""
 
-    annotation: Any
-    adapter: TypeAdapter[Any]
+    def __init__(self, annotation: Any) -> None:
+        self.annotation = annotation
+        self._adapter: TypeAdapter[Any] = TypeAdapter(annotation)
+        self._accepted: dict[object, None] = {}
 
     def accepts(self, value: object) -> bool:
-        # floats by repr, so that -0.0 and 0.0 stay apart; long texts are not kept
-        key = (self, type(value), repr(value) if type(value) is float else value)
-        if key in _VALUES:
+        # a text is its own key; other values go with their type (1, 1.0 and True are
+        # equal in Python), floats by repr (so that -0.0 and 0.0 stay apart)
+        kind = type(value)
+        key = value if kind is str else (kind, repr(value))
+        if key in self._accepted:
             return True
+        if kind is str and not typing.cast(str, value).strip():
+            return False  # empty or whitespace only: left to the models
         try:
-            result = self.adapter.validate_python(value)
-        except Exception:  # any failure: not certain, pydantic decides
+            result = self._adapter.validate_python(value)
+        except Exception:  # any failure: not certain, the models decide
             return False
         if result is None:
             return False
-        if isinstance(value, str) and len(value) > _LONGEST_KEPT:
-            return True
-        if len(_VALUES) >= _VALUE_CAPACITY:
-            _VALUES.clear()
-        _VALUES[key] = None
+        if kind is not str or len(typing.cast(str, value)) <= _LONGEST_KEPT:
+            if len(self._accepted) >= _VALUES_PER_CHECKER:
+                self._accepted.clear()
+            self._accepted[key] = None
         return True
+
+    def forget(self) -> None:
+        self._accepted.clear()
 
 
 class _Shapes:
@@ -156,7 +168,6 @@ class _Shapes:
 
 
 _SHAPES: Final = _Shapes(_SHAPE_CAPACITY)
-_VALUES: dict[tuple[object, ...], None] = {}
 _CHECKERS: dict[Any, _Checker | None] = {}
 _TRUSTED: dict[type, Mapping[str, tuple[str, Any]] | None] = {}
 _BUILD_LOCK: Final = threading.Lock()
@@ -165,58 +176,66 @@ _BUILD_LOCK: Final = threading.Lock()
 def forget_shapes() -> None:
     """Forget every learned shape and leaf value (the benchmark's first-sight figures)."""
     _SHAPES.clear()
-    _VALUES.clear()
+    for checker in list(_CHECKERS.values()):
+        if checker is not None:
+            checker.forget()
 
 
 # --- shapes -----------------------------------------------------------------------------------
 
 
-def _walk(value: object, tokens: list[object], leaves: list[object]) -> bool:
+def _walk(body: Mapping[str, object], tokens: list[object], leaves: list[object]) -> None:
+    tokens.append(tuple(body))
+    for key, item in body.items():
+        kind = type(item)
+        if kind is dict:
+            _walk(typing.cast(dict[str, object], item), tokens, leaves)
+        elif kind is list:
+            tokens.append(_LIST)
+            for element in typing.cast(list[object], item):
+                element_kind = type(element)
+                if element_kind is dict:
+                    _walk(typing.cast(dict[str, object], element), tokens, leaves)
+                elif element_kind is list:
+                    tokens.append(_UNSURE)
+                else:
+                    tokens.append(element_kind)
+                    leaves.append(element)
+            tokens.append(_END)
+        elif key in _VALUE_KEYS:
+            tokens.append((_VALUE, item) if kind is str else _UNSURE)
+        else:
+            tokens.append(kind)
+            leaves.append(item)
+
+
+def shape_of(model: type, body: Mapping[str, Any]) -> tuple[Shape, list[object]]:
+    """(the body's shape, its leaf values in walk order). Cheap: it checks nothing, as only
+    shapes that passed `_learnable` are ever stored and compared with."""
+    tokens: list[object] = [model]
+    leaves: list[object] = []
+    _walk(body, tokens, leaves)
+    return tuple(tokens), leaves
+
+
+def _learnable(value: object) -> bool:
+    """Plain JSON with string keys, no null, no empty object, list or text, no whitespace-only
+    text, and string `resourceType` values: the only bodies whose shapes are learned."""
     kind = type(value)
     if kind is dict:
         items = typing.cast(dict[object, object], value)
-        if not items:
-            return False
-        tokens.append(_OBJECT)
-        for key, item in items.items():
-            if type(key) is not str:
-                return False
-            tokens.append(key)
-            if key in _VALUE_KEYS:
-                if type(item) is not str:
-                    return False
-                tokens.append((item,))
-            elif not _walk(item, tokens, leaves):
-                return False
-        tokens.append(_END)
-        return True
+        return bool(items) and all(
+            type(key) is str and (type(item) is str if key in _VALUE_KEYS else _learnable(item))
+            for key, item in items.items()
+        )
     if kind is list:
         elements = typing.cast(list[object], value)
-        if not elements:
-            return False
-        tokens.append(_LIST)
-        for element in elements:
-            if not _walk(element, tokens, leaves):
-                return False
-        tokens.append(_END)
-        return True
+        return bool(elements) and all(
+            type(element) is not list and _learnable(element) for element in elements
+        )
     if kind is str:
-        if not typing.cast(str, value).strip():
-            return False
-    elif kind is not int and kind is not float and kind is not bool:
-        return False
-    tokens.append(kind)
-    leaves.append(value)
-    return True
-
-
-def shape_of(model: type, body: Mapping[str, Any]) -> tuple[Shape, list[object]] | None:
-    """(the body's shape, its leaf values in walk order), or None when it has no shape."""
-    tokens: list[object] = [model]
-    leaves: list[object] = []
-    if not _walk(body, tokens, leaves):
-        return None
-    return tuple(tokens), leaves
+        return bool(typing.cast(str, value).strip())
+    return kind in _LEAF_TYPES
 
 
 # --- answering --------------------------------------------------------------------------------
@@ -224,10 +243,7 @@ def shape_of(model: type, body: Mapping[str, Any]) -> tuple[Shape, list[object]]
 
 def certainly_valid(model: type, body: Mapping[str, Any]) -> bool:
     """True only when the FHIR model `model` would accept `body` with no error at all."""
-    found = shape_of(model, body)
-    if found is None:
-        return False
-    shape, leaves = found
+    shape, leaves = shape_of(model, body)
     checkers = _SHAPES.get(shape)
     if checkers is None or len(checkers) != len(leaves):
         return False
@@ -240,10 +256,9 @@ def certainly_valid(model: type, body: Mapping[str, Any]) -> bool:
 def learn(model: type, body: Mapping[str, Any], instance: object) -> None:
     """Remember the shape of `body`, which `model` has just accepted with no error as
     `instance`, when every part of it is understood (see the module docstring)."""
-    found = shape_of(model, body)
-    if found is None or type(instance) is not model:
+    if type(instance) is not model or not _learnable(body):
         return
-    shape, leaves = found
+    shape, leaves = shape_of(model, body)
     if _SHAPES.get(shape) is not None:
         return
     checkers: list[_Checker] = []
@@ -319,7 +334,7 @@ def _checker_for(annotation: Any) -> _Checker | None:
         return None
     with _BUILD_LOCK:
         if annotation not in _CHECKERS:
-            _CHECKERS[annotation] = _Checker(annotation, TypeAdapter(annotation))
+            _CHECKERS[annotation] = _Checker(annotation)
         return _CHECKERS[annotation]
 
 
