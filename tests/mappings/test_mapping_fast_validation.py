@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import random
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from typing import Any
 
@@ -238,3 +239,24 @@ def test_unknown_fields_are_still_reported_and_ignored(model_runs: list[str]) ->
         r4.normalise(_observation(3.5)),
         ("Observation/o1: colour: unknown field, ignored",),
     )
+
+
+def test_threads_sharing_the_memos_get_the_models_verdicts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Eight threads validating one chart with a few broken resources, through a shape memo
+    small enough to evict all the time, give exactly the verdicts of the models alone."""
+    chart, order = workload.chart(500)
+    resources = [*chart, order]
+    for index in range(0, len(resources), 7):
+        resources[index] = {**resources[index], "id": "not an id"}
+    with pytest.MonkeyPatch.context() as models_only:
+        models_only.setattr(fast_validation, "certainly_valid", lambda model, body: False)
+        models_only.setattr(r4, "_VALID", r4._SeenValid(capacity=1))
+        expected = [r4.validate(resource) for resource in resources]
+    monkeypatch.setattr(fast_validation, "_SHAPES", fast_validation._Shapes(capacity=4))
+    monkeypatch.setattr(r4, "_VALID", r4._SeenValid(capacity=1))
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for _ in range(2):
+            assert list(pool.map(r4.validate, resources)) == expected
+    assert sum(problems != () for _, problems in expected) >= len(resources) // 7
