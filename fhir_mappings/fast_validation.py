@@ -49,8 +49,9 @@ Why that is exactly pydantic's verdict:
    a present object or list is never None) and `FHIRPrimitiveExtension`'s
    `validate_extension_or_fhir_comment_required` (whether `id`, `extension`, `fhir_comments`
    are present). Classes are learned only when their model validators are exactly these
-   (compared by qualified name), they have no field validators, no other `__init__` and no
-   `model_post_init`; `get_required_fields` and `get_one_of_many_fields` return fixed lists.
+   (compared by qualified name), they have no field validators, no other `__init__`,
+   `model_validate`, core schema hook or `model_post_init`, and their fields are validated
+   under their alias; `get_required_fields` and `get_one_of_many_fields` return fixed lists.
 
 By induction over the body, every object validates as it did in the learned body, so the
 whole body does, with no error. Anything not covered answers False and goes to pydantic.
@@ -378,8 +379,12 @@ def _trusted_fields(cls: type) -> Mapping[str, _Field] | None:
     return fields
 
 
-def _qualname(function: object) -> str:
-    return str(getattr(getattr(function, "__func__", function), "__qualname__", ""))
+def _function(method: object) -> object:
+    return getattr(method, "__func__", method)
+
+
+def _qualname(method: object) -> str:
+    return str(getattr(_function(method), "__qualname__", ""))
 
 
 def _fields_if_trusted(cls: type) -> Mapping[str, _Field] | None:
@@ -391,6 +396,10 @@ def _fields_if_trusted(cls: type) -> Mapping[str, _Field] | None:
     if cls.__init__ is not FHIRAbstractModel.__init__:
         return None
     if cls.model_post_init is not BaseModel.model_post_init:
+        return None
+    if _function(cls.model_validate) is not _function(BaseModel.model_validate) or _function(
+        cls.__get_pydantic_core_schema__
+    ) is not _function(BaseModel.__get_pydantic_core_schema__):
         return None
     if (
         cls.validate_after_model_construction
@@ -410,5 +419,8 @@ def _fields_if_trusted(cls: type) -> Mapping[str, _Field] | None:
     for name, info in cls.model_fields.items():
         if info.metadata or info.discriminator is not None:
             continue  # never matched: a key for it makes the body unlearnable
-        out[info.alias or name] = _field(name, info.annotation)
+        key = info.alias or name
+        if info.validation_alias not in (None, key):
+            continue  # validated under another key (or an alias path): never matched
+        out[key] = _field(name, info.annotation)
     return out
