@@ -73,7 +73,7 @@ from __future__ import annotations
 import threading
 import typing
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -194,29 +194,33 @@ def forget_shapes() -> None:
 # --- shapes -----------------------------------------------------------------------------------
 
 
-def _walk(body: Mapping[str, object], tokens: list[object], leaves: list[object]) -> None:
-    tokens.append(tuple(body))
+def _walk(
+    body: Mapping[str, object],
+    push: Callable[[object], None],
+    leaf: Callable[[object], None],
+) -> None:
+    push(tuple(body))
     for key, item in body.items():
         kind = type(item)
         if kind is dict:
-            _walk(typing.cast(dict[str, object], item), tokens, leaves)
+            _walk(typing.cast(dict[str, object], item), push, leaf)
         elif kind is list:
-            tokens.append(_LIST)
+            push(_LIST)
             for element in typing.cast(list[object], item):
                 element_kind = type(element)
                 if element_kind is dict:
-                    _walk(typing.cast(dict[str, object], element), tokens, leaves)
+                    _walk(typing.cast(dict[str, object], element), push, leaf)
                 elif element_kind is list:
-                    tokens.append(_UNSURE)
+                    push(_UNSURE)
                 else:
-                    tokens.append(element_kind)
-                    leaves.append(element)
-            tokens.append(_END)
+                    push(element_kind)
+                    leaf(element)
+            push(_END)
         elif key in _VALUE_KEYS:
-            tokens.append((_VALUE, item) if kind is str else _UNSURE)
+            push((_VALUE, item) if kind is str else _UNSURE)
         else:
-            tokens.append(kind)
-            leaves.append(item)
+            push(kind)
+            leaf(item)
 
 
 def shape_of(model: type, body: Mapping[str, Any]) -> tuple[Shape, list[object]]:
@@ -224,7 +228,7 @@ def shape_of(model: type, body: Mapping[str, Any]) -> tuple[Shape, list[object]]
     shapes that passed `_learnable` are ever stored and compared with."""
     tokens: list[object] = [model]
     leaves: list[object] = []
-    _walk(body, tokens, leaves)
+    _walk(body, tokens.append, leaves.append)
     return tuple(tokens), leaves
 
 
