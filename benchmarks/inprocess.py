@@ -64,9 +64,17 @@ def service_app(database: str) -> Flask:
 
 def forget_memos() -> None:
     """Empty the per-process memos, as in a worker that has never seen this chart."""
-    from fhir_mappings import conditions, medications, observations, r4, valuesets
+    from fhir_mappings import (
+        conditions,
+        fast_validation,
+        medications,
+        observations,
+        r4,
+        valuesets,
+    )
 
     r4.forget_validated()
+    fast_validation.forget_shapes()
     valuesets.forget_matches()
     conditions.forget_classified()
     medications.forget_identified()

@@ -57,7 +57,7 @@ from fhir.resources.R4B.practitionerrole import PractitionerRole
 from fhir.resources.R4B.servicerequest import ServiceRequest
 from pydantic import ValidationError
 
-from fhir_mappings import budget
+from fhir_mappings import budget, fast_validation
 from fhir_mappings.fields import LOCAL_REF_KEY, compare_versions, ref_of
 
 Json = Mapping[str, Any]
@@ -303,8 +303,10 @@ def _validated(
 def _checked(
     model: Any, data: dict[str, Any], label: str
 ) -> tuple[dict[str, Any] | None, tuple[str, ...]]:
+    if fast_validation.certainly_valid(model, data):  # a shape seen valid, values checked
+        return data, ()
     try:
-        model.model_validate(data)
+        instance = model.model_validate(data)
     except ValidationError as exc:
         errors = exc.errors(include_input=False, include_url=False)
         extras = [e for e in errors if e.get("type") == "extra_forbidden"]
@@ -318,6 +320,7 @@ def _checked(
         return data, tuple(p + ", ignored" for p in problems)
     except (TypeError, ValueError) as exc:
         return None, (f"{label}: could not be read ({exc.__class__.__name__})",)
+    fast_validation.learn(model, data, instance)
     return data, ()
 
 
