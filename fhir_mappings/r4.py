@@ -24,7 +24,10 @@ small Observation costs about 0.1 ms, so a chart of 5,000 resources took 0.5 s t
 in full. Readers therefore screen the unvalidated resources first (an Observation whose
 code is in no value set, a medication record of a drug in no value set, cannot matter) and
 validate only those that can; a malformed resource the policy uses is still reported and
-left out.
+left out. Two shortcuts give the models' verdict without running them: a body already seen
+valid in this process (by its content digest, `_SeenValid`), and a body of a shape the
+models accepted before whose every value passes the library's own check of its type
+(`fast_validation`). Anything else, and every body with a problem, goes to the models.
 """
 
 from __future__ import annotations
