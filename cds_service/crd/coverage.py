@@ -491,12 +491,12 @@ def _ours(item: Any) -> bool:
 
 def carries_same(order: Mapping[str, Any], extension: Mapping[str, Any]) -> bool:
     """True when the draft already carries `extension` (the same parts; `date` aside)."""
-    want = _content_key(extension)
     existing = order.get("extension")
-    return any(
-        _ours(e) and _content_key(e) == want
-        for e in (existing if isinstance(existing, list) else [])
-    )
+    carried = [e for e in (existing if isinstance(existing, list) else []) if _ours(e)]
+    if not carried:
+        return False  # the usual draft: nothing to compare
+    want = _content_key(extension)
+    return any(_content_key(e) == want for e in carried)
 
 
 def _json_copy(value: Any) -> Any:
