@@ -67,6 +67,7 @@ def forget_memos() -> None:
     from fhir_mappings import (
         conditions,
         fast_validation,
+        fields,
         medications,
         observations,
         r4,
@@ -74,6 +75,7 @@ def forget_memos() -> None:
     )
 
     r4.forget_validated()
+    fields.forget_references()
     fast_validation.forget_shapes()
     valuesets.forget_matches()
     conditions.forget_classified()

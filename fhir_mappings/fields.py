@@ -178,6 +178,11 @@ def reference(value: Any) -> str | None:
     return _reference_text(ref)
 
 
+def forget_references() -> None:
+    """Empty the memo of reference texts (the benchmark's first-sight figures)."""
+    _reference_text.cache_clear()
+
+
 @lru_cache(maxsize=16_384)
 def _reference_text(text: str) -> str | None:
     """`reference` of one reference text (memoised: a chart names the same patient,
