@@ -535,98 +535,72 @@ def _failed_outcome(entry: Mapping[str, Any]) -> bool:
     )
 
 
-def _errors_reported(bundle: Mapping[str, Any]) -> bool:
-    entries = bundle.get("entry")
-    if not isinstance(entries, list):
-        return False
-    # A plain loop, `type(...) is dict` first: this runs over every entry of every Bundle.
-    for entry in entries:
-        if type(entry) is dict or isinstance(entry, Mapping):
-            resource = entry.get("resource")
-            if (
-                (type(resource) is dict or isinstance(resource, Mapping))
-                and resource.get("resourceType") == "OperationOutcome"
-                and _failed_outcome(entry)
-            ):
-                return True
-    return False
-
-
-def _carried(bundle: Mapping[str, Any]) -> int:
-    """Entries of a search Bundle that are not search outcomes."""
-    entries = bundle.get("entry")
-    if not isinstance(entries, list):
-        return 0
-    count = 0
-    for entry in entries:
-        if type(entry) is dict or isinstance(entry, Mapping):
-            search = entry.get("search")
-            if not (isinstance(search, Mapping) and search.get("mode") == "outcome"):
-                count += 1
-    return count
-
-
 def _total(bundle: Mapping[str, Any]) -> int | None:
     total = bundle.get("total")
     return total if isinstance(total, int) and not isinstance(total, bool) else None
 
 
-def incomplete_bundle(value: Mapping[str, Any]) -> bool:
-    """A search Bundle that says it has more matches than it carries, with no `next` link
-    to the rest (Bundle.total counts the matches), or that carries an OperationOutcome with
-    an error or fatal issue: the list is not the whole answer, so it is fetched again, or
-    counted as missing, rather than read as complete."""
-    if value.get("resourceType") != "Bundle":
-        return False
-    if _errors_reported(value):
-        return True
-    if next_link(value) is not None:
-        return False
-    total = _total(value)
-    # Bundle.total counts matches only; some servers count their include entries too, so
-    # only a total above every non-outcome entry shows that data is missing.
-    return total is not None and total > _carried(value)
-
-
 INCOMPLETE_SEARCH = "the FHIR server's search reported an error or fewer results than it found"
 
 
-def _read_sent(value: Any) -> tuple[list[Mapping[str, Any]], str | None] | None:
-    """(the resources, the `next` link) of a prefetch value that can be used as sent;
-    None for an OperationOutcome or an incomplete Bundle (`incomplete_bundle`). Equal to
-    `flatten` and `incomplete_bundle`, with one pass over a search Bundle's entries
-    instead of three (a chart's Bundles hold thousands)."""
-    if not is_resource(value) or value["resourceType"] == "OperationOutcome":
-        return None
-    if value["resourceType"] != "Bundle":
-        return flatten(value), None
-    entries = value.get("entry")
-    resources: list[Mapping[str, Any]] = []
-    carried = 0
+@dataclass
+class _Page:
+    """One search Bundle read in a single pass over its entries."""
+
+    resources: list[Mapping[str, Any]]
+    """As `flatten` gives them."""
+    carried: int
+    """Entries that are not search outcomes (Bundle.total counts matches only)."""
+    failed: bool
+    """An OperationOutcome entry with an `error` or `fatal` issue: the server says the
+    search did not run to the end (Epic and Cerner put such outcomes beside the results)."""
+
+
+def _read_page(bundle: Mapping[str, Any]) -> _Page:
+    """The resources of a search Bundle, how many entries it carries, and whether the server
+    reported an error in it: one pass (a chart's Bundles hold thousands of entries)."""
+    entries = bundle.get("entry")
+    page = _Page([], 0, False)
     for entry in entries if isinstance(entries, list) else []:
         if not (type(entry) is dict or isinstance(entry, Mapping)):
             continue
         search = entry.get("search")
         outcome = isinstance(search, Mapping) and search.get("mode") == "outcome"
         if not outcome:
-            carried += 1
+            page.carried += 1
         resource: Any = entry.get("resource")
-        plain = type(resource) is dict
         kind = resource.get("resourceType") if isinstance(resource, Mapping) else None
         if kind == "OperationOutcome" and _failed_outcome(entry):
-            return None  # the server says the search did not run to the end
+            page.failed = True
+            return page
         if outcome:
             continue
-        if plain and isinstance(kind, str) and kind not in _NOT_PLAIN:
-            resources.append(resource)
+        if type(resource) is dict and isinstance(kind, str) and kind not in _NOT_PLAIN:
+            page.resources.append(resource)
         else:
-            resources.extend(flatten(resource, 1))
+            page.resources.extend(flatten(resource, 1))
+    return page
+
+
+def _read_sent(value: Any) -> tuple[list[Mapping[str, Any]], str | None] | None:
+    """(the resources, the `next` link) of a prefetch value that can be used as sent; None
+    for an OperationOutcome or an incomplete Bundle: one with an error outcome, or, with no
+    `next` link to the rest, a Bundle.total above what it carries (some servers count
+    their include entries in it too, so only a total above every non-outcome entry shows
+    that data is missing). Either way the key is fetched again, or counted as missing."""
+    if not is_resource(value) or value["resourceType"] == "OperationOutcome":
+        return None
+    if value["resourceType"] != "Bundle":
+        return flatten(value), None
+    page = _read_page(value)
+    if page.failed:
+        return None
     more = next_link(value)
     if more is None:
         total = _total(value)
-        if total is not None and total > carried:
+        if total is not None and total > page.carried:
             return None
-    return resources, more
+    return page.resources, more
 
 
 def _plan(
@@ -1039,13 +1013,16 @@ def _run_task(
         if body["resourceType"] == "Bundle":
             # Read as the whole list only when the server does not say otherwise: an error
             # outcome on any page, or a total above what all the pages carried.
-            if _errors_reported(body):
+            page = _read_page(body)
+            if page.failed:
                 raise FetchError("incomplete", INCOMPLETE_SEARCH)
-            carried += _carried(body)
+            carried += page.carried
             total = _total(body)
             if total is not None:
                 largest = max(largest or 0, total)
-        resources.extend(flatten(body))
+            resources.extend(page.resources)
+        else:
+            resources.extend(flatten(body))
         url = next_link(body)
         if url is not None and pages >= limits.max_next_pages:
             raise _too_many_pages(limits)

@@ -57,6 +57,7 @@ from fhir_mappings.fields import (
     for_patient,
     get_map,
     maps,
+    names_patient,
     parse_date,
     ref_of,
     reference,
@@ -492,7 +493,7 @@ def observed_findings(parsed: Parsed, patient_ref: Ref | None) -> list[Condition
         if found is None:
             continue
         subject, record = found
-        if not (subject is None or patient_ref is None or subject == patient_ref):
+        if not names_patient(subject, patient_ref):
             continue
         # Validation keeps the fields read above as they are (it only drops unknown ones).
         if parsed.accept(observation) is None:

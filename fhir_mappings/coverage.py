@@ -97,10 +97,9 @@ def _of_types(
 def _organizations(resources: Sequence[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
     out: dict[str, Mapping[str, Any]] = {}
     for resource in resources:
-        if resource.get("resourceType") == "Organization":
-            rid = _text(resource.get("id"))
-            if rid:
-                out.setdefault(f"Organization/{rid}", resource)
+        rid = _text(resource.get("id"))
+        if rid:
+            out.setdefault(f"Organization/{rid}", resource)
     return out
 
 

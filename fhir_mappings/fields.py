@@ -222,5 +222,9 @@ def for_patient(resource: Json, patient_ref: str | None, key: str = "subject") -
     """False only when `resource[key]` names a patient other than `patient_ref`: a record
     of another patient never counts; one that names no patient is the call's own (the EHR
     sent it for this patient)."""
-    target = reference(resource.get(key))
+    return names_patient(reference(resource.get(key)), patient_ref)
+
+
+def names_patient(target: str | None, patient_ref: str | None) -> bool:
+    """`for_patient` of a record whose patient reference (already read) is `target`."""
     return target is None or patient_ref is None or target == patient_ref

@@ -49,6 +49,7 @@ from fhir_mappings.fields import (
     get_map,
     get_str,
     maps,
+    names_patient,
     parse_date,
     ref_of,
     reference,
@@ -369,8 +370,7 @@ def _record_readings(
                 resource,
                 lambda: _read_record(resource, parsed),  # noqa: B023
             )
-        subject = reading.subject
-        if subject is None or patient_ref is None or subject == patient_ref:
+        if names_patient(reading.subject, patient_ref):
             out.append((resource, reading))
     return out
 

@@ -49,6 +49,7 @@ from fhir_mappings.fields import (
     get_num,
     get_str,
     maps,
+    names_patient,
     parse_date,
     ref_of,
     reference,
@@ -429,8 +430,7 @@ def measurements(
         reading = _READINGS.get_keyed(key, lambda: _read(obs))  # noqa: B023 (called now)
         if reading is None:
             continue
-        subject = reading.subject
-        if not (subject is None or patient_ref is None or subject == patient_ref):
+        if not names_patient(reading.subject, patient_ref):
             continue
         genetic = _genetic(obs, parsed, reading.effective) if reading.may_be_genetic else None
         if not reading.found and genetic is None:
