@@ -25,7 +25,7 @@ T = TypeVar("T")
 
 
 _SHORT: Final = 160
-"""Texts up to this long are kept as they are; longer ones by their BLAKE2b digest, so that
+"""Texts up to this long are kept as they are; longer ones by their SHA-256 digest, so that
 a kept key never takes more than a few hundred bytes whatever the chart holds."""
 
 
@@ -38,7 +38,7 @@ def content_key(value: Any) -> bytes | None:
         return None
     if b"null" in text:
         return None
-    return text if len(text) <= _SHORT else hashlib.blake2b(text, digest_size=20).digest()
+    return text if len(text) <= _SHORT else hashlib.sha256(text).digest()
 
 
 class ContentMemo(Generic[T]):
