@@ -64,6 +64,7 @@ def service_app(database: str) -> Flask:
 
 def forget_memos() -> None:
     """Empty the per-process memos, as in a worker that has never seen this chart."""
+    from cds_service.crd import coverage
     from fhir_mappings import (
         conditions,
         fast_validation,
@@ -81,6 +82,7 @@ def forget_memos() -> None:
     conditions.forget_classified()
     medications.forget_identified()
     observations.forget_kinds()
+    coverage.forget_assertion_ids()
 
 
 def timed(client: FlaskClient, body: bytes, *, gc_off: bool) -> float:

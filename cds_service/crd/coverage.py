@@ -84,6 +84,7 @@ from cds_service.crd.payer import (
     primary_coverage,
 )
 from cds_service.policy.model import Decision, Outcome, Status
+from fhir_mappings.content_memo import ContentMemo
 from fhir_mappings.coverage import CoverageRecord
 from fhir_mappings.facts import PolicyFacts
 from fhir_mappings.product_unit import ProductUnit
@@ -450,19 +451,29 @@ def assertion_id(
     decision gives the same id; any change in what is asserted (outcome, coverage, reason,
     details, billing codes, expiry) gives a new one."""
     content = [p for p in parts if not (isinstance(p, Mapping) and p.get("url") in METADATA)]
-    name = json.dumps(
-        {
-            "order": order_ref,
-            "patient": patient_ref,
-            "pack": pack_id,
-            "version": version,
-            "assertion": content,
-        },
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
+    named = {
+        "order": order_ref,
+        "patient": patient_ref,
+        "pack": pack_id,
+        "version": version,
+        "assertion": content,
+    }
+    return _ASSERTION_IDS.get(named, lambda: _assertion_id_now(named))
+
+
+def _assertion_id_now(named: Mapping[str, Any]) -> str:
+    name = json.dumps(named, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return str(uuid.uuid5(ASSERTION_NAMESPACE, name))
+
+
+_ASSERTION_IDS: Final[ContentMemo[str]] = ContentMemo(capacity=4_096)
+"""Assertion ids by the content named (the same decision for the same order is asserted on
+every call of an ordering session: order-select, each edit, order-sign)."""
+
+
+def forget_assertion_ids() -> None:
+    """Empty the memo of assertion ids (the benchmark's first-sight figures)."""
+    _ASSERTION_IDS.clear()
 
 
 def _content_key(extension: Mapping[str, Any]) -> list[str] | None:

@@ -315,3 +315,39 @@ def test_another_payers_coverage_never_gets_an_assertion() -> None:
         assert result.action is None
         assert result.note["status"] == "not-sent"
         assert "another payer" in result.note["reason"]
+
+
+def test_an_assertion_id_kept_from_an_earlier_call_is_the_one_worked_out_anew() -> None:
+    from cds_service.crd import coverage
+
+    contents: list[list[Any]] = [
+        [{"url": "covered", "valueCode": "covered"}],
+        [{"url": "covered", "valueCode": "not-covered"}],
+        [{"url": "dose", "valueDecimal": 1}],
+        [{"url": "dose", "valueDecimal": 1.0}],
+        [{"url": "dose", "valueDecimal": 1e-05}],
+        [{"url": "flag", "valueBoolean": True}],
+        [{"url": "note", "valueString": "é \u2028 \x7f"}],
+        [{"url": "note", "valueString": None}],
+        [{"b": 1, "a": 2}],
+        [{"a": 2, "b": 1}],
+    ]
+    coverage.forget_assertion_ids()
+    ids = []
+    for _ in range(2):  # first worked out, then kept
+        for parts in contents:
+            named = {"order": "MedicationRequest/1", "patient": "Patient/1", "pack": "p"}
+            got = coverage.assertion_id(
+                order_ref="MedicationRequest/1",
+                patient_ref="Patient/1",
+                pack_id="p",
+                version="1",
+                parts=parts,
+            )
+            assert got == coverage._assertion_id_now({**named, "version": "1", "assertion": parts})
+            ids.append(got)
+    first = ids[: len(contents)]
+    assert ids[len(contents) :] == first
+    # Different assertions, different ids (the key order of one part is not a difference).
+    assert len(set(first)) == len(contents) - 1
+    assert first[-1] == first[-2]
