@@ -561,24 +561,42 @@ def _read_page(bundle: Mapping[str, Any]) -> _Page:
     reported an error in it: one pass (a chart's Bundles hold thousands of entries)."""
     entries = bundle.get("entry")
     page = _Page([], 0, False)
+    kept = page.resources
+    carried = 0
     for entry in entries if isinstance(entries, list) else []:
-        if not (type(entry) is dict or isinstance(entry, Mapping)):
+        if type(entry) is dict:
+            # The common case first: a plain entry of a resource that is neither a Bundle
+            # nor an OperationOutcome, not a search outcome.
+            resource = entry.get("resource")
+            if type(resource) is dict:
+                search = entry.get("search")
+                kind = resource.get("resourceType")
+                matched = search is None or (
+                    type(search) is dict and search.get("mode") != "outcome"
+                )
+                if matched and type(kind) is str and kind not in _NOT_PLAIN:
+                    carried += 1
+                    kept.append(resource)
+                    continue
+        elif not isinstance(entry, Mapping):
             continue
         search = entry.get("search")
         outcome = isinstance(search, Mapping) and search.get("mode") == "outcome"
         if not outcome:
-            page.carried += 1
-        resource: Any = entry.get("resource")
+            carried += 1
+        resource = entry.get("resource")
         kind = resource.get("resourceType") if isinstance(resource, Mapping) else None
         if kind == "OperationOutcome" and _failed_outcome(entry):
+            page.carried = carried
             page.failed = True
             return page
         if outcome:
             continue
         if type(resource) is dict and isinstance(kind, str) and kind not in _NOT_PLAIN:
-            page.resources.append(resource)
+            kept.append(resource)
         else:
-            page.resources.extend(flatten(resource, 1))
+            kept.extend(flatten(resource, 1))
+    page.carried = carried
     return page
 
 
@@ -809,8 +827,18 @@ def kept_to_patient(
                 return target
         return None
 
-    ours = [r for r in resources if r.get("resourceType") == searched]
-    if not any((named(r) or patient_ref) != patient_ref for r in ours):
+    # A subject that is exactly `patient_ref` reads as `patient_ref` (the common case).
+    exact = reference({"reference": patient_ref}) == patient_ref
+
+    def elsewhere(resource: Mapping[str, Any]) -> bool:
+        """The record names a patient other than `patient_ref`."""
+        if exact:
+            subject = resource.get("subject")
+            if type(subject) is dict and subject.get("reference") == patient_ref:
+                return False
+        return (named(resource) or patient_ref) != patient_ref
+
+    if not any(elsewhere(r) for r in resources if r.get("resourceType") == searched):
         return list(resources)
     return [r for r in resources if r.get("resourceType") != searched or named(r) == patient_ref]
 
