@@ -601,10 +601,14 @@ class AuditStore:
     def _insert_ignore(
         self, conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]
     ) -> int:
-        """Insert rows, skipping those whose key exists; returns how many were new.
+        """Insert rows, skipping those whose key exists (or came earlier in `rows`); returns
+        how many were new.
 
-        Uses INSERT ... ON CONFLICT DO NOTHING RETURNING (rowcount is not reliable
-        for it on every driver)."""
+        One INSERT ... ON CONFLICT DO NOTHING RETURNING run for all the rows (executemany:
+        the statement is built and compiled once; rowcount is not reliable for it on every
+        driver)."""
+        if not rows:
+            return 0
         dialect = conn.dialect.name
         if dialect == "postgresql":
             make: Any = postgresql.insert
@@ -612,91 +616,97 @@ class AuditStore:
             make = sqlite.insert
         else:
             raise RuntimeError(f"unsupported database: {dialect}")
-        key = list(table.primary_key.columns)
-        inserted = 0
-        for row in rows:
-            stmt = make(table).values(**row).on_conflict_do_nothing().returning(*key)
-            if conn.execute(stmt).first() is not None:
-                inserted += 1
-        return inserted
+        stmt = make(table).on_conflict_do_nothing().returning(*table.primary_key.columns)
+        if len(rows) == 1:
+            return 1 if conn.execute(stmt, dict(rows[0])).first() is not None else 0
+        return len(conn.execute(stmt, [dict(row) for row in rows]).all())
 
     def record_invocation(self, record: InvocationRecord) -> int:
         """Store one call; returns its row id."""
-        with self._begin() as conn:
-            return self._insert_invocation(conn, record)
+        return self.record_invocations([record])[0]
 
     def record_invocations(self, records: Sequence[InvocationRecord]) -> list[int]:
-        """Store several calls in one transaction (all or none); returns their row ids."""
+        """Store several calls in one transaction (all or none); returns their row ids.
+        Each table gets one statement for all the calls (a worker under load writes its
+        queued calls in batches)."""
+        if not records:
+            return []
         with self._begin() as conn:
-            return [self._insert_invocation(conn, record) for record in records]
-
-    def _insert_invocation(self, conn: Connection, record: InvocationRecord) -> int:
-        key = conn.execute(
-            insert(invocations).values(
-                hook_instance=record.hook_instance,
-                service_id=record.service_id,
-                hook=record.hook,
-                received_at=record.received_at,
-                patient_ref=record.patient_ref,
-                timings_ms={k: round(float(v), 3) for k, v in record.timings_ms.items()},
-            )
-        ).inserted_primary_key
-        assert key is not None
-        invocation_id = int(key[0])
-        if record.orders:
-            conn.execute(
-                insert(order_outcomes),
+            rows = [
+                {
+                    "hook_instance": r.hook_instance,
+                    "service_id": r.service_id,
+                    "hook": r.hook,
+                    "received_at": r.received_at,
+                    "patient_ref": r.patient_ref,
+                    "timings_ms": {k: round(float(v), 3) for k, v in r.timings_ms.items()},
+                }
+                for r in records
+            ]
+            if len(rows) == 1:
+                key = conn.execute(insert(invocations), rows[0]).inserted_primary_key
+                assert key is not None
+                ids = [int(key[0])]
+            else:
+                stmt = insert(invocations).returning(invocations.c.id, sort_by_parameter_order=True)
+                ids = [int(i) for i in conn.execute(stmt, rows).scalars().all()]
+            pairs = list(zip(ids, records, strict=True))
+            outcomes = [
+                {
+                    "invocation_id": invocation_id,
+                    "order_ref": o.order_ref,
+                    "outcome": o.outcome,
+                    "policy_id": o.policy_id,
+                    "policy_version": o.policy_version,
+                    "section": o.section,
+                }
+                for invocation_id, record in pairs
+                for o in record.orders
+            ]
+            if outcomes:
+                conn.execute(insert(order_outcomes), outcomes)
+            self._insert_ignore(
+                conn,
+                cards,
                 [
                     {
+                        "card_uuid": c.uuid,
                         "invocation_id": invocation_id,
-                        "order_ref": o.order_ref,
-                        "outcome": o.outcome,
-                        "policy_id": o.policy_id,
-                        "policy_version": o.policy_version,
-                        "section": o.section,
+                        "service_id": record.service_id,
+                        "order_ref": c.order_ref,
+                        "indicator": c.indicator,
+                        "topic": c.topic,
+                        "suggestion_uuids": list(c.suggestion_uuids),
                     }
-                    for o in record.orders
+                    for invocation_id, record in pairs
+                    for c in record.cards
                 ],
             )
-        self._insert_ignore(
-            conn,
-            cards,
-            [
-                {
-                    "card_uuid": c.uuid,
-                    "invocation_id": invocation_id,
-                    "service_id": record.service_id,
-                    "order_ref": c.order_ref,
-                    "indicator": c.indicator,
-                    "topic": c.topic,
-                    "suggestion_uuids": list(c.suggestion_uuids),
-                }
-                for c in record.cards
-            ],
-        )
-        self._insert_ignore(
-            conn,
-            card_criteria,
-            [
-                {"card_uuid": c.uuid, "criterion_id": criterion, "status": status}
-                for c in record.cards
-                for criterion, status in c.criteria
-            ],
-        )
-        self._insert_ignore(
-            conn,
-            coverage_assertions,
-            [
-                {
-                    "assertion_id": a.assertion_id,
-                    "invocation_id": invocation_id,
-                    "order_ref": a.order_ref,
-                    "coverage_ref": a.coverage_ref,
-                }
-                for a in record.coverage_assertions
-            ],
-        )
-        return invocation_id
+            self._insert_ignore(
+                conn,
+                card_criteria,
+                [
+                    {"card_uuid": c.uuid, "criterion_id": criterion, "status": status}
+                    for record in records
+                    for c in record.cards
+                    for criterion, status in c.criteria
+                ],
+            )
+            self._insert_ignore(
+                conn,
+                coverage_assertions,
+                [
+                    {
+                        "assertion_id": a.assertion_id,
+                        "invocation_id": invocation_id,
+                        "order_ref": a.order_ref,
+                        "coverage_ref": a.coverage_ref,
+                    }
+                    for invocation_id, record in pairs
+                    for a in record.coverage_assertions
+                ],
+            )
+            return ids
 
     def record_feedback(
         self, service_id: str, items: Sequence[Mapping[str, Any]]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import insert, inspect, select, update
@@ -160,3 +161,56 @@ def test_sqlite_file_folder_is_created(tmp_path: Path) -> None:
 def test_naive_datetimes_are_refused(store: AuditStore) -> None:
     with pytest.raises(Exception, match="naive"):
         store.remember_jti("iss", "j", datetime(2026, 1, 1))
+
+
+def test_many_rows_of_one_call_are_all_kept_and_repeats_once(store: AuditStore) -> None:
+    from sqlalchemy import func
+
+    from cds_service.store import (
+        CardRecord,
+        CoverageAssertion,
+        card_criteria,
+        cards,
+        coverage_assertions,
+    )
+
+    def call(instance: str, shown: list[tuple[str, int]]) -> InvocationRecord:
+        return InvocationRecord(
+            hook_instance=instance,
+            service_id="anakinra-order-sign",
+            hook="order-sign",
+            received_at=NOW,
+            patient_ref="Patient/p1",
+            cards=tuple(
+                CardRecord(
+                    uuid=u,
+                    order_ref="MedicationRequest/1",
+                    indicator="warning",
+                    topic="documentation",
+                    suggestion_uuids=("s-1",),
+                    criteria=tuple((f"C{i}", "unknown") for i in range(criteria)),
+                )
+                for u, criteria in shown
+            ),
+            coverage_assertions=(CoverageAssertion("a-1", "MedicationRequest/1", None),),
+        )
+
+    # 1,201 criteria of one card: more than one statement's worth of rows.
+    first = call("hi-1", [("card-1", 3), ("card-2", 3)])
+    second = call("hi-2", [("card-2", 3), ("card-3", 1201), ("card-3", 1201)])
+    store.record_invocations([first, second])
+    with store.engine.connect() as conn:
+
+        def count(table: Any) -> int:
+            return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+
+        assert count(cards) == 3  # card-2 and the repeated card-3 once each
+        assert count(coverage_assertions) == 1
+        assert count(card_criteria) == 3 + 3 + 1201
+        (invocation,) = conn.execute(
+            select(cards.c.invocation_id).where(cards.c.card_uuid == "card-3")
+        ).one()
+        (second_id,) = conn.execute(
+            select(cards.c.invocation_id).where(cards.c.card_uuid == "card-2")
+        ).one()
+        assert invocation != second_id  # card-2 stays with the call that first showed it
