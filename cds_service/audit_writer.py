@@ -2,7 +2,8 @@
 thread per worker process.
 
 A call's answer never waits for the database. `AuditWriter.submit` puts the call's record
-in the queue and returns at once; the writer thread stores it. While the database cannot
+in the queue and returns at once; the writer thread stores it, lingering `linger` seconds
+(50 ms) for more records so that a busy worker writes them in batches. While the database cannot
 be written (down, hung, locked), the record at the head of the queue is tried again with
 a growing pause (at most `retry_max` seconds) and every record waits in the queue, up to
 `capacity`; when the database answers again the queue is written in order (catch-up).
@@ -113,10 +114,13 @@ class AuditWriter:
         shutdown_timeout: float = 10.0,
         retry_initial: float = 0.05,
         retry_max: float = 2.0,
+        linger: float = 0.05,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._write = write
         self._batch_size = batch_size
+        self._linger = linger
+        self._flushing = 0
         self._capacity = capacity
         self._shutdown_timeout = shutdown_timeout
         self._retry_initial = retry_initial
@@ -177,11 +181,16 @@ class AuditWriter:
         end = time.monotonic() + timeout
         with self._cond:
             target = self._accepted
-            while self._settled < target:
-                left = end - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(left)
+            self._flushing += 1  # the writer stops lingering
+            self._cond.notify_all()
+            try:
+                while self._settled < target:
+                    left = end - time.monotonic()
+                    if left <= 0:
+                        return False
+                    self._cond.wait(left)
+            finally:
+                self._flushing -= 1
         return True
 
     def close(self, timeout: float | None = None) -> AuditStatus:
@@ -237,6 +246,9 @@ class AuditWriter:
                     if not self._stopping:  # idle: the next submit starts a new thread
                         self._thread = None
                     return
+                # Linger a moment for more records: a batch costs about what one record
+                # costs, so a busy worker spends far less on its audit writes.
+                self._cond.wait_for(self._batch_ready, self._linger)
                 batch = list(itertools.islice(self._queue, self._batch_size))
             error = self._try(batch)
             if error is not None and not isinstance(error, OUTAGE_ERRORS) and len(batch) > 1:
@@ -250,6 +262,9 @@ class AuditWriter:
                 if not self._stopping:
                     self._cond.wait(pause)
             pause = min(self._retry_max, pause * 2)
+
+    def _batch_ready(self) -> bool:
+        return len(self._queue) >= self._batch_size or self._stopping or self._flushing > 0
 
     def _one_by_one(self, batch: list[_Item]) -> Exception | None:
         """Write a batch the database refused one record at a time, so that only the

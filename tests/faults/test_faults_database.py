@@ -8,7 +8,7 @@ import functools
 import signal
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -259,3 +259,24 @@ def test_a_stopping_worker_writes_its_queued_records(tmp_path: Path) -> None:
         assert service.process.wait(timeout=GENEROUS) == 0
     assert sorted(_invocations(url)) == [f"stopping-{i}" for i in range(4)]
     assert '"event":"audit-closed"' in (tmp_path / "service.log").read_text()
+
+
+def test_records_that_come_together_are_written_together() -> None:
+    written: list[list[str]] = []
+    full = threading.Event()
+
+    def write(records: Sequence[InvocationRecord]) -> None:
+        written.append([r.hook_instance for r in records])
+        if sum(len(batch) for batch in written) >= 3:
+            full.set()
+
+    # A linger far longer than the test: only a full batch (or a flush) starts the write.
+    writer = AuditWriter(write, batch_size=3, linger=600.0)
+    for index in range(3):
+        assert writer.submit(_record(f"together-{index}"))
+    assert full.wait(GENEROUS)
+    assert written == [["together-0", "together-1", "together-2"]]
+    assert writer.submit(_record("alone"))
+    assert writer.flush(GENEROUS)  # a flush does not wait for the linger
+    assert written[-1] == ["alone"]
+    writer.close(timeout=GENEROUS)
