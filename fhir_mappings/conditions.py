@@ -87,6 +87,11 @@ Classified = tuple[frozenset[str], str, str, str, frozenset[str]]
 _CLASSIFIED: Final[ContentMemo[Classified]] = ContentMemo(capacity=16_384)
 
 
+def forget_readings() -> None:
+    """Empty the readings kept per resource body (the benchmark's new-patient figures)."""
+    _FINDINGS.clear()
+
+
 def forget_classified() -> None:
     """Empty the memos (the benchmark's first-sight figures)."""
     _CLASSIFIED.clear()

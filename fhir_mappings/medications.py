@@ -78,6 +78,11 @@ class DrugIdentity:
 _IDENTIFIED: Final[ContentMemo[tuple[tuple[str, MatchedBy], ...]]] = ContentMemo(capacity=16_384)
 
 
+def forget_readings() -> None:
+    """Empty the readings kept per resource body (the benchmark's new-patient figures)."""
+    _RECORDS.clear()
+
+
 def forget_identified() -> None:
     """Empty the memo (the benchmark's first-sight figures)."""
     _IDENTIFIED.clear()

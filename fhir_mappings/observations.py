@@ -169,6 +169,11 @@ _KINDS: Final[ContentMemo[str | None]] = ContentMemo(capacity=16_384)
 _MAY_BE_GENETIC: Final[ContentMemo[bool]] = ContentMemo(capacity=16_384)
 
 
+def forget_readings() -> None:
+    """Empty the readings kept per resource body (the benchmark's new-patient figures)."""
+    _READINGS.clear()
+
+
 def forget_kinds() -> None:
     """Empty the memos (the benchmark's first-sight figures)."""
     _KINDS.clear()
