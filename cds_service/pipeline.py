@@ -46,7 +46,7 @@ from cds_service.dtr import urls as dtr_urls
 from cds_service.policy.engine import evaluate
 from cds_service.policy.packs import Pack, Registry, default_registry
 from fhir_mappings import budget, build_facts
-from fhir_mappings.coverage import read_all_coverages, read_coverages
+from fhir_mappings.coverage import read_coverage_sets
 
 log = logging.getLogger(__name__)
 
@@ -455,6 +455,7 @@ def coverage_call(
     """What the coverage information of the call needs (`cds_service.crd.coverage`)."""
     patient = _patient_ref(call.context)
     drafts = orders.draft_medication_requests(call.context, call.hook)
+    coverages, sent_coverages = read_coverage_sets(resources, patient)
     return CoverageCall(
         payer=engine.payer,
         enabled=call.coverage_information,
@@ -464,7 +465,7 @@ def coverage_call(
             p.id: PackBilling(p.version, p.drug.billing_hcpcs, p.drug.billing_ndc)
             for p in engine.registry.packs.values()
         },
-        coverages=read_coverages(resources, patient),
+        coverages=coverages,
         drafts={o.ref: o.resource for o in drafts},
         order_packs={
             r.item.order_ref: r.pack.id
@@ -473,7 +474,7 @@ def coverage_call(
         },
         patient_ref=patient or "",
         record_incomplete=bool(call.missing_data),
-        sent_coverages=read_all_coverages(resources),
+        sent_coverages=sent_coverages,
         coverage_unreadable=any(m.resource_type == "Coverage" for m in call.missing_data),
         questionnaires=pack_questionnaires(engine.registry, call.public_base_url),
     )

@@ -170,7 +170,14 @@ def _coverages(
 ) -> tuple[CoverageRecord, ...]:
     """Every Coverage among `resources` that `keep(resource, people)` accepts (people: the
     beneficiary and subscriber references), each once, in input order."""
-    organization_resources, coverage_resources = _of_types(resources)
+    return _kept(*_of_types(resources), keep)
+
+
+def _kept(
+    organization_resources: Sequence[Mapping[str, Any]],
+    coverage_resources: Sequence[Mapping[str, Any]],
+    keep: Callable[[Mapping[str, Any], frozenset[str]], bool],
+) -> tuple[CoverageRecord, ...]:
     if not coverage_resources:
         return ()
     organizations = _organizations(organization_resources)
@@ -211,9 +218,18 @@ def read_all_coverages(resources: Sequence[Any]) -> tuple[CoverageRecord, ...]:
 
 def read_coverages(resources: Sequence[Any], patient_ref: str | None) -> tuple[CoverageRecord, ...]:
     """The patient's active Coverages (see the module), each once, in input order."""
-    return _coverages(
-        resources,
-        lambda resource, people: (
-            resource.get("status") == "active" and (patient_ref is None or patient_ref in people)
-        ),
+    return _coverages(resources, _active_for(patient_ref))
+
+
+def _active_for(patient_ref: str | None) -> Callable[[Mapping[str, Any], frozenset[str]], bool]:
+    return lambda resource, people: (
+        resource.get("status") == "active" and (patient_ref is None or patient_ref in people)
     )
+
+
+def read_coverage_sets(
+    resources: Sequence[Any], patient_ref: str | None
+) -> tuple[tuple[CoverageRecord, ...], tuple[CoverageRecord, ...]]:
+    """(`read_coverages`, `read_all_coverages`) of the same resources, found in one pass."""
+    found = _of_types(resources)
+    return _kept(*found, _active_for(patient_ref)), _kept(*found, lambda _r, _p: True)
