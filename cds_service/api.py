@@ -223,6 +223,8 @@ def _reject_constant(name: str) -> Any:
 
 _STRUCTURE = b'"[]{}'
 _NOT_STRUCTURE = bytes(range(256)).translate(None, _STRUCTURE)
+_DIGITS = b"0123456789"
+_NOT_STRUCTURE_OR_DIGIT = bytes(range(256)).translate(None, _STRUCTURE + _DIGITS)
 _ONE_BRACKET = bytes.maketrans(b"{}", b"[]")
 
 
@@ -245,9 +247,20 @@ def json_nesting_exceeds(data: bytes, limit: int) -> bool:
     if encoding not in ("utf-8", "utf-8-sig"):
         # UTF-16/32: bracket and quote bytes can be halves of other characters.
         data = data.decode(encoding, "surrogatepass").encode("utf-8", "surrogatepass")
+    return _marks_nest_deeper(_without_escape_pairs(data).translate(None, _NOT_STRUCTURE), limit)
+
+
+def _without_escape_pairs(data: bytes) -> bytes:
+    """Step 1 of `json_nesting_exceeds`."""
     if b"\\" in data:
         data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
-    marks = data.translate(None, _NOT_STRUCTURE).replace(b'""', b"")
+    return data
+
+
+def _marks_nest_deeper(marks: bytes, limit: int) -> bool:
+    """Steps 2 (after the first drop) and 3 of `json_nesting_exceeds` on its quotes and
+    brackets."""
+    marks = marks.replace(b'""', b"")
     if b'"' in marks:
         marks = b"".join(marks.split(b'"')[::2])
     brackets = marks.translate(_ONE_BRACKET)
@@ -256,6 +269,27 @@ def json_nesting_exceeds(data: bytes, limit: int) -> bool:
             return False
         brackets = brackets.replace(b"[]", b"")
     return bool(brackets)
+
+
+@dataclass(frozen=True)
+class _Scan:
+    """One pass over a UTF-8 body for both checks of its text: whether it holds a run of
+    19 digits (`fast_json.read`) and its quotes and brackets (`json_nesting_exceeds`).
+
+    The body with its escape pairs dropped is cut down to its digits, quotes and brackets
+    in one pass; both checks then read that shorter text. Dropping bytes never breaks a run
+    of digits, so a body with a run of 19 has one in the shorter text too; two runs joined
+    there are checked again on the body itself. The escape pairs dropped first are those
+    `json_nesting_exceeds` drops, so the marks are the very bytes it reads."""
+
+    long_digit_run: bool
+    marks: bytes
+
+    @classmethod
+    def of(cls, data: bytes) -> _Scan:
+        kept = _without_escape_pairs(data).translate(None, _NOT_STRUCTURE_OR_DIGIT)
+        long_run = fast_json.has_long_digit_run(kept) and fast_json.has_long_digit_run(data)
+        return cls(long_run, kept.translate(None, _DIGITS))
 
 
 def _standard_loads(data: bytes) -> Any:
@@ -274,8 +308,16 @@ def parse_json_body(data: bytes, max_depth: int) -> Any:
     # byte that is not (both know the same six ASCII whitespace bytes).
     if not data or data.isspace():
         raise ApiError("the request body is empty: expected a JSON object")
+    # UTF-8 without a byte-order mark (what EHRs send): both checks of the text from one
+    # pass over it (`_Scan`); anything else the long way.
+    scan = _Scan.of(data) if json.detect_encoding(data) == "utf-8" else None
     try:
-        body, by_orjson = fast_json.read(data, _standard_loads)
+        if scan is None:
+            body, by_orjson = fast_json.read(data, _standard_loads)
+        else:
+            body, by_orjson = fast_json.read(
+                data, _standard_loads, long_digit_run=scan.long_digit_run
+            )
     except json.JSONDecodeError as exc:
         raise ApiError(
             "the request body is not valid JSON",
@@ -288,7 +330,10 @@ def parse_json_body(data: bytes, max_depth: int) -> Any:
             "the request body is not valid JSON", details=[{"message": "not UTF-8 JSON text"}]
         ) from exc
     else:
-        too_deep = json_nesting_exceeds(data, max_depth)
+        if scan is None:
+            too_deep = json_nesting_exceeds(data, max_depth)
+        else:
+            too_deep = _marks_nest_deeper(scan.marks, max_depth)
     if too_deep:
         raise ApiError(
             f"the request body nests deeper than {max_depth} levels",

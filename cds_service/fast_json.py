@@ -37,10 +37,21 @@ def loads(data: bytes, fallback: Callable[[bytes], T]) -> Any:
     return read(data, fallback)[0]
 
 
-def read(data: bytes, fallback: Callable[[bytes], T]) -> tuple[Any, bool]:
+def has_long_digit_run(data: bytes) -> bool:
+    """Whether `data` holds a run of 19 or more digits (then orjson is not asked)."""
+    return _LONG_RUN in data.translate(_DIGITS_ONLY)
+
+
+def read(
+    data: bytes, fallback: Callable[[bytes], T], *, long_digit_run: bool | None = None
+) -> tuple[Any, bool]:
     """(`loads(data, fallback)`, whether orjson read it): True means `data` was UTF-8 JSON
-    text without a byte-order mark and without a lone surrogate, escaped or not."""
-    if _LONG_RUN not in data.translate(_DIGITS_ONLY):
+    text without a byte-order mark and without a lone surrogate, escaped or not.
+
+    `long_digit_run`: `has_long_digit_run(data)` when the caller already knows it."""
+    if long_digit_run is None:
+        long_digit_run = has_long_digit_run(data)
+    if not long_digit_run:
         try:
             return orjson.loads(data), True
         except orjson.JSONDecodeError:

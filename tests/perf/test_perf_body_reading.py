@@ -1,10 +1,12 @@
 """The request body is read with fewer passes over its bytes, and reads exactly as before.
 
 `parse_json_body` skips the lone-surrogate scan when orjson read the body (orjson refuses
-every lone surrogate) and tests for an empty body without copying it. The long way below is
-the reader as it was; both must give the same value (repr: 1 against 1.0, key order) or the
-same 400 for every text, surrogates escaped or raw, byte-order marks, UTF-16/32, whitespace
-around, broken text.
+every lone surrogate), tests for an empty body without copying it, and takes the run-of-19-
+digits check and the nesting check from one pass over a UTF-8 body (`_Scan`). The long way
+below is the reader as it was; both must give the same value (repr: 1 against 1.0, key
+order) or the same 400 for every text, surrogates escaped or raw, byte-order marks,
+UTF-16/32, whitespace around, broken text, long digit runs, deep nesting, brackets and
+escapes in strings.
 """
 
 from __future__ import annotations
@@ -17,11 +19,39 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from cds_service import fast_json
-from cds_service.api import _standard_loads, json_nesting_exceeds, parse_json_body
+from cds_service.api import _marks_nest_deeper, _Scan, _standard_loads, parse_json_body
 from cds_service.errors import ApiError
 from cds_service.http_guard import may_hold_lone_surrogates, replace_lone_surrogates
 
 MAX_DEPTH = 8
+
+
+_STRUCTURE = b'"[]{}'
+_NOT_STRUCTURE = bytes(range(256)).translate(None, _STRUCTURE)
+
+
+def _old_nesting_exceeds(data: bytes, limit: int) -> bool:
+    """`api.json_nesting_exceeds` as it was."""
+    encoding = json.detect_encoding(data)
+    if encoding not in ("utf-8", "utf-8-sig"):
+        data = data.decode(encoding, "surrogatepass").encode("utf-8", "surrogatepass")
+    if b"\\" in data:
+        data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
+    marks = data.translate(None, _NOT_STRUCTURE).replace(b'""', b"")
+    if b'"' in marks:
+        marks = b"".join(marks.split(b'"')[::2])
+    brackets = marks.translate(bytes.maketrans(b"{}", b"[]"))
+    for _ in range(limit):
+        if not brackets:
+            return False
+        brackets = brackets.replace(b"[]", b"")
+    return bool(brackets)
+
+
+def _old_long_run(data: bytes) -> bool:
+    return b"9" * 19 in data.translate(
+        bytes(0x39 if 0x30 <= c <= 0x39 else 0x20 for c in range(256))
+    )
 
 
 def _long_way(data: bytes, max_depth: int) -> Any:
@@ -42,7 +72,7 @@ def _long_way(data: bytes, max_depth: int) -> Any:
             "the request body is not valid JSON", details=[{"message": "not UTF-8 JSON text"}]
         ) from exc
     else:
-        too_deep = json_nesting_exceeds(data, max_depth)
+        too_deep = _old_nesting_exceeds(data, max_depth)
     if too_deep:
         raise ApiError(f"the request body nests deeper than {max_depth} levels", error="too-deep")
     if may_hold_lone_surrogates(data, json.detect_encoding(data)):
@@ -143,3 +173,38 @@ def test_orjson_reads_no_text_with_a_lone_surrogate() -> None:
     value, by_orjson = fast_json.read(b'"\\ud83d\\ude00"', json.loads)
     assert by_orjson
     assert value == "\U0001f600"
+
+
+_DENSE = st.binary(max_size=80).map(
+    lambda raw: raw.translate(bytes(b'0123456789"\\[]{}a ,:'[c % 20] for c in range(256)))
+)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(_DENSE, st.integers(0, 6))
+@example(b'"1234567890abcdefghi123456789"', 3)  # joined only once letters are dropped
+@example(b'["1234567890123456789"]', 3)
+@example(b'"1234567890\\\\123456789"', 3)  # joined once an escape pair is dropped
+@example(b'["a\\"[[[[", [[[]]], "]\\\\"]', 3)
+def test_one_pass_gives_what_both_checks_gave(data: bytes, limit: int) -> None:
+    """On any bytes (digits, quotes, backslashes and brackets thick): the same answer to
+    "a run of 19 digits?" and the same nesting verdict as the two separate passes."""
+    scan = _Scan.of(data)
+    assert scan.long_digit_run == _old_long_run(data)
+    assert _marks_nest_deeper(scan.marks, limit) == _old_nesting_exceeds(data, limit)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"a": "1234567890abcdefghi123456789", "b": 1.5}',
+        b'{"a": 12345678901234567890}',
+        b'{"a": "x\\\\1234567890123456789"}',
+        b'{"a": "[[[[[[[[[[", "b": [[[[[[[[]]]]]]]]}',
+        b'{"a": "\\"[[[[[[[[[[", "b": [[[[[[[]]]]]]]}',
+        b'{"a": "\\\\", "b": [[[[[[[[]]]]]]]]}',
+        b"[" * 8 + b'"]]]"' + b"]" * 8,
+    ],
+)
+def test_digit_runs_and_nesting_read_as_before(data: bytes) -> None:
+    assert_reads_as_before(data)
