@@ -176,13 +176,14 @@ def test_orjson_reads_no_text_with_a_lone_surrogate() -> None:
 
 
 _DENSE = st.binary(max_size=80).map(
-    lambda raw: raw.translate(bytes(b'0123456789"\\[]{}a ,:'[c % 20] for c in range(256)))
+    lambda raw: raw.translate(bytes(b'0123456789"\\[]{}a.-:'[c % 20] for c in range(256)))
 )
 
 
 @settings(max_examples=3000, deadline=None)
 @given(_DENSE, st.integers(0, 6))
 @example(b'"1234567890abcdefghi123456789"', 3)  # joined only once letters are dropped
+@example(b'"1234567890-123456789:1.2"', 3)  # kept apart
 @example(b'["1234567890123456789"]', 3)
 @example(b'"1234567890\\\\123456789"', 3)  # joined once an escape pair is dropped
 @example(b'["a\\"[[[[", [[[]]], "]\\\\"]', 3)
