@@ -223,6 +223,10 @@ def _reject_constant(name: str) -> Any:
 
 _STRUCTURE = b'"[]{}'
 _NOT_STRUCTURE = bytes(range(256)).translate(None, _STRUCTURE)
+_NUMERIC = b"0123456789.-:"
+"""Digits, and the separators that most often stand between two runs of them in a chart
+(dates, times, OIDs, UUIDs, decimals): kept by `_Scan` so that those runs stay apart."""
+_NOT_STRUCTURE_OR_NUMERIC = bytes(range(256)).translate(None, _STRUCTURE + _NUMERIC)
 _ONE_BRACKET = bytes.maketrans(b"{}", b"[]")
 
 
@@ -245,9 +249,20 @@ def json_nesting_exceeds(data: bytes, limit: int) -> bool:
     if encoding not in ("utf-8", "utf-8-sig"):
         # UTF-16/32: bracket and quote bytes can be halves of other characters.
         data = data.decode(encoding, "surrogatepass").encode("utf-8", "surrogatepass")
+    return _marks_nest_deeper(_without_escape_pairs(data).translate(None, _NOT_STRUCTURE), limit)
+
+
+def _without_escape_pairs(data: bytes) -> bytes:
+    """Step 1 of `json_nesting_exceeds`."""
     if b"\\" in data:
         data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
-    marks = data.translate(None, _NOT_STRUCTURE).replace(b'""', b"")
+    return data
+
+
+def _marks_nest_deeper(marks: bytes, limit: int) -> bool:
+    """Steps 2 (after the first drop) and 3 of `json_nesting_exceeds` on its quotes and
+    brackets."""
+    marks = marks.replace(b'""', b"")
     if b'"' in marks:
         marks = b"".join(marks.split(b'"')[::2])
     brackets = marks.translate(_ONE_BRACKET)
@@ -258,6 +273,28 @@ def json_nesting_exceeds(data: bytes, limit: int) -> bool:
     return bool(brackets)
 
 
+@dataclass(frozen=True)
+class _Scan:
+    """One pass over a UTF-8 body for both checks of its text: whether it holds a run of
+    19 digits (`fast_json.read`) and its quotes and brackets (`json_nesting_exceeds`).
+
+    The body with its escape pairs dropped is cut down to its digits, quotes, brackets and
+    `.-:` (about an eighth of a chart) in one pass; both checks then read that shorter text.
+    Dropping bytes never breaks a run of digits, so a body with a run of 19 has one in the
+    shorter text too; a run found there may be two joined where letters were dropped (a hex
+    id), so it is looked for again in the body itself. The escape pairs dropped first are
+    those `json_nesting_exceeds` drops, so the marks are the very bytes it reads."""
+
+    long_digit_run: bool
+    marks: bytes
+
+    @classmethod
+    def of(cls, data: bytes) -> _Scan:
+        kept = _without_escape_pairs(data).translate(None, _NOT_STRUCTURE_OR_NUMERIC)
+        long_run = fast_json.has_long_digit_run(kept) and fast_json.has_long_digit_run(data)
+        return cls(long_run, kept.translate(None, _NUMERIC))
+
+
 def _standard_loads(data: bytes) -> Any:
     return json.loads(data, parse_constant=_reject_constant)
 
@@ -265,10 +302,25 @@ def _standard_loads(data: bytes) -> Any:
 def read_json_body(req: Request, max_depth: int) -> Any:
     """The parsed body; 400 when it is empty, not JSON, or nests deeper than `max_depth`."""
     data = req.get_data(cache=True)  # 413 past MAX_CONTENT_LENGTH; kept for feedback
-    if not data.strip():
+    return parse_json_body(data, max_depth)
+
+
+def parse_json_body(data: bytes, max_depth: int) -> Any:
+    """`read_json_body` of the bytes `data`."""
+    # `data.strip()` would copy a body that ends in a newline; isspace stops at the first
+    # byte that is not (both know the same six ASCII whitespace bytes).
+    if not data or data.isspace():
         raise ApiError("the request body is empty: expected a JSON object")
+    # UTF-8 without a byte-order mark (what EHRs send): both checks of the text from one
+    # pass over it (`_Scan`); anything else the long way.
+    scan = _Scan.of(data) if json.detect_encoding(data) == "utf-8" else None
     try:
-        body = fast_json.loads(data, _standard_loads)
+        if scan is None:
+            body, by_orjson = fast_json.read(data, _standard_loads)
+        else:
+            body, by_orjson = fast_json.read(
+                data, _standard_loads, long_digit_run=scan.long_digit_run
+            )
     except json.JSONDecodeError as exc:
         raise ApiError(
             "the request body is not valid JSON",
@@ -281,13 +333,17 @@ def read_json_body(req: Request, max_depth: int) -> Any:
             "the request body is not valid JSON", details=[{"message": "not UTF-8 JSON text"}]
         ) from exc
     else:
-        too_deep = json_nesting_exceeds(data, max_depth)
+        if scan is None:
+            too_deep = json_nesting_exceeds(data, max_depth)
+        else:
+            too_deep = _marks_nest_deeper(scan.marks, max_depth)
     if too_deep:
         raise ApiError(
             f"the request body nests deeper than {max_depth} levels",
             error="too-deep",
         )
-    if may_hold_lone_surrogates(data, json.detect_encoding(data)):
+    # A body orjson read holds no lone surrogate (see `fast_json.read`): not looked for.
+    if not by_orjson and may_hold_lone_surrogates(data, json.detect_encoding(data)):
         body = replace_lone_surrogates(body)  # no encoder (database, log) takes them
     return body
 

@@ -9,6 +9,11 @@ refused one is refused with the same message as before:
   the caller's `fallback`, the standard parser with its checks and error messages;
 - text with a run of 19 or more digits is never given to orjson: it reads an integer
   beyond 64 bits as a float, where `json.loads` keeps the exact integer.
+
+`read` also says which parser decided. A text orjson read holds no lone surrogate: orjson
+takes UTF-8 only (no byte-order mark), refuses the UTF-8 bytes of a surrogate, and refuses
+an escaped surrogate that is not half of a high-low pair, so the caller need not look for
+one.
 """
 
 from __future__ import annotations
@@ -29,9 +34,26 @@ _LONG_RUN = b"9" * 19
 def loads(data: bytes, fallback: Callable[[bytes], T]) -> Any:
     """`data` parsed by orjson, or `fallback(data)` wherever orjson might not give what the
     standard parser gives (see the module docstring)."""
-    if _LONG_RUN not in data.translate(_DIGITS_ONLY):
+    return read(data, fallback)[0]
+
+
+def has_long_digit_run(data: bytes) -> bool:
+    """Whether `data` holds a run of 19 or more digits (then orjson is not asked)."""
+    return _LONG_RUN in data.translate(_DIGITS_ONLY)
+
+
+def read(
+    data: bytes, fallback: Callable[[bytes], T], *, long_digit_run: bool | None = None
+) -> tuple[Any, bool]:
+    """(`loads(data, fallback)`, whether orjson read it): True means `data` was UTF-8 JSON
+    text without a byte-order mark and without a lone surrogate, escaped or not.
+
+    `long_digit_run`: `has_long_digit_run(data)` when the caller already knows it."""
+    if long_digit_run is None:
+        long_digit_run = has_long_digit_run(data)
+    if not long_digit_run:
         try:
-            return orjson.loads(data)
+            return orjson.loads(data), True
         except orjson.JSONDecodeError:
             pass
-    return fallback(data)
+    return fallback(data), False
