@@ -92,9 +92,11 @@ def forget_memos() -> None:
         medications,
         observations,
         valuesets,
+        words,
     )
 
     forget_bodies()
+    words.forget_texts()
     fast_validation.forget_shapes()
     valuesets.forget_matches()
     conditions.forget_classified()

@@ -555,6 +555,9 @@ class _ChartKeys:
             self._charts.clear()
             self._size = 0
 
+    def __len__(self) -> int:
+        return len(self._charts)
+
 
 _CHARTS: Final = _ChartKeys(capacity=100_000)
 
