@@ -3,8 +3,8 @@ thread per worker process.
 
 A call's answer never waits for the database. `AuditWriter.submit` puts the call's record
 in the queue and returns at once; the writer thread stores it, lingering `linger` seconds
-(50 ms) for more records so that a busy worker writes them in batches. While the database cannot
-be written (down, hung, locked), the record at the head of the queue is tried again with
+(50 ms) for more records so that a busy worker writes them in batches. While the database
+cannot be written (down, hung, locked), the record at the head of the queue is tried again with
 a growing pause (at most `retry_max` seconds) and every record waits in the queue, up to
 `capacity`; when the database answers again the queue is written in order (catch-up).
 

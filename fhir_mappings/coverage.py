@@ -213,12 +213,16 @@ def read_all_coverages(resources: Sequence[Any]) -> tuple[CoverageRecord, ...]:
     """Every Coverage among `resources` whatever its status or beneficiary, each once, in
     input order (for the CRD choice of the call's primary Coverage, which must also see
     Coverages that are no longer in force)."""
-    return _coverages(resources, lambda _resource, _people: True)
+    return _coverages(resources, _every)
 
 
 def read_coverages(resources: Sequence[Any], patient_ref: str | None) -> tuple[CoverageRecord, ...]:
     """The patient's active Coverages (see the module), each once, in input order."""
     return _coverages(resources, _active_for(patient_ref))
+
+
+def _every(_resource: Mapping[str, Any], _people: frozenset[str]) -> bool:
+    return True
 
 
 def _active_for(patient_ref: str | None) -> Callable[[Mapping[str, Any], frozenset[str]], bool]:
@@ -232,4 +236,4 @@ def read_coverage_sets(
 ) -> tuple[tuple[CoverageRecord, ...], tuple[CoverageRecord, ...]]:
     """(`read_coverages`, `read_all_coverages`) of the same resources, found in one pass."""
     found = _of_types(resources)
-    return _kept(*found, _active_for(patient_ref)), _kept(*found, lambda _r, _p: True)
+    return _kept(*found, _active_for(patient_ref)), _kept(*found, _every)
