@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any, Final, Generic, TypeVar
 
 import orjson
 
 T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
 
 
 _SHORT: Final = 160
@@ -72,6 +73,43 @@ class ContentMemo(Generic[T]):
     def clear(self) -> None:
         with self._lock:
             self._answers.clear()
+
+    def __len__(self) -> int:
+        return len(self._answers)
+
+
+class WeightedMemo(Generic[K, T]):
+    """A bounded memo whose answers differ in size (a chart of 50 resources or of 20,000):
+    each answer is added with its weight, and the oldest answers go first once the weights
+    kept add up to more than `capacity`. An answer heavier than `capacity` is not kept.
+    Answers must be immutable."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._answers: dict[K, tuple[T, int]] = {}
+        self._weight = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: K) -> T | None:
+        kept = self._answers.get(key)  # one look-up in a dict is atomic: no lock
+        return kept[0] if kept is not None else None
+
+    def add(self, key: K, answer: T, *, weight: int) -> None:
+        if weight > self._capacity:
+            return
+        with self._lock:
+            if key in self._answers:
+                return
+            self._answers[key] = (answer, weight)
+            self._weight += weight
+            while self._weight > self._capacity:
+                oldest = next(iter(self._answers))  # dicts keep insertion order
+                self._weight -= self._answers.pop(oldest)[1]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._answers.clear()
+            self._weight = 0
 
     def __len__(self) -> int:
         return len(self._answers)

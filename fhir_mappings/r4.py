@@ -61,6 +61,7 @@ from fhir.resources.R4B.servicerequest import ServiceRequest
 from pydantic import ValidationError
 
 from fhir_mappings import budget, fast_validation
+from fhir_mappings.content_memo import WeightedMemo
 from fhir_mappings.fields import LOCAL_REF_KEY, compare_versions, ref_of
 
 Json = Mapping[str, Any]
@@ -522,69 +523,63 @@ def local_ref(resource_type: str, resource: Json) -> str:
     return f"{resource_type} (no id, #{digest})"
 
 
-class _ChartKeys:
-    """The content keys of the resources of charts seen before, by a digest of the whole
-    chart's text: a chart sent again (order-select then order-sign, a retry, the next
-    order-select while the order is edited) is keyed with one digest instead of one per
-    resource. Nothing but the keys is kept: every reading, check and validation still
-    runs per resource. At most `capacity` keys in all (the oldest charts go first)."""
-
-    def __init__(self, capacity: int) -> None:
-        self._capacity = capacity
-        self._charts: dict[bytes, tuple[bytes | None, ...]] = {}
-        self._size = 0
-        self._lock = threading.Lock()
-
-    def get(self, chart: bytes) -> tuple[bytes | None, ...] | None:
-        return self._charts.get(chart)  # one look-up in a dict is atomic: no lock
-
-    def add(self, chart: bytes, keys: tuple[bytes | None, ...]) -> None:
-        if len(keys) > self._capacity:
-            return
-        with self._lock:
-            if chart in self._charts:
-                return
-            self._charts[chart] = keys
-            self._size += len(keys)
-            while self._size > self._capacity:
-                oldest = next(iter(self._charts))  # dicts keep insertion order
-                self._size -= len(self._charts.pop(oldest))
-
-    def clear(self) -> None:
-        with self._lock:
-            self._charts.clear()
-            self._size = 0
-
-    def __len__(self) -> int:
-        return len(self._charts)
+_CHARTS: Final[WeightedMemo[bytes, tuple[bytes | None, ...]]] = WeightedMemo(capacity=100_000)
+"""The content keys of the resources of charts seen before, by the chart's digest
+(`chart_key`): a chart sent again (order-select then order-sign, a retry, the next
+order-select while the order is edited) is keyed with one digest instead of one per
+resource. At most 100,000 keys in all (the oldest charts go first)."""
 
 
-_CHARTS: Final = _ChartKeys(capacity=100_000)
+@dataclass(frozen=True)
+class ChartKey:
+    """A digest of the text of every resource of a call, in order (`chart_key`)."""
+
+    digest: bytes
+    exact: bool
+    """The text holds no `null`, so it stands for the resources exactly (orjson writes a
+    NaN as `null` too). Per-resource keys do not need this (a resource whose text holds a
+    `null` has no key of its own, `_content_key`); a memo of the whole chart does."""
 
 
-def _chart_key(resources: Sequence[Any]) -> bytes | None:
-    """A digest of the text of every resource of the call, in order, or None when orjson
-    cannot write them. Equal text, equal resources in the same order, so equal keys one by
-    one: a resource whose text holds a `null` (which may stand for a NaN) has no key of its
-    own (`_content_key`), so the chart's text need not be free of them."""
+EXACT_TEXT: Final = (
+    orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+)
+"""Only JSON's own types are written: a date object, a dataclass or a subclass of str
+would be written as the plain JSON of another value and read differently; with these
+options orjson refuses them instead (no key)."""
+
+
+def chart_key(resources: Sequence[Any]) -> ChartKey | None:
+    """The key of the resources of a call, or None when orjson cannot write them. Equal
+    text, equal resources in the same order, so equal keys one by one."""
     try:
-        text = orjson.dumps(resources if isinstance(resources, list | tuple) else list(resources))
+        text = orjson.dumps(
+            resources if isinstance(resources, list | tuple) else list(resources),
+            option=EXACT_TEXT,
+        )
     except (orjson.JSONEncodeError, TypeError):
         return None
-    return hashlib.sha256(text).digest()
+    return ChartKey(hashlib.sha256(text).digest(), b"null" not in text)
 
 
 def parse_resources(resources: Sequence[Any]) -> Parsed:
+    """`parse_charted` of the resources and their `chart_key`."""
+    return parse_charted(resources, chart_key(resources))
+
+
+def parse_charted(resources: Sequence[Any], chart: ChartKey | None) -> Parsed:
     """Index the resources of the types the policy uses (validated on demand, see
     `Parsed`); ignore the others. Unusable input is reported at once.
 
     Each resource with an id is keyed here (`_content_key`; the keys of a chart seen
     before come from `_CHARTS`): the key marks a body seen needing no fix (`_AS_SENT`),
-    and the readers' memos and validation use it."""
+    and the readers' memos and validation use it. `chart`: the resources' `chart_key`."""
     entries: list[_Entry] = []
     problems: list[tuple[int, str]] = []
-    chart = _chart_key(resources)
-    known = _CHARTS.get(chart) if chart is not None else None
+    digest = chart.digest if chart is not None else None
+    known = _CHARTS.get(digest) if digest is not None else None
     fresh: list[bytes | None] = []
     for index, resource in enumerate(resources):
         if index % 64 == 0:
@@ -595,8 +590,8 @@ def parse_resources(resources: Sequence[Any]) -> Parsed:
             entries.append(entry)
             key = entry.key if entry.keyed else None
         fresh.append(key)
-    if chart is not None and known is None:
-        _CHARTS.add(chart, tuple(fresh))
+    if digest is not None and known is None:
+        _CHARTS.add(digest, tuple(fresh), weight=len(fresh))
     return Parsed(entries, problems)
 
 

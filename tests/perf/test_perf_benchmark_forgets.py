@@ -16,10 +16,18 @@ from flask.testing import FlaskClient
 
 from benchmarks.inprocess import SERVICE_PATH, forget_bodies, forget_memos, service_app
 from benchmarks.workload import order_sign_request
-from fhir_mappings import conditions, fast_validation, fields, medications, observations, r4
-from fhir_mappings.content_memo import ContentMemo
+from fhir_mappings import (
+    conditions,
+    fast_validation,
+    fields,
+    medications,
+    observations,
+    r4,
+    record,
+)
+from fhir_mappings.content_memo import ContentMemo, WeightedMemo
 
-_MEMO_TYPES = (ContentMemo, r4._SeenValid, r4._ChartKeys, fast_validation._Shapes)
+_MEMO_TYPES = (ContentMemo, WeightedMemo, r4._SeenValid, fast_validation._Shapes)
 
 
 def _memos() -> Iterator[tuple[str, Any]]:
@@ -53,6 +61,7 @@ def test_first_sight_forgets_every_memo_of_chart_content(client: FlaskClient) ->
     _call(client)
     filled = [name for name, memo in _memos() if _size(memo)]
     assert "fhir_mappings.r4._CHARTS" in filled  # the call did fill the memos
+    assert "fhir_mappings.record._RECORDS" in filled
     forget_memos()
     assert [name for name, memo in _memos() if _size(memo)] == []
     assert not any(c is not None and c._accepted for c in fast_validation._CHECKERS.values())
@@ -64,6 +73,7 @@ def test_a_new_patient_forgets_the_bodies_and_keeps_codes_names_and_shapes(
     _call(client)
     forget_bodies()
     per_body: list[Sized] = [
+        record._RECORDS,
         r4._VALID,
         r4._AS_SENT,
         r4._CHARTS,

@@ -12,6 +12,7 @@ import pytest
 
 from benchmarks.workload import chart
 from fhir_mappings import r4
+from fhir_mappings.content_memo import WeightedMemo
 from fhir_mappings.fields import LOCAL_REF_KEY
 from tests.perf.test_perf_index_as_is import BASES, _variants
 
@@ -96,7 +97,12 @@ def test_a_body_with_a_null_or_a_nan_is_never_keyed() -> None:
     with_null[where]["note"] = None
     with_nan = copy.deepcopy(resources)
     with_nan[where]["note"] = float("nan")
-    assert r4._chart_key(with_null) == r4._chart_key(with_nan)
+    null_key, nan_key = r4.chart_key(with_null), r4.chart_key(with_nan)
+    assert null_key is not None
+    assert nan_key is not None
+    assert null_key.digest == nan_key.digest
+    assert not null_key.exact
+    assert not nan_key.exact
     for sent in (with_null, with_nan, with_null):
         parsed = r4.parse_resources(copy.deepcopy(sent))
         keys = {e.raw["id"]: e.content_key() for e in parsed._entries}
@@ -105,13 +111,13 @@ def test_a_body_with_a_null_or_a_nan_is_never_keyed() -> None:
 
 
 def test_the_chart_memo_keeps_at_most_its_capacity_of_keys() -> None:
-    memo = r4._ChartKeys(capacity=5)
-    memo.add(b"a", (b"1", b"2", b"3"))
-    memo.add(b"b", (b"4", b"5"))
+    memo: WeightedMemo[bytes, tuple[bytes, ...]] = WeightedMemo(capacity=5)
+    memo.add(b"a", (b"1", b"2", b"3"), weight=3)
+    memo.add(b"b", (b"4", b"5"), weight=2)
     assert memo.get(b"a") is not None
-    memo.add(b"c", (b"6",))  # six keys: the oldest chart goes
+    memo.add(b"c", (b"6",), weight=1)  # six keys: the oldest chart goes
     assert memo.get(b"a") is None
     assert memo.get(b"b") == (b"4", b"5")
     assert memo.get(b"c") == (b"6",)
-    memo.add(b"d", tuple(bytes([i]) for i in range(6)))  # larger than the whole memo
+    memo.add(b"d", tuple(bytes([i]) for i in range(6)), weight=6)  # larger than the memo
     assert memo.get(b"d") is None

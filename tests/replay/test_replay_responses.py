@@ -98,3 +98,15 @@ def test_a_changed_answer_is_caught(replayer: Replayer) -> None:
     recorded = read_record("examples")[name]
     assert recorded == {"status": status, "sha256": digest(data)}
     assert recorded["sha256"] != digest(data + b" ")
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_every_answer_is_the_same_when_asked_again(suite: str, replayer: Replayer) -> None:
+    """A chart sent again (order-select then order-sign, a retry) is read from the memos its
+    first call filled (its record, its resources' keys and readings): each request asked
+    twice in a row of the same worker is answered with the same bytes both times."""
+    first = answers(suite, replayer)
+    again = answers(suite, replayer)
+    assert sorted(again) == sorted(first)
+    differ = [name for name in sorted(first) if again[name] != first[name]]
+    assert differ == [], f"{suite}: answered differently the second time: {differ[:10]}"
