@@ -68,14 +68,16 @@ def service_app(database: str) -> Flask:
 
 
 def forget_bodies() -> None:
-    """Empty the memos kept per resource body and per patient (records of charts read
-    before, bodies seen valid or needing no fix, the readings of each body, chart digests,
-    assertion ids, reference texts), and
-    keep those kept per code, name and shape: a worker that has served other patients of
+    """Empty the memos kept per resource body and per patient (prefetch values sent before,
+    records of charts read before, bodies seen valid or needing no fix, the readings of
+    each body, chart digests, assertion ids, reference texts), and keep those kept per
+    code, name and shape: a worker that has served other patients of
     the same EHR meets a new patient's chart."""
+    from cds_service import body_parts
     from cds_service.crd import coverage
     from fhir_mappings import conditions, fields, medications, observations, r4, record
 
+    body_parts.forget_sent()
     record.forget_records()
     r4.forget_validated()
     fields.forget_references()

@@ -44,13 +44,14 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import orjson
 from flask import Blueprint, Flask, Request, Response, current_app, g, jsonify, request
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 from requests.adapters import HTTPAdapter
 from sqlalchemy.exc import SQLAlchemyError
 
-from cds_service import fast_json, orders, pipeline
+from cds_service import body_parts, fast_json, orders, pipeline
 from cds_service.audit_writer import AuditWriter
 from cds_service.auth import AuthError, Principal, fhir_server_allowed
 from cds_service.cards import MissingData
@@ -299,6 +300,21 @@ def _standard_loads(data: bytes) -> Any:
     return json.loads(data, parse_constant=_reject_constant)
 
 
+def _read_part(data: bytes, max_depth: int) -> Any:
+    """One part of a body (`body_parts`) read as `parse_json_body` reads a whole one when
+    every check passes and orjson reads it; `body_parts.UnreadablePartError` otherwise."""
+    scan = _Scan.of(data)
+    if scan.long_digit_run:
+        raise body_parts.UnreadablePartError
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise body_parts.UnreadablePartError from exc
+    if _marks_nest_deeper(scan.marks, max_depth):
+        raise body_parts.UnreadablePartError
+    return value
+
+
 def read_json_body(req: Request, max_depth: int) -> Any:
     """The parsed body; 400 when it is empty, not JSON, or nests deeper than `max_depth`."""
     data = req.get_data(cache=True)  # 413 past MAX_CONTENT_LENGTH; kept for feedback
@@ -311,9 +327,15 @@ def parse_json_body(data: bytes, max_depth: int) -> Any:
     # byte that is not (both know the same six ASCII whitespace bytes).
     if not data or data.isspace():
         raise ApiError("the request body is empty: expected a JSON object")
-    # UTF-8 without a byte-order mark (what EHRs send): both checks of the text from one
-    # pass over it (`_Scan`); anything else the long way.
-    scan = _Scan.of(data) if json.detect_encoding(data) == "utf-8" else None
+    # UTF-8 without a byte-order mark (what EHRs send): read by its parts (each prefetch
+    # value sent before as read then), else both checks of the text from one pass over it
+    # (`_Scan`); anything else the long way.
+    utf8 = json.detect_encoding(data) == "utf-8"
+    if utf8:
+        parts = body_parts.read_by_parts(data, max_depth, _read_part)
+        if parts is not None:
+            return parts
+    scan = _Scan.of(data) if utf8 else None
     try:
         if scan is None:
             body, by_orjson = fast_json.read(data, _standard_loads)

@@ -111,5 +111,10 @@ class WeightedMemo(Generic[K, T]):
             self._answers.clear()
             self._weight = 0
 
+    def items(self) -> list[tuple[K, T]]:
+        """Every key and answer kept, oldest first."""
+        with self._lock:
+            return [(key, kept[0]) for key, kept in self._answers.items()]
+
     def __len__(self) -> int:
         return len(self._answers)

@@ -16,6 +16,7 @@ from flask.testing import FlaskClient
 
 from benchmarks.inprocess import SERVICE_PATH, forget_bodies, forget_memos, service_app
 from benchmarks.workload import order_sign_request
+from cds_service import body_parts
 from fhir_mappings import (
     conditions,
     fast_validation,
@@ -73,6 +74,7 @@ def test_a_new_patient_forgets_the_bodies_and_keeps_codes_names_and_shapes(
     _call(client)
     forget_bodies()
     per_body: list[Sized] = [
+        body_parts._SENT_BEFORE,
         record._RECORDS,
         r4._VALID,
         r4._AS_SENT,

@@ -18,8 +18,10 @@ import difflib
 import json
 import os
 
+import orjson
 import pytest
 
+from cds_service import body_parts
 from tests.replay.corpus import (
     SUITES,
     Replayer,
@@ -110,3 +112,16 @@ def test_every_answer_is_the_same_when_asked_again(suite: str, replayer: Replaye
     assert sorted(again) == sorted(first)
     differ = [name for name in sorted(first) if again[name] != first[name]]
     assert differ == [], f"{suite}: answered differently the second time: {differ[:10]}"
+
+
+def test_no_call_changes_a_prefetch_value_it_shares(replayer: Replayer) -> None:
+    """A prefetch value sent before is shared by every call that sends the same text
+    (`cds_service.body_parts`): once each request has been answered, every value kept
+    still equals what its text reads as (no call changed one)."""
+    checked = 0
+    for suite in SUITES:
+        answers(suite, replayer)
+        for (_, text), value in body_parts._SENT_BEFORE.items():
+            assert value == orjson.loads(text), f"{suite}: a kept prefetch value was changed"
+            checked += 1
+    assert checked > 100
