@@ -14,10 +14,14 @@ Each size is measured with the cyclic garbage collector treated the same way on 
 - `gc off`: the collector disabled around each call (both sides), so a collection that the
   previous calls' garbage happens to trigger does not land on one side.
 
-Three figures of ours, interleaved with the floor call by call:
+Four figures of ours, interleaved with the floor call by call:
 
 - `ours`: the chart sent again (the benchmark sends the same body every time, as an EHR
-  does for order-select, each edit of the order and order-sign of one patient);
+  does for order-select, each edit of the order and order-sign of one patient, when it
+  sends the same prefetch text each time);
+- `new bundles`: the same chart again, but each prefetch Bundle with a new `id` and
+  `meta.lastUpdated` every call (`new_bundles`), as when the EHR runs each prefetch query
+  again and its FHIR server writes a new Bundle around the same resources;
 - `new patient`: ours again after the memos kept per resource body and per patient are
   emptied (`forget_bodies`), those kept per code, name and shape left: a worker that has
   served other patients of the same EHR meets this chart for the first time;
@@ -30,13 +34,14 @@ Nothing passes or fails; prints one line per size and, with `--json`, writes the
 from __future__ import annotations
 
 import argparse
+import copy
 import gc
 import itertools
 import json
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -131,35 +136,71 @@ penalised against a short one (the floor) for the load around it. The audit writ
 is not counted (it is off the reply path). `--wall` measures wall time instead."""
 
 
+_CALL_MARK = "CALLNO__"
+
+
+def new_bundles(request: dict[str, Any]) -> Iterator[bytes]:
+    """The request's body again and again, each prefetch Bundle with a new `id` and
+    `meta.lastUpdated` every time, as a FHIR server writes the Bundle of each search: the
+    same chart in a text never sent before."""
+    marked = copy.deepcopy(request)
+    for key, value in marked["prefetch"].items():
+        if isinstance(value, dict) and value.get("resourceType") == "Bundle":
+            value["id"] = f"{key}-{_CALL_MARK}"
+            value["meta"] = {"lastUpdated": f"2026-12-04T10:00:00.{_CALL_MARK}Z"}
+    text = json.dumps(marked).encode("utf-8")
+    for call in itertools.count(1):
+        yield text.replace(_CALL_MARK.encode(), f"{call:08d}".encode())
+
+
 def measure(
-    ours: FlaskClient, base: FlaskClient, body: bytes, *, gc_off: bool, min_calls: int
+    ours: FlaskClient,
+    base: FlaskClient,
+    body: bytes,
+    *,
+    gc_off: bool,
+    min_calls: int,
+    rewrapped: Iterator[bytes] | None = None,
 ) -> dict[str, float | int]:
-    """Medians (ms) of ours, the floor and ours at first sight, interleaved call by call."""
+    """Medians (ms) of ours, the floor, ours in new Bundles (`new_bundles` of the body,
+    when given), for a new patient and at first sight, interleaved call by call."""
     for _ in range(2):  # warm up both
         timed(ours, body, gc_off=gc_off)
         timed(base, body, gc_off=gc_off)
     a: list[float] = []
     b: list[float] = []
+    wrapped: list[float] = []
     fresh: list[float] = []
     cold: list[float] = []
     spent = 0.0
     while len(a) < min_calls or (spent < CALLS_BUDGET_S and len(a) < 400):
         a.append(timed(ours, body, gc_off=gc_off))
         b.append(timed(base, body, gc_off=gc_off))
+        if rewrapped is not None:
+            wrapped.append(timed(ours, next(rewrapped), gc_off=gc_off))
         forget_bodies()
         fresh.append(timed(ours, body, gc_off=gc_off))
         forget_memos()
         cold.append(timed(ours, body, gc_off=gc_off))
-        spent += a[-1] + fresh[-1] + cold[-1]
+        spent += a[-1] + fresh[-1] + cold[-1] + (wrapped[-1] if wrapped else 0.0)
     ours_ms = statistics.median(a) * 1000
     floor_ms = statistics.median(b) * 1000
     fresh_ms = statistics.median(fresh) * 1000
     cold_ms = statistics.median(cold) * 1000
+    wrapped_ms = statistics.median(wrapped) * 1000 if wrapped else None
     return {
         "calls": len(a),
         "ours_ms": round(ours_ms, 2),
         "floor_ms": round(floor_ms, 2),
         "ratio": round(ours_ms / floor_ms, 2),
+        **(
+            {
+                "new_bundles_ms": round(wrapped_ms, 2),
+                "new_bundles_ratio": round(wrapped_ms / floor_ms, 2),
+            }
+            if wrapped_ms is not None
+            else {}
+        ),
         "new_patient_ms": round(fresh_ms, 2),
         "new_patient_ratio": round(fresh_ms / floor_ms, 2),
         "first_sight_ms": round(cold_ms, 2),
@@ -184,13 +225,22 @@ def run(sizes: tuple[int, ...], min_calls: int, database: str) -> dict[str, Any]
     base = floor.app.test_client()
     results: dict[str, Any] = {"sizes": list(sizes), "gc_on": {}, "gc_off": {}}
     for n in sizes:
-        body = json.dumps(order_sign_request(n)).encode("utf-8")
+        request = order_sign_request(n)
+        body = json.dumps(request).encode("utf-8")
         for mode in ("gc_on", "gc_off"):
-            row = measure(ours, base, body, gc_off=mode == "gc_off", min_calls=min_calls)
+            row = measure(
+                ours,
+                base,
+                body,
+                gc_off=mode == "gc_off",
+                min_calls=min_calls,
+                rewrapped=new_bundles(request),
+            )
             results[mode][n] = row
             print(
                 f"{n:>6} resources, {mode.replace('_', ' ')}: ours {row['ours_ms']:.2f} ms, "
-                f"floor {row['floor_ms']:.2f} ms, ratio {row['ratio']:.2f}x; new patient "
+                f"floor {row['floor_ms']:.2f} ms, ratio {row['ratio']:.2f}x; new bundles "
+                f"{row['new_bundles_ms']:.2f} ms ({row['new_bundles_ratio']:.2f}x); new patient "
                 f"{row['new_patient_ms']:.2f} ms ({row['new_patient_ratio']:.2f}x); first sight "
                 f"{row['first_sight_ms']:.2f} ms ({row['first_sight_ratio']:.2f}x); "
                 f"{row['calls']} calls",
@@ -201,6 +251,7 @@ def run(sizes: tuple[int, ...], min_calls: int, database: str) -> dict[str, Any]
         results[f"{mode}_slope_us"] = {
             "ours": slope(rows, "ours_ms"),
             "floor": slope(rows, "floor_ms"),
+            "new_bundles": slope(rows, "new_bundles_ms"),
             "new_patient": slope(rows, "new_patient_ms"),
             "first_sight": slope(rows, "first_sight_ms"),
         }

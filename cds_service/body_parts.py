@@ -22,12 +22,16 @@ may change a request's prefetch values (nothing does; the tests check it).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import operator
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Final
 
 import msgspec
 
+from fhir_mappings import r4
 from fhir_mappings.content_memo import WeightedMemo
+from fhir_mappings.r4 import ChartKey
 
 _PARTS: Final = msgspec.json.Decoder(dict[str, msgspec.Raw])
 
@@ -35,8 +39,40 @@ CAPACITY: Final = 8 * 1024 * 1024
 """Bytes of prefetch text whose values are kept (a 500-resource chart is about 0.35 MB, a
 5,000-resource chart about 3.4 MB); parsed, they take several times that in memory."""
 
-_SENT_BEFORE: Final[WeightedMemo[tuple[int, bytes], dict[str, Any]]] = WeightedMemo(CAPACITY)
+_LOCK: Final = threading.RLock()
+_SHARED: dict[int, int] = {}
+"""The id of every object shared through `_SENT_BEFORE` (each value kept, and the resource
+of each entry of a kept Bundle) -> how many kept values hold it."""
+
+
+def _objects(value: dict[str, Any]) -> Iterator[Any]:
+    """A kept value and the resources of its entries when it is a Bundle."""
+    yield value
+    entries = value.get("entry") if value.get("resourceType") == "Bundle" else None
+    for entry in entries if type(entries) is list else ():
+        resource = entry.get("resource") if type(entry) is dict else None
+        if type(resource) is dict:
+            yield resource
+
+
+def _not_shared(_: tuple[int, bytes], value: dict[str, Any]) -> None:
+    with _LOCK:
+        for thing in _objects(value):
+            held = _SHARED.pop(id(thing), 1) - 1
+            if held:
+                _SHARED[id(thing)] = held
+
+
+_SENT_BEFORE: Final[WeightedMemo[tuple[int, bytes], dict[str, Any]]] = WeightedMemo(
+    CAPACITY, dropped=_not_shared
+)
 """Prefetch values by (depth limit, their text)."""
+
+_CHARTS: Final[WeightedMemo[tuple[int, ...], tuple[tuple[Any, ...], ChartKey]]] = WeightedMemo(
+    50_000
+)
+"""`chart_key` answers by the identity of the resources (at most 50,000 resources in all);
+each keeps its resources, so their ids are never those of other objects."""
 
 
 class UnreadablePartError(Exception):
@@ -48,8 +84,29 @@ PartReader = Callable[[bytes, int], Any]
 
 
 def forget_sent() -> None:
-    """Empty `_SENT_BEFORE` (the benchmark's new-patient figures)."""
-    _SENT_BEFORE.clear()
+    """Empty `_SENT_BEFORE` and what is kept of its values (the benchmark's new-patient
+    figures)."""
+    with _LOCK:
+        _SENT_BEFORE.clear()
+        _SHARED.clear()
+        _CHARTS.clear()
+
+
+def chart_key(resources: Sequence[Any]) -> ChartKey | None:
+    """`r4.chart_key(resources)` when every resource is one of the shared values (never
+    changed, see the module docstring), taken once per list of the same objects: a chart
+    sent again in the same text is not written out and digested again. None when any
+    resource is not shared (the caller takes `r4.chart_key` itself)."""
+    ids = tuple(map(id, resources))
+    kept = _CHARTS.get(ids)
+    if kept is not None and all(map(operator.is_, kept[0], resources)):
+        return kept[1]
+    if not ids or not all(i in _SHARED for i in ids):
+        return None
+    key = r4.chart_key(resources)
+    if key is not None:
+        _CHARTS.add(ids, (tuple(resources), key), weight=len(ids))
+    return key
 
 
 def read_by_parts(data: bytes, max_depth: int, read: PartReader) -> dict[str, Any] | None:
@@ -83,6 +140,13 @@ def _prefetch(data: bytes, depth: int, read: PartReader) -> dict[str, Any]:
             continue
         value = read(text, depth - 1)
         if type(value) is dict:
-            _SENT_BEFORE.add((depth - 1, text), value, weight=len(text))
+            _share((depth - 1, text), value)
         values[key] = value
     return values
+
+
+def _share(key: tuple[int, bytes], value: dict[str, Any]) -> None:
+    with _LOCK:
+        if _SENT_BEFORE.add(key, value, weight=len(key[1])):
+            for thing in _objects(value):
+                _SHARED[id(thing)] = _SHARED.get(id(thing), 0) + 1

@@ -30,7 +30,7 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
-from cds_service import orders
+from cds_service import body_parts, orders
 from cds_service.cards import (
     CardSettings,
     Evaluation,
@@ -250,6 +250,7 @@ def evaluate_call(
                 as_of=today,
                 unavailable=call.unavailable_types,
                 units=registry.units,
+                chart=body_parts.chart_key(resources),
             )
     except budget.OutOfTimeError:
         return out_of_time(call, registry, "mapping")

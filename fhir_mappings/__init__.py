@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
-from fhir_mappings import practitioner
+from fhir_mappings import practitioner, r4
 from fhir_mappings.dosing import compute_dose
 from fhir_mappings.facts import MedicationRecord, OrderFacts, PolicyFacts, Ref, WeightFact
 from fhir_mappings.medications import DrugIdentity
@@ -142,6 +142,7 @@ def build_facts(
     as_of: date | None = None,
     unavailable: frozenset[str] = frozenset(),
     units: Mapping[str, ProductUnit] | None = None,
+    chart: r4.ChartKey | None = None,
 ) -> MappingResult:
     """Facts for every MedicationRequest in `context["draftOrders"]` whose drug is one of
     `drugs` (ingredient value set names); orders of such a drug that are unreadable, and
@@ -150,8 +151,11 @@ def build_facts(
     `unavailable`: resource types the EHR could not give for this call; carried into every
     order's facts so that the policy never reads "not found" as "not there".
     `units`: each product's unit by ingredient name (the packs' drug.json), for the dose
-    arithmetic (see `build_record`)."""
-    record = build_record(context, resources, as_of=as_of, unavailable=unavailable, units=units)
+    arithmetic (see `build_record`). `chart`: the resources' `r4.chart_key`, when the
+    caller has it."""
+    record = build_record(
+        context, resources, as_of=as_of, unavailable=unavailable, units=units, chart=chart
+    )
     failed: list[tuple[Ref, str]] = []
     failed_drugs: list[str | None] = []
     other = record.other_draft_resources

@@ -84,27 +84,34 @@ class WeightedMemo(Generic[K, T]):
     kept add up to more than `capacity`. An answer heavier than `capacity` is not kept.
     Answers must be immutable."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, *, dropped: Callable[[K, T], None] | None = None) -> None:
         self._capacity = capacity
         self._answers: dict[K, tuple[T, int]] = {}
         self._weight = 0
         self._lock = threading.Lock()
+        self._dropped = dropped
+        """Told of each answer that goes to make room (not of those `clear` empties)."""
 
     def get(self, key: K) -> T | None:
         kept = self._answers.get(key)  # one look-up in a dict is atomic: no lock
         return kept[0] if kept is not None else None
 
-    def add(self, key: K, answer: T, *, weight: int) -> None:
+    def add(self, key: K, answer: T, *, weight: int) -> bool:
+        """Keep `answer`; False when it is not kept (too heavy, or `key` is kept)."""
         if weight > self._capacity:
-            return
+            return False
         with self._lock:
             if key in self._answers:
-                return
+                return False
             self._answers[key] = (answer, weight)
             self._weight += weight
             while self._weight > self._capacity:
                 oldest = next(iter(self._answers))  # dicts keep insertion order
-                self._weight -= self._answers.pop(oldest)[1]
+                gone, gone_weight = self._answers.pop(oldest)
+                self._weight -= gone_weight
+                if self._dropped is not None:
+                    self._dropped(oldest, gone)
+        return True
 
     def clear(self) -> None:
         with self._lock:

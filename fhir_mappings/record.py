@@ -274,6 +274,7 @@ def build_record(
     as_of: date | None = None,
     unavailable: frozenset[str] = frozenset(),
     units: Mapping[str, ProductUnit] | None = None,
+    chart: r4.ChartKey | None = None,
 ) -> PatientRecord:
     """The patient record of one request: `context` (patientId, userId, encounterId,
     draftOrders) and every resource from prefetch / FHIR reads, flattened (duplicates keep
@@ -283,9 +284,11 @@ def build_record(
 
     The record of a chart sent again with the same orders (order-select, then each edit
     that leaves the order as it was, then order-sign; a retry) is the one read before
-    (`_RECORDS`): the record depends on nothing but these arguments."""
+    (`_RECORDS`): the record depends on nothing but these arguments. `chart`: the
+    resources' `r4.chart_key`, when the caller has it."""
     units = units or {}
-    chart = r4.chart_key(resources)
+    if chart is None:
+        chart = r4.chart_key(resources)
     key = _record_key(chart, context, as_of, unavailable, units)
     if key is not None:
         kept = _RECORDS.get(key)

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from cds_service import body_parts
 from cds_service.api import parse_json_body
 from cds_service.errors import ApiError
+from fhir_mappings import r4
 from tests.perf.test_perf_body_reading import _TEXT, _VALUES, MAX_DEPTH, assert_reads_as_before
 
 
@@ -108,3 +109,59 @@ def test_at_most_the_capacity_of_text_is_kept() -> None:
     kept = body_parts._SENT_BEFORE.items()
     assert 0 < len(kept) <= 3
     assert sum(len(text) for (_, text), _ in kept) <= body_parts.CAPACITY
+
+
+def _bundle_request(n: int, tag: str = "") -> bytes:
+    entries = [
+        {"resource": {"resourceType": "Observation", "id": f"o{i}{tag}", "status": "final"}}
+        for i in range(n)
+    ]
+    prefetch = {"observations": {"resourceType": "Bundle", "type": "searchset", "entry": entries}}
+    return _request(prefetch)
+
+
+def _resources(body: dict[str, Any]) -> list[dict[str, Any]]:
+    return [e["resource"] for e in body["prefetch"]["observations"]["entry"]]
+
+
+def test_the_chart_key_of_shared_resources_is_taken_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = _bundle_request(5)
+    first = _resources(parse_json_body(data, MAX_DEPTH))
+    again = _resources(parse_json_body(data, MAX_DEPTH))
+    taken: list[int] = []
+    real = r4.chart_key
+
+    def counted(resources: Any) -> r4.ChartKey | None:
+        taken.append(len(resources))
+        return real(resources)
+
+    monkeypatch.setattr(r4, "chart_key", counted)
+    key = body_parts.chart_key(first)
+    assert key == real(first)
+    assert body_parts.chart_key(list(again)) == key  # the same objects: not taken again
+    assert body_parts.chart_key(first[::-1]) == real(first[::-1])  # another list
+    assert taken == [5, 5]
+
+
+def test_a_chart_with_any_resource_not_shared_has_no_key_here() -> None:
+    shared = _resources(parse_json_body(_bundle_request(3), MAX_DEPTH))
+    copy = {"resourceType": "Observation", "id": "o1", "status": "final"}
+    assert body_parts.chart_key([*shared, copy]) is None
+    assert body_parts.chart_key([copy]) is None
+    assert body_parts.chart_key([]) is None
+
+
+def test_values_dropped_to_make_room_are_no_longer_shared() -> None:
+    big = body_parts.CAPACITY // 3
+    kept = []
+    for n in range(5):
+        data = _bundle_request(2, tag="x" * big + str(n))
+        kept.append(_resources(parse_json_body(data, MAX_DEPTH)))
+    held = {
+        id(r)
+        for (_, _), value in body_parts._SENT_BEFORE.items()
+        for r in _resources({"prefetch": {"observations": value}})
+    }
+    assert body_parts.chart_key(kept[0]) is None  # dropped
+    assert body_parts.chart_key(kept[-1]) is not None
+    assert set(body_parts._SHARED) == held | {id(v) for _, v in body_parts._SENT_BEFORE.items()}
