@@ -3,9 +3,10 @@
     python -m benchmarks.inprocess [--sizes 50,500,5000,20000] [--calls N] [--json FILE]
 
 Times are CPU seconds of the calling thread (`CLOCK`; `--wall` for wall time). Both apps
-are called through their WSGI interface (Flask test client) in this one process,
-one call of ours then one call of the floor's (`benchmarks/floor.py`) with the same body, so
-that whatever else the machine is doing falls on both alike: the ratio of the medians is the
+are called through their WSGI interface (Flask test client), ours in this process and the
+floor (`benchmarks/floor.py`) in a process of its own (`FloorProcess`: its heap is its own,
+as when served), one call of ours then one call of the floor's with the same body, so that
+whatever else the machine is doing falls on both alike: the ratio of the medians is the
 figure that means something on a busy machine, the milliseconds much less.
 
 Each size is measured with the cyclic garbage collector treated the same way on both sides:
@@ -38,10 +39,12 @@ import copy
 import gc
 import itertools
 import json
+import multiprocessing
 import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -153,9 +156,59 @@ def new_bundles(request: dict[str, Any]) -> Iterator[bytes]:
         yield text.replace(_CALL_MARK.encode(), f"{call:08d}".encode())
 
 
+class FloorProcess:
+    """The floor app in a Python process of its own, called in turn with ours: its heap
+    is its own, as when it is served (in this process, the floor's garbage collections
+    would also walk every object the service keeps, and look slower than they are)."""
+
+    def __init__(self) -> None:
+        context = multiprocessing.get_context("spawn")  # a clean interpreter
+        self._conn, child = context.Pipe()
+        wall = CLOCK is time.perf_counter
+        self._process = context.Process(target=_floor_worker, args=(child, wall), daemon=True)
+        self._process.start()
+        child.close()
+
+    def send_body(self, body: bytes) -> None:
+        self._conn.send(("body", body))
+
+    def call(self, *, gc_off: bool) -> float:
+        """Seconds of CPU the floor's process spent on one call of the body sent."""
+        self._conn.send(("call", gc_off))
+        answer = self._conn.recv()
+        if isinstance(answer, str):
+            raise RuntimeError(answer)
+        return float(answer)
+
+    def close(self) -> None:
+        self._conn.send(("stop", None))
+        self._process.join(timeout=10)
+
+
+def _floor_worker(conn: Connection, wall: bool) -> None:
+    if wall:
+        global CLOCK
+        CLOCK = time.perf_counter
+    client = floor.app.test_client()
+    gc.collect()
+    gc.freeze()  # as the gunicorn master does before it forks (both sides)
+    body = b""
+    while True:
+        kind, value = conn.recv()
+        if kind == "stop":
+            return
+        if kind == "body":
+            body = value
+            continue
+        try:
+            conn.send(timed(client, body, gc_off=value))
+        except RuntimeError as failed:
+            conn.send(str(failed))
+
+
 def measure(
     ours: FlaskClient,
-    base: FlaskClient,
+    base: FloorProcess,
     body: bytes,
     *,
     gc_off: bool,
@@ -166,7 +219,7 @@ def measure(
     when given), for a new patient and at first sight, interleaved call by call."""
     for _ in range(2):  # warm up both
         timed(ours, body, gc_off=gc_off)
-        timed(base, body, gc_off=gc_off)
+        base.call(gc_off=gc_off)
     a: list[float] = []
     b: list[float] = []
     wrapped: list[float] = []
@@ -175,7 +228,7 @@ def measure(
     spent = 0.0
     while len(a) < min_calls or (spent < CALLS_BUDGET_S and len(a) < 400):
         a.append(timed(ours, body, gc_off=gc_off))
-        b.append(timed(base, body, gc_off=gc_off))
+        b.append(base.call(gc_off=gc_off))
         if rewrapped is not None:
             wrapped.append(timed(ours, next(rewrapped), gc_off=gc_off))
         forget_bodies()
@@ -222,30 +275,13 @@ def run(sizes: tuple[int, ...], min_calls: int, database: str) -> dict[str, Any]
     gc.collect()
     gc.freeze()  # as the gunicorn master does before forking the workers (both sides)
     ours = ours_app.test_client()
-    base = floor.app.test_client()
+    base = FloorProcess()
     results: dict[str, Any] = {"sizes": list(sizes), "gc_on": {}, "gc_off": {}}
-    for n in sizes:
-        request = order_sign_request(n)
-        body = json.dumps(request).encode("utf-8")
-        for mode in ("gc_on", "gc_off"):
-            row = measure(
-                ours,
-                base,
-                body,
-                gc_off=mode == "gc_off",
-                min_calls=min_calls,
-                rewrapped=new_bundles(request),
-            )
-            results[mode][n] = row
-            print(
-                f"{n:>6} resources, {mode.replace('_', ' ')}: ours {row['ours_ms']:.2f} ms, "
-                f"floor {row['floor_ms']:.2f} ms, ratio {row['ratio']:.2f}x; new bundles "
-                f"{row['new_bundles_ms']:.2f} ms ({row['new_bundles_ratio']:.2f}x); new patient "
-                f"{row['new_patient_ms']:.2f} ms ({row['new_patient_ratio']:.2f}x); first sight "
-                f"{row['first_sight_ms']:.2f} ms ({row['first_sight_ratio']:.2f}x); "
-                f"{row['calls']} calls",
-                flush=True,
-            )
+    try:
+        for n in sizes:
+            _measure_size(ours, base, n, min_calls, results)
+    finally:
+        base.close()
     for mode in ("gc_on", "gc_off"):
         rows = results[mode]
         results[f"{mode}_slope_us"] = {
@@ -256,6 +292,33 @@ def run(sizes: tuple[int, ...], min_calls: int, database: str) -> dict[str, Any]
             "first_sight": slope(rows, "first_sight_ms"),
         }
     return results
+
+
+def _measure_size(
+    ours: FlaskClient, base: FloorProcess, n: int, min_calls: int, results: dict[str, Any]
+) -> None:
+    request = order_sign_request(n)
+    body = json.dumps(request).encode("utf-8")
+    base.send_body(body)
+    for mode in ("gc_on", "gc_off"):
+        row = measure(
+            ours,
+            base,
+            body,
+            gc_off=mode == "gc_off",
+            min_calls=min_calls,
+            rewrapped=new_bundles(request),
+        )
+        results[mode][n] = row
+        print(
+            f"{n:>6} resources, {mode.replace('_', ' ')}: ours {row['ours_ms']:.2f} ms, "
+            f"floor {row['floor_ms']:.2f} ms, ratio {row['ratio']:.2f}x; new bundles "
+            f"{row['new_bundles_ms']:.2f} ms ({row['new_bundles_ratio']:.2f}x); new patient "
+            f"{row['new_patient_ms']:.2f} ms ({row['new_patient_ratio']:.2f}x); first sight "
+            f"{row['first_sight_ms']:.2f} ms ({row['first_sight_ratio']:.2f}x); "
+            f"{row['calls']} calls",
+            flush=True,
+        )
 
 
 def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> int:

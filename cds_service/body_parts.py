@@ -7,7 +7,11 @@ first cut into its parts without parsing them (msgspec reads the JSON's structur
 back each top-level value, and each prefetch value, as its raw text); each part is then
 parsed on its own by the caller's `read` (the checks and parser of a whole body), and a
 prefetch value whose text is byte for byte one read before is the value read then (kept in
-`_SENT_BEFORE`, at most `CAPACITY` bytes of text in all).
+`_SENT_BEFORE`, at most `CAPACITY` bytes of text in all). A prefetch Bundle is also cut
+into its parts, so that its `entry` array is the one read before even when the Bundle
+around it is new (a FHIR server writes a new `id` and `meta.lastUpdated` for each search).
+When every resource of a call is one of those kept, the chart's digest is kept too, by the
+resources' identity (`chart_key`).
 
 The result is exactly what parsing the whole body gives, or None (then the caller reads the
 whole body the usual way, which gives the error or the value as before): None for anything
@@ -45,17 +49,24 @@ _SHARED: dict[int, int] = {}
 of each entry of a kept Bundle) -> how many kept values hold it."""
 
 
-def _objects(value: dict[str, Any]) -> Iterator[Any]:
-    """A kept value and the resources of its entries when it is a Bundle."""
+Shared = dict[str, Any] | list[Any]
+
+
+def _objects(value: Shared) -> Iterator[Any]:
+    """A kept value and the resources in it: those of its entries when it is an `entry`
+    array or a whole Bundle."""
     yield value
-    entries = value.get("entry") if value.get("resourceType") == "Bundle" else None
+    if type(value) is dict:
+        entries = value.get("entry") if value.get("resourceType") == "Bundle" else None
+    else:
+        entries = value
     for entry in entries if type(entries) is list else ():
         resource = entry.get("resource") if type(entry) is dict else None
         if type(resource) is dict:
             yield resource
 
 
-def _not_shared(_: tuple[int, bytes], value: dict[str, Any]) -> None:
+def _not_shared(_: tuple[int, bytes], value: Shared) -> None:
     with _LOCK:
         for thing in _objects(value):
             held = _SHARED.pop(id(thing), 1) - 1
@@ -63,10 +74,10 @@ def _not_shared(_: tuple[int, bytes], value: dict[str, Any]) -> None:
                 _SHARED[id(thing)] = held
 
 
-_SENT_BEFORE: Final[WeightedMemo[tuple[int, bytes], dict[str, Any]]] = WeightedMemo(
+_SENT_BEFORE: Final[WeightedMemo[tuple[int, bytes], Shared]] = WeightedMemo(
     CAPACITY, dropped=_not_shared
 )
-"""Prefetch values by (depth limit, their text)."""
+"""Prefetch values, and the `entry` arrays of prefetch Bundles, by (depth limit, text)."""
 
 _CHARTS: Final[WeightedMemo[tuple[int, ...], tuple[tuple[Any, ...], ChartKey]]] = WeightedMemo(
     50_000
@@ -129,24 +140,47 @@ def read_by_parts(data: bytes, max_depth: int, read: PartReader) -> dict[str, An
 
 
 def _prefetch(data: bytes, depth: int, read: PartReader) -> dict[str, Any]:
-    """The prefetch object (`depth`: how deep it may nest), each value sent before as
-    read then."""
-    values: dict[str, Any] = {}
-    for key, raw in _PARTS.decode(data).items():
-        text = bytes(raw)
-        known = _SENT_BEFORE.get((depth - 1, text))
-        if known is not None:
-            values[key] = known
-            continue
-        value = read(text, depth - 1)
-        if type(value) is dict:
-            _share((depth - 1, text), value)
-        values[key] = value
-    return values
+    """The prefetch object (`depth`: how deep it may nest), each value read by `_value`."""
+    return {key: _value(bytes(raw), depth - 1, read) for key, raw in _PARTS.decode(data).items()}
 
 
-def _share(key: tuple[int, bytes], value: dict[str, Any]) -> None:
+def _value(text: bytes, depth: int, read: PartReader) -> Any:
+    """One prefetch value, as sent before when it was. A Bundle not sent before is read
+    part by part, its `entry` array as sent before when it was: a FHIR server writes a new
+    Bundle `id` and `meta.lastUpdated` for each search, around the same entries."""
+    known = _SENT_BEFORE.get((depth, text))
+    if known is not None:
+        return known
+    if text.startswith(b"{"):
+        parts = _PARTS.decode(text)
+        entries = parts.get("entry")
+        if entries is not None and bytes(parts.get("resourceType", b"")) == b'"Bundle"':
+            bundle = {
+                name: _kept(bytes(raw), depth - 1, read)
+                if name == "entry"
+                else read(bytes(raw), depth - 1)
+                for name, raw in parts.items()
+            }
+            # The entries are kept (and weighed) on their own: the rest weighs the Bundle.
+            _share((depth, text), bundle, weight=max(len(text) - len(entries), 1))
+            return bundle
+    return _kept(text, depth, read)
+
+
+def _kept(text: bytes, depth: int, read: PartReader) -> Any:
+    """`read(text, depth)`, or the value read before from the same text and depth; an
+    object or array read now is kept for the next time."""
+    known = _SENT_BEFORE.get((depth, text))
+    if known is not None:
+        return known
+    value = read(text, depth)
+    if type(value) is dict or type(value) is list:
+        _share((depth, text), value, weight=len(text))
+    return value
+
+
+def _share(key: tuple[int, bytes], value: Shared, *, weight: int) -> None:
     with _LOCK:
-        if _SENT_BEFORE.add(key, value, weight=len(key[1])):
+        if _SENT_BEFORE.add(key, value, weight=weight):
             for thing in _objects(value):
                 _SHARED[id(thing)] = _SHARED.get(id(thing), 0) + 1

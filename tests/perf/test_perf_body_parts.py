@@ -157,11 +157,34 @@ def test_values_dropped_to_make_room_are_no_longer_shared() -> None:
     for n in range(5):
         data = _bundle_request(2, tag="x" * big + str(n))
         kept.append(_resources(parse_json_body(data, MAX_DEPTH)))
-    held = {
-        id(r)
-        for (_, _), value in body_parts._SENT_BEFORE.items()
-        for r in _resources({"prefetch": {"observations": value}})
-    }
+    values = [value for _, value in body_parts._SENT_BEFORE.items()]
+    assert 0 < len(values) < 5
     assert body_parts.chart_key(kept[0]) is None  # dropped
     assert body_parts.chart_key(kept[-1]) is not None
-    assert set(body_parts._SHARED) == held | {id(v) for _, v in body_parts._SENT_BEFORE.items()}
+    reachable = {id(value) for value in values}
+    for value in values:  # entry arrays, and Bundles around them
+        for entry in value if isinstance(value, list) else value.get("entry", []):
+            reachable.add(id(entry["resource"]))
+    assert set(body_parts._SHARED) == reachable
+
+
+def test_a_bundle_with_a_new_id_around_the_same_entries_shares_them() -> None:
+    def searched(call: int) -> bytes:
+        entries = [{"resource": {"resourceType": "Condition", "id": f"c{i}"}} for i in range(4)]
+        bundle = {
+            "resourceType": "Bundle",
+            "id": f"search-{call}",
+            "meta": {"lastUpdated": f"2026-12-04T10:00:0{call}Z"},
+            "type": "searchset",
+            "entry": entries,
+        }
+        return _request({"conditions": bundle})
+
+    first = parse_json_body(searched(1), MAX_DEPTH)["prefetch"]["conditions"]
+    again = parse_json_body(searched(2), MAX_DEPTH)["prefetch"]["conditions"]
+    assert again["id"] == "search-2"
+    assert again["meta"] == {"lastUpdated": "2026-12-04T10:00:02Z"}
+    assert list(again) == ["resourceType", "id", "meta", "type", "entry"]  # as sent
+    assert again["entry"] is first["entry"]
+    resources = [entry["resource"] for entry in again["entry"]]
+    assert body_parts.chart_key(resources) == r4.chart_key(resources)
