@@ -185,6 +185,24 @@ class FloorProcess:
         self._process.join(timeout=10)
 
 
+class FloorHere:
+    """The floor in the benchmark's own process (`--floor-here`): as measured before step 22
+    of docs/performance.md, for comparison."""
+
+    def __init__(self) -> None:
+        self._client = floor.app.test_client()
+        self._body = b""
+
+    def send_body(self, body: bytes) -> None:
+        self._body = body
+
+    def call(self, *, gc_off: bool) -> float:
+        return timed(self._client, self._body, gc_off=gc_off)
+
+    def close(self) -> None:
+        pass
+
+
 def _floor_worker(conn: Connection, wall: bool) -> None:
     if wall:
         global CLOCK
@@ -208,7 +226,7 @@ def _floor_worker(conn: Connection, wall: bool) -> None:
 
 def measure(
     ours: FlaskClient,
-    base: FloorProcess,
+    base: FloorProcess | FloorHere,
     body: bytes,
     *,
     gc_off: bool,
@@ -270,12 +288,14 @@ def slope(rows: dict[int, dict[str, float | int]], key: str) -> dict[str, float]
     }
 
 
-def run(sizes: tuple[int, ...], min_calls: int, database: str) -> dict[str, Any]:
+def run(
+    sizes: tuple[int, ...], min_calls: int, database: str, *, floor_here: bool = False
+) -> dict[str, Any]:
     ours_app = service_app(database)
     gc.collect()
     gc.freeze()  # as the gunicorn master does before forking the workers (both sides)
     ours = ours_app.test_client()
-    base = FloorProcess()
+    base: FloorProcess | FloorHere = FloorHere() if floor_here else FloorProcess()
     results: dict[str, Any] = {"sizes": list(sizes), "gc_on": {}, "gc_off": {}}
     try:
         for n in sizes:
@@ -295,7 +315,11 @@ def run(sizes: tuple[int, ...], min_calls: int, database: str) -> dict[str, Any]
 
 
 def _measure_size(
-    ours: FlaskClient, base: FloorProcess, n: int, min_calls: int, results: dict[str, Any]
+    ours: FlaskClient,
+    base: FloorProcess | FloorHere,
+    n: int,
+    min_calls: int,
+    results: dict[str, Any],
 ) -> None:
     request = order_sign_request(n)
     body = json.dumps(request).encode("utf-8")
@@ -328,12 +352,15 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> i
     parser.add_argument("--json", type=Path, help="write the figures to this file")
     parser.add_argument("--database", default="sqlite://", help="the audit store")
     parser.add_argument("--wall", action="store_true", help="wall time, not CPU time")
+    parser.add_argument(
+        "--floor-here", action="store_true", help="the floor in this process, not its own"
+    )
     args = parser.parse_args(argv)
     if args.wall:
         global CLOCK
         CLOCK = time.perf_counter
     sizes = tuple(int(s) for s in args.sizes.split(","))
-    results = run(sizes, args.calls, args.database)
+    results = run(sizes, args.calls, args.database, floor_here=args.floor_here)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
         out(f"figures written to {args.json}")

@@ -39,9 +39,11 @@ from fhir_mappings.r4 import ChartKey
 
 _PARTS: Final = msgspec.json.Decoder(dict[str, msgspec.Raw])
 
-CAPACITY: Final = 8 * 1024 * 1024
+CAPACITY: Final = 16 * 1024 * 1024
 """Bytes of prefetch text whose values are kept (a 500-resource chart is about 0.35 MB, a
-5,000-resource chart about 3.4 MB); parsed, they take several times that in memory."""
+5,000-resource chart about 3.4 MB, a 20,000-resource chart about 14 MB); parsed, they take
+about five times that in memory. A body whose prefetch text is longer keeps none of it
+(keeping part of it would only push out what the next call of the same chart needs)."""
 
 _LOCK: Final = threading.RLock()
 _SHARED: dict[int, int] = {}
@@ -68,6 +70,7 @@ def _objects(value: Shared) -> Iterator[Any]:
 
 def _not_shared(_: tuple[int, bytes], value: Shared) -> None:
     with _LOCK:
+        _CHARTS.clear()  # so that it never holds resources no longer kept
         for thing in _objects(value):
             held = _SHARED.pop(id(thing), 1) - 1
             if held:
@@ -141,10 +144,14 @@ def read_by_parts(data: bytes, max_depth: int, read: PartReader) -> dict[str, An
 
 def _prefetch(data: bytes, depth: int, read: PartReader) -> dict[str, Any]:
     """The prefetch object (`depth`: how deep it may nest), each value read by `_value`."""
-    return {key: _value(bytes(raw), depth - 1, read) for key, raw in _PARTS.decode(data).items()}
+    keep = len(data) <= CAPACITY
+    return {
+        key: _value(bytes(raw), depth - 1, read, keep=keep)
+        for key, raw in _PARTS.decode(data).items()
+    }
 
 
-def _value(text: bytes, depth: int, read: PartReader) -> Any:
+def _value(text: bytes, depth: int, read: PartReader, *, keep: bool) -> Any:
     """One prefetch value, as sent before when it was. A Bundle not sent before is read
     part by part, its `entry` array as sent before when it was: a FHIR server writes a new
     Bundle `id` and `meta.lastUpdated` for each search, around the same entries."""
@@ -156,25 +163,25 @@ def _value(text: bytes, depth: int, read: PartReader) -> Any:
         entries = parts.get("entry")
         if entries is not None and bytes(parts.get("resourceType", b"")) == b'"Bundle"':
             bundle = {
-                name: _kept(bytes(raw), depth - 1, read)
+                name: _kept(bytes(raw), depth - 1, read, keep=keep)
                 if name == "entry"
                 else read(bytes(raw), depth - 1)
                 for name, raw in parts.items()
             }
-            # The entries are kept (and weighed) on their own: the rest weighs the Bundle.
-            _share((depth, text), bundle, weight=max(len(text) - len(entries), 1))
+            if keep:  # the entries are kept (and weighed) on their own
+                _share((depth, text), bundle, weight=max(len(text) - len(entries), 1))
             return bundle
-    return _kept(text, depth, read)
+    return _kept(text, depth, read, keep=keep)
 
 
-def _kept(text: bytes, depth: int, read: PartReader) -> Any:
+def _kept(text: bytes, depth: int, read: PartReader, *, keep: bool) -> Any:
     """`read(text, depth)`, or the value read before from the same text and depth; an
-    object or array read now is kept for the next time."""
+    object or array read now is kept for the next time (when `keep`)."""
     known = _SENT_BEFORE.get((depth, text))
     if known is not None:
         return known
     value = read(text, depth)
-    if type(value) is dict or type(value) is list:
+    if keep and (type(value) is dict or type(value) is list):
         _share((depth, text), value, weight=len(text))
     return value
 

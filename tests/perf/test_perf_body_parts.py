@@ -188,3 +188,26 @@ def test_a_bundle_with_a_new_id_around_the_same_entries_shares_them() -> None:
     assert again["entry"] is first["entry"]
     resources = [entry["resource"] for entry in again["entry"]]
     assert body_parts.chart_key(resources) == r4.chart_key(resources)
+
+
+def test_a_chart_longer_than_the_memo_keeps_none_of_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = _bundle_request(40)
+    monkeypatch.setattr(body_parts, "CAPACITY", len(data) // 2)
+    first = parse_json_body(data, MAX_DEPTH)
+    again = parse_json_body(data, MAX_DEPTH)
+    assert again == first
+    assert (
+        again["prefetch"]["observations"]["entry"] is not first["prefetch"]["observations"]["entry"]
+    )
+    assert body_parts._SENT_BEFORE.items() == []
+
+
+def test_dropping_a_value_forgets_the_chart_keys_that_hold_its_resources() -> None:
+    big = body_parts.CAPACITY // 3
+    first = _resources(parse_json_body(_bundle_request(2, tag="x" * big), MAX_DEPTH))
+    assert body_parts.chart_key(first) is not None
+    assert len(body_parts._CHARTS) == 1
+    for n in range(3):
+        parse_json_body(_bundle_request(2, tag="x" * big + str(n)), MAX_DEPTH)
+    assert len(body_parts._CHARTS) == 0  # it held resources no longer kept
+    assert body_parts.chart_key(first) is None
