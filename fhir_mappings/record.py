@@ -310,9 +310,10 @@ _RecordKey = tuple[
 ]
 
 _RECORDS: Final[WeightedMemo[_RecordKey, PatientRecord]] = WeightedMemo(capacity=50_000)
-"""Records read before, by their chart, the context fields read, the day and the units
-(`_record_key`); at most 50,000 resources' worth in all (the oldest records go first).
-Records are immutable, and every part of them is a pure function of the key."""
+"""Records read before, by their chart, the context fields read, the day, the resource
+types the EHR could not give and the units (`_record_key`); at most 50,000 resources' worth
+in all (the oldest records go first). Records are immutable, and every part of them is a
+pure function of the key."""
 
 
 def forget_records() -> None:
