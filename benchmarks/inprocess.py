@@ -231,10 +231,10 @@ def measure(
     *,
     gc_off: bool,
     min_calls: int,
-    rewrapped: Iterator[bytes] | None = None,
+    rewrapped: Iterator[bytes],
 ) -> dict[str, float | int]:
-    """Medians (ms) of ours, the floor, ours in new Bundles (`new_bundles` of the body,
-    when given), for a new patient and at first sight, interleaved call by call."""
+    """Medians (ms) of ours, the floor, ours in new Bundles (`rewrapped`: `new_bundles` of
+    the body), for a new patient and at first sight, interleaved call by call."""
     for _ in range(2):  # warm up both
         timed(ours, body, gc_off=gc_off)
         base.call(gc_off=gc_off)
@@ -247,31 +247,24 @@ def measure(
     while len(a) < min_calls or (spent < CALLS_BUDGET_S and len(a) < 400):
         a.append(timed(ours, body, gc_off=gc_off))
         b.append(base.call(gc_off=gc_off))
-        if rewrapped is not None:
-            wrapped.append(timed(ours, next(rewrapped), gc_off=gc_off))
+        wrapped.append(timed(ours, next(rewrapped), gc_off=gc_off))
         forget_bodies()
         fresh.append(timed(ours, body, gc_off=gc_off))
         forget_memos()
         cold.append(timed(ours, body, gc_off=gc_off))
-        spent += a[-1] + fresh[-1] + cold[-1] + (wrapped[-1] if wrapped else 0.0)
+        spent += a[-1] + wrapped[-1] + fresh[-1] + cold[-1]
     ours_ms = statistics.median(a) * 1000
     floor_ms = statistics.median(b) * 1000
     fresh_ms = statistics.median(fresh) * 1000
     cold_ms = statistics.median(cold) * 1000
-    wrapped_ms = statistics.median(wrapped) * 1000 if wrapped else None
+    wrapped_ms = statistics.median(wrapped) * 1000
     return {
         "calls": len(a),
         "ours_ms": round(ours_ms, 2),
         "floor_ms": round(floor_ms, 2),
         "ratio": round(ours_ms / floor_ms, 2),
-        **(
-            {
-                "new_bundles_ms": round(wrapped_ms, 2),
-                "new_bundles_ratio": round(wrapped_ms / floor_ms, 2),
-            }
-            if wrapped_ms is not None
-            else {}
-        ),
+        "new_bundles_ms": round(wrapped_ms, 2),
+        "new_bundles_ratio": round(wrapped_ms / floor_ms, 2),
         "new_patient_ms": round(fresh_ms, 2),
         "new_patient_ratio": round(fresh_ms / floor_ms, 2),
         "first_sight_ms": round(cold_ms, 2),

@@ -171,15 +171,17 @@ def _value(text: bytes, depth: int, read: PartReader, *, keep: bool) -> Any:
             if keep:  # the entries are kept (and weighed) on their own
                 _share((depth, text), bundle, weight=max(len(text) - len(entries), 1))
             return bundle
-    return _kept(text, depth, read, keep=keep)
+    return _read_and_keep(text, depth, read, keep=keep)
 
 
 def _kept(text: bytes, depth: int, read: PartReader, *, keep: bool) -> Any:
-    """`read(text, depth)`, or the value read before from the same text and depth; an
-    object or array read now is kept for the next time (when `keep`)."""
+    """The value read before from the same text and depth, else `_read_and_keep`."""
     known = _SENT_BEFORE.get((depth, text))
-    if known is not None:
-        return known
+    return known if known is not None else _read_and_keep(text, depth, read, keep=keep)
+
+
+def _read_and_keep(text: bytes, depth: int, read: PartReader, *, keep: bool) -> Any:
+    """`read(text, depth)`; an object or array is kept for the next time (when `keep`)."""
     value = read(text, depth)
     if keep and (type(value) is dict or type(value) is list):
         _share((depth, text), value, weight=len(text))

@@ -6,7 +6,8 @@ A chart repeats the same few codes thousands of times (every CRP result has the 
 that value and the value sets loaded at import. Their answers are kept by the value's JSON
 text (a digest of it when long): equal text, equal value, equal answer. A value whose text
 would not tell it apart (orjson writes NaN and infinities as `null`; so no value with a
-`null` is keyed) or that orjson cannot write is computed every time. At most `capacity`
+`null` is keyed), that orjson cannot write, or that holds anything but JSON's own types
+(`EXACT_TEXT`) is computed every time. At most `capacity`
 answers are kept (the oldest go first), so a worker's memory stays flat
 whatever it is sent. Answers must be immutable (tuples, frozensets, strings) or copied by
 the caller.
@@ -25,6 +26,15 @@ T = TypeVar("T")
 K = TypeVar("K", bound=Hashable)
 
 
+EXACT_TEXT: Final = (
+    orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+)
+"""orjson options for a text that stands for a value: only JSON's own types are written (a
+date object, a dataclass or a subclass of str would be written as the plain JSON of another
+value and read differently; with these options orjson refuses them instead, so no key)."""
+
 _SHORT: Final = 160
 """Texts up to this long are kept as they are; longer ones by their SHA-256 digest, so that
 a kept key never takes more than a few hundred bytes whatever the chart holds."""
@@ -34,7 +44,7 @@ def content_key(value: Any) -> bytes | None:
     """The value's JSON text (or its digest, when long), or None when it cannot stand for
     the value exactly."""
     try:
-        text = orjson.dumps(value)
+        text = orjson.dumps(value, option=EXACT_TEXT)
     except (orjson.JSONEncodeError, TypeError):
         return None
     if b"null" in text:

@@ -61,7 +61,7 @@ from fhir.resources.R4B.servicerequest import ServiceRequest
 from pydantic import ValidationError
 
 from fhir_mappings import budget, fast_validation
-from fhir_mappings.content_memo import WeightedMemo
+from fhir_mappings.content_memo import EXACT_TEXT, WeightedMemo
 from fhir_mappings.fields import LOCAL_REF_KEY, compare_versions, ref_of
 
 Json = Mapping[str, Any]
@@ -268,9 +268,10 @@ def forget_validated() -> None:
 def _content_key(data: Mapping[str, Any]) -> bytes | None:
     """A digest of the body, keys sorted; None when the text would not tell every body apart
     (orjson writes NaN and infinities as `null`, so no body with a `null` is keyed; a value
-    orjson cannot write, such as an integer beyond 64 bits, is not keyed either)."""
+    orjson cannot write, such as an integer beyond 64 bits, or one that is not of a JSON
+    type, `EXACT_TEXT`, is not keyed either)."""
     try:
-        text = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+        text = orjson.dumps(data, option=orjson.OPT_SORT_KEYS | EXACT_TEXT)
     except (orjson.JSONEncodeError, TypeError):
         return None
     if b"null" in text:
@@ -539,16 +540,6 @@ class ChartKey:
     """The text holds no `null`, so it stands for the resources exactly (orjson writes a
     NaN as `null` too). Per-resource keys do not need this (a resource whose text holds a
     `null` has no key of its own, `_content_key`); a memo of the whole chart does."""
-
-
-EXACT_TEXT: Final = (
-    orjson.OPT_PASSTHROUGH_DATETIME
-    | orjson.OPT_PASSTHROUGH_DATACLASS
-    | orjson.OPT_PASSTHROUGH_SUBCLASS
-)
-"""Only JSON's own types are written: a date object, a dataclass or a subclass of str
-would be written as the plain JSON of another value and read differently; with these
-options orjson refuses them instead (no key)."""
 
 
 def chart_key(resources: Sequence[Any]) -> ChartKey | None:

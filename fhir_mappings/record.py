@@ -29,13 +29,10 @@ after every reader has run, so it is final for the request.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Final
-
-import orjson
 
 from fhir_mappings import (
     budget,
@@ -335,14 +332,11 @@ def _record_key(
     ids = tuple(context.get(f) for f in ("patientId", "userId", "encounterId"))
     if not all(v is None or type(v) is str for v in ids):
         return None
-    try:
-        orders = orjson.dumps(context.get("draftOrders"), option=r4.EXACT_TEXT)
-    except (orjson.JSONEncodeError, TypeError):
+    drafts = context.get("draftOrders")
+    orders = r4.chart_key([] if drafts is None else [drafts])
+    if orders is None or not orders.exact:
         return None
-    if b"null" in orders and orders != b"null":  # a NaN is written as null too
-        return None
-    drafts = hashlib.sha256(orders).digest()
-    return (chart.digest, ids, drafts, as_of, unavailable, tuple(sorted(units.items())))
+    return (chart.digest, ids, orders.digest, as_of, unavailable, tuple(sorted(units.items())))
 
 
 def _read_record(
